@@ -1,0 +1,121 @@
+//! MCP Hangar's configuration: the YAML file format, `${VAR}` expansion, validation, and the
+//! runtime model the gateway runs on.
+//!
+//! This crate has no async runtime and no networking so `check-config` and its tests build in
+//! seconds. Loading reports **every** problem with its field path, never just the first:
+//!
+//! ```
+//! let text = "providers:\n  math:\n    mode: subprocess\n    idle_ttl: 5\n";
+//! let err = hangar_config::parse(text, "demo.yaml", &|_| None).unwrap_err();
+//! let shown = err.to_string();
+//! assert!(shown.contains("providers.math.idle_ttl: unknown key (did you mean \"idle_ttl_s\"?)"));
+//! assert!(shown.contains("providers.math.command: is required for mode subprocess"));
+//! ```
+
+mod decode;
+mod env;
+mod error;
+mod model;
+mod provider;
+mod secret;
+mod sections;
+mod validate;
+
+use std::path::Path;
+
+use serde_norway::Value;
+
+pub use env::EnvLookup;
+pub use error::{LoadError, Problem};
+pub use model::*;
+pub use secret::Secret;
+
+use decode::{child, Decoder};
+
+/// The configuration used when no `--config` is given: it works on a fresh machine with nothing
+/// else installed.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../examples/default.yaml");
+
+/// Name under which the embedded default is reported in messages.
+pub const EMBEDDED_DEFAULT_NAME: &str = "<embedded default config>";
+
+const TOP_KEYS: &[&str] = &["server", "providers", "observability"];
+
+/// Looks variables up in the process environment.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Reads and validates a configuration file.
+pub fn load_file(path: &Path, env: EnvLookup<'_>) -> Result<Config, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text, &path.display().to_string(), env)
+}
+
+/// Parses and validates configuration text. `source_name` names the text in messages.
+pub fn parse(text: &str, source_name: &str, env: EnvLookup<'_>) -> Result<Config, LoadError> {
+    let syntax = |e: serde_norway::Error| {
+        let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+        LoadError::Syntax {
+            source_name: source_name.to_owned(),
+            line,
+            column,
+            message: e.to_string(),
+        }
+    };
+    let mut root: Value = serde_norway::from_str(text).map_err(syntax)?;
+    root.apply_merge().map_err(syntax)?;
+
+    let mut d = Decoder::new(env);
+    let top = d.fields("", &root);
+    let mut declared: Vec<&str> = Vec::new();
+    let config = top.map(|top| {
+        top.deny_unknown(&mut d, TOP_KEYS, |_| None);
+        let server = sections::decode_server(&mut d, top.get("server"));
+        let providers = decode_providers(&mut d, top.get("providers"), &mut declared);
+        let observability = sections::decode_observability(&mut d, top.get("observability"));
+        Config {
+            server,
+            providers,
+            observability,
+        }
+    });
+    let mut problems = d.into_problems();
+    if let Some(config) = &config {
+        validate::cross_check(config, &declared, &mut problems);
+    }
+    match config {
+        Some(config) if problems.is_empty() => Ok(config),
+        _ => Err(LoadError::Invalid {
+            source_name: source_name.to_owned(),
+            problems,
+        }),
+    }
+}
+
+/// Decodes `providers`, noting in `declared` every name present, valid or not, so that
+/// references to a broken provider are not reported a second time as unknown.
+fn decode_providers<'v>(
+    d: &mut Decoder<'_>,
+    v: Option<(String, &'v Value)>,
+    declared: &mut Vec<&'v str>,
+) -> Vec<Provider> {
+    let Some((path, value)) = v else {
+        return Vec::new();
+    };
+    let Some(fields) = d.fields(&path, value) else {
+        return Vec::new();
+    };
+    declared.extend(fields.entries.iter().map(|(name, _)| *name));
+    fields
+        .entries
+        .iter()
+        .filter_map(|(name, value)| provider::decode(d, &child(&path, name), name, value))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

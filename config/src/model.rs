@@ -1,0 +1,275 @@
+//! The runtime model: what the gateway runs on, with defaults filled in and references checked.
+//!
+//! It is separate from the file's shape on purpose: discovery sources (files, Docker labels,
+//! Kubernetes annotations) all produce this model, and the gateway never sees raw YAML.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::secret::Secret;
+
+/// A whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listener and protocol limits.
+    pub server: Server,
+    /// Providers in declaration order; that order is the order of merged lists.
+    pub providers: Vec<Provider>,
+    /// Metrics, tracing and Langfuse export.
+    pub observability: Observability,
+}
+
+impl Config {
+    /// The provider called `name`.
+    pub fn provider(&self, name: &str) -> Option<&Provider> {
+        self.providers.iter().find(|p| p.name == name)
+    }
+}
+
+/// Where and how the HTTP front door listens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    /// Address to bind (`127.0.0.1` by default: local MCP servers should not face the network).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Path of the MCP endpoint (`/mcp`).
+    pub mcp_path: String,
+    /// Origins allowed to call the endpoint from a browser; requests with any other `Origin`
+    /// get 403 (DNS-rebinding protection). Default: localhost origins on any port.
+    pub allowed_origins: Vec<String>,
+    /// Size and time bounds.
+    pub limits: Limits,
+}
+
+/// Bounds on what one client or upstream may cost the gateway.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Largest request body accepted (413 beyond).
+    pub max_body_bytes: usize,
+    /// Largest total size of request headers accepted (431 beyond).
+    pub max_header_bytes: usize,
+    /// Time to establish a connection to an upstream.
+    pub connect_timeout: Duration,
+    /// Time from sending a request to the first byte of the upstream's answer.
+    pub first_byte_timeout: Duration,
+    /// Longest silence tolerated on an open stream before it is closed.
+    pub idle_timeout: Duration,
+    /// Most long-lived streams (legacy GET, `subscriptions/listen`) open at once.
+    pub max_concurrent_streams: usize,
+    /// How long a graceful shutdown waits for in-flight requests.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4 * 1024 * 1024,
+            max_header_bytes: 64 * 1024,
+            connect_timeout: Duration::from_secs(5),
+            first_byte_timeout: Duration::from_secs(300),
+            idle_timeout: Duration::from_secs(600),
+            max_concurrent_streams: 20_000,
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One provider (an MCP server, or a group of them).
+#[derive(Debug, Clone)]
+pub struct Provider {
+    /// Unique name; also the default tool prefix and the metrics label.
+    pub name: String,
+    /// Prepended to this provider's tool and prompt names (`"<name>__"` unless configured).
+    pub tool_prefix: String,
+    /// Whether the provider's tools are listed on their own (group members often are not).
+    pub expose: bool,
+    /// Free text for operators.
+    pub description: Option<String>,
+    /// A provider with no call in flight for this long is stopped.
+    pub idle_ttl: Duration,
+    /// Interval of active health checks.
+    pub health_check_interval: Duration,
+    /// Consecutive failures before the provider is marked degraded.
+    pub max_consecutive_failures: u32,
+    /// Tools listed before the provider has started (as given, un-prefixed).
+    pub tools: Vec<PredefinedTool>,
+    /// How the provider is reached.
+    pub kind: ProviderKind,
+}
+
+/// A tool definition from the configuration, served while the provider is cold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PredefinedTool {
+    /// The provider's own name for the tool.
+    pub name: String,
+    /// The full MCP `Tool` object (name, description, inputSchema, …) as JSON.
+    pub definition: serde_json::Value,
+}
+
+/// How a provider is reached.
+#[derive(Debug, Clone)]
+pub enum ProviderKind {
+    /// A child process speaking MCP over stdio.
+    Subprocess(Subprocess),
+    /// A container speaking MCP over attached stdio.
+    Container(Container),
+    /// An MCP server over HTTP.
+    Remote(Remote),
+    /// A pool of other providers.
+    Group(Group),
+}
+
+impl ProviderKind {
+    /// The mode's name as written in the file.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Self::Subprocess(_) => "subprocess",
+            Self::Container(_) => "container",
+            Self::Remote(_) => "remote",
+            Self::Group(_) => "group",
+        }
+    }
+}
+
+/// `mode: subprocess`.
+#[derive(Debug, Clone)]
+pub struct Subprocess {
+    /// Program and arguments.
+    pub command: Vec<String>,
+    /// Extra environment variables for the child.
+    pub env: Vec<(String, Secret)>,
+    /// Working directory of the child (the gateway's own when absent).
+    pub cwd: Option<PathBuf>,
+}
+
+/// `mode: container` (alias `docker`).
+#[derive(Debug, Clone)]
+pub struct Container {
+    /// Image reference.
+    pub image: String,
+    /// Overrides the image's command when non-empty.
+    pub command: Vec<String>,
+    /// Environment of the container.
+    pub env: Vec<(String, Secret)>,
+    /// Bind mounts.
+    pub volumes: Vec<Volume>,
+    /// Docker network mode (`none` by default: providers get no network unless asked).
+    pub network: String,
+    /// Read-only root filesystem (default true).
+    pub read_only: bool,
+    /// Memory limit in bytes.
+    pub memory_bytes: Option<u64>,
+    /// CPU limit in cores.
+    pub cpus: Option<f64>,
+}
+
+/// One bind mount, `host:container[:ro|rw]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    /// Path on the host.
+    pub host: String,
+    /// Path inside the container.
+    pub container: String,
+    /// Mounted read-only.
+    pub read_only: bool,
+}
+
+/// `mode: remote`.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    /// URL of the MCP endpoint (`http://` or `https://`).
+    pub endpoint: String,
+    /// Headers sent with every request (credentials, usually).
+    pub headers: Vec<(String, Secret)>,
+    /// Which HTTP transport the upstream speaks.
+    pub transport: RemoteTransport,
+}
+
+/// The HTTP transport of a remote provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteTransport {
+    /// Probe: modern streamable HTTP, then legacy streamable HTTP, then HTTP+SSE.
+    Auto,
+    /// Streamable HTTP (either era; the era is negotiated).
+    StreamableHttp,
+    /// The deprecated 2024-11-05 HTTP+SSE transport.
+    Sse,
+}
+
+/// `mode: group`.
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// How a member is chosen for each call.
+    pub strategy: Strategy,
+    /// The pool, in declaration order.
+    pub members: Vec<Member>,
+    /// For `consistent_hash`: what to hash (`caller`, or `arg:<name>` for a tool argument).
+    pub hash_key: Option<String>,
+}
+
+/// Member selection strategy of a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Smooth weighted round-robin (nginx style).
+    WeightedRoundRobin,
+    /// Lowest priority tier with a healthy member.
+    Priority,
+    /// Fewest in-flight calls relative to weight.
+    LeastConnections,
+    /// Stable member per hash key.
+    ConsistentHash,
+}
+
+/// One member of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Name of the member provider.
+    pub provider: String,
+    /// Relative share of traffic (≥ 1).
+    pub weight: u32,
+    /// Tier; lower is preferred.
+    pub priority: u32,
+}
+
+/// Metrics, tracing and Langfuse export.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observability {
+    /// OpenTelemetry traces over OTLP.
+    pub tracing: Tracing,
+    /// Prometheus endpoint.
+    pub metrics: Metrics,
+    /// Traces to Langfuse through its OTLP endpoint.
+    pub langfuse: Langfuse,
+}
+
+/// OpenTelemetry tracing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tracing {
+    /// Export spans.
+    pub enabled: bool,
+    /// OTLP collector URL.
+    pub otlp_endpoint: String,
+}
+
+/// Prometheus metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metrics {
+    /// Serve the endpoint.
+    pub enabled: bool,
+    /// Path of the endpoint.
+    pub endpoint: String,
+}
+
+/// Langfuse export.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Langfuse {
+    /// Export spans to Langfuse.
+    pub enabled: bool,
+    /// Public key (basic-auth user).
+    pub public_key: Secret,
+    /// Secret key (basic-auth password).
+    pub secret_key: Secret,
+    /// Langfuse base URL.
+    pub host: String,
+}

@@ -1,0 +1,283 @@
+//! Unit tests of loading: defaults, expansion, and the problems reported for bad input.
+
+use std::time::Duration;
+
+use super::*;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "WEATHER_TOKEN" => Some("tok-123".into()),
+        "PORT" => Some("9100".into()),
+        _ => None,
+    }
+}
+
+fn problems(text: &str) -> Vec<String> {
+    match parse(text, "t.yaml", &env) {
+        Err(LoadError::Invalid { problems, .. }) => {
+            problems.iter().map(ToString::to_string).collect()
+        }
+        other => panic!("expected problems, got {other:?}"),
+    }
+}
+
+#[test]
+fn empty_document_is_a_gateway_with_defaults() {
+    let c = parse("", "t.yaml", &env).expect("empty config is valid");
+    assert_eq!(c.server.host, "127.0.0.1");
+    assert_eq!(c.server.port, 8000);
+    assert_eq!(c.server.mcp_path, "/mcp");
+    assert!(c.providers.is_empty());
+    assert!(c.observability.metrics.enabled);
+    assert!(!c.observability.tracing.enabled);
+}
+
+#[test]
+fn issue_example_loads_with_defaults_and_secrets() {
+    let text = r#"
+server: {port: "${PORT}"}
+providers:
+  math:
+    mode: subprocess
+    command: [python, -m, my_math_server]
+    env: {API_KEY: "${MATH_API_KEY:-none}", N: 3}
+    tools: [{name: add, description: "Add", inputSchema: {type: object}}]
+  sqlite:
+    mode: docker
+    image: ghcr.io/modelcontextprotocol/server-sqlite:latest
+    volumes: ["/data/sqlite:/data:rw"]
+  weather:
+    mode: remote
+    endpoint: https://weather.example/mcp
+    headers: {Authorization: "Bearer ${WEATHER_TOKEN}"}
+  search_a: {mode: remote, endpoint: "http://127.0.0.1:9001/mcp", expose: false}
+  search_b: {mode: remote, endpoint: "http://127.0.0.1:9002/mcp", expose: false}
+  search:
+    mode: group
+    strategy: weighted_round_robin
+    members: [{provider: search_a, weight: 3, priority: 0}, {provider: search_b, weight: 1, priority: 1}]
+observability:
+  langfuse: {enabled: false, public_key: "${LANGFUSE_PUBLIC_KEY}", secret_key: "${LANGFUSE_SECRET_KEY}"}
+"#;
+    let c = parse(text, "t.yaml", &env).expect("valid");
+    assert_eq!(c.server.port, 9100);
+    let names: Vec<_> = c.providers.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["math", "sqlite", "weather", "search_a", "search_b", "search"]
+    );
+    let math = c.provider("math").expect("math");
+    assert_eq!(math.tool_prefix, "math__");
+    assert_eq!(math.idle_ttl, Duration::from_secs(300));
+    assert_eq!(math.health_check_interval, Duration::from_secs(60));
+    assert_eq!(math.max_consecutive_failures, 3);
+    assert_eq!(math.tools[0].name, "add");
+    let ProviderKind::Subprocess(sp) = &math.kind else {
+        panic!("subprocess")
+    };
+    assert_eq!(sp.env[0].1.expose(), "none");
+    assert_eq!(sp.env[1].1.expose(), "3");
+    let ProviderKind::Container(ct) = &c.provider("sqlite").expect("sqlite").kind else {
+        panic!("container")
+    };
+    assert_eq!(ct.network, "none");
+    assert!(ct.read_only);
+    assert_eq!(
+        ct.volumes[0],
+        Volume {
+            host: "/data/sqlite".into(),
+            container: "/data".into(),
+            read_only: false
+        }
+    );
+    let ProviderKind::Remote(r) = &c.provider("weather").expect("weather").kind else {
+        panic!("remote")
+    };
+    assert_eq!(r.headers[0].1.expose(), "Bearer tok-123");
+    assert!(
+        !format!("{c:?}").contains("tok-123"),
+        "secrets must not appear in Debug output"
+    );
+    let ProviderKind::Group(g) = &c.provider("search").expect("search").kind else {
+        panic!("group")
+    };
+    assert_eq!(
+        g.members[0],
+        Member {
+            provider: "search_a".into(),
+            weight: 3,
+            priority: 0
+        }
+    );
+}
+
+#[test]
+fn reports_every_problem_with_its_path() {
+    let got = problems(
+        r#"
+server: {port: 70000, mcp_path: mcp, colour: red}
+providers:
+  math: {mode: subprocess, idle_ttl_s: -1, max_consecutive_failures: 0}
+  search:
+    mode: group
+    members: [{provider: math, weight: 0}, {provider: search_c}]
+"#,
+    );
+    assert_eq!(
+        got,
+        [
+            "server.colour: unknown key (expected one of: host, port, mcp_path, allowed_origins, limits)",
+            "server.port: must be between 1 and 65535, found 70000",
+            "server.mcp_path: \"mcp\" must start with '/'",
+            "providers.math.idle_ttl_s: must be a positive number of seconds up to one year, found -1",
+            "providers.math.max_consecutive_failures: must be between 1 and 1000, found 0",
+            "providers.math.command: is required for mode subprocess",
+            "providers.search.members[0].weight: must be between 1 and 10000, found 0",
+            "providers.search.members[1].provider: unknown provider \"search_c\"",
+        ]
+    );
+}
+
+#[test]
+fn keys_of_another_mode_are_explained() {
+    let got = problems("providers:\n  w: {mode: remote, endpoint: 'http://x', image: foo}\n");
+    assert_eq!(
+        got,
+        ["providers.w.image: unknown key (not used by mode remote; used by: container)"]
+    );
+}
+
+#[test]
+fn missing_variable_names_variable_and_field() {
+    let got = problems(
+        "providers:\n  w: {mode: remote, endpoint: 'http://x', headers: {X-Key: '${NOPE}'}}\n",
+    );
+    assert_eq!(
+        got,
+        ["providers.w.headers.X-Key: environment variable \"NOPE\" is not set"]
+    );
+}
+
+#[test]
+fn enabled_langfuse_needs_its_keys() {
+    let got = problems("observability:\n  langfuse: {enabled: true, public_key: '${NOPE}'}\n");
+    assert_eq!(
+        got,
+        [
+            "observability.langfuse.public_key: environment variable \"NOPE\" is not set",
+            "observability.langfuse.secret_key: is required when langfuse is enabled",
+        ]
+    );
+}
+
+#[test]
+fn duplicate_exposed_tool_names_and_prefixes() {
+    let got = problems(
+        r#"
+providers:
+  a: {mode: subprocess, command: [a], tool_prefix: "", tools: [{name: add}]}
+  b: {mode: subprocess, command: [b], tool_prefix: "", tools: [{name: add}, {name: sub}, {name: sub}]}
+  c: {mode: subprocess, command: [c], tool_prefix: "x_"}
+  d: {mode: subprocess, command: [d], tool_prefix: "x_"}
+"#,
+    );
+    assert_eq!(
+        got,
+        [
+            "providers.b.tools[2].name: tool \"sub\" is declared twice",
+            "providers.d.tool_prefix: \"x_\" is also the tool prefix of provider \"c\"; exposed names would collide",
+            "providers.b.tools[0].name: exposed tool name \"add\" is also exposed by providers.a.tools[0]",
+            "providers.b.tools[2].name: exposed tool name \"sub\" is also exposed by providers.b.tools[1]",
+        ]
+    );
+}
+
+#[test]
+fn group_references_are_checked() {
+    let got = problems(
+        r#"
+providers:
+  a: {mode: remote, endpoint: "http://a"}
+  g1: {mode: group, members: [a, a, g1]}
+  g2: {mode: group, strategy: consistent_hash, members: [g1]}
+"#,
+    );
+    assert_eq!(
+        got,
+        [
+            "providers.g2.hash_key: is required for strategy consistent_hash",
+            "providers.g1.members[1].provider: \"a\" is already listed as members[0]",
+            "providers.g1.members[2].provider: a group cannot contain itself",
+            "providers.g2.members[0].provider: \"g1\" is a group; groups cannot be nested",
+        ]
+    );
+}
+
+#[test]
+fn syntax_errors_carry_a_location() {
+    let err = parse("providers:\n  a: [unclosed\n", "t.yaml", &env).expect_err("invalid");
+    let LoadError::Syntax { line, .. } = &err else {
+        panic!("syntax error expected, got {err:?}")
+    };
+    assert!(*line >= 2, "line {line}");
+    assert!(err.to_string().starts_with("t.yaml:"), "{err}");
+}
+
+#[test]
+fn wrong_types_are_named() {
+    let got = problems(
+        "server: [1]\nproviders: {a: {mode: 3}}\nobservability: {metrics: {enabled: maybe}}\n",
+    );
+    assert_eq!(
+        got,
+        [
+            "server: expected a mapping, found a list",
+            "providers.a.mode: expected a string, found number 3",
+            "observability.metrics.enabled: expected true or false, found string \"maybe\"",
+        ]
+    );
+}
+
+#[test]
+fn embedded_default_is_valid() {
+    let c = parse(EMBEDDED_DEFAULT, EMBEDDED_DEFAULT_NAME, &|name| {
+        (name == "MCP_HANGAR_EXE").then(|| "/usr/bin/mcp-hangar".to_owned())
+    })
+    .expect("embedded default must load");
+    assert_eq!(c.server.port, 8000);
+}
+
+#[test]
+fn yaml_merge_keys_work() {
+    let text = r#"
+x-defaults: &d {mode: remote, idle_ttl_s: 10}
+providers:
+  a: {<<: *d, endpoint: "http://a"}
+"#;
+    // `x-defaults` is not a known top-level key: anchors must live under a known key.
+    assert_eq!(
+        problems(text),
+        ["x-defaults: unknown key (expected one of: server, providers, observability)"]
+    );
+    let text = "providers:\n  a: &d {mode: remote, endpoint: 'http://a', idle_ttl_s: 10}\n  b: {<<: *d, tool_prefix: bb_}\n";
+    let c = parse(text, "t.yaml", &env).expect("valid");
+    assert_eq!(
+        c.provider("b").expect("b").idle_ttl,
+        Duration::from_secs(10)
+    );
+}
+
+#[test]
+fn shipped_examples_are_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples dir").flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let env = |name: &str| (name == "MCP_HANGAR_EXE").then(|| "/bin/true".to_owned());
+            load_file(&path, &env).unwrap_or_else(|e| panic!("{e}"));
+            count += 1;
+        }
+    }
+    assert!(count >= 3, "found {count} examples");
+}

@@ -1,0 +1,167 @@
+//! Command line: `mcp-hangar [--config FILE] [--http] …`, `check-config FILE`, `demo-server`.
+//!
+//! Flags and names follow the Python MCP Hangar so its users keep their commands.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use hangar_config::{Config, LoadError, EMBEDDED_DEFAULT, EMBEDDED_DEFAULT_NAME};
+
+use crate::telemetry::logging::{self, LogFormat};
+
+/// Exit status of `check-config` for an invalid file (and of start-up with one).
+const EXIT_INVALID_CONFIG: u8 = 2;
+
+/// MCP Hangar: one MCP server in front of many.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mcp-hangar",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Configuration file (YAML). Without it, the embedded default configuration is used.
+    #[arg(long, short = 'c', env = "MCP_HANGAR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Serve streamable HTTP instead of stdio.
+    #[arg(long)]
+    http: bool,
+    /// Address to listen on in HTTP mode (overrides `server.host`).
+    #[arg(long)]
+    host: Option<String>,
+    /// Port to listen on in HTTP mode (overrides `server.port`).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    port: Option<u16>,
+    /// Log filter: a level (`info`, `debug`, …) or a `tracing` directive list.
+    #[arg(long, default_value = "info", env = "MCP_HANGAR_LOG_LEVEL")]
+    log_level: String,
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t = LogFormatArg::Text)]
+    log_format: LogFormatArg,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate a configuration file: print every problem, exit 2 when invalid, 0 when valid.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+    /// Run the built-in demo MCP server on stdio (the embedded default config's provider).
+    DemoServer,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+/// Parses the command line, runs the chosen command and returns its exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::DemoServer) => crate::demo::run(),
+        None => serve(cli),
+    }
+}
+
+fn check_config(file: &Path) -> ExitCode {
+    match load(Some(file)) {
+        Ok(config) => {
+            println!("{}: OK ({})", file.display(), summary(&config));
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            println!("{err}");
+            ExitCode::from(EXIT_INVALID_CONFIG)
+        }
+    }
+}
+
+fn serve(cli: Cli) -> ExitCode {
+    let format = match cli.log_format {
+        LogFormatArg::Text => LogFormat::Text,
+        LogFormatArg::Json => LogFormat::Json,
+    };
+    if let Err(e) = logging::init(&cli.log_level, format) {
+        eprintln!("mcp-hangar: {e}");
+        return ExitCode::from(EXIT_INVALID_CONFIG);
+    }
+    let mut config = match load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(err) => {
+            tracing::error!("{err}");
+            return ExitCode::from(EXIT_INVALID_CONFIG);
+        }
+    };
+    if let Some(host) = cli.host {
+        config.server.host = host;
+    }
+    if let Some(port) = cli.port {
+        config.server.port = port;
+    }
+    tracing::info!(
+        source = cli
+            .config
+            .as_deref()
+            .map_or(EMBEDDED_DEFAULT_NAME.to_owned(), |p| p
+                .display()
+                .to_string()),
+        "configuration loaded: {}",
+        summary(&config)
+    );
+    let result = if cli.http {
+        crate::runtime::run_http(config)
+    } else {
+        crate::runtime::run_stdio(config)
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads `file`, or the embedded default. `${MCP_HANGAR_EXE}` resolves to this binary so the
+/// default config can start the built-in demo server without anything installed.
+pub fn load(file: Option<&Path>) -> Result<Config, LoadError> {
+    let env = |name: &str| {
+        hangar_config::process_env(name).or_else(|| {
+            (name == "MCP_HANGAR_EXE")
+                .then(|| {
+                    std::env::current_exe()
+                        .ok()
+                        .map(|p| p.display().to_string())
+                })
+                .flatten()
+        })
+    };
+    match file {
+        Some(path) => hangar_config::load_file(path, &env),
+        None => hangar_config::parse(EMBEDDED_DEFAULT, EMBEDDED_DEFAULT_NAME, &env),
+    }
+}
+
+fn summary(config: &Config) -> String {
+    let names: Vec<String> = config
+        .providers
+        .iter()
+        .map(|p| format!("{} ({})", p.name, p.kind.mode()))
+        .collect();
+    match names.len() {
+        0 => "no providers".to_owned(),
+        n => format!(
+            "{n} provider{}: {}",
+            if n == 1 { "" } else { "s" },
+            names.join(", ")
+        ),
+    }
+}

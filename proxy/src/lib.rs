@@ -1,0 +1,17 @@
+//! MCP Hangar: a production MCP gateway on Pingora.
+//!
+//! One process sits between MCP clients and many MCP servers ("providers") and presents them as one
+//! server. The binary (`main.rs`) only calls [`cli::main`]; everything else lives here:
+//!
+//! - [`cli`]: the command line and configuration loading.
+//! - [`runtime`]: start-up, listener, graceful shutdown.
+//! - [`front`]: front doors (HTTP via Pingora).
+//! - [`state`]: the configuration snapshot and lifecycle phase shared by all requests.
+//! - [`telemetry`]: logging and metrics.
+
+pub mod cli;
+pub mod demo;
+pub mod front;
+pub mod runtime;
+pub mod state;
+pub mod telemetry;

@@ -1,0 +1,112 @@
+//! Start-up and shutdown: builds the tokio runtime, binds the listener, runs the Pingora HTTP
+//! service, and on SIGTERM/SIGINT stops accepting, drains in-flight requests, then exits.
+//!
+//! The service is driven directly rather than through `pingora::server::Server::run`, because that
+//! sleeps a fixed grace period on every shutdown and panics when the port is taken; here the socket
+//! is bound first (a clear error) and handed to Pingora through its inherited-fd table.
+
+use std::os::fd::IntoRawFd;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use hangar_config::Config;
+use parking_lot::Mutex;
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::Fds;
+use pingora_core::services::Service as _;
+use tokio::sync::watch;
+
+use crate::front::http::HttpFront;
+use crate::state::{AppState, Phase};
+
+/// Serves streamable HTTP until SIGTERM or SIGINT, then shuts down gracefully.
+pub fn run_http(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("hangar-worker")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve_http(config))
+}
+
+async fn serve_http(config: Config) -> anyhow::Result<()> {
+    let addr = listen_address(&config.server.host, config.server.port);
+    let shutdown_timeout = config.server.limits.shutdown_timeout;
+    let listener =
+        std::net::TcpListener::bind(&addr).with_context(|| format!("cannot listen on {addr}"))?;
+    listener
+        .set_nonblocking(true)
+        .context("cannot configure the listening socket")?;
+    let local = listener
+        .local_addr()
+        .map_or_else(|_| addr.clone(), |a| a.to_string());
+    let mut fds = Fds::new();
+    fds.add(addr.clone(), listener.into_raw_fd());
+
+    let state = AppState::new(config);
+    let server_conf = Arc::new(ServerConf::default());
+    let mut service = pingora_proxy::http_proxy_service_with_name(
+        &server_conf,
+        HttpFront::new(state.clone()),
+        "mcp-hangar",
+    );
+    service.add_tcp(&addr);
+    let (stop_accepting, stop_rx) = watch::channel(false);
+    let server = tokio::spawn(async move {
+        service
+            .start_service(Some(Arc::new(Mutex::new(fds))), stop_rx, 1)
+            .await;
+    });
+
+    state.set_phase(Phase::Ready);
+    let snap = state.snapshot();
+    tracing::info!(
+        "listening on http://{local}{} (health: /health/ready)",
+        snap.config.server.mcp_path
+    );
+    drop(snap);
+
+    let signal = shutdown_signal().await;
+    tracing::info!("{signal} received: draining in-flight requests (up to {shutdown_timeout:?})");
+    state.set_phase(Phase::Draining);
+    let _ = stop_accepting.send(true);
+    let left = state.drain(shutdown_timeout).await;
+    if left > 0 {
+        tracing::warn!(
+            "{left} request(s) still in flight after {shutdown_timeout:?}; closing them"
+        );
+    }
+    server.abort();
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// Serves MCP on stdin/stdout for desktop clients.
+pub fn run_stdio(_config: Config) -> anyhow::Result<()> {
+    anyhow::bail!("stdio mode is not available yet; use --http")
+}
+
+/// `host:port`, bracketing IPv6 addresses.
+fn listen_address(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT, naming the signal.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the gateway with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}

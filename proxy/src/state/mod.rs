@@ -1,0 +1,193 @@
+//! Gateway-wide state: the configuration snapshot (one `ArcSwap`, replaced whole on reload), the
+//! lifecycle phase the health endpoints report, and the in-flight request count shutdown drains.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hangar_config::Config;
+use tokio::sync::{watch, Notify};
+
+use crate::telemetry::metrics::Metrics;
+
+/// An immutable view of the configuration and everything compiled from it. Requests load it once
+/// and use that one view throughout, so a reload never mixes two configurations in one request.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increases by one with every applied configuration.
+    pub generation: u64,
+    /// The configuration this snapshot was built from.
+    pub config: Arc<Config>,
+}
+
+/// Where the gateway is in its life, as the health endpoints report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    /// Configuration loaded, listeners not yet up.
+    Starting = 0,
+    /// Serving.
+    Ready = 1,
+    /// Shutting down: no new connections, in-flight requests finishing.
+    Draining = 2,
+}
+
+/// State shared by every request and background task.
+pub struct AppState {
+    snapshot: ArcSwap<Snapshot>,
+    next_generation: AtomicU64,
+    phase: AtomicU8,
+    inflight: AtomicUsize,
+    idle: Notify,
+    shutdown: watch::Sender<bool>,
+    /// The metric registry.
+    pub metrics: Metrics,
+}
+
+impl AppState {
+    /// State for `config`, in phase [`Phase::Starting`], snapshot generation 1.
+    pub fn new(config: Config) -> Arc<Self> {
+        let metrics = Metrics::new();
+        metrics.config_generation.set(1);
+        let (shutdown, _) = watch::channel(false);
+        Arc::new(Self {
+            snapshot: ArcSwap::from_pointee(Snapshot {
+                generation: 1,
+                config: Arc::new(config),
+            }),
+            next_generation: AtomicU64::new(2),
+            phase: AtomicU8::new(Phase::Starting as u8),
+            inflight: AtomicUsize::new(0),
+            idle: Notify::new(),
+            shutdown,
+            metrics,
+        })
+    }
+
+    /// The current snapshot. Load it once per request.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Publishes a new configuration as a whole new snapshot; returns its generation.
+    pub fn replace_config(&self, config: Config) -> u64 {
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        self.snapshot.store(Arc::new(Snapshot {
+            generation,
+            config: Arc::new(config),
+        }));
+        self.metrics
+            .config_generation
+            .set(i64::try_from(generation).unwrap_or(i64::MAX));
+        generation
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::Acquire) {
+            0 => Phase::Starting,
+            1 => Phase::Ready,
+            _ => Phase::Draining,
+        }
+    }
+
+    /// Moves to `phase`. Entering [`Phase::Draining`] also tells long-lived streams to end.
+    pub fn set_phase(&self, phase: Phase) {
+        self.phase.store(phase as u8, Ordering::Release);
+        if phase == Phase::Draining {
+            self.shutdown.send_replace(true);
+        }
+    }
+
+    /// A receiver that turns `true` when shutdown begins; long-lived streams select on it.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Counts a request as in flight until the guard is dropped.
+    pub fn begin_request(self: &Arc<Self>) -> InflightGuard {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        InflightGuard(self.clone())
+    }
+
+    /// Requests currently in flight.
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Acquire)
+    }
+
+    /// Waits until no request is in flight or `limit` has passed; returns how many remain.
+    pub async fn drain(&self, limit: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.idle.notified();
+            if self.inflight() == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.inflight();
+            }
+        }
+    }
+}
+
+/// Marks one request in flight; dropping it (whatever way the request ends) un-marks it.
+pub struct InflightGuard(Arc<AppState>);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        if self.0.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> Arc<AppState> {
+        AppState::new(hangar_config::parse("", "t", &|_| None).expect("empty config"))
+    }
+
+    #[tokio::test]
+    async fn drain_waits_for_inflight_requests() {
+        let s = state();
+        let guard = s.begin_request();
+        assert_eq!(
+            s.drain(Duration::from_millis(20)).await,
+            1,
+            "times out while a request is open"
+        );
+        let s2 = s.clone();
+        let waiter = tokio::spawn(async move { s2.drain(Duration::from_secs(5)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(guard);
+        assert_eq!(waiter.await.expect("join"), 0);
+    }
+
+    #[test]
+    fn reload_replaces_the_whole_snapshot() {
+        let s = state();
+        let before = s.snapshot();
+        let generation = s.replace_config(
+            hangar_config::parse("server: {port: 9}", "t", &|_| None).expect("valid"),
+        );
+        assert_eq!(generation, 2);
+        assert_eq!(
+            before.config.server.port, 8000,
+            "a loaded snapshot never changes"
+        );
+        assert_eq!(s.snapshot().config.server.port, 9);
+    }
+
+    #[test]
+    fn draining_signals_streams() {
+        let s = state();
+        let rx = s.shutdown_signal();
+        assert!(!*rx.borrow());
+        s.set_phase(Phase::Draining);
+        assert!(*rx.borrow());
+        assert_eq!(s.phase(), Phase::Draining);
+    }
+}
