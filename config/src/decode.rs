@@ -23,17 +23,11 @@ pub(crate) struct Decoder<'e> {
 
 impl<'e> Decoder<'e> {
     pub(crate) fn new(env: EnvLookup<'e>) -> Self {
-        Self {
-            problems: Vec::new(),
-            env,
-        }
+        Self { problems: Vec::new(), env }
     }
 
     pub(crate) fn problem(&mut self, path: &str, message: impl Into<String>) {
-        self.problems.push(Problem {
-            path: path.to_owned(),
-            message: message.into(),
-        });
+        self.problems.push(Problem { path: path.to_owned(), message: message.into() });
     }
 
     pub(crate) fn into_problems(self) -> Vec<Problem> {
@@ -44,17 +38,9 @@ impl<'e> Decoder<'e> {
     pub(crate) fn fields<'v>(&mut self, path: &str, value: &'v Value) -> Option<Fields<'v>> {
         let mapping = match value {
             Value::Mapping(m) => m,
-            Value::Null => {
-                return Some(Fields {
-                    path: path.to_owned(),
-                    entries: Vec::new(),
-                })
-            }
+            Value::Null => return Some(Fields { path: path.to_owned(), entries: Vec::new() }),
             other => {
-                self.problem(
-                    path,
-                    format!("expected a mapping, found {}", describe(other)),
-                );
+                self.problem(path, format!("expected a mapping, found {}", describe(other)));
                 return None;
             }
         };
@@ -65,10 +51,7 @@ impl<'e> Decoder<'e> {
                 None => self.problem(path, format!("keys must be strings, found {}", describe(k))),
             }
         }
-        Some(Fields {
-            path: path.to_owned(),
-            entries,
-        })
+        Some(Fields { path: path.to_owned(), entries })
     }
 
     /// Expands `${VAR}` in a string read at `path`; `None` (with a problem noted) when it cannot.
@@ -92,10 +75,7 @@ impl<'e> Decoder<'e> {
         match v {
             Value::String(s) => self.expand(path, s),
             other => {
-                self.problem(
-                    path,
-                    format!("expected a string, found {}", describe(other)),
-                );
+                self.problem(path, format!("expected a string, found {}", describe(other)));
                 None
             }
         }
@@ -118,10 +98,7 @@ impl<'e> Decoder<'e> {
             Value::Number(n) => Some(Secret::new(n.to_string())),
             Value::Bool(b) => Some(Secret::new(b.to_string())),
             other => {
-                self.problem(
-                    path,
-                    format!("expected a string, found {}", describe(other)),
-                );
+                self.problem(path, format!("expected a string, found {}", describe(other)));
                 None
             }
         }
@@ -135,10 +112,7 @@ impl<'e> Decoder<'e> {
             Value::Number(n) => Some(n.to_string()),
             Value::Bool(b) => Some(b.to_string()),
             other => {
-                self.problem(
-                    path,
-                    format!("expected {expected}, found {}", describe(other)),
-                );
+                self.problem(path, format!("expected {expected}, found {}", describe(other)));
                 None
             }
         }
@@ -153,10 +127,7 @@ impl<'e> Decoder<'e> {
             "true" => Some(true),
             "false" => Some(false),
             _ => {
-                self.problem(
-                    path,
-                    format!("expected true or false, found {}", describe(v)),
-                );
+                self.problem(path, format!("expected true or false, found {}", describe(v)));
                 None
             }
         }
@@ -179,13 +150,7 @@ impl<'e> Decoder<'e> {
                 None
             }
             Err(()) => {
-                self.problem(
-                    path,
-                    format!(
-                        "expected an integer between {min} and {max}, found {}",
-                        describe(v)
-                    ),
-                );
+                self.problem(path, format!("expected an integer between {min} and {max}, found {}", describe(v)));
                 None
             }
         }
@@ -202,21 +167,13 @@ impl<'e> Decoder<'e> {
             _ => None,
         };
         match parsed {
-            Some(s) if s.is_finite() && s > 0.0 && s <= MAX_SECONDS => {
-                Some(Duration::from_secs_f64(s))
-            }
+            Some(s) if s.is_finite() && s > 0.0 && s <= MAX_SECONDS => Some(Duration::from_secs_f64(s)),
             Some(s) => {
-                self.problem(
-                    path,
-                    format!("must be a positive number of seconds up to one year, found {s}"),
-                );
+                self.problem(path, format!("must be a positive number of seconds up to one year, found {s}"));
                 None
             }
             None => {
-                self.problem(
-                    path,
-                    format!("expected a number of seconds, found {}", describe(v)),
-                );
+                self.problem(path, format!("expected a number of seconds, found {}", describe(v)));
                 None
             }
         }
@@ -225,10 +182,7 @@ impl<'e> Decoder<'e> {
     /// A list of strings (each `${VAR}`-expanded).
     pub(crate) fn string_list(&mut self, path: &str, v: &Value) -> Option<Vec<String>> {
         let Value::Sequence(items) = v else {
-            self.problem(
-                path,
-                format!("expected a list of strings, found {}", describe(v)),
-            );
+            self.problem(path, format!("expected a list of strings, found {}", describe(v)));
             return None;
         };
         let mut out = Vec::with_capacity(items.len());
@@ -275,10 +229,7 @@ pub(crate) struct Fields<'v> {
 impl<'v> Fields<'v> {
     /// The value under `key` and its path; `null` counts as absent.
     pub(crate) fn get(&self, key: &str) -> Option<(String, &'v Value)> {
-        self.entries
-            .iter()
-            .find(|(k, v)| *k == key && !v.is_null())
-            .map(|(k, v)| (child(&self.path, k), *v))
+        self.entries.iter().find(|(k, v)| *k == key && !v.is_null()).map(|(k, v)| (child(&self.path, k), *v))
     }
 
     /// Reads an optional field with `read`.
@@ -332,10 +283,7 @@ impl<'v> Fields<'v> {
 
 /// Path of a mapping entry: `a.b`, or `a["odd key"]` when the key is not a plain identifier.
 pub(crate) fn child(path: &str, key: &str) -> String {
-    let plain = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let plain = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     match (path.is_empty(), plain) {
         (true, true) => key.to_owned(),
         (false, true) => format!("{path}.{key}"),
@@ -403,10 +351,7 @@ mod tests {
 
     #[test]
     fn suggests_near_keys_only() {
-        assert_eq!(
-            closest("idle_ttl", &["idle_ttl_s", "command"]),
-            Some("idle_ttl_s")
-        );
+        assert_eq!(closest("idle_ttl", &["idle_ttl_s", "command"]), Some("idle_ttl_s"));
         assert_eq!(closest("zzz", &["idle_ttl_s", "command"]), None);
     }
 }

@@ -32,9 +32,8 @@ pub(crate) fn expand(input: &str, env: EnvLookup<'_>) -> Result<Option<String>, 
             out.push_str("${");
             rest = after;
         } else if let Some(after) = tail.strip_prefix("${") {
-            let end = after.find('}').ok_or_else(|| {
-                ExpandError::Malformed(format!("unterminated \"${{\" in {input:?}"))
-            })?;
+            let end =
+                after.find('}').ok_or_else(|| ExpandError::Malformed(format!("unterminated \"${{\" in {input:?}")))?;
             let body = &after[..end];
             let (name, fallback) = match body.split_once(":-") {
                 Some((n, f)) => (n, Some(f)),
@@ -82,35 +81,17 @@ mod tests {
     #[test]
     fn expands_known_variables_and_fallbacks() {
         assert_eq!(expand("plain", &env), Ok(None));
-        assert_eq!(
-            expand("Bearer ${TOKEN}", &env),
-            Ok(Some("Bearer s3cret".into()))
-        );
+        assert_eq!(expand("Bearer ${TOKEN}", &env), Ok(Some("Bearer s3cret".into())));
         assert_eq!(expand("${NOPE:-dflt}", &env), Ok(Some("dflt".into())));
         assert_eq!(expand("${EMPTY:-dflt}", &env), Ok(Some("dflt".into())));
-        assert_eq!(
-            expand("a$b $${TOKEN} ${TOKEN}$", &env),
-            Ok(Some("a$b ${TOKEN} s3cret$".into()))
-        );
+        assert_eq!(expand("a$b $${TOKEN} ${TOKEN}$", &env), Ok(Some("a$b ${TOKEN} s3cret$".into())));
     }
 
     #[test]
     fn reports_missing_and_malformed_references() {
-        assert_eq!(
-            expand("x ${NOPE}", &env),
-            Err(ExpandError::Missing("NOPE".into()))
-        );
-        assert!(matches!(
-            expand("${TOKEN", &env),
-            Err(ExpandError::Malformed(_))
-        ));
-        assert!(matches!(
-            expand("${1BAD}", &env),
-            Err(ExpandError::Malformed(_))
-        ));
-        assert!(matches!(
-            expand("${}", &env),
-            Err(ExpandError::Malformed(_))
-        ));
+        assert_eq!(expand("x ${NOPE}", &env), Err(ExpandError::Missing("NOPE".into())));
+        assert!(matches!(expand("${TOKEN", &env), Err(ExpandError::Malformed(_))));
+        assert!(matches!(expand("${1BAD}", &env), Err(ExpandError::Malformed(_))));
+        assert!(matches!(expand("${}", &env), Err(ExpandError::Malformed(_))));
     }
 }

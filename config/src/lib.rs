@@ -48,10 +48,7 @@ pub fn process_env(name: &str) -> Option<String> {
 
 /// Reads and validates a configuration file.
 pub fn load_file(path: &Path, env: EnvLookup<'_>) -> Result<Config, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
     parse(&text, &path.display().to_string(), env)
 }
 
@@ -59,12 +56,7 @@ pub fn load_file(path: &Path, env: EnvLookup<'_>) -> Result<Config, LoadError> {
 pub fn parse(text: &str, source_name: &str, env: EnvLookup<'_>) -> Result<Config, LoadError> {
     let syntax = |e: serde_norway::Error| {
         let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-        LoadError::Syntax {
-            source_name: source_name.to_owned(),
-            line,
-            column,
-            message: e.to_string(),
-        }
+        LoadError::Syntax { source_name: source_name.to_owned(), line, column, message: e.to_string() }
     };
     let mut root: Value = serde_norway::from_str(text).map_err(syntax)?;
     root.apply_merge().map_err(syntax)?;
@@ -77,11 +69,7 @@ pub fn parse(text: &str, source_name: &str, env: EnvLookup<'_>) -> Result<Config
         let server = sections::decode_server(&mut d, top.get("server"));
         let providers = decode_providers(&mut d, top.get("providers"), &mut declared);
         let observability = sections::decode_observability(&mut d, top.get("observability"));
-        Config {
-            server,
-            providers,
-            observability,
-        }
+        Config { server, providers, observability }
     });
     let mut problems = d.into_problems();
     if let Some(config) = &config {
@@ -89,10 +77,7 @@ pub fn parse(text: &str, source_name: &str, env: EnvLookup<'_>) -> Result<Config
     }
     match config {
         Some(config) if problems.is_empty() => Ok(config),
-        _ => Err(LoadError::Invalid {
-            source_name: source_name.to_owned(),
-            problems,
-        }),
+        _ => Err(LoadError::Invalid { source_name: source_name.to_owned(), problems }),
     }
 }
 
@@ -110,11 +95,7 @@ fn decode_providers<'v>(
         return Vec::new();
     };
     declared.extend(fields.entries.iter().map(|(name, _)| *name));
-    fields
-        .entries
-        .iter()
-        .filter_map(|(name, value)| provider::decode(d, &child(&path, name), name, value))
-        .collect()
+    fields.entries.iter().filter_map(|(name, value)| provider::decode(d, &child(&path, name), name, value)).collect()
 }
 
 #[cfg(test)]

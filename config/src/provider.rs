@@ -7,8 +7,8 @@ use serde_norway::Value;
 
 use crate::decode::{child, describe, index, Decoder, Fields};
 use crate::model::{
-    Container, Group, Member, PredefinedTool, Provider, ProviderKind, Remote, RemoteTransport,
-    Strategy, Subprocess, Volume,
+    Container, Group, Member, PredefinedTool, Provider, ProviderKind, Remote, RemoteTransport, Strategy, Subprocess,
+    Volume,
 };
 use crate::validate::{check_http_url, is_tool_name};
 
@@ -23,34 +23,13 @@ const COMMON_KEYS: &[&str] = &[
     "tools",
 ];
 const SUBPROCESS_KEYS: &[&str] = &["command", "env", "cwd"];
-const CONTAINER_KEYS: &[&str] = &[
-    "image",
-    "command",
-    "env",
-    "volumes",
-    "network",
-    "read_only",
-    "memory",
-    "cpus",
-];
+const CONTAINER_KEYS: &[&str] = &["image", "command", "env", "volumes", "network", "read_only", "memory", "cpus"];
 const REMOTE_KEYS: &[&str] = &["endpoint", "headers", "transport"];
 const GROUP_KEYS: &[&str] = &["strategy", "members", "hash_key"];
-const MODES: &[(&str, &[&str])] = &[
-    ("subprocess", SUBPROCESS_KEYS),
-    ("container", CONTAINER_KEYS),
-    ("remote", REMOTE_KEYS),
-    ("group", GROUP_KEYS),
-];
-const TOOL_KEYS: &[&str] = &[
-    "name",
-    "title",
-    "description",
-    "inputSchema",
-    "outputSchema",
-    "annotations",
-    "icons",
-    "_meta",
-];
+const MODES: &[(&str, &[&str])] =
+    &[("subprocess", SUBPROCESS_KEYS), ("container", CONTAINER_KEYS), ("remote", REMOTE_KEYS), ("group", GROUP_KEYS)];
+const TOOL_KEYS: &[&str] =
+    &["name", "title", "description", "inputSchema", "outputSchema", "annotations", "icons", "_meta"];
 const MEMBER_KEYS: &[&str] = &["provider", "weight", "priority"];
 
 /// Defaults shared by every provider, as in the seed project.
@@ -59,12 +38,7 @@ const DEFAULT_HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_MAX_CONSECUTIVE_FAILURES: u32 = 3;
 
 /// Decodes `providers.<name>`; `None` when it is too broken to use (problems are noted).
-pub(crate) fn decode(
-    d: &mut Decoder<'_>,
-    path: &str,
-    name: &str,
-    value: &Value,
-) -> Option<Provider> {
+pub(crate) fn decode(d: &mut Decoder<'_>, path: &str, name: &str, value: &Value) -> Option<Provider> {
     let name_ok = check_name(d, path, name);
     let f = d.fields(path, value)?;
     let mode = f.req(d, "mode", " (one of: subprocess, container, docker, remote, group)", |d, p, v| {
@@ -78,20 +52,13 @@ pub(crate) fn decode(
             }
         }
     });
-    let mode_keys = mode
-        .as_deref()
-        .and_then(|m| MODES.iter().find(|(n, _)| *n == m))
-        .map(|(_, k)| *k);
+    let mode_keys = mode.as_deref().and_then(|m| MODES.iter().find(|(n, _)| *n == m)).map(|(_, k)| *k);
     if let (Some(mode), Some(keys)) = (mode.as_deref(), mode_keys) {
         let allowed: Vec<&str> = COMMON_KEYS.iter().chain(keys.iter()).copied().collect();
         f.deny_unknown(d, &allowed, |key| {
-            let owners: Vec<&str> = MODES
-                .iter()
-                .filter(|(_, keys)| keys.contains(&key))
-                .map(|(name, _)| *name)
-                .collect();
-            (!owners.is_empty())
-                .then(|| format!("not used by mode {mode}; used by: {}", owners.join(", ")))
+            let owners: Vec<&str> =
+                MODES.iter().filter(|(_, keys)| keys.contains(&key)).map(|(name, _)| *name).collect();
+            (!owners.is_empty()).then(|| format!("not used by mode {mode}; used by: {}", owners.join(", ")))
         });
     }
 
@@ -107,16 +74,11 @@ pub(crate) fn decode(
         .unwrap_or_else(|| format!("{name}__"));
     let expose = f.opt(d, "expose", Decoder::boolean).unwrap_or(true);
     let description = f.opt(d, "description", Decoder::string);
-    let idle_ttl = f
-        .opt(d, "idle_ttl_s", Decoder::seconds)
-        .unwrap_or(DEFAULT_IDLE_TTL);
-    let health_check_interval = f
-        .opt(d, "health_check_interval_s", Decoder::seconds)
-        .unwrap_or(DEFAULT_HEALTH_CHECK_INTERVAL);
+    let idle_ttl = f.opt(d, "idle_ttl_s", Decoder::seconds).unwrap_or(DEFAULT_IDLE_TTL);
+    let health_check_interval =
+        f.opt(d, "health_check_interval_s", Decoder::seconds).unwrap_or(DEFAULT_HEALTH_CHECK_INTERVAL);
     let max_consecutive_failures = f
-        .opt(d, "max_consecutive_failures", |d, p, v| {
-            d.integer(p, v, 1, 1000)
-        })
+        .opt(d, "max_consecutive_failures", |d, p, v| d.integer(p, v, 1, 1000))
         .map_or(DEFAULT_MAX_CONSECUTIVE_FAILURES, |n| n as u32);
     let tools = f.opt(d, "tools", decode_tools).unwrap_or_default();
 
@@ -127,10 +89,7 @@ pub(crate) fn decode(
         _ => decode_group(d, &f).map(ProviderKind::Group),
     }?;
     if matches!(kind, ProviderKind::Group(_)) && !tools.is_empty() {
-        d.problem(
-            &child(path, "tools"),
-            "a group lists its members' tools; declare predefined tools on the members",
-        );
+        d.problem(&child(path, "tools"), "a group lists its members' tools; declare predefined tools on the members");
     }
     name_ok.then(|| Provider {
         name: name.to_owned(),
@@ -146,16 +105,10 @@ pub(crate) fn decode(
 }
 
 fn check_name(d: &mut Decoder<'_>, path: &str, name: &str) -> bool {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let ok =
+        !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if !ok {
-        d.problem(
-            path,
-            "provider names are 1 to 64 letters, digits, '_' or '-'",
-        );
+        d.problem(path, "provider names are 1 to 64 letters, digits, '_' or '-'");
     }
     ok
 }
@@ -163,14 +116,8 @@ fn check_name(d: &mut Decoder<'_>, path: &str, name: &str) -> bool {
 fn decode_subprocess(d: &mut Decoder<'_>, f: &Fields<'_>) -> Option<Subprocess> {
     let command = f.req(d, "command", " for mode subprocess", command_list);
     let env = f.opt(d, "env", Decoder::secret_map).unwrap_or_default();
-    let cwd = f
-        .opt(d, "cwd", Decoder::non_empty_string)
-        .map(PathBuf::from);
-    Some(Subprocess {
-        command: command?,
-        env,
-        cwd,
-    })
+    let cwd = f.opt(d, "cwd", Decoder::non_empty_string).map(PathBuf::from);
+    Some(Subprocess { command: command?, env, cwd })
 }
 
 fn command_list(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Vec<String>> {
@@ -191,31 +138,17 @@ fn decode_container(d: &mut Decoder<'_>, f: &Fields<'_>) -> Option<Container> {
     let command = f.opt(d, "command", command_list).unwrap_or_default();
     let env = f.opt(d, "env", Decoder::secret_map).unwrap_or_default();
     let volumes = f.opt(d, "volumes", decode_volumes).unwrap_or_default();
-    let network = f
-        .opt(d, "network", Decoder::non_empty_string)
-        .unwrap_or_else(|| "none".to_owned());
+    let network = f.opt(d, "network", Decoder::non_empty_string).unwrap_or_else(|| "none".to_owned());
     let read_only = f.opt(d, "read_only", Decoder::boolean).unwrap_or(true);
     let memory_bytes = f.opt(d, "memory", decode_memory);
     let cpus = f.opt(d, "cpus", |d, p, v| match v.as_f64() {
         Some(c) if c > 0.0 && c <= 1024.0 => Some(c),
         _ => {
-            d.problem(
-                p,
-                format!("expected a positive number of CPUs, found {}", describe(v)),
-            );
+            d.problem(p, format!("expected a positive number of CPUs, found {}", describe(v)));
             None
         }
     });
-    Some(Container {
-        image: image?,
-        command,
-        env,
-        volumes,
-        network,
-        read_only,
-        memory_bytes,
-        cpus,
-    })
+    Some(Container { image: image?, command, env, volumes, network, read_only, memory_bytes, cpus })
 }
 
 fn decode_volumes(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Vec<Volume>> {
@@ -232,15 +165,13 @@ fn decode_volumes(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Vec<Volu
         if host.is_empty() || !container.starts_with('/') || !valid_mode {
             d.problem(
                 &index(path, i),
-                format!("expected \"HOST_PATH:CONTAINER_PATH[:ro|rw]\" with an absolute container path, found {spec:?}"),
+                format!(
+                    "expected \"HOST_PATH:CONTAINER_PATH[:ro|rw]\" with an absolute container path, found {spec:?}"
+                ),
             );
             continue;
         }
-        out.push(Volume {
-            host: host.to_owned(),
-            container: container.to_owned(),
-            read_only: mode == "ro",
-        });
+        out.push(Volume { host: host.to_owned(), container: container.to_owned(), read_only: mode == "ro" });
     }
     Some(out)
 }
@@ -264,27 +195,14 @@ fn decode_memory(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<u64> {
         "g" => 1 << 30,
         _ => 0,
     };
-    match digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(multiplier))
-    {
+    match digits.parse::<u64>().ok().and_then(|n| n.checked_mul(multiplier)) {
         Some(bytes) if bytes >= 4 << 20 => Some(bytes),
         Some(_) => {
-            d.problem(
-                path,
-                format!("{text:?} is below the 4 MiB a container needs"),
-            );
+            d.problem(path, format!("{text:?} is below the 4 MiB a container needs"));
             None
         }
         None => {
-            d.problem(
-                path,
-                format!(
-                    "expected a size such as \"512m\" or \"1g\", found {}",
-                    describe(v)
-                ),
-            );
+            d.problem(path, format!("expected a size such as \"512m\" or \"1g\", found {}", describe(v)));
             None
         }
     }
@@ -308,45 +226,25 @@ fn decode_remote(d: &mut Decoder<'_>, f: &Fields<'_>) -> Option<Remote> {
             "streamable_http" | "http" => Some(RemoteTransport::StreamableHttp),
             "sse" => Some(RemoteTransport::Sse),
             other => {
-                d.problem(
-                    p,
-                    format!("unknown transport {other:?} (one of: auto, streamable_http, sse)"),
-                );
+                d.problem(p, format!("unknown transport {other:?} (one of: auto, streamable_http, sse)"));
                 None
             }
         })
         .unwrap_or(RemoteTransport::Auto);
-    Some(Remote {
-        endpoint: endpoint?,
-        headers,
-        transport,
-    })
+    Some(Remote { endpoint: endpoint?, headers, transport })
 }
 
-fn decode_headers(
-    d: &mut Decoder<'_>,
-    path: &str,
-    v: &Value,
-) -> Option<Vec<(String, crate::Secret)>> {
+fn decode_headers(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Vec<(String, crate::Secret)>> {
     let headers = d.secret_map(path, v)?;
     let mut ok = true;
     for (name, value) in &headers {
-        let token = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        let token =
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
         if !token {
             d.problem(&child(path, name), "is not a valid HTTP header name");
             ok = false;
-        } else if value
-            .expose()
-            .bytes()
-            .any(|b| b == b'\r' || b == b'\n' || b == 0)
-        {
-            d.problem(
-                &child(path, name),
-                "header values must not contain line breaks or NUL",
-            );
+        } else if value.expose().bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            d.problem(&child(path, name), "header values must not contain line breaks or NUL");
             ok = false;
         }
     }
@@ -376,38 +274,26 @@ fn decode_group(d: &mut Decoder<'_>, f: &Fields<'_>) -> Option<Group> {
         let key = d.string(p, v)?;
         let valid = key == "caller" || key.strip_prefix("arg:").is_some_and(|a| !a.is_empty());
         if !valid {
-            d.problem(
-                p,
-                format!("expected \"caller\" or \"arg:<argument name>\", found {key:?}"),
-            );
+            d.problem(p, format!("expected \"caller\" or \"arg:<argument name>\", found {key:?}"));
             return None;
         }
         Some(key)
     });
     match (strategy, &hash_key, f.get("hash_key")) {
-        (Strategy::ConsistentHash, None, None) => d.problem(
-            &child(&f.path, "hash_key"),
-            "is required for strategy consistent_hash",
-        ),
-        (s, Some(_), _) if s != Strategy::ConsistentHash => d.problem(
-            &child(&f.path, "hash_key"),
-            "is only used by strategy consistent_hash",
-        ),
+        (Strategy::ConsistentHash, None, None) => {
+            d.problem(&child(&f.path, "hash_key"), "is required for strategy consistent_hash")
+        }
+        (s, Some(_), _) if s != Strategy::ConsistentHash => {
+            d.problem(&child(&f.path, "hash_key"), "is only used by strategy consistent_hash")
+        }
         _ => {}
     }
-    Some(Group {
-        strategy,
-        members: members?,
-        hash_key,
-    })
+    Some(Group { strategy, members: members?, hash_key })
 }
 
 fn decode_members(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Vec<Member>> {
     let Value::Sequence(items) = v else {
-        d.problem(
-            path,
-            format!("expected a list of members, found {}", describe(v)),
-        );
+        d.problem(path, format!("expected a list of members, found {}", describe(v)));
         return None;
     };
     if items.is_empty() {
@@ -419,11 +305,7 @@ fn decode_members(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Vec<Memb
         let p = index(path, i);
         if let Value::String(_) = item {
             if let Some(provider) = d.non_empty_string(&p, item) {
-                members.push(Member {
-                    provider,
-                    weight: 1,
-                    priority: 0,
-                });
+                members.push(Member { provider, weight: 1, priority: 0 });
             }
             continue;
         }
@@ -432,18 +314,10 @@ fn decode_members(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Vec<Memb
         };
         mf.deny_unknown(d, MEMBER_KEYS, |_| None);
         let provider = mf.req(d, "provider", "", Decoder::non_empty_string);
-        let weight = mf
-            .opt(d, "weight", |d, p, v| d.integer(p, v, 1, 10_000))
-            .unwrap_or(1);
-        let priority = mf
-            .opt(d, "priority", |d, p, v| d.integer(p, v, 0, 1000))
-            .unwrap_or(0);
+        let weight = mf.opt(d, "weight", |d, p, v| d.integer(p, v, 1, 10_000)).unwrap_or(1);
+        let priority = mf.opt(d, "priority", |d, p, v| d.integer(p, v, 0, 1000)).unwrap_or(0);
         if let Some(provider) = provider {
-            members.push(Member {
-                provider,
-                weight: weight as u32,
-                priority: priority as u32,
-            });
+            members.push(Member { provider, weight: weight as u32, priority: priority as u32 });
         }
     }
     Some(members)
@@ -451,10 +325,7 @@ fn decode_members(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Vec<Memb
 
 fn decode_tools(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Vec<PredefinedTool>> {
     let Value::Sequence(items) = v else {
-        d.problem(
-            path,
-            format!("expected a list of tools, found {}", describe(v)),
-        );
+        d.problem(path, format!("expected a list of tools, found {}", describe(v)));
         return None;
     };
     let mut tools: Vec<PredefinedTool> = Vec::with_capacity(items.len());
@@ -467,22 +338,14 @@ fn decode_tools(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Vec<Predef
         let name = tf.req(d, "name", "", |d, p, v| {
             let name = d.string(p, v)?;
             if !is_tool_name(&name) {
-                d.problem(
-                    p,
-                    format!(
-                        "{name:?} is not a valid tool name (1-128 letters, digits, '_', '-', '.')"
-                    ),
-                );
+                d.problem(p, format!("{name:?} is not a valid tool name (1-128 letters, digits, '_', '-', '.')"));
                 return None;
             }
             Some(name)
         });
         if let Some(name) = &name {
             if tools.iter().any(|t| &t.name == name) {
-                d.problem(
-                    &child(&p, "name"),
-                    format!("tool {name:?} is declared twice"),
-                );
+                d.problem(&child(&p, "name"), format!("tool {name:?} is declared twice"));
             }
         }
         for key in ["title", "description"] {
@@ -499,8 +362,7 @@ fn decode_tools(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Vec<Predef
             continue;
         };
         if let Some(obj) = definition.as_object_mut() {
-            obj.entry("inputSchema")
-                .or_insert_with(|| serde_json::json!({"type": "object"}));
+            obj.entry("inputSchema").or_insert_with(|| serde_json::json!({"type": "object"}));
         }
         if let Some(name) = name {
             tools.push(PredefinedTool { name, definition });

@@ -37,20 +37,11 @@ pub(crate) fn decode_server(d: &mut Decoder<'_>, v: Option<(String, &Value)>) ->
         Some((path, value)) => d.fields(path, value),
         None => None,
     };
-    let f = fields.unwrap_or(Fields {
-        path: "server".into(),
-        entries: Vec::new(),
-    });
+    let f = fields.unwrap_or(Fields { path: "server".into(), entries: Vec::new() });
     f.deny_unknown(d, SERVER_KEYS, |_| None);
-    let host = f
-        .opt(d, "host", checked(check_host))
-        .unwrap_or_else(|| "127.0.0.1".into());
-    let port = f
-        .opt(d, "port", |d, p, v| d.integer(p, v, 1, 65535))
-        .map_or(8000, |p| p as u16);
-    let mcp_path = f
-        .opt(d, "mcp_path", checked(check_endpoint_path))
-        .unwrap_or_else(|| "/mcp".into());
+    let host = f.opt(d, "host", checked(check_host)).unwrap_or_else(|| "127.0.0.1".into());
+    let port = f.opt(d, "port", |d, p, v| d.integer(p, v, 1, 65535)).map_or(8000, |p| p as u16);
+    let mcp_path = f.opt(d, "mcp_path", checked(check_endpoint_path)).unwrap_or_else(|| "/mcp".into());
     let allowed_origins = f
         .opt(d, "allowed_origins", |d, p, v| {
             let list = d.string_list(p, v)?;
@@ -63,69 +54,33 @@ pub(crate) fn decode_server(d: &mut Decoder<'_>, v: Option<(String, &Value)>) ->
             }
             ok.then_some(list)
         })
-        .unwrap_or_else(|| {
-            DEFAULT_ALLOWED_ORIGINS
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect()
-        });
+        .unwrap_or_else(|| DEFAULT_ALLOWED_ORIGINS.iter().map(|s| (*s).to_owned()).collect());
     let limits = f.opt(d, "limits", decode_limits).unwrap_or_default();
-    Server {
-        host,
-        port,
-        mcp_path,
-        allowed_origins,
-        limits,
-    }
+    Server { host, port, mcp_path, allowed_origins, limits }
 }
 
 fn decode_limits(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Limits> {
     let f = d.fields(path, v)?;
     f.deny_unknown(d, LIMIT_KEYS, |_| None);
     let dflt = Limits::default();
-    let bytes = |d: &mut Decoder<'_>, p: &str, v: &Value, min: u64| {
-        d.integer(p, v, min, 1 << 30).map(|n| n as usize)
-    };
+    let bytes = |d: &mut Decoder<'_>, p: &str, v: &Value, min: u64| d.integer(p, v, min, 1 << 30).map(|n| n as usize);
     Some(Limits {
-        max_body_bytes: f
-            .opt(d, "max_body_bytes", |d, p, v| bytes(d, p, v, 1024))
-            .unwrap_or(dflt.max_body_bytes),
-        max_header_bytes: f
-            .opt(d, "max_header_bytes", |d, p, v| bytes(d, p, v, 1024))
-            .unwrap_or(dflt.max_header_bytes),
-        connect_timeout: f
-            .opt(d, "connect_timeout_s", Decoder::seconds)
-            .unwrap_or(dflt.connect_timeout),
-        first_byte_timeout: f
-            .opt(d, "first_byte_timeout_s", Decoder::seconds)
-            .unwrap_or(dflt.first_byte_timeout),
-        idle_timeout: f
-            .opt(d, "idle_timeout_s", Decoder::seconds)
-            .unwrap_or(dflt.idle_timeout),
+        max_body_bytes: f.opt(d, "max_body_bytes", |d, p, v| bytes(d, p, v, 1024)).unwrap_or(dflt.max_body_bytes),
+        max_header_bytes: f.opt(d, "max_header_bytes", |d, p, v| bytes(d, p, v, 1024)).unwrap_or(dflt.max_header_bytes),
+        connect_timeout: f.opt(d, "connect_timeout_s", Decoder::seconds).unwrap_or(dflt.connect_timeout),
+        first_byte_timeout: f.opt(d, "first_byte_timeout_s", Decoder::seconds).unwrap_or(dflt.first_byte_timeout),
+        idle_timeout: f.opt(d, "idle_timeout_s", Decoder::seconds).unwrap_or(dflt.idle_timeout),
         max_concurrent_streams: f
-            .opt(d, "max_concurrent_streams", |d, p, v| {
-                d.integer(p, v, 1, 1_000_000)
-            })
+            .opt(d, "max_concurrent_streams", |d, p, v| d.integer(p, v, 1, 1_000_000))
             .map_or(dflt.max_concurrent_streams, |n| n as usize),
-        shutdown_timeout: f
-            .opt(d, "shutdown_timeout_s", Decoder::seconds)
-            .unwrap_or(dflt.shutdown_timeout),
+        shutdown_timeout: f.opt(d, "shutdown_timeout_s", Decoder::seconds).unwrap_or(dflt.shutdown_timeout),
     })
 }
 
-pub(crate) fn decode_observability(
-    d: &mut Decoder<'_>,
-    v: Option<(String, &Value)>,
-) -> Observability {
+pub(crate) fn decode_observability(d: &mut Decoder<'_>, v: Option<(String, &Value)>) -> Observability {
     let mut out = Observability {
-        tracing: Tracing {
-            enabled: false,
-            otlp_endpoint: "http://localhost:4317".into(),
-        },
-        metrics: Metrics {
-            enabled: true,
-            endpoint: "/metrics".into(),
-        },
+        tracing: Tracing { enabled: false, otlp_endpoint: "http://localhost:4317".into() },
+        metrics: Metrics { enabled: true, endpoint: "/metrics".into() },
         langfuse: Langfuse {
             enabled: false,
             public_key: Secret::default(),
@@ -165,12 +120,8 @@ pub(crate) fn decode_observability(
             // on machines that do not export to Langfuse.
             if enabled {
                 let why = " when langfuse is enabled";
-                out.langfuse.public_key = l
-                    .req(d, "public_key", why, non_empty_secret)
-                    .unwrap_or_default();
-                out.langfuse.secret_key = l
-                    .req(d, "secret_key", why, non_empty_secret)
-                    .unwrap_or_default();
+                out.langfuse.public_key = l.req(d, "public_key", why, non_empty_secret).unwrap_or_default();
+                out.langfuse.secret_key = l.req(d, "secret_key", why, non_empty_secret).unwrap_or_default();
                 if let Some(h) = l.opt(d, "host", checked(check_http_url)) {
                     out.langfuse.host = h;
                 }
@@ -190,9 +141,7 @@ fn non_empty_secret(d: &mut Decoder<'_>, p: &str, v: &Value) -> Option<Secret> {
 }
 
 /// Reads a string and checks it with `check`, noting the check's message as a problem.
-fn checked<'e>(
-    check: fn(&str) -> Result<(), String>,
-) -> impl Fn(&mut Decoder<'e>, &str, &Value) -> Option<String> {
+fn checked<'e>(check: fn(&str) -> Result<(), String>) -> impl Fn(&mut Decoder<'e>, &str, &Value) -> Option<String> {
     move |d, p, v| {
         let s = d.string(p, v)?;
         match check(&s) {

@@ -14,9 +14,7 @@ fn env(name: &str) -> Option<String> {
 
 fn problems(text: &str) -> Vec<String> {
     match parse(text, "t.yaml", &env) {
-        Err(LoadError::Invalid { problems, .. }) => {
-            problems.iter().map(ToString::to_string).collect()
-        }
+        Err(LoadError::Invalid { problems, .. }) => problems.iter().map(ToString::to_string).collect(),
         other => panic!("expected problems, got {other:?}"),
     }
 }
@@ -62,53 +60,25 @@ observability:
     let c = parse(text, "t.yaml", &env).expect("valid");
     assert_eq!(c.server.port, 9100);
     let names: Vec<_> = c.providers.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(
-        names,
-        ["math", "sqlite", "weather", "search_a", "search_b", "search"]
-    );
+    assert_eq!(names, ["math", "sqlite", "weather", "search_a", "search_b", "search"]);
     let math = c.provider("math").expect("math");
     assert_eq!(math.tool_prefix, "math__");
     assert_eq!(math.idle_ttl, Duration::from_secs(300));
     assert_eq!(math.health_check_interval, Duration::from_secs(60));
     assert_eq!(math.max_consecutive_failures, 3);
     assert_eq!(math.tools[0].name, "add");
-    let ProviderKind::Subprocess(sp) = &math.kind else {
-        panic!("subprocess")
-    };
+    let ProviderKind::Subprocess(sp) = &math.kind else { panic!("subprocess") };
     assert_eq!(sp.env[0].1.expose(), "none");
     assert_eq!(sp.env[1].1.expose(), "3");
-    let ProviderKind::Container(ct) = &c.provider("sqlite").expect("sqlite").kind else {
-        panic!("container")
-    };
+    let ProviderKind::Container(ct) = &c.provider("sqlite").expect("sqlite").kind else { panic!("container") };
     assert_eq!(ct.network, "none");
     assert!(ct.read_only);
-    assert_eq!(
-        ct.volumes[0],
-        Volume {
-            host: "/data/sqlite".into(),
-            container: "/data".into(),
-            read_only: false
-        }
-    );
-    let ProviderKind::Remote(r) = &c.provider("weather").expect("weather").kind else {
-        panic!("remote")
-    };
+    assert_eq!(ct.volumes[0], Volume { host: "/data/sqlite".into(), container: "/data".into(), read_only: false });
+    let ProviderKind::Remote(r) = &c.provider("weather").expect("weather").kind else { panic!("remote") };
     assert_eq!(r.headers[0].1.expose(), "Bearer tok-123");
-    assert!(
-        !format!("{c:?}").contains("tok-123"),
-        "secrets must not appear in Debug output"
-    );
-    let ProviderKind::Group(g) = &c.provider("search").expect("search").kind else {
-        panic!("group")
-    };
-    assert_eq!(
-        g.members[0],
-        Member {
-            provider: "search_a".into(),
-            weight: 3,
-            priority: 0
-        }
-    );
+    assert!(!format!("{c:?}").contains("tok-123"), "secrets must not appear in Debug output");
+    let ProviderKind::Group(g) = &c.provider("search").expect("search").kind else { panic!("group") };
+    assert_eq!(g.members[0], Member { provider: "search_a".into(), weight: 3, priority: 0 });
 }
 
 #[test]
@@ -141,21 +111,13 @@ providers:
 #[test]
 fn keys_of_another_mode_are_explained() {
     let got = problems("providers:\n  w: {mode: remote, endpoint: 'http://x', image: foo}\n");
-    assert_eq!(
-        got,
-        ["providers.w.image: unknown key (not used by mode remote; used by: container)"]
-    );
+    assert_eq!(got, ["providers.w.image: unknown key (not used by mode remote; used by: container)"]);
 }
 
 #[test]
 fn missing_variable_names_variable_and_field() {
-    let got = problems(
-        "providers:\n  w: {mode: remote, endpoint: 'http://x', headers: {X-Key: '${NOPE}'}}\n",
-    );
-    assert_eq!(
-        got,
-        ["providers.w.headers.X-Key: environment variable \"NOPE\" is not set"]
-    );
+    let got = problems("providers:\n  w: {mode: remote, endpoint: 'http://x', headers: {X-Key: '${NOPE}'}}\n");
+    assert_eq!(got, ["providers.w.headers.X-Key: environment variable \"NOPE\" is not set"]);
 }
 
 #[test]
@@ -216,18 +178,14 @@ providers:
 #[test]
 fn syntax_errors_carry_a_location() {
     let err = parse("providers:\n  a: [unclosed\n", "t.yaml", &env).expect_err("invalid");
-    let LoadError::Syntax { line, .. } = &err else {
-        panic!("syntax error expected, got {err:?}")
-    };
+    let LoadError::Syntax { line, .. } = &err else { panic!("syntax error expected, got {err:?}") };
     assert!(*line >= 2, "line {line}");
     assert!(err.to_string().starts_with("t.yaml:"), "{err}");
 }
 
 #[test]
 fn wrong_types_are_named() {
-    let got = problems(
-        "server: [1]\nproviders: {a: {mode: 3}}\nobservability: {metrics: {enabled: maybe}}\n",
-    );
+    let got = problems("server: [1]\nproviders: {a: {mode: 3}}\nobservability: {metrics: {enabled: maybe}}\n");
     assert_eq!(
         got,
         [
@@ -255,16 +213,11 @@ providers:
   a: {<<: *d, endpoint: "http://a"}
 "#;
     // `x-defaults` is not a known top-level key: anchors must live under a known key.
-    assert_eq!(
-        problems(text),
-        ["x-defaults: unknown key (expected one of: server, providers, observability)"]
-    );
-    let text = "providers:\n  a: &d {mode: remote, endpoint: 'http://a', idle_ttl_s: 10}\n  b: {<<: *d, tool_prefix: bb_}\n";
+    assert_eq!(problems(text), ["x-defaults: unknown key (expected one of: server, providers, observability)"]);
+    let text =
+        "providers:\n  a: &d {mode: remote, endpoint: 'http://a', idle_ttl_s: 10}\n  b: {<<: *d, tool_prefix: bb_}\n";
     let c = parse(text, "t.yaml", &env).expect("valid");
-    assert_eq!(
-        c.provider("b").expect("b").idle_ttl,
-        Duration::from_secs(10)
-    );
+    assert_eq!(c.provider("b").expect("b").idle_ttl, Duration::from_secs(10));
 }
 
 #[test]

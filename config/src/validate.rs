@@ -11,10 +11,7 @@ const RESERVED_PREFIX: &str = "/health";
 
 /// Whether `name` is a tool name per the MCP spec's SHOULD rules (1-128 of `A-Za-z0-9_-.`).
 pub(crate) fn is_tool_name(name: &str) -> bool {
-    (1..=128).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+    (1..=128).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
 }
 
 /// An `http://` or `https://` URL with a host and, if given, a valid port.
@@ -23,18 +20,13 @@ pub(crate) fn check_http_url(url: &str) -> Result<(), String> {
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
         .ok_or_else(|| format!("{url:?} is not an http:// or https:// URL"))?;
-    if url
-        .bytes()
-        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-    {
+    if url.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
         return Err(format!("{url:?} contains whitespace or control characters"));
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
     let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
-        let (h, after) = v6
-            .split_once(']')
-            .ok_or_else(|| format!("{url:?} has an unclosed IPv6 address"))?;
+        let (h, after) = v6.split_once(']').ok_or_else(|| format!("{url:?} has an unclosed IPv6 address"))?;
         (h, after.strip_prefix(':'))
     } else {
         match host_port.rsplit_once(':') {
@@ -57,9 +49,7 @@ pub(crate) fn check_http_url(url: &str) -> Result<(), String> {
 pub(crate) fn check_host(host: &str) -> Result<(), String> {
     let name_ok = !host.is_empty()
         && host.len() <= 253
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
     if host.parse::<std::net::IpAddr>().is_ok() || name_ok {
         Ok(())
     } else {
@@ -72,18 +62,11 @@ pub(crate) fn check_endpoint_path(path: &str) -> Result<(), String> {
     if !path.starts_with('/') {
         return Err(format!("{path:?} must start with '/'"));
     }
-    if !path
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b))
-    {
-        return Err(format!(
-            "{path:?} may only contain letters, digits, '/', '-', '.', '_' and '~'"
-        ));
+    if !path.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b)) {
+        return Err(format!("{path:?} may only contain letters, digits, '/', '-', '.', '_' and '~'"));
     }
     if path == "/" || path.starts_with(RESERVED_PREFIX) {
-        return Err(format!(
-            "{path:?} is reserved (the gateway serves / and {RESERVED_PREFIX}/* itself)"
-        ));
+        return Err(format!("{path:?} is reserved (the gateway serves / and {RESERVED_PREFIX}/* itself)"));
     }
     Ok(())
 }
@@ -96,9 +79,7 @@ pub(crate) fn check_origin(origin: &str) -> Result<(), String> {
     check_http_url(origin)?;
     let after_scheme = origin.split_once("://").map_or("", |(_, r)| r);
     if after_scheme.contains('/') {
-        return Err(format!(
-            "{origin:?} is not an origin (scheme://host[:port], no path)"
-        ));
+        return Err(format!("{origin:?} is not an origin (scheme://host[:port], no path)"));
     }
     Ok(())
 }
@@ -108,15 +89,10 @@ pub(crate) fn check_origin(origin: &str) -> Result<(), String> {
 pub(crate) fn cross_check(config: &Config, declared: &[&str], problems: &mut Vec<Problem>) {
     let mut problem = |path: String, message: String| problems.push(Problem { path, message });
 
-    if config.observability.metrics.enabled
-        && config.observability.metrics.endpoint == config.server.mcp_path
-    {
+    if config.observability.metrics.enabled && config.observability.metrics.endpoint == config.server.mcp_path {
         problem(
             "observability.metrics.endpoint".into(),
-            format!(
-                "{:?} is already the MCP endpoint (server.mcp_path)",
-                config.server.mcp_path
-            ),
+            format!("{:?} is already the MCP endpoint (server.mcp_path)", config.server.mcp_path),
         );
     }
 
@@ -130,27 +106,15 @@ pub(crate) fn cross_check(config: &Config, declared: &[&str], problems: &mut Vec
             let path = child(&index(&base, i), "provider");
             match config.provider(&member.provider) {
                 None if declared.contains(&member.provider.as_str()) => {}
-                None => problem(
-                    path.clone(),
-                    format!("unknown provider {:?}", member.provider),
-                ),
-                Some(p) if p.name == provider.name => {
-                    problem(path.clone(), "a group cannot contain itself".into())
+                None => problem(path.clone(), format!("unknown provider {:?}", member.provider)),
+                Some(p) if p.name == provider.name => problem(path.clone(), "a group cannot contain itself".into()),
+                Some(p) if matches!(p.kind, ProviderKind::Group(_)) => {
+                    problem(path.clone(), format!("{:?} is a group; groups cannot be nested", p.name))
                 }
-                Some(p) if matches!(p.kind, ProviderKind::Group(_)) => problem(
-                    path.clone(),
-                    format!("{:?} is a group; groups cannot be nested", p.name),
-                ),
                 Some(_) => {}
             }
             if let Some(first) = seen.insert(&member.provider, i) {
-                problem(
-                    path,
-                    format!(
-                        "{:?} is already listed as members[{first}]",
-                        member.provider
-                    ),
-                );
+                problem(path, format!("{:?} is already listed as members[{first}]", member.provider));
             }
         }
     }
@@ -164,7 +128,10 @@ pub(crate) fn cross_check(config: &Config, declared: &[&str], problems: &mut Vec
         if let Some(other) = prefixes.insert(&p.tool_prefix, &p.name) {
             problem(
                 format!("providers.{}.tool_prefix", p.name),
-                format!("{:?} is also the tool prefix of provider {other:?}; exposed names would collide", p.tool_prefix),
+                format!(
+                    "{:?} is also the tool prefix of provider {other:?}; exposed names would collide",
+                    p.tool_prefix
+                ),
             );
         }
     }

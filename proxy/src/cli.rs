@@ -15,12 +15,7 @@ const EXIT_INVALID_CONFIG: u8 = 2;
 
 /// MCP Hangar: one MCP server in front of many.
 #[derive(Debug, Parser)]
-#[command(
-    name = "mcp-hangar",
-    version,
-    about,
-    args_conflicts_with_subcommands = true
-)]
+#[command(name = "mcp-hangar", version, about, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -107,20 +102,11 @@ fn serve(cli: Cli) -> ExitCode {
         config.server.port = port;
     }
     tracing::info!(
-        source = cli
-            .config
-            .as_deref()
-            .map_or(EMBEDDED_DEFAULT_NAME.to_owned(), |p| p
-                .display()
-                .to_string()),
+        source = cli.config.as_deref().map_or(EMBEDDED_DEFAULT_NAME.to_owned(), |p| p.display().to_string()),
         "configuration loaded: {}",
         summary(&config)
     );
-    let result = if cli.http {
-        crate::runtime::run_http(config)
-    } else {
-        crate::runtime::run_stdio(config)
-    };
+    let result = if cli.http { crate::runtime::run_http(config) } else { crate::runtime::run_stdio(config) };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -135,13 +121,7 @@ fn serve(cli: Cli) -> ExitCode {
 pub fn load(file: Option<&Path>) -> Result<Config, LoadError> {
     let env = |name: &str| {
         hangar_config::process_env(name).or_else(|| {
-            (name == "MCP_HANGAR_EXE")
-                .then(|| {
-                    std::env::current_exe()
-                        .ok()
-                        .map(|p| p.display().to_string())
-                })
-                .flatten()
+            (name == "MCP_HANGAR_EXE").then(|| std::env::current_exe().ok().map(|p| p.display().to_string())).flatten()
         })
     };
     match file {
@@ -151,17 +131,9 @@ pub fn load(file: Option<&Path>) -> Result<Config, LoadError> {
 }
 
 fn summary(config: &Config) -> String {
-    let names: Vec<String> = config
-        .providers
-        .iter()
-        .map(|p| format!("{} ({})", p.name, p.kind.mode()))
-        .collect();
+    let names: Vec<String> = config.providers.iter().map(|p| format!("{} ({})", p.name, p.kind.mode())).collect();
     match names.len() {
         0 => "no providers".to_owned(),
-        n => format!(
-            "{n} provider{}: {}",
-            if n == 1 { "" } else { "s" },
-            names.join(", ")
-        ),
+        n => format!("{n} provider{}: {}", if n == 1 { "" } else { "s" }, names.join(", ")),
     }
 }

@@ -12,6 +12,10 @@
 pub mod cli;
 pub mod demo;
 pub mod front;
+pub mod jsonrpc;
+pub mod mcp;
+pub mod routing;
 pub mod runtime;
 pub mod state;
 pub mod telemetry;
+pub mod upstream;

@@ -32,38 +32,25 @@ pub fn run_http(config: Config) -> anyhow::Result<()> {
 async fn serve_http(config: Config) -> anyhow::Result<()> {
     let addr = listen_address(&config.server.host, config.server.port);
     let shutdown_timeout = config.server.limits.shutdown_timeout;
-    let listener =
-        std::net::TcpListener::bind(&addr).with_context(|| format!("cannot listen on {addr}"))?;
-    listener
-        .set_nonblocking(true)
-        .context("cannot configure the listening socket")?;
-    let local = listener
-        .local_addr()
-        .map_or_else(|_| addr.clone(), |a| a.to_string());
+    let listener = std::net::TcpListener::bind(&addr).with_context(|| format!("cannot listen on {addr}"))?;
+    listener.set_nonblocking(true).context("cannot configure the listening socket")?;
+    let local = listener.local_addr().map_or_else(|_| addr.clone(), |a| a.to_string());
     let mut fds = Fds::new();
     fds.add(addr.clone(), listener.into_raw_fd());
 
     let state = AppState::new(config);
     let server_conf = Arc::new(ServerConf::default());
-    let mut service = pingora_proxy::http_proxy_service_with_name(
-        &server_conf,
-        HttpFront::new(state.clone()),
-        "mcp-hangar",
-    );
+    let mut service =
+        pingora_proxy::http_proxy_service_with_name(&server_conf, HttpFront::new(state.clone()), "mcp-hangar");
     service.add_tcp(&addr);
     let (stop_accepting, stop_rx) = watch::channel(false);
     let server = tokio::spawn(async move {
-        service
-            .start_service(Some(Arc::new(Mutex::new(fds))), stop_rx, 1)
-            .await;
+        service.start_service(Some(Arc::new(Mutex::new(fds))), stop_rx, 1).await;
     });
 
     state.set_phase(Phase::Ready);
     let snap = state.snapshot();
-    tracing::info!(
-        "listening on http://{local}{} (health: /health/ready)",
-        snap.config.server.mcp_path
-    );
+    tracing::info!("listening on http://{local}{} (health: /health/ready)", snap.config.server.mcp_path);
     drop(snap);
 
     let signal = shutdown_signal().await;
@@ -72,9 +59,7 @@ async fn serve_http(config: Config) -> anyhow::Result<()> {
     let _ = stop_accepting.send(true);
     let left = state.drain(shutdown_timeout).await;
     if left > 0 {
-        tracing::warn!(
-            "{left} request(s) still in flight after {shutdown_timeout:?}; closing them"
-        );
+        tracing::warn!("{left} request(s) still in flight after {shutdown_timeout:?}; closing them");
     }
     server.abort();
     tracing::info!("shutdown complete");
@@ -98,10 +83,7 @@ fn listen_address(host: &str, port: u16) -> String {
 /// Resolves on SIGTERM or SIGINT, naming the signal.
 async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         tracing::error!("cannot install signal handlers; stop the gateway with SIGKILL");
         return std::future::pending().await;
     };

@@ -18,34 +18,22 @@ fn check(file: &str) -> (i32, String) {
 #[test]
 fn golden_outputs() {
     let mut checked = 0;
-    let mut entries: Vec<_> = std::fs::read_dir("tests/golden")
-        .expect("golden dir")
-        .flatten()
-        .collect();
+    let mut entries: Vec<_> = std::fs::read_dir("tests/golden").expect("golden dir").flatten().collect();
     entries.sort_by_key(|e| e.path());
     for entry in entries {
         let path = entry.path();
         if path.extension().is_none_or(|e| e != "yaml") {
             continue;
         }
-        let rel = format!(
-            "tests/golden/{}",
-            path.file_name()
-                .and_then(|n| n.to_str())
-                .expect("utf-8 name")
-        );
+        let rel = format!("tests/golden/{}", path.file_name().and_then(|n| n.to_str()).expect("utf-8 name"));
         let (code, text) = check(&rel);
         let actual = format!("exit: {code}\n{text}");
         let expected_path = path.with_extension("out");
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::write(&expected_path, &actual).expect("write golden");
         }
-        let expected = std::fs::read_to_string(&expected_path).unwrap_or_else(|_| {
-            panic!(
-                "missing {}; run with UPDATE_GOLDEN=1",
-                expected_path.display()
-            )
-        });
+        let expected = std::fs::read_to_string(&expected_path)
+            .unwrap_or_else(|_| panic!("missing {}; run with UPDATE_GOLDEN=1", expected_path.display()));
         assert_eq!(actual, expected, "check-config {rel}");
         checked += 1;
     }
@@ -59,30 +47,18 @@ fn unreadable_files_are_clear_errors() {
     assert_eq!(text, "tests/golden/does-not-exist.yaml: cannot read file: No such file or directory (os error 2)\n");
     let (code, text) = check("tests/golden");
     assert_eq!(code, 2);
-    assert!(
-        text.starts_with("tests/golden: cannot read file:"),
-        "{text}"
-    );
+    assert!(text.starts_with("tests/golden: cannot read file:"), "{text}");
     assert!(Path::new("tests/golden").is_dir());
 }
 
 #[test]
 fn invalid_config_refuses_to_start() {
     let out = Command::new(env!("CARGO_BIN_EXE_mcp-hangar"))
-        .args([
-            "--http",
-            "--config",
-            "tests/golden/wrong_types.yaml",
-            "--log-format",
-            "json",
-        ])
+        .args(["--http", "--config", "tests/golden/wrong_types.yaml", "--log-format", "json"])
         .output()
         .expect("run mcp-hangar");
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("server.port: expected an integer"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("server.port: expected an integer"), "{stderr}");
     assert!(out.stdout.is_empty(), "stdout is reserved for the protocol");
 }

@@ -17,21 +17,13 @@ fn embedded_default_serves_health_and_exits_cleanly_on_sigterm() {
         assert!(body["status"].is_string(), "{path}: {body}");
     }
     let ready: serde_json::Value =
-        serde_json::from_str(&http_get(gw.port, "/health/ready").expect("ready").body)
-            .expect("json");
+        serde_json::from_str(&http_get(gw.port, "/health/ready").expect("ready").body).expect("json");
     assert_eq!(ready["status"], "ready");
-    assert_eq!(
-        ready["providers"], 1,
-        "the embedded default has its demo provider"
-    );
+    assert_eq!(ready["providers"], 1, "the embedded default has its demo provider");
 
     let metrics = http_get(gw.port, "/metrics").expect("metrics");
     assert_eq!(metrics.status, 200);
-    assert!(
-        metrics.body.contains("mcp_hangar_build_info"),
-        "{}",
-        metrics.body
-    );
+    assert!(metrics.body.contains("mcp_hangar_build_info"), "{}", metrics.body);
     assert_eq!(http_get(gw.port, "/nope").expect("404").status, 404);
 
     gw.signal("TERM");
@@ -62,9 +54,6 @@ fn busy_port_is_a_clear_error() {
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }

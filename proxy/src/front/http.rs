@@ -4,11 +4,16 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType, Result};
-use pingora_proxy::{ProxyHttp, Session};
+use pingora_http::RequestHeader;
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
-use crate::front::{health, respond};
+use crate::front::fast::FastRoute;
+use crate::front::{health, mcp, respond};
+use crate::jsonrpc::{code, error_bytes, RpcError};
+use crate::mcp::protocol::Era;
 use crate::state::{AppState, InflightGuard};
 
 /// The HTTP front door.
@@ -27,6 +32,10 @@ impl HttpFront {
 pub struct RequestCtx {
     _inflight: InflightGuard,
     endpoint: &'static str,
+    /// Set when the request is proxied on the fast path.
+    pub fast: Option<FastRoute>,
+    /// The request's protocol era, once known.
+    pub era: Option<Era>,
 }
 
 #[async_trait]
@@ -34,10 +43,7 @@ impl ProxyHttp for HttpFront {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> Self::CTX {
-        RequestCtx {
-            _inflight: self.state.begin_request(),
-            endpoint: "other",
-        }
+        RequestCtx { _inflight: self.state.begin_request(), endpoint: "other", fast: None, era: None }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
@@ -48,18 +54,15 @@ impl ProxyHttp for HttpFront {
             return Ok(true);
         }
         let snap = self.state.snapshot();
+        if path == snap.config.server.mcp_path {
+            ctx.endpoint = "mcp";
+            return mcp::handle(&self.state, session, ctx).await;
+        }
         let metrics = &snap.config.observability.metrics;
         if metrics.enabled && path == metrics.endpoint {
             ctx.endpoint = "metrics";
             let body = self.state.metrics.render();
-            respond::send(
-                session,
-                200,
-                "text/plain; version=0.0.4; charset=utf-8",
-                &[],
-                body,
-            )
-            .await?;
+            respond::send(session, 200, "text/plain; version=0.0.4; charset=utf-8", &[], body).await?;
             return Ok(true);
         }
         ctx.endpoint = "not_found";
@@ -67,24 +70,59 @@ impl ProxyHttp for HttpFront {
         Ok(true)
     }
 
-    async fn upstream_peer(
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Self::CTX) -> Result<Box<HttpPeer>> {
+        match &ctx.fast {
+            Some(route) => Ok(Box::new(route.peer.as_ref().clone())),
+            None => Err(Error::explain(ErrorType::InternalError, "no upstream chosen for this request")),
+        }
+    }
+
+    async fn upstream_request_filter(
         &self,
         _session: &mut Session,
-        _ctx: &mut Self::CTX,
-    ) -> Result<Box<HttpPeer>> {
-        Err(Error::explain(
-            ErrorType::InternalError,
-            "no upstream chosen for this request",
-        ))
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if let Some(route) = &ctx.fast {
+            route.rewrite_request(upstream_request)?;
+        }
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if let Some(route) = &mut ctx.fast {
+            route.splice(body);
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Self::CTX) -> FailToProxy {
+        let Some(route) = &ctx.fast else {
+            let code = if matches!(e.etype(), ErrorType::HTTPStatus(_)) { 500 } else { 502 };
+            let _ = session.respond_error(code).await;
+            return FailToProxy { error_code: code, can_reuse_downstream: false };
+        };
+        let provider = self.state.snapshot().routes.providers.get(route.provider).map(|p| p.name().to_owned());
+        let err = RpcError::new(
+            code::PROVIDER_UNAVAILABLE,
+            format!("provider {:?} is unavailable: {}", provider.unwrap_or_default(), e.etype().as_str()),
+        );
+        let written = session.response_written().is_some();
+        if !written && respond::json(session, 200, error_bytes(&route.id, &err)).await.is_ok() {
+            return FailToProxy { error_code: 200, can_reuse_downstream: true };
+        }
+        FailToProxy { error_code: 502, can_reuse_downstream: false }
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
         let code = session.response_written().map_or(0, |r| r.status.as_u16());
-        self.state
-            .metrics
-            .http_responses
-            .with_label_values(&[ctx.endpoint, status_label(code)])
-            .inc();
+        self.state.metrics.http_responses.with_label_values(&[ctx.endpoint, status_label(code)]).inc();
     }
 }
 
@@ -97,7 +135,9 @@ fn status_label(code: u16) -> &'static str {
         403 => "403",
         404 => "404",
         405 => "405",
+        406 => "406",
         413 => "413",
+        415 => "415",
         500 => "500",
         502 => "502",
         503 => "503",

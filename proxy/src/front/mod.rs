@@ -1,5 +1,9 @@
 //! Front doors: how clients reach the gateway (HTTP through Pingora, or stdio).
 
+pub mod checks;
+pub mod fast;
 pub mod health;
 pub mod http;
+pub mod mcp;
+pub mod reply;
 pub mod respond;

@@ -22,9 +22,7 @@ pub async fn send(
     for (name, value) in extra_headers {
         header.append_header(name.to_string(), *value)?;
     }
-    session
-        .write_response_header(Box::new(header), body.is_empty())
-        .await?;
+    session.write_response_header(Box::new(header), body.is_empty()).await?;
     if !body.is_empty() {
         session.write_response_body(Some(body), true).await?;
     }
@@ -32,10 +30,6 @@ pub async fn send(
 }
 
 /// Writes a JSON response.
-pub async fn json(
-    session: &mut Session,
-    status: u16,
-    body: impl Into<Bytes>,
-) -> pingora_core::Result<()> {
+pub async fn json(session: &mut Session, status: u16, body: impl Into<Bytes>) -> pingora_core::Result<()> {
     send(session, status, "application/json", &[], body).await
 }

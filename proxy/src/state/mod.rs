@@ -9,16 +9,22 @@ use arc_swap::ArcSwap;
 use hangar_config::Config;
 use tokio::sync::{watch, Notify};
 
+use crate::mcp::fanout::Fanout;
+use crate::mcp::session::SessionStore;
+use crate::routing::Routes;
 use crate::telemetry::metrics::Metrics;
+use crate::upstream::http::HttpClient;
+use crate::upstream::Unsolicited;
 
 /// An immutable view of the configuration and everything compiled from it. Requests load it once
 /// and use that one view throughout, so a reload never mixes two configurations in one request.
-#[derive(Debug)]
 pub struct Snapshot {
     /// Increases by one with every applied configuration.
     pub generation: u64,
     /// The configuration this snapshot was built from.
     pub config: Arc<Config>,
+    /// Providers and routes compiled from it.
+    pub routes: Arc<Routes>,
 }
 
 /// Where the gateway is in its life, as the health endpoints report it.
@@ -39,10 +45,16 @@ pub struct AppState {
     next_generation: AtomicU64,
     phase: AtomicU8,
     inflight: AtomicUsize,
+    streams: Arc<AtomicUsize>,
     idle: Notify,
     shutdown: watch::Sender<bool>,
     /// The metric registry.
     pub metrics: Metrics,
+    /// Legacy client sessions.
+    pub sessions: SessionStore,
+    /// The upstream HTTP client (one connection pool for all providers).
+    pub http: Arc<HttpClient>,
+    sink: Arc<dyn Unsolicited>,
 }
 
 impl AppState {
@@ -51,17 +63,24 @@ impl AppState {
         let metrics = Metrics::new();
         metrics.config_generation.set(1);
         let (shutdown, _) = watch::channel(false);
-        Arc::new(Self {
-            snapshot: ArcSwap::from_pointee(Snapshot {
-                generation: 1,
-                config: Arc::new(config),
-            }),
-            next_generation: AtomicU64::new(2),
-            phase: AtomicU8::new(Phase::Starting as u8),
-            inflight: AtomicUsize::new(0),
-            idle: Notify::new(),
-            shutdown,
-            metrics,
+        let http = Arc::new(HttpClient::default());
+        let max_sessions = config.server.limits.max_concurrent_streams;
+        Arc::new_cyclic(|weak| {
+            let sink: Arc<dyn Unsolicited> = Arc::new(Fanout(weak.clone()));
+            let routes = Arc::new(Routes::build(&config, &http, &sink));
+            Self {
+                snapshot: ArcSwap::from_pointee(Snapshot { generation: 1, config: Arc::new(config), routes }),
+                next_generation: AtomicU64::new(2),
+                phase: AtomicU8::new(Phase::Starting as u8),
+                inflight: AtomicUsize::new(0),
+                streams: Arc::new(AtomicUsize::new(0)),
+                idle: Notify::new(),
+                shutdown,
+                metrics,
+                sessions: SessionStore::new(max_sessions),
+                http,
+                sink,
+            }
         })
     }
 
@@ -73,13 +92,9 @@ impl AppState {
     /// Publishes a new configuration as a whole new snapshot; returns its generation.
     pub fn replace_config(&self, config: Config) -> u64 {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
-        self.snapshot.store(Arc::new(Snapshot {
-            generation,
-            config: Arc::new(config),
-        }));
-        self.metrics
-            .config_generation
-            .set(i64::try_from(generation).unwrap_or(i64::MAX));
+        let routes = Arc::new(Routes::build(&config, &self.http, &self.sink));
+        self.snapshot.store(Arc::new(Snapshot { generation, config: Arc::new(config), routes }));
+        self.metrics.config_generation.set(i64::try_from(generation).unwrap_or(i64::MAX));
         generation
     }
 
@@ -111,6 +126,17 @@ impl AppState {
         InflightGuard(self.clone())
     }
 
+    /// Reserves one long-lived stream slot, `None` when `max_concurrent_streams` are open.
+    pub fn open_stream(&self) -> Option<StreamSlot> {
+        let max = self.snapshot.load().config.server.limits.max_concurrent_streams;
+        let prev = self.streams.fetch_add(1, Ordering::AcqRel);
+        if prev >= max {
+            self.streams.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(StreamSlot(self.streams.clone()))
+    }
+
     /// Requests currently in flight.
     pub fn inflight(&self) -> usize {
         self.inflight.load(Ordering::Acquire)
@@ -128,6 +154,15 @@ impl AppState {
                 return self.inflight();
             }
         }
+    }
+}
+
+/// One open long-lived stream; dropping it frees the slot.
+pub struct StreamSlot(Arc<AtomicUsize>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -154,11 +189,7 @@ mod tests {
     async fn drain_waits_for_inflight_requests() {
         let s = state();
         let guard = s.begin_request();
-        assert_eq!(
-            s.drain(Duration::from_millis(20)).await,
-            1,
-            "times out while a request is open"
-        );
+        assert_eq!(s.drain(Duration::from_millis(20)).await, 1, "times out while a request is open");
         let s2 = s.clone();
         let waiter = tokio::spawn(async move { s2.drain(Duration::from_secs(5)).await });
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -170,14 +201,9 @@ mod tests {
     fn reload_replaces_the_whole_snapshot() {
         let s = state();
         let before = s.snapshot();
-        let generation = s.replace_config(
-            hangar_config::parse("server: {port: 9}", "t", &|_| None).expect("valid"),
-        );
+        let generation = s.replace_config(hangar_config::parse("server: {port: 9}", "t", &|_| None).expect("valid"));
         assert_eq!(generation, 2);
-        assert_eq!(
-            before.config.server.port, 8000,
-            "a loaded snapshot never changes"
-        );
+        assert_eq!(before.config.server.port, 8000, "a loaded snapshot never changes");
         assert_eq!(s.snapshot().config.server.port, 9);
     }
 

@@ -34,10 +34,7 @@ pub enum LoggingError {
 pub fn init(level: &str, format: LogFormat) -> Result<(), LoggingError> {
     let filter = EnvFilter::builder()
         .parse(level)
-        .map_err(|e| LoggingError::Filter {
-            level: level.to_owned(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| LoggingError::Filter { level: level.to_owned(), reason: e.to_string() })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -17,21 +17,14 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new_custom(Some("mcp_hangar".into()), None).unwrap_or_default();
         let build_info = IntGauge::with_opts(
-            Opts::new("build_info", "Build information; always 1.")
-                .const_label("version", env!("CARGO_PKG_VERSION")),
+            Opts::new("build_info", "Build information; always 1.").const_label("version", env!("CARGO_PKG_VERSION")),
         )
         .expect("literal metric definition");
         build_info.set(1);
-        let config_generation = IntGauge::new(
-            "config_generation",
-            "Generation of the configuration snapshot in use.",
-        )
-        .expect("literal metric definition");
+        let config_generation = IntGauge::new("config_generation", "Generation of the configuration snapshot in use.")
+            .expect("literal metric definition");
         let http_responses = IntCounterVec::new(
-            Opts::new(
-                "http_responses_total",
-                "HTTP responses sent, by endpoint and status code.",
-            ),
+            Opts::new("http_responses_total", "HTTP responses sent, by endpoint and status code."),
             &["endpoint", "code"],
         )
         .expect("literal metric definition");
@@ -46,11 +39,7 @@ impl Metrics {
                 tracing::warn!("metric registration failed: {e}");
             }
         }
-        Self {
-            registry,
-            config_generation,
-            http_responses,
-        }
+        Self { registry, config_generation, http_responses }
     }
 
     /// The text exposition of every registered series.

@@ -11,10 +11,7 @@ use std::time::{Duration, Instant};
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
 /// A running `mcp-hangar --http`, killed when dropped.
@@ -29,17 +26,12 @@ impl Gateway {
     pub fn start(config: Option<&Path>, extra_args: &[&str]) -> Self {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-hangar"));
-        cmd.args(["--http", "--port", &port.to_string(), "--log-level", "info"])
-            .args(extra_args);
+        cmd.args(["--http", "--port", &port.to_string(), "--log-level", "info"]).args(extra_args);
         if let Some(c) = config {
             cmd.arg("--config").arg(c);
         }
-        let child = cmd
-            .env_remove("MCP_HANGAR_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
+        let child =
+            cmd.env_remove("MCP_HANGAR_CONFIG").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn");
         let gw = Self { child, port };
         gw.wait_ready(Duration::from_secs(20));
         gw
@@ -60,10 +52,7 @@ impl Gateway {
 
     /// Sends a signal to the gateway process.
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args(["-s", sig, &self.child.id().to_string()])
-            .status()
-            .expect("kill");
+        let status = Command::new("kill").args(["-s", sig, &self.child.id().to_string()]).status().expect("kill");
         assert!(status.success());
     }
 
@@ -78,10 +67,7 @@ impl Gateway {
                 }
                 return (status.code(), err);
             }
-            assert!(
-                start.elapsed() < limit,
-                "gateway did not exit within {limit:?}"
-            );
+            assert!(start.elapsed() < limit, "gateway did not exit within {limit:?}");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -104,19 +90,13 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
 /// `GET path` over a fresh connection (`Connection: close`).
 pub fn http_get(port: u16, path: &str) -> std::io::Result<Response> {
-    raw(
-        port,
-        &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"),
-    )
+    raw(port, &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"))
 }
 
 /// Sends raw request bytes and reads the whole response (the request must ask to close).
@@ -132,32 +112,18 @@ pub fn raw(port: u16, request: &str) -> std::io::Result<Response> {
 fn parse_response(buf: &[u8]) -> std::io::Result<Response> {
     let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_owned());
     let text = String::from_utf8_lossy(buf);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| bad("no header end"))?;
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| bad("no header end"))?;
     let mut lines = head.split("\r\n");
     let status = lines
         .next()
         .and_then(|l| l.split(' ').nth(1))
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| bad("bad status line"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    Ok(Response {
-        status,
-        headers,
-        body,
-    })
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned())).collect();
+    let chunked = headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_owned() };
+    Ok(Response { status, headers, body })
 }
 
 fn dechunk(mut s: &str) -> String {

@@ -1,0 +1,130 @@
+//! Request checks done before any body is read: `Origin` (DNS-rebinding protection), `Host`,
+//! content negotiation.
+
+use pingora_http::RequestHeader;
+
+/// Whether `origin` (an `Origin` header value) is allowed by `allowed` (config entries:
+/// `*`, or `scheme://host[:port]`; an entry without a port allows any port).
+pub fn origin_allowed(origin: &str, allowed: &[String]) -> bool {
+    if allowed.iter().any(|a| a == "*") {
+        return true;
+    }
+    let Some((scheme, rest)) = origin.split_once("://") else { return false };
+    let (host, port) = split_host_port(rest);
+    allowed.iter().any(|entry| {
+        let Some((e_scheme, e_rest)) = entry.split_once("://") else { return false };
+        let (e_host, e_port) = split_host_port(e_rest);
+        e_scheme.eq_ignore_ascii_case(scheme)
+            && e_host.eq_ignore_ascii_case(host)
+            && (e_port.is_none() || e_port == port)
+    })
+}
+
+/// Whether a `Host` header is acceptable for a gateway bound to `bind_host`. A gateway bound to a
+/// loopback address only answers loopback host names: a DNS-rebinding page cannot reach it
+/// through a name it controls.
+pub fn host_allowed(host_header: Option<&str>, bind_host: &str) -> bool {
+    let loopback_bind = matches!(bind_host, "127.0.0.1" | "::1" | "localhost" | "[::1]")
+        || bind_host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if !loopback_bind {
+        return true;
+    }
+    let Some(h) = host_header else { return true };
+    let (name, _) = split_host_port(h);
+    matches!(name.to_ascii_lowercase().as_str(), "localhost" | "127.0.0.1" | "::1" | "[::1]")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn split_host_port(s: &str) -> (&str, Option<&str>) {
+    let s = s.split('/').next().unwrap_or_default();
+    if let Some(v6) = s.strip_prefix('[') {
+        return match v6.split_once(']') {
+            Some((h, after)) => (h, after.strip_prefix(':')),
+            None => (s, None),
+        };
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h, Some(p)),
+        _ => (s, None),
+    }
+}
+
+/// What the client accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepts {
+    /// `application/json`.
+    pub json: bool,
+    /// `text/event-stream`.
+    pub sse: bool,
+}
+
+/// Reads `Accept`; no header, or `*/*`, accepts both.
+pub fn accepts(req: &RequestHeader) -> Accepts {
+    let Some(v) = req.headers.get("accept").and_then(|v| v.to_str().ok()) else {
+        return Accepts { json: true, sse: true };
+    };
+    let mut a = Accepts { json: false, sse: false };
+    for part in v.split(',') {
+        let mime = part.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        match mime.as_str() {
+            "application/json" | "application/*" => a.json = true,
+            "text/event-stream" | "text/*" => a.sse = true,
+            "*/*" => {
+                a.json = true;
+                a.sse = true;
+            }
+            _ => {}
+        }
+    }
+    a
+}
+
+/// Whether `Content-Type` is JSON.
+pub fn is_json_body(req: &RequestHeader) -> bool {
+    req.headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowed() -> Vec<String> {
+        vec!["http://localhost".into(), "https://app.example.com:8443".into()]
+    }
+
+    #[test]
+    fn origins() {
+        assert!(origin_allowed("http://localhost:3000", &allowed()));
+        assert!(origin_allowed("http://LOCALHOST", &allowed()));
+        assert!(origin_allowed("https://app.example.com:8443", &allowed()));
+        assert!(!origin_allowed("https://app.example.com", &allowed()));
+        assert!(!origin_allowed("https://localhost", &allowed()));
+        assert!(!origin_allowed("http://evil.example", &allowed()));
+        assert!(!origin_allowed("null", &allowed()));
+        assert!(origin_allowed("null", &["*".into()]));
+    }
+
+    #[test]
+    fn hosts() {
+        assert!(host_allowed(Some("127.0.0.1:8000"), "127.0.0.1"));
+        assert!(host_allowed(Some("localhost"), "127.0.0.1"));
+        assert!(host_allowed(Some("[::1]:80"), "127.0.0.1"));
+        assert!(!host_allowed(Some("evil.example:8000"), "127.0.0.1"));
+        assert!(host_allowed(Some("evil.example:8000"), "0.0.0.0"));
+    }
+
+    #[test]
+    fn accept_header() {
+        let mut r = RequestHeader::build("POST", b"/mcp", None).expect("req");
+        assert_eq!(accepts(&r), Accepts { json: true, sse: true });
+        r.insert_header("accept", "application/json, text/event-stream").expect("h");
+        assert_eq!(accepts(&r), Accepts { json: true, sse: true });
+        r.insert_header("accept", "text/event-stream").expect("h");
+        assert_eq!(accepts(&r), Accepts { json: false, sse: true });
+        r.insert_header("accept", "text/html").expect("h");
+        assert_eq!(accepts(&r), Accepts { json: false, sse: false });
+    }
+}

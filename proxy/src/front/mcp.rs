@@ -1,0 +1,532 @@
+//! The MCP endpoint over HTTP: both protocol eras on one path.
+//!
+//! Each POST is classified by its `MCP-Protocol-Version` header (and `initialize`, which always
+//! opens a legacy session), checked, and either handed to the proxying fast path or answered
+//! here through the hub. Legacy sessions also get their GET stream and DELETE.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use pingora_proxy::Session;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::checks::{accepts, host_allowed, is_json_body, origin_allowed, Accepts};
+use super::fast;
+use super::http::RequestCtx;
+use super::reply::Reply;
+use super::respond;
+use crate::jsonrpc::parse::{Envelope, Kind, ParamsHead};
+use crate::jsonrpc::{code, error_bytes, null_id, result_bytes, RpcError};
+use crate::mcp::headers::check_modern;
+use crate::mcp::hub::{self, ClientCtx};
+use crate::mcp::protocol::{era_of, Era, MODERN_VERSION, SUPPORTED_VERSIONS};
+use crate::mcp::session::ClientSession;
+use crate::state::AppState;
+use crate::upstream::{CallEvent, SessionKey};
+
+/// Interval of keep-alive comments on open SSE streams.
+const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(15);
+
+/// What the `MCP-Protocol-Version` header says.
+enum VersionHeader {
+    Absent,
+    Known(Era),
+    Unsupported(String),
+}
+
+fn version_header(session: &Session) -> VersionHeader {
+    match session.req_header().headers.get("mcp-protocol-version").map(|v| v.to_str().unwrap_or("")) {
+        None => VersionHeader::Absent,
+        Some(v) => match era_of(v) {
+            Some(era) => VersionHeader::Known(era),
+            None => VersionHeader::Unsupported(v.to_owned()),
+        },
+    }
+}
+
+fn header<'s>(session: &'s Session, name: &str) -> Option<&'s str> {
+    session.req_header().headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Handles a request to the MCP path. `Ok(false)` hands the request to the proxying fast path
+/// (`ctx.fast` is set); `Ok(true)` means it was answered here.
+pub async fn handle(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx) -> pingora_core::Result<bool> {
+    let snap = state.snapshot();
+    let server = &snap.config.server;
+    if let Some(origin) = header(session, "origin") {
+        if !origin_allowed(origin, &server.allowed_origins) {
+            tracing::info!(origin, "rejected a request from a disallowed Origin");
+            plain_error(session, 403, RpcError::new(code::INVALID_REQUEST, "Forbidden: Origin not allowed")).await?;
+            return Ok(true);
+        }
+    }
+    if !host_allowed(header(session, "host"), &server.host) {
+        plain_error(session, 403, RpcError::new(code::INVALID_REQUEST, "Forbidden: Host not allowed")).await?;
+        return Ok(true);
+    }
+    let header_bytes: usize = session.req_header().headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+    if header_bytes > server.limits.max_header_bytes {
+        plain_error(session, 431, RpcError::new(code::INVALID_REQUEST, "request headers too large")).await?;
+        return Ok(true);
+    }
+    match session.req_header().method.as_str() {
+        "POST" => post(state, session, ctx).await,
+        "GET" => get(state, session).await.map(|()| true),
+        "DELETE" => delete(state, session).await.map(|()| true),
+        _ => {
+            respond::send(
+                session,
+                405,
+                "application/json",
+                &[("allow", "GET, POST, DELETE")],
+                r#"{"error":"method not allowed"}"#,
+            )
+            .await?;
+            Ok(true)
+        }
+    }
+}
+
+/// An error reply with no request id, as a JSON body.
+async fn plain_error(session: &mut Session, status: u16, error: RpcError) -> pingora_core::Result<()> {
+    respond::json(session, status, error_bytes(null_id(), &error)).await
+}
+
+/// The HTTP status for a JSON-RPC error answered as plain JSON.
+fn error_status(era: Era, code_: i64) -> u16 {
+    match code_ {
+        code::PARSE_ERROR | code::INVALID_REQUEST => 400,
+        code::HEADER_MISMATCH | code::UNSUPPORTED_PROTOCOL_VERSION | code::MISSING_CLIENT_CAPABILITY => 400,
+        code::METHOD_NOT_FOUND if era == Era::Modern => 404,
+        _ => 200,
+    }
+}
+
+fn unsupported_version(requested: &str) -> RpcError {
+    RpcError::new(code::UNSUPPORTED_PROTOCOL_VERSION, format!("Unsupported protocol version: {requested}"))
+        .with_data(json!({"supported": SUPPORTED_VERSIONS, "requested": requested}))
+}
+
+/// Reads the whole body, refusing more than `limit` bytes.
+async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, (u16, &'static str)> {
+    if let Some(len) = header(session, "content-length").and_then(|v| v.trim().parse::<usize>().ok()) {
+        if len > limit {
+            return Err((413, "request body too large"));
+        }
+    }
+    let mut buf = BytesMut::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if buf.len() + chunk.len() > limit {
+                    return Err((413, "request body too large"));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(buf.freeze()),
+            Err(_) => return Err((400, "cannot read the request body")),
+        }
+    }
+}
+
+async fn post(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx) -> pingora_core::Result<bool> {
+    let snap = state.snapshot();
+    let limits = &snap.config.server.limits;
+    if !is_json_body(session.req_header()) {
+        plain_error(session, 415, RpcError::new(code::INVALID_REQUEST, "Content-Type must be application/json"))
+            .await?;
+        return Ok(true);
+    }
+    let accepts = accepts(session.req_header());
+    if !accepts.json && !accepts.sse {
+        plain_error(
+            session,
+            406,
+            RpcError::new(code::INVALID_REQUEST, "Accept must allow application/json or text/event-stream"),
+        )
+        .await?;
+        return Ok(true);
+    }
+    let version = version_header(session);
+    if let VersionHeader::Unsupported(v) = &version {
+        plain_error(session, 400, unsupported_version(v)).await?;
+        return Ok(true);
+    }
+    if matches!(version, VersionHeader::Known(Era::Modern)) && fast::may_take(session) {
+        session.enable_retry_buffering();
+    }
+    let body = match read_body(session, limits.max_body_bytes).await {
+        Ok(b) => b,
+        Err((status, why)) => {
+            plain_error(session, status, RpcError::new(code::INVALID_REQUEST, why)).await?;
+            return Ok(true);
+        }
+    };
+    let (env, kind) = match Envelope::parse(&body) {
+        Ok(x) => x,
+        Err(invalid) => {
+            let id = invalid.id.as_deref().unwrap_or(null_id());
+            respond::json(session, 400, error_bytes(id, &invalid.error)).await?;
+            return Ok(true);
+        }
+    };
+    let method = env.method_str();
+    let head = match ParamsHead::parse(env.params) {
+        Ok(h) => h,
+        Err(e) => {
+            respond::json(session, 400, error_bytes(env.id.unwrap_or(null_id()), &e)).await?;
+            return Ok(true);
+        }
+    };
+    let era = match (&version, method) {
+        (_, "initialize") => Era::Legacy,
+        (VersionHeader::Known(era), _) => *era,
+        (VersionHeader::Absent, _) if head.protocol_version() == Some(MODERN_VERSION) => {
+            let e = RpcError::new(
+                code::HEADER_MISMATCH,
+                "Header mismatch: required header MCP-Protocol-Version is missing",
+            );
+            respond::json(session, 400, error_bytes(env.id.unwrap_or(null_id()), &e)).await?;
+            return Ok(true);
+        }
+        _ => Era::Legacy,
+    };
+    ctx.era = Some(era);
+    if era == Era::Modern {
+        if kind == Kind::Response {
+            let e = RpcError::new(code::INVALID_REQUEST, "clients must not send responses in the 2026-07-28 protocol");
+            respond::json(session, 400, error_bytes(env.id.unwrap_or(null_id()), &e)).await?;
+            return Ok(true);
+        }
+        if let Err(e) = check_modern(session.req_header(), method, &head, MODERN_VERSION) {
+            let status = if e.code == code::HEADER_MISMATCH { 400 } else { error_status(era, e.code) };
+            respond::json(session, status, error_bytes(env.id.unwrap_or(null_id()), &e)).await?;
+            return Ok(true);
+        }
+        if kind == Kind::Notification {
+            respond::send(session, 202, "application/json", &[], Bytes::new()).await?;
+            return Ok(true);
+        }
+        if let Some(route) = fast::route(&snap, &env, &head, &body, session) {
+            ctx.fast = Some(route);
+            return Ok(false);
+        }
+    }
+    let id: Box<RawValue> = env.id.map(|i| i.to_owned()).unwrap_or_else(|| null_id().to_owned());
+    let params: Value = match (kind, env.params) {
+        (Kind::Response, _) => response_payload(&env),
+        (_, Some(p)) => serde_json::from_str(p.get()).unwrap_or_else(|_| json!({})),
+        (_, None) => json!({}),
+    };
+    let method = method.to_owned();
+    drop(env);
+    match era {
+        Era::Modern => {
+            let client = ClientCtx::modern(&params);
+            run(state, session, accepts, &client, &id, &method, params, Vec::new()).await?;
+        }
+        Era::Legacy => legacy_post(state, session, accepts, kind, &id, &method, params).await?,
+    }
+    Ok(true)
+}
+
+async fn legacy_post(
+    state: &Arc<AppState>,
+    session: &mut Session,
+    accepts: Accepts,
+    kind: Kind,
+    id: &RawValue,
+    method: &str,
+    params: Value,
+) -> pingora_core::Result<()> {
+    if kind == Kind::Request && method == "initialize" {
+        return match hub::initialize(state, &params).await {
+            Ok((client, result)) => {
+                let reply = Reply::new(accepts, vec![("mcp-session-id", client.id.to_string())]);
+                reply.finish(session, 200, result_bytes(id, &result)).await
+            }
+            Err(e) => Reply::new(accepts, Vec::new()).finish(session, 200, error_bytes(id, &e)).await,
+        };
+    }
+    let client = match header(session, "mcp-session-id") {
+        None => {
+            let e = RpcError::new(
+                code::INVALID_REQUEST,
+                "Bad Request: Mcp-Session-Id header is required (call initialize first)",
+            );
+            return respond::json(session, 400, error_bytes(id, &e)).await;
+        }
+        Some(sid) => match state.sessions.get(sid) {
+            Some(c) => c,
+            None => {
+                let e = RpcError::new(code::INVALID_REQUEST, "Session not found: initialize a new session");
+                return respond::json(session, 404, error_bytes(id, &e)).await;
+            }
+        },
+    };
+    match kind {
+        Kind::Request => {
+            let ctx = ClientCtx::legacy(client.clone());
+            let tracked = id.get().to_owned();
+            let cancelled = client.track(&tracked);
+            let extra = Vec::new();
+            let out = run_cancellable(state, session, accepts, &ctx, id, method, params, extra, cancelled).await;
+            client.untrack(&tracked);
+            out
+        }
+        Kind::Notification => {
+            client_notification(state, &client, method, &params).await;
+            respond::send(session, 202, "application/json", &[], Bytes::new()).await
+        }
+        Kind::Response => {
+            let reply = match (params_of_response(&params), id.get().parse::<i64>()) {
+                (_, Err(_)) => false,
+                (r, Ok(n)) => client.answer(n, r),
+            };
+            if !reply {
+                tracing::debug!(session = %client.id, "a response matched no pending request");
+            }
+            respond::send(session, 202, "application/json", &[], Bytes::new()).await
+        }
+    }
+}
+
+/// A client's response as `{"result": …}` or `{"error": …}`.
+fn response_payload(env: &Envelope<'_>) -> Value {
+    let parse = |r: &RawValue| serde_json::from_str::<Value>(r.get()).unwrap_or(Value::Null);
+    match (env.result, env.error) {
+        (_, Some(e)) => json!({"error": parse(e)}),
+        (Some(r), _) => json!({"result": parse(r)}),
+        _ => Value::Null,
+    }
+}
+
+/// The answer carried by a [`response_payload`].
+fn params_of_response(v: &Value) -> Result<Value, RpcError> {
+    match (v.get("result"), v.get("error")) {
+        (_, Some(e)) => Err(RpcError::from_value(e)),
+        (Some(r), _) => Ok(r.clone()),
+        _ => Ok(Value::Null),
+    }
+}
+
+async fn client_notification(state: &Arc<AppState>, client: &Arc<ClientSession>, method: &str, params: &Value) {
+    match method {
+        "notifications/cancelled" => {
+            if let Some(rid) = params.get("requestId") {
+                let key = rid.to_string();
+                if !client.cancel(&key) {
+                    tracing::debug!(session = %client.id, request = %key, "cancellation for a request not in flight");
+                }
+            }
+        }
+        "notifications/roots/list_changed" => {
+            let snap = state.snapshot();
+            let caller = client.caller();
+            for upstream in snap.routes.all_upstreams() {
+                let _ = upstream.notify(method, params.clone(), &caller).await;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Runs a request through the hub and writes its reply.
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    state: &Arc<AppState>,
+    session: &mut Session,
+    accepts: Accepts,
+    ctx: &ClientCtx,
+    id: &RawValue,
+    method: &str,
+    params: Value,
+    extra: Vec<(&'static str, String)>,
+) -> pingora_core::Result<()> {
+    let (_never, cancelled) = tokio::sync::oneshot::channel::<()>();
+    run_cancellable(state, session, accepts, ctx, id, method, params, extra, cancelled).await
+}
+
+/// Runs a request through the hub, relaying upstream messages as SSE events, until it finishes,
+/// is cancelled, or the client goes away (which cancels it upstream).
+#[allow(clippy::too_many_arguments)]
+async fn run_cancellable(
+    state: &Arc<AppState>,
+    session: &mut Session,
+    accepts: Accepts,
+    ctx: &ClientCtx,
+    id: &RawValue,
+    method: &str,
+    params: Value,
+    extra: Vec<(&'static str, String)>,
+    mut cancelled: tokio::sync::oneshot::Receiver<()>,
+) -> pingora_core::Result<()> {
+    let (tx, mut rx) = mpsc::channel::<CallEvent>(64);
+    let work = hub::request(state, ctx, method, params, Some(tx));
+    tokio::pin!(work);
+    let mut reply = Reply::new(accepts, extra);
+    let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE_EVERY, KEEP_ALIVE_EVERY);
+    let mut shutdown = state.shutdown_signal();
+    let outcome = loop {
+        tokio::select! {
+            out = &mut work => break Some(out),
+            Some(ev) = rx.recv() => {
+                if let Some(bytes) = event_bytes(ctx, ev) {
+                    reply.event(session, &bytes).await?;
+                }
+            }
+            _ = keep_alive.tick() => reply.keep_alive(session).await?,
+            _ = &mut cancelled => break None,
+            _ = session.as_downstream_mut().read_body_or_idle(true) => {
+                tracing::debug!(method, "client went away; cancelling the request");
+                return Ok(());
+            }
+            _ = shutdown.changed() => {}
+        }
+    };
+    while let Ok(ev) = rx.try_recv() {
+        if let Some(bytes) = event_bytes(ctx, ev) {
+            reply.event(session, &bytes).await?;
+        }
+    }
+    match outcome {
+        Some(Ok(result)) => reply.finish(session, 200, result_bytes(id, &result)).await,
+        Some(Err(e)) => reply.finish(session, error_status(ctx.era, e.code), error_bytes(id, &e)).await,
+        None => {
+            let e = RpcError::new(code::INVALID_REQUEST, "request cancelled");
+            if reply.streaming() {
+                reply.end(session).await
+            } else {
+                reply.finish(session, 200, error_bytes(id, &e)).await
+            }
+        }
+    }
+}
+
+/// The bytes to write for an upstream message relayed during a call; server→client requests are
+/// registered with the legacy session so its answer can be routed back.
+fn event_bytes(ctx: &ClientCtx, ev: CallEvent) -> Option<Vec<u8>> {
+    match ev {
+        CallEvent::Notification(v) => serde_json::to_vec(&v).ok(),
+        CallEvent::Request(req) => {
+            let capability = req.method.split('/').next().unwrap_or_default().to_owned();
+            match &ctx.session {
+                Some(client) if client.has_capability(&capability) => {
+                    let method = req.method.clone();
+                    let params = req.params.clone();
+                    let gid = client.register_request(req.respond);
+                    serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": gid, "method": method, "params": params})).ok()
+                }
+                _ => {
+                    let _ = req.respond.send(Err(RpcError::new(
+                        code::METHOD_NOT_FOUND,
+                        format!("the client did not declare the {capability} capability"),
+                    )));
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// Legacy GET: the session's stream of server-initiated messages.
+async fn get(state: &Arc<AppState>, session: &mut Session) -> pingora_core::Result<()> {
+    if let VersionHeader::Known(Era::Modern) = version_header(session) {
+        return respond::send(
+            session,
+            405,
+            "application/json",
+            &[("allow", "POST")],
+            r#"{"error":"GET is not part of MCP 2026-07-28"}"#,
+        )
+        .await;
+    }
+    if !accepts(session.req_header()).sse {
+        return plain_error(
+            session,
+            406,
+            RpcError::new(code::INVALID_REQUEST, "Accept must include text/event-stream"),
+        )
+        .await;
+    }
+    let client = match header(session, "mcp-session-id") {
+        None => {
+            return plain_error(
+                session,
+                400,
+                RpcError::new(code::INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required"),
+            )
+            .await
+        }
+        Some(sid) => match state.sessions.get(sid) {
+            Some(c) => c,
+            None => return plain_error(session, 404, RpcError::new(code::INVALID_REQUEST, "Session not found")).await,
+        },
+    };
+    let Some(_stream_slot) = state.open_stream() else {
+        return plain_error(session, 503, RpcError::new(code::INTERNAL_ERROR, "too many open streams")).await;
+    };
+    let (tx, mut rx) = mpsc::channel::<Bytes>(256);
+    let backlog = client.attach_stream(tx);
+    let mut reply = Reply::new(Accepts { json: false, sse: true }, Vec::new());
+    reply.start_stream(session).await?;
+    for msg in backlog {
+        reply.event(session, &msg).await?;
+    }
+    let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE_EVERY, KEEP_ALIVE_EVERY);
+    let mut shutdown = state.shutdown_signal();
+    loop {
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(m) => reply.event(session, &m).await?,
+                None => break,
+            },
+            _ = keep_alive.tick() => reply.keep_alive(session).await?,
+            _ = shutdown.changed() => break,
+            _ = session.as_downstream_mut().read_body_or_idle(true) => return Ok(()),
+        }
+    }
+    reply.end(session).await
+}
+
+/// Legacy DELETE: ends the session and its upstream sessions.
+async fn delete(state: &Arc<AppState>, session: &mut Session) -> pingora_core::Result<()> {
+    if let VersionHeader::Known(Era::Modern) = version_header(session) {
+        return respond::send(
+            session,
+            405,
+            "application/json",
+            &[("allow", "POST")],
+            r#"{"error":"DELETE is not part of MCP 2026-07-28"}"#,
+        )
+        .await;
+    }
+    let Some(sid) = header(session, "mcp-session-id").map(str::to_owned) else {
+        return plain_error(
+            session,
+            400,
+            RpcError::new(code::INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required"),
+        )
+        .await;
+    };
+    let Some(client) = state.sessions.remove(&sid) else {
+        return plain_error(session, 404, RpcError::new(code::INVALID_REQUEST, "Session not found")).await;
+    };
+    close_upstream_sessions(state, &client);
+    respond::send(session, 200, "application/json", &[], Bytes::new()).await
+}
+
+/// Ends the upstream sessions opened for `client`, in the background.
+pub fn close_upstream_sessions(state: &Arc<AppState>, client: &ClientSession) {
+    let snap = state.snapshot();
+    let key = SessionKey::Client(client.id.clone());
+    let upstreams = snap.routes.all_upstreams();
+    tokio::spawn(async move {
+        for u in upstreams {
+            u.close_session(&key).await;
+        }
+    });
+}

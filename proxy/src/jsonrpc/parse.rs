@@ -1,0 +1,217 @@
+//! Borrowed parsing of one JSON-RPC message: only the envelope and, for requests, the handful of
+//! `params` fields routing needs (`name`, `uri`, the protocol version in `_meta`). Everything else
+//! stays raw bytes that serde skips without allocating.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{code, RpcError};
+
+/// The top-level fields of a JSON-RPC message, borrowed from the input.
+#[derive(Debug, Deserialize)]
+pub struct Envelope<'a> {
+    #[serde(borrow, default, deserialize_with = "opt_cow")]
+    jsonrpc: Option<Cow<'a, str>>,
+    /// Request or response id (string or number), raw.
+    #[serde(borrow, default)]
+    pub id: Option<&'a RawValue>,
+    /// Method name of requests and notifications.
+    #[serde(borrow, default, deserialize_with = "opt_cow")]
+    pub method: Option<Cow<'a, str>>,
+    /// Parameters, raw.
+    #[serde(borrow, default)]
+    pub params: Option<&'a RawValue>,
+    /// Result of a success response, raw.
+    #[serde(borrow, default)]
+    pub result: Option<&'a RawValue>,
+    /// Error of a failed response, raw.
+    #[serde(borrow, default)]
+    pub error: Option<&'a RawValue>,
+}
+
+/// What kind of message an [`Envelope`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Has `method` and `id`.
+    Request,
+    /// Has `method`, no `id`.
+    Notification,
+    /// Has `id` and `result` or `error`, no `method`.
+    Response,
+}
+
+/// Why a body is not a usable JSON-RPC message; carries the error to answer with.
+#[derive(Debug, Clone)]
+pub struct Invalid {
+    /// The error response to send.
+    pub error: RpcError,
+    /// The request id, when it could be read.
+    pub id: Option<Box<RawValue>>,
+}
+
+impl<'a> Envelope<'a> {
+    /// Parses and checks one message (not a batch).
+    pub fn parse(body: &'a [u8]) -> Result<(Self, Kind), Invalid> {
+        let text = std::str::from_utf8(body).map_err(|_| invalid(code::PARSE_ERROR, "body is not UTF-8", None))?;
+        let first = text.trim_start().as_bytes().first().copied();
+        if first == Some(b'[') {
+            return Err(invalid(code::INVALID_REQUEST, "JSON-RPC batches are not supported by MCP", None));
+        }
+        let env: Envelope<'a> = serde_json::from_str(text).map_err(|e| {
+            let c = if e.is_data() { code::INVALID_REQUEST } else { code::PARSE_ERROR };
+            invalid(c, format!("invalid JSON-RPC message: {e}"), None)
+        })?;
+        let id_owned = || env.id.map(|i| i.to_owned());
+        if env.jsonrpc.as_deref() != Some("2.0") {
+            return Err(invalid(code::INVALID_REQUEST, "\"jsonrpc\" must be \"2.0\"", id_owned()));
+        }
+        if let Some(id) = env.id {
+            let b = id.get().as_bytes().first().copied();
+            if !matches!(b, Some(b'"' | b'-' | b'0'..=b'9')) {
+                return Err(invalid(code::INVALID_REQUEST, "\"id\" must be a string or a number", None));
+            }
+        }
+        if let Some(p) = env.params {
+            if !p.get().starts_with('{') {
+                return Err(invalid(code::INVALID_REQUEST, "\"params\" must be an object", id_owned()));
+            }
+        }
+        let kind = match (&env.method, env.id, env.result.is_some() || env.error.is_some()) {
+            (Some(_), Some(_), false) => Kind::Request,
+            (Some(_), None, false) => Kind::Notification,
+            (None, Some(_), true) => Kind::Response,
+            _ => {
+                return Err(invalid(
+                    code::INVALID_REQUEST,
+                    "not a JSON-RPC request, notification or response",
+                    id_owned(),
+                ))
+            }
+        };
+        Ok((env, kind))
+    }
+
+    /// The method name (`""` for responses).
+    pub fn method_str(&self) -> &str {
+        self.method.as_deref().unwrap_or("")
+    }
+}
+
+/// Deserialises an optional string borrowing from the input when it has no escapes. serde's own
+/// `Option<Cow<str>>` always copies, which would cost an allocation per field on the hot path.
+fn opt_cow<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Borrowed<'de>>::deserialize(d)?.map(|b| b.0))
+}
+
+fn invalid(code: i64, message: impl Into<String>, id: Option<Box<RawValue>>) -> Invalid {
+    Invalid { error: RpcError::new(code, message), id }
+}
+
+/// The `params` fields that routing and header validation read.
+#[derive(Debug, Default, Deserialize)]
+pub struct ParamsHead<'a> {
+    /// `params.name` (tools/call, prompts/get).
+    #[serde(borrow, default, deserialize_with = "opt_cow")]
+    pub name: Option<Cow<'a, str>>,
+    /// `params.uri` (resources/read, subscribe).
+    #[serde(borrow, default, deserialize_with = "opt_cow")]
+    pub uri: Option<Cow<'a, str>>,
+    /// `params._meta`.
+    #[serde(borrow, default, rename = "_meta")]
+    pub meta: Option<MetaHead<'a>>,
+}
+
+/// The `_meta` fields the gateway reads.
+#[derive(Debug, Default, Deserialize)]
+pub struct MetaHead<'a> {
+    /// The request's protocol version (modern requests).
+    #[serde(borrow, default, rename = "io.modelcontextprotocol/protocolVersion", deserialize_with = "opt_cow")]
+    pub protocol_version: Option<Cow<'a, str>>,
+}
+
+impl<'a> ParamsHead<'a> {
+    /// Reads the head of `params`; `None` params read as empty.
+    pub fn parse(params: Option<&'a RawValue>) -> Result<Self, RpcError> {
+        match params {
+            None => Ok(Self::default()),
+            Some(raw) => serde_json::from_str(raw.get())
+                .map_err(|e| RpcError::new(code::INVALID_PARAMS, format!("invalid params: {e}"))),
+        }
+    }
+
+    /// The protocol version in `_meta`, if any.
+    pub fn protocol_version(&self) -> Option<&str> {
+        self.meta.as_ref().and_then(|m| m.protocol_version.as_deref())
+    }
+}
+
+/// Where `s` sits inside `body`: the byte range of its contents (inside the quotes), when `s` was
+/// borrowed from `body`. `None` when it was unescaped into a copy (it contained escapes), so it
+/// cannot be spliced in place.
+pub fn span_in(body: &[u8], s: &str) -> Option<std::ops::Range<usize>> {
+    let start = (s.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+    let end = start.checked_add(s.len())?;
+    (end <= body.len()).then_some(start..end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_messages() {
+        let (e, k) = Envelope::parse(br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#).expect("valid");
+        assert_eq!((k, e.method_str(), e.id.map(|i| i.get())), (Kind::Request, "ping", Some("1")));
+        let (_, k) = Envelope::parse(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).expect("valid");
+        assert_eq!(k, Kind::Notification);
+        let (_, k) = Envelope::parse(br#"{"jsonrpc":"2.0","id":"a","result":{}}"#).expect("valid");
+        assert_eq!(k, Kind::Response);
+    }
+
+    #[test]
+    fn rejects_bad_messages_with_the_right_codes() {
+        let cases: &[(&[u8], i64)] = &[
+            (b"{not json", code::PARSE_ERROR),
+            (b"\xff\xfe", code::PARSE_ERROR),
+            (b"[]", code::INVALID_REQUEST),
+            (br#"{"jsonrpc":"1.0","id":1,"method":"x"}"#, code::INVALID_REQUEST),
+            (br#"{"jsonrpc":"2.0","id":true,"method":"x"}"#, code::INVALID_REQUEST),
+            (br#"{"jsonrpc":"2.0","id":1,"method":3}"#, code::INVALID_REQUEST),
+            (br#"{"jsonrpc":"2.0","id":1,"method":"x","params":[1]}"#, code::INVALID_REQUEST),
+            (br#"{"jsonrpc":"2.0","id":1}"#, code::INVALID_REQUEST),
+            (br#"{"jsonrpc":"2.0"}"#, code::INVALID_REQUEST),
+            (br#"42"#, code::INVALID_REQUEST),
+        ];
+        for (body, want) in cases {
+            let got = Envelope::parse(body).expect_err("invalid");
+            assert_eq!(got.error.code, *want, "{}", String::from_utf8_lossy(body));
+        }
+        let got = Envelope::parse(br#"{"jsonrpc":"1.0","id":7,"method":"x"}"#).expect_err("invalid");
+        assert_eq!(got.id.map(|i| i.get().to_owned()).as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn reads_the_params_head_and_locates_the_name() {
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{"big":[1,2,{"name":"inner"}]},"name":"math__add","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","x":{}}}}"#;
+        let (env, _) = Envelope::parse(body).expect("valid");
+        let head = ParamsHead::parse(env.params).expect("params");
+        let name = head.name.as_ref().expect("name");
+        assert_eq!(name, "math__add");
+        assert_eq!(head.protocol_version(), Some("2026-07-28"));
+        let span = span_in(body, name).expect("borrowed");
+        assert_eq!(&body[span], b"math__add");
+    }
+
+    #[test]
+    fn escaped_names_cannot_be_spliced() {
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"m\u0061th__add"}}"#;
+        let (env, _) = Envelope::parse(body).expect("valid");
+        let head = ParamsHead::parse(env.params).expect("params");
+        assert_eq!(head.name.as_deref(), Some("math__add"));
+        assert_eq!(span_in(body, head.name.as_ref().expect("name")), None);
+    }
+}

@@ -1,0 +1,185 @@
+//! Server-Sent Events: framing JSON-RPC messages for clients (`event: message`, as real clients
+//! expect) and an incremental, size-bounded decoder for upstream streams.
+
+use bytes::{Bytes, BytesMut};
+
+/// Frames one JSON message as an SSE `message` event. Multi-line JSON (pretty-printed by some
+/// upstreams) is split into several `data:` lines, as the SSE format requires.
+pub fn frame_message(json: &[u8]) -> Bytes {
+    frame(None, json)
+}
+
+/// Frames one JSON message as an SSE `message` event with an event id (for legacy resumability).
+pub fn frame_message_with_id(id: &str, json: &[u8]) -> Bytes {
+    frame(Some(id), json)
+}
+
+fn frame(id: Option<&str>, json: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(json.len() + 32);
+    out.extend_from_slice(b"event: message\n");
+    if let Some(id) = id {
+        out.extend_from_slice(b"id: ");
+        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(b"\n");
+    }
+    for line in json.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line);
+        out.extend_from_slice(b"\n");
+    }
+    out.extend_from_slice(b"\n");
+    out.freeze()
+}
+
+/// A keep-alive comment line; proxies and clients ignore it but it keeps idle streams open.
+pub const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+
+/// One decoded event.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Event {
+    /// `event:` field (`message` when absent).
+    pub event: Option<String>,
+    /// `data:` lines joined with `\n`.
+    pub data: String,
+    /// `id:` field.
+    pub id: Option<String>,
+}
+
+impl Event {
+    /// Whether the event carries a JSON-RPC message (type `message` or untyped).
+    pub fn is_message(&self) -> bool {
+        matches!(self.event.as_deref(), None | Some("message"))
+    }
+}
+
+/// Why a stream could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// One event grew past the limit (a misbehaving or hostile upstream).
+    #[error("SSE event larger than {0} bytes")]
+    TooLarge(usize),
+    /// The stream is not UTF-8.
+    #[error("SSE stream is not UTF-8")]
+    NotUtf8,
+}
+
+/// Incremental decoder: feed it chunks as they arrive, take complete events out.
+#[derive(Debug)]
+pub struct Decoder {
+    buf: BytesMut,
+    current: Event,
+    has_data: bool,
+    max_event: usize,
+}
+
+impl Decoder {
+    /// A decoder refusing events larger than `max_event` bytes.
+    pub fn new(max_event: usize) -> Self {
+        Self { buf: BytesMut::new(), current: Event::default(), has_data: false, max_event }
+    }
+
+    /// Adds bytes and returns the events they complete.
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<Vec<Event>, DecodeError> {
+        self.buf.extend_from_slice(chunk);
+        let mut events = Vec::new();
+        while let Some(pos) = self.buf.iter().position(|&b| b == b'\n' || b == b'\r') {
+            // A lone '\r' at the end may be the first half of "\r\n": wait for more.
+            let skip = if self.buf[pos] == b'\r' {
+                match self.buf.get(pos + 1) {
+                    Some(b'\n') => 2,
+                    Some(_) => 1,
+                    None => break,
+                }
+            } else {
+                1
+            };
+            let line = self.buf.split_to(pos + skip);
+            let line = std::str::from_utf8(&line[..pos]).map_err(|_| DecodeError::NotUtf8)?;
+            if let Some(ev) = self.line(line) {
+                events.push(ev);
+            }
+        }
+        if self.buf.len() + self.current.data.len() > self.max_event {
+            return Err(DecodeError::TooLarge(self.max_event));
+        }
+        Ok(events)
+    }
+
+    fn line(&mut self, line: &str) -> Option<Event> {
+        if line.is_empty() {
+            if !self.has_data {
+                self.current = Event::default();
+                return None;
+            }
+            self.has_data = false;
+            return Some(std::mem::take(&mut self.current));
+        }
+        if line.starts_with(':') {
+            return None;
+        }
+        let (field, value) = match line.split_once(':') {
+            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+            None => (line, ""),
+        };
+        match field {
+            "event" => self.current.event = Some(value.to_owned()),
+            "data" => {
+                if self.has_data {
+                    self.current.data.push('\n');
+                }
+                self.current.data.push_str(value);
+                self.has_data = true;
+            }
+            "id" => self.current.id = Some(value.to_owned()),
+            _ => {}
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_messages_with_event_type() {
+        assert_eq!(&frame_message(br#"{"a":1}"#)[..], b"event: message\ndata: {\"a\":1}\n\n");
+        assert_eq!(&frame_message(b"{\n \"a\": 1\n}")[..], b"event: message\ndata: {\ndata:  \"a\": 1\ndata: }\n\n");
+        assert_eq!(&frame_message_with_id("7", b"{}")[..], b"event: message\nid: 7\ndata: {}\n\n");
+    }
+
+    #[test]
+    fn decodes_across_chunk_boundaries_and_line_endings() {
+        let mut d = Decoder::new(1024);
+        let mut all = Vec::new();
+        for chunk in
+            [&b"event: mess"[..], b"age\r", b"\ndata: {\"a\"", b":1}\r\n\r\n: ping\n\nid: 3\ndata: x\ndata: y\n\n"]
+        {
+            all.extend(d.feed(chunk).expect("decode"));
+        }
+        assert_eq!(
+            all,
+            vec![
+                Event { event: Some("message".into()), data: "{\"a\":1}".into(), id: None },
+                Event { event: None, data: "x\ny".into(), id: Some("3".into()) },
+            ]
+        );
+        assert!(all.iter().all(Event::is_message));
+    }
+
+    #[test]
+    fn bounds_event_size() {
+        let mut d = Decoder::new(64);
+        let big = format!("data: {}", "x".repeat(100));
+        assert_eq!(d.feed(big.as_bytes()), Err(DecodeError::TooLarge(64)));
+    }
+
+    #[test]
+    fn round_trips_framed_messages() {
+        let mut d = Decoder::new(1 << 20);
+        let json = "{\n  \"jsonrpc\": \"2.0\"\n}";
+        let ev = d.feed(&frame_message(json.as_bytes())).expect("decode");
+        assert_eq!(ev[0].data, json);
+    }
+}

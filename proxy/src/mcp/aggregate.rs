@@ -1,0 +1,339 @@
+//! The gateway's merged lists: each exposed provider's tools, prompts, resources and resource
+//! templates, fetched concurrently, cached per provider (honouring `ttlMs`; invalidated by
+//! `list_changed`), merged in declaration order. A provider that cannot list is skipped and
+//! reported in `_meta`; it never fails the whole list.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use serde_json::{json, Map, Value};
+
+use crate::jsonrpc::{code, RpcError};
+use crate::mcp::protocol::Era;
+use crate::routing::index::{NameIndex, UriTemplate};
+use crate::routing::{Backend, Routes};
+use crate::upstream::{CallError, Caller};
+
+/// Most pages read from one upstream list before giving up (a paging loop is a bug upstream).
+const MAX_PAGES: usize = 100;
+/// Cache lifetime of a legacy upstream's list when it promises `list_changed` notifications.
+const LEGACY_TTL_WITH_NOTIFICATIONS: Duration = Duration::from_secs(300);
+/// Cache lifetime of a legacy upstream's list otherwise.
+const LEGACY_TTL: Duration = Duration::from_secs(30);
+/// How long one provider may take to list before the merged list goes on without it.
+const LIST_TIMEOUT: Duration = Duration::from_secs(15);
+/// `_meta` key naming the providers missing from a merged list.
+pub const UNAVAILABLE_META: &str = "io.mcp-hangar/unavailableProviders";
+
+/// The four listable kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListKind {
+    /// `tools/list`.
+    Tools,
+    /// `prompts/list`.
+    Prompts,
+    /// `resources/list`.
+    Resources,
+    /// `resources/templates/list`.
+    Templates,
+}
+
+impl ListKind {
+    /// The kind listed by `method`.
+    pub fn from_method(method: &str) -> Option<Self> {
+        Some(match method {
+            "tools/list" => Self::Tools,
+            "prompts/list" => Self::Prompts,
+            "resources/list" => Self::Resources,
+            "resources/templates/list" => Self::Templates,
+            _ => return None,
+        })
+    }
+
+    /// The kinds a `list_changed` notification invalidates.
+    pub fn from_notification(method: &str) -> &'static [Self] {
+        match method {
+            "notifications/tools/list_changed" => &[Self::Tools],
+            "notifications/prompts/list_changed" => &[Self::Prompts],
+            "notifications/resources/list_changed" => &[Self::Resources, Self::Templates],
+            _ => &[],
+        }
+    }
+
+    /// The list method.
+    pub fn method(self) -> &'static str {
+        match self {
+            Self::Tools => "tools/list",
+            Self::Prompts => "prompts/list",
+            Self::Resources => "resources/list",
+            Self::Templates => "resources/templates/list",
+        }
+    }
+
+    /// The result field holding the items.
+    pub fn items_key(self) -> &'static str {
+        match self {
+            Self::Tools => "tools",
+            Self::Prompts => "prompts",
+            Self::Resources => "resources",
+            Self::Templates => "resourceTemplates",
+        }
+    }
+
+    /// The server capability that announces the kind.
+    fn capability(self) -> &'static str {
+        match self {
+            Self::Tools => "tools",
+            Self::Prompts => "prompts",
+            Self::Resources | Self::Templates => "resources",
+        }
+    }
+}
+
+/// One provider's list, as fetched.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The items, un-prefixed.
+    pub items: Arc<Vec<Value>>,
+    /// Freshness hint to pass on (ms).
+    pub ttl_ms: u64,
+    /// Whether the upstream marked it private.
+    pub private: bool,
+}
+
+struct Cached {
+    fetched: Fetched,
+    expires: Instant,
+}
+
+/// Per-provider list cache.
+#[derive(Default)]
+pub struct ListCache {
+    entries: Mutex<HashMap<ListKind, Cached>>,
+}
+
+impl ListCache {
+    fn get(&self, kind: ListKind) -> Option<Fetched> {
+        let map = self.entries.lock().ok()?;
+        map.get(&kind).filter(|c| c.expires > Instant::now()).map(|c| c.fetched.clone())
+    }
+
+    fn put(&self, kind: ListKind, fetched: Fetched, ttl: Duration) {
+        if ttl.is_zero() {
+            return;
+        }
+        if let Ok(mut map) = self.entries.lock() {
+            map.insert(kind, Cached { fetched, expires: Instant::now() + ttl });
+        }
+    }
+
+    /// Forgets the cached lists of `kinds`.
+    pub fn invalidate(&self, kinds: &[ListKind]) {
+        if let Ok(mut map) = self.entries.lock() {
+            for k in kinds {
+                map.remove(k);
+            }
+        }
+    }
+}
+
+/// One provider's list: cached, fetched, or (tools of a provider that cannot be reached) its
+/// predefined tools.
+pub async fn provider_list(routes: &Routes, idx: usize, kind: ListKind) -> Result<Fetched, RpcError> {
+    let p = &routes.providers[idx];
+    if let Some(hit) = p.lists.get(kind) {
+        return Ok(hit);
+    }
+    let predefined = || Fetched {
+        items: Arc::new(p.config.tools.iter().map(|t| t.definition.clone()).collect()),
+        ttl_ms: 0,
+        private: false,
+    };
+    let source = match &p.backend {
+        Backend::Group { members, .. } => members.first().copied(),
+        _ => Some(idx),
+    };
+    let result = match source {
+        Some(src) if src != idx => Box::pin(provider_list(routes, src, kind)).await,
+        Some(_) => fetch(routes, idx, kind).await,
+        None => Err(RpcError::new(code::PROVIDER_UNAVAILABLE, "group has no members")),
+    };
+    match result {
+        Ok(f) => Ok(f),
+        Err(_) if kind == ListKind::Tools && !p.config.tools.is_empty() => Ok(predefined()),
+        Err(e) => Err(e),
+    }
+}
+
+async fn fetch(routes: &Routes, idx: usize, kind: ListKind) -> Result<Fetched, RpcError> {
+    let p = &routes.providers[idx];
+    let (_, upstream) = routes.upstream(idx)?;
+    let caller = Caller::gateway();
+    let info = upstream.probe().await.map_err(|e| e.to_rpc(p.name()))?;
+    if info.capabilities.get(kind.capability()).is_none() {
+        let empty = Fetched { items: Arc::new(Vec::new()), ttl_ms: 0, private: false };
+        p.lists.put(kind, empty.clone(), LEGACY_TTL_WITH_NOTIFICATIONS);
+        return Ok(empty);
+    }
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut ttl_ms: Option<u64> = None;
+    let mut private = false;
+    for _ in 0..MAX_PAGES {
+        let params = match &cursor {
+            Some(c) => json!({"cursor": c}),
+            None => json!({}),
+        };
+        let mut page = upstream.call(kind.method(), params, &caller, None).await.map_err(|e| match e {
+            CallError::Rpc(r) => r,
+            other => other.to_rpc(p.name()),
+        })?;
+        if let Some(Value::Array(list)) = page.get_mut(kind.items_key()).map(Value::take) {
+            items.extend(list.into_iter().filter(Value::is_object));
+        }
+        if let Some(t) = page.get("ttlMs").and_then(Value::as_i64) {
+            let t = u64::try_from(t).unwrap_or(0);
+            ttl_ms = Some(ttl_ms.map_or(t, |prev| prev.min(t)));
+        }
+        private |= page.get("cacheScope").and_then(Value::as_str) == Some("private");
+        cursor = page.get("nextCursor").and_then(Value::as_str).map(str::to_owned);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let ttl = match (ttl_ms, info.era) {
+        (Some(ms), _) => Duration::from_millis(ms),
+        (None, Era::Legacy)
+            if info.capabilities.pointer(&format!("/{}/listChanged", kind.capability())) == Some(&json!(true)) =>
+        {
+            LEGACY_TTL_WITH_NOTIFICATIONS
+        }
+        (None, _) => LEGACY_TTL,
+    };
+    let fetched = Fetched { items: Arc::new(items), ttl_ms: ttl_ms.unwrap_or(0), private };
+    p.lists.put(kind, fetched.clone(), ttl);
+    Ok(fetched)
+}
+
+/// The merged list for `kind`, shaped for a client of `era`; also refreshes the name index.
+pub async fn merged(routes: &Routes, kind: ListKind, era: Era) -> Value {
+    let exposed: Vec<usize> = routes.exposed().map(|(i, _)| i).collect();
+    let fetches = exposed.iter().map(|&i| async move {
+        match tokio::time::timeout(LIST_TIMEOUT, provider_list(routes, i, kind)).await {
+            Ok(r) => (i, r),
+            Err(_) => (i, Err(RpcError::new(code::PROVIDER_TIMEOUT, format!("no list within {LIST_TIMEOUT:?}")))),
+        }
+    });
+    let results = join_all(fetches).await;
+
+    let mut items = Vec::new();
+    let mut unavailable = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut ttl_ms: Option<u64> = None;
+    let mut private = false;
+    let mut index = (**routes.index.load()).clone();
+    match kind {
+        ListKind::Tools => index.tools.clear(),
+        ListKind::Prompts => index.prompts.clear(),
+        ListKind::Resources => index.resources.clear(),
+        ListKind::Templates => index.templates.clear(),
+    }
+    for (i, result) in results {
+        let p = &routes.providers[i];
+        let fetched = match result {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(provider = p.name(), "{} failed: {e}", kind.method());
+                unavailable.push(json!({"provider": p.name(), "error": e.message}));
+                continue;
+            }
+        };
+        ttl_ms = Some(ttl_ms.map_or(fetched.ttl_ms, |t| t.min(fetched.ttl_ms)));
+        private |= fetched.private;
+        for item in fetched.items.iter() {
+            let mut item = item.clone();
+            let key = match kind {
+                ListKind::Tools | ListKind::Prompts => {
+                    let Some(name) = item.get("name").and_then(Value::as_str).map(str::to_owned) else { continue };
+                    let exposed = format!("{}{}", p.config.tool_prefix, name);
+                    item["name"] = Value::String(exposed.clone());
+                    let map = if kind == ListKind::Tools { &mut index.tools } else { &mut index.prompts };
+                    map.entry(exposed.clone()).or_insert((i, name));
+                    exposed
+                }
+                ListKind::Resources => {
+                    let Some(uri) = item.get("uri").and_then(Value::as_str).map(str::to_owned) else { continue };
+                    index.resources.entry(uri.clone()).or_insert(i);
+                    uri
+                }
+                ListKind::Templates => {
+                    let Some(t) = item.get("uriTemplate").and_then(Value::as_str).map(str::to_owned) else { continue };
+                    index.templates.push((UriTemplate::parse(&t), i));
+                    t
+                }
+            };
+            if let Some(&owner) = seen.get(&key) {
+                tracing::warn!(
+                    "{key:?} is listed by both {:?} and {:?}; keeping the first",
+                    routes.providers[owner].name(),
+                    p.name()
+                );
+                continue;
+            }
+            seen.insert(key, i);
+            items.push(item);
+        }
+    }
+    routes.index.store(Arc::new(index));
+
+    let mut result = Map::new();
+    result.insert(kind.items_key().into(), Value::Array(items));
+    let mut meta = Map::new();
+    if !unavailable.is_empty() {
+        meta.insert(UNAVAILABLE_META.into(), Value::Array(unavailable));
+    }
+    if era == Era::Modern {
+        result.insert("ttlMs".into(), ttl_ms.unwrap_or(0).into());
+        result.insert("cacheScope".into(), if private { "private" } else { "public" }.into());
+    }
+    if !meta.is_empty() {
+        result.insert("_meta".into(), Value::Object(meta));
+    }
+    Value::Object(result)
+}
+
+/// Looks up which provider serves exposed tool or prompt `name`, and its own name for it.
+pub async fn resolve_named(routes: &Routes, kind: ListKind, name: &str) -> Option<(usize, String)> {
+    let lookup = |index: &NameIndex| {
+        let map = if kind == ListKind::Tools { &index.tools } else { &index.prompts };
+        map.get(name).cloned()
+    };
+    if let Some(hit) = lookup(&routes.index.load()) {
+        return Some(hit);
+    }
+    if let Some((i, rest)) = routes.by_prefix(name) {
+        return Some((i, rest.to_owned()));
+    }
+    for &i in routes.unprefixed() {
+        if let Ok(list) = provider_list(routes, i, kind).await {
+            if list.items.iter().any(|t| t.get("name").and_then(Value::as_str) == Some(name)) {
+                return Some((i, name.to_owned()));
+            }
+        }
+    }
+    None
+}
+
+/// Which provider serves resource `uri`: listed resources first, then templates; refreshes the
+/// lists once when the URI is not known yet. `None` means unknown (never a guess).
+pub async fn resolve_resource(routes: &Routes, uri: &str) -> Option<usize> {
+    let lookup = |index: &NameIndex| index.resources.get(uri).copied().or_else(|| index.template_for(uri));
+    if let Some(i) = lookup(&routes.index.load()) {
+        return Some(i);
+    }
+    merged(routes, ListKind::Resources, Era::Modern).await;
+    merged(routes, ListKind::Templates, Era::Modern).await;
+    lookup(&routes.index.load())
+}

@@ -1,0 +1,79 @@
+//! Delivery of what upstreams send outside any call: list changes invalidate caches and reach
+//! every legacy session; session-scoped messages reach their session's GET stream.
+
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use crate::jsonrpc::{code, RpcError};
+use crate::mcp::aggregate::ListKind;
+use crate::routing::Backend;
+use crate::state::AppState;
+use crate::upstream::{ServerRequest, SessionKey, Unsolicited};
+
+/// The [`Unsolicited`] sink wired into every upstream.
+pub struct Fanout(pub Weak<AppState>);
+
+impl Unsolicited for Fanout {
+    fn notification(&self, provider: &str, session: &SessionKey, message: Value) {
+        let Some(state) = self.0.upgrade() else { return };
+        let method = message.get("method").and_then(Value::as_str).unwrap_or_default();
+        let kinds = ListKind::from_notification(method);
+        if !kinds.is_empty() {
+            invalidate(&state, provider, kinds);
+            let bytes =
+                Bytes::from(serde_json::to_vec(&json!({"jsonrpc": "2.0", "method": method})).unwrap_or_default());
+            for s in state.sessions.all() {
+                s.push(bytes.clone());
+            }
+            return;
+        }
+        if let SessionKey::Client(id) = session {
+            if let Some(s) = state.sessions.get(id) {
+                s.push(Bytes::from(serde_json::to_vec(&message).unwrap_or_default()));
+            }
+        }
+    }
+
+    fn request(&self, _provider: &str, session: &SessionKey, request: ServerRequest) {
+        let client = match (self.0.upgrade(), session) {
+            (Some(state), SessionKey::Client(id)) => state.sessions.get(id),
+            _ => None,
+        };
+        let Some(client) = client else {
+            let reply = if request.method == "roots/list" {
+                Ok(json!({"roots": []}))
+            } else {
+                Err(RpcError::new(code::METHOD_NOT_FOUND, format!("no client can answer {}", request.method)))
+            };
+            let _ = request.respond.send(reply);
+            return;
+        };
+        let capability = request.method.split('/').next().unwrap_or_default();
+        if !client.has_capability(capability) {
+            let _ = request.respond.send(Err(RpcError::new(
+                code::METHOD_NOT_FOUND,
+                format!("the client did not declare the {capability} capability"),
+            )));
+            return;
+        }
+        let id = client.register_request(request.respond);
+        let msg = json!({"jsonrpc": "2.0", "id": id, "method": request.method, "params": request.params});
+        client.push(Bytes::from(serde_json::to_vec(&msg).unwrap_or_default()));
+    }
+}
+
+/// Drops cached lists of `provider` and of the groups it belongs to.
+fn invalidate(state: &Arc<AppState>, provider: &str, kinds: &[ListKind]) {
+    let snap = state.snapshot();
+    let Some((idx, p)) = snap.routes.provider(provider) else { return };
+    p.lists.invalidate(kinds);
+    for g in &snap.routes.providers {
+        if let Backend::Group { members, .. } = &g.backend {
+            if members.contains(&idx) {
+                g.lists.invalidate(kinds);
+            }
+        }
+    }
+}

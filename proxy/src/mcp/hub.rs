@@ -1,0 +1,297 @@
+//! The gateway as one MCP server: answers what it owns (initialize, discover, ping, merged lists,
+//! log level) and routes the rest to the provider that serves the named tool, prompt or resource.
+//! Front doors (HTTP, stdio) parse and frame; everything MCP-semantic happens here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use serde_json::{json, Map, Value};
+
+use crate::jsonrpc::{code, RpcError};
+use crate::mcp::aggregate::{self, ListKind};
+use crate::mcp::protocol::{meta, Era, LEGACY_VERSIONS, MODERN_VERSION};
+use crate::mcp::session::ClientSession;
+use crate::routing::Routes;
+use crate::state::AppState;
+use crate::upstream::{Caller, Events, SessionKey};
+
+/// How long `initialize`/`server/discover` wait for unknown providers to describe themselves.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Who is asking, as the hub needs to know it.
+pub struct ClientCtx {
+    /// The request's era.
+    pub era: Era,
+    /// The legacy session, for legacy clients.
+    pub session: Option<Arc<ClientSession>>,
+    /// What upstreams are told about the client.
+    pub caller: Caller,
+}
+
+impl ClientCtx {
+    /// A modern client, described by the request's `_meta`.
+    pub fn modern(params: &Value) -> Self {
+        let m = params.get("_meta");
+        let get = |k: &str| m.and_then(|m| m.get(k)).cloned();
+        Self {
+            era: Era::Modern,
+            session: None,
+            caller: Caller {
+                session: SessionKey::Shared,
+                capabilities: get(meta::CLIENT_CAPABILITIES).unwrap_or_else(|| json!({})),
+                client_info: get(meta::CLIENT_INFO).unwrap_or(Value::Null),
+                log_level: get(meta::LOG_LEVEL).and_then(|v| v.as_str().map(str::to_owned)),
+            },
+        }
+    }
+
+    /// A legacy client in `session`.
+    pub fn legacy(session: Arc<ClientSession>) -> Self {
+        Self { era: Era::Legacy, caller: session.caller(), session: Some(session) }
+    }
+}
+
+/// The gateway's identity.
+pub fn server_info() -> Value {
+    json!({"name": "mcp-hangar", "version": env!("CARGO_PKG_VERSION")})
+}
+
+/// Handles one request (everything but `initialize` and `subscriptions/listen`, which the front
+/// doors handle because they create sessions and streams).
+pub async fn request(
+    state: &Arc<AppState>,
+    ctx: &ClientCtx,
+    method: &str,
+    params: Value,
+    events: Events,
+) -> Result<Value, RpcError> {
+    let snap = state.snapshot();
+    let routes = &snap.routes;
+    let result = match method {
+        "ping" => Ok(json!({})),
+        "server/discover" => Ok(discover(routes).await),
+        "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => {
+            if params.get("cursor").is_some_and(|c| !c.is_null()) {
+                return Err(RpcError::new(code::INVALID_PARAMS, "invalid cursor: the gateway returns complete lists"));
+            }
+            let kind = ListKind::from_method(method).ok_or_else(|| unknown_method(method))?;
+            Ok(aggregate::merged(routes, kind, ctx.era).await)
+        }
+        "tools/call" => call_named(routes, ctx, ListKind::Tools, method, params, events).await,
+        "prompts/get" => call_named(routes, ctx, ListKind::Prompts, method, params, events).await,
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            call_resource(routes, ctx, method, params, events).await
+        }
+        "completion/complete" => complete(routes, ctx, params, events).await,
+        "logging/setLevel" => set_level(routes, ctx, params).await,
+        _ => Err(unknown_method(method)),
+    }?;
+    Ok(finish_result(result, ctx.era))
+}
+
+/// Error for a method the gateway does not implement.
+pub fn unknown_method(method: &str) -> RpcError {
+    RpcError::new(code::METHOD_NOT_FOUND, format!("Method not found: {method}"))
+}
+
+/// Modern results carry `resultType` (legacy upstreams omit it).
+fn finish_result(mut result: Value, era: Era) -> Value {
+    if era == Era::Modern {
+        if let Some(obj) = result.as_object_mut() {
+            obj.entry("resultType").or_insert_with(|| "complete".into());
+        }
+    }
+    result
+}
+
+/// Handles `initialize`: opens a legacy session and describes the gateway.
+pub async fn initialize(state: &Arc<AppState>, params: &Value) -> Result<(Arc<ClientSession>, Value), RpcError> {
+    let requested = params.get("protocolVersion").and_then(Value::as_str).unwrap_or_default();
+    let version = if LEGACY_VERSIONS.contains(&requested) { requested } else { LEGACY_VERSIONS[0] };
+    let session = state
+        .sessions
+        .create(
+            version.to_owned(),
+            params.get("capabilities").cloned().unwrap_or_else(|| json!({})),
+            params.get("clientInfo").cloned().unwrap_or(Value::Null),
+        )
+        .map_err(|e| RpcError::new(code::INTERNAL_ERROR, e.to_string()))?;
+    let snap = state.snapshot();
+    let mut capabilities = capabilities(&snap.routes).await;
+    capabilities.insert("logging".into(), json!({}));
+    let result = json!({
+        "protocolVersion": version,
+        "capabilities": capabilities,
+        "serverInfo": server_info(),
+        "instructions": instructions(&snap.routes),
+    });
+    Ok((session, result))
+}
+
+async fn discover(routes: &Routes) -> Value {
+    json!({
+        "resultType": "complete",
+        "supportedVersions": [MODERN_VERSION],
+        "capabilities": capabilities(routes).await,
+        "instructions": instructions(routes),
+        "_meta": {meta::SERVER_INFO: server_info()},
+        "ttlMs": 60_000,
+        "cacheScope": "public",
+    })
+}
+
+/// The union of what the providers can do. Providers not yet contacted are asked (briefly);
+/// tools are always offered (predefined tools need no contact).
+async fn capabilities(routes: &Routes) -> Map<String, Value> {
+    let probes = routes
+        .providers
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !matches!(p.backend, crate::routing::Backend::Group { .. }))
+        .map(|(i, _)| async move {
+            let (_, upstream) = routes.upstream(i).ok()?;
+            tokio::time::timeout(PROBE_TIMEOUT, upstream.probe()).await.ok()?.ok()
+        });
+    let infos = join_all(probes).await;
+    let mut caps = Map::new();
+    caps.insert("tools".into(), json!({"listChanged": true}));
+    for info in infos.into_iter().flatten() {
+        let c = &info.capabilities;
+        if c.get("prompts").is_some() {
+            caps.insert("prompts".into(), json!({"listChanged": true}));
+        }
+        if let Some(r) = c.get("resources") {
+            let subscribe = r.get("subscribe") == Some(&json!(true))
+                || caps.get("resources").and_then(|x| x.get("subscribe")) == Some(&json!(true));
+            caps.insert("resources".into(), json!({"listChanged": true, "subscribe": subscribe}));
+        }
+        if c.get("completions").is_some() {
+            caps.insert("completions".into(), json!({}));
+        }
+        if c.get("logging").is_some() {
+            caps.insert("logging".into(), json!({}));
+        }
+    }
+    caps
+}
+
+fn instructions(routes: &Routes) -> String {
+    let mut lines = vec!["MCP Hangar gateway. Tools and prompts are named <prefix><name>, by provider:".to_owned()];
+    for (_, p) in routes.exposed() {
+        let prefix =
+            if p.config.tool_prefix.is_empty() { "(no prefix)".to_owned() } else { p.config.tool_prefix.clone() };
+        let desc = p.config.description.as_deref().map(|d| format!(" — {d}")).unwrap_or_default();
+        lines.push(format!("- {prefix}: {}{desc}", p.name()));
+    }
+    lines.join("\n")
+}
+
+/// `tools/call` and `prompts/get`: find the provider by exposed name, call it with its own name.
+async fn call_named(
+    routes: &Routes,
+    ctx: &ClientCtx,
+    kind: ListKind,
+    method: &str,
+    mut params: Value,
+    events: Events,
+) -> Result<Value, RpcError> {
+    let what = if kind == ListKind::Tools { "tool" } else { "prompt" };
+    let name = params
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::new(code::INVALID_PARAMS, format!("params.name (the {what} name) is required")))?
+        .to_owned();
+    let (idx, own_name) = aggregate::resolve_named(routes, kind, &name)
+        .await
+        .ok_or_else(|| RpcError::new(code::INVALID_PARAMS, format!("Unknown {what}: {name:?}")))?;
+    params["name"] = Value::String(own_name);
+    forward(routes, ctx, idx, method, params, events).await
+}
+
+/// Resource requests, routed by URI (never rewritten).
+async fn call_resource(
+    routes: &Routes,
+    ctx: &ClientCtx,
+    method: &str,
+    params: Value,
+    events: Events,
+) -> Result<Value, RpcError> {
+    let uri = params
+        .get("uri")
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::new(code::INVALID_PARAMS, "params.uri is required"))?
+        .to_owned();
+    let Some(idx) = aggregate::resolve_resource(routes, &uri).await else {
+        let c = if ctx.era == Era::Modern { code::INVALID_PARAMS } else { code::RESOURCE_NOT_FOUND_LEGACY };
+        return Err(RpcError::new(c, format!("Resource not found: {uri}")).with_data(json!({"uri": uri})));
+    };
+    forward(routes, ctx, idx, method, params, events).await
+}
+
+/// `completion/complete`: by prompt name or resource URI in `params.ref`.
+async fn complete(routes: &Routes, ctx: &ClientCtx, mut params: Value, events: Events) -> Result<Value, RpcError> {
+    let reference = params.get("ref").cloned().unwrap_or(Value::Null);
+    let idx = match reference.get("type").and_then(Value::as_str) {
+        Some("ref/prompt") => {
+            let name = reference.get("name").and_then(Value::as_str).unwrap_or_default();
+            let (idx, own) = aggregate::resolve_named(routes, ListKind::Prompts, name)
+                .await
+                .ok_or_else(|| RpcError::new(code::INVALID_PARAMS, format!("Unknown prompt: {name:?}")))?;
+            params["ref"]["name"] = Value::String(own);
+            idx
+        }
+        Some("ref/resource") => {
+            let uri = reference.get("uri").and_then(Value::as_str).unwrap_or_default();
+            aggregate::resolve_resource(routes, uri)
+                .await
+                .ok_or_else(|| RpcError::new(code::INVALID_PARAMS, format!("Resource not found: {uri}")))?
+        }
+        _ => return Err(RpcError::new(code::INVALID_PARAMS, "params.ref must be a ref/prompt or ref/resource")),
+    };
+    forward(routes, ctx, idx, "completion/complete", params, events).await
+}
+
+/// `logging/setLevel` (legacy): remembered for the session and passed to its upstream sessions.
+async fn set_level(routes: &Routes, ctx: &ClientCtx, params: Value) -> Result<Value, RpcError> {
+    let level = params
+        .get("level")
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::new(code::INVALID_PARAMS, "params.level is required"))?;
+    const LEVELS: &[&str] = &["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
+    if !LEVELS.contains(&level) {
+        return Err(RpcError::new(code::INVALID_PARAMS, format!("unknown log level {level:?}")));
+    }
+    if let Some(session) = &ctx.session {
+        session.set_log_level(level);
+    }
+    let caller = ctx.session.as_ref().map_or_else(|| ctx.caller.clone(), |s| s.caller());
+    let calls =
+        routes.providers.iter().enumerate().filter_map(|(i, _)| routes.upstream(i).ok()).map(|(_, upstream)| {
+            let caller = caller.clone();
+            let params = params.clone();
+            async move {
+                let supports =
+                    upstream.info().is_some_and(|i| i.era == Era::Legacy && i.capabilities.get("logging").is_some());
+                if supports {
+                    let _ = upstream.call("logging/setLevel", params, &caller, None).await;
+                }
+            }
+        });
+    join_all(calls).await;
+    Ok(json!({}))
+}
+
+/// Sends a routed request to provider `idx` (a group picks a member).
+async fn forward(
+    routes: &Routes,
+    ctx: &ClientCtx,
+    idx: usize,
+    method: &str,
+    params: Value,
+    events: Events,
+) -> Result<Value, RpcError> {
+    let (member, upstream) = routes.upstream(idx)?;
+    let provider = routes.providers[member].name();
+    upstream.call(method, params, &ctx.caller, events).await.map_err(|e| e.to_rpc(provider))
+}

@@ -1,0 +1,9 @@
+//! MCP semantics: protocol versions and eras, header rules, and the gateway's own MCP server
+//! (aggregation, routing, sessions, bridging between eras).
+
+pub mod aggregate;
+pub mod fanout;
+pub mod headers;
+pub mod hub;
+pub mod protocol;
+pub mod session;

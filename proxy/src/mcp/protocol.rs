@@ -1,0 +1,76 @@
+//! Protocol versions, eras and method classes: the facts about MCP the rest of the gateway asks.
+
+/// The stateless revision this gateway serves (and prefers upstream).
+pub const MODERN_VERSION: &str = "2026-07-28";
+
+/// Legacy (initialize-handshake) revisions accepted from clients, newest first.
+pub const LEGACY_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+
+/// Every version the gateway supports, newest first, as listed in `UnsupportedProtocolVersion`.
+pub const SUPPORTED_VERSIONS: &[&str] = &["2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+
+/// The version a legacy request without `MCP-Protocol-Version` is taken to speak (per the spec).
+pub const HEADERLESS_LEGACY_VERSION: &str = "2025-03-26";
+
+/// `_meta` keys defined by the 2026-07-28 revision.
+pub mod meta {
+    /// Protocol version of a request.
+    pub const PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+    /// Client identity.
+    pub const CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
+    /// Client capabilities for a request.
+    pub const CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+    /// Per-request log level opt-in.
+    pub const LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
+    /// Subscription id on `subscriptions/listen` streams.
+    pub const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
+    /// Server identity on results.
+    pub const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+}
+
+/// Which generation of the protocol a peer speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Era {
+    /// 2026-07-28 and later: stateless, per-request `_meta`.
+    Modern,
+    /// 2025-11-25 and earlier: `initialize`, sessions.
+    Legacy,
+}
+
+/// The era of a protocol version string, `None` when unknown.
+pub fn era_of(version: &str) -> Option<Era> {
+    if version == MODERN_VERSION {
+        Some(Era::Modern)
+    } else if LEGACY_VERSIONS.contains(&version) {
+        Some(Era::Legacy)
+    } else {
+        None
+    }
+}
+
+/// Methods that may answer with an MRTR `input_required` result.
+pub fn supports_input_required(method: &str) -> bool {
+    matches!(method, "tools/call" | "prompts/get" | "resources/read")
+}
+
+/// The request field `Mcp-Name` mirrors for `method`, if it needs one.
+pub fn name_field(method: &str) -> Option<&'static str> {
+    match method {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" => Some("uri"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eras() {
+        assert_eq!(era_of("2026-07-28"), Some(Era::Modern));
+        assert_eq!(era_of("2025-06-18"), Some(Era::Legacy));
+        assert_eq!(era_of("1900-01-01"), None);
+        assert!(SUPPORTED_VERSIONS.iter().all(|v| era_of(v).is_some()));
+    }
+}

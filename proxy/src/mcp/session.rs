@@ -1,0 +1,306 @@
+//! Legacy (2025-xx) client sessions at the gateway: created by `initialize`, named by
+//! `Mcp-Session-Id`, ended by DELETE or by idling out. A session owns the client's GET stream (or
+//! a bounded backlog while none is open) and the server→client requests awaiting its answers.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::jsonrpc::{code, RpcError};
+use crate::upstream::{Caller, SessionKey};
+
+/// Messages kept for a session while no GET stream is open; older ones are dropped first.
+const BACKLOG_LIMIT: usize = 256;
+
+/// One legacy client session.
+pub struct ClientSession {
+    /// The `Mcp-Session-Id`.
+    pub id: Arc<str>,
+    /// Negotiated protocol version.
+    pub version: String,
+    /// Capabilities the client declared in `initialize`.
+    pub capabilities: Value,
+    /// The client's `clientInfo`.
+    pub client_info: Value,
+    log_level: Mutex<Option<String>>,
+    stream: Mutex<Option<mpsc::Sender<Bytes>>>,
+    backlog: Mutex<VecDeque<Bytes>>,
+    pending: Mutex<HashMap<i64, oneshot::Sender<Result<Value, RpcError>>>>,
+    inflight: Mutex<HashMap<String, oneshot::Sender<()>>>,
+    next_request_id: AtomicI64,
+    created: Instant,
+    last_active_ms: AtomicU64,
+}
+
+impl ClientSession {
+    fn new(id: Arc<str>, version: String, capabilities: Value, client_info: Value) -> Self {
+        Self {
+            id,
+            version,
+            capabilities,
+            client_info,
+            log_level: Mutex::new(None),
+            stream: Mutex::new(None),
+            backlog: Mutex::new(VecDeque::new()),
+            pending: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(HashMap::new()),
+            next_request_id: AtomicI64::new(1),
+            created: Instant::now(),
+            last_active_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Notes activity (resets the idle clock).
+    pub fn touch(&self) {
+        let ms = u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_active_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_active_ms.load(Ordering::Relaxed));
+        self.created.elapsed().saturating_sub(last)
+    }
+
+    /// Whether the client declared a capability (`sampling`, `elicitation`, `roots`).
+    pub fn has_capability(&self, name: &str) -> bool {
+        self.capabilities.get(name).is_some()
+    }
+
+    /// The log level set with `logging/setLevel`.
+    pub fn log_level(&self) -> Option<String> {
+        self.log_level.lock().ok().and_then(|g| g.clone())
+    }
+
+    /// Records `logging/setLevel`.
+    pub fn set_log_level(&self, level: &str) {
+        if let Ok(mut g) = self.log_level.lock() {
+            *g = Some(level.to_owned());
+        }
+    }
+
+    /// What upstreams are told about this client.
+    pub fn caller(&self) -> Caller {
+        Caller {
+            session: SessionKey::Client(self.id.clone()),
+            capabilities: self.capabilities.clone(),
+            client_info: self.client_info.clone(),
+            log_level: self.log_level(),
+        }
+    }
+
+    /// Attaches a GET stream, replacing any previous one; returns the backlog to write first.
+    pub fn attach_stream(&self, tx: mpsc::Sender<Bytes>) -> Vec<Bytes> {
+        if let Ok(mut g) = self.stream.lock() {
+            *g = Some(tx);
+        }
+        self.backlog.lock().map(|mut b| b.drain(..).collect()).unwrap_or_default()
+    }
+
+    /// Sends a message to the client outside of any request: on the GET stream if one is open,
+    /// otherwise into the bounded backlog.
+    pub fn push(&self, message: Bytes) {
+        let tx = self.stream.lock().ok().and_then(|g| g.clone());
+        let message = match tx {
+            Some(tx) => match tx.try_send(message) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m)) => m,
+            },
+            None => message,
+        };
+        if let Ok(mut b) = self.backlog.lock() {
+            if b.len() >= BACKLOG_LIMIT {
+                b.pop_front();
+            }
+            b.push_back(message);
+        }
+    }
+
+    /// Registers a server→client request; returns the id to send it under.
+    pub fn register_request(&self, respond: oneshot::Sender<Result<Value, RpcError>>) -> i64 {
+        let id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut p) = self.pending.lock() {
+            p.insert(id, respond);
+        }
+        id
+    }
+
+    /// Delivers the client's answer to request `id`; `false` when nothing awaits it.
+    pub fn answer(&self, id: i64, reply: Result<Value, RpcError>) -> bool {
+        let waiter = self.pending.lock().ok().and_then(|mut p| p.remove(&id));
+        match waiter {
+            Some(tx) => tx.send(reply).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Tracks a client request in flight (by its id's JSON text) so `notifications/cancelled` can
+    /// stop it; the receiver fires on cancellation.
+    pub fn track(&self, request_id: &str) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut m) = self.inflight.lock() {
+            m.insert(request_id.to_owned(), tx);
+        }
+        rx
+    }
+
+    /// Stops tracking a finished request.
+    pub fn untrack(&self, request_id: &str) {
+        if let Ok(mut m) = self.inflight.lock() {
+            m.remove(request_id);
+        }
+    }
+
+    /// Cancels a tracked request; `false` when none is in flight under that id.
+    pub fn cancel(&self, request_id: &str) -> bool {
+        let tx = self.inflight.lock().ok().and_then(|mut m| m.remove(request_id));
+        tx.is_some_and(|tx| tx.send(()).is_ok())
+    }
+
+    /// Fails every request still awaiting an answer (the session is ending).
+    fn fail_pending(&self) {
+        let waiters: Vec<_> = self.pending.lock().map(|mut p| p.drain().collect()).unwrap_or_default();
+        for (_, tx) in waiters {
+            let _ = tx.send(Err(RpcError::new(code::INTERNAL_ERROR, "the client session ended")));
+        }
+    }
+}
+
+/// Why a session could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Too many sessions are open.
+    #[error("too many open sessions ({0})")]
+    TooMany(usize),
+}
+
+/// All legacy client sessions.
+pub struct SessionStore {
+    sessions: Mutex<HashMap<Arc<str>, Arc<ClientSession>>>,
+    max: usize,
+}
+
+impl SessionStore {
+    /// A store refusing more than `max` sessions.
+    pub fn new(max: usize) -> Self {
+        Self { sessions: Mutex::new(HashMap::new()), max }
+    }
+
+    /// Creates a session with a fresh random id.
+    pub fn create(
+        &self,
+        version: String,
+        capabilities: Value,
+        client_info: Value,
+    ) -> Result<Arc<ClientSession>, SessionError> {
+        let id: Arc<str> = format!("{:032x}", rand::random::<u128>()).into();
+        let session = Arc::new(ClientSession::new(id.clone(), version, capabilities, client_info));
+        session.touch();
+        let mut map = self.sessions.lock().map_err(|_| SessionError::TooMany(0))?;
+        if map.len() >= self.max {
+            return Err(SessionError::TooMany(self.max));
+        }
+        map.insert(id, session.clone());
+        Ok(session)
+    }
+
+    /// The session called `id`, noting activity.
+    pub fn get(&self, id: &str) -> Option<Arc<ClientSession>> {
+        let s = self.sessions.lock().ok()?.get(id).cloned()?;
+        s.touch();
+        Some(s)
+    }
+
+    /// Removes and returns the session, failing its pending requests.
+    pub fn remove(&self, id: &str) -> Option<Arc<ClientSession>> {
+        let s = self.sessions.lock().ok()?.remove(id)?;
+        s.fail_pending();
+        Some(s)
+    }
+
+    /// Removes sessions idle for longer than `ttl` and returns them (to close upstream sessions).
+    pub fn expire(&self, ttl: Duration) -> Vec<Arc<ClientSession>> {
+        let Ok(mut map) = self.sessions.lock() else { return Vec::new() };
+        let stale: Vec<Arc<str>> = map.iter().filter(|(_, s)| s.idle_for() > ttl).map(|(k, _)| k.clone()).collect();
+        let out: Vec<_> = stale.iter().filter_map(|k| map.remove(k)).collect();
+        drop(map);
+        out.iter().for_each(|s| s.fail_pending());
+        out
+    }
+
+    /// Every session (to broadcast list changes).
+    pub fn all(&self) -> Vec<Arc<ClientSession>> {
+        self.sessions.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Number of open sessions.
+    pub fn len(&self) -> usize {
+        self.sessions.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Whether no session is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_are_created_found_and_removed() {
+        let store = SessionStore::new(2);
+        let a = store.create("2025-11-25".into(), serde_json::json!({"sampling": {}}), Value::Null).expect("a");
+        assert_eq!(a.id.len(), 32);
+        assert!(a.has_capability("sampling") && !a.has_capability("roots"));
+        let _b = store.create("2025-11-25".into(), Value::Null, Value::Null).expect("b");
+        assert!(matches!(store.create("x".into(), Value::Null, Value::Null), Err(SessionError::TooMany(2))));
+        assert!(store.get(&a.id).is_some());
+        assert!(store.remove(&a.id).is_some());
+        assert!(store.get(&a.id).is_none());
+    }
+
+    #[test]
+    fn pending_requests_get_answers_or_fail_on_end() {
+        let store = SessionStore::new(8);
+        let s = store.create("2025-11-25".into(), Value::Null, Value::Null).expect("s");
+        let (tx, mut rx) = oneshot::channel();
+        let id = s.register_request(tx);
+        assert!(s.answer(id, Ok(serde_json::json!({"ok": true}))));
+        assert_eq!(rx.try_recv().expect("answered"), Ok(serde_json::json!({"ok": true})));
+        assert!(!s.answer(id, Ok(Value::Null)), "answered only once");
+        let (tx, mut rx) = oneshot::channel();
+        s.register_request(tx);
+        store.remove(&s.id);
+        assert!(rx.try_recv().expect("failed").is_err());
+    }
+
+    #[test]
+    fn backlog_is_bounded_and_flushed_on_attach() {
+        let store = SessionStore::new(8);
+        let s = store.create("2025-11-25".into(), Value::Null, Value::Null).expect("s");
+        for i in 0..(BACKLOG_LIMIT + 10) {
+            s.push(Bytes::from(i.to_string()));
+        }
+        let (tx, _rx) = mpsc::channel(4);
+        let backlog = s.attach_stream(tx);
+        assert_eq!(backlog.len(), BACKLOG_LIMIT);
+        assert_eq!(backlog[0], Bytes::from("10"));
+    }
+
+    #[test]
+    fn idle_sessions_expire() {
+        let store = SessionStore::new(8);
+        let s = store.create("2025-11-25".into(), Value::Null, Value::Null).expect("s");
+        assert!(store.expire(Duration::from_secs(60)).is_empty());
+        std::thread::sleep(Duration::from_millis(5));
+        let gone = store.expire(Duration::from_millis(1));
+        assert_eq!(gone.len(), 1);
+        assert!(store.get(&s.id).is_none());
+    }
+}

@@ -1,0 +1,412 @@
+//! A small HTTP/1.1 client for talking to upstream MCP servers, on Pingora's connector (pooled
+//! keep-alive connections, rustls). Used by every path that is not plain proxying: era probes,
+//! legacy sessions, aggregation fan-out, bridging.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use bytes::{Bytes, BytesMut};
+use pingora_core::connectors::http::Connector;
+use pingora_core::protocols::http::client::HttpSession;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_http::{RequestHeader, ResponseHeader};
+
+/// Why an HTTP exchange with an upstream failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The URL cannot be used.
+    #[error("invalid upstream URL {url:?}: {reason}")]
+    BadUrl {
+        /// The URL.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The host name did not resolve.
+    #[error("cannot resolve {host}: {reason}")]
+    Resolve {
+        /// The host.
+        host: String,
+        /// The resolver's message.
+        reason: String,
+    },
+    /// Connecting or sending failed; nothing reached the upstream's application.
+    #[error("cannot reach {url}: {reason}")]
+    Connect {
+        /// The URL.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The upstream did not start answering within the first-byte timeout.
+    #[error("{url} did not answer within {0:?}", .timeout)]
+    Timeout {
+        /// The URL.
+        url: String,
+        /// The limit.
+        timeout: Duration,
+    },
+    /// The exchange broke after the request was sent.
+    #[error("exchange with {url} failed: {reason}")]
+    Io {
+        /// The URL.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+    /// A response body exceeded the size limit.
+    #[error("response from {url} exceeds {limit} bytes")]
+    TooLarge {
+        /// The URL.
+        url: String,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+impl HttpError {
+    /// Whether the request certainly never reached the upstream application (safe to retry).
+    pub fn never_sent(&self) -> bool {
+        matches!(self, Self::Resolve { .. } | Self::Connect { .. } | Self::BadUrl { .. })
+    }
+}
+
+/// Timeouts applied to each exchange.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// TCP (and TLS) connect.
+    pub connect: Duration,
+    /// From the end of the request to the response header.
+    pub first_byte: Duration,
+    /// Longest gap between two body chunks.
+    pub idle: Duration,
+}
+
+/// A parsed `http(s)://host[:port]/path` URL and its resolved peer.
+pub struct Endpoint {
+    url: String,
+    tls: bool,
+    host: String,
+    port: u16,
+    authority: String,
+    path: String,
+    peer: ArcSwapOption<HttpPeer>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint").field("url", &self.url).finish()
+    }
+}
+
+impl Endpoint {
+    /// Parses `url` (validated by the configuration already, checked again here).
+    pub fn parse(url: &str) -> Result<Self, HttpError> {
+        let bad = |reason| HttpError::BadUrl { url: url.to_owned(), reason };
+        let (tls, rest) = if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else if let Some(r) = url.strip_prefix("https://") {
+            (true, r)
+        } else {
+            return Err(bad("scheme must be http or https"));
+        };
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(i) if rest.as_bytes()[i] == b'?' => (&rest[..i], format!("/{}", &rest[i..])),
+            Some(i) => (&rest[..i], rest[i..].to_owned()),
+            None => (rest, "/".to_owned()),
+        };
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+        let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
+            let (h, after) = v6.split_once(']').ok_or_else(|| bad("unclosed IPv6 address"))?;
+            (h.to_owned(), after.strip_prefix(':'))
+        } else {
+            match host_port.rsplit_once(':') {
+                Some((h, p)) => (h.to_owned(), Some(p)),
+                None => (host_port.to_owned(), None),
+            }
+        };
+        let port = match port {
+            Some(p) => p.parse::<u16>().map_err(|_| bad("invalid port"))?,
+            None if tls => 443,
+            None => 80,
+        };
+        if host.is_empty() {
+            return Err(bad("missing host"));
+        }
+        Ok(Self {
+            url: url.to_owned(),
+            tls,
+            host,
+            port,
+            authority: host_port.to_owned(),
+            path,
+            peer: ArcSwapOption::empty(),
+        })
+    }
+
+    /// The URL as configured.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Path and query to put on the request line.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The `Host` header value.
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    /// Another endpoint on the same origin (HTTP+SSE servers name their POST URL relatively).
+    pub fn join(&self, reference: &str) -> Result<Self, HttpError> {
+        if reference.starts_with("http://") || reference.starts_with("https://") {
+            return Self::parse(reference);
+        }
+        let scheme = if self.tls { "https" } else { "http" };
+        let path = if reference.starts_with('/') {
+            reference.to_owned()
+        } else {
+            let dir = self.path.rsplit_once('/').map_or("", |(d, _)| d);
+            format!("{dir}/{reference}")
+        };
+        Self::parse(&format!("{scheme}://{}{path}", self.authority))
+    }
+
+    /// The peer to connect to, resolving the host on first use (asynchronously: the resolver
+    /// never blocks a worker thread).
+    pub async fn peer(&self, timeouts: &Timeouts) -> Result<Arc<HttpPeer>, HttpError> {
+        if let Some(p) = self.peer.load_full() {
+            return Ok(p);
+        }
+        let addr = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| HttpError::Resolve { host: self.host.clone(), reason: e.to_string() })?
+            .next()
+            .ok_or_else(|| HttpError::Resolve { host: self.host.clone(), reason: "no addresses".into() })?;
+        let mut peer = HttpPeer::new(addr, self.tls, self.host.clone());
+        peer.options.connection_timeout = Some(timeouts.connect);
+        peer.options.total_connection_timeout = Some(timeouts.connect);
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        let peer = Arc::new(peer);
+        self.peer.store(Some(peer.clone()));
+        Ok(peer)
+    }
+
+    /// The resolved peer, if the host was resolved already (the fast path never resolves).
+    pub fn cached_peer(&self) -> Option<Arc<HttpPeer>> {
+        self.peer.load_full()
+    }
+
+    /// Forgets the resolved address so the next exchange resolves again (after connect failures).
+    pub fn forget_peer(&self) {
+        self.peer.store(None);
+    }
+}
+
+/// The shared upstream HTTP client.
+pub struct HttpClient {
+    connector: Connector,
+}
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        Self { connector: Connector::new(None) }
+    }
+}
+
+/// An outgoing request.
+pub struct Request<'a> {
+    /// `GET`, `POST` or `DELETE`.
+    pub method: &'static str,
+    /// Headers besides `Host` and `Content-Length`.
+    pub headers: Vec<(http::HeaderName, std::borrow::Cow<'a, str>)>,
+    /// Body (empty for GET/DELETE).
+    pub body: Bytes,
+}
+
+/// A response whose body has not been read yet.
+pub struct Response {
+    session: Option<HttpSession>,
+    peer: Arc<HttpPeer>,
+    client: Arc<HttpClient>,
+    url: String,
+    idle: Duration,
+    /// The status code.
+    pub status: u16,
+    header: ResponseHeader,
+}
+
+impl HttpClient {
+    /// Sends `req` to `endpoint` and returns once the response header has arrived. A request on
+    /// a pooled connection that fails before any response byte is retried once on a new one.
+    pub async fn send(
+        self: &Arc<Self>,
+        endpoint: &Endpoint,
+        req: &Request<'_>,
+        timeouts: &Timeouts,
+    ) -> Result<Response, HttpError> {
+        let peer = endpoint.peer(timeouts).await?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (mut session, reused) = match self.connector.get_http_session(peer.as_ref()).await {
+                Ok(s) => s,
+                Err(e) => {
+                    endpoint.forget_peer();
+                    return Err(HttpError::Connect { url: endpoint.url.clone(), reason: e.to_string() });
+                }
+            };
+            match exchange(&mut session, endpoint, req, timeouts).await {
+                Ok(()) => {
+                    let Some(header) = session.response_header().cloned() else {
+                        return Err(HttpError::Io { url: endpoint.url.clone(), reason: "no response header".into() });
+                    };
+                    return Ok(Response {
+                        status: header.status.as_u16(),
+                        header,
+                        session: Some(session),
+                        peer,
+                        client: self.clone(),
+                        url: endpoint.url.clone(),
+                        idle: timeouts.idle,
+                    });
+                }
+                Err(Failure::Stale) if reused && attempt == 1 => continue,
+                Err(Failure::Stale) => {
+                    return Err(HttpError::Connect {
+                        url: endpoint.url.clone(),
+                        reason: "connection closed before a response".into(),
+                    })
+                }
+                Err(Failure::Timeout) => {
+                    return Err(HttpError::Timeout { url: endpoint.url.clone(), timeout: timeouts.first_byte })
+                }
+                Err(Failure::Io(reason)) => return Err(HttpError::Io { url: endpoint.url.clone(), reason }),
+            }
+        }
+    }
+}
+
+enum Failure {
+    /// Nothing came back: the connection was dead (typical of a pooled one the server closed).
+    Stale,
+    Timeout,
+    Io(String),
+}
+
+async fn exchange(
+    session: &mut HttpSession,
+    endpoint: &Endpoint,
+    req: &Request<'_>,
+    timeouts: &Timeouts,
+) -> Result<(), Failure> {
+    let io = |e: Box<pingora_core::Error>| Failure::Io(e.to_string());
+    let mut header =
+        RequestHeader::build(req.method, endpoint.path.as_bytes(), Some(req.headers.len() + 2)).map_err(io)?;
+    header.insert_header("host", endpoint.authority.as_str()).map_err(io)?;
+    for (name, value) in &req.headers {
+        header.append_header(name.clone(), value.as_ref()).map_err(io)?;
+    }
+    if req.method != "GET" || !req.body.is_empty() {
+        header.insert_header("content-length", req.body.len()).map_err(io)?;
+    }
+    session.set_write_timeout(Some(timeouts.first_byte));
+    if session.write_request_header(Box::new(header)).await.is_err() {
+        return Err(Failure::Stale);
+    }
+    if !req.body.is_empty() && session.write_request_body(req.body.clone(), true).await.is_err() {
+        return Err(Failure::Stale);
+    }
+    if session.finish_request_body().await.is_err() {
+        return Err(Failure::Stale);
+    }
+    session.set_read_timeout(Some(timeouts.first_byte));
+    match session.read_response_header().await {
+        Ok(()) => Ok(()),
+        Err(e) if e.etype() == &pingora_core::ErrorType::ReadTimedout => Err(Failure::Timeout),
+        Err(e) if matches!(e.etype(), pingora_core::ErrorType::ConnectionClosed) => Err(Failure::Stale),
+        Err(e) => Err(Failure::Io(e.to_string())),
+    }
+}
+
+impl Response {
+    /// A response header value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.header.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Whether the body is an SSE stream.
+    pub fn is_event_stream(&self) -> bool {
+        self.header("content-type").is_some_and(|c| c.trim_start().starts_with("text/event-stream"))
+    }
+
+    /// The next body chunk, `None` at the end. Each wait is bounded by the idle timeout.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, HttpError> {
+        let Some(session) = self.session.as_mut() else { return Ok(None) };
+        session.set_read_timeout(Some(self.idle));
+        session.read_response_body().await.map_err(|e| HttpError::Io { url: self.url.clone(), reason: e.to_string() })
+    }
+
+    /// Reads the whole body, refusing more than `limit` bytes, and returns the connection to the
+    /// pool.
+    pub async fn body(mut self, limit: usize) -> Result<Bytes, HttpError> {
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = self.chunk().await? {
+            if buf.len() + chunk.len() > limit {
+                return Err(HttpError::TooLarge { url: self.url.clone(), limit });
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        self.release().await;
+        Ok(buf.freeze())
+    }
+
+    /// Returns the connection to the pool if the response was read to its end; otherwise the
+    /// connection is closed (a half-read body cannot be reused).
+    pub async fn release(mut self) {
+        if let Some(mut session) = self.session.take() {
+            if session.response_done() {
+                self.client
+                    .connector
+                    .release_http_session(session, self.peer.as_ref(), Some(Duration::from_secs(60)))
+                    .await;
+            } else {
+                session.shutdown().await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_urls() {
+        let e = Endpoint::parse("http://127.0.0.1:9001/mcp").expect("url");
+        assert_eq!(
+            (e.tls, e.host.as_str(), e.port, e.path(), e.authority()),
+            (false, "127.0.0.1", 9001, "/mcp", "127.0.0.1:9001")
+        );
+        let e = Endpoint::parse("https://example.com").expect("url");
+        assert_eq!((e.tls, e.port, e.path()), (true, 443, "/"));
+        let e = Endpoint::parse("http://[::1]:8080/a?b=c").expect("url");
+        assert_eq!((e.host.as_str(), e.port, e.path()), ("::1", 8080, "/a?b=c"));
+        let e = Endpoint::parse("http://h?x=1").expect("url");
+        assert_eq!(e.path(), "/?x=1");
+        assert!(Endpoint::parse("ftp://x").is_err());
+        assert!(Endpoint::parse("http://h:99999/").is_err());
+    }
+
+    #[test]
+    fn joins_relative_references() {
+        let e = Endpoint::parse("http://127.0.0.1:9/sse").expect("url");
+        assert_eq!(e.join("/messages?sessionId=1").expect("join").url(), "http://127.0.0.1:9/messages?sessionId=1");
+        assert_eq!(e.join("messages").expect("join").url(), "http://127.0.0.1:9/messages");
+        let e = Endpoint::parse("http://127.0.0.1:9/a/sse").expect("url");
+        assert_eq!(e.join("messages").expect("join").url(), "http://127.0.0.1:9/a/messages");
+    }
+}

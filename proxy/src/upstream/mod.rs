@@ -1,0 +1,187 @@
+//! Upstream MCP servers ("providers") as the gateway talks to them: one [`Upstream`] trait, with
+//! transports for streamable HTTP (both eras) and, in later modules, stdio and containers.
+
+pub mod http;
+pub mod remote;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::jsonrpc::{code, RpcError};
+use crate::mcp::protocol::Era;
+
+/// Which upstream session a call belongs to. Legacy clients get upstream sessions of their own
+/// (server→client requests, log levels and subscriptions are per session); modern clients, which
+/// have no sessions, share one per provider.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SessionKey {
+    /// The provider-wide session used for modern clients and the gateway's own requests.
+    Shared,
+    /// The session of one legacy client session (its `Mcp-Session-Id` at the gateway).
+    Client(Arc<str>),
+}
+
+/// Who a call is made for: what the gateway declares upstream on the caller's behalf.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The upstream session to use.
+    pub session: SessionKey,
+    /// Client capabilities (declared in `initialize` or in `_meta`).
+    pub capabilities: Value,
+    /// Client identity.
+    pub client_info: Value,
+    /// Log level the client asked for, if any.
+    pub log_level: Option<String>,
+}
+
+impl Caller {
+    /// The gateway itself (list fan-out, probes, health checks).
+    pub fn gateway() -> Self {
+        Self {
+            session: SessionKey::Shared,
+            capabilities: gateway_capabilities(),
+            client_info: serde_json::json!({"name": "mcp-hangar", "version": env!("CARGO_PKG_VERSION")}),
+            log_level: None,
+        }
+    }
+}
+
+/// Capabilities the gateway declares upstream on the shared session: everything it can bridge.
+pub fn gateway_capabilities() -> Value {
+    serde_json::json!({
+        "roots": {"listChanged": true},
+        "sampling": {},
+        "elicitation": {"form": {}, "url": {}},
+    })
+}
+
+/// A message an upstream sent while answering a call, to be relayed to the caller.
+#[derive(Debug)]
+pub enum CallEvent {
+    /// A notification (progress, log message, …): the whole JSON-RPC object.
+    Notification(Value),
+    /// A server→client request (sampling, elicitation, roots) awaiting the caller's answer.
+    Request(ServerRequest),
+}
+
+/// A server→client request and the way to answer it.
+#[derive(Debug)]
+pub struct ServerRequest {
+    /// Method, e.g. `elicitation/create`.
+    pub method: String,
+    /// Its params.
+    pub params: Value,
+    /// Where the answer goes: a result, or an error.
+    pub respond: oneshot::Sender<Result<Value, RpcError>>,
+}
+
+/// Where the caller wants relayed messages; `None` when it cannot take any.
+pub type Events = Option<mpsc::Sender<CallEvent>>;
+
+/// Receives what upstreams send outside of any call: list changes, resource updates, messages on
+/// legacy GET streams.
+pub trait Unsolicited: Send + Sync {
+    /// A notification from `provider` on `session`.
+    fn notification(&self, provider: &str, session: &SessionKey, message: Value);
+    /// A server→client request from `provider` on `session`.
+    fn request(&self, provider: &str, session: &SessionKey, request: ServerRequest);
+}
+
+/// Discards unsolicited messages (tests, or before a hub is wired).
+pub struct Discard;
+
+impl Unsolicited for Discard {
+    fn notification(&self, _: &str, _: &SessionKey, _: Value) {}
+    fn request(&self, _: &str, _: &SessionKey, request: ServerRequest) {
+        let _ = request.respond.send(Err(RpcError::new(code::METHOD_NOT_FOUND, "no client to ask")));
+    }
+}
+
+/// What is known about an upstream once it has answered `server/discover` or `initialize`.
+#[derive(Debug, Clone)]
+pub struct UpstreamInfo {
+    /// Its era.
+    pub era: Era,
+    /// The protocol version in use with it.
+    pub version: String,
+    /// Its declared capabilities.
+    pub capabilities: Value,
+    /// Its `serverInfo`.
+    pub server_info: Value,
+    /// Its `instructions`, if any.
+    pub instructions: Option<String>,
+}
+
+/// Why a call to an upstream failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// The upstream answered with a JSON-RPC error: pass it on.
+    #[error("{0}")]
+    Rpc(RpcError),
+    /// The upstream could not be reached or failed at the transport level.
+    #[error("provider unavailable: {reason}")]
+    Unavailable {
+        /// What happened.
+        reason: String,
+        /// The request certainly did not reach the upstream (safe to retry elsewhere).
+        never_sent: bool,
+    },
+    /// No answer in time.
+    #[error("provider timed out: {0}")]
+    Timeout(String),
+    /// The upstream answered with something that is not MCP.
+    #[error("provider protocol error: {0}")]
+    Protocol(String),
+}
+
+impl CallError {
+    /// The JSON-RPC error to give the client, naming the provider.
+    pub fn to_rpc(&self, provider: &str) -> RpcError {
+        match self {
+            Self::Rpc(e) => e.clone(),
+            Self::Unavailable { reason, .. } => {
+                RpcError::new(code::PROVIDER_UNAVAILABLE, format!("provider {provider:?} is unavailable: {reason}"))
+            }
+            Self::Timeout(reason) => {
+                RpcError::new(code::PROVIDER_TIMEOUT, format!("provider {provider:?} timed out: {reason}"))
+            }
+            Self::Protocol(reason) => RpcError::new(
+                code::PROVIDER_PROTOCOL_ERROR,
+                format!("provider {provider:?} sent an invalid response: {reason}"),
+            ),
+        }
+    }
+}
+
+impl From<http::HttpError> for CallError {
+    fn from(e: http::HttpError) -> Self {
+        match e {
+            http::HttpError::Timeout { .. } => Self::Timeout(e.to_string()),
+            http::HttpError::TooLarge { .. } => Self::Protocol(e.to_string()),
+            other => Self::Unavailable { never_sent: other.never_sent(), reason: other.to_string() },
+        }
+    }
+}
+
+/// One upstream MCP server, whatever its transport.
+#[async_trait]
+pub trait Upstream: Send + Sync {
+    /// Sends a request and returns its `result`. Messages the upstream sends meanwhile go to
+    /// `events`. Dropping the future cancels the request upstream.
+    async fn call(&self, method: &str, params: Value, caller: &Caller, events: Events) -> Result<Value, CallError>;
+
+    /// Sends a notification.
+    async fn notify(&self, method: &str, params: Value, caller: &Caller) -> Result<(), CallError>;
+
+    /// Ends the upstream session of a legacy client session, if there is one.
+    async fn close_session(&self, session: &SessionKey);
+
+    /// What is known about the upstream (after its first exchange).
+    fn info(&self) -> Option<Arc<UpstreamInfo>>;
+
+    /// Learns the upstream's era and capabilities now, if not yet known.
+    async fn probe(&self) -> Result<Arc<UpstreamInfo>, CallError>;
+}
