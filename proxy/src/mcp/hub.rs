@@ -10,7 +10,8 @@ use serde_json::{json, Map, Value};
 
 use crate::jsonrpc::{code, RpcError};
 use crate::mcp::aggregate::{self, ListKind};
-use crate::mcp::protocol::{meta, Era, LEGACY_VERSIONS, MODERN_VERSION};
+use crate::mcp::bridge;
+use crate::mcp::protocol::{meta, supports_input_required, Era, LEGACY_VERSIONS, MODERN_VERSION};
 use crate::mcp::session::ClientSession;
 use crate::routing::Routes;
 use crate::state::AppState;
@@ -78,12 +79,12 @@ pub async fn request(
             let kind = ListKind::from_method(method).ok_or_else(|| unknown_method(method))?;
             Ok(aggregate::merged(routes, kind, ctx.era).await)
         }
-        "tools/call" => call_named(routes, ctx, ListKind::Tools, method, params, events).await,
-        "prompts/get" => call_named(routes, ctx, ListKind::Prompts, method, params, events).await,
+        "tools/call" => call_named(state, routes, ctx, ListKind::Tools, method, params, events).await,
+        "prompts/get" => call_named(state, routes, ctx, ListKind::Prompts, method, params, events).await,
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            call_resource(routes, ctx, method, params, events).await
+            call_resource(state, routes, ctx, method, params, events).await
         }
-        "completion/complete" => complete(routes, ctx, params, events).await,
+        "completion/complete" => complete(state, routes, ctx, params, events).await,
         "logging/setLevel" => set_level(routes, ctx, params).await,
         _ => Err(unknown_method(method)),
     }?;
@@ -189,6 +190,7 @@ fn instructions(routes: &Routes) -> String {
 
 /// `tools/call` and `prompts/get`: find the provider by exposed name, call it with its own name.
 async fn call_named(
+    state: &AppState,
     routes: &Routes,
     ctx: &ClientCtx,
     kind: ListKind,
@@ -206,11 +208,12 @@ async fn call_named(
         .await
         .ok_or_else(|| RpcError::new(code::INVALID_PARAMS, format!("Unknown {what}: {name:?}")))?;
     params["name"] = Value::String(own_name);
-    forward(routes, ctx, idx, method, params, events).await
+    forward(state, routes, ctx, idx, method, params, events).await
 }
 
 /// Resource requests, routed by URI (never rewritten).
 async fn call_resource(
+    state: &AppState,
     routes: &Routes,
     ctx: &ClientCtx,
     method: &str,
@@ -226,11 +229,17 @@ async fn call_resource(
         let c = if ctx.era == Era::Modern { code::INVALID_PARAMS } else { code::RESOURCE_NOT_FOUND_LEGACY };
         return Err(RpcError::new(c, format!("Resource not found: {uri}")).with_data(json!({"uri": uri})));
     };
-    forward(routes, ctx, idx, method, params, events).await
+    forward(state, routes, ctx, idx, method, params, events).await
 }
 
 /// `completion/complete`: by prompt name or resource URI in `params.ref`.
-async fn complete(routes: &Routes, ctx: &ClientCtx, mut params: Value, events: Events) -> Result<Value, RpcError> {
+async fn complete(
+    state: &AppState,
+    routes: &Routes,
+    ctx: &ClientCtx,
+    mut params: Value,
+    events: Events,
+) -> Result<Value, RpcError> {
     let reference = params.get("ref").cloned().unwrap_or(Value::Null);
     let idx = match reference.get("type").and_then(Value::as_str) {
         Some("ref/prompt") => {
@@ -249,7 +258,7 @@ async fn complete(routes: &Routes, ctx: &ClientCtx, mut params: Value, events: E
         }
         _ => return Err(RpcError::new(code::INVALID_PARAMS, "params.ref must be a ref/prompt or ref/resource")),
     };
-    forward(routes, ctx, idx, "completion/complete", params, events).await
+    forward(state, routes, ctx, idx, "completion/complete", params, events).await
 }
 
 /// `logging/setLevel` (legacy): remembered for the session and passed to its upstream sessions.
@@ -282,8 +291,10 @@ async fn set_level(routes: &Routes, ctx: &ClientCtx, params: Value) -> Result<Va
     Ok(json!({}))
 }
 
-/// Sends a routed request to provider `idx` (a group picks a member).
+/// Sends a routed request to provider `idx` (a group picks a member), bridging server→client
+/// interactions across eras.
 async fn forward(
+    state: &AppState,
     routes: &Routes,
     ctx: &ClientCtx,
     idx: usize,
@@ -293,5 +304,16 @@ async fn forward(
 ) -> Result<Value, RpcError> {
     let (member, upstream) = routes.upstream(idx)?;
     let provider = routes.providers[member].name();
-    upstream.call(method, params, &ctx.caller, events).await.map_err(|e| e.to_rpc(provider))
+    let mrtr = supports_input_required(method);
+    if ctx.era == Era::Modern && mrtr {
+        return bridge::modern_call(&state.parked, upstream, provider, ctx, method, params, events).await;
+    }
+    let resend = (ctx.era == Era::Legacy && mrtr).then(|| params.clone());
+    let result = upstream.call(method, params, &ctx.caller, events.clone()).await.map_err(|e| e.to_rpc(provider))?;
+    match resend {
+        Some(params) if bridge::is_input_required(&result) => {
+            bridge::legacy_rounds(&upstream, provider, ctx, method, params, result, &events).await
+        }
+        _ => Ok(result),
+    }
 }

@@ -2,6 +2,7 @@
 //! (aggregation, routing, sessions, bridging between eras).
 
 pub mod aggregate;
+pub mod bridge;
 pub mod fanout;
 pub mod headers;
 pub mod hub;

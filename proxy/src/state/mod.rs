@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use hangar_config::Config;
 use tokio::sync::{watch, Notify};
 
+use crate::mcp::bridge::ParkedCalls;
 use crate::mcp::fanout::Fanout;
 use crate::mcp::session::SessionStore;
 use crate::routing::Routes;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Legacy client sessions.
     pub sessions: SessionStore,
+    /// Calls to legacy upstreams parked while a modern client answers their questions (MRTR).
+    pub parked: ParkedCalls,
     /// The upstream HTTP client (one connection pool for all providers).
     pub http: Arc<HttpClient>,
     sink: Arc<dyn Unsolicited>,
@@ -78,6 +81,7 @@ impl AppState {
                 shutdown,
                 metrics,
                 sessions: SessionStore::new(max_sessions),
+                parked: ParkedCalls::default(),
                 http,
                 sink,
             }

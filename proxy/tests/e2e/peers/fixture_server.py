@@ -1,0 +1,132 @@
+"""Fixture MCP server for MCP Hangar's end-to-end tests, on the official Python SDK.
+
+One server, both protocol eras: legacy (initialize, sessions, server-to-client requests
+mid-call) and 2026-07-28 (stateless, MRTR `input_required` results), chosen per request by the
+SDK. Usage:
+
+    fixture_server.py http PORT [NAME]    streamable HTTP on 127.0.0.1:PORT/mcp
+    fixture_server.py sse PORT [NAME]     deprecated HTTP+SSE (GET /sse, POST /messages/)
+    fixture_server.py stdio [NAME]        stdio
+"""
+
+import asyncio
+import os
+import sys
+from typing import Annotated
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.resolve import Elicit, ListRoots, Resolve, Sample
+from mcp_types import CreateMessageResult, ListRootsResult, SamplingMessage, TextContent
+from pydantic import BaseModel
+
+transport = sys.argv[1] if len(sys.argv) > 1 else "stdio"
+port = int(sys.argv[2]) if transport != "stdio" and len(sys.argv) > 2 else 0
+name = sys.argv[3] if transport != "stdio" and len(sys.argv) > 3 else (sys.argv[2] if transport == "stdio" and len(sys.argv) > 2 else "fixture")
+
+mcp = MCPServer(name, instructions=f"Fixture server {name}")
+
+
+@mcp.tool()
+def add(a: float, b: float) -> float:
+    """Add two numbers."""
+    return a + b
+
+
+@mcp.tool()
+def echo(text: str) -> str:
+    """Echo the text back."""
+    return text
+
+
+@mcp.tool()
+def whoami() -> str:
+    """Name and process id of this fixture (tells group members apart)."""
+    return f"{name}:{os.getpid()}"
+
+
+@mcp.tool()
+def fail(message: str = "boom") -> str:
+    """Always fails with a tool error."""
+    raise ValueError(message)
+
+
+@mcp.tool()
+async def slow(seconds: float, ctx: Context) -> str:
+    """Sleep, reporting progress ten times."""
+    for i in range(10):
+        await ctx.report_progress(i + 1, 10, f"step {i + 1}")
+        await asyncio.sleep(seconds / 10)
+    return f"slept {seconds}"
+
+
+@mcp.tool()
+async def log_messages(count: int, ctx: Context) -> str:
+    """Emit `count` log messages, then return."""
+    for i in range(count):
+        await ctx.info(f"log message {i}")
+    return f"logged {count}"
+
+
+class Person(BaseModel):
+    name: str
+
+
+async def ask_name() -> Elicit[Person]:
+    return Elicit("What is your name?", Person)
+
+
+@mcp.tool()
+async def greet_user(person: Annotated[Person, Resolve(ask_name)]) -> str:
+    """Ask the user for their name (elicitation), then greet them."""
+    return f"Hello, {person.name}!"
+
+
+async def ask_capital() -> Sample:
+    return Sample(
+        [SamplingMessage(role="user", content=TextContent(type="text", text="What is the capital of France?"))],
+        max_tokens=20,
+    )
+
+
+@mcp.tool()
+async def ask_llm(answer: Annotated[CreateMessageResult, Resolve(ask_capital)]) -> str:
+    """Ask the client's LLM a question (sampling) and return its answer."""
+    content = answer.content
+    return f"LLM said: {getattr(content, 'text', content)}"
+
+
+async def get_roots() -> ListRoots:
+    return ListRoots()
+
+
+@mcp.tool()
+async def show_roots(roots: Annotated[ListRootsResult, Resolve(get_roots)]) -> str:
+    """List the client's roots."""
+    return ",".join(str(r.uri) for r in roots.roots) or "(no roots)"
+
+
+@mcp.resource("fixture://static")
+def static_resource() -> str:
+    """A fixed text."""
+    return f"static text from {name}"
+
+
+@mcp.resource("fixture://item/{item_id}")
+def item(item_id: str) -> str:
+    """An item by id."""
+    return f"item {item_id} from {name}"
+
+
+@mcp.prompt()
+def greeting(person: str) -> str:
+    """A greeting prompt."""
+    return f"Please greet {person} warmly."
+
+
+if __name__ == "__main__":
+    if transport == "http":
+        mcp.run("streamable-http", host="127.0.0.1", port=port, streamable_http_path="/mcp")
+    elif transport == "sse":
+        mcp.run("sse", host="127.0.0.1", port=port)
+    else:
+        mcp.run("stdio")
