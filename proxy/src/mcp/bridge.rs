@@ -215,9 +215,7 @@ async fn advance(parked: &ParkedCalls, ctx: &ClientCtx, mut call: Parked, events
     if call.pending.is_empty() {
         loop {
             tokio::select! {
-                done = &mut call.done => {
-                    return done.unwrap_or_else(|_| Err(RpcError::new(code::INTERNAL_ERROR, "the provider call ended without an answer")));
-                }
+                biased;
                 Some(ev) = call.events.recv() => match ev {
                     CallEvent::Notification(n) => {
                         if let Some(tx) = events {
@@ -237,6 +235,15 @@ async fn advance(parked: &ParkedCalls, ctx: &ClientCtx, mut call: Parked, events
                         break;
                     }
                 },
+                done = &mut call.done => {
+                    // Everything the upstream sent before its answer is queued already.
+                    while let Ok(CallEvent::Notification(n)) = call.events.try_recv() {
+                        if let Some(tx) = events {
+                            let _ = tx.send(CallEvent::Notification(n)).await;
+                        }
+                    }
+                    return done.unwrap_or_else(|_| Err(RpcError::new(code::INTERNAL_ERROR, "the provider call ended without an answer")));
+                }
             }
         }
     }

@@ -27,6 +27,8 @@ use crate::mcp::protocol::{self, meta, Era, LEGACY_VERSIONS, MODERN_VERSION};
 
 /// Largest SSE event accepted from an upstream, whatever the body limit.
 const MAX_EVENT_BYTES: usize = 16 << 20;
+/// How long opening a legacy session waits for its GET stream to be established.
+const GET_STREAM_WAIT: Duration = Duration::from_secs(2);
 /// Largest error body read to explain a failure.
 const MAX_ERROR_BODY: usize = 64 << 10;
 
@@ -340,10 +342,14 @@ impl Inner {
             Err(e) => tracing::warn!(provider = %self.name, "notifications/initialized failed: {e}"),
         }
         if session.id.is_some() {
-            let task = tokio::spawn(get_stream(self.clone(), Arc::downgrade(&session)));
+            // Wait (briefly) for the GET stream: servers send requests not tied to a call there,
+            // and one sent before the stream is open is lost.
+            let (opened, is_open) = oneshot::channel();
+            let task = tokio::spawn(get_stream(self.clone(), Arc::downgrade(&session), opened));
             if let Ok(mut g) = session.get_stream.lock() {
                 *g = Some(task.abort_handle());
             }
+            let _ = tokio::time::timeout(GET_STREAM_WAIT, is_open).await;
         }
         tracing::debug!(provider = %self.name, session = ?session.key, "upstream session opened");
         Ok(session)
@@ -434,7 +440,7 @@ impl Inner {
                 Err(e) => return Err(CallError::from(e).into()),
             };
             let evs = decoder.feed(&chunk).map_err(|e| CallError::Protocol(e.to_string()))?;
-            for ev in evs.into_iter().filter(sse::Event::is_message) {
+            for ev in evs.into_iter().filter(|e| e.is_message() && !e.data.is_empty()) {
                 let Ok(msg) = serde_json::from_str::<Value>(&ev.data) else {
                     tracing::debug!(provider = %self.name, "ignoring a non-JSON SSE event");
                     continue;
@@ -544,7 +550,8 @@ impl Drop for CancelOnDrop {
 
 /// Keeps a legacy session's GET stream open, relaying what arrives on it, reconnecting with
 /// backoff until the session is dropped.
-async fn get_stream(inner: Arc<Inner>, session: Weak<LegacySession>) {
+async fn get_stream(inner: Arc<Inner>, session: Weak<LegacySession>, opened: oneshot::Sender<()>) {
+    let mut opened = Some(opened);
     let mut backoff = Duration::from_millis(500);
     loop {
         let Some(s) = session.upgrade() else { return };
@@ -559,7 +566,11 @@ async fn get_stream(inner: Arc<Inner>, session: Weak<LegacySession>) {
         let req = Request { method: "GET", headers, body: Bytes::new() };
         let mut timeouts = inner.timeouts;
         timeouts.idle = Duration::from_secs(24 * 3600);
-        match inner.client.send(&inner.endpoint, &req, &timeouts).await {
+        let sent = inner.client.send(&inner.endpoint, &req, &timeouts).await;
+        if let Some(tx) = opened.take() {
+            let _ = tx.send(());
+        }
+        match sent {
             Ok(resp) if resp.status == 405 || resp.status == 404 => {
                 resp.release().await;
                 return;

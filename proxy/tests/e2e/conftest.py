@@ -1,0 +1,166 @@
+"""Harness for MCP Hangar's end-to-end tests: real peers only.
+
+Starts the gateway binary (HANGAR_BIN, default target/debug/mcp-hangar), the SDK fixture server
+(peers/fixture_server.py) and @modelcontextprotocol/server-everything (from HANGAR_PEERS, default
+target/peers, installed by .ci/run) on free loopback ports, and drives them with the official
+Python SDK client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+HANGAR_BIN = Path(os.environ.get("HANGAR_BIN", REPO / "target" / "debug" / "mcp-hangar"))
+PEERS = Path(os.environ.get("HANGAR_PEERS", REPO / "target" / "peers"))
+NODE = PEERS / "node_modules" / ".bin" / "node"
+EVERYTHING = PEERS / "node_modules" / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
+FIXTURE = Path(__file__).resolve().parent / "peers" / "fixture_server.py"
+LOGS = Path(os.environ.get("HANGAR_TEST_LOGS") or tempfile.mkdtemp(prefix="hangar-e2e-"))
+LOGS.mkdir(parents=True, exist_ok=True)
+
+MODES = ["legacy", "2026-07-28"]
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}; see {LOGS}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not open port {port} within {timeout}s; see {LOGS}")
+
+
+class Proc:
+    """A background process with its output in LOGS/<name>.log, stopped on close."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str] | None = None):
+        self.name = name
+        self.log_path = LOGS / f"{name}.log"
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            args, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, start_new_session=True
+        )
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_fixture(name: str, transport: str = "http") -> tuple[Proc, int]:
+    port = free_port()
+    proc = Proc(f"fixture-{name}-{port}", [sys.executable, str(FIXTURE), transport, str(port), name])
+    wait_port(port, proc.proc, f"fixture {name}")
+    return proc, port
+
+
+@pytest.fixture(scope="session")
+def fixture_url():
+    proc, port = start_fixture("fx")
+    yield f"http://127.0.0.1:{port}/mcp"
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def everything_url():
+    if not EVERYTHING.exists():
+        pytest.fail(f"server-everything is not installed under {PEERS}; run .ci/run")
+    port = free_port()
+    proc = Proc(f"everything-{port}", [str(NODE), str(EVERYTHING), "streamableHttp"], env={"PORT": str(port)})
+    wait_port(port, proc.proc, "server-everything")
+    yield f"http://127.0.0.1:{port}/mcp"
+    proc.stop()
+
+
+class Gateway:
+    """A running `mcp-hangar --http` on a free port."""
+
+    def __init__(self, config: str, name: str = "gateway"):
+        self.port = free_port()
+        self.config_path = LOGS / f"{name}-{self.port}.yaml"
+        self.config_path.write_text(config)
+        self.proc = Proc(
+            f"{name}-{self.port}",
+            [str(HANGAR_BIN), "--http", "--port", str(self.port), "--config", str(self.config_path), "--log-level",
+             "info,mcp_hangar=debug"],
+        )
+        self.url = f"http://127.0.0.1:{self.port}/mcp"
+        deadline = time.monotonic() + 30
+        while True:
+            if self.proc.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited: {self.proc.output()}")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health/ready", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"gateway not ready: {self.proc.output()}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+@pytest.fixture
+def gateway_factory():
+    started: list[Gateway] = []
+
+    def start(config: str, name: str = "gateway") -> Gateway:
+        gw = Gateway(config, name)
+        started.append(gw)
+        return gw
+
+    yield start
+    for gw in started:
+        gw.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(fixture_url, everything_url):
+    """A gateway in front of the fixture (modern-capable) and server-everything (legacy only)."""
+    gw = Gateway(
+        f"""
+providers:
+  fx:
+    mode: remote
+    endpoint: {fixture_url}
+  ev:
+    mode: remote
+    endpoint: {everything_url}
+""",
+        "gateway-main",
+    )
+    yield gw
+    gw.stop()
