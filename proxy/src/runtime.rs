@@ -62,13 +62,39 @@ async fn serve_http(config: Config) -> anyhow::Result<()> {
         tracing::warn!("{left} request(s) still in flight after {shutdown_timeout:?}; closing them");
     }
     server.abort();
+    stop_providers(&state).await;
     tracing::info!("shutdown complete");
     Ok(())
 }
 
-/// Serves MCP on stdin/stdout for desktop clients.
-pub fn run_stdio(_config: Config) -> anyhow::Result<()> {
-    anyhow::bail!("stdio mode is not available yet; use --http")
+/// Stops every provider the gateway started (processes, containers).
+async fn stop_providers(state: &AppState) {
+    let upstreams = state.snapshot().routes.all_upstreams();
+    futures_util::future::join_all(upstreams.iter().map(|u| u.shutdown())).await;
+}
+
+/// Serves MCP on stdin/stdout for desktop clients until stdin closes or SIGTERM/SIGINT, then
+/// stops the providers.
+pub fn run_stdio(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("hangar-worker")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let state = AppState::new(config);
+        state.set_phase(Phase::Ready);
+        tracing::info!("serving MCP on stdio");
+        crate::front::stdio::serve(state.clone(), async {
+            let signal = shutdown_signal().await;
+            tracing::info!("{signal} received");
+        })
+        .await;
+        state.set_phase(Phase::Draining);
+        stop_providers(&state).await;
+        tracing::info!("shutdown complete");
+    });
+    Ok(())
 }
 
 /// `host:port`, bracketing IPv6 addresses.

@@ -374,7 +374,7 @@ async fn run_cancellable(
         tokio::select! {
             out = &mut work => break Some(out),
             Some(ev) = rx.recv() => {
-                if let Some(bytes) = event_bytes(ctx, ev) {
+                if let Some(bytes) = hub::relay_event(ctx, ev) {
                     reply.event(session, &bytes).await?;
                 }
             }
@@ -388,7 +388,7 @@ async fn run_cancellable(
         }
     };
     while let Ok(ev) = rx.try_recv() {
-        if let Some(bytes) = event_bytes(ctx, ev) {
+        if let Some(bytes) = hub::relay_event(ctx, ev) {
             reply.event(session, &bytes).await?;
         }
     }
@@ -401,32 +401,6 @@ async fn run_cancellable(
                 reply.end(session).await
             } else {
                 reply.finish(session, 200, error_bytes(id, &e)).await
-            }
-        }
-    }
-}
-
-/// The bytes to write for an upstream message relayed during a call; server→client requests are
-/// registered with the legacy session so its answer can be routed back.
-fn event_bytes(ctx: &ClientCtx, ev: CallEvent) -> Option<Vec<u8>> {
-    match ev {
-        CallEvent::Notification(v) => serde_json::to_vec(&v).ok(),
-        CallEvent::Request(req) => {
-            let capability = req.method.split('/').next().unwrap_or_default().to_owned();
-            match &ctx.session {
-                Some(client) if client.has_capability(&capability) => {
-                    let method = req.method.clone();
-                    let params = req.params.clone();
-                    let gid = client.register_request(req.respond);
-                    serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": gid, "method": method, "params": params})).ok()
-                }
-                _ => {
-                    let _ = req.respond.send(Err(RpcError::new(
-                        code::METHOD_NOT_FOUND,
-                        format!("the client did not declare the {capability} capability"),
-                    )));
-                    None
-                }
             }
         }
     }

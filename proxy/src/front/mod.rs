@@ -7,3 +7,4 @@ pub mod http;
 pub mod mcp;
 pub mod reply;
 pub mod respond;
+pub mod stdio;

@@ -4,6 +4,7 @@
 //! The hot path never builds a JSON DOM: [`parse::Envelope`] borrows from the request bytes and
 //! leaves `params` as raw JSON.
 
+pub mod lines;
 pub mod parse;
 pub mod sse;
 

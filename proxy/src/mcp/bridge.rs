@@ -157,7 +157,7 @@ pub async fn modern_call(
     provider: &str,
     ctx: &ClientCtx,
     method: &str,
-    mut params: Value,
+    params: Value,
     events: Events,
 ) -> Result<Value, RpcError> {
     let name = params.get("name").or_else(|| params.get("uri")).and_then(Value::as_str).map(str::to_owned);
@@ -185,9 +185,8 @@ pub async fn modern_call(
             call
         }
         None => {
-            if let Some(obj) = params.as_object_mut() {
-                obj.remove("inputResponses");
-            }
+            // Not a gateway token: a first call, or the retry of a modern upstream's own
+            // `input_required` (its `inputResponses` and `requestState` pass through untouched).
             let (tx, rx) = mpsc::channel(64);
             let (done_tx, done) = oneshot::channel();
             let caller = ctx.caller.clone();

@@ -317,3 +317,29 @@ async fn forward(
         _ => Ok(result),
     }
 }
+
+/// The bytes to send the client for an upstream message relayed during a call. Server→client
+/// requests are registered with the legacy session, so the client's answer finds its way back;
+/// a client without the needed capability gets none (the upstream gets an error instead).
+pub fn relay_event(ctx: &ClientCtx, ev: crate::upstream::CallEvent) -> Option<Vec<u8>> {
+    match ev {
+        crate::upstream::CallEvent::Notification(v) => serde_json::to_vec(&v).ok(),
+        crate::upstream::CallEvent::Request(req) => {
+            let capability = req.method.split('/').next().unwrap_or_default().to_owned();
+            match &ctx.session {
+                Some(client) if client.has_capability(&capability) => {
+                    let (method, params) = (req.method.clone(), req.params.clone());
+                    let id = client.register_request(req.respond);
+                    serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})).ok()
+                }
+                _ => {
+                    let _ = req.respond.send(Err(RpcError::new(
+                        code::METHOD_NOT_FOUND,
+                        format!("the client did not declare the {capability} capability"),
+                    )));
+                    None
+                }
+            }
+        }
+    }
+}

@@ -16,6 +16,7 @@ use crate::jsonrpc::{code, RpcError};
 use crate::mcp::aggregate::ListCache;
 use crate::upstream::http::{HttpClient, Timeouts};
 use crate::upstream::remote::{Remote, RemoteSettings};
+use crate::upstream::stdio::{StdioSettings, StdioUpstream};
 use crate::upstream::{Unsolicited, Upstream};
 use index::NameIndex;
 
@@ -23,6 +24,8 @@ use index::NameIndex;
 pub enum Backend {
     /// A streamable-HTTP upstream (kept concrete: the proxying fast path needs its endpoint).
     Remote(Arc<Remote>),
+    /// A subprocess speaking MCP on stdio.
+    Process(Arc<StdioUpstream>),
     /// A pool of other providers, by index.
     Group {
         /// Member indexes in declaration order.
@@ -104,9 +107,17 @@ impl Routes {
                         members: g.members.iter().filter_map(|m| by_name.get(&m.provider).copied()).collect(),
                         next: AtomicUsize::new(0),
                     },
-                    ProviderKind::Subprocess(_) => {
-                        Backend::Unavailable("subprocess providers are not supported yet".into())
-                    }
+                    ProviderKind::Subprocess(sp) => Backend::Process(Arc::new(StdioUpstream::new(
+                        StdioSettings {
+                            name: p.name.as_str().into(),
+                            command: sp.command.clone(),
+                            env: sp.env.iter().map(|(k, v)| (k.clone(), v.expose().to_owned())).collect(),
+                            cwd: sp.cwd.clone(),
+                            request_timeout: limits.first_byte_timeout,
+                            max_line: limits.max_body_bytes.max(16 << 20),
+                        },
+                        sink.clone(),
+                    ))),
                     ProviderKind::Container(_) => {
                         Backend::Unavailable("container providers are not supported yet".into())
                     }
@@ -175,6 +186,7 @@ impl Routes {
         let p = &self.providers[member];
         match &p.backend {
             Backend::Remote(r) => Ok((member, r.clone() as Arc<dyn Upstream>)),
+            Backend::Process(u) => Ok((member, u.clone() as Arc<dyn Upstream>)),
             Backend::Unavailable(why) => {
                 Err(RpcError::new(code::PROVIDER_UNAVAILABLE, format!("provider {:?} is unavailable: {why}", p.name())))
             }
@@ -188,6 +200,7 @@ impl Routes {
             .iter()
             .filter_map(|p| match &p.backend {
                 Backend::Remote(r) => Some(r.clone() as Arc<dyn Upstream>),
+                Backend::Process(u) => Some(u.clone() as Arc<dyn Upstream>),
                 _ => None,
             })
             .collect()

@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod remote;
+pub mod stdio;
 
 use std::sync::Arc;
 
@@ -184,4 +185,7 @@ pub trait Upstream: Send + Sync {
 
     /// Learns the upstream's era and capabilities now, if not yet known.
     async fn probe(&self) -> Result<Arc<UpstreamInfo>, CallError>;
+
+    /// Releases what the upstream holds (processes, containers) when the gateway stops.
+    async fn shutdown(&self) {}
 }

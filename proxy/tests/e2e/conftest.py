@@ -107,15 +107,15 @@ def everything_url():
 class Gateway:
     """A running `mcp-hangar --http` on a free port."""
 
-    def __init__(self, config: str, name: str = "gateway"):
+    def __init__(self, config: str | None, name: str = "gateway"):
+        """`config` is YAML text; `None` runs on the embedded default configuration."""
         self.port = free_port()
-        self.config_path = LOGS / f"{name}-{self.port}.yaml"
-        self.config_path.write_text(config)
-        self.proc = Proc(
-            f"{name}-{self.port}",
-            [str(HANGAR_BIN), "--http", "--port", str(self.port), "--config", str(self.config_path), "--log-level",
-             "info,mcp_hangar=debug"],
-        )
+        args = [str(HANGAR_BIN), "--http", "--port", str(self.port), "--log-level", "info,mcp_hangar=debug"]
+        if config is not None:
+            config_path = LOGS / f"{name}-{self.port}.yaml"
+            config_path.write_text(config)
+            args += ["--config", str(config_path)]
+        self.proc = Proc(f"{name}-{self.port}", args)
         self.url = f"http://127.0.0.1:{self.port}/mcp"
         deadline = time.monotonic() + 30
         while True:
@@ -137,7 +137,7 @@ class Gateway:
 def gateway_factory():
     started: list[Gateway] = []
 
-    def start(config: str, name: str = "gateway") -> Gateway:
+    def start(config: str | None, name: str = "gateway") -> Gateway:
         gw = Gateway(config, name)
         started.append(gw)
         return gw

@@ -1,0 +1,239 @@
+//! The stdio front door for desktop clients (Claude Desktop, Cursor, LM Studio): newline-delimited
+//! JSON-RPC on stdin/stdout, the same hub as HTTP. stdout carries nothing but protocol messages.
+//!
+//! Both eras work on one connection: `initialize` opens the connection's legacy session; requests
+//! carrying the 2026-07-28 `_meta` are served statelessly.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::jsonrpc::lines::{read_bounded_line, LineError};
+use crate::jsonrpc::parse::{Envelope, Kind, ParamsHead};
+use crate::jsonrpc::{code, error_bytes, null_id, result_bytes, RpcError};
+use crate::mcp::hub::{self, ClientCtx};
+use crate::mcp::protocol::{era_of, Era, SUPPORTED_VERSIONS};
+use crate::mcp::session::ClientSession;
+use crate::state::AppState;
+use crate::upstream::CallEvent;
+
+/// Serves one client on stdin/stdout until stdin closes or `stop` resolves.
+pub async fn serve(state: Arc<AppState>, stop: impl std::future::Future<Output = ()>) {
+    let (out, out_rx) = mpsc::channel::<Bytes>(1024);
+    let writer = tokio::spawn(write_stdout(out_rx));
+    let conn = Arc::new(Connection { state, out, session: Mutex::new(None), inflight: Mutex::new(HashMap::new()) });
+    let limit = conn.state.snapshot().config.server.limits.max_body_bytes;
+    let mut stdin = BufReader::new(tokio::io::stdin());
+    let mut line = Vec::new();
+    tokio::pin!(stop);
+    loop {
+        let read = tokio::select! {
+            r = read_bounded_line(&mut stdin, &mut line, limit) => r,
+            () = &mut stop => break,
+        };
+        match read {
+            Ok(0) => break,
+            Ok(_) => {
+                let text = std::mem::take(&mut line);
+                conn.clone().handle_line(text).await;
+            }
+            Err(LineError::TooLong) => {
+                let e = RpcError::new(code::INVALID_REQUEST, format!("message longer than {limit} bytes"));
+                conn.send(error_bytes(null_id(), &e)).await;
+            }
+            Err(LineError::Io) => break,
+        }
+    }
+    drop(conn);
+    let _ = writer.await;
+}
+
+struct Connection {
+    state: Arc<AppState>,
+    out: mpsc::Sender<Bytes>,
+    session: Mutex<Option<Arc<ClientSession>>>,
+    inflight: Mutex<HashMap<String, oneshot::Sender<()>>>,
+}
+
+impl Connection {
+    async fn send(&self, msg: Vec<u8>) {
+        let _ = self.out.send(Bytes::from(msg)).await;
+    }
+
+    fn session(&self) -> Option<Arc<ClientSession>> {
+        self.session.lock().ok().and_then(|s| s.clone())
+    }
+
+    async fn handle_line(self: Arc<Self>, line: Vec<u8>) {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        let (env, kind) = match Envelope::parse(&line) {
+            Ok(x) => x,
+            Err(invalid) => {
+                self.send(error_bytes(invalid.id.as_deref().unwrap_or(null_id()), &invalid.error)).await;
+                return;
+            }
+        };
+        let id: Box<RawValue> = env.id.map(|i| i.to_owned()).unwrap_or_else(|| null_id().to_owned());
+        let method = env.method_str().to_owned();
+        let version = ParamsHead::parse(env.params).ok().and_then(|h| h.protocol_version().map(str::to_owned));
+        let params: Value = match (kind, env.params, env.result, env.error) {
+            (Kind::Response, _, _, Some(e)) => {
+                json!({"error": serde_json::from_str::<Value>(e.get()).unwrap_or(Value::Null)})
+            }
+            (Kind::Response, _, Some(r), _) => {
+                json!({"result": serde_json::from_str::<Value>(r.get()).unwrap_or(Value::Null)})
+            }
+            (_, Some(p), _, _) => serde_json::from_str(p.get()).unwrap_or_else(|_| json!({})),
+            _ => json!({}),
+        };
+        drop(env);
+        match kind {
+            Kind::Request => {
+                tokio::spawn(async move { self.request(id, method, version, params).await });
+            }
+            Kind::Notification => self.notification(&method, &params).await,
+            Kind::Response => {
+                let answered = match (self.session(), id.get().parse::<i64>()) {
+                    (Some(s), Ok(n)) => s.answer(
+                        n,
+                        match params.get("error") {
+                            Some(e) => Err(RpcError::from_value(e)),
+                            None => Ok(params.get("result").cloned().unwrap_or(Value::Null)),
+                        },
+                    ),
+                    _ => false,
+                };
+                if !answered {
+                    tracing::debug!("a response on stdin matched no pending request");
+                }
+            }
+        }
+    }
+
+    async fn notification(&self, method: &str, params: &Value) {
+        match method {
+            "notifications/cancelled" => {
+                let key = params.get("requestId").map(Value::to_string).unwrap_or_default();
+                if let Some(tx) = self.inflight.lock().ok().and_then(|mut m| m.remove(&key)) {
+                    let _ = tx.send(());
+                }
+            }
+            "notifications/roots/list_changed" => {
+                if let Some(s) = self.session() {
+                    for u in self.state.snapshot().routes.all_upstreams() {
+                        let _ = u.notify(method, params.clone(), &s.caller()).await;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    async fn request(self: Arc<Self>, id: Box<RawValue>, method: String, version: Option<String>, params: Value) {
+        if method == "initialize" {
+            let reply = match hub::initialize(&self.state, &params).await {
+                Ok((session, result)) => {
+                    let (tx, mut rx) = mpsc::channel::<Bytes>(256);
+                    for msg in session.attach_stream(tx) {
+                        let _ = self.out.send(msg).await;
+                    }
+                    let out = self.out.clone();
+                    tokio::spawn(async move {
+                        while let Some(m) = rx.recv().await {
+                            if out.send(m).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                    if let Ok(mut s) = self.session.lock() {
+                        if let Some(old) = s.replace(session) {
+                            self.state.sessions.remove(&old.id);
+                        }
+                    }
+                    result_bytes(&id, &result)
+                }
+                Err(e) => error_bytes(&id, &e),
+            };
+            return self.send(reply).await;
+        }
+        let ctx = match version.as_deref().map(|v| (v, era_of(v))) {
+            Some((_, Some(Era::Modern))) => ClientCtx::modern(&params),
+            Some((v, None)) => {
+                let e = RpcError::new(code::UNSUPPORTED_PROTOCOL_VERSION, format!("Unsupported protocol version: {v}"))
+                    .with_data(json!({"supported": SUPPORTED_VERSIONS, "requested": v}));
+                return self.send(error_bytes(&id, &e)).await;
+            }
+            _ => match self.session() {
+                Some(s) => ClientCtx::legacy(s),
+                None => {
+                    let e = RpcError::new(
+                        code::INVALID_REQUEST,
+                        "send initialize first, or use protocol 2026-07-28 with per-request _meta",
+                    );
+                    return self.send(error_bytes(&id, &e)).await;
+                }
+            },
+        };
+        let key = id.get().to_owned();
+        let (cancel_tx, cancelled) = oneshot::channel();
+        if let Ok(mut m) = self.inflight.lock() {
+            m.insert(key.clone(), cancel_tx);
+        }
+        let (tx, mut rx) = mpsc::channel::<CallEvent>(64);
+        let work = hub::request(&self.state, &ctx, &method, params, Some(tx));
+        tokio::pin!(work);
+        tokio::pin!(cancelled);
+        let outcome = loop {
+            tokio::select! {
+                out = &mut work => break Some(out),
+                Some(ev) = rx.recv() => {
+                    if let Some(bytes) = hub::relay_event(&ctx, ev) {
+                        self.send(bytes).await;
+                    }
+                }
+                _ = &mut cancelled => break None,
+            }
+        };
+        while let Ok(ev) = rx.try_recv() {
+            if let Some(bytes) = hub::relay_event(&ctx, ev) {
+                self.send(bytes).await;
+            }
+        }
+        if let Ok(mut m) = self.inflight.lock() {
+            m.remove(&key);
+        }
+        match outcome {
+            Some(Ok(result)) => self.send(result_bytes(&id, &result)).await,
+            Some(Err(e)) => self.send(error_bytes(&id, &e)).await,
+            // A cancelled request gets no response (the spec says the receiver must not send one).
+            None => {}
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some(s) = self.session.lock().ok().and_then(|mut s| s.take()) {
+            self.state.sessions.remove(&s.id);
+        }
+    }
+}
+
+async fn write_stdout(mut rx: mpsc::Receiver<Bytes>) {
+    let mut stdout = tokio::io::stdout();
+    while let Some(msg) = rx.recv().await {
+        if stdout.write_all(&msg).await.is_err()
+            || stdout.write_all(b"\n").await.is_err()
+            || stdout.flush().await.is_err()
+        {
+            return;
+        }
+    }
+}
