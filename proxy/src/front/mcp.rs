@@ -24,6 +24,7 @@ use crate::mcp::headers::check_modern;
 use crate::mcp::hub::{self, ClientCtx};
 use crate::mcp::protocol::{era_of, Era, MODERN_VERSION, SUPPORTED_VERSIONS};
 use crate::mcp::session::ClientSession;
+use crate::mcp::subscriptions;
 use crate::state::AppState;
 use crate::upstream::{CallEvent, SessionKey};
 
@@ -224,6 +225,7 @@ async fn post(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx
     let method = method.to_owned();
     drop(env);
     match era {
+        Era::Modern if method == "subscriptions/listen" => listen(state, session, accepts, &id, &params).await?,
         Era::Modern => {
             let client = ClientCtx::modern(&params);
             run(state, session, accepts, &client, &id, &method, params, Vec::new()).await?;
@@ -404,6 +406,48 @@ async fn run_cancellable(
             }
         }
     }
+}
+
+/// `subscriptions/listen`: a long-lived SSE stream of the change notifications the client chose.
+async fn listen(
+    state: &Arc<AppState>,
+    session: &mut Session,
+    accepts: Accepts,
+    id: &RawValue,
+    params: &Value,
+) -> pingora_core::Result<()> {
+    if !accepts.sse {
+        let e = RpcError::new(code::INVALID_REQUEST, "subscriptions/listen needs Accept: text/event-stream");
+        return respond::json(session, 406, error_bytes(id, &e)).await;
+    }
+    let Some(_slot) = state.open_stream() else {
+        let e = RpcError::new(code::INTERNAL_ERROR, "too many open streams");
+        return respond::json(session, 503, error_bytes(id, &e)).await;
+    };
+    let (granted, guard, mut rx) = subscriptions::open(state, params).await;
+    let mut reply = Reply::new(accepts, Vec::new());
+    let ack = subscriptions::acknowledgment(id, &granted);
+    reply.event(session, &serde_json::to_vec(&ack).unwrap_or_default()).await?;
+    let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE_EVERY, KEEP_ALIVE_EVERY);
+    let mut shutdown = state.shutdown_signal();
+    let ended_by_server = loop {
+        tokio::select! {
+            n = rx.recv() => match n {
+                Some(n) => reply.event(session, &serde_json::to_vec(&subscriptions::tag(n, id)).unwrap_or_default()).await?,
+                None => break true,
+            },
+            _ = keep_alive.tick() => reply.keep_alive(session).await?,
+            _ = shutdown.changed() => break true,
+            _ = session.as_downstream_mut().read_body_or_idle(true) => break false,
+        }
+    };
+    drop(guard);
+    let state = state.clone();
+    tokio::spawn(async move { subscriptions::refresh(&state).await });
+    if ended_by_server {
+        return reply.finish(session, 200, result_bytes(id, &subscriptions::closing_result(id))).await;
+    }
+    Ok(())
 }
 
 /// Legacy GET: the session's stream of server-initiated messages.

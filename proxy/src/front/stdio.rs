@@ -19,6 +19,7 @@ use crate::jsonrpc::{code, error_bytes, null_id, result_bytes, RpcError};
 use crate::mcp::hub::{self, ClientCtx};
 use crate::mcp::protocol::{era_of, Era, SUPPORTED_VERSIONS};
 use crate::mcp::session::ClientSession;
+use crate::mcp::subscriptions;
 use crate::state::AppState;
 use crate::upstream::CallEvent;
 
@@ -163,6 +164,9 @@ impl Connection {
             };
             return self.send(reply).await;
         }
+        if method == "subscriptions/listen" && version.as_deref().and_then(era_of) == Some(Era::Modern) {
+            return self.listen(id, params).await;
+        }
         let ctx = match version.as_deref().map(|v| (v, era_of(v))) {
             Some((_, Some(Era::Modern))) => ClientCtx::modern(&params),
             Some((v, None)) => {
@@ -215,6 +219,39 @@ impl Connection {
             // A cancelled request gets no response (the spec says the receiver must not send one).
             None => {}
         }
+    }
+}
+
+impl Connection {
+    /// `subscriptions/listen` on stdio: notifications tagged with the subscription id, until the
+    /// client cancels it (or the gateway stops, which ends it with a result).
+    async fn listen(self: Arc<Self>, id: Box<RawValue>, params: Value) {
+        let (granted, guard, mut rx) = subscriptions::open(&self.state, &params).await;
+        self.send(serde_json::to_vec(&subscriptions::acknowledgment(&id, &granted)).unwrap_or_default()).await;
+        let key = id.get().to_owned();
+        let (cancel_tx, mut cancelled) = oneshot::channel();
+        if let Ok(mut m) = self.inflight.lock() {
+            m.insert(key.clone(), cancel_tx);
+        }
+        let mut shutdown = self.state.shutdown_signal();
+        let ended_by_server = loop {
+            tokio::select! {
+                n = rx.recv() => match n {
+                    Some(n) => self.send(serde_json::to_vec(&subscriptions::tag(n, &id)).unwrap_or_default()).await,
+                    None => break true,
+                },
+                _ = &mut cancelled => break false,
+                _ = shutdown.changed() => break true,
+            }
+        };
+        drop(guard);
+        if let Ok(mut m) = self.inflight.lock() {
+            m.remove(&key);
+        }
+        if ended_by_server {
+            self.send(result_bytes(&id, &subscriptions::closing_result(&id))).await;
+        }
+        subscriptions::refresh(&self.state).await;
     }
 }
 

@@ -22,9 +22,19 @@ impl Unsolicited for Fanout {
         let kinds = ListKind::from_notification(method);
         if !kinds.is_empty() {
             invalidate(&state, provider, kinds);
-            let bytes =
-                Bytes::from(serde_json::to_vec(&json!({"jsonrpc": "2.0", "method": method})).unwrap_or_default());
+            let change = json!({"jsonrpc": "2.0", "method": method});
+            state.listeners.publish(&change);
+            let bytes = Bytes::from(serde_json::to_vec(&change).unwrap_or_default());
             for s in state.sessions.all() {
+                s.push(bytes.clone());
+            }
+            return;
+        }
+        if method == "notifications/resources/updated" && *session == SessionKey::Shared {
+            state.listeners.publish(&message);
+            let uri = message.pointer("/params/uri").and_then(Value::as_str).unwrap_or_default();
+            let bytes = Bytes::from(serde_json::to_vec(&message).unwrap_or_default());
+            for s in state.sessions.all().into_iter().filter(|s| s.is_subscribed(uri)) {
                 s.push(bytes.clone());
             }
             return;

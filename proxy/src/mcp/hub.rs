@@ -15,7 +15,7 @@ use crate::mcp::protocol::{meta, supports_input_required, Era, LEGACY_VERSIONS, 
 use crate::mcp::session::ClientSession;
 use crate::routing::Routes;
 use crate::state::AppState;
-use crate::upstream::{Caller, Events, SessionKey};
+use crate::upstream::{Caller, Events, SessionKey, Upstream};
 
 /// How long `initialize`/`server/discover` wait for unknown providers to describe themselves.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -81,9 +81,8 @@ pub async fn request(
         }
         "tools/call" => call_named(state, routes, ctx, ListKind::Tools, method, params, events).await,
         "prompts/get" => call_named(state, routes, ctx, ListKind::Prompts, method, params, events).await,
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            call_resource(state, routes, ctx, method, params, events).await
-        }
+        "resources/read" => call_resource(state, routes, ctx, method, params, events).await,
+        "resources/subscribe" | "resources/unsubscribe" => subscribe(state, routes, ctx, method, &params).await,
         "completion/complete" => complete(state, routes, ctx, params, events).await,
         "logging/setLevel" => set_level(routes, ctx, params).await,
         _ => Err(unknown_method(method)),
@@ -145,15 +144,15 @@ async fn discover(routes: &Routes) -> Value {
 /// The union of what the providers can do. Providers not yet contacted are asked (briefly);
 /// tools are always offered (predefined tools need no contact).
 async fn capabilities(routes: &Routes) -> Map<String, Value> {
-    let probes = routes
-        .providers
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| !matches!(p.backend, crate::routing::Backend::Group { .. }))
-        .map(|(i, _)| async move {
-            let (_, upstream) = routes.upstream(i).ok()?;
-            tokio::time::timeout(PROBE_TIMEOUT, upstream.probe()).await.ok()?.ok()
-        });
+    // Remote providers are asked; a subprocess provider is never started just to describe it
+    // (lazy start): it contributes what it said when it last ran.
+    let probes = routes.providers.iter().map(|p| async move {
+        match &p.backend {
+            crate::routing::Backend::Remote(r) => tokio::time::timeout(PROBE_TIMEOUT, r.probe()).await.ok()?.ok(),
+            crate::routing::Backend::Process(u) => u.info(),
+            _ => None,
+        }
+    });
     let infos = join_all(probes).await;
     let mut caps = Map::new();
     caps.insert("tools".into(), json!({"listChanged": true}));
@@ -232,6 +231,42 @@ async fn call_resource(
     forward(state, routes, ctx, idx, method, params, events).await
 }
 
+/// Legacy `resources/subscribe`/`unsubscribe`: recorded at the gateway, which watches the
+/// provider serving the URI and relays its updates to the session.
+async fn subscribe(
+    state: &Arc<AppState>,
+    routes: &Routes,
+    ctx: &ClientCtx,
+    method: &str,
+    params: &Value,
+) -> Result<Value, RpcError> {
+    let uri = params
+        .get("uri")
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::new(code::INVALID_PARAMS, "params.uri is required"))?;
+    let Some(session) = &ctx.session else {
+        return Err(unknown_method(method));
+    };
+    let on = method == "resources/subscribe";
+    let Some(idx) = aggregate::resolve_resource(routes, uri).await else {
+        if !on {
+            return Ok(json!({}));
+        }
+        return Err(RpcError::new(code::RESOURCE_NOT_FOUND_LEGACY, format!("Resource not found: {uri}"))
+            .with_data(json!({"uri": uri})));
+    };
+    // A legacy upstream keeps subscriptions per session (and may tie other session state to
+    // them): pass the request to the client's own upstream session.
+    let (member, upstream) = routes.upstream(idx)?;
+    let info = upstream.probe().await.map_err(|e| e.to_rpc(routes.providers[member].name()))?;
+    if info.era == Era::Legacy && info.capabilities.pointer("/resources/subscribe") == Some(&json!(true)) {
+        return forward(state, routes, ctx, idx, method, params.clone(), None).await;
+    }
+    session.set_subscribed(uri, on);
+    crate::mcp::subscriptions::refresh(state).await;
+    Ok(json!({}))
+}
+
 /// `completion/complete`: by prompt name or resource URI in `params.ref`.
 async fn complete(
     state: &AppState,
@@ -275,18 +310,17 @@ async fn set_level(routes: &Routes, ctx: &ClientCtx, params: Value) -> Result<Va
         session.set_log_level(level);
     }
     let caller = ctx.session.as_ref().map_or_else(|| ctx.caller.clone(), |s| s.caller());
-    let calls =
-        routes.providers.iter().enumerate().filter_map(|(i, _)| routes.upstream(i).ok()).map(|(_, upstream)| {
-            let caller = caller.clone();
-            let params = params.clone();
-            async move {
-                let supports =
-                    upstream.info().is_some_and(|i| i.era == Era::Legacy && i.capabilities.get("logging").is_some());
-                if supports {
-                    let _ = upstream.call("logging/setLevel", params, &caller, None).await;
-                }
+    let calls = routes.all_upstreams().into_iter().map(|upstream| {
+        let caller = caller.clone();
+        let params = params.clone();
+        async move {
+            let supports =
+                upstream.info().is_some_and(|i| i.era == Era::Legacy && i.capabilities.get("logging").is_some());
+            if supports {
+                let _ = upstream.call("logging/setLevel", params, &caller, None).await;
             }
-        });
+        }
+    });
     join_all(calls).await;
     Ok(json!({}))
 }

@@ -8,3 +8,4 @@ pub mod headers;
 pub mod hub;
 pub mod protocol;
 pub mod session;
+pub mod subscriptions;

@@ -32,6 +32,7 @@ pub struct ClientSession {
     backlog: Mutex<VecDeque<Bytes>>,
     pending: Mutex<HashMap<i64, oneshot::Sender<Result<Value, RpcError>>>>,
     inflight: Mutex<HashMap<String, oneshot::Sender<()>>>,
+    subscriptions: Mutex<std::collections::BTreeSet<String>>,
     next_request_id: AtomicI64,
     created: Instant,
     last_active_ms: AtomicU64,
@@ -49,6 +50,7 @@ impl ClientSession {
             backlog: Mutex::new(VecDeque::new()),
             pending: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
+            subscriptions: Mutex::new(std::collections::BTreeSet::new()),
             next_request_id: AtomicI64::new(1),
             created: Instant::now(),
             last_active_ms: AtomicU64::new(0),
@@ -136,6 +138,27 @@ impl ClientSession {
             Some(tx) => tx.send(reply).is_ok(),
             None => false,
         }
+    }
+
+    /// Records `resources/subscribe` (`true`) or `resources/unsubscribe` (`false`) for `uri`.
+    pub fn set_subscribed(&self, uri: &str, on: bool) {
+        if let Ok(mut s) = self.subscriptions.lock() {
+            if on {
+                s.insert(uri.to_owned());
+            } else {
+                s.remove(uri);
+            }
+        }
+    }
+
+    /// The URIs this session subscribed to.
+    pub fn resource_subscriptions(&self) -> Vec<String> {
+        self.subscriptions.lock().map(|s| s.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Whether this session subscribed to `uri`.
+    pub fn is_subscribed(&self, uri: &str) -> bool {
+        self.subscriptions.lock().is_ok_and(|s| s.contains(uri))
     }
 
     /// Tracks a client request in flight (by its id's JSON text) so `notifications/cancelled` can

@@ -12,6 +12,7 @@ use tokio::sync::{watch, Notify};
 use crate::mcp::bridge::ParkedCalls;
 use crate::mcp::fanout::Fanout;
 use crate::mcp::session::SessionStore;
+use crate::mcp::subscriptions::Listeners;
 use crate::routing::Routes;
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::http::HttpClient;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Legacy client sessions.
     pub sessions: SessionStore,
+    /// Open `subscriptions/listen` streams.
+    pub listeners: Arc<Listeners>,
     /// Calls to legacy upstreams parked while a modern client answers their questions (MRTR).
     pub parked: ParkedCalls,
     /// The upstream HTTP client (one connection pool for all providers).
@@ -82,6 +85,7 @@ impl AppState {
                 metrics,
                 sessions: SessionStore::new(max_sessions),
                 parked: ParkedCalls::default(),
+                listeners: Arc::default(),
                 http,
                 sink,
             }

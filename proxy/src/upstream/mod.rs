@@ -186,6 +186,21 @@ pub trait Upstream: Send + Sync {
     /// Learns the upstream's era and capabilities now, if not yet known.
     async fn probe(&self) -> Result<Arc<UpstreamInfo>, CallError>;
 
+    /// Keeps a change-notification channel open to the upstream: its list changes, and updates
+    /// of exactly the resources in `uris`, reach the unsolicited sink. Idempotent; a new set of
+    /// URIs replaces the previous one.
+    async fn watch(&self, uris: Vec<String>) -> Result<(), CallError>;
+
     /// Releases what the upstream holds (processes, containers) when the gateway stops.
     async fn shutdown(&self) {}
+}
+
+/// The `subscriptions/listen` params asking an upstream for every list change and `uris`.
+pub fn listen_params(uris: &[String]) -> Value {
+    serde_json::json!({"notifications": {
+        "toolsListChanged": true,
+        "promptsListChanged": true,
+        "resourcesListChanged": true,
+        "resourceSubscriptions": uris,
+    }})
 }

@@ -64,6 +64,23 @@ struct Inner {
     next_id: AtomicU64,
     sink: Arc<dyn Unsolicited>,
     info: ArcSwapOption<UpstreamInfo>,
+    watching: tokio::sync::Mutex<Watching>,
+}
+
+/// What the gateway is watching on this upstream.
+#[derive(Default)]
+struct Watching {
+    uris: Option<Vec<String>>,
+    /// The listen stream (modern upstreams).
+    task: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
 }
 
 /// One upstream session of a legacy server.
@@ -119,6 +136,7 @@ impl Remote {
                 next_id: AtomicU64::new(1),
                 sink,
                 info: ArcSwapOption::empty(),
+                watching: tokio::sync::Mutex::new(Watching::default()),
             }),
         })
     }
@@ -212,6 +230,41 @@ impl Upstream for Remote {
 
     fn info(&self) -> Option<Arc<UpstreamInfo>> {
         self.inner.info.load_full()
+    }
+
+    async fn watch(&self, uris: Vec<String>) -> Result<(), CallError> {
+        let inner = &self.inner;
+        let era = inner.era().await?;
+        let mut watching = inner.watching.lock().await;
+        let alive = watching.task.as_ref().is_none_or(|t| !t.is_finished());
+        if watching.uris.as_ref() == Some(&uris) && alive {
+            return Ok(());
+        }
+        match era {
+            Era::Modern => {
+                if let Some(t) = watching.task.take() {
+                    t.abort();
+                }
+                watching.task = Some(tokio::spawn(listen_stream(inner.clone(), uris.clone())).abort_handle());
+            }
+            Era::Legacy => {
+                // The shared session's GET stream carries list changes; resource updates need a
+                // subscription per URI on that session.
+                let caller = Caller::gateway();
+                let before = watching.uris.clone().unwrap_or_default();
+                for uri in uris.iter().filter(|u| !before.contains(u)) {
+                    self.call("resources/subscribe", json!({"uri": uri}), &caller, None).await?;
+                }
+                for uri in before.iter().filter(|u| !uris.contains(u)) {
+                    let _ = self.call("resources/unsubscribe", json!({"uri": uri}), &caller, None).await;
+                }
+                if uris.is_empty() {
+                    inner.session(&caller).await?;
+                }
+            }
+        }
+        watching.uris = Some(uris);
+        Ok(())
     }
 
     async fn probe(&self) -> Result<Arc<UpstreamInfo>, CallError> {
@@ -594,6 +647,60 @@ async fn get_stream(inner: Arc<Inner>, session: Weak<LegacySession>, opened: one
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Keeps a `subscriptions/listen` stream open to a modern upstream, relaying its notifications to
+/// the sink, reconnecting with backoff.
+async fn listen_stream(inner: Arc<Inner>, uris: Vec<String>) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let params = with_modern_meta(super::listen_params(&uris), &Caller::gateway());
+        let body = message_bytes(Some(id), "subscriptions/listen", &params);
+        let mut timeouts = inner.timeouts;
+        timeouts.idle = Duration::from_secs(24 * 3600);
+        let req = {
+            let mut headers: Vec<(HeaderName, std::borrow::Cow<'_, str>)> = vec![
+                (http::header::CONTENT_TYPE, "application/json".into()),
+                (http::header::ACCEPT, "application/json, text/event-stream".into()),
+                (HeaderName::from_static("mcp-protocol-version"), MODERN_VERSION.into()),
+                (HeaderName::from_static("mcp-method"), "subscriptions/listen".into()),
+            ];
+            headers.extend(inner.configured());
+            Request { method: "POST", headers, body }
+        };
+        match inner.client.send(&inner.endpoint, &req, &timeouts).await {
+            Ok(mut resp) if resp.status == 200 && resp.is_event_stream() => {
+                tracing::debug!(provider = %inner.name, uris = uris.len(), "watching the upstream for changes");
+                backoff = Duration::from_millis(500);
+                let mut decoder = sse::Decoder::new(MAX_EVENT_BYTES);
+                while let Ok(Some(chunk)) = resp.chunk().await {
+                    let Ok(evs) = decoder.feed(&chunk) else { break };
+                    for ev in evs.into_iter().filter(|e| e.is_message() && !e.data.is_empty()) {
+                        let Ok(mut msg) = serde_json::from_str::<Value>(&ev.data) else { continue };
+                        let method = msg.get("method").and_then(Value::as_str).unwrap_or_default().to_owned();
+                        if method.is_empty() || method == "notifications/subscriptions/acknowledged" {
+                            continue;
+                        }
+                        if let Some(m) = msg.pointer_mut("/params/_meta").and_then(Value::as_object_mut) {
+                            m.remove(meta::SUBSCRIPTION_ID);
+                        }
+                        tracing::debug!(provider = %inner.name, method, "change notification");
+                        inner.sink.notification(&inner.name, &SessionKey::Shared, msg);
+                    }
+                }
+                tracing::debug!(provider = %inner.name, "change stream ended");
+            }
+            Ok(resp) => {
+                tracing::debug!(provider = %inner.name, status = resp.status, "upstream refused subscriptions/listen");
+                resp.release().await;
+                backoff = Duration::from_secs(60);
+            }
+            Err(e) => tracing::debug!(provider = %inner.name, "subscriptions/listen failed: {e}"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(60));
     }
 }
 

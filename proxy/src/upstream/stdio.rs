@@ -57,6 +57,7 @@ pub struct StdioUpstream {
     sink: Arc<dyn Unsolicited>,
     conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
     info: ArcSwapOption<UpstreamInfo>,
+    watched: tokio::sync::Mutex<Vec<String>>,
 }
 
 /// One running process.
@@ -72,6 +73,10 @@ struct Conn {
     pid: Option<u32>,
     era: Mutex<Era>,
     sink: Arc<dyn Unsolicited>,
+    /// Whether the gateway's change subscription is in place on this process.
+    listening: AtomicBool,
+    /// Id of the pending `subscriptions/listen` request (0: none).
+    listen_id: AtomicU64,
 }
 
 struct Pending {
@@ -84,7 +89,13 @@ struct Pending {
 impl StdioUpstream {
     /// A subprocess provider; nothing is started until the first call.
     pub fn new(settings: StdioSettings, sink: Arc<dyn Unsolicited>) -> Self {
-        Self { settings, sink, conn: tokio::sync::Mutex::new(None), info: ArcSwapOption::empty() }
+        Self {
+            settings,
+            sink,
+            conn: tokio::sync::Mutex::new(None),
+            info: ArcSwapOption::empty(),
+            watched: tokio::sync::Mutex::new(Vec::new()),
+        }
     }
 
     /// The process id, while running.
@@ -142,6 +153,8 @@ impl StdioUpstream {
             pid,
             era: Mutex::new(Era::Legacy),
             sink: self.sink.clone(),
+            listening: AtomicBool::new(false),
+            listen_id: AtomicU64::new(0),
         });
         tokio::spawn(write_lines(stdin, rx, closed));
         tokio::spawn(log_stderr(s.name.clone(), BufReader::new(stderr), s.max_line));
@@ -238,6 +251,44 @@ impl Upstream for StdioUpstream {
         self.info.load_full().ok_or_else(|| CallError::Protocol("provider did not describe itself".into()))
     }
 
+    async fn watch(&self, uris: Vec<String>) -> Result<(), CallError> {
+        let conn = self.connection().await?;
+        let mut watched = self.watched.lock().await;
+        if *watched == uris && conn.listening.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if conn.era.lock().map(|e| *e == Era::Modern).unwrap_or(false) {
+            // A modern server sends changes on a long-lived `subscriptions/listen` request; a new
+            // URI set replaces the previous request.
+            let old = conn.listen_id.swap(0, Ordering::AcqRel);
+            if old != 0 {
+                let cancel = json!({"requestId": old, "reason": "subscription replaced"});
+                let _ = conn.send(None, "notifications/cancelled", &cancel).await;
+                if let Ok(mut p) = conn.pending.lock() {
+                    p.remove(&old);
+                }
+            }
+            let params = with_modern_meta(super::listen_params(&uris), &Caller::gateway());
+            let c = conn.clone();
+            conn.listening.store(true, Ordering::Release);
+            tokio::spawn(async move {
+                let _ = c.request("subscriptions/listen", params, None, Duration::from_secs(365 * 24 * 3600)).await;
+                c.listening.store(false, Ordering::Release);
+            });
+        } else {
+            let caller = Caller::gateway();
+            for uri in uris.iter().filter(|u| !watched.contains(u)) {
+                self.call("resources/subscribe", json!({"uri": uri}), &caller, None).await?;
+            }
+            for uri in watched.iter().filter(|u| !uris.contains(u)) {
+                let _ = self.call("resources/unsubscribe", json!({"uri": uri}), &caller, None).await;
+            }
+            conn.listening.store(true, Ordering::Release);
+        }
+        *watched = uris;
+        Ok(())
+    }
+
     async fn shutdown(&self) {
         self.stop().await;
     }
@@ -270,6 +321,9 @@ impl Conn {
         timeout: Duration,
     ) -> Result<Value, CallError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if method == "subscriptions/listen" {
+            self.listen_id.store(id, Ordering::Release);
+        }
         let progress_token = params.pointer_mut("/_meta/progressToken").map(|t| std::mem::replace(t, json!(id)));
         let (tx, rx) = oneshot::channel();
         self.pending
@@ -360,7 +414,13 @@ impl Conn {
             }
             return;
         }
-        match self.sole_caller().filter(|_| !method.ends_with("/list_changed")) {
+        let change = method.ends_with("/list_changed") || method == "notifications/resources/updated";
+        if change {
+            if let Some(m) = msg.pointer_mut("/params/_meta").and_then(Value::as_object_mut) {
+                m.remove(crate::mcp::protocol::meta::SUBSCRIPTION_ID);
+            }
+        }
+        match self.sole_caller().filter(|_| !change) {
             Some(tx) => {
                 let _ = tx.send(CallEvent::Notification(msg)).await;
             }

@@ -105,6 +105,34 @@ async def show_roots(roots: Annotated[ListRootsResult, Resolve(get_roots)]) -> s
     return ",".join(str(r.uri) for r in roots.roots) or "(no roots)"
 
 
+dynamic_tools: list[str] = []
+
+
+@mcp.tool()
+async def change_tools(ctx: Context) -> str:
+    """Register one more tool and announce that the tool list changed."""
+    name_ = f"dynamic_{len(dynamic_tools) + 1}"
+    dynamic_tools.append(name_)
+    mcp.add_tool(lambda: name_, name=name_, description="Added at run time")
+    await ctx.notify_tools_changed()
+    try:  # legacy sessions are told on the session itself
+        await ctx.session.send_tool_list_changed()
+    except Exception:
+        pass
+    return name_
+
+
+@mcp.tool()
+async def touch(uri: str, ctx: Context) -> str:
+    """Announce that a resource changed."""
+    await ctx.notify_resource_updated(uri)
+    try:
+        await ctx.session.send_resource_updated(uri)
+    except Exception:
+        pass
+    return f"touched {uri}"
+
+
 @mcp.resource("fixture://static")
 def static_resource() -> str:
     """A fixed text."""
