@@ -44,7 +44,7 @@ async fn serve_http(config: Config) -> anyhow::Result<()> {
         pingora_proxy::http_proxy_service_with_name(&server_conf, HttpFront::new(state.clone()), "mcp-hangar");
     service.add_tcp(&addr);
     let (stop_accepting, stop_rx) = watch::channel(false);
-    let server = tokio::spawn(async move {
+    let mut server = tokio::spawn(async move {
         service.start_service(Some(Arc::new(Mutex::new(fds))), stop_rx, 1).await;
     });
 
@@ -57,6 +57,8 @@ async fn serve_http(config: Config) -> anyhow::Result<()> {
     tracing::info!("{signal} received: draining in-flight requests (up to {shutdown_timeout:?})");
     state.set_phase(Phase::Draining);
     let _ = stop_accepting.send(true);
+    // The listener stops within a moment; in-flight requests run on their own tasks.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), &mut server).await;
     let left = state.drain(shutdown_timeout).await;
     if left > 0 {
         tracing::warn!("{left} request(s) still in flight after {shutdown_timeout:?}; closing them");

@@ -39,9 +39,13 @@ fn sigint_also_drains_and_exits_zero() {
     gw.signal("INT");
     let (code, stderr) = gw.wait_exit(Duration::from_secs(15));
     assert_eq!(code, Some(0), "{stderr}");
-    let last: serde_json::Value =
-        serde_json::from_str(stderr.lines().last().expect("a log line")).expect("JSON log lines");
-    assert_eq!(last["message"], "shutdown complete");
+    let lines: Vec<serde_json::Value> =
+        stderr.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}"))).collect();
+    assert!(
+        lines.iter().any(|l| l["message"] == "SIGINT received: draining in-flight requests (up to 10s)"),
+        "{stderr}"
+    );
+    assert_eq!(lines.last().map(|l| l["message"].clone()), Some("shutdown complete".into()), "{stderr}");
 }
 
 #[test]
