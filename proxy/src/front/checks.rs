@@ -50,25 +50,31 @@ fn split_host_port(s: &str) -> (&str, Option<&str>) {
 }
 
 /// What the client accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Accepts {
     /// `application/json`.
     pub json: bool,
     /// `text/event-stream`.
     pub sse: bool,
+    /// The client listed `text/event-stream` before `application/json`: stream even a lone
+    /// response.
+    pub prefer_sse: bool,
 }
 
 /// Reads `Accept`; no header, or `*/*`, accepts both.
 pub fn accepts(req: &RequestHeader) -> Accepts {
     let Some(v) = req.headers.get("accept").and_then(|v| v.to_str().ok()) else {
-        return Accepts { json: true, sse: true };
+        return Accepts { json: true, sse: true, prefer_sse: false };
     };
-    let mut a = Accepts { json: false, sse: false };
+    let mut a = Accepts::default();
     for part in v.split(',') {
         let mime = part.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
         match mime.as_str() {
             "application/json" | "application/*" => a.json = true,
-            "text/event-stream" | "text/*" => a.sse = true,
+            "text/event-stream" | "text/*" => {
+                a.prefer_sse |= !a.json;
+                a.sse = true;
+            }
             "*/*" => {
                 a.json = true;
                 a.sse = true;
@@ -119,12 +125,14 @@ mod tests {
     #[test]
     fn accept_header() {
         let mut r = RequestHeader::build("POST", b"/mcp", None).expect("req");
-        assert_eq!(accepts(&r), Accepts { json: true, sse: true });
+        assert_eq!(accepts(&r), Accepts { json: true, sse: true, prefer_sse: false });
         r.insert_header("accept", "application/json, text/event-stream").expect("h");
-        assert_eq!(accepts(&r), Accepts { json: true, sse: true });
+        assert_eq!(accepts(&r), Accepts { json: true, sse: true, prefer_sse: false });
+        r.insert_header("accept", "text/event-stream, application/json").expect("h");
+        assert_eq!(accepts(&r), Accepts { json: true, sse: true, prefer_sse: true });
         r.insert_header("accept", "text/event-stream").expect("h");
-        assert_eq!(accepts(&r), Accepts { json: false, sse: true });
+        assert_eq!(accepts(&r), Accepts { json: false, sse: true, prefer_sse: true });
         r.insert_header("accept", "text/html").expect("h");
-        assert_eq!(accepts(&r), Accepts { json: false, sse: false });
+        assert_eq!(accepts(&r), Accepts::default());
     }
 }

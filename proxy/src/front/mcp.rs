@@ -22,7 +22,8 @@ use crate::jsonrpc::parse::{Envelope, Kind, ParamsHead};
 use crate::jsonrpc::{code, error_bytes, null_id, result_bytes, RpcError};
 use crate::mcp::headers::check_modern;
 use crate::mcp::hub::{self, ClientCtx};
-use crate::mcp::protocol::{era_of, Era, MODERN_VERSION, SUPPORTED_VERSIONS};
+use crate::mcp::protocol::{era_of, Era, LEGACY_VERSIONS, MODERN_VERSION, SUPPORTED_VERSIONS};
+use crate::mcp::replay::{self, ReplyBuffer};
 use crate::mcp::session::ClientSession;
 use crate::mcp::subscriptions;
 use crate::state::AppState;
@@ -30,6 +31,8 @@ use crate::upstream::{CallEvent, SessionKey};
 
 /// Interval of keep-alive comments on open SSE streams.
 const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(15);
+/// Reconnection delay announced to legacy clients on resumable streams.
+const RECONNECT_DELAY_MS: u64 = 1000;
 
 /// What the `MCP-Protocol-Version` header says.
 enum VersionHeader {
@@ -228,7 +231,7 @@ async fn post(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx
         Era::Modern if method == "subscriptions/listen" => listen(state, session, accepts, &id, &params).await?,
         Era::Modern => {
             let client = ClientCtx::modern(&params);
-            run(state, session, accepts, &client, &id, &method, params, Vec::new()).await?;
+            run_modern(state, session, accepts, &client, &id, &method, params).await?;
         }
         Era::Legacy => legacy_post(state, session, accepts, kind, &id, &method, params).await?,
     }
@@ -271,13 +274,16 @@ async fn legacy_post(
     };
     match kind {
         Kind::Request => {
-            let ctx = ClientCtx::legacy(client.clone());
-            let tracked = id.get().to_owned();
-            let cancelled = client.track(&tracked);
-            let extra = Vec::new();
-            let out = run_cancellable(state, session, accepts, &ctx, id, method, params, extra, cancelled).await;
-            client.untrack(&tracked);
-            out
+            let (stream, buf) = client.replies.open();
+            tokio::spawn(produce_legacy(
+                state.clone(),
+                client.clone(),
+                id.to_owned(),
+                method.to_owned(),
+                params,
+                buf.clone(),
+            ));
+            serve_reply(session, accepts, &client, stream, &buf, 0).await
         }
         Kind::Notification => {
             client_notification(state, &client, method, &params).await;
@@ -336,9 +342,9 @@ async fn client_notification(state: &Arc<AppState>, client: &Arc<ClientSession>,
     }
 }
 
-/// Runs a request through the hub and writes its reply.
-#[allow(clippy::too_many_arguments)]
-async fn run(
+/// Runs a modern request through the hub, relaying upstream messages as SSE events, until it
+/// finishes or the client closes the stream (which, in the modern protocol, cancels it).
+async fn run_modern(
     state: &Arc<AppState>,
     session: &mut Session,
     accepts: Accepts,
@@ -346,47 +352,25 @@ async fn run(
     id: &RawValue,
     method: &str,
     params: Value,
-    extra: Vec<(&'static str, String)>,
-) -> pingora_core::Result<()> {
-    let (_never, cancelled) = tokio::sync::oneshot::channel::<()>();
-    run_cancellable(state, session, accepts, ctx, id, method, params, extra, cancelled).await
-}
-
-/// Runs a request through the hub, relaying upstream messages as SSE events, until it finishes,
-/// is cancelled, or the client goes away (which cancels it upstream).
-#[allow(clippy::too_many_arguments)]
-async fn run_cancellable(
-    state: &Arc<AppState>,
-    session: &mut Session,
-    accepts: Accepts,
-    ctx: &ClientCtx,
-    id: &RawValue,
-    method: &str,
-    params: Value,
-    extra: Vec<(&'static str, String)>,
-    mut cancelled: tokio::sync::oneshot::Receiver<()>,
 ) -> pingora_core::Result<()> {
     let (tx, mut rx) = mpsc::channel::<CallEvent>(64);
     let work = hub::request(state, ctx, method, params, Some(tx));
     tokio::pin!(work);
-    let mut reply = Reply::new(accepts, extra);
+    let mut reply = Reply::new(accepts, Vec::new());
     let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE_EVERY, KEEP_ALIVE_EVERY);
-    let mut shutdown = state.shutdown_signal();
     let outcome = loop {
         tokio::select! {
-            out = &mut work => break Some(out),
+            out = &mut work => break out,
             Some(ev) = rx.recv() => {
                 if let Some(bytes) = hub::relay_event(ctx, ev) {
                     reply.event(session, &bytes).await?;
                 }
             }
             _ = keep_alive.tick() => reply.keep_alive(session).await?,
-            _ = &mut cancelled => break None,
             _ = session.as_downstream_mut().read_body_or_idle(true) => {
-                tracing::debug!(method, "client went away; cancelling the request");
+                tracing::debug!(method, "client closed the stream; cancelling the request");
                 return Ok(());
             }
-            _ = shutdown.changed() => {}
         }
     };
     while let Ok(ev) = rx.try_recv() {
@@ -395,15 +379,101 @@ async fn run_cancellable(
         }
     }
     match outcome {
-        Some(Ok(result)) => reply.finish(session, 200, result_bytes(id, &result)).await,
-        Some(Err(e)) => reply.finish(session, error_status(ctx.era, e.code), error_bytes(id, &e)).await,
-        None => {
-            let e = RpcError::new(code::INVALID_REQUEST, "request cancelled");
-            if reply.streaming() {
-                reply.end(session).await
-            } else {
-                reply.finish(session, 200, error_bytes(id, &e)).await
+        Ok(result) => reply.finish(session, 200, result_bytes(id, &result)).await,
+        Err(e) => reply.finish(session, error_status(ctx.era, e.code), error_bytes(id, &e)).await,
+    }
+}
+
+/// Produces a legacy request's reply into the session's buffer. It runs on its own task: in the
+/// legacy protocol a dropped connection does not cancel a request (`notifications/cancelled`
+/// does), and the client may come back for the rest with `Last-Event-ID`.
+async fn produce_legacy(
+    state: Arc<AppState>,
+    client: Arc<ClientSession>,
+    id: Box<RawValue>,
+    method: String,
+    params: Value,
+    buf: Arc<ReplyBuffer>,
+) {
+    let _inflight = state.begin_request();
+    let tracked = id.get().to_owned();
+    let mut cancelled = client.track(&tracked);
+    let ctx = ClientCtx::legacy(client.clone());
+    let (tx, mut rx) = mpsc::channel::<CallEvent>(64);
+    let work = hub::request(&state, &ctx, &method, params, Some(tx));
+    tokio::pin!(work);
+    let outcome = loop {
+        tokio::select! {
+            out = &mut work => break Some(out),
+            Some(ev) = rx.recv() => {
+                if let Some(bytes) = hub::relay_event(&ctx, ev) {
+                    buf.push(Bytes::from(bytes));
+                }
             }
+            _ = &mut cancelled => break None,
+        }
+    };
+    while let Ok(ev) = rx.try_recv() {
+        if let Some(bytes) = hub::relay_event(&ctx, ev) {
+            buf.push(Bytes::from(bytes));
+        }
+    }
+    client.untrack(&tracked);
+    match outcome {
+        Some(Ok(result)) => buf.answer(Bytes::from(result_bytes(&id, &result))),
+        Some(Err(e)) => buf.answer(Bytes::from(error_bytes(&id, &e))),
+        // A cancelled request gets no response.
+        None => buf.finish(),
+    }
+}
+
+/// Writes a legacy reply from its buffer, starting after message `from`: as plain JSON when it is
+/// a lone response the client takes as JSON, otherwise as a resumable SSE stream (event ids, a
+/// priming event for 2025-11-25 clients). Returns when the reply ends or the client goes away.
+async fn serve_reply(
+    session: &mut Session,
+    accepts: Accepts,
+    client: &ClientSession,
+    stream: u64,
+    buf: &ReplyBuffer,
+    from: usize,
+) -> pingora_core::Result<()> {
+    let mut reply = Reply::new(accepts, Vec::new());
+    if from == 0 && reply.plain_json() {
+        loop {
+            let (msgs, done, answered) = buf.read_from(0);
+            if done && answered && msgs.len() == 1 {
+                let mut msgs = msgs;
+                return reply.finish(session, 200, msgs.remove(0).to_vec()).await;
+            }
+            if !msgs.is_empty() || done {
+                break;
+            }
+            tokio::select! {
+                () = buf.changed(0) => {}
+                _ = session.as_downstream_mut().read_body_or_idle(true) => return Ok(()),
+            }
+        }
+    }
+    if from == 0 && client.version.as_str() >= LEGACY_VERSIONS[0] {
+        reply.priming(session, &replay::event_id(stream, 0), RECONNECT_DELAY_MS).await?;
+    }
+    let mut seen = from;
+    let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE_EVERY, KEEP_ALIVE_EVERY);
+    loop {
+        let (msgs, done, _) = buf.read_from(seen);
+        for m in msgs {
+            seen += 1;
+            reply.event_with_id(session, &replay::event_id(stream, seen), &m).await?;
+        }
+        if done {
+            reply.start_stream(session).await?;
+            return reply.end(session).await;
+        }
+        tokio::select! {
+            () = buf.changed(seen) => {}
+            _ = keep_alive.tick() => reply.keep_alive(session).await?,
+            _ = session.as_downstream_mut().read_body_or_idle(true) => return Ok(()),
         }
     }
 }
@@ -487,9 +557,16 @@ async fn get(state: &Arc<AppState>, session: &mut Session) -> pingora_core::Resu
     let Some(_stream_slot) = state.open_stream() else {
         return plain_error(session, 503, RpcError::new(code::INTERNAL_ERROR, "too many open streams")).await;
     };
+    let resume = header(session, "last-event-id")
+        .and_then(replay::parse_event_id)
+        .and_then(|(stream, seq)| client.replies.find(stream).map(|buf| (stream, seq, buf)));
+    if let Some((stream, seq, buf)) = resume {
+        let accepts = Accepts { json: false, sse: true, prefer_sse: true };
+        return serve_reply(session, accepts, &client, stream, &buf, seq).await;
+    }
     let (tx, mut rx) = mpsc::channel::<Bytes>(256);
     let backlog = client.attach_stream(tx);
-    let mut reply = Reply::new(Accepts { json: false, sse: true }, Vec::new());
+    let mut reply = Reply::new(Accepts { json: false, sse: true, prefer_sse: true }, Vec::new());
     reply.start_stream(session).await?;
     for msg in backlog {
         reply.event(session, &msg).await?;

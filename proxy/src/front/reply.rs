@@ -43,6 +43,24 @@ impl Reply {
         Ok(())
     }
 
+    /// Writes one message as an SSE event with an event id (resumable legacy streams).
+    pub async fn event_with_id(&mut self, session: &mut Session, id: &str, json: &[u8]) -> pingora_core::Result<()> {
+        self.start_stream(session).await?;
+        session.write_response_body(Some(sse::frame_message_with_id(id, json)), false).await
+    }
+
+    /// Writes the priming event of a resumable stream: an id, the reconnection delay, no data.
+    pub async fn priming(&mut self, session: &mut Session, id: &str, retry_ms: u64) -> pingora_core::Result<()> {
+        self.start_stream(session).await?;
+        let event = format!("id: {id}\nretry: {retry_ms}\ndata: \n\n");
+        session.write_response_body(Some(Bytes::from(event)), false).await
+    }
+
+    /// Whether a lone response would be written as plain JSON.
+    pub fn plain_json(&self) -> bool {
+        !self.sse && self.accepts.json && !self.accepts.prefer_sse
+    }
+
     /// Writes one message as an SSE event (starting the stream if needed).
     pub async fn event(&mut self, session: &mut Session, json: &[u8]) -> pingora_core::Result<()> {
         self.start_stream(session).await?;
@@ -59,7 +77,7 @@ impl Reply {
 
     /// Writes the final message and ends the reply. `status` applies to a plain JSON reply.
     pub async fn finish(mut self, session: &mut Session, status: u16, json: Vec<u8>) -> pingora_core::Result<()> {
-        if !self.sse && self.accepts.json {
+        if !self.sse && self.accepts.json && !self.accepts.prefer_sse {
             let mut h = ResponseHeader::build(status, Some(3 + self.extra.len()))?;
             h.insert_header("content-type", "application/json")?;
             h.insert_header("content-length", json.len())?;

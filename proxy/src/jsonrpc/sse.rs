@@ -44,6 +44,8 @@ pub struct Event {
     pub data: String,
     /// `id:` field.
     pub id: Option<String>,
+    /// `retry:` field (milliseconds), the reconnection delay the server asks for.
+    pub retry: Option<u64>,
 }
 
 impl Event {
@@ -108,7 +110,7 @@ impl Decoder {
 
     fn line(&mut self, line: &str) -> Option<Event> {
         if line.is_empty() {
-            if !self.has_data {
+            if !self.has_data && self.current.id.is_none() && self.current.retry.is_none() {
                 self.current = Event::default();
                 return None;
             }
@@ -132,6 +134,7 @@ impl Decoder {
                 self.has_data = true;
             }
             "id" => self.current.id = Some(value.to_owned()),
+            "retry" => self.current.retry = value.trim().parse().ok(),
             _ => {}
         }
         None
@@ -161,11 +164,18 @@ mod tests {
         assert_eq!(
             all,
             vec![
-                Event { event: Some("message".into()), data: "{\"a\":1}".into(), id: None },
-                Event { event: None, data: "x\ny".into(), id: Some("3".into()) },
+                Event { event: Some("message".into()), data: "{\"a\":1}".into(), id: None, retry: None },
+                Event { event: None, data: "x\ny".into(), id: Some("3".into()), retry: None },
             ]
         );
         assert!(all.iter().all(Event::is_message));
+    }
+
+    #[test]
+    fn priming_events_carry_id_and_retry() {
+        let mut d = Decoder::new(1024);
+        let ev = d.feed(b"id: s1-0\nretry: 1500\ndata: \n\n").expect("decode");
+        assert_eq!(ev, vec![Event { event: None, data: String::new(), id: Some("s1-0".into()), retry: Some(1500) }]);
     }
 
     #[test]

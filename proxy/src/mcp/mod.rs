@@ -7,5 +7,6 @@ pub mod fanout;
 pub mod headers;
 pub mod hub;
 pub mod protocol;
+pub mod replay;
 pub mod session;
 pub mod subscriptions;

@@ -33,6 +33,8 @@ pub struct ClientSession {
     pending: Mutex<HashMap<i64, oneshot::Sender<Result<Value, RpcError>>>>,
     inflight: Mutex<HashMap<String, oneshot::Sender<()>>>,
     subscriptions: Mutex<std::collections::BTreeSet<String>>,
+    /// Reply streams, for `Last-Event-ID` resumption.
+    pub replies: crate::mcp::replay::ReplayStreams,
     next_request_id: AtomicI64,
     created: Instant,
     last_active_ms: AtomicU64,
@@ -51,6 +53,7 @@ impl ClientSession {
             pending: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
             subscriptions: Mutex::new(std::collections::BTreeSet::new()),
+            replies: crate::mcp::replay::ReplayStreams::default(),
             next_request_id: AtomicI64::new(1),
             created: Instant::now(),
             last_active_ms: AtomicU64::new(0),

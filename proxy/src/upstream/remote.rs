@@ -27,6 +27,10 @@ use crate::mcp::protocol::{self, meta, Era, LEGACY_VERSIONS, MODERN_VERSION};
 
 /// Largest SSE event accepted from an upstream, whatever the body limit.
 const MAX_EVENT_BYTES: usize = 16 << 20;
+/// Most times one reply stream is resumed after the server closed it early.
+const MAX_RESUMPTIONS: usize = 16;
+/// Longest reconnection delay honoured from an SSE `retry` field.
+const MAX_RETRY_MS: u64 = 30_000;
 /// How long opening a legacy session waits for its GET stream to be established.
 const GET_STREAM_WAIT: Duration = Duration::from_secs(2);
 /// Largest error body read to explain a failure.
@@ -486,13 +490,33 @@ impl Inner {
                 .map_err(Into::into);
         }
         let mut decoder = sse::Decoder::new(MAX_EVENT_BYTES.min(self.max_body.max(1 << 20)));
+        let mut last_event_id: Option<String> = None;
+        let mut retry = Duration::from_millis(0);
+        let mut resumptions = 0;
         loop {
             let chunk = match resp.chunk().await {
                 Ok(Some(c)) => c,
+                Ok(None) | Err(_) if last_event_id.is_some() && session.is_some() && resumptions < MAX_RESUMPTIONS => {
+                    // The server closed the stream before answering (SEP-1699 polling, or a
+                    // dropped connection): resume it from the last event it sent.
+                    resumptions += 1;
+                    tokio::time::sleep(retry).await;
+                    resp = self.resume(session, last_event_id.as_deref().unwrap_or_default()).await?;
+                    decoder = sse::Decoder::new(MAX_EVENT_BYTES.min(self.max_body.max(1 << 20)));
+                    continue;
+                }
                 Ok(None) => return Err(CallError::Protocol("stream ended before the response".into()).into()),
                 Err(e) => return Err(CallError::from(e).into()),
             };
             let evs = decoder.feed(&chunk).map_err(|e| CallError::Protocol(e.to_string()))?;
+            for ev in &evs {
+                if let Some(id) = &ev.id {
+                    last_event_id = Some(id.clone());
+                }
+                if let Some(ms) = ev.retry {
+                    retry = Duration::from_millis(ms.min(MAX_RETRY_MS));
+                }
+            }
             for ev in evs.into_iter().filter(|e| e.is_message() && !e.data.is_empty()) {
                 let Ok(msg) = serde_json::from_str::<Value>(&ev.data) else {
                     tracing::debug!(provider = %self.name, "ignoring a non-JSON SSE event");
@@ -505,6 +529,31 @@ impl Inner {
                 self.relay(msg, session, events).await;
             }
         }
+    }
+
+    /// Reopens a closed SSE reply with `GET` and `Last-Event-ID` (legacy resumability).
+    async fn resume(&self, session: Option<&Arc<LegacySession>>, last_event_id: &str) -> Result<Response, Exchange> {
+        let mut headers: Vec<(HeaderName, std::borrow::Cow<'_, str>)> = vec![
+            (http::header::ACCEPT, "text/event-stream".into()),
+            (HeaderName::from_static("last-event-id"), last_event_id.into()),
+        ];
+        if let Some(s) = session {
+            headers.push((HeaderName::from_static("mcp-protocol-version"), s.version.clone().into()));
+            if let Some(id) = &s.id {
+                headers.push((HeaderName::from_static("mcp-session-id"), id.clone().into()));
+            }
+        }
+        headers.extend(self.configured());
+        let req = Request { method: "GET", headers, body: Bytes::new() };
+        let resp = self.client.send(&self.endpoint, &req, &self.timeouts).await.map_err(CallError::from)?;
+        if resp.status == 404 && session.is_some() {
+            resp.release().await;
+            return Err(Exchange::Expired);
+        }
+        if resp.status != 200 || !resp.is_event_stream() {
+            return Err(self.status_error(resp).await.into());
+        }
+        Ok(resp)
     }
 
     /// Passes a message that is not the awaited response to the caller (or the unsolicited sink).
