@@ -2,6 +2,7 @@
 //! transports for streamable HTTP (both eras) and, in later modules, stdio and containers.
 
 pub mod http;
+pub mod mux;
 pub mod remote;
 pub mod stdio;
 

@@ -1,0 +1,371 @@
+//! Streamable-HTTP upstreams (`mode: remote`) of either era.
+//!
+//! The era is learnt once, on first use: a `server/discover` that succeeds marks a modern
+//! (stateless) upstream; anything else a legacy one, whose sessions are opened lazily per
+//! [`SessionKey`] with `initialize` and opened again, transparently, when the upstream forgets
+//! them (HTTP 404). Replies may be JSON or SSE; messages on an SSE reply before the response
+//! (progress, logs, server→client requests) are relayed to the caller.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::HeaderName;
+use serde_json::{json, Value};
+use tokio::sync::OnceCell;
+
+use super::http::{Endpoint, HttpClient, Request, Timeouts};
+use super::{CallError, Caller, Events, SessionKey, Unsolicited, Upstream, UpstreamInfo};
+use crate::jsonrpc::RpcError;
+use crate::mcp::protocol::{self, meta, Era, MODERN_VERSION};
+
+mod exchange;
+mod listen;
+mod session;
+
+use listen::listen_stream;
+use session::LegacySession;
+
+/// Largest SSE event accepted from an upstream, whatever the body limit.
+const MAX_EVENT_BYTES: usize = 16 << 20;
+/// Most times one reply stream is resumed after the server closed it early.
+const MAX_RESUMPTIONS: usize = 16;
+/// Longest reconnection delay honoured from an SSE `retry` field.
+const MAX_RETRY_MS: u64 = 30_000;
+/// How long opening a legacy session waits for its GET stream to be established.
+const GET_STREAM_WAIT: Duration = Duration::from_secs(2);
+/// Largest error body read to explain a failure.
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// Settings of one remote upstream.
+pub struct RemoteSettings {
+    /// Provider name (for messages and metrics).
+    pub name: Arc<str>,
+    /// The MCP endpoint URL.
+    pub url: String,
+    /// Headers sent with every request (credentials, usually).
+    pub headers: Vec<(HeaderName, String)>,
+    /// Time bounds.
+    pub timeouts: Timeouts,
+    /// Largest reply body accepted.
+    pub max_body: usize,
+}
+
+/// A streamable-HTTP upstream.
+pub struct Remote {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: Arc<str>,
+    endpoint: Endpoint,
+    headers: Vec<(HeaderName, String)>,
+    client: Arc<HttpClient>,
+    timeouts: Timeouts,
+    max_body: usize,
+    era: ArcSwapOption<Era>,
+    probe_lock: tokio::sync::Mutex<()>,
+    sessions: std::sync::Mutex<HashMap<SessionKey, Arc<OnceCell<Arc<LegacySession>>>>>,
+    next_id: AtomicU64,
+    sink: Arc<dyn Unsolicited>,
+    info: ArcSwapOption<UpstreamInfo>,
+    watching: tokio::sync::Mutex<Watching>,
+}
+
+/// What the gateway is watching on this upstream.
+#[derive(Default)]
+struct Watching {
+    uris: Option<Vec<String>>,
+    /// The listen stream (modern upstreams).
+    task: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+/// How one exchange ended, before mapping to [`CallError`].
+enum Exchange {
+    /// The upstream no longer knows the session: open a new one and retry.
+    Expired,
+    Failed(CallError),
+}
+
+impl From<CallError> for Exchange {
+    fn from(e: CallError) -> Self {
+        Self::Failed(e)
+    }
+}
+
+impl Remote {
+    /// A remote upstream; nothing is sent until the first call.
+    pub fn new(
+        settings: RemoteSettings,
+        client: Arc<HttpClient>,
+        sink: Arc<dyn Unsolicited>,
+    ) -> Result<Self, super::http::HttpError> {
+        let endpoint = Endpoint::parse(&settings.url)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                name: settings.name,
+                endpoint,
+                headers: settings.headers,
+                client,
+                timeouts: settings.timeouts,
+                max_body: settings.max_body,
+                era: ArcSwapOption::empty(),
+                probe_lock: tokio::sync::Mutex::new(()),
+                sessions: std::sync::Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(1),
+                sink,
+                info: ArcSwapOption::empty(),
+                watching: tokio::sync::Mutex::new(Watching::default()),
+            }),
+        })
+    }
+
+    /// The era, once known (the fast path only proxies to known-modern upstreams).
+    pub fn known_era(&self) -> Option<Era> {
+        self.inner.era.load().as_deref().copied()
+    }
+
+    /// The endpoint (for the proxying fast path).
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.inner.endpoint
+    }
+
+    /// The configured headers (for the proxying fast path).
+    pub fn configured_headers(&self) -> &[(HeaderName, String)] {
+        &self.inner.headers
+    }
+}
+
+#[async_trait]
+impl Upstream for Remote {
+    async fn call(&self, method: &str, params: Value, caller: &Caller, events: Events) -> Result<Value, CallError> {
+        let inner = &self.inner;
+        let era = inner.era().await?;
+        let name_header =
+            protocol::name_field(method).and_then(|f| params.get(f)).and_then(Value::as_str).map(str::to_owned);
+        let params = if era == Era::Modern { with_modern_meta(params, caller) } else { params };
+        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let body = message_bytes(Some(id), method, &params);
+        if era == Era::Modern {
+            return match inner.request(None, id, method, name_header.as_deref(), body, &events).await {
+                Ok(v) => Ok(v),
+                Err(Exchange::Failed(e)) => Err(e),
+                Err(Exchange::Expired) => Err(CallError::Protocol("404 from a stateless upstream".into())),
+            };
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let session = inner.session(caller).await?;
+            match inner.request(Some(&session), id, method, None, body.clone(), &events).await {
+                Ok(v) => return Ok(v),
+                Err(Exchange::Expired) if attempt == 1 => {
+                    tracing::info!(provider = %inner.name, "upstream session expired; opening a new one");
+                    inner.forget_session(&session);
+                }
+                Err(Exchange::Expired) => return Err(CallError::Protocol("upstream rejected a fresh session".into())),
+                Err(Exchange::Failed(e)) => return Err(e),
+            }
+        }
+    }
+
+    async fn notify(&self, method: &str, params: Value, caller: &Caller) -> Result<(), CallError> {
+        let inner = &self.inner;
+        let era = inner.era().await?;
+        let body = message_bytes(None, method, &params);
+        let session = match era {
+            Era::Modern => None,
+            Era::Legacy => match inner.existing_session(&caller.session) {
+                Some(s) => Some(s),
+                None => return Ok(()),
+            },
+        };
+        let resp = inner.post(session.as_deref(), method, None, body).await?;
+        resp.release().await;
+        Ok(())
+    }
+
+    async fn close_session(&self, key: &SessionKey) {
+        let inner = &self.inner;
+        let cell = inner.sessions.lock().ok().and_then(|mut m| m.remove(key));
+        let Some(session) = cell.and_then(|c| c.get().cloned()) else { return };
+        let Some(id) = &session.id else { return };
+        let req = Request {
+            method: "DELETE",
+            headers: vec![
+                (HeaderName::from_static("mcp-session-id"), id.as_str().into()),
+                (HeaderName::from_static("mcp-protocol-version"), session.version.as_str().into()),
+            ]
+            .into_iter()
+            .chain(inner.configured())
+            .collect(),
+            body: Bytes::new(),
+        };
+        match inner.client.send(&inner.endpoint, &req, &inner.timeouts).await {
+            Ok(resp) => resp.release().await,
+            Err(e) => tracing::debug!(provider = %inner.name, "closing upstream session failed: {e}"),
+        }
+    }
+
+    fn info(&self) -> Option<Arc<UpstreamInfo>> {
+        self.inner.info.load_full()
+    }
+
+    async fn watch(&self, uris: Vec<String>) -> Result<(), CallError> {
+        let inner = &self.inner;
+        let era = inner.era().await?;
+        let mut watching = inner.watching.lock().await;
+        let alive = watching.task.as_ref().is_none_or(|t| !t.is_finished());
+        if watching.uris.as_ref() == Some(&uris) && alive {
+            return Ok(());
+        }
+        match era {
+            Era::Modern => {
+                if let Some(t) = watching.task.take() {
+                    t.abort();
+                }
+                watching.task = Some(tokio::spawn(listen_stream(inner.clone(), uris.clone())).abort_handle());
+            }
+            Era::Legacy => {
+                // The shared session's GET stream carries list changes; resource updates need a
+                // subscription per URI on that session.
+                let caller = Caller::gateway();
+                let before = watching.uris.clone().unwrap_or_default();
+                for uri in uris.iter().filter(|u| !before.contains(u)) {
+                    self.call("resources/subscribe", json!({"uri": uri}), &caller, None).await?;
+                }
+                for uri in before.iter().filter(|u| !uris.contains(u)) {
+                    let _ = self.call("resources/unsubscribe", json!({"uri": uri}), &caller, None).await;
+                }
+                if uris.is_empty() {
+                    inner.session(&caller).await?;
+                }
+            }
+        }
+        watching.uris = Some(uris);
+        Ok(())
+    }
+
+    async fn probe(&self) -> Result<Arc<UpstreamInfo>, CallError> {
+        let inner = &self.inner;
+        if let Some(info) = inner.info.load_full() {
+            return Ok(info);
+        }
+        if inner.era().await? == Era::Legacy {
+            inner.session(&Caller::gateway()).await?;
+        }
+        inner.info.load_full().ok_or_else(|| CallError::Protocol("upstream did not describe itself".into()))
+    }
+}
+
+impl Inner {
+    pub(super) fn configured(&self) -> impl Iterator<Item = (HeaderName, std::borrow::Cow<'_, str>)> {
+        self.headers.iter().map(|(n, v)| (n.clone(), std::borrow::Cow::Borrowed(v.as_str())))
+    }
+
+    /// The upstream's era, probing once (concurrent first calls share one probe).
+    async fn era(self: &Arc<Self>) -> Result<Era, CallError> {
+        if let Some(e) = self.era.load().as_deref() {
+            return Ok(*e);
+        }
+        let _guard = self.probe_lock.lock().await;
+        if let Some(e) = self.era.load().as_deref() {
+            return Ok(*e);
+        }
+        let era = self.detect().await?;
+        tracing::info!(provider = %self.name, era = ?era, "upstream protocol era detected");
+        self.era.store(Some(Arc::new(era)));
+        Ok(era)
+    }
+
+    async fn detect(self: &Arc<Self>) -> Result<Era, CallError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let params = with_modern_meta(json!({}), &Caller::gateway());
+        let body = message_bytes(Some(id), "server/discover", &params);
+        let resp = self.post(None, "server/discover", None, body).await?;
+        if !(200..300).contains(&resp.status) {
+            resp.release().await;
+            return Ok(Era::Legacy);
+        }
+        match self.read_reply(resp, id, None, &None).await {
+            Ok(result) => {
+                let modern = result
+                    .get("supportedVersions")
+                    .and_then(Value::as_array)
+                    .is_some_and(|v| v.iter().any(|s| s.as_str() == Some(MODERN_VERSION)));
+                if modern {
+                    self.info.store(Some(Arc::new(UpstreamInfo {
+                        era: Era::Modern,
+                        version: MODERN_VERSION.to_owned(),
+                        capabilities: result.get("capabilities").cloned().unwrap_or_else(|| json!({})),
+                        server_info: result
+                            .pointer("/_meta/io.modelcontextprotocol~1serverInfo")
+                            .cloned()
+                            .unwrap_or(Value::Null),
+                        instructions: result.get("instructions").and_then(Value::as_str).map(str::to_owned),
+                    })));
+                    Ok(Era::Modern)
+                } else {
+                    Ok(Era::Legacy)
+                }
+            }
+            Err(Exchange::Failed(CallError::Unavailable { reason, never_sent: true })) => {
+                Err(CallError::Unavailable { reason, never_sent: true })
+            }
+            Err(_) => Ok(Era::Legacy),
+        }
+    }
+}
+
+/// The result (or error) if `msg` is the response to request `id`.
+fn response_result(msg: &Value, id: u64) -> Option<Result<Value, CallError>> {
+    if msg.get("method").is_some() || msg.get("id").and_then(Value::as_u64) != Some(id) {
+        return None;
+    }
+    if let Some(err) = msg.get("error") {
+        return Some(Err(CallError::Rpc(RpcError::from_value(err))));
+    }
+    Some(Ok(msg.get("result").cloned().unwrap_or_else(|| json!({}))))
+}
+
+/// Serialises a request (with `id`) or a notification.
+fn message_bytes(id: Option<u64>, method: &str, params: &Value) -> Bytes {
+    let msg = match id {
+        Some(id) => json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
+        None => json!({"jsonrpc": "2.0", "method": method, "params": params}),
+    };
+    Bytes::from(serde_json::to_vec(&msg).unwrap_or_default())
+}
+
+/// Adds the per-request `_meta` a modern upstream requires, keeping whatever the client sent.
+pub fn with_modern_meta(mut params: Value, caller: &Caller) -> Value {
+    if !params.is_object() {
+        params = json!({});
+    }
+    let Some(obj) = params.as_object_mut() else { return params };
+    let meta_value = obj.entry("_meta").or_insert_with(|| json!({}));
+    if !meta_value.is_object() {
+        *meta_value = json!({});
+    }
+    if let Some(m) = meta_value.as_object_mut() {
+        m.insert(meta::PROTOCOL_VERSION.into(), MODERN_VERSION.into());
+        m.entry(meta::CLIENT_CAPABILITIES).or_insert_with(|| caller.capabilities.clone());
+        m.entry(meta::CLIENT_INFO).or_insert_with(|| caller.client_info.clone());
+        if let Some(level) = &caller.log_level {
+            m.entry(meta::LOG_LEVEL).or_insert_with(|| level.clone().into());
+        }
+    }
+    params
+}
