@@ -156,6 +156,7 @@ mod tests {
                 idle: std::time::Duration::from_secs(1),
             },
             max_body: 1 << 20,
+            transport: hangar_config::RemoteTransport::Auto,
         };
         let remote = Remote::new(settings, Arc::default(), Arc::new(crate::upstream::Discard)).expect("remote");
         FastRoute {

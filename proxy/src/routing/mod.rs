@@ -97,6 +97,7 @@ impl Routes {
                             headers,
                             timeouts,
                             max_body: limits.max_body_bytes.max(16 << 20),
+                            transport: r.transport,
                         };
                         match Remote::new(settings, http.clone(), sink.clone()) {
                             Ok(remote) => Backend::Remote(Arc::new(remote)),

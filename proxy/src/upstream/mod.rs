@@ -196,6 +196,25 @@ pub trait Upstream: Send + Sync {
     async fn shutdown(&self) {}
 }
 
+/// Removes the 2026-07-28 per-request envelope (`_meta` protocol version, client capabilities and
+/// info, log level) from params bound for a legacy upstream: legacy servers negotiated those in
+/// `initialize`, and some reject requests that carry them. Other `_meta` keys (progress tokens,
+/// trace context) stay.
+pub fn without_modern_meta(mut params: Value) -> Value {
+    use crate::mcp::protocol::meta;
+    if let Some(m) = params.get_mut("_meta").and_then(Value::as_object_mut) {
+        for key in [meta::PROTOCOL_VERSION, meta::CLIENT_CAPABILITIES, meta::CLIENT_INFO, meta::LOG_LEVEL] {
+            m.remove(key);
+        }
+        if m.is_empty() {
+            if let Some(obj) = params.as_object_mut() {
+                obj.remove("_meta");
+            }
+        }
+    }
+    params
+}
+
 /// The `subscriptions/listen` params asking an upstream for every list change and `uris`.
 pub fn listen_params(uris: &[String]) -> Value {
     serde_json::json!({"notifications": {

@@ -13,9 +13,9 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{CallError, CallEvent, Events, ServerRequest, SessionKey, Unsolicited};
+use super::{CallError, CallEvent, Caller, Events, ServerRequest, SessionKey, Unsolicited, UpstreamInfo};
 use crate::jsonrpc::{code, RpcError};
-use crate::mcp::protocol::meta;
+use crate::mcp::protocol::{self, meta, Era, LEGACY_VERSIONS};
 
 /// The sending half of a message stream.
 #[async_trait]
@@ -115,6 +115,29 @@ impl Mux {
         };
         guard.disarm();
         out
+    }
+
+    /// The legacy handshake: `initialize` (declaring `caller`'s capabilities), then
+    /// `notifications/initialized`.
+    pub async fn initialize(self: &Arc<Self>, caller: &Caller, timeout: Duration) -> Result<UpstreamInfo, CallError> {
+        let params = json!({
+            "protocolVersion": LEGACY_VERSIONS[0],
+            "capabilities": caller.capabilities,
+            "clientInfo": caller.client_info,
+        });
+        let result = self.request("initialize", params, None, timeout).await?;
+        let version = result.get("protocolVersion").and_then(Value::as_str).unwrap_or_default().to_owned();
+        if protocol::era_of(&version) != Some(Era::Legacy) {
+            return Err(CallError::Protocol(format!("provider chose unsupported protocol version {version:?}")));
+        }
+        self.notify("notifications/initialized", &json!({})).await?;
+        Ok(UpstreamInfo {
+            era: Era::Legacy,
+            version,
+            capabilities: result.get("capabilities").cloned().unwrap_or_else(|| json!({})),
+            server_info: result.get("serverInfo").cloned().unwrap_or(Value::Null),
+            instructions: result.get("instructions").and_then(Value::as_str).map(str::to_owned),
+        })
     }
 
     /// Ends the pending `subscriptions/listen` request, if any (a new one replaces it).

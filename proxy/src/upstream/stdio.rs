@@ -21,9 +21,9 @@ use tokio::sync::{mpsc, watch};
 
 use super::mux::{Link, Mux};
 use super::remote::with_modern_meta;
-use super::{CallError, Caller, Events, SessionKey, Unsolicited, Upstream, UpstreamInfo};
+use super::{without_modern_meta, CallError, Caller, Events, SessionKey, Unsolicited, Upstream, UpstreamInfo};
 use crate::jsonrpc::lines::{read_bounded_line, LineError};
-use crate::mcp::protocol::{self, Era, LEGACY_VERSIONS, MODERN_VERSION};
+use crate::mcp::protocol::{Era, MODERN_VERSION};
 
 /// How long the era probe (`server/discover`) may take before the server is taken for legacy.
 const DISCOVER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -196,38 +196,15 @@ async fn handshake(mux: &Arc<Mux>) -> Result<UpstreamInfo, CallError> {
             });
         }
     }
-    legacy_handshake(mux, LEGACY_VERSIONS[0], INITIALIZE_TIMEOUT).await
-}
-
-/// `initialize` + `notifications/initialized` on a multiplexed stream (stdio, HTTP+SSE).
-pub(super) async fn legacy_handshake(
-    mux: &Arc<Mux>,
-    version: &str,
-    timeout: Duration,
-) -> Result<UpstreamInfo, CallError> {
-    let caller = Caller::gateway();
-    let params =
-        json!({"protocolVersion": version, "capabilities": caller.capabilities, "clientInfo": caller.client_info});
-    let result = mux.request("initialize", params, None, timeout).await?;
-    let version = result.get("protocolVersion").and_then(Value::as_str).unwrap_or_default().to_owned();
-    if protocol::era_of(&version) != Some(Era::Legacy) {
-        return Err(CallError::Protocol(format!("provider chose unsupported protocol version {version:?}")));
-    }
-    mux.notify("notifications/initialized", &json!({})).await?;
-    Ok(UpstreamInfo {
-        era: Era::Legacy,
-        version,
-        capabilities: result.get("capabilities").cloned().unwrap_or_else(|| json!({})),
-        server_info: result.get("serverInfo").cloned().unwrap_or(Value::Null),
-        instructions: result.get("instructions").and_then(Value::as_str).map(str::to_owned),
-    })
+    mux.initialize(&Caller::gateway(), INITIALIZE_TIMEOUT).await
 }
 
 #[async_trait]
 impl Upstream for StdioUpstream {
     async fn call(&self, method: &str, params: Value, caller: &Caller, events: Events) -> Result<Value, CallError> {
         let conn = self.connection().await?;
-        let params = if conn.era == Era::Modern { with_modern_meta(params, caller) } else { params };
+        let params =
+            if conn.era == Era::Modern { with_modern_meta(params, caller) } else { without_modern_meta(params) };
         conn.mux.request(method, params, events, self.settings.request_timeout).await
     }
 

@@ -19,14 +19,17 @@ use serde_json::{json, Value};
 use tokio::sync::OnceCell;
 
 use super::http::{Endpoint, HttpClient, Request, Timeouts};
-use super::{CallError, Caller, Events, SessionKey, Unsolicited, Upstream, UpstreamInfo};
+use super::{without_modern_meta, CallError, Caller, Events, SessionKey, Unsolicited, Upstream, UpstreamInfo};
 use crate::jsonrpc::RpcError;
 use crate::mcp::protocol::{self, meta, Era, MODERN_VERSION};
+use hangar_config::RemoteTransport;
 
 mod exchange;
+mod http_sse;
 mod listen;
 mod session;
 
+use http_sse::SseSession;
 use listen::listen_stream;
 use session::LegacySession;
 
@@ -53,6 +56,19 @@ pub struct RemoteSettings {
     pub timeouts: Timeouts,
     /// Largest reply body accepted.
     pub max_body: usize,
+    /// Which transport to use (`auto` probes).
+    pub transport: RemoteTransport,
+}
+
+/// How the gateway talks to a remote upstream, learnt on first use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Streamable HTTP, 2026-07-28: stateless.
+    Modern,
+    /// Streamable HTTP, 2025-xx: sessions.
+    Legacy,
+    /// The deprecated 2024-11-05 HTTP+SSE transport.
+    HttpSse,
 }
 
 /// A streamable-HTTP upstream.
@@ -67,9 +83,11 @@ struct Inner {
     client: Arc<HttpClient>,
     timeouts: Timeouts,
     max_body: usize,
-    era: ArcSwapOption<Era>,
+    transport: RemoteTransport,
+    mode: ArcSwapOption<Mode>,
     probe_lock: tokio::sync::Mutex<()>,
     sessions: std::sync::Mutex<HashMap<SessionKey, Arc<OnceCell<Arc<LegacySession>>>>>,
+    sse_sessions: std::sync::Mutex<HashMap<SessionKey, Arc<OnceCell<Arc<SseSession>>>>>,
     next_id: AtomicU64,
     sink: Arc<dyn Unsolicited>,
     info: ArcSwapOption<UpstreamInfo>,
@@ -121,9 +139,11 @@ impl Remote {
                 client,
                 timeouts: settings.timeouts,
                 max_body: settings.max_body,
-                era: ArcSwapOption::empty(),
+                transport: settings.transport,
+                mode: ArcSwapOption::empty(),
                 probe_lock: tokio::sync::Mutex::new(()),
                 sessions: std::sync::Mutex::new(HashMap::new()),
+                sse_sessions: std::sync::Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 sink,
                 info: ArcSwapOption::empty(),
@@ -134,7 +154,7 @@ impl Remote {
 
     /// The era, once known (the fast path only proxies to known-modern upstreams).
     pub fn known_era(&self) -> Option<Era> {
-        self.inner.era.load().as_deref().copied()
+        self.inner.mode.load().as_deref().map(|m| if *m == Mode::Modern { Era::Modern } else { Era::Legacy })
     }
 
     /// The endpoint (for the proxying fast path).
@@ -152,13 +172,17 @@ impl Remote {
 impl Upstream for Remote {
     async fn call(&self, method: &str, params: Value, caller: &Caller, events: Events) -> Result<Value, CallError> {
         let inner = &self.inner;
-        let era = inner.era().await?;
+        let mode = inner.mode().await?;
+        if mode == Mode::HttpSse {
+            let session = inner.sse_session(caller).await?;
+            return session.mux.request(method, without_modern_meta(params), events, inner.timeouts.first_byte).await;
+        }
         let name_header =
             protocol::name_field(method).and_then(|f| params.get(f)).and_then(Value::as_str).map(str::to_owned);
-        let params = if era == Era::Modern { with_modern_meta(params, caller) } else { params };
+        let params = if mode == Mode::Modern { with_modern_meta(params, caller) } else { without_modern_meta(params) };
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
         let body = message_bytes(Some(id), method, &params);
-        if era == Era::Modern {
+        if mode == Mode::Modern {
             return match inner.request(None, id, method, name_header.as_deref(), body, &events).await {
                 Ok(v) => Ok(v),
                 Err(Exchange::Failed(e)) => Err(e),
@@ -183,11 +207,18 @@ impl Upstream for Remote {
 
     async fn notify(&self, method: &str, params: Value, caller: &Caller) -> Result<(), CallError> {
         let inner = &self.inner;
-        let era = inner.era().await?;
+        let mode = inner.mode().await?;
         let body = message_bytes(None, method, &params);
-        let session = match era {
-            Era::Modern => None,
-            Era::Legacy => match inner.existing_session(&caller.session) {
+        let session = match mode {
+            Mode::Modern => None,
+            Mode::HttpSse => {
+                let existing = inner.sse_sessions.lock().ok().and_then(|m| m.get(&caller.session)?.get().cloned());
+                return match existing {
+                    Some(s) => s.mux.notify(method, &params).await,
+                    None => Ok(()),
+                };
+            }
+            Mode::Legacy => match inner.existing_session(&caller.session) {
                 Some(s) => Some(s),
                 None => return Ok(()),
             },
@@ -199,6 +230,8 @@ impl Upstream for Remote {
 
     async fn close_session(&self, key: &SessionKey) {
         let inner = &self.inner;
+        // Dropping an HTTP+SSE session closes its stream, which ends it upstream.
+        drop(inner.sse_sessions.lock().ok().and_then(|mut m| m.remove(key)));
         let cell = inner.sessions.lock().ok().and_then(|mut m| m.remove(key));
         let Some(session) = cell.and_then(|c| c.get().cloned()) else { return };
         let Some(id) = &session.id else { return };
@@ -225,21 +258,21 @@ impl Upstream for Remote {
 
     async fn watch(&self, uris: Vec<String>) -> Result<(), CallError> {
         let inner = &self.inner;
-        let era = inner.era().await?;
+        let mode = inner.mode().await?;
         let mut watching = inner.watching.lock().await;
         let alive = watching.task.as_ref().is_none_or(|t| !t.is_finished());
         if watching.uris.as_ref() == Some(&uris) && alive {
             return Ok(());
         }
-        match era {
-            Era::Modern => {
+        match mode {
+            Mode::Modern => {
                 if let Some(t) = watching.task.take() {
                     t.abort();
                 }
                 watching.task = Some(tokio::spawn(listen_stream(inner.clone(), uris.clone())).abort_handle());
             }
-            Era::Legacy => {
-                // The shared session's GET stream carries list changes; resource updates need a
+            Mode::Legacy | Mode::HttpSse => {
+                // The shared session's stream carries list changes; resource updates need a
                 // subscription per URI on that session.
                 let caller = Caller::gateway();
                 let before = watching.uris.clone().unwrap_or_default();
@@ -250,7 +283,7 @@ impl Upstream for Remote {
                     let _ = self.call("resources/unsubscribe", json!({"uri": uri}), &caller, None).await;
                 }
                 if uris.is_empty() {
-                    inner.session(&caller).await?;
+                    self.probe().await?;
                 }
             }
         }
@@ -263,8 +296,10 @@ impl Upstream for Remote {
         if let Some(info) = inner.info.load_full() {
             return Ok(info);
         }
-        if inner.era().await? == Era::Legacy {
-            inner.session(&Caller::gateway()).await?;
+        match inner.mode().await? {
+            Mode::Legacy => drop(inner.session(&Caller::gateway()).await?),
+            Mode::HttpSse => return Ok(Arc::new(inner.sse_session(&Caller::gateway()).await?.info.clone())),
+            Mode::Modern => {}
         }
         inner.info.load_full().ok_or_else(|| CallError::Protocol("upstream did not describe itself".into()))
     }
@@ -275,29 +310,37 @@ impl Inner {
         self.headers.iter().map(|(n, v)| (n.clone(), std::borrow::Cow::Borrowed(v.as_str())))
     }
 
-    /// The upstream's era, probing once (concurrent first calls share one probe).
-    async fn era(self: &Arc<Self>) -> Result<Era, CallError> {
-        if let Some(e) = self.era.load().as_deref() {
-            return Ok(*e);
+    /// How to talk to the upstream, probing once (concurrent first calls share one probe).
+    async fn mode(self: &Arc<Self>) -> Result<Mode, CallError> {
+        if let Some(m) = self.mode.load().as_deref() {
+            return Ok(*m);
         }
         let _guard = self.probe_lock.lock().await;
-        if let Some(e) = self.era.load().as_deref() {
-            return Ok(*e);
+        if let Some(m) = self.mode.load().as_deref() {
+            return Ok(*m);
         }
-        let era = self.detect().await?;
-        tracing::info!(provider = %self.name, era = ?era, "upstream protocol era detected");
-        self.era.store(Some(Arc::new(era)));
-        Ok(era)
+        let mode = self.detect().await?;
+        tracing::info!(provider = %self.name, mode = ?mode, "upstream protocol detected");
+        self.mode.store(Some(Arc::new(mode)));
+        Ok(mode)
     }
 
-    async fn detect(self: &Arc<Self>) -> Result<Era, CallError> {
+    /// Modern if `server/discover` succeeds; the deprecated HTTP+SSE transport if the endpoint
+    /// refuses POSTs but opens an SSE stream naming a message endpoint; legacy otherwise.
+    async fn detect(self: &Arc<Self>) -> Result<Mode, CallError> {
+        if self.transport == RemoteTransport::Sse {
+            return Ok(Mode::HttpSse);
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let params = with_modern_meta(json!({}), &Caller::gateway());
         let body = message_bytes(Some(id), "server/discover", &params);
         let resp = self.post(None, "server/discover", None, body).await?;
         if !(200..300).contains(&resp.status) {
+            let status = resp.status;
             resp.release().await;
-            return Ok(Era::Legacy);
+            let sse =
+                self.transport == RemoteTransport::Auto && matches!(status, 404 | 405) && self.speaks_http_sse().await;
+            return Ok(if sse { Mode::HttpSse } else { Mode::Legacy });
         }
         match self.read_reply(resp, id, None, &None).await {
             Ok(result) => {
@@ -316,15 +359,15 @@ impl Inner {
                             .unwrap_or(Value::Null),
                         instructions: result.get("instructions").and_then(Value::as_str).map(str::to_owned),
                     })));
-                    Ok(Era::Modern)
+                    Ok(Mode::Modern)
                 } else {
-                    Ok(Era::Legacy)
+                    Ok(Mode::Legacy)
                 }
             }
             Err(Exchange::Failed(CallError::Unavailable { reason, never_sent: true })) => {
                 Err(CallError::Unavailable { reason, never_sent: true })
             }
-            Err(_) => Ok(Era::Legacy),
+            Err(_) => Ok(Mode::Legacy),
         }
     }
 }
