@@ -57,6 +57,10 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Most long-lived streams (legacy GET, `subscriptions/listen`) open at once.
     pub max_concurrent_streams: usize,
+    /// Most legacy client sessions open at once.
+    pub max_sessions: usize,
+    /// A legacy session with no request and no open stream for this long is ended.
+    pub session_idle_timeout: Duration,
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown_timeout: Duration,
 }
@@ -70,6 +74,8 @@ impl Default for Limits {
             first_byte_timeout: Duration::from_secs(300),
             idle_timeout: Duration::from_secs(600),
             max_concurrent_streams: 20_000,
+            max_sessions: 10_000,
+            session_idle_timeout: Duration::from_secs(3600),
             shutdown_timeout: Duration::from_secs(10),
         }
     }

@@ -15,6 +15,8 @@ const LIMIT_KEYS: &[&str] = &[
     "first_byte_timeout_s",
     "idle_timeout_s",
     "max_concurrent_streams",
+    "max_sessions",
+    "session_idle_timeout_s",
     "shutdown_timeout_s",
 ];
 const OBSERVABILITY_KEYS: &[&str] = &["tracing", "metrics", "langfuse"];
@@ -73,6 +75,10 @@ fn decode_limits(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Limits> {
         max_concurrent_streams: f
             .opt(d, "max_concurrent_streams", |d, p, v| d.integer(p, v, 1, 1_000_000))
             .map_or(dflt.max_concurrent_streams, |n| n as usize),
+        max_sessions: f
+            .opt(d, "max_sessions", |d, p, v| d.integer(p, v, 1, 1_000_000))
+            .map_or(dflt.max_sessions, |n| n as usize),
+        session_idle_timeout: f.opt(d, "session_idle_timeout_s", Decoder::seconds).unwrap_or(dflt.session_idle_timeout),
         shutdown_timeout: f.opt(d, "shutdown_timeout_s", Decoder::seconds).unwrap_or(dflt.shutdown_timeout),
     })
 }

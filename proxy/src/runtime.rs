@@ -48,6 +48,7 @@ async fn serve_http(config: Config) -> anyhow::Result<()> {
         service.start_service(Some(Arc::new(Mutex::new(fds))), stop_rx, 1).await;
     });
 
+    tokio::spawn(crate::mcp::hub::sweep_sessions(state.clone()));
     state.set_phase(Phase::Ready);
     let snap = state.snapshot();
     tracing::info!("listening on http://{local}{} (health: /health/ready)", snap.config.server.mcp_path);

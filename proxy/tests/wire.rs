@@ -155,6 +155,22 @@ fn transport_level_checks() {
 }
 
 #[test]
+fn idle_legacy_sessions_expire() {
+    let cfg = temp_config("server:\n  limits: {session_idle_timeout_s: 0.5}\n");
+    let gw = Gateway::start(Some(&cfg), &[]);
+    let json = [("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream")];
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"wire","version":"1"}}}"#;
+    let r = http_post(gw.port, "/mcp", &json, init).expect("initialize");
+    let sid = r.header("mcp-session-id").expect("session id").to_owned();
+    let mut session = json.to_vec();
+    session.push(("Mcp-Session-Id", &sid));
+    let ping = r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#;
+    assert_eq!(http_post(gw.port, "/mcp", &session, ping).expect("ping").status, 200, "fresh session works");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(http_post(gw.port, "/mcp", &session, ping).expect("ping").status, 404, "idle session expired");
+}
+
+#[test]
 fn legacy_session_rules() {
     let gw = gateway();
     let p = gw.port;

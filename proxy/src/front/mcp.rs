@@ -27,7 +27,7 @@ use crate::mcp::replay::{self, ReplyBuffer};
 use crate::mcp::session::ClientSession;
 use crate::mcp::subscriptions;
 use crate::state::AppState;
-use crate::upstream::{CallEvent, SessionKey};
+use crate::upstream::CallEvent;
 
 /// Interval of keep-alive comments on open SSE streams.
 const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(15);
@@ -610,18 +610,6 @@ async fn delete(state: &Arc<AppState>, session: &mut Session) -> pingora_core::R
     let Some(client) = state.sessions.remove(&sid) else {
         return plain_error(session, 404, RpcError::new(code::INVALID_REQUEST, "Session not found")).await;
     };
-    close_upstream_sessions(state, &client);
+    hub::end_session(state, &client);
     respond::send(session, 200, "application/json", &[], Bytes::new()).await
-}
-
-/// Ends the upstream sessions opened for `client`, in the background.
-pub fn close_upstream_sessions(state: &Arc<AppState>, client: &ClientSession) {
-    let snap = state.snapshot();
-    let key = SessionKey::Client(client.id.clone());
-    let upstreams = snap.routes.all_upstreams();
-    tokio::spawn(async move {
-        for u in upstreams {
-            u.close_session(&key).await;
-        }
-    });
 }

@@ -53,6 +53,35 @@ impl ClientCtx {
     }
 }
 
+/// Ends the upstream sessions opened for a legacy client session that is over (deleted or
+/// expired), in the background.
+pub fn end_session(state: &Arc<AppState>, client: &ClientSession) {
+    let key = SessionKey::Client(client.id.clone());
+    let upstreams = state.snapshot().routes.all_upstreams();
+    tokio::spawn(async move {
+        for u in upstreams {
+            u.close_session(&key).await;
+        }
+    });
+}
+
+/// Ends legacy sessions idle for longer than `server.limits.session_idle_timeout`, until shutdown.
+pub async fn sweep_sessions(state: Arc<AppState>) {
+    let mut shutdown = state.shutdown_signal();
+    loop {
+        let ttl = state.snapshot().config.server.limits.session_idle_timeout;
+        let every = (ttl / 2).clamp(Duration::from_millis(200), Duration::from_secs(30));
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        for client in state.sessions.expire(ttl) {
+            tracing::debug!(session = %client.id, "legacy session expired");
+            end_session(&state, &client);
+        }
+    }
+}
+
 /// The gateway's identity.
 pub fn server_info() -> Value {
     json!({"name": "mcp-hangar", "version": env!("CARGO_PKG_VERSION")})

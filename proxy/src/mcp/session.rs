@@ -106,6 +106,11 @@ impl ClientSession {
         self.backlog.lock().map(|mut b| b.drain(..).collect()).unwrap_or_default()
     }
 
+    /// Whether a GET stream is attached and still open (an open stream keeps the session alive).
+    pub fn has_open_stream(&self) -> bool {
+        self.stream.lock().is_ok_and(|s| s.as_ref().is_some_and(|tx| !tx.is_closed()))
+    }
+
     /// Sends a message to the client outside of any request: on the GET stream if one is open,
     /// otherwise into the bounded backlog.
     pub fn push(&self, message: Bytes) {
@@ -251,7 +256,8 @@ impl SessionStore {
     /// Removes sessions idle for longer than `ttl` and returns them (to close upstream sessions).
     pub fn expire(&self, ttl: Duration) -> Vec<Arc<ClientSession>> {
         let Ok(mut map) = self.sessions.lock() else { return Vec::new() };
-        let stale: Vec<Arc<str>> = map.iter().filter(|(_, s)| s.idle_for() > ttl).map(|(k, _)| k.clone()).collect();
+        let stale: Vec<Arc<str>> =
+            map.iter().filter(|(_, s)| s.idle_for() > ttl && !s.has_open_stream()).map(|(k, _)| k.clone()).collect();
         let out: Vec<_> = stale.iter().filter_map(|k| map.remove(k)).collect();
         drop(map);
         out.iter().for_each(|s| s.fail_pending());

@@ -70,7 +70,7 @@ impl AppState {
         metrics.config_generation.set(1);
         let (shutdown, _) = watch::channel(false);
         let http = Arc::new(HttpClient::default());
-        let max_sessions = config.server.limits.max_concurrent_streams;
+        let max_sessions = config.server.limits.max_sessions;
         Arc::new_cyclic(|weak| {
             let sink: Arc<dyn Unsolicited> = Arc::new(Fanout(weak.clone()));
             let routes = Arc::new(Routes::build(&config, &http, &sink));

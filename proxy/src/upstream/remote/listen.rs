@@ -16,7 +16,8 @@ use crate::upstream::{Caller, SessionKey};
 
 /// Keeps a `subscriptions/listen` stream open to a modern upstream, relaying its notifications to
 /// the sink, reconnecting with backoff.
-pub(super) async fn listen_stream(inner: Arc<Inner>, uris: Vec<String>) {
+pub(super) async fn listen_stream(inner: Arc<Inner>, uris: Vec<String>, acked: tokio::sync::oneshot::Sender<()>) {
+    let mut acked = Some(acked);
     let mut backoff = Duration::from_millis(500);
     loop {
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
@@ -44,7 +45,13 @@ pub(super) async fn listen_stream(inner: Arc<Inner>, uris: Vec<String>) {
                     for ev in evs.into_iter().filter(|e| e.is_message() && !e.data.is_empty()) {
                         let Ok(mut msg) = serde_json::from_str::<Value>(&ev.data) else { continue };
                         let method = msg.get("method").and_then(Value::as_str).unwrap_or_default().to_owned();
-                        if method.is_empty() || method == "notifications/subscriptions/acknowledged" {
+                        if method == "notifications/subscriptions/acknowledged" {
+                            if let Some(tx) = acked.take() {
+                                let _ = tx.send(());
+                            }
+                            continue;
+                        }
+                        if method.is_empty() {
                             continue;
                         }
                         if let Some(m) = msg.pointer_mut("/params/_meta").and_then(Value::as_object_mut) {

@@ -269,7 +269,11 @@ impl Upstream for Remote {
                 if let Some(t) = watching.task.take() {
                     t.abort();
                 }
-                watching.task = Some(tokio::spawn(listen_stream(inner.clone(), uris.clone())).abort_handle());
+                // Return once the upstream acknowledged the subscription (bounded), so a change
+                // made right after a subscribe is not missed.
+                let (acked, is_acked) = tokio::sync::oneshot::channel();
+                watching.task = Some(tokio::spawn(listen_stream(inner.clone(), uris.clone(), acked)).abort_handle());
+                let _ = tokio::time::timeout(GET_STREAM_WAIT, is_acked).await;
             }
             Mode::Legacy | Mode::HttpSse => {
                 // The shared session's stream carries list changes; resource updates need a

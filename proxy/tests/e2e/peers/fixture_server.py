@@ -105,6 +105,26 @@ async def show_roots(roots: Annotated[ListRootsResult, Resolve(get_roots)]) -> s
     return ",".join(str(r.uri) for r in roots.roots) or "(no roots)"
 
 
+cancelled: list[str] = []
+
+
+@mcp.tool()
+async def wait_for_cancel(tag: str) -> str:
+    """Wait up to 30 s; records `tag` if the call is cancelled meanwhile."""
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        cancelled.append(tag)
+        raise
+    return "finished"
+
+
+@mcp.tool()
+def cancellations() -> str:
+    """The tags of cancelled wait_for_cancel calls, comma-separated."""
+    return ",".join(cancelled)
+
+
 dynamic_tools: list[str] = []
 
 
