@@ -12,9 +12,10 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::front::fast::FastRoute;
 use crate::front::{health, mcp, respond};
-use crate::jsonrpc::{code, error_bytes, RpcError};
+use crate::jsonrpc::error_bytes;
 use crate::mcp::protocol::Era;
 use crate::state::{AppState, InflightGuard};
+use crate::upstream::CallError;
 
 /// The HTTP front door.
 pub struct HttpFront {
@@ -108,11 +109,9 @@ impl ProxyHttp for HttpFront {
             let _ = session.respond_error(code).await;
             return FailToProxy { error_code: code, can_reuse_downstream: false };
         };
-        let provider = self.state.snapshot().routes.providers.get(route.provider).map(|p| p.name().to_owned());
-        let err = RpcError::new(
-            code::PROVIDER_UNAVAILABLE,
-            format!("provider {:?} is unavailable: {}", provider.unwrap_or_default(), e.etype().as_str()),
-        );
+        let snap = self.state.snapshot();
+        let provider = snap.routes.providers.get(route.provider).map_or("", |p| p.name());
+        let err = proxy_error(e, snap.config.server.limits.first_byte_timeout).to_rpc(provider);
         let written = session.response_written().is_some();
         if !written && respond::json(session, 200, error_bytes(&route.id, &err)).await.is_ok() {
             return FailToProxy { error_code: 200, can_reuse_downstream: true };
@@ -123,6 +122,20 @@ impl ProxyHttp for HttpFront {
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
         let code = session.response_written().map_or(0, |r| r.status.as_u16());
         self.state.metrics.http_responses.with_label_values(&[ctx.endpoint, status_label(code)]).inc();
+    }
+}
+
+/// What a failed proxied exchange means for the caller, in the terms the slow path uses.
+fn proxy_error(e: &Error, first_byte: std::time::Duration) -> CallError {
+    match e.etype() {
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+            CallError::Timeout(format!("no answer within {first_byte:?}"))
+        }
+        ErrorType::ConnectTimedout => CallError::Timeout("connecting timed out".into()),
+        ErrorType::ConnectRefused | ErrorType::ConnectNoRoute | ErrorType::ConnectError | ErrorType::SocketError => {
+            CallError::Unavailable { reason: format!("cannot connect ({})", e.etype().as_str()), never_sent: true }
+        }
+        other => CallError::Unavailable { reason: other.as_str().to_owned(), never_sent: false },
     }
 }
 

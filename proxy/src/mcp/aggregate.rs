@@ -337,3 +337,32 @@ pub async fn resolve_resource(routes: &Routes, uri: &str) -> Option<usize> {
     merged(routes, ListKind::Templates, Era::Modern).await;
     lookup(&routes.index.load())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fetched(n: usize) -> Fetched {
+        Fetched { items: Arc::new(vec![json!({"name": format!("t{n}")})]), ttl_ms: 0, private: false }
+    }
+
+    #[test]
+    fn cache_honours_ttl_and_invalidation() {
+        let cache = ListCache::default();
+        cache.put(ListKind::Tools, fetched(1), Duration::ZERO);
+        assert!(cache.get(ListKind::Tools).is_none(), "ttlMs 0 means immediately stale: never cached");
+        cache.put(ListKind::Tools, fetched(2), Duration::from_secs(60));
+        cache.put(ListKind::Prompts, fetched(3), Duration::from_secs(60));
+        assert_eq!(cache.get(ListKind::Tools).map(|f| f.items[0]["name"].clone()), Some(json!("t2")));
+        cache.invalidate(ListKind::from_notification("notifications/tools/list_changed"));
+        assert!(cache.get(ListKind::Tools).is_none(), "list_changed invalidates");
+        assert!(cache.get(ListKind::Prompts).is_some(), "other kinds stay");
+        cache.put(ListKind::Resources, fetched(4), Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(cache.get(ListKind::Resources).is_none(), "expired entries are not served");
+        assert_eq!(
+            ListKind::from_notification("notifications/resources/list_changed"),
+            &[ListKind::Resources, ListKind::Templates]
+        );
+    }
+}

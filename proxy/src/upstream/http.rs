@@ -189,6 +189,9 @@ impl Endpoint {
         let mut peer = HttpPeer::new(addr, self.tls, self.host.clone());
         peer.options.connection_timeout = Some(timeouts.connect);
         peer.options.total_connection_timeout = Some(timeouts.connect);
+        // Bounds every read when Pingora proxies to this peer (the fast path); the client's own
+        // exchanges set their reads' timeouts themselves.
+        peer.options.read_timeout = Some(timeouts.first_byte);
         peer.options.idle_timeout = Some(Duration::from_secs(60));
         let peer = Arc::new(peer);
         self.peer.store(Some(peer.clone()));

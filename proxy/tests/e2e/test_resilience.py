@@ -58,6 +58,55 @@ async def test_a_down_provider_fails_alone(gateway_with_dead_provider, mode):
         assert text(await c.call_tool("fx__add", {"a": 1, "b": 1})) == "2.0"
 
 
+def start_session_fixture(port: int):
+    """The TypeScript-SDK conformance fixture: a legacy, session-based upstream."""
+    import shutil
+    from pathlib import Path
+
+    from conftest import NODE, PEERS, Proc, wait_port
+
+    script = PEERS / "conformance_server.mjs"
+    shutil.copyfile(Path(__file__).resolve().parent / "peers" / "conformance_server.mjs", script)
+    proc = Proc(f"session-fixture-{port}", [str(NODE), str(script), str(port)])
+    wait_port(port, proc.proc, "session fixture")
+    return proc
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_lost_upstream_sessions_are_reopened_transparently(gateway_factory, mode):
+    port = free_port()
+    upstream = start_session_fixture(port)
+    gw = gateway_factory(f"providers:\n  ts:\n    mode: remote\n    endpoint: http://127.0.0.1:{port}/mcp\n", "gateway-reinit")
+    try:
+        async with Client(gw.url, mode=mode, read_timeout_seconds=30) as c:
+            first = await c.call_tool("ts__test_simple_text", {})
+            assert "simple text" in text(first)
+            # The upstream restarts and forgets every session: its next answer is a 404.
+            upstream.stop()
+            upstream = start_session_fixture(port)
+            again = await c.call_tool("ts__test_simple_text", {})
+            assert "simple text" in text(again)
+    finally:
+        upstream.stop()
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_upstream_timeouts_are_clear_errors(gateway_factory, fixture_url, mode):
+    gw = gateway_factory(
+        f"server:\n  limits: {{first_byte_timeout_s: 1}}\nproviders:\n  fx:\n    mode: remote\n    endpoint: {fixture_url}\n",
+        "gateway-timeout",
+    )
+    async with Client(gw.url, mode=mode, read_timeout_seconds=30) as c:
+        # Warm up: once the upstream is known to be modern, modern calls take the proxying fast path.
+        assert text(await c.call_tool("fx__echo", {"text": "warm"})) == "warm"
+        t = time.monotonic()
+        with pytest.raises(MCPError) as err:
+            await c.call_tool("fx__wait_for_cancel", {"tag": f"timeout-{mode}"})
+        assert time.monotonic() - t < 5
+        assert text(await c.call_tool("fx__echo", {"text": "still fine"})) == "still fine"
+    assert "fx" in str(err.value) and ("timed out" in str(err.value) or "did not answer" in str(err.value))
+
+
 @pytest.mark.parametrize("mode", MODES)
 async def test_a_slow_call_blocks_no_one(gateway, mode):
     async with Client(gateway.url, mode=mode, read_timeout_seconds=30) as c:
