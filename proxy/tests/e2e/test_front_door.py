@@ -217,3 +217,20 @@ async def test_ping_and_completion(gateway, mode):
 
         done = await c.complete(PromptReference(type="ref/prompt", name="ev__completable-prompt"), {"name": "department", "value": "E"})
         assert "Engineering" in done.completion.values
+
+
+async def test_session_log_messages_from_a_legacy_upstream_reach_a_legacy_client(gateway):
+    got: list[str] = []
+    arrived = anyio.Event()
+
+    async def on_log(params):
+        got.append(str(params.data))
+        arrived.set()
+
+    async with client(gateway, "legacy", logging_callback=on_log) as c:
+        await c.set_logging_level("debug")
+        await c.call_tool("ev__toggle-simulated-logging", {})
+        with anyio.fail_after(8):
+            await arrived.wait()
+        await c.call_tool("ev__toggle-simulated-logging", {})
+    assert any("message" in m for m in got), got
