@@ -100,8 +100,27 @@ pub struct Provider {
     pub max_consecutive_failures: u32,
     /// Tools listed before the provider has started (as given, un-prefixed).
     pub tools: Vec<PredefinedTool>,
+    /// How a DEAD provider is brought back.
+    pub recovery: Recovery,
     /// How the provider is reached.
     pub kind: ProviderKind,
+}
+
+/// Recovery of a DEAD provider: attempts with exponential backoff and jitter, bounded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Recovery {
+    /// Attempts before giving up (the provider then stays DEAD until started by hand).
+    pub max_attempts: u32,
+    /// Delay before the first attempt; doubled after each failure.
+    pub backoff: Duration,
+    /// Longest delay between attempts.
+    pub max_backoff: Duration,
+}
+
+impl Default for Recovery {
+    fn default() -> Self {
+        Self { max_attempts: 5, backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(60) }
+    }
 }
 
 /// A tool definition from the configuration, served while the provider is cold.

@@ -7,8 +7,8 @@ use serde_norway::Value;
 
 use crate::decode::{child, describe, index, Decoder, Fields};
 use crate::model::{
-    Container, Group, Member, PredefinedTool, Provider, ProviderKind, Remote, RemoteTransport, Strategy, Subprocess,
-    Volume,
+    Container, Group, Member, PredefinedTool, Provider, ProviderKind, Recovery, Remote, RemoteTransport, Strategy,
+    Subprocess, Volume,
 };
 use crate::validate::{check_http_url, is_tool_name};
 
@@ -21,7 +21,9 @@ const COMMON_KEYS: &[&str] = &[
     "max_consecutive_failures",
     "tool_prefix",
     "tools",
+    "recovery",
 ];
+const RECOVERY_KEYS: &[&str] = &["max_attempts", "backoff_s", "max_backoff_s"];
 const SUBPROCESS_KEYS: &[&str] = &["command", "env", "cwd"];
 const CONTAINER_KEYS: &[&str] = &["image", "command", "env", "volumes", "network", "read_only", "memory", "cpus"];
 const REMOTE_KEYS: &[&str] = &["endpoint", "headers", "transport"];
@@ -81,6 +83,7 @@ pub(crate) fn decode(d: &mut Decoder<'_>, path: &str, name: &str, value: &Value)
         .opt(d, "max_consecutive_failures", |d, p, v| d.integer(p, v, 1, 1000))
         .map_or(DEFAULT_MAX_CONSECUTIVE_FAILURES, |n| n as u32);
     let tools = f.opt(d, "tools", decode_tools).unwrap_or_default();
+    let recovery = f.opt(d, "recovery", decode_recovery).unwrap_or_default();
 
     let kind = match mode.as_deref()? {
         "subprocess" => decode_subprocess(d, &f).map(ProviderKind::Subprocess),
@@ -100,8 +103,26 @@ pub(crate) fn decode(d: &mut Decoder<'_>, path: &str, name: &str, value: &Value)
         health_check_interval,
         max_consecutive_failures,
         tools,
+        recovery,
         kind,
     })
+}
+
+fn decode_recovery(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Recovery> {
+    let f = d.fields(path, v)?;
+    f.deny_unknown(d, RECOVERY_KEYS, |_| None);
+    let dflt = Recovery::default();
+    let r = Recovery {
+        max_attempts: f
+            .opt(d, "max_attempts", |d, p, v| d.integer(p, v, 0, 1000))
+            .map_or(dflt.max_attempts, |n| n as u32),
+        backoff: f.opt(d, "backoff_s", Decoder::seconds).unwrap_or(dflt.backoff),
+        max_backoff: f.opt(d, "max_backoff_s", Decoder::seconds).unwrap_or(dflt.max_backoff),
+    };
+    if r.max_backoff < r.backoff {
+        d.problem(&child(path, "max_backoff_s"), "must not be shorter than backoff_s");
+    }
+    Some(r)
 }
 
 fn check_name(d: &mut Decoder<'_>, path: &str, name: &str) -> bool {

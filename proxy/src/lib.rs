@@ -13,6 +13,7 @@ pub mod cli;
 pub mod demo;
 pub mod front;
 pub mod jsonrpc;
+pub mod lifecycle;
 pub mod mcp;
 pub mod routing;
 pub mod runtime;

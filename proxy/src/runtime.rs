@@ -49,6 +49,7 @@ async fn serve_http(config: Config) -> anyhow::Result<()> {
     });
 
     tokio::spawn(crate::mcp::hub::sweep_sessions(state.clone()));
+    tokio::spawn(crate::lifecycle::services::run(state.clone()));
     state.set_phase(Phase::Ready);
     let snap = state.snapshot();
     tracing::info!("listening on http://{local}{} (health: /health/ready)", snap.config.server.mcp_path);
@@ -73,7 +74,7 @@ async fn serve_http(config: Config) -> anyhow::Result<()> {
 /// Stops every provider the gateway started (processes, containers).
 async fn stop_providers(state: &AppState) {
     let upstreams = state.snapshot().routes.all_upstreams();
-    futures_util::future::join_all(upstreams.iter().map(|u| u.shutdown())).await;
+    futures_util::future::join_all(upstreams.iter().map(|u| u.stop(crate::lifecycle::Cause::Stopped))).await;
 }
 
 /// Serves MCP on stdin/stdout for desktop clients until stdin closes or SIGTERM/SIGINT, then
@@ -86,6 +87,7 @@ pub fn run_stdio(config: Config) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let state = AppState::new(config);
+        tokio::spawn(crate::lifecycle::services::run(state.clone()));
         state.set_phase(Phase::Ready);
         tracing::info!("serving MCP on stdio");
         crate::front::stdio::serve(state.clone(), async {

@@ -158,7 +158,10 @@ mod tests {
             max_body: 1 << 20,
             transport: hangar_config::RemoteTransport::Auto,
         };
-        let remote = Remote::new(settings, Arc::default(), Arc::new(crate::upstream::Discard)).expect("remote");
+        let events = Arc::new(crate::lifecycle::EventLog::default());
+        let lifecycle = crate::lifecycle::Lifecycle::new("p", 3, hangar_config::Recovery::default(), events);
+        let remote =
+            Remote::new(settings, Arc::default(), Arc::new(crate::upstream::Discard), lifecycle).expect("remote");
         FastRoute {
             remote: Arc::new(remote),
             peer: Arc::new(HttpPeer::new("127.0.0.1:1", false, String::new())),

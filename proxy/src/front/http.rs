@@ -119,8 +119,13 @@ impl ProxyHttp for HttpFront {
         FailToProxy { error_code: 502, can_reuse_downstream: false }
     }
 
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
         let code = session.response_written().map_or(0, |r| r.status.as_u16());
+        if let Some(route) = &ctx.fast {
+            if let Some(p) = self.state.snapshot().routes.providers.get(route.provider) {
+                p.lifecycle.record(e.map(|e| e.etype().as_str()));
+            }
+        }
         self.state.metrics.http_responses.with_label_values(&[ctx.endpoint, status_label(code)]).inc();
     }
 }

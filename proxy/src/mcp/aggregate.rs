@@ -11,6 +11,7 @@ use futures_util::future::join_all;
 use serde_json::{json, Map, Value};
 
 use crate::jsonrpc::{code, RpcError};
+use crate::lifecycle::State;
 use crate::mcp::protocol::Era;
 use crate::routing::index::{NameIndex, UriTemplate};
 use crate::routing::{Backend, Routes};
@@ -151,6 +152,15 @@ pub async fn provider_list(routes: &Routes, idx: usize, kind: ListKind) -> Resul
         ttl_ms: 0,
         private: false,
     };
+    // Predefined tools mean "do not start me to list": a COLD subprocess shows them (and nothing
+    // else) until a call starts it.
+    if !p.config.tools.is_empty() && matches!(p.backend, Backend::Process(_)) && p.lifecycle.state() == State::Cold {
+        return Ok(if kind == ListKind::Tools {
+            predefined()
+        } else {
+            Fetched { items: Arc::new(Vec::new()), ttl_ms: 0, private: false }
+        });
+    }
     let source = match &p.backend {
         Backend::Group { members, .. } => members.first().copied(),
         _ => Some(idx),
@@ -231,6 +241,8 @@ pub async fn merged(routes: &Routes, kind: ListKind, era: Era) -> Value {
     let mut items = Vec::new();
     let mut unavailable = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
+    let own_tools = if kind == ListKind::Tools { crate::mcp::registry::tools() } else { Vec::new() };
+    let own_names: Vec<&str> = own_tools.iter().filter_map(|t| t.get("name").and_then(Value::as_str)).collect();
     let mut ttl_ms: Option<u64> = None;
     let mut private = false;
     let mut index = (**routes.index.load()).clone();
@@ -274,6 +286,10 @@ pub async fn merged(routes: &Routes, kind: ListKind, era: Era) -> Value {
                     t
                 }
             };
+            if own_names.contains(&key.as_str()) {
+                tracing::warn!(provider = p.name(), "tool {key:?} is shadowed by the gateway's own tool");
+                continue;
+            }
             if let Some(&owner) = seen.get(&key) {
                 tracing::warn!(
                     "{key:?} is listed by both {:?} and {:?}; keeping the first",
@@ -287,6 +303,7 @@ pub async fn merged(routes: &Routes, kind: ListKind, era: Era) -> Value {
         }
     }
     routes.index.store(Arc::new(index));
+    items.extend(own_tools);
 
     let mut result = Map::new();
     result.insert(kind.items_key().into(), Value::Array(items));

@@ -12,6 +12,7 @@ use crate::jsonrpc::{code, RpcError};
 use crate::mcp::aggregate::{self, ListKind};
 use crate::mcp::bridge;
 use crate::mcp::protocol::{meta, supports_input_required, Era, LEGACY_VERSIONS, MODERN_VERSION};
+use crate::mcp::registry;
 use crate::mcp::session::ClientSession;
 use crate::routing::Routes;
 use crate::state::AppState;
@@ -227,6 +228,12 @@ async fn call_named(
     events: Events,
 ) -> Result<Value, RpcError> {
     let what = if kind == ListKind::Tools { "tool" } else { "prompt" };
+    if kind == ListKind::Tools {
+        if let Some(name) = params.get("name").and_then(Value::as_str).filter(|n| registry::is_registry_tool(n)) {
+            let args = params.get("arguments").cloned().unwrap_or_else(|| json!({}));
+            return registry::call(state, ctx, name, &args, events).await;
+        }
+    }
     let name = params
         .get("name")
         .and_then(Value::as_str)

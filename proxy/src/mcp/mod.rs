@@ -7,6 +7,7 @@ pub mod fanout;
 pub mod headers;
 pub mod hub;
 pub mod protocol;
+pub mod registry;
 pub mod replay;
 pub mod session;
 pub mod subscriptions;

@@ -13,6 +13,7 @@ use hangar_config::{Config, Provider, ProviderKind};
 use http::HeaderName;
 
 use crate::jsonrpc::{code, RpcError};
+use crate::lifecycle::{Lifecycle, State};
 use crate::mcp::aggregate::ListCache;
 use crate::upstream::http::{HttpClient, Timeouts};
 use crate::upstream::remote::{Remote, RemoteSettings};
@@ -45,6 +46,8 @@ pub struct ProviderRuntime {
     pub backend: Backend,
     /// Its cached lists.
     pub lists: ListCache,
+    /// Its lifecycle state (groups have one too, though they never start: it stays COLD).
+    pub lifecycle: Arc<Lifecycle>,
 }
 
 impl ProviderRuntime {
@@ -69,7 +72,12 @@ pub struct Routes {
 
 impl Routes {
     /// Compiles `config`. Nothing is contacted: upstreams start on first use.
-    pub fn build(config: &Config, http: &Arc<HttpClient>, sink: &Arc<dyn Unsolicited>) -> Self {
+    pub fn build(
+        config: &Config,
+        http: &Arc<HttpClient>,
+        sink: &Arc<dyn Unsolicited>,
+        events: &Arc<crate::lifecycle::EventLog>,
+    ) -> Self {
         let limits = &config.server.limits;
         let timeouts = Timeouts {
             connect: limits.connect_timeout,
@@ -82,6 +90,7 @@ impl Routes {
             .providers
             .iter()
             .map(|p| {
+                let lifecycle = Lifecycle::new(&p.name, p.max_consecutive_failures, p.recovery, events.clone());
                 let backend = match &p.kind {
                     ProviderKind::Remote(r) => {
                         let headers = r
@@ -99,7 +108,7 @@ impl Routes {
                             max_body: limits.max_body_bytes.max(16 << 20),
                             transport: r.transport,
                         };
-                        match Remote::new(settings, http.clone(), sink.clone()) {
+                        match Remote::new(settings, http.clone(), sink.clone(), lifecycle.clone()) {
                             Ok(remote) => Backend::Remote(Arc::new(remote)),
                             Err(e) => Backend::Unavailable(e.to_string()),
                         }
@@ -118,12 +127,13 @@ impl Routes {
                             max_line: limits.max_body_bytes.max(16 << 20),
                         },
                         sink.clone(),
+                        lifecycle.clone(),
                     ))),
                     ProviderKind::Container(_) => {
                         Backend::Unavailable("container providers are not supported yet".into())
                     }
                 };
-                Arc::new(ProviderRuntime { config: p.clone(), backend, lists: ListCache::default() })
+                Arc::new(ProviderRuntime { config: p.clone(), backend, lists: ListCache::default(), lifecycle })
             })
             .collect::<Vec<_>>();
         let mut prefixed: Vec<(String, usize)> = providers
@@ -175,9 +185,10 @@ impl Routes {
             return Err(RpcError::new(code::PROVIDER_UNAVAILABLE, format!("group {:?} has no members", p.name())));
         }
         let start = next.fetch_add(1, Ordering::Relaxed);
-        let available = (0..usable.len())
-            .map(|k| usable[(start + k) % usable.len()])
-            .find(|&m| !matches!(self.providers[m].backend, Backend::Unavailable(_)));
+        let available = (0..usable.len()).map(|k| usable[(start + k) % usable.len()]).find(|&m| {
+            let p = &self.providers[m];
+            !matches!(p.backend, Backend::Unavailable(_)) && p.lifecycle.state() != State::Dead
+        });
         Ok(available.unwrap_or(usable[start % usable.len()]))
     }
 
@@ -185,6 +196,14 @@ impl Routes {
     pub fn upstream(&self, idx: usize) -> Result<(usize, Arc<dyn Upstream>), RpcError> {
         let member = self.pick(idx)?;
         let p = &self.providers[member];
+        if p.lifecycle.state() == State::Dead && p.lifecycle.recovering() {
+            let (attempt, max) = p.lifecycle.recovery_attempts();
+            let why = p.lifecycle.last_error().unwrap_or_else(|| "unknown".into());
+            return Err(RpcError::new(
+                code::PROVIDER_UNAVAILABLE,
+                format!("provider {:?} is DEAD ({why}); recovering, attempt {attempt} of {max}", p.name()),
+            ));
+        }
         match &p.backend {
             Backend::Remote(r) => Ok((member, r.clone() as Arc<dyn Upstream>)),
             Backend::Process(u) => Ok((member, u.clone() as Arc<dyn Upstream>)),

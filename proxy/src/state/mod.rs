@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use hangar_config::Config;
 use tokio::sync::{watch, Notify};
 
+use crate::lifecycle::EventLog;
 use crate::mcp::bridge::ParkedCalls;
 use crate::mcp::fanout::Fanout;
 use crate::mcp::session::SessionStore;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub sessions: SessionStore,
     /// Open `subscriptions/listen` streams.
     pub listeners: Arc<Listeners>,
+    /// Provider lifecycle events.
+    pub events: Arc<EventLog>,
     /// Calls to legacy upstreams parked while a modern client answers their questions (MRTR).
     pub parked: ParkedCalls,
     /// The upstream HTTP client (one connection pool for all providers).
@@ -70,10 +73,11 @@ impl AppState {
         metrics.config_generation.set(1);
         let (shutdown, _) = watch::channel(false);
         let http = Arc::new(HttpClient::default());
+        let events = Arc::new(EventLog::default());
         let max_sessions = config.server.limits.max_sessions;
         Arc::new_cyclic(|weak| {
             let sink: Arc<dyn Unsolicited> = Arc::new(Fanout(weak.clone()));
-            let routes = Arc::new(Routes::build(&config, &http, &sink));
+            let routes = Arc::new(Routes::build(&config, &http, &sink, &events));
             Self {
                 snapshot: ArcSwap::from_pointee(Snapshot { generation: 1, config: Arc::new(config), routes }),
                 next_generation: AtomicU64::new(2),
@@ -86,6 +90,7 @@ impl AppState {
                 sessions: SessionStore::new(max_sessions),
                 parked: ParkedCalls::default(),
                 listeners: Arc::default(),
+                events,
                 http,
                 sink,
             }
@@ -100,7 +105,7 @@ impl AppState {
     /// Publishes a new configuration as a whole new snapshot; returns its generation.
     pub fn replace_config(&self, config: Config) -> u64 {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
-        let routes = Arc::new(Routes::build(&config, &self.http, &self.sink));
+        let routes = Arc::new(Routes::build(&config, &self.http, &self.sink, &self.events));
         self.snapshot.store(Arc::new(Snapshot { generation, config: Arc::new(config), routes }));
         self.metrics.config_generation.set(i64::try_from(generation).unwrap_or(i64::MAX));
         generation

@@ -140,6 +140,15 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// What the failure says about the provider's health: `None` for a JSON-RPC error (a healthy
+    /// provider answering no), the reason otherwise.
+    pub fn health_failure(&self) -> Option<String> {
+        match self {
+            Self::Rpc(_) => None,
+            other => Some(other.to_string()),
+        }
+    }
+
     /// The JSON-RPC error to give the client, naming the provider.
     pub fn to_rpc(&self, provider: &str) -> RpcError {
         match self {
@@ -192,8 +201,13 @@ pub trait Upstream: Send + Sync {
     /// URIs replaces the previous one.
     async fn watch(&self, uris: Vec<String>) -> Result<(), CallError>;
 
-    /// Releases what the upstream holds (processes, containers) when the gateway stops.
-    async fn shutdown(&self) {}
+    /// Releases what the upstream holds (processes, containers, sessions): the provider goes back
+    /// to COLD. `cause` is `Stopped` (shutdown, `registry_stop`) or `IdleCollected`; an idle
+    /// collection is skipped when a call began meanwhile.
+    async fn stop(&self, cause: crate::lifecycle::Cause);
+
+    /// A cheap liveness check (`server/discover` or `ping`), starting the provider if it is cold.
+    async fn check(&self) -> Result<(), CallError>;
 }
 
 /// Removes the 2026-07-28 per-request envelope (`_meta` protocol version, client capabilities and

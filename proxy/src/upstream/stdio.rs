@@ -23,12 +23,14 @@ use super::mux::{Link, Mux};
 use super::remote::with_modern_meta;
 use super::{without_modern_meta, CallError, Caller, Events, SessionKey, Unsolicited, Upstream, UpstreamInfo};
 use crate::jsonrpc::lines::{read_bounded_line, LineError};
+use crate::lifecycle::{Cause, Lifecycle};
 use crate::mcp::protocol::{Era, MODERN_VERSION};
 
-/// How long the era probe (`server/discover`) may take before the server is taken for legacy.
+/// Longest wait for the era probe (`server/discover`) before the server is taken for legacy (the
+/// request timeout applies when shorter).
 const DISCOVER_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long `initialize` may take.
-const INITIALIZE_TIMEOUT: Duration = Duration::from_secs(60);
+/// stderr lines kept to explain a failed start.
+const STDERR_KEPT: usize = 8;
 /// Graceful stop: wait this long after closing stdin, then after SIGTERM, before SIGKILL.
 const STOP_STEP: Duration = Duration::from_secs(2);
 /// A `subscriptions/listen` request never times out on its own.
@@ -55,6 +57,7 @@ pub struct StdioSettings {
 pub struct StdioUpstream {
     settings: StdioSettings,
     sink: Arc<dyn Unsolicited>,
+    lifecycle: Arc<Lifecycle>,
     conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
     info: ArcSwapOption<UpstreamInfo>,
     watched: tokio::sync::Mutex<Vec<String>>,
@@ -88,10 +91,11 @@ impl Link for StdinLink {
 
 impl StdioUpstream {
     /// A subprocess provider; nothing is started until the first call.
-    pub fn new(settings: StdioSettings, sink: Arc<dyn Unsolicited>) -> Self {
+    pub fn new(settings: StdioSettings, sink: Arc<dyn Unsolicited>, lifecycle: Arc<Lifecycle>) -> Self {
         Self {
             settings,
             sink,
+            lifecycle,
             conn: tokio::sync::Mutex::new(None),
             info: ArcSwapOption::empty(),
             watched: tokio::sync::Mutex::new(Vec::new()),
@@ -110,9 +114,18 @@ impl StdioUpstream {
         if let Some(c) = guard.as_ref().filter(|c| c.mux.is_alive()) {
             return Ok(c.clone());
         }
-        let conn = self.start().await?;
-        *guard = Some(conn.clone());
-        Ok(conn)
+        self.lifecycle.fire(Cause::Start, "first use");
+        match self.start().await {
+            Ok(conn) => {
+                self.lifecycle.fire(Cause::Ready, &format!("process {} ready", conn.pid.unwrap_or_default()));
+                *guard = Some(conn.clone());
+                Ok(conn)
+            }
+            Err(e) => {
+                self.lifecycle.fire(Cause::StartFailed, &e.to_string());
+                Err(e)
+            }
+        }
     }
 
     async fn start(&self) -> Result<Arc<Conn>, CallError> {
@@ -140,9 +153,10 @@ impl StdioUpstream {
         let (writer, rx) = mpsc::channel::<Bytes>(256);
         let (close_stdin, closed) = watch::channel(false);
         let mux = Mux::new(s.name.clone(), Arc::new(StdinLink(writer)), SessionKey::Shared, self.sink.clone());
+        let stderr_tail = Arc::new(Mutex::new(std::collections::VecDeque::new()));
         tokio::spawn(write_lines(stdin, rx, closed));
-        tokio::spawn(log_stderr(s.name.clone(), BufReader::new(stderr), s.max_line));
-        tokio::spawn(read_lines(mux.clone(), s.name.clone(), pid, BufReader::new(stdout), s.max_line));
+        tokio::spawn(log_stderr(s.name.clone(), BufReader::new(stderr), s.max_line, stderr_tail.clone()));
+        tokio::spawn(read_lines(mux.clone(), self.lifecycle.clone(), pid, BufReader::new(stdout), s.max_line));
         let mut conn = Conn {
             name: s.name.clone(),
             mux,
@@ -152,33 +166,58 @@ impl StdioUpstream {
             era: Era::Legacy,
             listening: AtomicBool::new(false),
         };
-        match handshake(&conn.mux).await {
+        match handshake(&conn.mux, s.request_timeout).await {
             Ok(info) => {
                 conn.era = info.era;
                 self.info.store(Some(Arc::new(info)));
                 Ok(Arc::new(conn))
             }
             Err(e) => {
+                // Say why: the exit status if it died, and what it last wrote on stderr.
+                let status =
+                    conn.child.lock().ok().and_then(|mut c| c.as_mut().and_then(|c| c.try_wait().ok().flatten()));
                 conn.stop().await;
-                Err(e)
+                let mut reason = match status {
+                    Some(st) => format!("the process exited during start ({st})"),
+                    None => format!("the process did not complete the MCP handshake: {e}"),
+                };
+                let tail: Vec<String> = stderr_tail.lock().map(|t| t.iter().cloned().collect()).unwrap_or_default();
+                if !tail.is_empty() {
+                    reason.push_str("; stderr: ");
+                    reason.push_str(&tail.join(" | "));
+                }
+                Err(CallError::Unavailable { reason, never_sent: true })
             }
         }
     }
 
-    /// Stops the process if it runs (stdin closed, then SIGTERM, then SIGKILL to its group).
-    pub async fn stop(&self) {
-        let conn = self.conn.lock().await.take();
+    /// Stops the process if it runs (stdin closed, then SIGTERM, then SIGKILL to its group). An
+    /// idle collection does nothing if a call began since the collector looked.
+    async fn stop_process(&self, cause: Cause) {
+        let mut guard = self.conn.lock().await;
+        if cause == Cause::IdleCollected && self.lifecycle.inflight() > 0 {
+            return;
+        }
+        let conn = guard.take();
+        drop(guard);
+        let detail = match cause {
+            Cause::IdleCollected => "idle for longer than idle_ttl_s",
+            _ => "stopped",
+        };
         if let Some(conn) = conn {
+            self.lifecycle.fire(cause, detail);
             conn.stop().await;
+        } else {
+            self.lifecycle.fire(Cause::Stopped, detail);
         }
     }
 }
 
 /// Learns the era: `server/discover` first (the 2026-07-28 stdio probe), `initialize` when the
 /// answer is anything but a modern result.
-async fn handshake(mux: &Arc<Mux>) -> Result<UpstreamInfo, CallError> {
+async fn handshake(mux: &Arc<Mux>, timeout: Duration) -> Result<UpstreamInfo, CallError> {
     let discover = with_modern_meta(json!({}), &Caller::gateway());
-    if let Ok(result) = mux.request("server/discover", discover, None, DISCOVER_TIMEOUT).await {
+    if let Ok(result) = mux.request("server/discover", discover, None, DISCOVER_TIMEOUT.min(timeout)).await {
         let modern = result
             .get("supportedVersions")
             .and_then(Value::as_array)
@@ -196,16 +235,25 @@ async fn handshake(mux: &Arc<Mux>) -> Result<UpstreamInfo, CallError> {
             });
         }
     }
-    mux.initialize(&Caller::gateway(), INITIALIZE_TIMEOUT).await
+    if !mux.is_alive() {
+        return Err(CallError::Unavailable { reason: "the process exited".into(), never_sent: true });
+    }
+    mux.initialize(&Caller::gateway(), timeout).await
 }
 
 #[async_trait]
 impl Upstream for StdioUpstream {
     async fn call(&self, method: &str, params: Value, caller: &Caller, events: Events) -> Result<Value, CallError> {
-        let conn = self.connection().await?;
-        let params =
-            if conn.era == Era::Modern { with_modern_meta(params, caller) } else { without_modern_meta(params) };
-        conn.mux.request(method, params, events, self.settings.request_timeout).await
+        let _in_flight = self.lifecycle.begin_call();
+        let out = async {
+            let conn = self.connection().await?;
+            let params =
+                if conn.era == Era::Modern { with_modern_meta(params, caller) } else { without_modern_meta(params) };
+            conn.mux.request(method, params, events, self.settings.request_timeout).await
+        }
+        .await;
+        self.lifecycle.record(out.as_ref().err().and_then(CallError::health_failure).as_deref());
+        out
     }
 
     async fn notify(&self, method: &str, params: Value, _caller: &Caller) -> Result<(), CallError> {
@@ -261,8 +309,17 @@ impl Upstream for StdioUpstream {
         Ok(())
     }
 
-    async fn shutdown(&self) {
-        self.stop().await;
+    async fn stop(&self, cause: Cause) {
+        self.stop_process(cause).await;
+    }
+
+    async fn check(&self) -> Result<(), CallError> {
+        let conn = self.connection().await?;
+        let (method, params) = match conn.era {
+            Era::Modern => ("server/discover", with_modern_meta(json!({}), &Caller::gateway())),
+            Era::Legacy => ("ping", json!({})),
+        };
+        conn.mux.request(method, params, None, DISCOVER_TIMEOUT.min(self.settings.request_timeout)).await.map(drop)
     }
 }
 
@@ -317,11 +374,12 @@ async fn write_lines(
 
 async fn read_lines(
     mux: Arc<Mux>,
-    name: Arc<str>,
+    lifecycle: Arc<Lifecycle>,
     pid: Option<u32>,
     mut stdout: impl AsyncBufRead + Unpin,
     max_line: usize,
 ) {
+    let name = lifecycle.provider().to_owned();
     let mut line = Vec::new();
     loop {
         match read_bounded_line(&mut stdout, &mut line, max_line).await {
@@ -345,16 +403,31 @@ async fn read_lines(
     }
     if mux.is_alive() {
         tracing::warn!(provider = %name, pid, "provider process exited unexpectedly");
+        mux.die("the provider process exited");
+        lifecycle.fire(Cause::Crashed, &format!("process {} exited", pid.unwrap_or_default()));
     }
-    mux.die("the provider process exited");
 }
 
-async fn log_stderr(name: Arc<str>, mut stderr: impl AsyncBufRead + Unpin, max_line: usize) {
+async fn log_stderr(
+    name: Arc<str>,
+    mut stderr: impl AsyncBufRead + Unpin,
+    max_line: usize,
+    tail: Arc<Mutex<std::collections::VecDeque<String>>>,
+) {
     let mut line = Vec::new();
     loop {
         match read_bounded_line(&mut stderr, &mut line, max_line).await {
             Ok(0) | Err(LineError::Io) => return,
-            Ok(_) => tracing::info!(provider = %name, "stderr: {}", String::from_utf8_lossy(&line).trim_end()),
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line).trim_end().to_owned();
+                tracing::info!(provider = %name, "stderr: {text}");
+                if let Ok(mut t) = tail.lock() {
+                    if t.len() >= STDERR_KEPT {
+                        t.pop_front();
+                    }
+                    t.push_back(text.chars().take(300).collect());
+                }
+            }
             Err(LineError::TooLong) => {
                 tracing::info!(provider = %name, "stderr: (line longer than {max_line} bytes dropped)")
             }

@@ -50,9 +50,11 @@ async def test_tools_are_merged_in_declaration_order(gateway, mode):
         names = [t.name for t in (await c.list_tools()).tools]
     fx = [n for n in names if n.startswith("fx__")]
     ev = [n for n in names if n.startswith("ev__")]
-    assert fx[:4] == ["fx__add", "fx__echo", "fx__whoami", "fx__fail"]
+    own = [n for n in names if n.startswith("registry_")]
+    assert fx[:5] == ["fx__add", "fx__echo", "fx__whoami", "fx__crash", "fx__fail"]
     assert "ev__echo" in ev and "ev__get-sum" in ev
-    assert names == fx + ev, "fx (declared first) lists before ev"
+    assert names == fx + ev + own, "fx (declared first) lists before ev, the gateway's own tools last"
+    assert own == ["registry_list", "registry_details", "registry_start", "registry_stop", "registry_tools", "registry_invoke", "registry_health"]
     assert len(names) == len(set(names))
 
 

@@ -21,6 +21,7 @@ use tokio::sync::OnceCell;
 use super::http::{Endpoint, HttpClient, Request, Timeouts};
 use super::{without_modern_meta, CallError, Caller, Events, SessionKey, Unsolicited, Upstream, UpstreamInfo};
 use crate::jsonrpc::RpcError;
+use crate::lifecycle::{Cause, Lifecycle, State};
 use crate::mcp::protocol::{self, meta, Era, MODERN_VERSION};
 use hangar_config::RemoteTransport;
 
@@ -92,6 +93,7 @@ struct Inner {
     sink: Arc<dyn Unsolicited>,
     info: ArcSwapOption<UpstreamInfo>,
     watching: tokio::sync::Mutex<Watching>,
+    lifecycle: Arc<Lifecycle>,
 }
 
 /// What the gateway is watching on this upstream.
@@ -129,6 +131,7 @@ impl Remote {
         settings: RemoteSettings,
         client: Arc<HttpClient>,
         sink: Arc<dyn Unsolicited>,
+        lifecycle: Arc<Lifecycle>,
     ) -> Result<Self, super::http::HttpError> {
         let endpoint = Endpoint::parse(&settings.url)?;
         Ok(Self {
@@ -148,6 +151,7 @@ impl Remote {
                 sink,
                 info: ArcSwapOption::empty(),
                 watching: tokio::sync::Mutex::new(Watching::default()),
+                lifecycle,
             }),
         })
     }
@@ -166,11 +170,9 @@ impl Remote {
     pub fn configured_headers(&self) -> &[(HeaderName, String)] {
         &self.inner.headers
     }
-}
 
-#[async_trait]
-impl Upstream for Remote {
-    async fn call(&self, method: &str, params: Value, caller: &Caller, events: Events) -> Result<Value, CallError> {
+    /// One request to the upstream, in whatever mode it speaks.
+    async fn exchange(&self, method: &str, params: Value, caller: &Caller, events: Events) -> Result<Value, CallError> {
         let inner = &self.inner;
         let mode = inner.mode().await?;
         if mode == Mode::HttpSse {
@@ -203,6 +205,16 @@ impl Upstream for Remote {
                 Err(Exchange::Failed(e)) => return Err(e),
             }
         }
+    }
+}
+
+#[async_trait]
+impl Upstream for Remote {
+    async fn call(&self, method: &str, params: Value, caller: &Caller, events: Events) -> Result<Value, CallError> {
+        let _in_flight = self.inner.lifecycle.begin_call();
+        let out = self.exchange(method, params, caller, events).await;
+        self.inner.lifecycle.record(out.as_ref().err().and_then(CallError::health_failure).as_deref());
+        out
     }
 
     async fn notify(&self, method: &str, params: Value, caller: &Caller) -> Result<(), CallError> {
@@ -295,6 +307,31 @@ impl Upstream for Remote {
         Ok(())
     }
 
+    async fn stop(&self, cause: Cause) {
+        let inner = &self.inner;
+        let keys: Vec<SessionKey> = inner
+            .sessions
+            .lock()
+            .map(|m| m.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .chain(inner.sse_sessions.lock().map(|m| m.keys().cloned().collect::<Vec<_>>()).unwrap_or_default())
+            .collect();
+        for key in keys {
+            self.close_session(&key).await;
+        }
+        *inner.watching.lock().await = Watching::default();
+        inner.lifecycle.fire(if cause == Cause::IdleCollected { Cause::Stopped } else { cause }, "sessions closed");
+    }
+
+    async fn check(&self) -> Result<(), CallError> {
+        let gateway = Caller::gateway();
+        match self.inner.mode().await? {
+            Mode::Modern => self.call("server/discover", json!({}), &gateway, None).await.map(drop),
+            Mode::Legacy | Mode::HttpSse => self.call("ping", json!({}), &gateway, None).await.map(drop),
+        }
+    }
+
     async fn probe(&self) -> Result<Arc<UpstreamInfo>, CallError> {
         let inner = &self.inner;
         if let Some(info) = inner.info.load_full() {
@@ -317,16 +354,30 @@ impl Inner {
     /// How to talk to the upstream, probing once (concurrent first calls share one probe).
     async fn mode(self: &Arc<Self>) -> Result<Mode, CallError> {
         if let Some(m) = self.mode.load().as_deref() {
+            if self.lifecycle.state() == State::Cold {
+                // Stopped earlier: the protocol is known, using it again is the start.
+                self.lifecycle.fire(Cause::Start, "used again");
+                self.lifecycle.fire(Cause::Ready, "protocol known");
+            }
             return Ok(*m);
         }
         let _guard = self.probe_lock.lock().await;
         if let Some(m) = self.mode.load().as_deref() {
             return Ok(*m);
         }
-        let mode = self.detect().await?;
-        tracing::info!(provider = %self.name, mode = ?mode, "upstream protocol detected");
-        self.mode.store(Some(Arc::new(mode)));
-        Ok(mode)
+        self.lifecycle.fire(Cause::Start, "first use");
+        match self.detect().await {
+            Ok(mode) => {
+                tracing::info!(provider = %self.name, mode = ?mode, "upstream protocol detected");
+                self.mode.store(Some(Arc::new(mode)));
+                self.lifecycle.fire(Cause::Ready, &format!("{mode:?} upstream"));
+                Ok(mode)
+            }
+            Err(e) => {
+                self.lifecycle.fire(Cause::StartFailed, &e.to_string());
+                Err(e)
+            }
+        }
     }
 
     /// Modern if `server/discover` succeeds; the deprecated HTTP+SSE transport if the endpoint

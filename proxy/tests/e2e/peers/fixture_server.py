@@ -45,6 +45,12 @@ def whoami() -> str:
 
 
 @mcp.tool()
+def crash() -> str:
+    """Exit the whole process at once (for crash-recovery tests)."""
+    os._exit(3)
+
+
+@mcp.tool()
 def fail(message: str = "boom") -> str:
     """Always fails with a tool error."""
     raise ValueError(message)

@@ -1,0 +1,65 @@
+//! The lifecycle's background service: recovery attempts for DEAD providers (with the backoff the
+//! state machine schedules) and idle collection of running processes. It runs off the request path,
+//! acts through the upstreams (which report their own transitions) and stops at shutdown.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Cause, State};
+use crate::routing::{Backend, ProviderRuntime};
+use crate::state::AppState;
+use crate::upstream::Upstream;
+
+/// How often the service looks at the providers (recovery delays are not rounded up by more).
+const TICK: Duration = Duration::from_millis(200);
+
+/// Runs until shutdown.
+pub async fn run(state: Arc<AppState>) {
+    let mut shutdown = state.shutdown_signal();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let snap = state.snapshot();
+        for p in &snap.routes.providers {
+            let Some(upstream) = concrete(p) else { continue };
+            if let Some(attempt) = p.lifecycle.take_due_recovery() {
+                let (p, upstream) = (p.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    let (_, max) = p.lifecycle.recovery_attempts();
+                    tracing::info!(provider = p.name(), attempt, max, "recovery attempt");
+                    let ok = upstream.check().await.is_ok();
+                    p.lifecycle.finish_recovery(ok);
+                });
+            }
+            if idle_collectable(p) && !p.lifecycle.stopping.swap(true, Ordering::AcqRel) {
+                let (p, upstream) = (p.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    upstream.stop(Cause::IdleCollected).await;
+                    p.lifecycle.stopping.store(false, Ordering::Release);
+                });
+            }
+        }
+    }
+}
+
+/// The provider's own upstream (groups have none: their members are providers themselves).
+fn concrete(p: &ProviderRuntime) -> Option<Arc<dyn Upstream>> {
+    match &p.backend {
+        Backend::Remote(r) => Some(r.clone()),
+        Backend::Process(u) => Some(u.clone()),
+        Backend::Group { .. } | Backend::Unavailable(_) => None,
+    }
+}
+
+/// A running process with no call in flight for `idle_ttl_s`.
+fn idle_collectable(p: &ProviderRuntime) -> bool {
+    matches!(p.backend, Backend::Process(_))
+        && matches!(p.lifecycle.state(), State::Ready | State::Degraded)
+        && p.lifecycle.inflight() == 0
+        && p.lifecycle.idle_for() >= p.config.idle_ttl
+}

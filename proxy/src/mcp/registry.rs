@@ -1,0 +1,187 @@
+//! The gateway's own tools, `registry_*` (names as in the Python MCP Hangar): the admin surface
+//! for providers — their states and lifecycle events, starting and stopping them, their tools, and
+//! calling a provider's tool by its own name.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::jsonrpc::{code, RpcError};
+use crate::lifecycle::{Cause, State};
+use crate::mcp::aggregate::{self, ListKind};
+use crate::mcp::hub::ClientCtx;
+use crate::routing::{Backend, ProviderRuntime, Routes};
+use crate::state::AppState;
+use crate::upstream::{Events, Upstream};
+
+/// Lifecycle events returned by `registry_details`.
+const DETAIL_EVENTS: usize = 20;
+
+/// The tool definitions, in listing order.
+pub fn tools() -> Vec<Value> {
+    let provider = json!({"type": "object", "properties": {"provider": {"type": "string", "description": "Provider name"}}, "required": ["provider"]});
+    vec![
+        json!({"name": "registry_list", "description": "List every provider with its state (COLD, INITIALIZING, READY, DEGRADED, DEAD), mode and activity.", "inputSchema": {"type": "object", "properties": {}}}),
+        json!({"name": "registry_details", "description": "One provider in detail: configuration summary, upstream identity, recent lifecycle events.", "inputSchema": provider}),
+        json!({"name": "registry_start", "description": "Start a provider (or retry a DEAD one) and report its state.", "inputSchema": provider}),
+        json!({"name": "registry_stop", "description": "Stop a provider: processes exit, sessions close; it returns to COLD.", "inputSchema": provider}),
+        json!({"name": "registry_tools", "description": "The tools of one provider, under their own names and their exposed names.", "inputSchema": provider}),
+        json!({"name": "registry_invoke", "description": "Call a provider's tool by the provider's own tool name.", "inputSchema": {"type": "object", "properties": {
+            "provider": {"type": "string"}, "tool": {"type": "string"}, "arguments": {"type": "object"}}, "required": ["provider", "tool"]}}),
+        json!({"name": "registry_health", "description": "Gateway health: providers by state, sessions, open streams.", "inputSchema": {"type": "object", "properties": {}}}),
+    ]
+}
+
+/// Whether `name` is one of the gateway's own tools.
+pub fn is_registry_tool(name: &str) -> bool {
+    name.starts_with("registry_") && tools().iter().any(|t| t["name"] == name)
+}
+
+/// Runs a registry tool. Failures that concern the request (unknown provider, missing argument)
+/// are JSON-RPC errors; a provider failing to start is a tool result with `isError`.
+pub async fn call(
+    state: &AppState,
+    ctx: &ClientCtx,
+    name: &str,
+    args: &Value,
+    events: Events,
+) -> Result<Value, RpcError> {
+    let snap = state.snapshot();
+    let routes = &snap.routes;
+    let provider = || -> Result<(usize, &Arc<ProviderRuntime>), RpcError> {
+        let n = args
+            .get("provider")
+            .and_then(Value::as_str)
+            .ok_or_else(|| RpcError::new(code::INVALID_PARAMS, "arguments.provider is required"))?;
+        routes.provider(n).ok_or_else(|| RpcError::new(code::INVALID_PARAMS, format!("unknown provider {n:?}")))
+    };
+    let result = match name {
+        "registry_list" => json!({"providers": routes.providers.iter().map(|p| summary(p)).collect::<Vec<_>>()}),
+        "registry_details" => {
+            let (_, p) = provider()?;
+            let mut v = summary(p);
+            v["config"] = json!({
+                "idle_ttl_s": p.config.idle_ttl.as_secs_f64(),
+                "health_check_interval_s": p.config.health_check_interval.as_secs_f64(),
+                "max_consecutive_failures": p.config.max_consecutive_failures,
+                "predefined_tools": p.config.tools.len(),
+            });
+            if let Some(info) = concrete(p).and_then(|u| u.info()) {
+                v["upstream"] = json!({"era": format!("{:?}", info.era), "version": info.version, "serverInfo": info.server_info, "capabilities": info.capabilities});
+            }
+            v["events"] = json!(state.events.recent(Some(p.name()), DETAIL_EVENTS));
+            v
+        }
+        "registry_start" => {
+            let (_, p) = provider()?;
+            let Some(upstream) = concrete(p) else {
+                return Ok(error_result(&format!("{:?} is a group: start its members", p.name())));
+            };
+            if let Err(e) = upstream.check().await {
+                return Ok(error_result(&format!("{:?} did not start: {e}", p.name())));
+            }
+            summary(p)
+        }
+        "registry_stop" => {
+            let (_, p) = provider()?;
+            let Some(upstream) = concrete(p) else {
+                return Ok(error_result(&format!("{:?} is a group: stop its members", p.name())));
+            };
+            upstream.stop(Cause::Stopped).await;
+            summary(p)
+        }
+        "registry_tools" => {
+            let (idx, p) = provider()?;
+            let list = aggregate::provider_list(routes, idx, ListKind::Tools).await?;
+            let tools: Vec<Value> = list
+                .items
+                .iter()
+                .map(|t| {
+                    let own = t.get("name").and_then(Value::as_str).unwrap_or_default();
+                    json!({"name": own, "exposedName": format!("{}{own}", p.config.tool_prefix), "description": t.get("description"), "inputSchema": t.get("inputSchema")})
+                })
+                .collect();
+            json!({"provider": p.name(), "tools": tools})
+        }
+        "registry_invoke" => {
+            let (idx, _) = provider()?;
+            let tool = args
+                .get("tool")
+                .and_then(Value::as_str)
+                .ok_or_else(|| RpcError::new(code::INVALID_PARAMS, "arguments.tool is required"))?;
+            let params =
+                json!({"name": tool, "arguments": args.get("arguments").cloned().unwrap_or_else(|| json!({}))});
+            return invoke(routes, ctx, idx, params, events).await;
+        }
+        "registry_health" => health(state, routes),
+        _ => return Err(RpcError::new(code::INVALID_PARAMS, format!("Unknown tool: {name:?}"))),
+    };
+    Ok(
+        json!({"content": [{"type": "text", "text": serde_json::to_string_pretty(&result).unwrap_or_default()}], "structuredContent": result, "isError": false}),
+    )
+}
+
+async fn invoke(
+    routes: &Routes,
+    ctx: &ClientCtx,
+    idx: usize,
+    params: Value,
+    events: Events,
+) -> Result<Value, RpcError> {
+    let (member, upstream) = routes.upstream(idx)?;
+    upstream
+        .call("tools/call", params, &ctx.caller, events)
+        .await
+        .map_err(|e| e.to_rpc(routes.providers[member].name()))
+}
+
+fn health(state: &AppState, routes: &Routes) -> Value {
+    let mut by_state = serde_json::Map::new();
+    for s in [State::Cold, State::Initializing, State::Ready, State::Degraded, State::Dead] {
+        let n = routes.providers.iter().filter(|p| !is_group(p) && p.lifecycle.state() == s).count();
+        by_state.insert(s.as_str().into(), n.into());
+    }
+    json!({
+        "status": if routes.providers.iter().any(|p| p.lifecycle.state() == State::Dead) { "degraded" } else { "ok" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "providers": by_state,
+        "sessions": state.sessions.len(),
+        "listeners": state.listeners.len(),
+        "parked_calls": state.parked.len(),
+        "inflight_requests": state.inflight(),
+    })
+}
+
+fn summary(p: &ProviderRuntime) -> Value {
+    let pid = match &p.backend {
+        Backend::Process(u) => u.pid(),
+        _ => None,
+    };
+    json!({
+        "name": p.name(),
+        "mode": p.config.kind.mode(),
+        "state": if is_group(p) { "GROUP" } else { p.lifecycle.state().as_str() },
+        "expose": p.config.expose,
+        "tool_prefix": p.config.tool_prefix,
+        "inflight": p.lifecycle.inflight(),
+        "consecutive_failures": p.lifecycle.consecutive_failures(),
+        "last_error": p.lifecycle.last_error(),
+        "pid": pid,
+    })
+}
+
+fn is_group(p: &ProviderRuntime) -> bool {
+    matches!(p.backend, Backend::Group { .. })
+}
+
+fn concrete(p: &ProviderRuntime) -> Option<Arc<dyn Upstream>> {
+    match &p.backend {
+        Backend::Remote(r) => Some(r.clone()),
+        Backend::Process(u) => Some(u.clone()),
+        _ => None,
+    }
+}
+
+fn error_result(message: &str) -> Value {
+    json!({"content": [{"type": "text", "text": message}], "isError": true})
+}
