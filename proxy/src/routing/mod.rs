@@ -16,8 +16,9 @@ use crate::jsonrpc::{code, RpcError};
 use crate::lifecycle::{Lifecycle, State};
 use crate::mcp::aggregate::ListCache;
 use crate::upstream::http::{HttpClient, Timeouts};
+use crate::upstream::process::local::LocalLauncher;
+use crate::upstream::process::{ProcessSettings, ProcessUpstream};
 use crate::upstream::remote::{Remote, RemoteSettings};
-use crate::upstream::stdio::{StdioSettings, StdioUpstream};
 use crate::upstream::{Unsolicited, Upstream};
 use index::NameIndex;
 
@@ -26,7 +27,7 @@ pub enum Backend {
     /// A streamable-HTTP upstream (kept concrete: the proxying fast path needs its endpoint).
     Remote(Arc<Remote>),
     /// A subprocess speaking MCP on stdio.
-    Process(Arc<StdioUpstream>),
+    Process(Arc<ProcessUpstream>),
     /// A pool of other providers, by index.
     Group {
         /// Member indexes in declaration order.
@@ -91,6 +92,11 @@ impl Routes {
             .iter()
             .map(|p| {
                 let lifecycle = Lifecycle::new(&p.name, p.max_consecutive_failures, p.recovery, events.clone());
+                let process_settings = || ProcessSettings {
+                    name: p.name.as_str().into(),
+                    request_timeout: limits.first_byte_timeout,
+                    max_line: limits.max_body_bytes.max(16 << 20),
+                };
                 let backend = match &p.kind {
                     ProviderKind::Remote(r) => {
                         let headers = r
@@ -117,15 +123,13 @@ impl Routes {
                         members: g.members.iter().filter_map(|m| by_name.get(&m.provider).copied()).collect(),
                         next: AtomicUsize::new(0),
                     },
-                    ProviderKind::Subprocess(sp) => Backend::Process(Arc::new(StdioUpstream::new(
-                        StdioSettings {
-                            name: p.name.as_str().into(),
+                    ProviderKind::Subprocess(sp) => Backend::Process(Arc::new(ProcessUpstream::new(
+                        process_settings(),
+                        Box::new(LocalLauncher {
                             command: sp.command.clone(),
                             env: sp.env.iter().map(|(k, v)| (k.clone(), v.expose().to_owned())).collect(),
                             cwd: sp.cwd.clone(),
-                            request_timeout: limits.first_byte_timeout,
-                            max_line: limits.max_body_bytes.max(16 << 20),
-                        },
+                        }),
                         sink.clone(),
                         lifecycle.clone(),
                     ))),

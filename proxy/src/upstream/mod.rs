@@ -3,8 +3,8 @@
 
 pub mod http;
 pub mod mux;
+pub mod process;
 pub mod remote;
-pub mod stdio;
 
 use std::sync::Arc;
 

@@ -1,12 +1,15 @@
-//! Subprocess providers (`mode: subprocess`): an MCP server speaking newline-delimited JSON-RPC on
-//! its stdin/stdout.
+//! Providers that run an MCP server speaking newline-delimited JSON-RPC on stdio: subprocesses
+//! (`mode: subprocess`, [`local`]) and containers (`mode: container`, [`container`]).
 //!
-//! One process serves every caller, its calls multiplexed by [`Mux`]. The process is started on
-//! first use, in its own process group (so stopping it stops its children too), and its stderr
-//! goes to the gateway's log under the provider's name.
+//! One server serves every caller, its calls multiplexed by [`Mux`]. It is started on first use by
+//! a [`Launcher`]; its stderr goes to the gateway's log under the provider's name, and what it last
+//! said there explains a failed start. Stopping closes its stdin, then asks the launcher to end it
+//! for good.
 
-use std::path::PathBuf;
-use std::process::Stdio as StdStdio;
+pub mod container;
+pub mod local;
+
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,8 +18,7 @@ use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufRead, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, watch};
 
 use super::mux::{Link, Mux};
@@ -31,31 +33,57 @@ use crate::mcp::protocol::{Era, MODERN_VERSION};
 const DISCOVER_TIMEOUT: Duration = Duration::from_secs(10);
 /// stderr lines kept to explain a failed start.
 const STDERR_KEPT: usize = 8;
-/// Graceful stop: wait this long after closing stdin, then after SIGTERM, before SIGKILL.
-const STOP_STEP: Duration = Duration::from_secs(2);
 /// A `subscriptions/listen` request never times out on its own.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 
-/// Settings of one subprocess provider.
+/// Settings of one stdio provider.
 #[derive(Debug, Clone)]
-pub struct StdioSettings {
+pub struct ProcessSettings {
     /// Provider name.
     pub name: Arc<str>,
-    /// Program and arguments.
-    pub command: Vec<String>,
-    /// Extra environment (values may be secrets: never logged).
-    pub env: Vec<(String, String)>,
-    /// Working directory.
-    pub cwd: Option<PathBuf>,
     /// Longest wait for a response.
     pub request_timeout: Duration,
-    /// Longest line accepted from the process.
+    /// Longest line accepted from the server.
     pub max_line: usize,
 }
 
-/// A subprocess provider.
-pub struct StdioUpstream {
-    settings: StdioSettings,
+/// Starts the server of a stdio provider.
+#[async_trait]
+pub trait Launcher: Send + Sync {
+    /// Starts it and hands over its stdio.
+    async fn launch(&self, name: &str) -> Result<Launched, CallError>;
+}
+
+/// A started server: its stdio and the handle that ends it.
+pub struct Launched {
+    /// Its stdin.
+    pub stdin: Pin<Box<dyn AsyncWrite + Send>>,
+    /// Its stdout (protocol messages).
+    pub stdout: Pin<Box<dyn AsyncRead + Send>>,
+    /// Its stderr (logs).
+    pub stderr: Pin<Box<dyn AsyncRead + Send>>,
+    /// Process id, for local processes.
+    pub pid: Option<u32>,
+    /// What to call it in logs and errors (`process 123`, `container 4f2a…`).
+    pub label: String,
+    /// Ends it.
+    pub handle: Box<dyn Running>,
+}
+
+/// A running server, as its launcher controls it.
+#[async_trait]
+pub trait Running: Send + Sync {
+    /// How it exited, if it has.
+    async fn exit_status(&mut self) -> Option<String>;
+    /// Ends it for good once its stdin is closed: wait a moment, then terminate, then kill; leave
+    /// nothing behind (process group, container).
+    async fn stop(&mut self);
+}
+
+/// A stdio provider (subprocess or container).
+pub struct ProcessUpstream {
+    settings: ProcessSettings,
+    launcher: Box<dyn Launcher>,
     sink: Arc<dyn Unsolicited>,
     lifecycle: Arc<Lifecycle>,
     conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
@@ -63,13 +91,14 @@ pub struct StdioUpstream {
     watched: tokio::sync::Mutex<Vec<String>>,
 }
 
-/// One running process.
+/// One running server.
 struct Conn {
     name: Arc<str>,
+    label: String,
     mux: Arc<Mux>,
-    /// Closing the child's stdin is the first, polite step of stopping it.
+    /// Closing the server's stdin is the first, polite step of stopping it.
     close_stdin: watch::Sender<bool>,
-    child: Mutex<Option<Child>>,
+    handle: tokio::sync::Mutex<Option<Box<dyn Running>>>,
     pid: Option<u32>,
     era: Era,
     /// Whether the gateway's change subscription is in place on this process.
@@ -89,11 +118,17 @@ impl Link for StdinLink {
     }
 }
 
-impl StdioUpstream {
-    /// A subprocess provider; nothing is started until the first call.
-    pub fn new(settings: StdioSettings, sink: Arc<dyn Unsolicited>, lifecycle: Arc<Lifecycle>) -> Self {
+impl ProcessUpstream {
+    /// A stdio provider started by `launcher`; nothing is started until the first call.
+    pub fn new(
+        settings: ProcessSettings,
+        launcher: Box<dyn Launcher>,
+        sink: Arc<dyn Unsolicited>,
+        lifecycle: Arc<Lifecycle>,
+    ) -> Self {
         Self {
             settings,
+            launcher,
             sink,
             lifecycle,
             conn: tokio::sync::Mutex::new(None),
@@ -117,7 +152,7 @@ impl StdioUpstream {
         self.lifecycle.fire(Cause::Start, "first use");
         match self.start().await {
             Ok(conn) => {
-                self.lifecycle.fire(Cause::Ready, &format!("process {} ready", conn.pid.unwrap_or_default()));
+                self.lifecycle.fire(Cause::Ready, &format!("{} ready", conn.label));
                 *guard = Some(conn.clone());
                 Ok(conn)
             }
@@ -130,38 +165,27 @@ impl StdioUpstream {
 
     async fn start(&self) -> Result<Arc<Conn>, CallError> {
         let s = &self.settings;
-        let unavailable = |reason: String| CallError::Unavailable { reason, never_sent: true };
-        let (program, args) = s.command.split_first().ok_or_else(|| unavailable("empty command".into()))?;
-        let mut cmd = Command::new(program);
-        cmd.args(args)
-            .envs(s.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(StdStdio::piped())
-            .stdout(StdStdio::piped())
-            .stderr(StdStdio::piped())
-            .kill_on_drop(true)
-            .process_group(0);
-        if let Some(dir) = &s.cwd {
-            cmd.current_dir(dir);
-        }
-        let mut child = cmd.spawn().map_err(|e| unavailable(format!("cannot start {program:?}: {e}")))?;
-        let pid = child.id();
-        tracing::info!(provider = %s.name, pid, "provider process started");
-        let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            return Err(unavailable("process has no stdio pipes".into()));
-        };
+        let Launched { stdin, stdout, stderr, pid, label, handle } = self.launcher.launch(&s.name).await?;
+        tracing::info!(provider = %s.name, "{label} started");
         let (writer, rx) = mpsc::channel::<Bytes>(256);
         let (close_stdin, closed) = watch::channel(false);
         let mux = Mux::new(s.name.clone(), Arc::new(StdinLink(writer)), SessionKey::Shared, self.sink.clone());
         let stderr_tail = Arc::new(Mutex::new(std::collections::VecDeque::new()));
         tokio::spawn(write_lines(stdin, rx, closed));
         tokio::spawn(log_stderr(s.name.clone(), BufReader::new(stderr), s.max_line, stderr_tail.clone()));
-        tokio::spawn(read_lines(mux.clone(), self.lifecycle.clone(), pid, BufReader::new(stdout), s.max_line));
+        tokio::spawn(read_lines(
+            mux.clone(),
+            self.lifecycle.clone(),
+            label.clone(),
+            BufReader::new(stdout),
+            s.max_line,
+        ));
         let mut conn = Conn {
             name: s.name.clone(),
+            label,
             mux,
             close_stdin,
-            child: Mutex::new(Some(child)),
+            handle: tokio::sync::Mutex::new(Some(handle)),
             pid,
             era: Era::Legacy,
             listening: AtomicBool::new(false),
@@ -174,8 +198,10 @@ impl StdioUpstream {
             }
             Err(e) => {
                 // Say why: the exit status if it died, and what it last wrote on stderr.
-                let status =
-                    conn.child.lock().ok().and_then(|mut c| c.as_mut().and_then(|c| c.try_wait().ok().flatten()));
+                let status = match conn.handle.lock().await.as_mut() {
+                    Some(h) => h.exit_status().await,
+                    None => None,
+                };
                 conn.stop().await;
                 let mut reason = match status {
                     Some(st) => format!("the process exited during start ({st})"),
@@ -242,7 +268,7 @@ async fn handshake(mux: &Arc<Mux>, timeout: Duration) -> Result<UpstreamInfo, Ca
 }
 
 #[async_trait]
-impl Upstream for StdioUpstream {
+impl Upstream for ProcessUpstream {
     async fn call(&self, method: &str, params: Value, caller: &Caller, events: Events) -> Result<Value, CallError> {
         let _in_flight = self.lifecycle.begin_call();
         let out = async {
@@ -324,34 +350,20 @@ impl Upstream for StdioUpstream {
 }
 
 impl Conn {
-    /// Stops the process and its group, gracefully first.
+    /// Stops the server: its stdin closes, then its launcher ends it for good.
     async fn stop(&self) {
         self.mux.die("the provider was stopped");
-        let child = self.child.lock().ok().and_then(|mut c| c.take());
-        let Some(mut child) = child else { return };
         self.close_stdin.send_replace(true);
-        let pgid = self.pid.and_then(|p| i32::try_from(p).ok()).map(nix::unistd::Pid::from_raw);
-        if tokio::time::timeout(STOP_STEP, child.wait()).await.is_err() {
-            signal_group(pgid, nix::sys::signal::Signal::SIGTERM);
-            if tokio::time::timeout(STOP_STEP, child.wait()).await.is_err() {
-                signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
-                let _ = child.wait().await;
-            }
+        let handle = self.handle.lock().await.take();
+        if let Some(mut handle) = handle {
+            handle.stop().await;
+            tracing::info!(provider = %self.name, "{} stopped", self.label);
         }
-        // Whatever the leader did, leave no member of its group behind.
-        signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
-        tracing::info!(provider = %self.name, pid = self.pid, "provider process stopped");
-    }
-}
-
-fn signal_group(pgid: Option<nix::unistd::Pid>, signal: nix::sys::signal::Signal) {
-    if let Some(pgid) = pgid {
-        let _ = nix::sys::signal::killpg(pgid, signal);
     }
 }
 
 async fn write_lines(
-    mut stdin: tokio::process::ChildStdin,
+    mut stdin: Pin<Box<dyn AsyncWrite + Send>>,
     mut rx: mpsc::Receiver<Bytes>,
     mut closed: watch::Receiver<bool>,
 ) {
@@ -375,7 +387,7 @@ async fn write_lines(
 async fn read_lines(
     mux: Arc<Mux>,
     lifecycle: Arc<Lifecycle>,
-    pid: Option<u32>,
+    label: String,
     mut stdout: impl AsyncBufRead + Unpin,
     max_line: usize,
 ) {
@@ -402,9 +414,9 @@ async fn read_lines(
         }
     }
     if mux.is_alive() {
-        tracing::warn!(provider = %name, pid, "provider process exited unexpectedly");
+        tracing::warn!(provider = %name, "{label} exited unexpectedly");
         mux.die("the provider process exited");
-        lifecycle.fire(Cause::Crashed, &format!("process {} exited", pid.unwrap_or_default()));
+        lifecycle.fire(Cause::Crashed, &format!("{label} exited"));
     }
 }
 

@@ -1,0 +1,1 @@
+//! Container providers (placeholder while being written).
