@@ -16,6 +16,7 @@ use crate::jsonrpc::{code, RpcError};
 use crate::lifecycle::{Lifecycle, State};
 use crate::mcp::aggregate::ListCache;
 use crate::upstream::http::{HttpClient, Timeouts};
+use crate::upstream::process::container::ContainerLauncher;
 use crate::upstream::process::local::LocalLauncher;
 use crate::upstream::process::{ProcessSettings, ProcessUpstream};
 use crate::upstream::remote::{Remote, RemoteSettings};
@@ -133,9 +134,12 @@ impl Routes {
                         sink.clone(),
                         lifecycle.clone(),
                     ))),
-                    ProviderKind::Container(_) => {
-                        Backend::Unavailable("container providers are not supported yet".into())
-                    }
+                    ProviderKind::Container(c) => Backend::Process(Arc::new(ProcessUpstream::new(
+                        process_settings(),
+                        Box::new(ContainerLauncher { spec: c.clone() }),
+                        sink.clone(),
+                        lifecycle.clone(),
+                    ))),
                 };
                 Arc::new(ProviderRuntime { config: p.clone(), backend, lists: ListCache::default(), lifecycle })
             })

@@ -371,9 +371,9 @@ async fn write_lines(
         let line = tokio::select! {
             line = rx.recv() => match line {
                 Some(l) => l,
-                None => return,
+                None => break,
             },
-            _ = closed.wait_for(|c| *c) => return,
+            _ = closed.wait_for(|c| *c) => break,
         };
         if stdin.write_all(&line).await.is_err()
             || stdin.write_all(b"\n").await.is_err()
@@ -382,6 +382,8 @@ async fn write_lines(
             return;
         }
     }
+    // An explicit end of input: a pipe closes, an attached socket sends its FIN.
+    let _ = stdin.shutdown().await;
 }
 
 async fn read_lines(
