@@ -102,6 +102,10 @@ pub struct Provider {
     pub tools: Vec<PredefinedTool>,
     /// How a DEAD provider is brought back.
     pub recovery: Recovery,
+    /// Longest wait for an active health check.
+    pub health_check_timeout: Duration,
+    /// When calls stop going to the provider for a while.
+    pub circuit_breaker: CircuitBreaker,
     /// How the provider is reached.
     pub kind: ProviderKind,
 }
@@ -120,6 +124,27 @@ pub struct Recovery {
 impl Default for Recovery {
     fn default() -> Self {
         Self { max_attempts: 5, backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(60) }
+    }
+}
+
+/// The circuit breaker of a provider: it opens when `max_consecutive_failures` calls fail in a row
+/// or the error rate over the last calls reaches `error_rate`; after `open_s` it lets
+/// `half_open_probes` calls through, which close it again or re-open it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CircuitBreaker {
+    /// How long the breaker stays open before probing.
+    pub open: Duration,
+    /// Calls let through while half-open.
+    pub half_open_probes: u32,
+    /// Failure share (0..1] of the recent calls that opens the breaker.
+    pub error_rate: f64,
+    /// Calls needed in the window before the error rate counts.
+    pub min_calls: u32,
+}
+
+impl Default for CircuitBreaker {
+    fn default() -> Self {
+        Self { open: Duration::from_secs(30), half_open_probes: 1, error_rate: 0.5, min_calls: 10 }
     }
 }
 
@@ -244,6 +269,28 @@ pub enum Strategy {
     LeastConnections,
     /// Stable member per hash key.
     ConsistentHash,
+}
+
+impl ProviderKind {
+    /// The member called `name`, for a group.
+    pub fn group_member(&self, name: &str) -> Option<&Member> {
+        match self {
+            Self::Group(g) => g.members.iter().find(|m| m.provider == name),
+            _ => None,
+        }
+    }
+}
+
+impl Strategy {
+    /// The name used in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WeightedRoundRobin => "weighted_round_robin",
+            Self::Priority => "priority",
+            Self::LeastConnections => "least_connections",
+            Self::ConsistentHash => "consistent_hash",
+        }
+    }
 }
 
 /// One member of a group.

@@ -7,8 +7,8 @@ use serde_norway::Value;
 
 use crate::decode::{child, describe, index, Decoder, Fields};
 use crate::model::{
-    Container, Group, Member, PredefinedTool, Provider, ProviderKind, Recovery, Remote, RemoteTransport, Strategy,
-    Subprocess, Volume,
+    CircuitBreaker, Container, Group, Member, PredefinedTool, Provider, ProviderKind, Recovery, Remote,
+    RemoteTransport, Strategy, Subprocess, Volume,
 };
 use crate::validate::{check_http_url, is_tool_name};
 
@@ -22,7 +22,10 @@ const COMMON_KEYS: &[&str] = &[
     "tool_prefix",
     "tools",
     "recovery",
+    "health_check_timeout_s",
+    "circuit_breaker",
 ];
+const BREAKER_KEYS: &[&str] = &["open_s", "half_open_probes", "error_rate", "min_calls"];
 const RECOVERY_KEYS: &[&str] = &["max_attempts", "backoff_s", "max_backoff_s"];
 const SUBPROCESS_KEYS: &[&str] = &["command", "env", "cwd"];
 const CONTAINER_KEYS: &[&str] = &["image", "command", "env", "volumes", "network", "read_only", "memory", "cpus"];
@@ -84,6 +87,8 @@ pub(crate) fn decode(d: &mut Decoder<'_>, path: &str, name: &str, value: &Value)
         .map_or(DEFAULT_MAX_CONSECUTIVE_FAILURES, |n| n as u32);
     let tools = f.opt(d, "tools", decode_tools).unwrap_or_default();
     let recovery = f.opt(d, "recovery", decode_recovery).unwrap_or_default();
+    let health_check_timeout = f.opt(d, "health_check_timeout_s", Decoder::seconds).unwrap_or(Duration::from_secs(5));
+    let circuit_breaker = f.opt(d, "circuit_breaker", decode_breaker).unwrap_or_default();
 
     let kind = match mode.as_deref()? {
         "subprocess" => decode_subprocess(d, &f).map(ProviderKind::Subprocess),
@@ -104,7 +109,31 @@ pub(crate) fn decode(d: &mut Decoder<'_>, path: &str, name: &str, value: &Value)
         max_consecutive_failures,
         tools,
         recovery,
+        health_check_timeout,
+        circuit_breaker,
         kind,
+    })
+}
+
+fn decode_breaker(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<CircuitBreaker> {
+    let f = d.fields(path, v)?;
+    f.deny_unknown(d, BREAKER_KEYS, |_| None);
+    let dflt = CircuitBreaker::default();
+    Some(CircuitBreaker {
+        open: f.opt(d, "open_s", Decoder::seconds).unwrap_or(dflt.open),
+        half_open_probes: f
+            .opt(d, "half_open_probes", |d, p, v| d.integer(p, v, 1, 100))
+            .map_or(dflt.half_open_probes, |n| n as u32),
+        error_rate: f
+            .opt(d, "error_rate", |d, p, v| match v.as_f64() {
+                Some(r) if r > 0.0 && r <= 1.0 => Some(r),
+                _ => {
+                    d.problem(p, format!("expected a share in (0, 1], found {}", describe(v)));
+                    None
+                }
+            })
+            .unwrap_or(dflt.error_rate),
+        min_calls: f.opt(d, "min_calls", |d, p, v| d.integer(p, v, 1, 64)).map_or(dflt.min_calls, |n| n as u32),
     })
 }
 

@@ -9,6 +9,7 @@
 //! - [`state`]: the configuration snapshot and lifecycle phase shared by all requests.
 //! - [`telemetry`]: logging and metrics.
 
+pub mod balance;
 pub mod cli;
 pub mod demo;
 pub mod front;

@@ -2,6 +2,10 @@
 //! Pingora itself. The body was already validated against the headers; the only change made to it
 //! is cutting the tool prefix out of `params.name` (a byte splice, no re-serialisation). The reply
 //! streams back untouched.
+//!
+//! For a group, the member is chosen here like on the slow path; when connecting fails (or an
+//! idempotent call fails in transit before any reply byte), Pingora retries and the route moves to
+//! another member, within the group's retry budget.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -12,7 +16,9 @@ use pingora_http::RequestHeader;
 use pingora_proxy::Session;
 use serde_json::value::RawValue;
 
+use crate::balance::retry::MAX_ATTEMPTS;
 use crate::jsonrpc::parse::{span_in, Envelope, ParamsHead};
+use crate::lifecycle::CallGuard;
 use crate::mcp::aggregate::ListKind;
 use crate::mcp::headers::encode_header_value;
 use crate::mcp::protocol::Era;
@@ -26,18 +32,29 @@ const REPLAY_LIMIT: usize = 64 * 1024;
 
 /// A request being proxied on the fast path.
 pub struct FastRoute {
+    /// The configuration the route was chosen in (indexes refer to it).
+    pub snap: Arc<Snapshot>,
     /// The upstream.
     pub remote: Arc<Remote>,
     /// Where to connect.
     pub peer: Arc<HttpPeer>,
-    /// Provider index (for metrics).
+    /// Provider index of the upstream (a group's member).
     pub provider: usize,
+    /// The group the call was addressed to, if any (retries pick another member).
+    group: Option<usize>,
+    /// Members tried and failed, in order.
+    tried: Vec<usize>,
+    /// Whether repeating the call is harmless (a prompt, or a read-only/idempotent tool).
+    pub idempotent: bool,
+    /// Whether the current member's outcome was already recorded (a failure, by `retarget`).
+    pub recorded: bool,
+    /// Counts the call in flight at the member (least-connections reads it).
+    _in_flight: CallGuard,
     /// The new `Mcp-Name` value when the name changes.
     name_header: Option<String>,
-    /// Bytes of the body to cut (the prefix inside `params.name`).
-    cut: Option<Range<usize>>,
+    /// Cuts the prefix out of `params.name`.
+    splice: Splice,
     body_len: usize,
-    seen: usize,
     /// The request id, for error replies.
     pub id: Box<RawValue>,
 }
@@ -50,7 +67,7 @@ pub fn may_take(session: &Session) -> bool {
 
 /// The fast route for a validated modern request, or `None` when it must take the slow path.
 pub fn route(
-    snap: &Snapshot,
+    snap: &Arc<Snapshot>,
     env: &Envelope<'_>,
     head: &ParamsHead<'_>,
     body: &[u8],
@@ -75,12 +92,18 @@ pub fn route(
             None => routes.by_prefix(name).map(|(i, rest)| (i, rest.len()))?,
         }
     };
-    let member = routes.pick(idx).ok()?;
-    let Backend::Remote(remote) = &routes.providers[member].backend else { return None };
-    if remote.known_era() != Some(Era::Modern) {
-        return None;
-    }
-    let peer = remote.endpoint().cached_peer()?;
+    let group = match &routes.providers[idx].backend {
+        // Hashing needs the parsed caller or arguments: the slow path has them.
+        Backend::Group(pool) if pool.hash_key.is_some() => return None,
+        Backend::Group(pool) => {
+            pool.budget.earn();
+            Some(idx)
+        }
+        _ => None,
+    };
+    let (member, _) = routes.choose(idx, &[], &[]).ok()?;
+    let (remote, peer) = modern_remote(snap, member)?;
+    let idempotent = kind == ListKind::Prompts || routes.index.load().idempotent_tools.contains(name.as_ref());
     let prefix_len = name.len().checked_sub(own)?;
     let (cut, name_header) = if prefix_len == 0 {
         (None, None)
@@ -88,18 +111,60 @@ pub fn route(
         (Some(span.start..span.start + prefix_len), Some(encode_header_value(&name[prefix_len..]).into_owned()))
     };
     Some(FastRoute {
-        remote: remote.clone(),
+        _in_flight: routes.providers[member].lifecycle.begin_call(),
+        snap: snap.clone(),
+        remote,
         peer,
         provider: member,
+        group,
+        tried: Vec::new(),
+        idempotent,
+        recorded: false,
         name_header,
-        cut,
+        splice: Splice { cut, seen: 0 },
         body_len: body.len(),
-        seen: 0,
         id: env.id.map(|i| i.to_owned()).unwrap_or_else(|| crate::jsonrpc::null_id().to_owned()),
     })
 }
 
+/// Provider `idx` as a known-modern remote upstream with a resolved address.
+fn modern_remote(snap: &Snapshot, idx: usize) -> Option<(Arc<Remote>, Arc<HttpPeer>)> {
+    let Backend::Remote(remote) = &snap.routes.providers[idx].backend else { return None };
+    if remote.known_era() != Some(Era::Modern) {
+        return None;
+    }
+    Some((remote.clone(), remote.endpoint().cached_peer()?))
+}
+
 impl FastRoute {
+    /// After a failure at the current member (recorded against it): moves the route to another
+    /// member of its group, if the call is addressed to one, attempts and the group's retry budget
+    /// remain, and another member can take it on the fast path. Returns whether it moved.
+    pub fn retarget(&mut self, failure: &str) -> bool {
+        let routes = &self.snap.routes;
+        routes.providers[self.provider].lifecycle.record(Some(failure));
+        self.recorded = true;
+        let Some(group) = self.group else { return false };
+        self.tried.push(self.provider);
+        let Backend::Group(pool) = &routes.providers[group].backend else { return false };
+        if self.tried.len() >= MAX_ATTEMPTS || !pool.budget.spend() {
+            return false;
+        }
+        let Ok((member, _)) = routes.choose(group, &[], &self.tried) else { return false };
+        let Some((remote, peer)) = modern_remote(&self.snap, member) else { return false };
+        tracing::debug!(
+            from = routes.providers[self.provider].name(),
+            to = routes.providers[member].name(),
+            "retrying on another member"
+        );
+        self._in_flight = routes.providers[member].lifecycle.begin_call();
+        (self.remote, self.peer, self.provider) = (remote, peer, member);
+        // Pingora replays the buffered body through the splice again.
+        self.splice.seen = 0;
+        self.recorded = false;
+        true
+    }
+
     /// Rewrites the request header for the upstream: its path and host, the new name and length,
     /// its configured headers; drops what belongs to the client's hop (Origin, cookies, its own
     /// credentials for the gateway, legacy session ids).
@@ -115,7 +180,7 @@ impl FastRoute {
         if let Some(n) = &self.name_header {
             req.insert_header("mcp-name", n.as_str())?;
         }
-        let cut = self.cut.as_ref().map_or(0, |c| c.len());
+        let cut = self.splice.cut.as_ref().map_or(0, |c| c.len());
         req.insert_header("content-length", self.body_len - cut)?;
         for (name, value) in self.remote.configured_headers() {
             req.insert_header(name.clone(), value.as_str())?;
@@ -125,6 +190,19 @@ impl FastRoute {
 
     /// Cuts the prefix out of the body as it passes (in whichever chunk holds it).
     pub fn splice(&mut self, body: &mut Option<Bytes>) {
+        self.splice.apply(body);
+    }
+}
+
+/// A byte range cut out of a body that passes in chunks.
+struct Splice {
+    cut: Option<Range<usize>>,
+    /// Body bytes seen so far.
+    seen: usize,
+}
+
+impl Splice {
+    fn apply(&mut self, body: &mut Option<Bytes>) {
         let Some(chunk) = body.as_mut() else { return };
         let start = self.seen;
         self.seen += chunk.len();
@@ -145,45 +223,16 @@ impl FastRoute {
 mod tests {
     use super::*;
 
-    fn route_with_cut(cut: Option<Range<usize>>, body_len: usize) -> FastRoute {
-        let settings = crate::upstream::remote::RemoteSettings {
-            name: "p".into(),
-            url: "http://127.0.0.1:1/mcp".into(),
-            headers: Vec::new(),
-            timeouts: crate::upstream::http::Timeouts {
-                connect: std::time::Duration::from_secs(1),
-                first_byte: std::time::Duration::from_secs(1),
-                idle: std::time::Duration::from_secs(1),
-            },
-            max_body: 1 << 20,
-            transport: hangar_config::RemoteTransport::Auto,
-        };
-        let events = Arc::new(crate::lifecycle::EventLog::default());
-        let lifecycle = crate::lifecycle::Lifecycle::new("p", 3, hangar_config::Recovery::default(), events);
-        let remote =
-            Remote::new(settings, Arc::default(), Arc::new(crate::upstream::Discard), lifecycle).expect("remote");
-        FastRoute {
-            remote: Arc::new(remote),
-            peer: Arc::new(HttpPeer::new("127.0.0.1:1", false, String::new())),
-            provider: 0,
-            name_header: None,
-            cut,
-            body_len,
-            seen: 0,
-            id: crate::jsonrpc::null_id().to_owned(),
-        }
-    }
-
     #[test]
     fn splices_across_chunks() {
         let body = br#"{"params":{"name":"math__add"}}"#;
         let start = body.windows(6).position(|w| w == b"math__").expect("prefix");
         for split in 0..body.len() {
-            let mut r = route_with_cut(Some(start..start + 6), body.len());
+            let mut splice = Splice { cut: Some(start..start + 6), seen: 0 };
             let mut out = Vec::new();
             for part in [&body[..split], &body[split..]] {
                 let mut chunk = Some(Bytes::copy_from_slice(part));
-                r.splice(&mut chunk);
+                splice.apply(&mut chunk);
                 out.extend_from_slice(&chunk.unwrap_or_default());
             }
             assert_eq!(out, br#"{"params":{"name":"add"}}"#, "split at {split}");

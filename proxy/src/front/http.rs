@@ -103,13 +103,48 @@ impl ProxyHttp for HttpFront {
         Ok(())
     }
 
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Self::CTX,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // Nothing reached the member: any call may go to another one.
+        if let Some(route) = &mut ctx.fast {
+            let moved = route.retarget(&format!("cannot connect ({})", e.etype().as_str()));
+            e.set_retry(moved);
+        }
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Self::CTX,
+        _client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        // The member may have run the call: only an idempotent one is repeated, and only while
+        // nothing of the reply has reached the client.
+        let repeatable = session.response_written().is_none() && !session.as_ref().retry_buffer_truncated();
+        let moved = match &mut ctx.fast {
+            Some(route) if repeatable && route.idempotent => route.retarget(e.etype().as_str()),
+            _ => false,
+        };
+        e.set_retry(moved);
+        e
+    }
+
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Self::CTX) -> FailToProxy {
         let Some(route) = &ctx.fast else {
             let code = if matches!(e.etype(), ErrorType::HTTPStatus(_)) { 500 } else { 502 };
             let _ = session.respond_error(code).await;
             return FailToProxy { error_code: code, can_reuse_downstream: false };
         };
-        let snap = self.state.snapshot();
+        let snap = &route.snap;
         let provider = snap.routes.providers.get(route.provider).map_or("", |p| p.name());
         let err = proxy_error(e, snap.config.server.limits.first_byte_timeout).to_rpc(provider);
         let written = session.response_written().is_some();
@@ -121,8 +156,8 @@ impl ProxyHttp for HttpFront {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
         let code = session.response_written().map_or(0, |r| r.status.as_u16());
-        if let Some(route) = &ctx.fast {
-            if let Some(p) = self.state.snapshot().routes.providers.get(route.provider) {
+        if let Some(route) = ctx.fast.as_ref().filter(|r| !r.recorded) {
+            if let Some(p) = route.snap.routes.providers.get(route.provider) {
                 p.lifecycle.record(e.map(|e| e.etype().as_str()));
             }
         }

@@ -421,6 +421,7 @@ async fn produce_legacy(
     client.untrack(&tracked);
     match outcome {
         Some(Ok(result)) => buf.answer(Bytes::from(result_bytes(&id, &result))),
+        Some(Err(e)) if e.code == code::SESSION_LOST => buf.answer_with_status(Bytes::from(error_bytes(&id, &e)), 404),
         Some(Err(e)) => buf.answer(Bytes::from(error_bytes(&id, &e))),
         // A cancelled request gets no response.
         None => buf.finish(),
@@ -444,7 +445,7 @@ async fn serve_reply(
             let (msgs, done, answered) = buf.read_from(0);
             if done && answered && msgs.len() == 1 {
                 let mut msgs = msgs;
-                return reply.finish(session, 200, msgs.remove(0).to_vec()).await;
+                return reply.finish(session, buf.status(), msgs.remove(0).to_vec()).await;
             }
             if !msgs.is_empty() || done {
                 break;

@@ -37,6 +37,9 @@ pub mod code {
     pub const PROVIDER_TIMEOUT: i64 = -32011;
     /// Gateway-defined: the provider answered with something that is not MCP.
     pub const PROVIDER_PROTOCOL_ERROR: i64 = -32012;
+    /// Gateway-defined: the group member holding a legacy session's upstream session went down;
+    /// the session is over (HTTP 404) and the client must initialize a new one.
+    pub const SESSION_LOST: i64 = -32013;
 }
 
 /// A JSON-RPC error object.

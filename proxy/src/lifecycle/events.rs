@@ -56,6 +56,11 @@ impl EventLog {
         self.push(provider, state.as_str(), state.as_str(), cause, detail);
     }
 
+    /// Records a group's routing change (failover to another tier, failback).
+    pub fn note_group(&self, group: &str, cause: &'static str, detail: &str) {
+        self.push(group, "GROUP", "GROUP", cause, detail);
+    }
+
     fn push(&self, provider: &str, from: &'static str, to: &'static str, cause: &'static str, detail: &str) {
         let at_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

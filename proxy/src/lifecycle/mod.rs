@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hangar_config::Recovery;
+use hangar_config::{CircuitBreaker, Recovery};
+
+use crate::balance::breaker::{Breaker, BreakerState, Change as BreakerChange};
 
 pub use events::{EventLog, ProviderEvent};
 
@@ -130,6 +132,12 @@ pub struct Lifecycle {
     events: Arc<EventLog>,
     /// Set while an idle collection runs, so the service starts only one.
     pub(crate) stopping: std::sync::atomic::AtomicBool,
+    /// Whether calls may go to the provider now.
+    pub breaker: Breaker,
+    last_check_ms: AtomicU64,
+    /// Times the provider went out of service (to DEAD or COLD): state held for a client by an
+    /// earlier incarnation (a legacy upstream session) is gone when this changes.
+    generation: AtomicU64,
 }
 
 /// Progress of recovering a DEAD provider.
@@ -142,7 +150,13 @@ struct RecoveryState {
 
 impl Lifecycle {
     /// A COLD provider; transitions are reported to `events`.
-    pub fn new(provider: &str, threshold: u32, recovery: Recovery, events: Arc<EventLog>) -> Arc<Self> {
+    pub fn new(
+        provider: &str,
+        threshold: u32,
+        recovery: Recovery,
+        breaker: CircuitBreaker,
+        events: Arc<EventLog>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             provider: provider.into(),
             state: AtomicU8::new(State::Cold as u8),
@@ -157,6 +171,9 @@ impl Lifecycle {
             recovery_state: Mutex::new(RecoveryState::default()),
             events,
             stopping: std::sync::atomic::AtomicBool::new(false),
+            breaker: Breaker::new(breaker),
+            last_check_ms: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -176,6 +193,9 @@ impl Lifecycle {
         let from = self.state();
         let to = next_state(from, cause)?;
         self.state.store(to as u8, Ordering::Release);
+        if matches!(to, State::Dead | State::Cold) {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
         match cause {
             Cause::Crashed | Cause::StartFailed | Cause::GaveUp => {
                 if let Ok(mut e) = self.last_error.lock() {
@@ -197,7 +217,17 @@ impl Lifecycle {
             _ => {}
         }
         self.events.emit(&self.provider, from, to, cause, detail);
+        if cause == Cause::Ready {
+            // A new instance: the old one's failures say nothing about it.
+            let reset = self.breaker.reset();
+            self.note_breaker(reset);
+        }
         Some(to)
+    }
+
+    /// See the `generation` field.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Counts a call in flight (for idle collection) until the guard is dropped.
@@ -226,6 +256,8 @@ impl Lifecycle {
     /// Records the outcome of a call or check. Only transport-level failures count; a JSON-RPC
     /// error from the provider is a healthy provider saying no.
     pub fn record(&self, failure: Option<&str>) {
+        let change = self.breaker.record(failure.is_none());
+        self.note_breaker(change);
         match failure {
             None => {
                 self.consecutive_failures.store(0, Ordering::Release);
@@ -238,13 +270,51 @@ impl Lifecycle {
                 if let Ok(mut e) = self.last_error.lock() {
                     *e = Some(reason.to_owned());
                 }
-                if n >= self.threshold && self.state() == State::Ready {
-                    self.fire(Cause::FailureThreshold, &format!("{n} consecutive failures; last: {reason}"));
+                let opened = change.is_some_and(|c| c.to == BreakerState::Open);
+                if (n >= self.threshold || opened) && self.state() == State::Ready {
+                    let why = if opened && n < self.threshold {
+                        format!("error rate {:.0}%; last: {reason}", self.breaker.error_rate() * 100.0)
+                    } else {
+                        format!("{n} consecutive failures; last: {reason}")
+                    };
+                    self.fire(Cause::FailureThreshold, &why);
+                    let tripped = self.breaker.trip();
+                    self.note_breaker(tripped);
                 } else if n >= self.threshold * 2 && self.state() == State::Degraded {
                     self.fire(Cause::GaveUp, &format!("{n} consecutive failures; last: {reason}"));
                 }
             }
         }
+    }
+
+    /// Reports a breaker change as an event.
+    pub fn note_breaker(&self, change: Option<BreakerChange>) {
+        if let Some(c) = change {
+            let cause = match c.to {
+                BreakerState::Open => "breaker_open",
+                BreakerState::HalfOpen => "breaker_half_open",
+                BreakerState::Closed => "breaker_closed",
+            };
+            self.events.note(
+                &self.provider,
+                self.state(),
+                cause,
+                &format!("circuit {} -> {}", c.from.as_str(), c.to.as_str()),
+            );
+        }
+    }
+
+    /// Whether selection may consider the provider: not DEAD, breaker letting calls through.
+    pub fn admits(&self) -> bool {
+        self.state() != State::Dead && self.breaker.admits()
+    }
+
+    /// Whether an active health check is due (`interval` since the last one); marks it started.
+    pub fn check_due(&self, interval: Duration) -> bool {
+        let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.last_check_ms.load(Ordering::Acquire);
+        let due = last == 0 || Duration::from_millis(now.saturating_sub(last)) >= interval;
+        due && self.last_check_ms.compare_exchange(last, now.max(1), Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
     /// Consecutive failed calls.

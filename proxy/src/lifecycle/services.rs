@@ -1,6 +1,7 @@
 //! The lifecycle's background service: recovery attempts for DEAD providers (with the backoff the
-//! state machine schedules) and idle collection of running processes. It runs off the request path,
-//! acts through the upstreams (which report their own transitions) and stops at shutdown.
+//! state machine schedules), active health checks, circuit-breaker timeouts and idle collection of
+//! running processes. It runs off the request path, acts through the upstreams (which report their
+//! own transitions) and stops at shutdown.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -27,14 +28,19 @@ pub async fn run(state: Arc<AppState>) {
         let snap = state.snapshot();
         for p in &snap.routes.providers {
             let Some(upstream) = concrete(p) else { continue };
+            let tripped = p.lifecycle.breaker.tick();
+            p.lifecycle.note_breaker(tripped);
             if let Some(attempt) = p.lifecycle.take_due_recovery() {
                 let (p, upstream) = (p.clone(), upstream.clone());
                 tokio::spawn(async move {
                     let (_, max) = p.lifecycle.recovery_attempts();
                     tracing::info!(provider = p.name(), attempt, max, "recovery attempt");
-                    let ok = upstream.check().await.is_ok();
+                    let ok = health_check(&p, upstream.as_ref()).await;
                     p.lifecycle.finish_recovery(ok);
                 });
+            } else if check_wanted(p) && p.lifecycle.check_due(p.config.health_check_interval) {
+                let (p, upstream) = (p.clone(), upstream.clone());
+                tokio::spawn(async move { health_check(&p, upstream.as_ref()).await });
             }
             if idle_collectable(p) && !p.lifecycle.stopping.swap(true, Ordering::AcqRel) {
                 let (p, upstream) = (p.clone(), upstream.clone());
@@ -47,12 +53,34 @@ pub async fn run(state: Arc<AppState>) {
     }
 }
 
+/// Checks a provider within its `health_check_timeout_s` and records the outcome (which moves
+/// its state and breaker); returns whether it passed.
+async fn health_check(p: &ProviderRuntime, upstream: &dyn Upstream) -> bool {
+    let timeout = p.config.health_check_timeout;
+    let failure = match tokio::time::timeout(timeout, upstream.check()).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("health check failed: {e}")),
+        Err(_) => Some(format!("health check timed out after {timeout:?}")),
+    };
+    if let Some(why) = &failure {
+        tracing::debug!(provider = p.name(), "{why}");
+    }
+    p.lifecycle.record(failure.as_deref());
+    failure.is_none()
+}
+
+/// Whether active checks apply now: to a provider in service (never to a COLD one: checking
+/// would defeat lazy start; a DEAD one gets recovery attempts instead).
+fn check_wanted(p: &ProviderRuntime) -> bool {
+    matches!(p.lifecycle.state(), State::Ready | State::Degraded)
+}
+
 /// The provider's own upstream (groups have none: their members are providers themselves).
 fn concrete(p: &ProviderRuntime) -> Option<Arc<dyn Upstream>> {
     match &p.backend {
         Backend::Remote(r) => Some(r.clone()),
         Backend::Process(u) => Some(u.clone()),
-        Backend::Group { .. } | Backend::Unavailable(_) => None,
+        Backend::Group(_) | Backend::Unavailable(_) => None,
     }
 }
 

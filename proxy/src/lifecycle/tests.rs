@@ -10,7 +10,7 @@ use super::*;
 fn lifecycle(threshold: u32, max_attempts: u32) -> (Arc<Lifecycle>, Arc<EventLog>) {
     let events = Arc::new(EventLog::default());
     let recovery = Recovery { max_attempts, backoff: Duration::ZERO, max_backoff: Duration::ZERO };
-    (Lifecycle::new("p", threshold, recovery, events.clone()), events)
+    (Lifecycle::new("p", threshold, recovery, hangar_config::CircuitBreaker::default(), events.clone()), events)
 }
 
 #[test]
@@ -49,6 +49,7 @@ fn start_ready_degrade_recover_die_stop() {
     assert_eq!(l.state(), State::Ready, "one failure is below the threshold");
     l.record(Some("boom"));
     assert_eq!(l.state(), State::Degraded);
+    assert!(!l.admits(), "the threshold opens the breaker");
     l.record(None);
     assert_eq!(l.state(), State::Ready, "a success recovers");
     for _ in 0..4 {
@@ -59,7 +60,38 @@ fn start_ready_degrade_recover_die_stop() {
     assert_eq!(l.last_error().as_deref(), Some("4 consecutive failures; last: down"));
     assert_eq!(l.fire(Cause::Stopped, "shutdown"), Some(State::Cold));
     let causes: Vec<&str> = events.recent(Some("p"), 100).iter().map(|e| e.cause).collect();
-    assert_eq!(causes, ["start", "ready", "failure_threshold", "recovered", "failure_threshold", "gave_up", "stopped"]);
+    assert_eq!(
+        causes,
+        [
+            "start",
+            "ready",
+            "failure_threshold",
+            "breaker_open",
+            "breaker_half_open",
+            "recovered",
+            "breaker_open",
+            "failure_threshold",
+            "gave_up",
+            "stopped"
+        ]
+    );
+}
+
+#[test]
+fn a_new_instance_closes_the_breaker_and_starts_a_generation() {
+    let (l, events) = lifecycle(1, 3);
+    l.fire(Cause::Start, "");
+    l.fire(Cause::Ready, "");
+    let first = l.generation();
+    l.record(Some("refused"));
+    assert_eq!(l.breaker.state(), BreakerState::Open);
+    l.fire(Cause::Crashed, "exited");
+    assert_ne!(l.generation(), first, "leaving service ends the generation");
+    l.fire(Cause::Start, "recovery");
+    l.fire(Cause::Ready, "");
+    assert_eq!(l.breaker.state(), BreakerState::Closed);
+    assert!(l.admits());
+    assert_eq!(events.recent(None, 1)[0].cause, "breaker_closed");
 }
 
 #[test]

@@ -161,20 +161,31 @@ pub async fn provider_list(routes: &Routes, idx: usize, kind: ListKind) -> Resul
             Fetched { items: Arc::new(Vec::new()), ttl_ms: 0, private: false }
         });
     }
-    let source = match &p.backend {
-        Backend::Group { members, .. } => members.first().copied(),
-        _ => Some(idx),
-    };
-    let result = match source {
-        Some(src) if src != idx => Box::pin(provider_list(routes, src, kind)).await,
-        Some(_) => fetch(routes, idx, kind).await,
-        None => Err(RpcError::new(code::PROVIDER_UNAVAILABLE, "group has no members")),
+    let result = match &p.backend {
+        Backend::Group(pool) => group_list(routes, idx, &pool.members, kind).await,
+        _ => fetch(routes, idx, kind).await,
     };
     match result {
         Ok(f) => Ok(f),
         Err(_) if kind == ListKind::Tools && !p.config.tools.is_empty() => Ok(predefined()),
         Err(e) => Err(e),
     }
+}
+
+/// A group's list: its members serve the same things, so the first member that answers gives it
+/// (healthy members first).
+async fn group_list(routes: &Routes, idx: usize, members: &[usize], kind: ListKind) -> Result<Fetched, RpcError> {
+    let mut order = members.to_vec();
+    order.sort_by_key(|&m| !routes.providers[m].lifecycle.admits());
+    let mut last =
+        RpcError::new(code::PROVIDER_UNAVAILABLE, format!("group {:?} has no members", routes.providers[idx].name()));
+    for m in order {
+        match Box::pin(provider_list(routes, m, kind)).await {
+            Ok(f) => return Ok(f),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 async fn fetch(routes: &Routes, idx: usize, kind: ListKind) -> Result<Fetched, RpcError> {
@@ -247,7 +258,10 @@ pub async fn merged(routes: &Routes, kind: ListKind, era: Era) -> Value {
     let mut private = false;
     let mut index = (**routes.index.load()).clone();
     match kind {
-        ListKind::Tools => index.tools.clear(),
+        ListKind::Tools => {
+            index.tools.clear();
+            index.idempotent_tools.clear();
+        }
         ListKind::Prompts => index.prompts.clear(),
         ListKind::Resources => index.resources.clear(),
         ListKind::Templates => index.templates.clear(),
@@ -272,7 +286,12 @@ pub async fn merged(routes: &Routes, kind: ListKind, era: Era) -> Value {
                     let exposed = format!("{}{}", p.config.tool_prefix, name);
                     item["name"] = Value::String(exposed.clone());
                     let map = if kind == ListKind::Tools { &mut index.tools } else { &mut index.prompts };
-                    map.entry(exposed.clone()).or_insert((i, name));
+                    if let std::collections::hash_map::Entry::Vacant(slot) = map.entry(exposed.clone()) {
+                        slot.insert((i, name));
+                        if kind == ListKind::Tools && crate::balance::retry::is_idempotent_tool(&item) {
+                            index.idempotent_tools.insert(exposed.clone());
+                        }
+                    }
                     exposed
                 }
                 ListKind::Resources => {

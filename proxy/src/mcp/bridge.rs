@@ -149,17 +149,20 @@ impl ParkedCalls {
 
 /// Modern client, any upstream, for a method that may need input. Server→client requests from
 /// a legacy upstream become `input_required` results; modern upstreams' own `input_required`
-/// results pass through untouched.
-#[allow(clippy::too_many_arguments)]
-pub async fn modern_call(
+/// results pass through untouched. `start` makes the upstream call, relaying what the upstream
+/// sends meanwhile to the given channel; it runs on its own task, so a call can stay parked
+/// between the client's rounds.
+pub async fn modern_call<Call>(
     parked: &ParkedCalls,
-    upstream: Arc<dyn Upstream>,
-    provider: &str,
     ctx: &ClientCtx,
     method: &str,
     params: Value,
     events: Events,
-) -> Result<Value, RpcError> {
+    start: impl FnOnce(Value, mpsc::Sender<CallEvent>) -> Call,
+) -> Result<Value, RpcError>
+where
+    Call: std::future::Future<Output = Result<Value, RpcError>> + Send + 'static,
+{
     let name = params.get("name").or_else(|| params.get("uri")).and_then(Value::as_str).map(str::to_owned);
     let token =
         params.get("requestState").and_then(Value::as_str).filter(|t| t.starts_with(TOKEN_PREFIX)).map(str::to_owned);
@@ -189,11 +192,9 @@ pub async fn modern_call(
             // `input_required` (its `inputResponses` and `requestState` pass through untouched).
             let (tx, rx) = mpsc::channel(64);
             let (done_tx, done) = oneshot::channel();
-            let caller = ctx.caller.clone();
-            let (m, p, prov) = (method.to_owned(), params, provider.to_owned());
+            let call = start(params, tx);
             let task = tokio::spawn(async move {
-                let r = upstream.call(&m, p, &caller, Some(tx)).await.map_err(|e| e.to_rpc(&prov));
-                let _ = done_tx.send(r);
+                let _ = done_tx.send(call.await);
             });
             Parked {
                 method: method.to_owned(),

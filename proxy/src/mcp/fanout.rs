@@ -80,8 +80,8 @@ fn invalidate(state: &Arc<AppState>, provider: &str, kinds: &[ListKind]) {
     let Some((idx, p)) = snap.routes.provider(provider) else { return };
     p.lists.invalidate(kinds);
     for g in &snap.routes.providers {
-        if let Backend::Group { members, .. } = &g.backend {
-            if members.contains(&idx) {
+        if let Backend::Group(pool) = &g.backend {
+            if pool.members.contains(&idx) {
                 g.lists.invalidate(kinds);
             }
         }

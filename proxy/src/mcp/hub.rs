@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 use crate::jsonrpc::{code, RpcError};
 use crate::mcp::aggregate::{self, ListKind};
 use crate::mcp::bridge;
+use crate::mcp::dispatch::Dispatch;
 use crate::mcp::protocol::{meta, supports_input_required, Era, LEGACY_VERSIONS, MODERN_VERSION};
 use crate::mcp::registry;
 use crate::mcp::session::ClientSession;
@@ -56,7 +57,7 @@ impl ClientCtx {
 
 /// Ends the upstream sessions opened for a legacy client session that is over (deleted or
 /// expired), in the background.
-pub fn end_session(state: &Arc<AppState>, client: &ClientSession) {
+pub fn end_session(state: &AppState, client: &ClientSession) {
     let key = SessionKey::Client(client.id.clone());
     let upstreams = state.snapshot().routes.all_upstreams();
     tokio::spawn(async move {
@@ -220,7 +221,7 @@ fn instructions(routes: &Routes) -> String {
 /// `tools/call` and `prompts/get`: find the provider by exposed name, call it with its own name.
 async fn call_named(
     state: &AppState,
-    routes: &Routes,
+    routes: &Arc<Routes>,
     ctx: &ClientCtx,
     kind: ListKind,
     method: &str,
@@ -243,13 +244,14 @@ async fn call_named(
         .await
         .ok_or_else(|| RpcError::new(code::INVALID_PARAMS, format!("Unknown {what}: {name:?}")))?;
     params["name"] = Value::String(own_name);
-    forward(state, routes, ctx, idx, method, params, events).await
+    let idempotent = kind == ListKind::Prompts || routes.index.load().idempotent_tools.contains(&name);
+    forward(state, routes, ctx, Target { idx, idempotent }, method, params, events).await
 }
 
 /// Resource requests, routed by URI (never rewritten).
 async fn call_resource(
     state: &AppState,
-    routes: &Routes,
+    routes: &Arc<Routes>,
     ctx: &ClientCtx,
     method: &str,
     params: Value,
@@ -264,14 +266,14 @@ async fn call_resource(
         let c = if ctx.era == Era::Modern { code::INVALID_PARAMS } else { code::RESOURCE_NOT_FOUND_LEGACY };
         return Err(RpcError::new(c, format!("Resource not found: {uri}")).with_data(json!({"uri": uri})));
     };
-    forward(state, routes, ctx, idx, method, params, events).await
+    forward(state, routes, ctx, Target { idx, idempotent: true }, method, params, events).await
 }
 
 /// Legacy `resources/subscribe`/`unsubscribe`: recorded at the gateway, which watches the
 /// provider serving the URI and relays its updates to the session.
 async fn subscribe(
     state: &Arc<AppState>,
-    routes: &Routes,
+    routes: &Arc<Routes>,
     ctx: &ClientCtx,
     method: &str,
     params: &Value,
@@ -296,7 +298,7 @@ async fn subscribe(
     let (member, upstream) = routes.upstream(idx)?;
     let info = upstream.probe().await.map_err(|e| e.to_rpc(routes.providers[member].name()))?;
     if info.era == Era::Legacy && info.capabilities.pointer("/resources/subscribe") == Some(&json!(true)) {
-        return forward(state, routes, ctx, idx, method, params.clone(), None).await;
+        return forward(state, routes, ctx, Target { idx, idempotent: false }, method, params.clone(), None).await;
     }
     session.set_subscribed(uri, on);
     crate::mcp::subscriptions::refresh(state).await;
@@ -306,7 +308,7 @@ async fn subscribe(
 /// `completion/complete`: by prompt name or resource URI in `params.ref`.
 async fn complete(
     state: &AppState,
-    routes: &Routes,
+    routes: &Arc<Routes>,
     ctx: &ClientCtx,
     mut params: Value,
     events: Events,
@@ -329,7 +331,7 @@ async fn complete(
         }
         _ => return Err(RpcError::new(code::INVALID_PARAMS, "params.ref must be a ref/prompt or ref/resource")),
     };
-    forward(state, routes, ctx, idx, "completion/complete", params, events).await
+    forward(state, routes, ctx, Target { idx, idempotent: true }, "completion/complete", params, events).await
 }
 
 /// `logging/setLevel` (legacy): remembered for the session and passed to its upstream sessions.
@@ -361,28 +363,54 @@ async fn set_level(routes: &Routes, ctx: &ClientCtx, params: Value) -> Result<Va
     Ok(json!({}))
 }
 
-/// Sends a routed request to provider `idx` (a group picks a member), bridging server→client
-/// interactions across eras.
+/// Where a routed call goes, and whether repeating it is harmless.
+#[derive(Debug, Clone, Copy)]
+struct Target {
+    /// The provider or group.
+    idx: usize,
+    /// A read, or a tool marked read-only or idempotent.
+    idempotent: bool,
+}
+
+/// Sends a routed request to its provider (a group picks a member, and may try another),
+/// bridging server→client interactions across eras.
 async fn forward(
     state: &AppState,
-    routes: &Routes,
+    routes: &Arc<Routes>,
     ctx: &ClientCtx,
-    idx: usize,
+    target: Target,
     method: &str,
     params: Value,
     events: Events,
 ) -> Result<Value, RpcError> {
-    let (member, upstream) = routes.upstream(idx)?;
-    let provider = routes.providers[member].name();
+    let dispatch = match Dispatch::new(routes.clone(), ctx, target.idx, method, &params, target.idempotent) {
+        Ok(d) => d,
+        Err(e) => {
+            if e.code == code::SESSION_LOST {
+                if let Some(client) = ctx.session.as_ref().and_then(|s| state.sessions.remove(&s.id)) {
+                    tracing::info!(session = %client.id, "{}", e.message);
+                    end_session(state, &client);
+                }
+            }
+            return Err(e);
+        }
+    };
     let mrtr = supports_input_required(method);
     if ctx.era == Era::Modern && mrtr {
-        return bridge::modern_call(&state.parked, upstream, provider, ctx, method, params, events).await;
+        let dispatch = Arc::new(dispatch);
+        let (caller, method_owned) = (ctx.caller.clone(), method.to_owned());
+        return bridge::modern_call(&state.parked, ctx, method, params, events, move |params, tx| async move {
+            dispatch.call(&method_owned, params, &caller, Some(tx)).await.map(|(_, result)| result)
+        })
+        .await;
     }
     let resend = (ctx.era == Era::Legacy && mrtr).then(|| params.clone());
-    let result = upstream.call(method, params, &ctx.caller, events.clone()).await.map_err(|e| e.to_rpc(provider))?;
+    let (member, result) = dispatch.call(method, params, &ctx.caller, events.clone()).await?;
     match resend {
         Some(params) if bridge::is_input_required(&result) => {
-            bridge::legacy_rounds(&upstream, provider, ctx, method, params, result, &events).await
+            let upstream = routes.concrete(member)?;
+            bridge::legacy_rounds(&upstream, routes.providers[member].name(), ctx, method, params, result, &events)
+                .await
         }
         _ => Ok(result),
     }

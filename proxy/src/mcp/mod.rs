@@ -3,6 +3,7 @@
 
 pub mod aggregate;
 pub mod bridge;
+pub mod dispatch;
 pub mod fanout;
 pub mod headers;
 pub mod hub;

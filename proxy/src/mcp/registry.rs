@@ -56,14 +56,23 @@ pub async fn call(
         routes.provider(n).ok_or_else(|| RpcError::new(code::INVALID_PARAMS, format!("unknown provider {n:?}")))
     };
     let result = match name {
-        "registry_list" => json!({"providers": routes.providers.iter().map(|p| summary(p)).collect::<Vec<_>>()}),
+        "registry_list" => {
+            json!({"providers": routes.providers.iter().map(|p| summary(routes, p)).collect::<Vec<_>>()})
+        }
         "registry_details" => {
             let (_, p) = provider()?;
-            let mut v = summary(p);
+            let mut v = summary(routes, p);
             v["config"] = json!({
                 "idle_ttl_s": p.config.idle_ttl.as_secs_f64(),
                 "health_check_interval_s": p.config.health_check_interval.as_secs_f64(),
+                "health_check_timeout_s": p.config.health_check_timeout.as_secs_f64(),
                 "max_consecutive_failures": p.config.max_consecutive_failures,
+                "circuit_breaker": {
+                    "open_s": p.config.circuit_breaker.open.as_secs_f64(),
+                    "half_open_probes": p.config.circuit_breaker.half_open_probes,
+                    "error_rate": p.config.circuit_breaker.error_rate,
+                    "min_calls": p.config.circuit_breaker.min_calls,
+                },
                 "predefined_tools": p.config.tools.len(),
             });
             if let Some(info) = concrete(p).and_then(|u| u.info()) {
@@ -77,10 +86,12 @@ pub async fn call(
             let Some(upstream) = concrete(p) else {
                 return Ok(error_result(&format!("{:?} is a group: start its members", p.name())));
             };
-            if let Err(e) = upstream.check().await {
+            let checked = upstream.check().await;
+            p.lifecycle.record(checked.as_ref().err().map(ToString::to_string).as_deref());
+            if let Err(e) = checked {
                 return Ok(error_result(&format!("{:?} did not start: {e}", p.name())));
             }
-            summary(p)
+            summary(routes, p)
         }
         "registry_stop" => {
             let (_, p) = provider()?;
@@ -88,7 +99,7 @@ pub async fn call(
                 return Ok(error_result(&format!("{:?} is a group: stop its members", p.name())));
             };
             upstream.stop(Cause::Stopped).await;
-            summary(p)
+            summary(routes, p)
         }
         "registry_tools" => {
             let (idx, p) = provider()?;
@@ -152,15 +163,44 @@ fn health(state: &AppState, routes: &Routes) -> Value {
     })
 }
 
-fn summary(p: &ProviderRuntime) -> Value {
+fn summary(routes: &Routes, p: &ProviderRuntime) -> Value {
     let pid = match &p.backend {
         Backend::Process(u) => u.pid(),
         _ => None,
     };
+    if let Backend::Group(pool) = &p.backend {
+        let members: Vec<Value> = pool
+            .members
+            .iter()
+            .map(|&m| {
+                let member = &routes.providers[m];
+                let weight = p.config.kind.group_member(member.name()).map(|c| (c.weight, c.priority));
+                json!({
+                    "name": member.name(),
+                    "state": member.lifecycle.state().as_str(),
+                    "circuit": member.lifecycle.breaker.state().as_str(),
+                    "inflight": member.lifecycle.inflight(),
+                    "weight": weight.map(|w| w.0),
+                    "priority": weight.map(|w| w.1),
+                })
+            })
+            .collect();
+        return json!({
+            "name": p.name(),
+            "mode": "group",
+            "state": "GROUP",
+            "strategy": pool.strategy.as_str(),
+            "expose": p.config.expose,
+            "tool_prefix": p.config.tool_prefix,
+            "members": members,
+        });
+    }
     json!({
         "name": p.name(),
         "mode": p.config.kind.mode(),
-        "state": if is_group(p) { "GROUP" } else { p.lifecycle.state().as_str() },
+        "state": p.lifecycle.state().as_str(),
+        "circuit": p.lifecycle.breaker.state().as_str(),
+        "error_rate": p.lifecycle.breaker.error_rate(),
         "expose": p.config.expose,
         "tool_prefix": p.config.tool_prefix,
         "inflight": p.lifecycle.inflight(),
@@ -171,7 +211,7 @@ fn summary(p: &ProviderRuntime) -> Value {
 }
 
 fn is_group(p: &ProviderRuntime) -> bool {
-    matches!(p.backend, Backend::Group { .. })
+    matches!(p.backend, Backend::Group(_))
 }
 
 fn concrete(p: &ProviderRuntime) -> Option<Arc<dyn Upstream>> {

@@ -7,7 +7,7 @@
 //! `<stream>-<seq>`; sequence 0 is the priming event.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -23,6 +23,8 @@ pub struct ReplyBuffer {
     done: AtomicBool,
     /// Whether the last message is the response (a cancelled request has none).
     answered: AtomicBool,
+    /// HTTP status for a reply sent as plain JSON (0: 200).
+    status: AtomicU16,
     changed: Notify,
 }
 
@@ -40,6 +42,21 @@ impl ReplyBuffer {
         self.push(json);
         self.answered.store(true, Ordering::Release);
         self.finish();
+    }
+
+    /// Appends the response, to be sent with HTTP `status` if it goes out as plain JSON (an
+    /// error that ends the session goes out as 404).
+    pub fn answer_with_status(&self, json: Bytes, status: u16) {
+        self.status.store(status, Ordering::Release);
+        self.answer(json);
+    }
+
+    /// The HTTP status of a plain JSON reply.
+    pub fn status(&self) -> u16 {
+        match self.status.load(Ordering::Acquire) {
+            0 => 200,
+            s => s,
+        }
     }
 
     /// Ends the reply without a response (cancelled).

@@ -17,6 +17,17 @@ use crate::upstream::{Caller, SessionKey};
 /// Messages kept for a session while no GET stream is open; older ones are dropped first.
 const BACKLOG_LIMIT: usize = 256;
 
+/// The group member holding this client's upstream session, in the incarnation that holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pin {
+    /// The group's name.
+    pub group: String,
+    /// The member's name.
+    pub member: String,
+    /// The member's lifecycle generation when the session was opened.
+    pub generation: u64,
+}
+
 /// One legacy client session.
 pub struct ClientSession {
     /// The `Mcp-Session-Id`.
@@ -33,6 +44,7 @@ pub struct ClientSession {
     pending: Mutex<HashMap<i64, oneshot::Sender<Result<Value, RpcError>>>>,
     inflight: Mutex<HashMap<String, oneshot::Sender<()>>>,
     subscriptions: Mutex<std::collections::BTreeSet<String>>,
+    pins: Mutex<Vec<Pin>>,
     /// Reply streams, for `Last-Event-ID` resumption.
     pub replies: crate::mcp::replay::ReplayStreams,
     next_request_id: AtomicI64,
@@ -53,6 +65,7 @@ impl ClientSession {
             pending: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
             subscriptions: Mutex::new(std::collections::BTreeSet::new()),
+            pins: Mutex::new(Vec::new()),
             replies: crate::mcp::replay::ReplayStreams::default(),
             next_request_id: AtomicI64::new(1),
             created: Instant::now(),
@@ -85,6 +98,26 @@ impl ClientSession {
     pub fn set_log_level(&self, level: &str) {
         if let Ok(mut g) = self.log_level.lock() {
             *g = Some(level.to_owned());
+        }
+    }
+
+    /// The member of `group` this session is pinned to.
+    pub fn pin_for(&self, group: &str) -> Option<Pin> {
+        self.pins.lock().ok()?.iter().find(|p| p.group == group).cloned()
+    }
+
+    /// Pins the session to a member of a group (replacing an earlier pin).
+    pub fn pin(&self, pin: Pin) {
+        if let Ok(mut pins) = self.pins.lock() {
+            pins.retain(|p| p.group != pin.group);
+            pins.push(pin);
+        }
+    }
+
+    /// Forgets the pin to a member of `group`.
+    pub fn unpin(&self, group: &str) {
+        if let Ok(mut pins) = self.pins.lock() {
+            pins.retain(|p| p.group != group);
         }
     }
 

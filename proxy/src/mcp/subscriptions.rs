@@ -150,7 +150,7 @@ pub async fn refresh(state: &Arc<AppState>) {
     let mut by_provider: BTreeMap<usize, Vec<String>> = BTreeMap::new();
     for uri in wanted {
         if let Some(idx) = aggregate::resolve_resource(routes, &uri).await {
-            if let Ok(member) = routes.pick(idx) {
+            if let Ok((member, _)) = routes.choose(idx, &[], &[]) {
                 by_provider.entry(member).or_default().push(uri);
             }
         }

@@ -1,6 +1,6 @@
 //! Indexes from exposed names and resource URIs to providers, rebuilt from each merged list.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Exposed names and URIs → provider index (and the provider's own name for prefixed kinds).
 #[derive(Debug, Default, Clone)]
@@ -13,6 +13,8 @@ pub struct NameIndex {
     pub resources: HashMap<String, usize>,
     /// Resource templates, in declaration order of their providers.
     pub templates: Vec<(UriTemplate, usize)>,
+    /// Exposed names of tools marked `readOnlyHint` or `idempotentHint`: safe to retry.
+    pub idempotent_tools: HashSet<String>,
 }
 
 impl NameIndex {

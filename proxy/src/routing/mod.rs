@@ -3,9 +3,9 @@
 //! for the indexes, which are swapped whole.
 
 pub mod index;
+pub mod pool;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -22,6 +22,7 @@ use crate::upstream::process::{ProcessSettings, ProcessUpstream};
 use crate::upstream::remote::{Remote, RemoteSettings};
 use crate::upstream::{Unsolicited, Upstream};
 use index::NameIndex;
+use pool::Pool;
 
 /// How a provider is reached at run time.
 pub enum Backend {
@@ -29,13 +30,8 @@ pub enum Backend {
     Remote(Arc<Remote>),
     /// A subprocess speaking MCP on stdio.
     Process(Arc<ProcessUpstream>),
-    /// A pool of other providers, by index.
-    Group {
-        /// Member indexes in declaration order.
-        members: Vec<usize>,
-        /// Round-robin cursor.
-        next: AtomicUsize,
-    },
+    /// A pool of other providers.
+    Group(Pool),
     /// Cannot be used; the reason is given to callers.
     Unavailable(String),
 }
@@ -70,6 +66,7 @@ pub struct Routes {
     unprefixed: Vec<usize>,
     /// Names and URIs learnt from lists.
     pub index: ArcSwap<NameIndex>,
+    events: Arc<crate::lifecycle::EventLog>,
 }
 
 impl Routes {
@@ -92,7 +89,8 @@ impl Routes {
             .providers
             .iter()
             .map(|p| {
-                let lifecycle = Lifecycle::new(&p.name, p.max_consecutive_failures, p.recovery, events.clone());
+                let lifecycle =
+                    Lifecycle::new(&p.name, p.max_consecutive_failures, p.recovery, p.circuit_breaker, events.clone());
                 let process_settings = || ProcessSettings {
                     name: p.name.as_str().into(),
                     request_timeout: limits.first_byte_timeout,
@@ -120,10 +118,7 @@ impl Routes {
                             Err(e) => Backend::Unavailable(e.to_string()),
                         }
                     }
-                    ProviderKind::Group(g) => Backend::Group {
-                        members: g.members.iter().filter_map(|m| by_name.get(&m.provider).copied()).collect(),
-                        next: AtomicUsize::new(0),
-                    },
+                    ProviderKind::Group(g) => Backend::Group(Pool::build(g, |m| by_name.get(m).copied())),
                     ProviderKind::Subprocess(sp) => Backend::Process(Arc::new(ProcessUpstream::new(
                         process_settings(),
                         Box::new(LocalLauncher {
@@ -157,7 +152,14 @@ impl Routes {
             .filter(|(_, p)| p.config.expose && p.config.tool_prefix.is_empty())
             .map(|(i, _)| i)
             .collect();
-        Self { providers, by_name, prefixed, unprefixed, index: ArcSwap::from_pointee(NameIndex::default()) }
+        Self {
+            providers,
+            by_name,
+            prefixed,
+            unprefixed,
+            index: ArcSwap::from_pointee(NameIndex::default()),
+            events: events.clone(),
+        }
     }
 
     /// The provider called `name`.
@@ -183,42 +185,132 @@ impl Routes {
         &self.unprefixed
     }
 
-    /// The concrete provider serving `idx` now: itself, or the member a group picks.
-    pub fn pick(&self, idx: usize) -> Result<usize, RpcError> {
-        let p = &self.providers[idx];
-        let Backend::Group { members, next } = &p.backend else { return Ok(idx) };
-        let usable: Vec<usize> =
-            members.iter().copied().filter(|&m| !matches!(self.providers[m].backend, Backend::Group { .. })).collect();
-        if usable.is_empty() {
-            return Err(RpcError::new(code::PROVIDER_UNAVAILABLE, format!("group {:?} has no members", p.name())));
-        }
-        let start = next.fetch_add(1, Ordering::Relaxed);
-        let available = (0..usable.len()).map(|k| usable[(start + k) % usable.len()]).find(|&m| {
-            let p = &self.providers[m];
-            !matches!(p.backend, Backend::Unavailable(_)) && p.lifecycle.state() != State::Dead
-        });
-        Ok(available.unwrap_or(usable[start % usable.len()]))
-    }
-
     /// The upstream serving provider `idx` now (a group picks a member) and that member's index.
     pub fn upstream(&self, idx: usize) -> Result<(usize, Arc<dyn Upstream>), RpcError> {
-        let member = self.pick(idx)?;
-        let p = &self.providers[member];
-        if p.lifecycle.state() == State::Dead && p.lifecycle.recovering() {
-            let (attempt, max) = p.lifecycle.recovery_attempts();
-            let why = p.lifecycle.last_error().unwrap_or_else(|| "unknown".into());
+        self.choose(idx, &[], &[])
+    }
+
+    /// The upstream to call provider `idx` with: the provider itself, or the member its group's
+    /// strategy picks for `key` among members not in `exclude` (already tried). Fails fast, with
+    /// the reason, when nothing may be called now (DEAD and recovering, circuit open).
+    pub fn choose(&self, idx: usize, key: &[u8], exclude: &[usize]) -> Result<(usize, Arc<dyn Upstream>), RpcError> {
+        let member = match &self.providers[idx].backend {
+            Backend::Group(pool) => self.pick(idx, pool, key, exclude)?,
+            _ => {
+                self.admit(idx)?;
+                idx
+            }
+        };
+        self.concrete(member).map(|u| (member, u))
+    }
+
+    /// The member of group `idx` to call. Healthy members first; when none is, members that are
+    /// DEAD without a recovery pending (calling them starts them again). Taking a half-open
+    /// breaker's probe permit can race: a member refused then is skipped.
+    fn pick(&self, idx: usize, pool: &Pool, key: &[u8], exclude: &[usize]) -> Result<usize, RpcError> {
+        let mut refused: Vec<usize> = Vec::new();
+        let callable = |m: usize| {
+            let p = &self.providers[m];
+            matches!(p.backend, Backend::Remote(_) | Backend::Process(_))
+                && p.lifecycle.breaker.admits()
+                && !exclude.contains(&m)
+        };
+        let inflight = |m: usize| self.providers[m].lifecycle.inflight();
+        for healthy_only in [true, false] {
+            loop {
+                let accept = |m: usize| {
+                    let state = self.providers[m].lifecycle.state();
+                    let alive =
+                        if healthy_only { state != State::Dead } else { !self.providers[m].lifecycle.recovering() };
+                    alive && callable(m) && !refused.contains(&m)
+                };
+                let Some(m) = pool.selector.select(key, accept, inflight) else { break };
+                if self.providers[m].lifecycle.breaker.allow() {
+                    if exclude.is_empty() {
+                        self.note_shift(idx, pool, m);
+                    }
+                    return Ok(m);
+                }
+                refused.push(m);
+            }
+        }
+        Err(self.no_member(idx, pool, exclude))
+    }
+
+    /// Reports a priority group moving to another tier as an event.
+    fn note_shift(&self, idx: usize, pool: &Pool, member: usize) {
+        let Some((previous, shift)) = pool.note_choice(member) else { return };
+        let (from, to) = (self.providers[previous].name(), self.providers[member].name());
+        let (cause, why) = match shift {
+            pool::Shift::Failover => ("failover", format!("{from} is unavailable; serving from {to}")),
+            pool::Shift::Failback => ("failback", format!("{to} is available again (was serving from {from})")),
+        };
+        self.events.note_group(self.providers[idx].name(), cause, &why);
+    }
+
+    /// Why no member of group `idx` can take a call, member by member.
+    fn no_member(&self, idx: usize, pool: &Pool, exclude: &[usize]) -> RpcError {
+        let group = self.providers[idx].name();
+        if pool.members.is_empty() {
+            return RpcError::new(code::PROVIDER_UNAVAILABLE, format!("group {group:?} has no members"));
+        }
+        let why: Vec<String> = pool
+            .members
+            .iter()
+            .map(|&m| {
+                let p = &self.providers[m];
+                let status = if exclude.contains(&m) {
+                    format!("failed: {}", p.lifecycle.last_error().unwrap_or_else(|| "unknown".into()))
+                } else if let Err(e) = self.admit(m) {
+                    e.message
+                } else {
+                    p.lifecycle.state().as_str().to_owned()
+                };
+                format!("{} ({status})", p.name())
+            })
+            .collect();
+        RpcError::new(
+            code::PROVIDER_UNAVAILABLE,
+            format!("group {group:?} has no available member: {}", why.join("; ")),
+        )
+    }
+
+    /// Whether provider `idx` may be called now; the reason when not.
+    fn admit(&self, idx: usize) -> Result<(), RpcError> {
+        let p = &self.providers[idx];
+        let lifecycle = &p.lifecycle;
+        if lifecycle.state() == State::Dead && lifecycle.recovering() {
+            let (attempt, max) = lifecycle.recovery_attempts();
+            let why = lifecycle.last_error().unwrap_or_else(|| "unknown".into());
             return Err(RpcError::new(
                 code::PROVIDER_UNAVAILABLE,
                 format!("provider {:?} is DEAD ({why}); recovering, attempt {attempt} of {max}", p.name()),
             ));
         }
+        if !lifecycle.breaker.allow() {
+            let why = lifecycle.last_error().unwrap_or_else(|| "unknown".into());
+            return Err(RpcError::new(
+                code::PROVIDER_UNAVAILABLE,
+                format!(
+                    "provider {:?} is unavailable: circuit {} after failures (last: {why})",
+                    p.name(),
+                    lifecycle.breaker.state().as_str()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Provider `idx`'s own upstream.
+    pub fn concrete(&self, idx: usize) -> Result<Arc<dyn Upstream>, RpcError> {
+        let p = &self.providers[idx];
         match &p.backend {
-            Backend::Remote(r) => Ok((member, r.clone() as Arc<dyn Upstream>)),
-            Backend::Process(u) => Ok((member, u.clone() as Arc<dyn Upstream>)),
+            Backend::Remote(r) => Ok(r.clone()),
+            Backend::Process(u) => Ok(u.clone()),
             Backend::Unavailable(why) => {
                 Err(RpcError::new(code::PROVIDER_UNAVAILABLE, format!("provider {:?} is unavailable: {why}", p.name())))
             }
-            Backend::Group { .. } => Err(RpcError::new(code::PROVIDER_UNAVAILABLE, "nested groups are not supported")),
+            Backend::Group(_) => Err(RpcError::new(code::PROVIDER_UNAVAILABLE, "nested groups are not supported")),
         }
     }
 
@@ -234,3 +326,6 @@ impl Routes {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -207,6 +207,7 @@ pub trait Upstream: Send + Sync {
     async fn stop(&self, cause: crate::lifecycle::Cause);
 
     /// A cheap liveness check (`server/discover` or `ping`), starting the provider if it is cold.
+    /// The outcome is not recorded: the caller (the health service) does that.
     async fn check(&self) -> Result<(), CallError>;
 }
 

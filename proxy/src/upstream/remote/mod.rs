@@ -327,8 +327,8 @@ impl Upstream for Remote {
     async fn check(&self) -> Result<(), CallError> {
         let gateway = Caller::gateway();
         match self.inner.mode().await? {
-            Mode::Modern => self.call("server/discover", json!({}), &gateway, None).await.map(drop),
-            Mode::Legacy | Mode::HttpSse => self.call("ping", json!({}), &gateway, None).await.map(drop),
+            Mode::Modern => self.exchange("server/discover", json!({}), &gateway, None).await.map(drop),
+            Mode::Legacy | Mode::HttpSse => self.exchange("ping", json!({}), &gateway, None).await.map(drop),
         }
     }
 

@@ -1,0 +1,166 @@
+//! Sending a routed call to its provider, or for a group to the member its strategy picks:
+//! another member is tried when that is safe (see [`crate::balance::retry`]), and a legacy client
+//! session stays on the member that holds its upstream session.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::balance::retry::{self, MAX_ATTEMPTS};
+use crate::jsonrpc::{code, RpcError};
+use crate::mcp::hub::ClientCtx;
+use crate::mcp::protocol::Era;
+use crate::mcp::session::{ClientSession, Pin};
+use crate::routing::{Backend, Routes};
+use crate::upstream::{Caller, Events};
+
+/// One call addressed to a provider or group.
+pub struct Dispatch {
+    routes: Arc<Routes>,
+    idx: usize,
+    /// Whether repeating the call is harmless.
+    idempotent: bool,
+    /// What `consistent_hash` hashes.
+    key: Vec<u8>,
+    /// The legacy session, which a group pins.
+    session: Option<Arc<ClientSession>>,
+    /// The member the session is pinned to.
+    pinned: Option<usize>,
+}
+
+impl Dispatch {
+    /// A call of `method` with `params` to provider `idx`; `idempotent_tool` says whether the
+    /// tool it names is marked safe to repeat. Fails with [`code::SESSION_LOST`] when the member
+    /// holding the legacy session's upstream session went down since.
+    pub fn new(
+        routes: Arc<Routes>,
+        ctx: &ClientCtx,
+        idx: usize,
+        method: &str,
+        params: &Value,
+        idempotent_tool: bool,
+    ) -> Result<Self, RpcError> {
+        let mut key = Vec::new();
+        let mut pinned = None;
+        let mut session = None;
+        if let Backend::Group(pool) = &routes.providers[idx].backend {
+            if let Some(hash_key) = &pool.hash_key {
+                key = hash_key.bytes(params, &caller_identity(ctx));
+            }
+            if let Some(s) = &ctx.session {
+                pinned = pinned_member(&routes, idx, s)?;
+                session = Some(s.clone());
+            }
+        }
+        let idempotent = idempotent_tool || retry::is_read_only_method(method);
+        Ok(Self { routes, idx, idempotent, key, session, pinned })
+    }
+
+    /// The routing table the call is made in.
+    pub fn routes(&self) -> &Arc<Routes> {
+        &self.routes
+    }
+
+    /// Makes the call; returns the member (or provider) that answered, and its answer.
+    pub async fn call(
+        &self,
+        method: &str,
+        mut params: Value,
+        caller: &Caller,
+        events: Events,
+    ) -> Result<(usize, Value), RpcError> {
+        let routes = &self.routes;
+        let pool = match &routes.providers[self.idx].backend {
+            Backend::Group(pool) => {
+                pool.budget.earn();
+                Some(pool)
+            }
+            _ => None,
+        };
+        let mut tried: Vec<usize> = Vec::new();
+        let mut last_error: Option<RpcError> = None;
+        loop {
+            let chosen = match self.pinned {
+                Some(m) => routes.concrete(m).map(|u| (m, u)),
+                None => routes.choose(self.idx, &self.key, &tried),
+            };
+            let (member, upstream) = match (chosen, last_error) {
+                (Ok(c), _) => c,
+                // Out of members to try: the last call's failure says more.
+                (Err(_), Some(e)) => return Err(e),
+                (Err(e), None) => return Err(e),
+            };
+            let last_try = pool.is_none() || self.pinned.is_some() || tried.len() + 1 >= MAX_ATTEMPTS;
+            let attempt = if last_try { std::mem::take(&mut params) } else { params.clone() };
+            let name = routes.providers[member].name();
+            match upstream.call(method, attempt, caller, events.clone()).await {
+                Ok(result) => {
+                    self.pin(member);
+                    return Ok((member, result));
+                }
+                Err(e) => {
+                    let retry =
+                        !last_try && retry::may_retry(&e, self.idempotent) && pool.is_some_and(|p| p.budget.spend());
+                    if !retry {
+                        return Err(e.to_rpc(name));
+                    }
+                    tracing::info!(
+                        group = routes.providers[self.idx].name(),
+                        member = name,
+                        "{e}; trying another member"
+                    );
+                    tried.push(member);
+                    last_error = Some(e.to_rpc(name));
+                    tokio::time::sleep(retry::backoff()).await;
+                }
+            }
+        }
+    }
+
+    /// Pins the legacy session to `member` when the member holds per-client upstream sessions.
+    fn pin(&self, member: usize) {
+        let Some(session) = &self.session else { return };
+        if self.pinned == Some(member) {
+            return;
+        }
+        let p = &self.routes.providers[member];
+        let Backend::Remote(remote) = &p.backend else { return };
+        if remote.known_era() == Some(Era::Legacy) {
+            session.pin(Pin {
+                group: self.routes.providers[self.idx].name().to_owned(),
+                member: p.name().to_owned(),
+                generation: p.lifecycle.generation(),
+            });
+        }
+    }
+}
+
+/// Who is calling, for `hash_key: caller`: the legacy session, else the client's declared name.
+fn caller_identity(ctx: &ClientCtx) -> String {
+    match &ctx.session {
+        Some(s) => s.id.to_string(),
+        None => ctx.caller.client_info.get("name").and_then(Value::as_str).unwrap_or_default().to_owned(),
+    }
+}
+
+/// The member of group `idx` that `session` is pinned to, if it still holds the session. A lost
+/// pin is dropped: over HTTP the session ends (the front door answers 404 from now on), while a
+/// stdio client, which cannot open another session, goes on with a fresh member.
+fn pinned_member(routes: &Routes, idx: usize, session: &ClientSession) -> Result<Option<usize>, RpcError> {
+    let group = routes.providers[idx].name();
+    let Some(pin) = session.pin_for(group) else { return Ok(None) };
+    match routes.provider(&pin.member) {
+        Some((m, p)) if p.lifecycle.generation() == pin.generation => Ok(Some(m)),
+        _ => {
+            session.unpin(group);
+            Err(RpcError::new(
+                code::SESSION_LOST,
+                format!(
+                    "this session's upstream session on {:?} (group {group:?}) was lost when the member went down: \
+                 initialize a new session",
+                    pin.member
+                ),
+            ))
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Choosing group members: health and breakers filter, exclusions for retries, fail-fast reasons
+//! and failover/failback events. Members are remotes that are never contacted.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::lifecycle::{Cause, EventLog};
+
+fn routes(strategy: &str) -> (Routes, Arc<EventLog>) {
+    let yaml = format!(
+        r#"
+providers:
+  a: {{mode: remote, endpoint: "http://127.0.0.1:1/mcp", expose: false, max_consecutive_failures: 1}}
+  b: {{mode: remote, endpoint: "http://127.0.0.1:2/mcp", expose: false, max_consecutive_failures: 1}}
+  c: {{mode: remote, endpoint: "http://127.0.0.1:3/mcp", expose: false, max_consecutive_failures: 1}}
+  pool:
+    mode: group
+    strategy: {strategy}
+    members: [{{provider: a, priority: 0}}, {{provider: b, priority: 1}}, {{provider: c, priority: 1}}]
+"#
+    );
+    let config = hangar_config::parse(&yaml, "test.yaml", &|_| None).expect("valid config");
+    let events = Arc::new(EventLog::default());
+    let sink: Arc<dyn Unsolicited> = Arc::new(crate::upstream::Discard);
+    (Routes::build(&config, &Arc::default(), &sink, &events), events)
+}
+
+fn ready(r: &Routes, name: &str) -> usize {
+    let (i, p) = r.provider(name).expect("provider");
+    p.lifecycle.fire(Cause::Start, "test");
+    p.lifecycle.fire(Cause::Ready, "test");
+    i
+}
+
+fn chosen(r: &Routes, exclude: &[usize]) -> Result<String, RpcError> {
+    let (g, _) = r.provider("pool").expect("group");
+    r.choose(g, b"", exclude).map(|(m, _)| r.providers[m].name().to_owned())
+}
+
+#[test]
+fn priority_fails_over_and_back_with_events() {
+    let (r, events) = routes("priority");
+    let a = ready(&r, "a");
+    ready(&r, "b");
+    ready(&r, "c");
+    assert_eq!(chosen(&r, &[]).expect("a member"), "a");
+    r.providers[a].lifecycle.record(Some("refused"));
+    assert!(!r.providers[a].lifecycle.admits(), "one failure opens a's breaker (threshold 1)");
+    let spill: Vec<String> = (0..4).map(|_| chosen(&r, &[]).expect("a member")).collect();
+    assert!(spill.iter().all(|m| m == "b" || m == "c"), "{spill:?}");
+    assert!(spill.contains(&"b".to_owned()) && spill.contains(&"c".to_owned()), "tier 1 shares: {spill:?}");
+    // The breaker's probe succeeds: a takes the traffic back.
+    r.providers[a].lifecycle.breaker.tick();
+    r.providers[a].lifecycle.record(None);
+    r.providers[a].lifecycle.record(None);
+    assert_eq!(chosen(&r, &[]).expect("a member"), "a");
+    let causes: Vec<&str> = events.recent(Some("pool"), 10).iter().map(|e| e.cause).collect();
+    assert_eq!(causes, ["failover", "failback"]);
+}
+
+#[test]
+fn retries_exclude_tried_members_and_fail_fast_with_reasons() {
+    let (r, _) = routes("weighted_round_robin");
+    let a = ready(&r, "a");
+    let b = ready(&r, "b");
+    let c = ready(&r, "c");
+    assert_eq!(chosen(&r, &[a, b]).expect("c is left"), "c");
+    r.providers[c].lifecycle.record(Some("connection refused"));
+    let err = chosen(&r, &[a, b]).expect_err("nothing left");
+    assert_eq!(err.code, code::PROVIDER_UNAVAILABLE);
+    assert!(err.message.contains("group \"pool\" has no available member"), "{}", err.message);
+    assert!(err.message.contains("c (provider \"c\" is unavailable: circuit open"), "{}", err.message);
+}
+
+#[test]
+fn a_dead_member_is_skipped_while_it_recovers() {
+    let (r, _) = routes("least_connections");
+    let a = ready(&r, "a");
+    ready(&r, "b");
+    ready(&r, "c");
+    r.providers[a].lifecycle.fire(Cause::Crashed, "exited");
+    assert!(r.providers[a].lifecycle.recovering());
+    for _ in 0..10 {
+        assert_ne!(chosen(&r, &[]).expect("a member"), "a");
+    }
+}
+
+#[test]
+fn a_single_provider_fails_fast_while_its_circuit_is_open() {
+    let (r, _) = routes("priority");
+    let a = ready(&r, "a");
+    assert!(r.choose(a, b"", &[]).is_ok());
+    r.providers[a].lifecycle.record(Some("refused"));
+    let err = r.choose(a, b"", &[]).map(|_| ()).expect_err("circuit open");
+    assert!(err.message.contains("circuit open"), "{}", err.message);
+}
