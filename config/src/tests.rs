@@ -234,3 +234,38 @@ fn shipped_examples_are_valid() {
     }
     assert!(count >= 3, "found {count} examples");
 }
+
+#[test]
+fn circuit_breakers_and_health_checks_are_checked() {
+    let got = problems(
+        r#"
+providers:
+  a:
+    mode: remote
+    endpoint: "http://a"
+    health_check_timeout_s: -1
+    circuit_breaker: {open_s: 5, half_open_probes: 0, error_rate: 1.5, min_calls: 10, window: 3}
+  b: {mode: remote, endpoint: "http://b", circuit_breaker: {error_rate: "half"}}
+"#,
+    );
+    assert_eq!(
+        got,
+        [
+            "providers.a.health_check_timeout_s: must be a positive number of seconds up to one year, found -1",
+            "providers.a.circuit_breaker.window: unknown key (expected one of: open_s, half_open_probes, error_rate, min_calls)",
+            "providers.a.circuit_breaker.half_open_probes: must be between 1 and 100, found 0",
+            "providers.a.circuit_breaker.error_rate: expected a share in (0, 1], found number 1.5",
+            "providers.b.circuit_breaker.error_rate: expected a share in (0, 1], found string \"half\"",
+        ]
+    );
+    let ok = parse(
+        "providers:\n  a: {mode: remote, endpoint: \"http://a\", circuit_breaker: {open_s: 2, error_rate: 0.25}}\n",
+        "t.yaml",
+        &env,
+    )
+    .expect("valid");
+    let breaker = ok.provider("a").expect("a").circuit_breaker;
+    assert_eq!(breaker.open, Duration::from_secs(2));
+    assert!((breaker.error_rate - 0.25).abs() < f64::EPSILON);
+    assert_eq!(breaker.half_open_probes, 1, "defaults fill the rest");
+}

@@ -92,14 +92,18 @@ pub fn route(
             None => routes.by_prefix(name).map(|(i, rest)| (i, rest.len()))?,
         }
     };
+    // Decide before choosing: a member chosen here and then handed to the slow path would be
+    // chosen twice (skewing the strategy, taking two half-open probe permits).
     let group = match &routes.providers[idx].backend {
         // Hashing needs the parsed caller or arguments: the slow path has them.
         Backend::Group(pool) if pool.hash_key.is_some() => return None,
-        Backend::Group(pool) => {
+        Backend::Group(pool) if pool.members.iter().all(|&m| speaks_modern(snap, m)) => {
             pool.budget.earn();
             Some(idx)
         }
-        _ => None,
+        Backend::Group(_) => return None,
+        _ if speaks_modern(snap, idx) => None,
+        _ => return None,
     };
     let (member, _) = routes.choose(idx, &[], &[]).ok()?;
     let (remote, peer) = modern_remote(snap, member)?;
@@ -125,6 +129,11 @@ pub fn route(
         body_len: body.len(),
         id: env.id.map(|i| i.to_owned()).unwrap_or_else(|| crate::jsonrpc::null_id().to_owned()),
     })
+}
+
+/// Whether provider `idx` is a remote upstream known to speak 2026-07-28.
+fn speaks_modern(snap: &Snapshot, idx: usize) -> bool {
+    matches!(&snap.routes.providers[idx].backend, Backend::Remote(r) if r.known_era() == Some(Era::Modern))
 }
 
 /// Provider `idx` as a known-modern remote upstream with a resolved address.

@@ -12,7 +12,7 @@ use crate::mcp::hub::ClientCtx;
 use crate::mcp::protocol::Era;
 use crate::mcp::session::{ClientSession, Pin};
 use crate::routing::{Backend, Routes};
-use crate::upstream::{Caller, Events};
+use crate::upstream::{CallError, Caller, Events};
 
 /// One call addressed to a provider or group.
 pub struct Dispatch {
@@ -98,6 +98,11 @@ impl Dispatch {
                     self.pin(member);
                     return Ok((member, result));
                 }
+                Err(e @ CallError::Unavailable { .. }) if self.pinned.is_some() => {
+                    // The member holding the session cannot be reached: the session is gone
+                    // with it, and the client is better off starting afresh elsewhere.
+                    return Err(self.lost(&format!("{name} failed: {e}")));
+                }
                 Err(e) => {
                     let retry =
                         !last_try && retry::may_retry(&e, self.idempotent) && pool.is_some_and(|p| p.budget.spend());
@@ -115,6 +120,15 @@ impl Dispatch {
                 }
             }
         }
+    }
+
+    /// Ends the pin of a session whose member went down, with the error that ends the session.
+    fn lost(&self, why: &str) -> RpcError {
+        let group = self.routes.providers[self.idx].name();
+        if let Some(s) = &self.session {
+            s.unpin(group);
+        }
+        session_lost(group, why)
     }
 
     /// Pins the legacy session to `member` when the member holds per-client upstream sessions.
@@ -153,14 +167,16 @@ fn pinned_member(routes: &Routes, idx: usize, session: &ClientSession) -> Result
         Some((m, p)) if p.lifecycle.generation() == pin.generation => Ok(Some(m)),
         _ => {
             session.unpin(group);
-            Err(RpcError::new(
-                code::SESSION_LOST,
-                format!(
-                    "this session's upstream session on {:?} (group {group:?}) was lost when the member went down: \
-                 initialize a new session",
-                    pin.member
-                ),
-            ))
+            Err(session_lost(group, &format!("{} went down", pin.member)))
         }
     }
+}
+
+/// The error that ends a legacy session whose upstream session was lost (the front door answers
+/// it with HTTP 404).
+fn session_lost(group: &str, why: &str) -> RpcError {
+    RpcError::new(
+        code::SESSION_LOST,
+        format!("this session's upstream session in group {group:?} is lost ({why}): initialize a new session"),
+    )
 }

@@ -383,18 +383,29 @@ async fn forward(
     params: Value,
     events: Events,
 ) -> Result<Value, RpcError> {
-    let dispatch = match Dispatch::new(routes.clone(), ctx, target.idx, method, &params, target.idempotent) {
-        Ok(d) => d,
-        Err(e) => {
-            if e.code == code::SESSION_LOST {
-                if let Some(client) = ctx.session.as_ref().and_then(|s| state.sessions.remove(&s.id)) {
-                    tracing::info!(session = %client.id, "{}", e.message);
-                    end_session(state, &client);
-                }
+    let result = dispatch(state, routes, ctx, target, method, params, events).await;
+    if let Err(e) = &result {
+        if e.code == code::SESSION_LOST {
+            if let Some(client) = ctx.session.as_ref().and_then(|s| state.sessions.remove(&s.id)) {
+                tracing::info!(session = %client.id, "{}", e.message);
+                end_session(state, &client);
             }
-            return Err(e);
         }
-    };
+    }
+    result
+}
+
+/// [`forward`] without the session bookkeeping.
+async fn dispatch(
+    state: &AppState,
+    routes: &Arc<Routes>,
+    ctx: &ClientCtx,
+    target: Target,
+    method: &str,
+    params: Value,
+    events: Events,
+) -> Result<Value, RpcError> {
+    let dispatch = Dispatch::new(routes.clone(), ctx, target.idx, method, &params, target.idempotent)?;
     let mrtr = supports_input_required(method);
     if ctx.era == Era::Modern && mrtr {
         let dispatch = Arc::new(dispatch);

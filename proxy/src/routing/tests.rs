@@ -94,3 +94,13 @@ fn a_single_provider_fails_fast_while_its_circuit_is_open() {
     let err = r.choose(a, b"", &[]).map(|_| ()).expect_err("circuit open");
     assert!(err.message.contains("circuit open"), "{}", err.message);
 }
+
+#[test]
+fn round_robin_alternates() {
+    let (r, _) = routes("weighted_round_robin");
+    for n in ["a", "b", "c"] {
+        ready(&r, n);
+    }
+    let picks: Vec<String> = (0..6).map(|_| chosen(&r, &[]).expect("member")).collect();
+    assert_eq!(picks, ["a", "b", "c", "a", "b", "c"]);
+}

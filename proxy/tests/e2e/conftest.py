@@ -79,9 +79,12 @@ class Proc:
         return self.log_path.read_text(errors="replace")
 
 
-def start_fixture(name: str, transport: str = "http") -> tuple[Proc, int]:
-    port = free_port()
-    proc = Proc(f"fixture-{name}-{port}", [sys.executable, str(FIXTURE), transport, str(port), name])
+def start_fixture(
+    name: str, transport: str = "http", port: int | None = None, env: dict[str, str] | None = None
+) -> tuple[Proc, int]:
+    """Starts the SDK fixture server (on `port`, or a free one)."""
+    port = port or free_port()
+    proc = Proc(f"fixture-{name}-{port}", [sys.executable, str(FIXTURE), transport, str(port), name], env=env)
     wait_port(port, proc.proc, f"fixture {name}")
     return proc, port
 

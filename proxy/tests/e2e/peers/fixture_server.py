@@ -4,9 +4,12 @@ One server, both protocol eras: legacy (initialize, sessions, server-to-client r
 mid-call) and 2026-07-28 (stateless, MRTR `input_required` results), chosen per request by the
 SDK. Usage:
 
-    fixture_server.py http PORT [NAME]    streamable HTTP on 127.0.0.1:PORT/mcp
-    fixture_server.py sse PORT [NAME]     deprecated HTTP+SSE (GET /sse, POST /messages/)
-    fixture_server.py stdio [NAME]        stdio
+    fixture_server.py http PORT [NAME]          streamable HTTP on 127.0.0.1:PORT/mcp
+    fixture_server.py legacy-http PORT [NAME]   the same, refusing 2026-07-28 requests (a 2025-xx server)
+    fixture_server.py sse PORT [NAME]           deprecated HTTP+SSE (GET /sse, POST /messages/)
+    fixture_server.py stdio [NAME]              stdio
+
+FIXTURE_DELAY_MS in the environment makes `whoami` that much slower (a slow group member).
 """
 
 import asyncio
@@ -16,7 +19,7 @@ from typing import Annotated
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.resolve import Elicit, ListRoots, Resolve, Sample
-from mcp_types import CreateMessageResult, ListRootsResult, SamplingMessage, TextContent
+from mcp_types import CreateMessageResult, ListRootsResult, SamplingMessage, TextContent, ToolAnnotations
 from pydantic import BaseModel
 
 transport = sys.argv[1] if len(sys.argv) > 1 else "stdio"
@@ -24,6 +27,7 @@ port = int(sys.argv[2]) if transport != "stdio" and len(sys.argv) > 2 else 0
 name = sys.argv[3] if transport != "stdio" and len(sys.argv) > 3 else (sys.argv[2] if transport == "stdio" and len(sys.argv) > 2 else "fixture")
 
 mcp = MCPServer(name, instructions=f"Fixture server {name}")
+delay = float(os.environ.get("FIXTURE_DELAY_MS", "0")) / 1000
 
 
 @mcp.tool()
@@ -38,9 +42,12 @@ def echo(text: str) -> str:
     return text
 
 
-@mcp.tool()
-def whoami() -> str:
-    """Name and process id of this fixture (tells group members apart)."""
+@mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
+async def whoami(key: str = "") -> str:
+    """Name and process id of this fixture (tells group members apart). Read-only: safe to retry.
+    `key` is ignored (groups may hash on it)."""
+    if delay:
+        await asyncio.sleep(delay)
     return f"{name}:{os.getpid()}"
 
 
@@ -177,9 +184,29 @@ def greeting(person: str) -> str:
     return f"Please greet {person} warmly."
 
 
+def refuse_modern(app):
+    """ASGI middleware: answers 2026-07-28 requests as a 2025-xx server does (400, unknown version)."""
+
+    async def wrapped(scope, receive, send):
+        headers = dict(scope.get("headers") or [])
+        if scope["type"] == "http" and headers.get(b"mcp-protocol-version") == b"2026-07-28":
+            body = b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Unsupported protocol version"}}'
+            await send({"type": "http.response.start", "status": 400, "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await app(scope, receive, send)
+
+    return wrapped
+
+
 if __name__ == "__main__":
     if transport == "http":
         mcp.run("streamable-http", host="127.0.0.1", port=port, streamable_http_path="/mcp")
+    elif transport == "legacy-http":
+        import uvicorn
+
+        app = mcp.streamable_http_app(streamable_http_path="/mcp", host="127.0.0.1")
+        uvicorn.run(refuse_modern(app), host="127.0.0.1", port=port, log_level="warning")
     elif transport == "sse":
         mcp.run("sse", host="127.0.0.1", port=port)
     else:
