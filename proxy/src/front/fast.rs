@@ -3,9 +3,11 @@
 //! is cutting the tool prefix out of `params.name` (a byte splice, no re-serialisation). The reply
 //! streams back untouched.
 //!
-//! For a group, the member is chosen here like on the slow path; when connecting fails (or an
-//! idempotent call fails in transit before any reply byte), Pingora retries and the route moves to
-//! another member, within the group's retry budget.
+//! For a group, the member is chosen here like on the slow path; when connecting fails, Pingora
+//! retries and the route moves to another member, within the group's retry budget. Calls that may
+//! be repeated after reaching a member (prompts, read-only or idempotent tools) take the slow path
+//! when addressed to a group: Pingora forwards a reply's header as soon as it arrives, so a member
+//! dying mid-reply could not be retried; the slow path reads the whole reply first.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -44,8 +46,6 @@ pub struct FastRoute {
     group: Option<usize>,
     /// Members tried and failed, in order.
     tried: Vec<usize>,
-    /// Whether repeating the call is harmless (a prompt, or a read-only/idempotent tool).
-    pub idempotent: bool,
     /// Whether the current member's outcome was already recorded (a failure, by `retarget`).
     pub recorded: bool,
     /// Counts the call in flight at the member (least-connections reads it).
@@ -84,19 +84,21 @@ pub fn route(
     let name = head.name.as_ref()?;
     let span = span_in(body, name)?;
     let routes = &snap.routes;
-    let (idx, own) = {
+    let (idx, own, idempotent) = {
         let index = routes.index.load();
         let map = if kind == ListKind::Tools { &index.tools } else { &index.prompts };
+        let idempotent = kind == ListKind::Prompts || index.idempotent_tools.contains(name.as_ref());
         match map.get(name.as_ref()) {
-            Some((i, own)) => (*i, own.len()),
-            None => routes.by_prefix(name).map(|(i, rest)| (i, rest.len()))?,
+            Some((i, own)) => (*i, own.len(), idempotent),
+            None => routes.by_prefix(name).map(|(i, rest)| (i, rest.len(), idempotent))?,
         }
     };
     // Decide before choosing: a member chosen here and then handed to the slow path would be
     // chosen twice (skewing the strategy, taking two half-open probe permits).
     let group = match &routes.providers[idx].backend {
-        // Hashing needs the parsed caller or arguments: the slow path has them.
-        Backend::Group(pool) if pool.hash_key.is_some() => return None,
+        // Hashing needs the parsed caller or arguments; retrying after a reply began needs the
+        // whole reply first: the slow path does both.
+        Backend::Group(pool) if pool.hash_key.is_some() || idempotent => return None,
         Backend::Group(pool) if pool.members.iter().all(|&m| speaks_modern(snap, m)) => {
             pool.budget.earn();
             Some(idx)
@@ -107,7 +109,6 @@ pub fn route(
     };
     let (member, _) = routes.choose(idx, &[], &[]).ok()?;
     let (remote, peer) = modern_remote(snap, member)?;
-    let idempotent = kind == ListKind::Prompts || routes.index.load().idempotent_tools.contains(name.as_ref());
     let prefix_len = name.len().checked_sub(own)?;
     let (cut, name_header) = if prefix_len == 0 {
         (None, None)
@@ -122,7 +123,6 @@ pub fn route(
         provider: member,
         group,
         tried: Vec::new(),
-        idempotent,
         recorded: false,
         name_header,
         splice: Splice { cut, seen: 0 },

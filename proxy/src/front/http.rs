@@ -118,26 +118,6 @@ impl ProxyHttp for HttpFront {
         e
     }
 
-    fn error_while_proxy(
-        &self,
-        peer: &HttpPeer,
-        session: &mut Session,
-        e: Box<Error>,
-        ctx: &mut Self::CTX,
-        _client_reused: bool,
-    ) -> Box<Error> {
-        let mut e = e.more_context(format!("Peer: {peer}"));
-        // The member may have run the call: only an idempotent one is repeated, and only while
-        // nothing of the reply has reached the client.
-        let repeatable = session.response_written().is_none() && !session.as_ref().retry_buffer_truncated();
-        let moved = match &mut ctx.fast {
-            Some(route) if repeatable && route.idempotent => route.retarget(e.etype().as_str()),
-            _ => false,
-        };
-        e.set_retry(moved);
-        e
-    }
-
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Self::CTX) -> FailToProxy {
         let Some(route) = &ctx.fast else {
             let code = if matches!(e.etype(), ErrorType::HTTPStatus(_)) { 500 } else { 502 };

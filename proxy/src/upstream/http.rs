@@ -228,6 +228,9 @@ pub struct Request<'a> {
     pub headers: Vec<(http::HeaderName, std::borrow::Cow<'a, str>)>,
     /// Body (empty for GET/DELETE).
     pub body: Bytes,
+    /// Whether sending it twice is harmless. A pooled connection that closes after the request
+    /// was written may or may not have delivered it; only a replayable request is then sent again.
+    pub replayable: bool,
 }
 
 /// A response whose body has not been read yet.
@@ -243,8 +246,9 @@ pub struct Response {
 }
 
 impl HttpClient {
-    /// Sends `req` to `endpoint` and returns once the response header has arrived. A request on
-    /// a pooled connection that fails before any response byte is retried once on a new one.
+    /// Sends `req` to `endpoint` and returns once the response header has arrived. A request that
+    /// could not be written to a pooled connection (the server had closed it) is sent again on a
+    /// new one; so is a replayable request whose pooled connection closed before any reply byte.
     pub async fn send(
         self: &Arc<Self>,
         endpoint: &Endpoint,
@@ -277,11 +281,18 @@ impl HttpClient {
                         idle: timeouts.idle,
                     });
                 }
-                Err(Failure::Stale) if reused && attempt == 1 => continue,
-                Err(Failure::Stale) => {
+                Err(Failure::Unsent) if reused && attempt == 1 => continue,
+                Err(Failure::Unsent) => {
                     return Err(HttpError::Connect {
                         url: endpoint.url.clone(),
-                        reason: "connection closed before a response".into(),
+                        reason: "connection closed before the request was sent".into(),
+                    })
+                }
+                Err(Failure::Closed) if reused && attempt == 1 && req.replayable => continue,
+                Err(Failure::Closed) => {
+                    return Err(HttpError::Io {
+                        url: endpoint.url.clone(),
+                        reason: "connection closed before a response (the request may have been received)".into(),
                     })
                 }
                 Err(Failure::Timeout) => {
@@ -294,8 +305,12 @@ impl HttpClient {
 }
 
 enum Failure {
-    /// Nothing came back: the connection was dead (typical of a pooled one the server closed).
-    Stale,
+    /// The request could not be written: the connection was dead (typical of a pooled one the
+    /// server closed); nothing reached the server.
+    Unsent,
+    /// The request was written, then the connection closed with no reply byte: a pooled
+    /// connection the server closed meanwhile, or a server that died handling the request.
+    Closed,
     Timeout,
     Io(String),
 }
@@ -318,19 +333,19 @@ async fn exchange(
     }
     session.set_write_timeout(Some(timeouts.first_byte));
     if session.write_request_header(Box::new(header)).await.is_err() {
-        return Err(Failure::Stale);
+        return Err(Failure::Unsent);
     }
     if !req.body.is_empty() && session.write_request_body(req.body.clone(), true).await.is_err() {
-        return Err(Failure::Stale);
+        return Err(Failure::Unsent);
     }
     if session.finish_request_body().await.is_err() {
-        return Err(Failure::Stale);
+        return Err(Failure::Unsent);
     }
     session.set_read_timeout(Some(timeouts.first_byte));
     match session.read_response_header().await {
         Ok(()) => Ok(()),
         Err(e) if e.etype() == &pingora_core::ErrorType::ReadTimedout => Err(Failure::Timeout),
-        Err(e) if matches!(e.etype(), pingora_core::ErrorType::ConnectionClosed) => Err(Failure::Stale),
+        Err(e) if matches!(e.etype(), pingora_core::ErrorType::ConnectionClosed) => Err(Failure::Closed),
         Err(e) => Err(Failure::Io(e.to_string())),
     }
 }
@@ -411,5 +426,69 @@ mod tests {
         assert_eq!(e.join("messages").expect("join").url(), "http://127.0.0.1:9/messages");
         let e = Endpoint::parse("http://127.0.0.1:9/a/sse").expect("url");
         assert_eq!(e.join("messages").expect("join").url(), "http://127.0.0.1:9/a/messages");
+    }
+
+    /// A server that answers its first request with keep-alive, then reads the next request on
+    /// that connection and closes it without a reply; later connections are answered. Returns
+    /// its address and the number of requests it has read.
+    async fn closing_server() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = seen.clone();
+        tokio::spawn(async move {
+            let mut first = true;
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let (counter, close_second) = (counter.clone(), std::mem::take(&mut first));
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    for n in 0.. {
+                        let Ok(read) = conn.read(&mut buf).await else { return };
+                        if read == 0 {
+                            return;
+                        }
+                        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        if close_second && n == 1 {
+                            return; // dies handling the request
+                        }
+                        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if conn.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, seen)
+    }
+
+    fn request(replayable: bool) -> Request<'static> {
+        Request { method: "POST", headers: Vec::new(), body: Bytes::from_static(b"{}"), replayable }
+    }
+
+    #[tokio::test]
+    async fn a_request_that_may_have_been_received_is_sent_again_only_if_replayable() {
+        let timeouts = Timeouts {
+            connect: Duration::from_secs(2),
+            first_byte: Duration::from_secs(2),
+            idle: Duration::from_secs(2),
+        };
+        for replayable in [false, true] {
+            let (addr, seen) = closing_server().await;
+            let endpoint = Endpoint::parse(&format!("http://{addr}/mcp")).expect("url");
+            let client = Arc::new(HttpClient::default());
+            let first = client.send(&endpoint, &request(false), &timeouts).await.expect("first reply");
+            assert_eq!(first.body(1024).await.expect("body").as_ref(), b"ok");
+            let second = client.send(&endpoint, &request(replayable), &timeouts).await;
+            if replayable {
+                assert!(second.is_ok(), "resent on a new connection");
+                assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 3);
+            } else {
+                let err = second.err().expect("the connection closed");
+                assert!(!err.never_sent(), "it may have been received: {err}");
+                assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 2, "not sent twice");
+            }
+        }
     }
 }

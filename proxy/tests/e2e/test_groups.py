@@ -188,6 +188,43 @@ async def test_priority_fails_over_and_back(gateway_factory):
 
 
 @pytest.mark.parametrize("mode", MODES)
+async def test_a_call_that_reached_a_member_is_not_repeated_but_one_that_did_not_is(gateway_factory, mode):
+    fixtures = {n: start_fixture(n) for n in ("primary", "backup")}
+    try:
+        gw = gateway_factory(
+            config(
+                {n: port for n, (_, port) in fixtures.items()},
+                "\n  pool:\n    mode: group\n    strategy: priority\n"
+                "    members: [{provider: primary, priority: 0}, {provider: backup, priority: 1}]\n",
+            ),
+            "gateway-groups-unsafe",
+        )
+        async with Client(gw.url, mode=mode, read_timeout_seconds=30) as c:
+            await c.list_tools()
+            assert text(await c.call_tool("pool__echo", {"text": "warm"})) == "warm"
+            failed: list[str] = []
+
+            async def long_call():
+                try:
+                    await c.call_tool("pool__slow", {"seconds": 5})
+                except Exception as e:  # noqa: BLE001
+                    failed.append(str(e))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(long_call)
+                await anyio.sleep(1)
+                kill(fixtures["primary"][0])
+            # `slow` may have had effects on the member that died: it is not repeated elsewhere.
+            assert failed and "primary" in failed[0], failed
+            # `echo` (not marked idempotent) never reaches the dead member: it goes to the backup.
+            for i in range(6):
+                assert text(await c.call_tool("pool__echo", {"text": f"t{i}"})) == f"t{i}"
+    finally:
+        for proc, _ in fixtures.values():
+            proc.stop()
+
+
+@pytest.mark.parametrize("mode", MODES)
 async def test_consistent_hash_keeps_a_key_on_one_member(gateway_factory, mode):
     fixtures = {n: start_fixture(n) for n in ("h1", "h2", "h3")}
     try:

@@ -50,7 +50,8 @@ impl Inner {
             }
         }
         headers.extend(self.configured());
-        let req = Request { method: "POST", headers, body };
+        let replayable = crate::balance::retry::is_read_only_method(method);
+        let req = Request { method: "POST", headers, body, replayable };
         Ok(self.client.send(&self.endpoint, &req, &self.timeouts).await?)
     }
 
@@ -158,7 +159,7 @@ impl Inner {
             }
         }
         headers.extend(self.configured());
-        let req = Request { method: "GET", headers, body: Bytes::new() };
+        let req = Request { method: "GET", headers, body: Bytes::new(), replayable: true };
         let resp = self.client.send(&self.endpoint, &req, &self.timeouts).await.map_err(CallError::from)?;
         if resp.status == 404 && session.is_some() {
             resp.release().await;

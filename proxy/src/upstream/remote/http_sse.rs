@@ -47,7 +47,7 @@ impl Link for PostLink {
         let headers = std::iter::once((http::header::CONTENT_TYPE, "application/json".into()))
             .chain(self.inner.configured())
             .collect();
-        let req = Request { method: "POST", headers, body: msg };
+        let req = Request { method: "POST", headers, body: msg, replayable: false };
         let resp = self.inner.client.send(&self.post, &req, &self.inner.timeouts).await?;
         if (200..300).contains(&resp.status) {
             resp.release().await;
@@ -64,7 +64,7 @@ impl Inner {
         let headers = std::iter::once((http::header::ACCEPT, "text/event-stream".into()))
             .chain(self.configured())
             .collect::<Vec<(HeaderName, std::borrow::Cow<'_, str>)>>();
-        let req = Request { method: "GET", headers, body: Bytes::new() };
+        let req = Request { method: "GET", headers, body: Bytes::new(), replayable: true };
         let mut timeouts = self.timeouts;
         timeouts.idle = Duration::from_secs(24 * 3600);
         let mut resp = self.client.send(&self.endpoint, &req, &timeouts).await?;

@@ -257,6 +257,7 @@ impl Upstream for Remote {
             .chain(inner.configured())
             .collect(),
             body: Bytes::new(),
+            replayable: true,
         };
         match inner.client.send(&inner.endpoint, &req, &inner.timeouts).await {
             Ok(resp) => resp.release().await,
