@@ -73,10 +73,17 @@ impl LocalProcess {
     }
 }
 
+/// How long a failed start waits for the process's exit status.
+const EXIT_STATUS_WAIT: Duration = Duration::from_millis(500);
+
 #[async_trait]
 impl Running for LocalProcess {
     async fn exit_status(&mut self) -> Option<String> {
-        self.child.try_wait().ok().flatten().map(|s| s.to_string())
+        // Its stdout may close a moment before its exit is reported: wait a little for it.
+        match tokio::time::timeout(EXIT_STATUS_WAIT, self.child.wait()).await {
+            Ok(Ok(status)) => Some(status.to_string()),
+            _ => None,
+        }
     }
 
     async fn stop(&mut self) {

@@ -73,7 +73,7 @@ pub struct Launched {
 /// A running server, as its launcher controls it.
 #[async_trait]
 pub trait Running: Send + Sync {
-    /// How it exited, if it has.
+    /// How it exited, if it has (or does within a moment).
     async fn exit_status(&mut self) -> Option<String>;
     /// Ends it for good once its stdin is closed: wait a moment, then terminate, then kill; leave
     /// nothing behind (process group, container).
