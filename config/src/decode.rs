@@ -26,6 +26,11 @@ impl<'e> Decoder<'e> {
         Self { problems: Vec::new(), env }
     }
 
+    /// An environment variable, through the same lookup `${VAR}` expansion uses.
+    pub(crate) fn env_var(&self, name: &str) -> Option<String> {
+        (self.env)(name)
+    }
+
     pub(crate) fn problem(&mut self, path: &str, message: impl Into<String>) {
         self.problems.push(Problem { path: path.to_owned(), message: message.into() });
     }

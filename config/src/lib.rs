@@ -16,6 +16,7 @@ mod decode;
 mod env;
 mod error;
 mod model;
+mod observability;
 mod provider;
 mod secret;
 mod sections;
@@ -68,7 +69,7 @@ pub fn parse(text: &str, source_name: &str, env: EnvLookup<'_>) -> Result<Config
         top.deny_unknown(&mut d, TOP_KEYS, |_| None);
         let server = sections::decode_server(&mut d, top.get("server"));
         let providers = decode_providers(&mut d, top.get("providers"), &mut declared);
-        let observability = sections::decode_observability(&mut d, top.get("observability"));
+        let observability = observability::decode_observability(&mut d, top.get("observability"));
         Config { server, providers, observability }
     });
     let mut problems = d.into_problems();

@@ -304,7 +304,7 @@ pub struct Member {
     pub priority: u32,
 }
 
-/// Metrics, tracing and Langfuse export.
+/// Metrics, tracing, Langfuse export and the audit trail.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observability {
     /// OpenTelemetry traces over OTLP.
@@ -313,15 +313,79 @@ pub struct Observability {
     pub metrics: Metrics,
     /// Traces to Langfuse through its OTLP endpoint.
     pub langfuse: Langfuse,
+    /// The audit log.
+    pub audit: Audit,
+    /// One log line per HTTP request (target `mcp_hangar::access`).
+    pub access_log: bool,
 }
 
 /// OpenTelemetry tracing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tracing {
-    /// Export spans.
+    /// Export spans (`MCP_TRACING_ENABLED` overrides).
     pub enabled: bool,
-    /// OTLP collector URL.
+    /// OTLP collector URL (default: `OTEL_EXPORTER_OTLP_ENDPOINT`, else `http://localhost:4317`).
     pub otlp_endpoint: String,
+    /// OTLP transport.
+    pub protocol: OtlpProtocol,
+    /// `service.name` of the spans.
+    pub service_name: String,
+}
+
+/// How spans travel to the collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    /// OTLP/gRPC (port 4317 by convention).
+    Grpc,
+    /// OTLP over HTTP with protobuf bodies (port 4318, `/v1/traces`).
+    HttpProtobuf,
+}
+
+/// The audit log: every domain event and tool call, one JSON object per line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Audit {
+    /// Write it.
+    pub enabled: bool,
+    /// The current file; rotated files get `.1`, `.2`, … appended.
+    pub path: std::path::PathBuf,
+    /// Size at which the file is rotated.
+    pub max_bytes: u64,
+    /// Rotated files kept.
+    pub keep: u32,
+    /// When written records are forced to disk.
+    pub fsync: Fsync,
+    /// Record tool-call arguments (values under redacted keys are replaced).
+    pub arguments: bool,
+    /// Argument keys (case-insensitive substrings) whose values are never recorded.
+    pub redact: Vec<String>,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            path: "mcp-hangar-audit.jsonl".into(),
+            max_bytes: 64 << 20,
+            keep: 5,
+            fsync: Fsync::Interval(Duration::from_secs(1)),
+            arguments: false,
+            redact: ["password", "secret", "token", "api_key", "apikey", "authorization", "credential"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+        }
+    }
+}
+
+/// When the audit writer forces records to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    /// After every batch of records (a crash loses nothing that was written).
+    Always,
+    /// At most this long after a record was written.
+    Interval(Duration),
+    /// Never explicitly (the OS decides; a machine crash may lose recent records).
+    Never,
 }
 
 /// Prometheus metrics.

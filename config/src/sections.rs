@@ -1,11 +1,10 @@
-//! Decoding of the `server` and `observability` sections.
+//! Decoding of the `server` section.
 
 use serde_norway::Value;
 
 use crate::decode::{Decoder, Fields};
-use crate::model::{Langfuse, Limits, Metrics, Observability, Server, Tracing};
-use crate::validate::{check_endpoint_path, check_host, check_http_url, check_origin};
-use crate::Secret;
+use crate::model::{Limits, Server};
+use crate::validate::{check_endpoint_path, check_host, check_origin};
 
 const SERVER_KEYS: &[&str] = &["host", "port", "mcp_path", "allowed_origins", "limits"];
 const LIMIT_KEYS: &[&str] = &[
@@ -19,10 +18,6 @@ const LIMIT_KEYS: &[&str] = &[
     "session_idle_timeout_s",
     "shutdown_timeout_s",
 ];
-const OBSERVABILITY_KEYS: &[&str] = &["tracing", "metrics", "langfuse"];
-const TRACING_KEYS: &[&str] = &["enabled", "otlp_endpoint"];
-const METRICS_KEYS: &[&str] = &["enabled", "endpoint"];
-const LANGFUSE_KEYS: &[&str] = &["enabled", "public_key", "secret_key", "host"];
 
 /// Origins allowed when the file names none: a browser page served from this machine.
 pub(crate) const DEFAULT_ALLOWED_ORIGINS: &[&str] = &[
@@ -83,71 +78,10 @@ fn decode_limits(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Limits> {
     })
 }
 
-pub(crate) fn decode_observability(d: &mut Decoder<'_>, v: Option<(String, &Value)>) -> Observability {
-    let mut out = Observability {
-        tracing: Tracing { enabled: false, otlp_endpoint: "http://localhost:4317".into() },
-        metrics: Metrics { enabled: true, endpoint: "/metrics".into() },
-        langfuse: Langfuse {
-            enabled: false,
-            public_key: Secret::default(),
-            secret_key: Secret::default(),
-            host: "https://cloud.langfuse.com".into(),
-        },
-    };
-    let Some((path, value)) = v else { return out };
-    let Some(f) = d.fields(&path, value) else {
-        return out;
-    };
-    f.deny_unknown(d, OBSERVABILITY_KEYS, |_| None);
-    if let Some((p, v)) = f.get("tracing") {
-        if let Some(t) = d.fields(&p, v) {
-            t.deny_unknown(d, TRACING_KEYS, |_| None);
-            out.tracing.enabled = t.opt(d, "enabled", Decoder::boolean).unwrap_or(false);
-            if let Some(e) = t.opt(d, "otlp_endpoint", checked(check_http_url)) {
-                out.tracing.otlp_endpoint = e;
-            }
-        }
-    }
-    if let Some((p, v)) = f.get("metrics") {
-        if let Some(m) = d.fields(&p, v) {
-            m.deny_unknown(d, METRICS_KEYS, |_| None);
-            out.metrics.enabled = m.opt(d, "enabled", Decoder::boolean).unwrap_or(true);
-            if let Some(e) = m.opt(d, "endpoint", checked(check_endpoint_path)) {
-                out.metrics.endpoint = e;
-            }
-        }
-    }
-    if let Some((p, v)) = f.get("langfuse") {
-        if let Some(l) = d.fields(&p, v) {
-            l.deny_unknown(d, LANGFUSE_KEYS, |_| None);
-            let enabled = l.opt(d, "enabled", Decoder::boolean).unwrap_or(false);
-            out.langfuse.enabled = enabled;
-            // Keys of a disabled exporter are not expanded: `${LANGFUSE_SECRET_KEY}` may be unset
-            // on machines that do not export to Langfuse.
-            if enabled {
-                let why = " when langfuse is enabled";
-                out.langfuse.public_key = l.req(d, "public_key", why, non_empty_secret).unwrap_or_default();
-                out.langfuse.secret_key = l.req(d, "secret_key", why, non_empty_secret).unwrap_or_default();
-                if let Some(h) = l.opt(d, "host", checked(check_http_url)) {
-                    out.langfuse.host = h;
-                }
-            }
-        }
-    }
-    out
-}
-
-fn non_empty_secret(d: &mut Decoder<'_>, p: &str, v: &Value) -> Option<Secret> {
-    let s = d.secret(p, v)?;
-    if s.is_empty() {
-        d.problem(p, "must not be empty");
-        return None;
-    }
-    Some(s)
-}
-
 /// Reads a string and checks it with `check`, noting the check's message as a problem.
-fn checked<'e>(check: fn(&str) -> Result<(), String>) -> impl Fn(&mut Decoder<'e>, &str, &Value) -> Option<String> {
+pub(crate) fn checked<'e>(
+    check: fn(&str) -> Result<(), String>,
+) -> impl Fn(&mut Decoder<'e>, &str, &Value) -> Option<String> {
     move |d, p, v| {
         let s = d.string(p, v)?;
         match check(&s) {

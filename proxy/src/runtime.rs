@@ -38,7 +38,7 @@ async fn serve_http(config: Config) -> anyhow::Result<()> {
     let mut fds = Fds::new();
     fds.add(addr.clone(), listener.into_raw_fd());
 
-    let state = AppState::new(config);
+    let state = AppState::open(config)?;
     let server_conf = Arc::new(ServerConf::default());
     let mut service =
         pingora_proxy::http_proxy_service_with_name(&server_conf, HttpFront::new(state.clone()), "mcp-hangar");
@@ -67,8 +67,15 @@ async fn serve_http(config: Config) -> anyhow::Result<()> {
     }
     server.abort();
     stop_providers(&state).await;
+    close_audit(&state).await;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// Writes out and syncs the audit trail (after the providers' last events).
+async fn close_audit(state: &Arc<AppState>) {
+    let audit = state.audit.clone();
+    let _ = tokio::task::spawn_blocking(move || audit.close()).await;
 }
 
 /// Stops every provider the gateway started (processes, containers).
@@ -86,7 +93,7 @@ pub fn run_stdio(config: Config) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let state = AppState::new(config);
+        let state = AppState::open(config)?;
         tokio::spawn(crate::lifecycle::services::run(state.clone()));
         state.set_phase(Phase::Ready);
         tracing::info!("serving MCP on stdio");
@@ -97,9 +104,10 @@ pub fn run_stdio(config: Config) -> anyhow::Result<()> {
         .await;
         state.set_phase(Phase::Draining);
         stop_providers(&state).await;
+        close_audit(&state).await;
         tracing::info!("shutdown complete");
-    });
-    Ok(())
+        Ok(())
+    })
 }
 
 /// `host:port`, bracketing IPv6 addresses.

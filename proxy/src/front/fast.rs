@@ -48,6 +48,16 @@ pub struct FastRoute {
     tried: Vec<usize>,
     /// Whether the current member's outcome was already recorded (a failure, by `retarget`).
     pub recorded: bool,
+    /// The tool's exposed name (`None` for a prompt).
+    pub tool: Option<String>,
+    /// Who called, when the audit trail is on.
+    pub caller: Option<String>,
+    /// The arguments, when the audit trail records them.
+    pub arguments: Option<serde_json::Value>,
+    /// When the gateway took the call.
+    pub started: std::time::Instant,
+    /// Reads the reply's outcome as it streams back.
+    pub scan: Option<crate::jsonrpc::outcome::ReplyScan>,
     /// Counts the call in flight at the member (least-connections reads it).
     _in_flight: CallGuard,
     /// The new `Mcp-Name` value when the name changes.
@@ -68,6 +78,7 @@ pub fn may_take(session: &Session) -> bool {
 /// The fast route for a validated modern request, or `None` when it must take the slow path.
 pub fn route(
     snap: &Arc<Snapshot>,
+    audit: &crate::telemetry::audit::Audit,
     env: &Envelope<'_>,
     head: &ParamsHead<'_>,
     body: &[u8],
@@ -124,6 +135,16 @@ pub fn route(
         group,
         tried: Vec::new(),
         recorded: false,
+        tool: (kind == ListKind::Tools).then(|| name.to_string()),
+        caller: audit.enabled().then(|| {
+            let client = head.meta.as_ref().and_then(|m| m.client_info.as_ref()).and_then(|c| c.name.as_deref());
+            client.map_or_else(|| "anonymous".to_owned(), |n| format!("client:{n}"))
+        }),
+        arguments: (kind == ListKind::Tools && audit.records_arguments())
+            .then(|| serde_json::from_slice::<serde_json::Value>(body).ok()?.pointer("/params/arguments").cloned())
+            .flatten(),
+        started: std::time::Instant::now(),
+        scan: None,
         name_header,
         splice: Splice { cut, seen: 0 },
         body_len: body.len(),
@@ -146,6 +167,11 @@ fn modern_remote(snap: &Snapshot, idx: usize) -> Option<(Arc<Remote>, Arc<HttpPe
 }
 
 impl FastRoute {
+    /// The provider (or group) the call was addressed to.
+    pub fn target(&self) -> usize {
+        self.group.unwrap_or(self.provider)
+    }
+
     /// After a failure at the current member (recorded against it): moves the route to another
     /// member of its group, if the call is addressed to one, attempts and the group's retry budget
     /// remain, and another member can take it on the fast path. Returns whether it moved.
@@ -166,6 +192,7 @@ impl FastRoute {
             to = routes.providers[member].name(),
             "retrying on another member"
         );
+        routes.metrics.retries.with_label_values(&[routes.providers[group].name()]).inc();
         self._in_flight = routes.providers[member].lifecycle.begin_call();
         (self.remote, self.peer, self.provider) = (remote, peer, member);
         // Pingora replays the buffered body through the splice again.

@@ -2,19 +2,22 @@
 //! that owns the concern; per-request state lives in [`RequestCtx`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType, Result};
-use pingora_http::RequestHeader;
+use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::front::fast::FastRoute;
 use crate::front::{health, mcp, respond};
 use crate::jsonrpc::error_bytes;
+use crate::jsonrpc::outcome::ReplyScan;
 use crate::mcp::protocol::Era;
 use crate::state::{AppState, InflightGuard};
+use crate::telemetry::calls::{CallOutcome, CallRecord};
 use crate::upstream::CallError;
 
 /// The HTTP front door.
@@ -37,6 +40,10 @@ pub struct RequestCtx {
     pub fast: Option<FastRoute>,
     /// The request's protocol era, once known.
     pub era: Option<Era>,
+    /// The JSON-RPC method, once known (bounded, for logs).
+    pub method: &'static str,
+    /// When the request arrived.
+    started: std::time::Instant,
 }
 
 #[async_trait]
@@ -44,7 +51,14 @@ impl ProxyHttp for HttpFront {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> Self::CTX {
-        RequestCtx { _inflight: self.state.begin_request(), endpoint: "other", fast: None, era: None }
+        RequestCtx {
+            _inflight: self.state.begin_request(),
+            endpoint: "other",
+            fast: None,
+            era: None,
+            method: "",
+            started: std::time::Instant::now(),
+        }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
@@ -62,6 +76,8 @@ impl ProxyHttp for HttpFront {
         let metrics = &snap.config.observability.metrics;
         if metrics.enabled && path == metrics.endpoint {
             ctx.endpoint = "metrics";
+            let in_flight = i64::try_from(self.state.inflight()).unwrap_or(i64::MAX);
+            self.state.metrics.requests_in_flight.set(in_flight);
             let body = self.state.metrics.render();
             respond::send(session, 200, "text/plain; version=0.0.4; charset=utf-8", &[], body).await?;
             return Ok(true);
@@ -118,6 +134,35 @@ impl ProxyHttp for HttpFront {
         e
     }
 
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if let Some(route) = &mut ctx.fast {
+            let sse = upstream_response
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+            route.scan = Some(ReplyScan::new(sse));
+        }
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<Option<std::time::Duration>> {
+        if let (Some(scan), Some(chunk)) = (ctx.fast.as_mut().and_then(|r| r.scan.as_mut()), body.as_ref()) {
+            scan.feed(chunk);
+        }
+        Ok(None)
+    }
+
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Self::CTX) -> FailToProxy {
         let Some(route) = &ctx.fast else {
             let code = if matches!(e.etype(), ErrorType::HTTPStatus(_)) { 500 } else { 502 };
@@ -136,12 +181,52 @@ impl ProxyHttp for HttpFront {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
         let code = session.response_written().map_or(0, |r| r.status.as_u16());
-        if let Some(route) = ctx.fast.as_ref().filter(|r| !r.recorded) {
-            if let Some(p) = route.snap.routes.providers.get(route.provider) {
-                p.lifecycle.record(e.map(|e| e.etype().as_str()));
+        if let Some(route) = &ctx.fast {
+            let routes = &route.snap.routes;
+            if !route.recorded {
+                routes.providers[route.provider].lifecycle.record(e.map(|e| e.etype().as_str()));
+            }
+            if let Some(tool) = &route.tool {
+                let outcome = match (e, &route.scan) {
+                    (Some(e), _) => CallOutcome::of_error(
+                        &proxy_error(e, route.snap.config.server.limits.first_byte_timeout).to_rpc(""),
+                    ),
+                    (None, Some(scan)) => scan.outcome().into(),
+                    (None, None) => CallOutcome::Ok,
+                };
+                let message = e.map(|e| proxy_error(e, Duration::ZERO).to_string());
+                let record = CallRecord {
+                    provider: routes.providers[route.target()].name(),
+                    tool,
+                    outcome,
+                    elapsed: route.started.elapsed(),
+                    caller: route.caller.as_deref().unwrap_or_default(),
+                    era: Era::Modern,
+                    error: message.as_deref(),
+                    arguments: route.arguments.clone(),
+                };
+                record.record(routes, &self.state.metrics, &self.state.audit);
             }
         }
         self.state.metrics.http_responses.with_label_values(&[ctx.endpoint, status_label(code)]).inc();
+        if ctx.endpoint != "health" && self.state.snapshot().config.observability.access_log {
+            let req = session.req_header();
+            let provider = ctx.fast.as_ref().map(|r| r.snap.routes.providers[r.provider].name());
+            tracing::info!(
+                target: "mcp_hangar::access",
+                client = %session.client_addr().map(ToString::to_string).unwrap_or_default(),
+                http_method = %req.method,
+                path = req.uri.path(),
+                status = code,
+                mcp_method = ctx.method,
+                era = ctx.era.map_or("", Era::as_str),
+                fast_path = provider.is_some(),
+                provider = provider.unwrap_or_default(),
+                duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
+                error = e.map(|e| e.etype().as_str()).unwrap_or_default(),
+                "request"
+            );
+        }
     }
 }
 

@@ -199,6 +199,10 @@ async fn post(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx
         _ => Era::Legacy,
     };
     ctx.era = Some(era);
+    if kind != Kind::Response {
+        ctx.method = crate::telemetry::metrics::method_label(method);
+        state.metrics.request(ctx.method, era.as_str());
+    }
     if era == Era::Modern {
         if kind == Kind::Response {
             let e = RpcError::new(code::INVALID_REQUEST, "clients must not send responses in the 2026-07-28 protocol");
@@ -214,7 +218,7 @@ async fn post(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx
             respond::send(session, 202, "application/json", &[], Bytes::new()).await?;
             return Ok(true);
         }
-        if let Some(route) = fast::route(&snap, &env, &head, &body, session) {
+        if let Some(route) = fast::route(&snap, &state.audit, &env, &head, &body, session) {
             ctx.fast = Some(route);
             return Ok(false);
         }

@@ -95,6 +95,10 @@ impl Connection {
             _ => json!({}),
         };
         drop(env);
+        if kind != Kind::Response {
+            let modern = version.as_deref().and_then(era_of) == Some(Era::Modern);
+            self.state.metrics.request(&method, if modern { "modern" } else { "legacy" });
+        }
         match kind {
             Kind::Request => {
                 tokio::spawn(async move { self.request(id, method, version, params).await });

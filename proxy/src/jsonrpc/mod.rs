@@ -5,6 +5,7 @@
 //! leaves `params` as raw JSON.
 
 pub mod lines;
+pub mod outcome;
 pub mod parse;
 pub mod sse;
 

@@ -131,6 +131,17 @@ pub struct MetaHead<'a> {
     /// The request's protocol version (modern requests).
     #[serde(borrow, default, rename = "io.modelcontextprotocol/protocolVersion", deserialize_with = "opt_cow")]
     pub protocol_version: Option<Cow<'a, str>>,
+    /// Who the client says it is (for the audit trail).
+    #[serde(borrow, default, rename = "io.modelcontextprotocol/clientInfo")]
+    pub client_info: Option<ClientInfoHead<'a>>,
+}
+
+/// The part of `clientInfo` the gateway reads.
+#[derive(Debug, Default, Deserialize)]
+pub struct ClientInfoHead<'a> {
+    /// The client's name.
+    #[serde(borrow, default, deserialize_with = "opt_cow")]
+    pub name: Option<Cow<'a, str>>,
 }
 
 impl<'a> ParamsHead<'a> {

@@ -1,12 +1,12 @@
 //! Domain events of provider lifecycles: every state change, kept in a bounded log for the admin
-//! tools and broadcast to whoever consumes them (metrics, audit).
+//! tools and handed to the sinks that consume them (metrics, the audit trail) as it happens.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::broadcast;
 
 use super::{Cause, State};
 
@@ -30,63 +30,79 @@ pub struct ProviderEvent {
     pub cause: &'static str,
     /// Human-readable detail.
     pub detail: String,
+    /// How long what ended here took (a start, for `ready` and `start_failed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+}
+
+/// Something that consumes events as they happen. Called synchronously on the thread that caused
+/// the event (events are rare): it must not block.
+pub trait EventSink: Send + Sync {
+    /// Takes one event.
+    fn event(&self, event: &ProviderEvent);
 }
 
 /// The gateway's provider event log.
+#[derive(Default)]
 pub struct EventLog {
     next: AtomicU64,
     recent: Mutex<VecDeque<ProviderEvent>>,
-    tx: broadcast::Sender<ProviderEvent>,
-}
-
-impl Default for EventLog {
-    fn default() -> Self {
-        Self { next: AtomicU64::new(1), recent: Mutex::new(VecDeque::new()), tx: broadcast::channel(1024).0 }
-    }
+    sinks: Vec<Arc<dyn EventSink>>,
 }
 
 impl EventLog {
-    /// Records a transition.
-    pub fn emit(&self, provider: &str, from: State, to: State, cause: Cause, detail: &str) {
-        self.push(provider, from.as_str(), to.as_str(), cause.as_str(), detail);
+    /// A log that also hands every event to `sinks`.
+    pub fn new(sinks: Vec<Arc<dyn EventSink>>) -> Self {
+        Self { sinks, ..Self::default() }
+    }
+
+    /// Records a transition; `duration` is how long the step it ends took, if it ends one.
+    pub fn emit(&self, provider: &str, from: State, to: State, cause: Cause, detail: &str, duration: Option<Duration>) {
+        self.push(provider, from.as_str(), to.as_str(), cause.as_str(), detail, duration);
     }
 
     /// Records something that happened without a state change (e.g. recovery gave up).
     pub fn note(&self, provider: &str, state: State, cause: &'static str, detail: &str) {
-        self.push(provider, state.as_str(), state.as_str(), cause, detail);
+        self.push(provider, state.as_str(), state.as_str(), cause, detail, None);
     }
 
     /// Records a group's routing change (failover to another tier, failback).
     pub fn note_group(&self, group: &str, cause: &'static str, detail: &str) {
-        self.push(group, "GROUP", "GROUP", cause, detail);
+        self.push(group, "GROUP", "GROUP", cause, detail, None);
     }
 
-    fn push(&self, provider: &str, from: &'static str, to: &'static str, cause: &'static str, detail: &str) {
+    fn push(
+        &self,
+        provider: &str,
+        from: &'static str,
+        to: &'static str,
+        cause: &'static str,
+        detail: &str,
+        duration: Option<Duration>,
+    ) {
         let at_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        tracing::info!(provider, from, to, cause, detail, "provider state");
+        // One event at a time, so every sink sees them in `seq` order.
+        let Ok(mut recent) = self.recent.lock() else { return };
         let event = ProviderEvent {
-            seq: self.next.fetch_add(1, Ordering::Relaxed),
+            seq: self.next.fetch_add(1, Ordering::Relaxed) + 1,
             at_ms,
             provider: provider.to_owned(),
             from,
             to,
             cause,
             detail: detail.to_owned(),
+            duration_ms: duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         };
-        tracing::info!(provider, from, to, cause, detail, "provider state");
-        if let Ok(mut r) = self.recent.lock() {
-            if r.len() >= KEPT {
-                r.pop_front();
-            }
-            r.push_back(event.clone());
+        for sink in &self.sinks {
+            sink.event(&event);
         }
-        let _ = self.tx.send(event);
-    }
-
-    /// Receives every event from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<ProviderEvent> {
-        self.tx.subscribe()
+        if recent.len() >= KEPT {
+            recent.pop_front();
+        }
+        recent.push_back(event);
     }
 
     /// The latest `limit` events, of one provider or all, oldest first.

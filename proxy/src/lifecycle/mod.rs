@@ -138,6 +138,8 @@ pub struct Lifecycle {
     /// Times the provider went out of service (to DEAD or COLD): state held for a client by an
     /// earlier incarnation (a legacy upstream session) is gone when this changes.
     generation: AtomicU64,
+    /// When the start under way began (for the start's duration).
+    started_at: Mutex<Option<Instant>>,
 }
 
 /// Progress of recovering a DEAD provider.
@@ -174,6 +176,7 @@ impl Lifecycle {
             breaker: Breaker::new(breaker),
             last_check_ms: AtomicU64::new(0),
             generation: AtomicU64::new(0),
+            started_at: Mutex::new(None),
         })
     }
 
@@ -216,7 +219,19 @@ impl Lifecycle {
             }
             _ => {}
         }
-        self.events.emit(&self.provider, from, to, cause, detail);
+        let duration = match cause {
+            Cause::Start => {
+                if let Ok(mut s) = self.started_at.lock() {
+                    *s = Some(Instant::now());
+                }
+                None
+            }
+            Cause::Ready | Cause::StartFailed => {
+                self.started_at.lock().ok().and_then(|mut s| s.take()).map(|t| t.elapsed())
+            }
+            _ => None,
+        };
+        self.events.emit(&self.provider, from, to, cause, detail, duration);
         if cause == Cause::Ready {
             // A new instance: the old one's failures say nothing about it.
             let reset = self.breaker.reset();

@@ -31,16 +31,16 @@ pub async fn run(state: Arc<AppState>) {
             let tripped = p.lifecycle.breaker.tick();
             p.lifecycle.note_breaker(tripped);
             if let Some(attempt) = p.lifecycle.take_due_recovery() {
-                let (p, upstream) = (p.clone(), upstream.clone());
+                let (p, upstream, state) = (p.clone(), upstream.clone(), state.clone());
                 tokio::spawn(async move {
                     let (_, max) = p.lifecycle.recovery_attempts();
                     tracing::info!(provider = p.name(), attempt, max, "recovery attempt");
-                    let ok = health_check(&p, upstream.as_ref()).await;
+                    let ok = health_check(&state, &p, upstream.as_ref()).await;
                     p.lifecycle.finish_recovery(ok);
                 });
             } else if check_wanted(p) && p.lifecycle.check_due(p.config.health_check_interval) {
-                let (p, upstream) = (p.clone(), upstream.clone());
-                tokio::spawn(async move { health_check(&p, upstream.as_ref()).await });
+                let (p, upstream, state) = (p.clone(), upstream.clone(), state.clone());
+                tokio::spawn(async move { health_check(&state, &p, upstream.as_ref()).await });
             }
             if idle_collectable(p) && !p.lifecycle.stopping.swap(true, Ordering::AcqRel) {
                 let (p, upstream) = (p.clone(), upstream.clone());
@@ -55,8 +55,9 @@ pub async fn run(state: Arc<AppState>) {
 
 /// Checks a provider within its `health_check_timeout_s` and records the outcome (which moves
 /// its state and breaker); returns whether it passed.
-async fn health_check(p: &ProviderRuntime, upstream: &dyn Upstream) -> bool {
+async fn health_check(state: &AppState, p: &ProviderRuntime, upstream: &dyn Upstream) -> bool {
     let timeout = p.config.health_check_timeout;
+    let started = std::time::Instant::now();
     let failure = match tokio::time::timeout(timeout, upstream.check()).await {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(format!("health check failed: {e}")),
@@ -65,6 +66,7 @@ async fn health_check(p: &ProviderRuntime, upstream: &dyn Upstream) -> bool {
     if let Some(why) = &failure {
         tracing::debug!(provider = p.name(), "{why}");
     }
+    state.metrics.health_check(p.name(), failure.is_none(), started.elapsed());
     p.lifecycle.record(failure.as_deref());
     failure.is_none()
 }

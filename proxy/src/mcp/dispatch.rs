@@ -45,7 +45,7 @@ impl Dispatch {
         let mut session = None;
         if let Backend::Group(pool) = &routes.providers[idx].backend {
             if let Some(hash_key) = &pool.hash_key {
-                key = hash_key.bytes(params, &caller_identity(ctx));
+                key = hash_key.bytes(params, &ctx.identity());
             }
             if let Some(s) = &ctx.session {
                 pinned = pinned_member(&routes, idx, s)?;
@@ -114,6 +114,7 @@ impl Dispatch {
                         member = name,
                         "{e}; trying another member"
                     );
+                    routes.metrics.retries.with_label_values(&[routes.providers[self.idx].name()]).inc();
                     tried.push(member);
                     last_error = Some(e.to_rpc(name));
                     tokio::time::sleep(retry::backoff()).await;
@@ -146,14 +147,6 @@ impl Dispatch {
                 generation: p.lifecycle.generation(),
             });
         }
-    }
-}
-
-/// Who is calling, for `hash_key: caller`: the legacy session, else the client's declared name.
-fn caller_identity(ctx: &ClientCtx) -> String {
-    match &ctx.session {
-        Some(s) => s.id.to_string(),
-        None => ctx.caller.client_info.get("name").and_then(Value::as_str).unwrap_or_default().to_owned(),
     }
 }
 

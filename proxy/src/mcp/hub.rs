@@ -3,7 +3,7 @@
 //! Front doors (HTTP, stdio) parse and frame; everything MCP-semantic happens here.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use serde_json::{json, Map, Value};
@@ -17,6 +17,7 @@ use crate::mcp::registry;
 use crate::mcp::session::ClientSession;
 use crate::routing::Routes;
 use crate::state::AppState;
+use crate::telemetry::calls::{CallOutcome, CallRecord};
 use crate::upstream::{Caller, Events, SessionKey, Upstream};
 
 /// How long `initialize`/`server/discover` wait for unknown providers to describe themselves.
@@ -33,6 +34,16 @@ pub struct ClientCtx {
 }
 
 impl ClientCtx {
+    /// Who is calling, for the audit trail and `hash_key: caller`: `session:<id>` for a legacy
+    /// session, `client:<name>` for a modern client that names itself, else `anonymous`.
+    pub fn identity(&self) -> String {
+        match (&self.session, self.caller.client_info.get("name").and_then(Value::as_str)) {
+            (Some(s), _) => format!("session:{}", s.id),
+            (None, Some(name)) => format!("client:{name}"),
+            (None, None) => "anonymous".to_owned(),
+        }
+    }
+
     /// A modern client, described by the request's `_meta`.
     pub fn modern(params: &Value) -> Self {
         let m = params.get("_meta");
@@ -245,7 +256,26 @@ async fn call_named(
         .ok_or_else(|| RpcError::new(code::INVALID_PARAMS, format!("Unknown {what}: {name:?}")))?;
     params["name"] = Value::String(own_name);
     let idempotent = kind == ListKind::Prompts || routes.index.load().idempotent_tools.contains(&name);
-    forward(state, routes, ctx, Target { idx, idempotent }, method, params, events).await
+    let arguments = (kind == ListKind::Tools && state.audit.records_arguments())
+        .then(|| params.get("arguments").cloned())
+        .flatten();
+    let started = Instant::now();
+    let result = forward(state, routes, ctx, Target { idx, idempotent }, method, params, events).await;
+    if kind == ListKind::Tools {
+        let caller = if state.audit.enabled() { ctx.identity() } else { String::new() };
+        let record = CallRecord {
+            provider: routes.providers[idx].name(),
+            tool: &name,
+            outcome: CallOutcome::of(&result),
+            elapsed: started.elapsed(),
+            caller: &caller,
+            era: ctx.era,
+            error: result.as_ref().err().map(|e| e.message.as_str()),
+            arguments,
+        };
+        record.record(routes, &state.metrics, &state.audit);
+    }
+    result
 }
 
 /// Resource requests, routed by URI (never rewritten).

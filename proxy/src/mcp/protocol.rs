@@ -37,6 +37,16 @@ pub enum Era {
     Legacy,
 }
 
+impl Era {
+    /// The name used in metrics and traces.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Modern => "modern",
+            Self::Legacy => "legacy",
+        }
+    }
+}
+
 /// The era of a protocol version string, `None` when unknown.
 pub fn era_of(version: &str) -> Option<Era> {
     if version == MODERN_VERSION {

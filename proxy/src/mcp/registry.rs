@@ -12,10 +12,13 @@ use crate::mcp::aggregate::{self, ListKind};
 use crate::mcp::hub::ClientCtx;
 use crate::routing::{Backend, ProviderRuntime, Routes};
 use crate::state::AppState;
+use crate::telemetry::audit::Filter;
 use crate::upstream::{Events, Upstream};
 
 /// Lifecycle events returned by `registry_details`.
 const DETAIL_EVENTS: usize = 20;
+/// Most records `registry_audit` returns.
+const MAX_AUDIT_RECORDS: usize = 1000;
 
 /// The tool definitions, in listing order.
 pub fn tools() -> Vec<Value> {
@@ -29,6 +32,13 @@ pub fn tools() -> Vec<Value> {
         json!({"name": "registry_invoke", "description": "Call a provider's tool by the provider's own tool name.", "inputSchema": {"type": "object", "properties": {
             "provider": {"type": "string"}, "tool": {"type": "string"}, "arguments": {"type": "object"}}, "required": ["provider", "tool"]}}),
         json!({"name": "registry_health", "description": "Gateway health: providers by state, sessions, open streams.", "inputSchema": {"type": "object", "properties": {}}}),
+        json!({"name": "registry_audit", "description": "Query the audit trail (provider events, tool calls, configuration): the latest records matching every filter given, oldest first.", "inputSchema": {"type": "object", "properties": {
+            "since_ms": {"type": "integer", "description": "Records at or after this time (ms since the Unix epoch)"},
+            "until_ms": {"type": "integer", "description": "Records before this time"},
+            "provider": {"type": "string"},
+            "caller": {"type": "string", "description": "session:<id>, client:<name>, anonymous"},
+            "type": {"type": "string", "enum": ["provider_event", "tool_call", "config_applied"]},
+            "limit": {"type": "integer", "minimum": 1, "maximum": MAX_AUDIT_RECORDS, "default": 100}}}}),
     ]
 }
 
@@ -125,11 +135,51 @@ pub async fn call(
             return invoke(routes, ctx, idx, params, events).await;
         }
         "registry_health" => health(state, routes),
+        "registry_audit" => {
+            let filter = audit_filter(args)?;
+            let audit = state.audit.clone();
+            let records = tokio::task::spawn_blocking(move || audit.query(&filter))
+                .await
+                .map_err(|e| RpcError::new(code::INTERNAL_ERROR, format!("audit query failed: {e}")))?;
+            match records {
+                Ok(records) => json!({"records": records}),
+                Err(why) => return Ok(error_result(&why)),
+            }
+        }
         _ => return Err(RpcError::new(code::INVALID_PARAMS, format!("Unknown tool: {name:?}"))),
     };
     Ok(
         json!({"content": [{"type": "text", "text": serde_json::to_string_pretty(&result).unwrap_or_default()}], "structuredContent": result, "isError": false}),
     )
+}
+
+/// The filter of a `registry_audit` call; wrong types are errors, not ignored.
+fn audit_filter(args: &Value) -> Result<Filter, RpcError> {
+    let bad = |k: &str, what: &str| RpcError::new(code::INVALID_PARAMS, format!("arguments.{k} must be {what}"));
+    let time = |k: &str| match args.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| bad(k, "a non-negative integer (ms since the epoch)")),
+    };
+    let text = |k: &str| match args.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_str().map(|s| Some(s.to_owned())).ok_or_else(|| bad(k, "a string")),
+    };
+    let limit = match args.get("limit") {
+        None | Some(Value::Null) => 100,
+        Some(v) => {
+            v.as_u64()
+                .filter(|n| (1..=MAX_AUDIT_RECORDS as u64).contains(n))
+                .ok_or_else(|| bad("limit", &format!("an integer from 1 to {MAX_AUDIT_RECORDS}")))? as usize
+        }
+    };
+    Ok(Filter {
+        since_ms: time("since_ms")?,
+        until_ms: time("until_ms")?,
+        provider: text("provider")?,
+        caller: text("caller")?,
+        kind: text("type")?,
+        limit,
+    })
 }
 
 async fn invoke(

@@ -67,6 +67,8 @@ pub struct Routes {
     /// Names and URIs learnt from lists.
     pub index: ArcSwap<NameIndex>,
     events: Arc<crate::lifecycle::EventLog>,
+    /// Where retries are counted.
+    pub metrics: Arc<crate::telemetry::metrics::Metrics>,
 }
 
 impl Routes {
@@ -76,6 +78,7 @@ impl Routes {
         http: &Arc<HttpClient>,
         sink: &Arc<dyn Unsolicited>,
         events: &Arc<crate::lifecycle::EventLog>,
+        metrics: &Arc<crate::telemetry::metrics::Metrics>,
     ) -> Self {
         let limits = &config.server.limits;
         let timeouts = Timeouts {
@@ -159,6 +162,7 @@ impl Routes {
             unprefixed,
             index: ArcSwap::from_pointee(NameIndex::default()),
             events: events.clone(),
+            metrics: metrics.clone(),
         }
     }
 

@@ -22,7 +22,7 @@ providers:
     let config = hangar_config::parse(&yaml, "test.yaml", &|_| None).expect("valid config");
     let events = Arc::new(EventLog::default());
     let sink: Arc<dyn Unsolicited> = Arc::new(crate::upstream::Discard);
-    (Routes::build(&config, &Arc::default(), &sink, &events), events)
+    (Routes::build(&config, &Arc::default(), &sink, &events, &Arc::default()), events)
 }
 
 fn ready(r: &Routes, name: &str) -> usize {

@@ -15,6 +15,7 @@ use crate::mcp::fanout::Fanout;
 use crate::mcp::session::SessionStore;
 use crate::mcp::subscriptions::Listeners;
 use crate::routing::Routes;
+use crate::telemetry::audit::{Audit, AuditError};
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::http::HttpClient;
 use crate::upstream::Unsolicited;
@@ -42,6 +43,13 @@ pub enum Phase {
     Draining = 2,
 }
 
+/// Starts the per-provider series of every provider that is not a group.
+fn init_providers(metrics: &Metrics, config: &Config) {
+    for p in config.providers.iter().filter(|p| !matches!(p.kind, hangar_config::ProviderKind::Group(_))) {
+        metrics.init_provider(&p.name);
+    }
+}
+
 /// State shared by every request and background task.
 pub struct AppState {
     snapshot: ArcSwap<Snapshot>,
@@ -52,7 +60,9 @@ pub struct AppState {
     idle: Notify,
     shutdown: watch::Sender<bool>,
     /// The metric registry.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
+    /// The audit trail.
+    pub audit: Arc<Audit>,
     /// Legacy client sessions.
     pub sessions: SessionStore,
     /// Open `subscriptions/listen` streams.
@@ -67,17 +77,32 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State for `config`, in phase [`Phase::Starting`], snapshot generation 1.
+    /// State for `config`, in phase [`Phase::Starting`], snapshot generation 1, without an audit
+    /// trail (tests; the gateway uses [`AppState::open`]).
     pub fn new(config: Config) -> Arc<Self> {
-        let metrics = Metrics::new();
+        let metrics = Arc::new(Metrics::new());
+        let audit = Arc::new(Audit::disabled(metrics.clone()));
+        Self::build(config, metrics, audit)
+    }
+
+    /// State for `config` with its audit trail opened as configured.
+    pub fn open(config: Config) -> Result<Arc<Self>, AuditError> {
+        let metrics = Arc::new(Metrics::new());
+        let audit = Arc::new(Audit::open(&config.observability.audit, metrics.clone())?);
+        Ok(Self::build(config, metrics, audit))
+    }
+
+    fn build(config: Config, metrics: Arc<Metrics>, audit: Arc<Audit>) -> Arc<Self> {
         metrics.config_generation.set(1);
+        init_providers(&metrics, &config);
+        audit.config_applied(1, config.providers.len());
         let (shutdown, _) = watch::channel(false);
         let http = Arc::new(HttpClient::default());
-        let events = Arc::new(EventLog::default());
+        let events = Arc::new(EventLog::new(vec![metrics.clone(), audit.clone()]));
         let max_sessions = config.server.limits.max_sessions;
         Arc::new_cyclic(|weak| {
             let sink: Arc<dyn Unsolicited> = Arc::new(Fanout(weak.clone()));
-            let routes = Arc::new(Routes::build(&config, &http, &sink, &events));
+            let routes = Arc::new(Routes::build(&config, &http, &sink, &events, &metrics));
             Self {
                 snapshot: ArcSwap::from_pointee(Snapshot { generation: 1, config: Arc::new(config), routes }),
                 next_generation: AtomicU64::new(2),
@@ -87,6 +112,7 @@ impl AppState {
                 idle: Notify::new(),
                 shutdown,
                 metrics,
+                audit,
                 sessions: SessionStore::new(max_sessions),
                 parked: ParkedCalls::default(),
                 listeners: Arc::default(),
@@ -105,7 +131,9 @@ impl AppState {
     /// Publishes a new configuration as a whole new snapshot; returns its generation.
     pub fn replace_config(&self, config: Config) -> u64 {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
-        let routes = Arc::new(Routes::build(&config, &self.http, &self.sink, &self.events));
+        init_providers(&self.metrics, &config);
+        self.audit.config_applied(generation, config.providers.len());
+        let routes = Arc::new(Routes::build(&config, &self.http, &self.sink, &self.events, &self.metrics));
         self.snapshot.store(Arc::new(Snapshot { generation, config: Arc::new(config), routes }));
         self.metrics.config_generation.set(i64::try_from(generation).unwrap_or(i64::MAX));
         generation

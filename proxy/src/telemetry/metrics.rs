@@ -1,19 +1,106 @@
-//! Prometheus metrics. This module owns the registry and the gateway-wide series; other modules
-//! register their own series here as they are added.
+//! Prometheus metrics: the registry and every series the gateway exports, under the
+//! `mcp_hangar_` prefix.
+//!
+//! Label values are bounded: providers and groups come from the configuration, tools from the
+//! providers' lists (anything else is `other`), methods from the MCP method set, states and
+//! outcomes from fixed sets. Nothing from raw input becomes a label.
 
-use prometheus::{Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use std::time::Duration;
 
-/// The gateway's metric registry and its process-wide series.
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::lifecycle::events::{EventSink, ProviderEvent};
+
+/// Buckets for call latencies, in seconds: 1 ms to 2 minutes.
+const CALL_BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0];
+/// Buckets for starts and health checks, in seconds.
+const START_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+/// Provider states, as the `state` label of `provider_state`.
+const STATES: [&str; 5] = ["COLD", "INITIALIZING", "READY", "DEGRADED", "DEAD"];
+
+/// JSON-RPC methods counted under their own name; the rest count as `other`.
+const METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "server/discover",
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "subscriptions/listen",
+    "completion/complete",
+    "logging/setLevel",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+];
+
+/// The gateway's metric registry and its series.
 pub struct Metrics {
     registry: Registry,
     /// Generation of the configuration snapshot in use.
     pub config_generation: IntGauge,
-    /// HTTP requests answered, by endpoint class and status code.
+    /// HTTP responses, by endpoint class and status code.
     pub http_responses: IntCounterVec,
+    /// JSON-RPC requests received, by method and protocol era.
+    pub requests: IntCounterVec,
+    /// Requests being handled now (set when scraped).
+    pub requests_in_flight: IntGauge,
+    /// Tool calls, by provider, tool and outcome.
+    pub tool_calls: IntCounterVec,
+    /// Tool call latency, by provider and tool.
+    pub tool_call_duration: HistogramVec,
+    /// 1 for each provider's current state, 0 for the others.
+    pub provider_state: IntGaugeVec,
+    /// Provider state transitions, by provider, old and new state.
+    pub provider_transitions: IntCounterVec,
+    /// Completed starts of a provider (process spawned or upstream contacted, handshake done).
+    pub cold_starts: IntCounterVec,
+    /// How long starts took, successful or not.
+    pub cold_start_duration: HistogramVec,
+    /// Breaker state per provider: 0 closed, 1 open, 2 half-open.
+    pub breaker_state: IntGaugeVec,
+    /// Times a provider's breaker opened.
+    pub breaker_trips: IntCounterVec,
+    /// Active health checks, by provider and outcome.
+    pub health_checks: IntCounterVec,
+    /// Health check latency.
+    pub health_check_duration: HistogramVec,
+    /// Calls retried on another member, by group.
+    pub retries: IntCounterVec,
+    /// Priority groups moving to another tier, by group and direction (`failover`, `failback`).
+    pub failovers: IntCounterVec,
+    /// Audit records that could not be written (the writer fell behind or the disk failed).
+    pub audit_dropped: IntCounterVec,
+    /// Trace export batches the collector did not take.
+    pub trace_export_failures: IntCounterVec,
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("literal metric definition")
+}
+
+fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new(name, help), labels).expect("literal metric definition")
+}
+
+fn histogram(name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
+    HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)
+        .expect("literal metric definition")
 }
 
 impl Metrics {
-    /// Creates the registry with the build-info series set.
+    /// Creates the registry with every series registered.
     pub fn new() -> Self {
         let registry = Registry::new_custom(Some("mcp_hangar".into()), None).unwrap_or_default();
         let build_info = IntGauge::with_opts(
@@ -21,30 +108,152 @@ impl Metrics {
         )
         .expect("literal metric definition");
         build_info.set(1);
-        let config_generation = IntGauge::new("config_generation", "Generation of the configuration snapshot in use.")
-            .expect("literal metric definition");
-        let http_responses = IntCounterVec::new(
-            Opts::new("http_responses_total", "HTTP responses sent, by endpoint and status code."),
-            &["endpoint", "code"],
-        )
-        .expect("literal metric definition");
-        for c in [
-            Box::new(build_info) as Box<dyn prometheus::core::Collector>,
-            Box::new(config_generation.clone()),
-            Box::new(http_responses.clone()),
-        ] {
+        let m = Self {
+            config_generation: IntGauge::new("config_generation", "Generation of the configuration snapshot in use.")
+                .expect("literal metric definition"),
+            http_responses: counter(
+                "http_responses_total",
+                "HTTP responses sent, by endpoint and status code.",
+                &["endpoint", "code"],
+            ),
+            requests: counter(
+                "requests_total",
+                "JSON-RPC requests received, by method and protocol era.",
+                &["method", "era"],
+            ),
+            requests_in_flight: IntGauge::new("requests_in_flight", "Requests being handled.")
+                .expect("literal metric definition"),
+            tool_calls: counter(
+                "tool_calls_total",
+                "Tool calls, by provider, tool and outcome.",
+                &["provider", "tool", "outcome"],
+            ),
+            tool_call_duration: histogram(
+                "tool_call_duration_seconds",
+                "Tool call latency at the gateway, by provider and tool.",
+                &["provider", "tool"],
+                CALL_BUCKETS,
+            ),
+            provider_state: gauge(
+                "provider_state",
+                "1 for the provider's current lifecycle state.",
+                &["provider", "state"],
+            ),
+            provider_transitions: counter(
+                "provider_transitions_total",
+                "Provider lifecycle transitions, by provider and states.",
+                &["provider", "from", "to"],
+            ),
+            cold_starts: counter(
+                "cold_starts_total",
+                "Provider starts, by provider and outcome.",
+                &["provider", "outcome"],
+            ),
+            cold_start_duration: histogram(
+                "cold_start_duration_seconds",
+                "How long provider starts took, by provider.",
+                &["provider"],
+                START_BUCKETS,
+            ),
+            breaker_state: gauge(
+                "circuit_breaker_state",
+                "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
+                &["provider"],
+            ),
+            breaker_trips: counter(
+                "circuit_breaker_trips_total",
+                "Times the provider's circuit breaker opened.",
+                &["provider"],
+            ),
+            health_checks: counter(
+                "health_checks_total",
+                "Active health checks, by provider and outcome.",
+                &["provider", "outcome"],
+            ),
+            health_check_duration: histogram(
+                "health_check_duration_seconds",
+                "Active health check latency, by provider.",
+                &["provider"],
+                START_BUCKETS,
+            ),
+            retries: counter("retries_total", "Calls retried on another group member, by group.", &["group"]),
+            failovers: counter(
+                "failovers_total",
+                "Priority groups moving to another tier, by group and direction.",
+                &["group", "direction"],
+            ),
+            audit_dropped: counter(
+                "audit_dropped_total",
+                "Audit records that could not be written, by reason.",
+                &["reason"],
+            ),
+            trace_export_failures: counter(
+                "trace_export_failures_total",
+                "Span batches the trace collector did not accept, by exporter.",
+                &["exporter"],
+            ),
+            registry,
+        };
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(build_info),
+            Box::new(m.config_generation.clone()),
+            Box::new(m.http_responses.clone()),
+            Box::new(m.requests.clone()),
+            Box::new(m.requests_in_flight.clone()),
+            Box::new(m.tool_calls.clone()),
+            Box::new(m.tool_call_duration.clone()),
+            Box::new(m.provider_state.clone()),
+            Box::new(m.provider_transitions.clone()),
+            Box::new(m.cold_starts.clone()),
+            Box::new(m.cold_start_duration.clone()),
+            Box::new(m.breaker_state.clone()),
+            Box::new(m.breaker_trips.clone()),
+            Box::new(m.health_checks.clone()),
+            Box::new(m.health_check_duration.clone()),
+            Box::new(m.retries.clone()),
+            Box::new(m.failovers.clone()),
+            Box::new(m.audit_dropped.clone()),
+            Box::new(m.trace_export_failures.clone()),
+        ];
+        for c in collectors {
             // Registration only fails for duplicate or malformed descriptors, which are fixed
             // at compile time above; losing a series is better than refusing to start.
-            if let Err(e) = registry.register(c) {
+            if let Err(e) = m.registry.register(c) {
                 tracing::warn!("metric registration failed: {e}");
             }
         }
-        Self { registry, config_generation, http_responses }
+        m
+    }
+
+    /// Starts the per-provider series at their initial values, so they exist before anything
+    /// happens (a provider that never started still shows as COLD with a closed breaker).
+    pub fn init_provider(&self, provider: &str) {
+        for state in STATES {
+            self.provider_state.with_label_values(&[provider, state]).set(i64::from(state == "COLD"));
+        }
+        self.breaker_state.with_label_values(&[provider]).set(0);
+    }
+
+    /// Counts a JSON-RPC request.
+    pub fn request(&self, method: &str, era: &'static str) {
+        self.requests.with_label_values(&[method_label(method), era]).inc();
+    }
+
+    /// Records one tool call; `tool` must be a bounded name (see the module docs).
+    pub fn tool_call(&self, provider: &str, tool: &str, outcome: &'static str, elapsed: Duration) {
+        self.tool_calls.with_label_values(&[provider, tool, outcome]).inc();
+        self.tool_call_duration.with_label_values(&[provider, tool]).observe(elapsed.as_secs_f64());
+    }
+
+    /// Records one active health check.
+    pub fn health_check(&self, provider: &str, ok: bool, elapsed: Duration) {
+        self.health_checks.with_label_values(&[provider, if ok { "ok" } else { "failed" }]).inc();
+        self.health_check_duration.with_label_values(&[provider]).observe(elapsed.as_secs_f64());
     }
 
     /// The text exposition of every registered series.
     pub fn render(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(4096);
+        let mut out = Vec::with_capacity(16 * 1024);
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::warn!("metrics encoding failed: {e}");
         }
@@ -55,5 +264,43 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// `method` if it is an MCP method, else `other`.
+pub fn method_label(method: &str) -> &'static str {
+    METHODS.iter().find(|m| **m == method).copied().unwrap_or("other")
+}
+
+impl EventSink for Metrics {
+    fn event(&self, e: &ProviderEvent) {
+        let p = e.provider.as_str();
+        if e.from == "GROUP" {
+            if matches!(e.cause, "failover" | "failback") {
+                self.failovers.with_label_values(&[p, e.cause]).inc();
+            }
+            return;
+        }
+        if e.from != e.to {
+            self.provider_transitions.with_label_values(&[p, e.from, e.to]).inc();
+            self.provider_state.with_label_values(&[p, e.from]).set(0);
+            self.provider_state.with_label_values(&[p, e.to]).set(1);
+        }
+        match e.cause {
+            "ready" | "start_failed" => {
+                let outcome = if e.cause == "ready" { "ok" } else { "failed" };
+                self.cold_starts.with_label_values(&[p, outcome]).inc();
+                if let Some(ms) = e.duration_ms {
+                    self.cold_start_duration.with_label_values(&[p]).observe(ms as f64 / 1000.0);
+                }
+            }
+            "breaker_open" => {
+                self.breaker_trips.with_label_values(&[p]).inc();
+                self.breaker_state.with_label_values(&[p]).set(1);
+            }
+            "breaker_half_open" => self.breaker_state.with_label_values(&[p]).set(2),
+            "breaker_closed" => self.breaker_state.with_label_values(&[p]).set(0),
+            _ => {}
+        }
     }
 }

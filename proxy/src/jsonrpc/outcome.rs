@@ -1,0 +1,276 @@
+//! What a proxied reply said, learnt from its bytes as they stream past, without parsing them
+//! into anything: whether the response object has a top-level `error`, or a `result` with
+//! `"isError": true`. Works across chunk boundaries, on a JSON body or on an SSE stream (each
+//! event's `data` scanned on its own; the response is the event that says something).
+//!
+//! It is a small state machine over bytes: string and escape tracking, nesting depth, and the
+//! keys at the two levels that matter. No allocation, one pass.
+
+/// How a reply ended, as far as the scan can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A result.
+    Result,
+    /// A result with `isError: true` (a tool reporting failure).
+    ToolError,
+    /// A JSON-RPC error.
+    Error,
+}
+
+/// Keys longer than this are never ones we look for.
+const KEY_MAX: usize = 8;
+
+/// Scanner of one JSON value.
+#[derive(Debug, Default, Clone)]
+struct JsonScan {
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+    /// The string being read is an object key.
+    reading_key: bool,
+    /// Next string at the current level is a key (inside an object, before `:`).
+    expect_key: bool,
+    key: [u8; KEY_MAX],
+    key_len: usize,
+    /// The key was longer than [`KEY_MAX`].
+    key_overflow: bool,
+    /// The depth-1 key whose value is being read.
+    top_key: Top,
+    /// Bytes of `true` matched after `"isError":` inside `result`.
+    true_matched: u8,
+    awaiting_is_error_value: bool,
+    saw_error: bool,
+    saw_tool_error: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Top {
+    #[default]
+    Other,
+    Result,
+}
+
+impl JsonScan {
+    fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.byte(b);
+        }
+    }
+
+    fn byte(&mut self, b: u8) {
+        if self.in_string {
+            if self.escaped {
+                self.escaped = false;
+            } else if b == b'\\' {
+                self.escaped = true;
+            } else if b == b'"' {
+                self.in_string = false;
+                if self.reading_key {
+                    self.reading_key = false;
+                    self.end_key();
+                }
+            } else if self.reading_key {
+                if self.key_len < KEY_MAX {
+                    self.key[self.key_len] = b;
+                    self.key_len += 1;
+                } else {
+                    self.key_overflow = true;
+                }
+            }
+            return;
+        }
+        if self.awaiting_is_error_value {
+            const TRUE: &[u8] = b"true";
+            match b {
+                b' ' | b'\t' | b'\r' | b'\n' | b':' if self.true_matched == 0 => return,
+                _ if usize::from(self.true_matched) < TRUE.len() && b == TRUE[usize::from(self.true_matched)] => {
+                    self.true_matched += 1;
+                    if usize::from(self.true_matched) == TRUE.len() {
+                        self.saw_tool_error = true;
+                        self.awaiting_is_error_value = false;
+                    }
+                    return;
+                }
+                _ => {
+                    self.awaiting_is_error_value = false;
+                    self.true_matched = 0;
+                }
+            }
+        }
+        match b {
+            b'"' => {
+                self.in_string = true;
+                self.reading_key = self.expect_key;
+                self.key_len = 0;
+                self.key_overflow = false;
+            }
+            b'{' => {
+                self.depth += 1;
+                self.expect_key = true;
+            }
+            b'[' => {
+                self.depth += 1;
+                self.expect_key = false;
+            }
+            b'}' | b']' => {
+                self.depth = self.depth.saturating_sub(1);
+                if self.depth <= 1 {
+                    // Back in the top object (or out of it): a comma comes next, then a key.
+                    self.expect_key = false;
+                }
+            }
+            b':' => self.expect_key = false,
+            // A comma inside an object is followed by a key; inside an array it is not, but
+            // arrays never hold keys, so the flag is only read where it is right.
+            b',' => self.expect_key = true,
+            _ => {}
+        }
+    }
+
+    fn end_key(&mut self) {
+        let key = &self.key[..self.key_len];
+        match self.depth {
+            1 if !self.key_overflow => {
+                self.top_key = if key == b"result" { Top::Result } else { Top::Other };
+                if key == b"error" {
+                    self.saw_error = true;
+                }
+            }
+            2 if !self.key_overflow && self.top_key == Top::Result && key == b"isError" => {
+                self.awaiting_is_error_value = true;
+                self.true_matched = 0;
+            }
+            _ => {}
+        }
+    }
+
+    fn outcome(&self) -> Option<Outcome> {
+        if self.saw_error {
+            Some(Outcome::Error)
+        } else if self.saw_tool_error {
+            Some(Outcome::ToolError)
+        } else {
+            None
+        }
+    }
+}
+
+/// Scans a reply body of either kind.
+#[derive(Debug, Clone)]
+pub struct ReplyScan {
+    sse: bool,
+    json: JsonScan,
+    /// SSE: position in the current line (0 = line start), and whether it is a `data:` line.
+    col: usize,
+    data_line: bool,
+    /// SSE: what an earlier event said.
+    found: Option<Outcome>,
+}
+
+impl ReplyScan {
+    /// A scanner for a body that is an SSE stream (`sse`) or one JSON value.
+    pub fn new(sse: bool) -> Self {
+        Self { sse, json: JsonScan::default(), col: 0, data_line: false, found: None }
+    }
+
+    /// Scans the next chunk.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        if !self.sse {
+            self.json.feed(chunk);
+            return;
+        }
+        for &b in chunk {
+            if b == b'\n' {
+                if self.col == 0 {
+                    // A blank line ends the event.
+                    if let Some(o) = self.json.outcome() {
+                        self.found = Some(o);
+                    }
+                    self.json = JsonScan::default();
+                } else if self.data_line {
+                    self.json.byte(b'\n');
+                }
+                self.col = 0;
+                self.data_line = false;
+                continue;
+            }
+            if b == b'\r' {
+                continue;
+            }
+            const DATA: &[u8] = b"data:";
+            if self.col < DATA.len() {
+                if b != DATA[self.col] {
+                    self.col = usize::MAX / 2; // not a data line: skip to its end
+                } else {
+                    self.col += 1;
+                    self.data_line = self.col == DATA.len();
+                }
+                continue;
+            }
+            self.col += 1;
+            if self.data_line {
+                self.json.byte(b);
+            }
+        }
+    }
+
+    /// The outcome so far: an error or tool error if one was seen, else a result.
+    pub fn outcome(&self) -> Outcome {
+        self.found.or_else(|| self.json.outcome()).unwrap_or(Outcome::Result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(body: &str, sse: bool) -> Outcome {
+        // Every split point, to exercise chunk boundaries.
+        let bytes = body.as_bytes();
+        let whole = {
+            let mut s = ReplyScan::new(sse);
+            s.feed(bytes);
+            s.outcome()
+        };
+        for split in 0..bytes.len() {
+            let mut s = ReplyScan::new(sse);
+            s.feed(&bytes[..split]);
+            s.feed(&bytes[split..]);
+            assert_eq!(s.outcome(), whole, "split at {split} of {body}");
+        }
+        whole
+    }
+
+    #[test]
+    fn tells_results_tool_errors_and_errors_apart() {
+        assert_eq!(scan(r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#, false), Outcome::Result);
+        assert_eq!(
+            scan(r#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":true}}"#, false),
+            Outcome::ToolError
+        );
+        assert_eq!(scan(r#"{"jsonrpc":"2.0","id":1,"result":{"isError" : false}}"#, false), Outcome::Result);
+        assert_eq!(scan(r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"x"}}"#, false), Outcome::Error);
+        assert_eq!(scan(r#"{"error":null,"id":2}"#, false), Outcome::Error, "a key named error at the top");
+    }
+
+    #[test]
+    fn is_not_fooled_by_content() {
+        let tricky = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"\"error\": \"isError\":true"}],"structuredContent":{"error":1,"isError":true}}}"#;
+        assert_eq!(scan(tricky, false), Outcome::Result);
+        let nested = r#"{"result":{"content":[{"isError":true}],"meta":{"error":true}},"id":1}"#;
+        assert_eq!(scan(nested, false), Outcome::Result);
+    }
+
+    #[test]
+    fn reads_sse_events() {
+        let stream = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"error\":1}}\n\n\
+                      id: 1\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\n data: \"result\":{\"isError\":true}}\n\n";
+        // The second event's data spans two lines; the first line of the pair starts with "data:"
+        // and the second with " data:", which is not a data line per the SSE rules.
+        assert_eq!(scan(stream, true), Outcome::Result);
+        let stream = "data: {\"jsonrpc\":\"2.0\",\"id\":1,\r\ndata: \"result\":{\"isError\":true}}\r\n\r\n";
+        assert_eq!(scan(stream, true), Outcome::ToolError);
+        let stream = ": keep-alive\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":1}}\n\n";
+        assert_eq!(scan(stream, true), Outcome::Error);
+    }
+}

@@ -1,0 +1,126 @@
+//! Finished tool calls, as the operators see them: one record per call, from either path (the
+//! hub or the proxying fast path), turned into metrics and audit records.
+
+use std::time::Duration;
+
+use crate::jsonrpc::outcome::Outcome;
+use crate::jsonrpc::{code, RpcError};
+use crate::mcp::protocol::Era;
+use crate::routing::Routes;
+use crate::telemetry::audit::{Audit, ToolCall};
+use crate::telemetry::metrics::Metrics;
+
+/// How a call ended, as a bounded label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// The tool returned a result.
+    Ok,
+    /// The tool returned a result marked `isError`.
+    ToolError,
+    /// The call needs the client's input first (a 2026-07-28 `input_required` round).
+    InputRequired,
+    /// The provider answered with a JSON-RPC error (or the gateway refused the call).
+    Error,
+    /// The provider could not be reached, or failed at the transport level.
+    Unavailable,
+    /// The provider did not answer in time.
+    Timeout,
+    /// The provider answered with something that is not MCP.
+    ProtocolError,
+}
+
+impl CallOutcome {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::ToolError => "tool_error",
+            Self::InputRequired => "input_required",
+            Self::Error => "error",
+            Self::Unavailable => "unavailable",
+            Self::Timeout => "timeout",
+            Self::ProtocolError => "protocol_error",
+        }
+    }
+
+    /// The outcome of a call that ended with `result`.
+    pub fn of(result: &Result<serde_json::Value, RpcError>) -> Self {
+        match result {
+            Ok(v) if v.get("isError").and_then(serde_json::Value::as_bool) == Some(true) => Self::ToolError,
+            Ok(v) if v.get("resultType").and_then(serde_json::Value::as_str) == Some("input_required") => {
+                Self::InputRequired
+            }
+            Ok(_) => Self::Ok,
+            Err(e) => Self::of_error(e),
+        }
+    }
+
+    /// The outcome of a call that failed with `e`.
+    pub fn of_error(e: &RpcError) -> Self {
+        match e.code {
+            code::PROVIDER_UNAVAILABLE | code::SESSION_LOST => Self::Unavailable,
+            code::PROVIDER_TIMEOUT => Self::Timeout,
+            code::PROVIDER_PROTOCOL_ERROR => Self::ProtocolError,
+            _ => Self::Error,
+        }
+    }
+}
+
+impl From<Outcome> for CallOutcome {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::Result => Self::Ok,
+            Outcome::ToolError => Self::ToolError,
+            Outcome::Error => Self::Error,
+        }
+    }
+}
+
+/// The tool label for exposed tool `name`: itself if a provider lists it, else `other` (so a
+/// client cannot mint label values).
+pub fn tool_label<'n>(routes: &Routes, name: &'n str) -> &'n str {
+    if routes.index.load().tools.contains_key(name) {
+        name
+    } else {
+        "other"
+    }
+}
+
+/// One finished tool call.
+pub struct CallRecord<'a> {
+    /// The provider or group it was addressed to.
+    pub provider: &'a str,
+    /// The tool's exposed name, as the client asked for it.
+    pub tool: &'a str,
+    /// How it ended.
+    pub outcome: CallOutcome,
+    /// Time at the gateway.
+    pub elapsed: Duration,
+    /// Who called (see [`crate::mcp::hub::ClientCtx::identity`]).
+    pub caller: &'a str,
+    /// The request's protocol era.
+    pub era: Era,
+    /// The error message, for a failed call.
+    pub error: Option<&'a str>,
+    /// The arguments, when the audit trail records them.
+    pub arguments: Option<serde_json::Value>,
+}
+
+impl CallRecord<'_> {
+    /// Records the call in the metrics (with a bounded tool label) and the audit trail.
+    pub fn record(self, routes: &Routes, metrics: &Metrics, audit: &Audit) {
+        metrics.tool_call(self.provider, tool_label(routes, self.tool), self.outcome.as_str(), self.elapsed);
+        if audit.enabled() {
+            audit.tool_call(ToolCall {
+                caller: self.caller.to_owned(),
+                era: self.era.as_str(),
+                provider: self.provider.to_owned(),
+                tool: self.tool.to_owned(),
+                outcome: self.outcome.as_str(),
+                duration_ms: self.elapsed.as_secs_f64() * 1000.0,
+                error: self.error.map(str::to_owned),
+                arguments: self.arguments,
+            });
+        }
+    }
+}
