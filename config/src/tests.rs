@@ -269,3 +269,43 @@ providers:
     assert!((breaker.error_rate - 0.25).abs() < f64::EPSILON);
     assert_eq!(breaker.half_open_probes, 1, "defaults fill the rest");
 }
+
+#[test]
+fn observability_is_checked_and_reads_the_otel_environment() {
+    let got = problems(
+        r#"
+observability:
+  tracing: {enabled: true, protocol: carrier-pigeon, exporter: x}
+  audit: {path: "", max_bytes: 10, fsync: sometimes, keep: -1}
+  access_log: loud
+"#,
+    );
+    assert_eq!(
+        got,
+        [
+            "observability.tracing.exporter: unknown key (expected one of: enabled, otlp_endpoint, protocol, service_name)",
+            "observability.tracing.protocol: unknown protocol \"carrier-pigeon\" (one of: grpc, http/protobuf)",
+            "observability.audit.path: must not be empty",
+            "observability.audit.max_bytes: must be between 4096 and 1099511627776, found 10",
+            "observability.audit.keep: expected an integer between 0 and 1000, found number -1",
+            "observability.audit.fsync: unknown policy \"sometimes\" (one of: always, interval, never)",
+            "observability.access_log: expected true or false, found string \"loud\"",
+        ]
+    );
+    let env = |k: &str| match k {
+        "MCP_TRACING_ENABLED" => Some("true".to_owned()),
+        "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://collector:4317".to_owned()),
+        _ => None,
+    };
+    let c =
+        parse("observability: {audit: {path: /var/log/hangar.jsonl, fsync: always}}", "t.yaml", &env).expect("valid");
+    assert!(c.observability.tracing.enabled, "MCP_TRACING_ENABLED switches tracing on");
+    assert_eq!(c.observability.tracing.otlp_endpoint, "http://collector:4317");
+    assert!(c.observability.audit.enabled, "an audit section enables the audit log");
+    assert_eq!(c.observability.audit.fsync, Fsync::Always);
+    let c = parse("observability: {tracing: {otlp_endpoint: 'http://mine:4317'}}", "t.yaml", &env).expect("valid");
+    assert_eq!(c.observability.tracing.otlp_endpoint, "http://mine:4317", "the file wins over the environment");
+    let off = |k: &str| (k == "MCP_TRACING_ENABLED").then(|| "maybe".to_owned());
+    let err = parse("", "t.yaml", &off).expect_err("bad switch");
+    assert!(err.to_string().contains("$MCP_TRACING_ENABLED: expected true or false"), "{err}");
+}

@@ -67,15 +67,20 @@ async fn serve_http(config: Config) -> anyhow::Result<()> {
     }
     server.abort();
     stop_providers(&state).await;
-    close_audit(&state).await;
+    flush_telemetry(&state).await;
     tracing::info!("shutdown complete");
     Ok(())
 }
 
-/// Writes out and syncs the audit trail (after the providers' last events).
-async fn close_audit(state: &Arc<AppState>) {
-    let audit = state.audit.clone();
-    let _ = tokio::task::spawn_blocking(move || audit.close()).await;
+/// Writes out and syncs the audit trail (after the providers' last events) and exports the
+/// spans still queued.
+async fn flush_telemetry(state: &Arc<AppState>) {
+    let state = state.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        state.audit.close();
+        state.traces.shutdown();
+    })
+    .await;
 }
 
 /// Stops every provider the gateway started (processes, containers).
@@ -104,7 +109,7 @@ pub fn run_stdio(config: Config) -> anyhow::Result<()> {
         .await;
         state.set_phase(Phase::Draining);
         stop_providers(&state).await;
-        close_audit(&state).await;
+        flush_telemetry(&state).await;
         tracing::info!("shutdown complete");
         Ok(())
     })

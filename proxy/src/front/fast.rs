@@ -25,7 +25,8 @@ use crate::mcp::aggregate::ListKind;
 use crate::mcp::headers::encode_header_value;
 use crate::mcp::protocol::Era;
 use crate::routing::Backend;
-use crate::state::Snapshot;
+use crate::state::{AppState, Snapshot};
+use crate::telemetry::traces::{AttemptTrace, Propagated, RequestTrace};
 use crate::upstream::remote::Remote;
 
 /// Pingora replays at most this much of a body it buffered while we read it
@@ -58,6 +59,10 @@ pub struct FastRoute {
     pub started: std::time::Instant,
     /// Reads the reply's outcome as it streams back.
     pub scan: Option<crate::jsonrpc::outcome::ReplyScan>,
+    /// The request's span, when tracing is on.
+    pub trace: Option<RequestTrace>,
+    /// The current attempt's span.
+    pub attempt: Option<AttemptTrace>,
     /// Counts the call in flight at the member (least-connections reads it).
     _in_flight: CallGuard,
     /// The new `Mcp-Name` value when the name changes.
@@ -77,8 +82,8 @@ pub fn may_take(session: &Session) -> bool {
 
 /// The fast route for a validated modern request, or `None` when it must take the slow path.
 pub fn route(
+    state: &AppState,
     snap: &Arc<Snapshot>,
-    audit: &crate::telemetry::audit::Audit,
     env: &Envelope<'_>,
     head: &ParamsHead<'_>,
     body: &[u8],
@@ -119,6 +124,7 @@ pub fn route(
         _ => return None,
     };
     let (member, _) = routes.choose(idx, &[], &[]).ok()?;
+    let audit = &state.audit;
     let (remote, peer) = modern_remote(snap, member)?;
     let prefix_len = name.len().checked_sub(own)?;
     let (cut, name_header) = if prefix_len == 0 {
@@ -145,11 +151,37 @@ pub fn route(
             .flatten(),
         started: std::time::Instant::now(),
         scan: None,
+        trace: state.traces.enabled().then(|| trace(state, kind, name, head, session)).flatten(),
+        attempt: None,
         name_header,
         splice: Splice { cut, seen: 0 },
         body_len: body.len(),
         id: env.id.map(|i| i.to_owned()).unwrap_or_else(|| crate::jsonrpc::null_id().to_owned()),
     })
+}
+
+/// The span of a fast-path request: a child of the context in `_meta`, else in the headers.
+fn trace(
+    state: &AppState,
+    kind: ListKind,
+    name: &str,
+    head: &ParamsHead<'_>,
+    session: &Session,
+) -> Option<RequestTrace> {
+    let meta = head.meta.as_ref();
+    let from_meta = Propagated {
+        traceparent: meta.and_then(|m| m.traceparent.as_deref()),
+        tracestate: meta.and_then(|m| m.tracestate.as_deref()),
+        baggage: meta.and_then(|m| m.baggage.as_deref()),
+    };
+    let parent = Propagated::pick(from_meta, Propagated::from_headers(&session.req_header().headers));
+    let method = if kind == ListKind::Tools { "tools/call" } else { "prompts/get" };
+    let attrs = vec![
+        opentelemetry::KeyValue::new("mcp_hangar.era", "modern"),
+        opentelemetry::KeyValue::new("mcp.protocol.version", crate::mcp::protocol::MODERN_VERSION),
+        opentelemetry::KeyValue::new("mcp_hangar.fast_path", true),
+    ];
+    state.traces.request(method, Some(name), &parent, attrs)
 }
 
 /// Whether provider `idx` is a remote upstream known to speak 2026-07-28.
@@ -167,6 +199,14 @@ fn modern_remote(snap: &Snapshot, idx: usize) -> Option<(Arc<Remote>, Arc<HttpPe
 }
 
 impl FastRoute {
+    /// Starts the span of the next attempt (when tracing is on).
+    pub fn begin_attempt(&mut self) {
+        if let Some(t) = &self.trace {
+            let name = self.snap.routes.providers[self.provider].name();
+            self.attempt = Some(t.attempt(name, self.tried.len() + 1));
+        }
+    }
+
     /// The provider (or group) the call was addressed to.
     pub fn target(&self) -> usize {
         self.group.unwrap_or(self.provider)
@@ -176,6 +216,9 @@ impl FastRoute {
     /// member of its group, if the call is addressed to one, attempts and the group's retry budget
     /// remain, and another member can take it on the fast path. Returns whether it moved.
     pub fn retarget(&mut self, failure: &str) -> bool {
+        if let Some(a) = self.attempt.take() {
+            a.end("unavailable", Some(failure));
+        }
         let routes = &self.snap.routes;
         routes.providers[self.provider].lifecycle.record(Some(failure));
         self.recorded = true;
@@ -220,6 +263,11 @@ impl FastRoute {
         req.insert_header("content-length", self.body_len - cut)?;
         for (name, value) in self.remote.configured_headers() {
             req.insert_header(name.clone(), value.as_str())?;
+        }
+        if let Some(a) = &self.attempt {
+            for (name, value) in a.propagation() {
+                req.insert_header(name, value)?;
+            }
         }
         Ok(())
     }

@@ -88,8 +88,11 @@ impl ProxyHttp for HttpFront {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Self::CTX) -> Result<Box<HttpPeer>> {
-        match &ctx.fast {
-            Some(route) => Ok(Box::new(route.peer.as_ref().clone())),
+        match &mut ctx.fast {
+            Some(route) => {
+                route.begin_attempt();
+                Ok(Box::new(route.peer.as_ref().clone()))
+            }
             None => Err(Error::explain(ErrorType::InternalError, "no upstream chosen for this request")),
         }
     }
@@ -181,20 +184,26 @@ impl ProxyHttp for HttpFront {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
         let code = session.response_written().map_or(0, |r| r.status.as_u16());
-        if let Some(route) = &ctx.fast {
+        if let Some(route) = &mut ctx.fast {
             let routes = &route.snap.routes;
             if !route.recorded {
                 routes.providers[route.provider].lifecycle.record(e.map(|e| e.etype().as_str()));
             }
+            let outcome = match (e, &route.scan) {
+                (Some(e), _) => CallOutcome::of_error(
+                    &proxy_error(e, route.snap.config.server.limits.first_byte_timeout).to_rpc(""),
+                ),
+                (None, Some(scan)) => scan.outcome().into(),
+                (None, None) => CallOutcome::Ok,
+            };
+            let message = e.map(|e| proxy_error(e, Duration::ZERO).to_string());
+            if let Some(attempt) = route.attempt.take() {
+                attempt.end(outcome.as_str(), message.as_deref());
+            }
+            if let Some(trace) = route.trace.take() {
+                trace.end(outcome.as_str(), message.as_deref());
+            }
             if let Some(tool) = &route.tool {
-                let outcome = match (e, &route.scan) {
-                    (Some(e), _) => CallOutcome::of_error(
-                        &proxy_error(e, route.snap.config.server.limits.first_byte_timeout).to_rpc(""),
-                    ),
-                    (None, Some(scan)) => scan.outcome().into(),
-                    (None, None) => CallOutcome::Ok,
-                };
-                let message = e.map(|e| proxy_error(e, Duration::ZERO).to_string());
                 let record = CallRecord {
                     provider: routes.providers[route.target()].name(),
                     tool,
@@ -203,7 +212,7 @@ impl ProxyHttp for HttpFront {
                     caller: route.caller.as_deref().unwrap_or_default(),
                     era: Era::Modern,
                     error: message.as_deref(),
-                    arguments: route.arguments.clone(),
+                    arguments: route.arguments.take(),
                 };
                 record.record(routes, &self.state.metrics, &self.state.audit);
             }

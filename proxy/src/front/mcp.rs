@@ -218,7 +218,7 @@ async fn post(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx
             respond::send(session, 202, "application/json", &[], Bytes::new()).await?;
             return Ok(true);
         }
-        if let Some(route) = fast::route(&snap, &state.audit, &env, &head, &body, session) {
+        if let Some(route) = fast::route(state, &snap, &env, &head, &body, session) {
             ctx.fast = Some(route);
             return Ok(false);
         }
@@ -234,7 +234,8 @@ async fn post(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx
     match era {
         Era::Modern if method == "subscriptions/listen" => listen(state, session, accepts, &id, &params).await?,
         Era::Modern => {
-            let client = ClientCtx::modern(&params);
+            let mut client = ClientCtx::modern(&params);
+            client.trace = hub::trace_request(state, &client, &method, &params, Some(&session.req_header().headers));
             run_modern(state, session, accepts, &client, &id, &method, params).await?;
         }
         Era::Legacy => legacy_post(state, session, accepts, kind, &id, &method, params).await?,
@@ -279,14 +280,9 @@ async fn legacy_post(
     match kind {
         Kind::Request => {
             let (stream, buf) = client.replies.open();
-            tokio::spawn(produce_legacy(
-                state.clone(),
-                client.clone(),
-                id.to_owned(),
-                method.to_owned(),
-                params,
-                buf.clone(),
-            ));
+            let mut ctx = ClientCtx::legacy(client.clone());
+            ctx.trace = hub::trace_request(state, &ctx, method, &params, Some(&session.req_header().headers));
+            tokio::spawn(produce_legacy(state.clone(), ctx, id.to_owned(), method.to_owned(), params, buf.clone()));
             serve_reply(session, accepts, &client, stream, &buf, 0).await
         }
         Kind::Notification => {
@@ -373,10 +369,12 @@ async fn run_modern(
             _ = keep_alive.tick() => reply.keep_alive(session).await?,
             _ = session.as_downstream_mut().read_body_or_idle(true) => {
                 tracing::debug!(method, "client closed the stream; cancelling the request");
+                hub::end_trace(ctx, None);
                 return Ok(());
             }
         }
     };
+    hub::end_trace(ctx, Some(&outcome));
     while let Ok(ev) = rx.try_recv() {
         if let Some(bytes) = hub::relay_event(ctx, ev) {
             reply.event(session, &bytes).await?;
@@ -393,16 +391,16 @@ async fn run_modern(
 /// does), and the client may come back for the rest with `Last-Event-ID`.
 async fn produce_legacy(
     state: Arc<AppState>,
-    client: Arc<ClientSession>,
+    ctx: ClientCtx,
     id: Box<RawValue>,
     method: String,
     params: Value,
     buf: Arc<ReplyBuffer>,
 ) {
     let _inflight = state.begin_request();
+    let Some(client) = ctx.session.clone() else { return };
     let tracked = id.get().to_owned();
     let mut cancelled = client.track(&tracked);
-    let ctx = ClientCtx::legacy(client.clone());
     let (tx, mut rx) = mpsc::channel::<CallEvent>(64);
     let work = hub::request(&state, &ctx, &method, params, Some(tx));
     tokio::pin!(work);
@@ -423,6 +421,7 @@ async fn produce_legacy(
         }
     }
     client.untrack(&tracked);
+    hub::end_trace(&ctx, outcome.as_ref());
     match outcome {
         Some(Ok(result)) => buf.answer(Bytes::from(result_bytes(&id, &result))),
         Some(Err(e)) if e.code == code::SESSION_LOST => buf.answer_with_status(Bytes::from(error_bytes(&id, &e)), 404),

@@ -194,6 +194,11 @@ impl Connection {
         if let Ok(mut m) = self.inflight.lock() {
             m.insert(key.clone(), cancel_tx);
         }
+        let mut ctx = ctx;
+        ctx.trace = hub::trace_request(&self.state, &ctx, &method, &params, None);
+        if let Some(t) = &ctx.trace {
+            t.set(opentelemetry::KeyValue::new("network.transport", "pipe"));
+        }
         let (tx, mut rx) = mpsc::channel::<CallEvent>(64);
         let work = hub::request(&self.state, &ctx, &method, params, Some(tx));
         tokio::pin!(work);
@@ -217,6 +222,7 @@ impl Connection {
         if let Ok(mut m) = self.inflight.lock() {
             m.remove(&key);
         }
+        hub::end_trace(&ctx, outcome.as_ref());
         match outcome {
             Some(Ok(result)) => self.send(result_bytes(&id, &result)).await,
             Some(Err(e)) => self.send(error_bytes(&id, &e)).await,

@@ -134,6 +134,15 @@ pub struct MetaHead<'a> {
     /// Who the client says it is (for the audit trail).
     #[serde(borrow, default, rename = "io.modelcontextprotocol/clientInfo")]
     pub client_info: Option<ClientInfoHead<'a>>,
+    /// W3C trace context of the request.
+    #[serde(borrow, default, deserialize_with = "opt_cow")]
+    pub traceparent: Option<Cow<'a, str>>,
+    /// Its vendor part.
+    #[serde(borrow, default, deserialize_with = "opt_cow")]
+    pub tracestate: Option<Cow<'a, str>>,
+    /// W3C baggage.
+    #[serde(borrow, default, deserialize_with = "opt_cow")]
+    pub baggage: Option<Cow<'a, str>>,
 }
 
 /// The part of `clientInfo` the gateway reads.

@@ -12,6 +12,7 @@ use crate::mcp::hub::ClientCtx;
 use crate::mcp::protocol::Era;
 use crate::mcp::session::{ClientSession, Pin};
 use crate::routing::{Backend, Routes};
+use crate::telemetry::traces::RequestTrace;
 use crate::upstream::{CallError, Caller, Events};
 
 /// One call addressed to a provider or group.
@@ -26,6 +27,8 @@ pub struct Dispatch {
     session: Option<Arc<ClientSession>>,
     /// The member the session is pinned to.
     pinned: Option<usize>,
+    /// The request's span, when tracing is on (attempts are its children).
+    trace: Option<RequestTrace>,
 }
 
 impl Dispatch {
@@ -53,7 +56,7 @@ impl Dispatch {
             }
         }
         let idempotent = idempotent_tool || retry::is_read_only_method(method);
-        Ok(Self { routes, idx, idempotent, key, session, pinned })
+        Ok(Self { routes, idx, idempotent, key, session, pinned, trace: ctx.trace.clone() })
     }
 
     /// The routing table the call is made in.
@@ -91,9 +94,18 @@ impl Dispatch {
                 (Err(e), None) => return Err(e),
             };
             let last_try = pool.is_none() || self.pinned.is_some() || tried.len() + 1 >= MAX_ATTEMPTS;
-            let attempt = if last_try { std::mem::take(&mut params) } else { params.clone() };
+            let mut attempt = if last_try { std::mem::take(&mut params) } else { params.clone() };
             let name = routes.providers[member].name();
-            match upstream.call(method, attempt, caller, events.clone()).await {
+            let span = self.trace.as_ref().map(|t| t.attempt(name, tried.len() + 1));
+            if let Some(s) = &span {
+                s.inject_meta(&mut attempt);
+            }
+            let outcome = upstream.call(method, attempt, caller, events.clone()).await;
+            if let Some(s) = &span {
+                let error = outcome.as_ref().err().map(ToString::to_string);
+                s.end(attempt_outcome(&outcome), error.as_deref());
+            }
+            match outcome {
                 Ok(result) => {
                     self.pin(member);
                     return Ok((member, result));
@@ -147,6 +159,18 @@ impl Dispatch {
                 generation: p.lifecycle.generation(),
             });
         }
+    }
+}
+
+/// How one attempt ended, for its span.
+fn attempt_outcome(outcome: &Result<Value, CallError>) -> &'static str {
+    match outcome {
+        Ok(v) if v.get("isError").and_then(Value::as_bool) == Some(true) => "tool_error",
+        Ok(_) => "ok",
+        Err(CallError::Rpc(_)) => "error",
+        Err(CallError::Unavailable { .. }) => "unavailable",
+        Err(CallError::Timeout(_)) => "timeout",
+        Err(CallError::Protocol(_)) => "protocol_error",
     }
 }
 

@@ -18,7 +18,9 @@ use crate::mcp::session::ClientSession;
 use crate::routing::Routes;
 use crate::state::AppState;
 use crate::telemetry::calls::{CallOutcome, CallRecord};
+use crate::telemetry::traces::{Propagated, RequestTrace};
 use crate::upstream::{Caller, Events, SessionKey, Upstream};
+use opentelemetry::KeyValue;
 
 /// How long `initialize`/`server/discover` wait for unknown providers to describe themselves.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -31,6 +33,8 @@ pub struct ClientCtx {
     pub session: Option<Arc<ClientSession>>,
     /// What upstreams are told about the client.
     pub caller: Caller,
+    /// The request's span, when tracing is on.
+    pub trace: Option<RequestTrace>,
 }
 
 impl ClientCtx {
@@ -57,12 +61,57 @@ impl ClientCtx {
                 client_info: get(meta::CLIENT_INFO).unwrap_or(Value::Null),
                 log_level: get(meta::LOG_LEVEL).and_then(|v| v.as_str().map(str::to_owned)),
             },
+            trace: None,
         }
     }
 
     /// A legacy client in `session`.
     pub fn legacy(session: Arc<ClientSession>) -> Self {
-        Self { era: Era::Legacy, caller: session.caller(), session: Some(session) }
+        Self { era: Era::Legacy, caller: session.caller(), session: Some(session), trace: None }
+    }
+}
+
+/// Starts the span of a request the hub will handle, when tracing is on: a child of the trace
+/// context in `params._meta`, else in the HTTP `headers`.
+pub fn trace_request(
+    state: &AppState,
+    ctx: &ClientCtx,
+    method: &str,
+    params: &Value,
+    headers: Option<&http::HeaderMap>,
+) -> Option<RequestTrace> {
+    if !state.traces.enabled() {
+        return None;
+    }
+    let from_meta = Propagated::from_meta(params.get("_meta"));
+    let parent = match headers {
+        Some(h) => Propagated::pick(from_meta, Propagated::from_headers(h)),
+        None => from_meta,
+    };
+    let target = params.get("name").or_else(|| params.get("uri")).and_then(Value::as_str);
+    let mut attrs = vec![KeyValue::new("mcp_hangar.era", ctx.era.as_str())];
+    if let Some(s) = &ctx.session {
+        attrs.push(KeyValue::new("mcp.session.id", s.id.to_string()));
+        attrs.push(KeyValue::new("mcp.protocol.version", s.version.clone()));
+    } else {
+        attrs.push(KeyValue::new("mcp.protocol.version", MODERN_VERSION));
+    }
+    state.traces.request(method, target, &parent, attrs)
+}
+
+/// Ends a request's span with its outcome.
+pub fn end_trace(ctx: &ClientCtx, result: Option<&Result<Value, RpcError>>) {
+    let Some(trace) = &ctx.trace else { return };
+    match result {
+        None => trace.end("cancelled", None),
+        Some(r) => {
+            let outcome = CallOutcome::of(r);
+            let error = r.as_ref().err().map(|e| e.message.as_str());
+            if let Err(e) = r {
+                trace.set(KeyValue::new("rpc.jsonrpc.error_code", e.code));
+            }
+            trace.end(outcome.as_str(), error);
+        }
     }
 }
 

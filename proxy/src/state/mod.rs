@@ -17,6 +17,7 @@ use crate::mcp::subscriptions::Listeners;
 use crate::routing::Routes;
 use crate::telemetry::audit::{Audit, AuditError};
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::traces::{TraceError, Traces};
 use crate::upstream::http::HttpClient;
 use crate::upstream::Unsolicited;
 
@@ -43,6 +44,17 @@ pub enum Phase {
     Draining = 2,
 }
 
+/// Why the gateway's state could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The audit log cannot be opened.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    /// Trace export cannot be set up.
+    #[error(transparent)]
+    Traces(#[from] TraceError),
+}
+
 /// Starts the per-provider series of every provider that is not a group.
 fn init_providers(metrics: &Metrics, config: &Config) {
     for p in config.providers.iter().filter(|p| !matches!(p.kind, hangar_config::ProviderKind::Group(_))) {
@@ -63,6 +75,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The audit trail.
     pub audit: Arc<Audit>,
+    /// Trace export.
+    pub traces: Traces,
     /// Legacy client sessions.
     pub sessions: SessionStore,
     /// Open `subscriptions/listen` streams.
@@ -82,17 +96,18 @@ impl AppState {
     pub fn new(config: Config) -> Arc<Self> {
         let metrics = Arc::new(Metrics::new());
         let audit = Arc::new(Audit::disabled(metrics.clone()));
-        Self::build(config, metrics, audit)
+        Self::build(config, metrics, audit, Traces::off())
     }
 
-    /// State for `config` with its audit trail opened as configured.
-    pub fn open(config: Config) -> Result<Arc<Self>, AuditError> {
+    /// State for `config` with its audit trail and trace export set up as configured.
+    pub fn open(config: Config) -> Result<Arc<Self>, StartError> {
         let metrics = Arc::new(Metrics::new());
         let audit = Arc::new(Audit::open(&config.observability.audit, metrics.clone())?);
-        Ok(Self::build(config, metrics, audit))
+        let traces = Traces::start(&config.observability, &metrics)?;
+        Ok(Self::build(config, metrics, audit, traces))
     }
 
-    fn build(config: Config, metrics: Arc<Metrics>, audit: Arc<Audit>) -> Arc<Self> {
+    fn build(config: Config, metrics: Arc<Metrics>, audit: Arc<Audit>, traces: Traces) -> Arc<Self> {
         metrics.config_generation.set(1);
         init_providers(&metrics, &config);
         audit.config_applied(1, config.providers.len());
@@ -113,6 +128,7 @@ impl AppState {
                 shutdown,
                 metrics,
                 audit,
+                traces,
                 sessions: SessionStore::new(max_sessions),
                 parked: ParkedCalls::default(),
                 listeners: Arc::default(),

@@ -4,3 +4,4 @@ pub mod audit;
 pub mod calls;
 pub mod logging;
 pub mod metrics;
+pub mod traces;

@@ -21,13 +21,24 @@ use crate::mcp::protocol::MODERN_VERSION;
 use crate::upstream::http::{Request, Response};
 use crate::upstream::{CallError, CallEvent, Events, ServerRequest, SessionKey};
 
+/// Per-request headers besides the protocol's own.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Extra<'a> {
+    /// `Mcp-Name` (modern requests).
+    pub name: Option<&'a str>,
+    /// W3C trace context, as the request's `_meta` carries it.
+    pub traceparent: Option<&'a str>,
+    /// Its vendor part.
+    pub tracestate: Option<&'a str>,
+}
+
 impl Inner {
     /// POSTs one message.
     pub(super) async fn post(
         &self,
         session: Option<&LegacySession>,
         method: &str,
-        name: Option<&str>,
+        extra: Extra<'_>,
         body: Bytes,
     ) -> Result<Response, CallError> {
         let mut headers: Vec<(HeaderName, std::borrow::Cow<'_, str>)> = Vec::with_capacity(6 + self.headers.len());
@@ -37,7 +48,7 @@ impl Inner {
             None if method != "initialize" => {
                 headers.push((HeaderName::from_static("mcp-protocol-version"), MODERN_VERSION.into()));
                 headers.push((HeaderName::from_static("mcp-method"), method.to_owned().into()));
-                if let Some(n) = name {
+                if let Some(n) = extra.name {
                     headers.push((HeaderName::from_static("mcp-name"), encode_header_value(n).into_owned().into()));
                 }
             }
@@ -47,6 +58,12 @@ impl Inner {
                 if let Some(id) = &s.id {
                     headers.push((HeaderName::from_static("mcp-session-id"), id.clone().into()));
                 }
+            }
+        }
+        if let Some(tp) = extra.traceparent {
+            headers.push((HeaderName::from_static("traceparent"), tp.into()));
+            if let Some(ts) = extra.tracestate {
+                headers.push((HeaderName::from_static("tracestate"), ts.into()));
             }
         }
         headers.extend(self.configured());
@@ -61,11 +78,11 @@ impl Inner {
         session: Option<&Arc<LegacySession>>,
         id: u64,
         method: &str,
-        name: Option<&str>,
+        extra: Extra<'_>,
         body: Bytes,
         events: &Events,
     ) -> Result<Value, Exchange> {
-        let resp = self.post(session.map(|s| s.as_ref()), method, name, body).await?;
+        let resp = self.post(session.map(|s| s.as_ref()), method, extra, body).await?;
         let guard = CancelOnDrop { inner: self.clone(), session: session.cloned(), id, armed: true };
         let out = self.read_reply(resp, id, session, events).await;
         guard.disarm();
@@ -211,7 +228,7 @@ impl Inner {
                 Err(e) => json!({"jsonrpc": "2.0", "id": upstream_id, "error": e.to_value()}),
             };
             let body = Bytes::from(serde_json::to_vec(&msg).unwrap_or_default());
-            match inner.post(session.as_deref(), "", None, body).await {
+            match inner.post(session.as_deref(), "", Extra::default(), body).await {
                 Ok(resp) => resp.release().await,
                 Err(e) => tracing::warn!(provider = %inner.name, "answering a server request failed: {e}"),
             }
@@ -258,7 +275,7 @@ impl Drop for CancelOnDrop {
         let params = json!({"requestId": self.id, "reason": "cancelled by the client"});
         rt.spawn(async move {
             let body = message_bytes(None, "notifications/cancelled", &params);
-            if let Ok(resp) = inner.post(Some(&session), "notifications/cancelled", None, body).await {
+            if let Ok(resp) = inner.post(Some(&session), "notifications/cancelled", Extra::default(), body).await {
                 resp.release().await;
             }
         });

@@ -30,6 +30,8 @@ mod http_sse;
 mod listen;
 mod session;
 
+use exchange::Extra;
+
 use http_sse::SseSession;
 use listen::listen_stream;
 use session::LegacySession;
@@ -181,11 +183,18 @@ impl Remote {
         }
         let name_header =
             protocol::name_field(method).and_then(|f| params.get(f)).and_then(Value::as_str).map(str::to_owned);
+        let meta_field = |k: &str| params.pointer(&format!("/_meta/{k}")).and_then(Value::as_str).map(str::to_owned);
+        let (traceparent, tracestate) = (meta_field("traceparent"), meta_field("tracestate"));
         let params = if mode == Mode::Modern { with_modern_meta(params, caller) } else { without_modern_meta(params) };
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
         let body = message_bytes(Some(id), method, &params);
         if mode == Mode::Modern {
-            return match inner.request(None, id, method, name_header.as_deref(), body, &events).await {
+            let extra = Extra {
+                name: name_header.as_deref(),
+                traceparent: traceparent.as_deref(),
+                tracestate: tracestate.as_deref(),
+            };
+            return match inner.request(None, id, method, extra, body, &events).await {
                 Ok(v) => Ok(v),
                 Err(Exchange::Failed(e)) => Err(e),
                 Err(Exchange::Expired) => Err(CallError::Protocol("404 from a stateless upstream".into())),
@@ -195,7 +204,8 @@ impl Remote {
         loop {
             attempt += 1;
             let session = inner.session(caller).await?;
-            match inner.request(Some(&session), id, method, None, body.clone(), &events).await {
+            let extra = Extra { name: None, traceparent: traceparent.as_deref(), tracestate: tracestate.as_deref() };
+            match inner.request(Some(&session), id, method, extra, body.clone(), &events).await {
                 Ok(v) => return Ok(v),
                 Err(Exchange::Expired) if attempt == 1 => {
                     tracing::info!(provider = %inner.name, "upstream session expired; opening a new one");
@@ -235,7 +245,7 @@ impl Upstream for Remote {
                 None => return Ok(()),
             },
         };
-        let resp = inner.post(session.as_deref(), method, None, body).await?;
+        let resp = inner.post(session.as_deref(), method, Extra::default(), body).await?;
         resp.release().await;
         Ok(())
     }
@@ -390,7 +400,7 @@ impl Inner {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let params = with_modern_meta(json!({}), &Caller::gateway());
         let body = message_bytes(Some(id), "server/discover", &params);
-        let resp = self.post(None, "server/discover", None, body).await?;
+        let resp = self.post(None, "server/discover", Extra::default(), body).await?;
         if !(200..300).contains(&resp.status) {
             let status = resp.status;
             resp.release().await;

@@ -10,7 +10,7 @@ use http::HeaderName;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-use super::{message_bytes, Exchange, Inner, GET_STREAM_WAIT, MAX_EVENT_BYTES};
+use super::{message_bytes, Exchange, Extra, Inner, GET_STREAM_WAIT, MAX_EVENT_BYTES};
 use crate::jsonrpc::sse;
 use crate::mcp::protocol::{self, Era, LEGACY_VERSIONS};
 use crate::upstream::http::Request;
@@ -63,7 +63,8 @@ impl Inner {
             "capabilities": caller.capabilities,
             "clientInfo": caller.client_info,
         });
-        let resp = self.post(None, "initialize", None, message_bytes(Some(id), "initialize", &params)).await?;
+        let resp =
+            self.post(None, "initialize", Extra::default(), message_bytes(Some(id), "initialize", &params)).await?;
         let session_id = resp.header("mcp-session-id").map(str::to_owned);
         let result = match self.read_reply(resp, id, None, &None).await {
             Ok(r) => r,
@@ -88,7 +89,7 @@ impl Inner {
             get_stream: std::sync::Mutex::new(None),
         });
         let initialized = message_bytes(None, "notifications/initialized", &json!({}));
-        match self.post(Some(&session), "notifications/initialized", None, initialized).await {
+        match self.post(Some(&session), "notifications/initialized", Extra::default(), initialized).await {
             Ok(resp) => resp.release().await,
             Err(e) => tracing::warn!(provider = %self.name, "notifications/initialized failed: {e}"),
         }

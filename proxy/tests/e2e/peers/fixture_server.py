@@ -13,6 +13,7 @@ FIXTURE_DELAY_MS in the environment makes `whoami` that much slower (a slow grou
 """
 
 import asyncio
+import json
 import os
 import sys
 from typing import Annotated
@@ -49,6 +50,19 @@ async def whoami(key: str = "") -> str:
     if delay:
         await asyncio.sleep(delay)
     return f"{name}:{os.getpid()}"
+
+
+@mcp.tool()
+def trace_context(ctx: Context) -> str:
+    """The W3C trace context this call arrived with, in `_meta` and in the HTTP headers (JSON)."""
+    rc = ctx.request_context
+    meta = dict((rc.params or {}).get("_meta") or {})
+    request = getattr(rc, "request", None)
+    headers = getattr(request, "headers", None)
+    return json.dumps({
+        "meta": {k: meta.get(k) for k in ("traceparent", "tracestate", "baggage")},
+        "header": {k: headers.get(k) for k in ("traceparent", "tracestate")} if headers is not None else None,
+    })
 
 
 @mcp.tool()
