@@ -172,7 +172,8 @@ impl ProcessUpstream {
         let mux = Mux::new(s.name.clone(), Arc::new(StdinLink(writer)), SessionKey::Shared, self.sink.clone());
         let stderr_tail = Arc::new(Mutex::new(std::collections::VecDeque::new()));
         tokio::spawn(write_lines(stdin, rx, closed));
-        tokio::spawn(log_stderr(s.name.clone(), BufReader::new(stderr), s.max_line, stderr_tail.clone()));
+        let mut stderr_done =
+            tokio::spawn(log_stderr(s.name.clone(), BufReader::new(stderr), s.max_line, stderr_tail.clone()));
         tokio::spawn(read_lines(
             mux.clone(),
             self.lifecycle.clone(),
@@ -203,6 +204,10 @@ impl ProcessUpstream {
                     None => None,
                 };
                 conn.stop().await;
+                if status.is_some() {
+                    // It exited: its last words are on their way through the stderr reader.
+                    let _ = tokio::time::timeout(Duration::from_millis(500), &mut stderr_done).await;
+                }
                 let mut reason = match status {
                     Some(st) => format!("the process exited during start ({st})"),
                     None => format!("the process did not complete the MCP handshake: {e}"),

@@ -53,6 +53,18 @@ async def whoami(key: str = "") -> str:
 
 
 @mcp.tool()
+def crash() -> str:
+    """Exit the whole process at once (for crash-recovery tests)."""
+    os._exit(3)
+
+
+@mcp.tool()
+def fail(message: str = "boom") -> str:
+    """Always fails with a tool error."""
+    raise ValueError(message)
+
+
+@mcp.tool()
 def trace_context(ctx: Context) -> str:
     """The W3C trace context this call arrived with, in `_meta` and in the HTTP headers (JSON)."""
     rc = ctx.request_context
@@ -63,18 +75,6 @@ def trace_context(ctx: Context) -> str:
         "meta": {k: meta.get(k) for k in ("traceparent", "tracestate", "baggage")},
         "header": {k: headers.get(k) for k in ("traceparent", "tracestate")} if headers is not None else None,
     })
-
-
-@mcp.tool()
-def crash() -> str:
-    """Exit the whole process at once (for crash-recovery tests)."""
-    os._exit(3)
-
-
-@mcp.tool()
-def fail(message: str = "boom") -> str:
-    """Always fails with a tool error."""
-    raise ValueError(message)
 
 
 @mcp.tool()
