@@ -18,6 +18,7 @@ use crate::jsonrpc::outcome::ReplyScan;
 use crate::mcp::protocol::Era;
 use crate::state::{AppState, InflightGuard};
 use crate::telemetry::calls::{CallOutcome, CallRecord};
+use crate::telemetry::openmetrics;
 use crate::upstream::CallError;
 
 /// The HTTP front door.
@@ -78,8 +79,14 @@ impl ProxyHttp for HttpFront {
             ctx.endpoint = "metrics";
             let in_flight = i64::try_from(self.state.inflight()).unwrap_or(i64::MAX);
             self.state.metrics.requests_in_flight.set(in_flight);
-            let body = self.state.metrics.render();
-            respond::send(session, 200, "text/plain; version=0.0.4; charset=utf-8", &[], body).await?;
+            let accept = session.req_header().headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
+            if openmetrics::wanted(accept) {
+                let body = self.state.metrics.render_openmetrics();
+                respond::send(session, 200, openmetrics::CONTENT_TYPE, &[], body).await?;
+            } else {
+                let body = self.state.metrics.render();
+                respond::send(session, 200, "text/plain; version=0.0.4; charset=utf-8", &[], body).await?;
+            }
             return Ok(true);
         }
         ctx.endpoint = "not_found";

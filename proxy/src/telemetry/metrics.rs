@@ -251,6 +251,11 @@ impl Metrics {
         self.health_check_duration.with_label_values(&[provider]).observe(elapsed.as_secs_f64());
     }
 
+    /// Every registered series in the OpenMetrics text format.
+    pub fn render_openmetrics(&self) -> String {
+        crate::telemetry::openmetrics::encode(&self.registry.gather())
+    }
+
     /// The text exposition of every registered series.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 * 1024);

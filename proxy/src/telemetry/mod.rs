@@ -4,4 +4,5 @@ pub mod audit;
 pub mod calls;
 pub mod logging;
 pub mod metrics;
+pub mod openmetrics;
 pub mod traces;

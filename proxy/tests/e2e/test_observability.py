@@ -15,6 +15,7 @@ import pytest
 from mcp.client import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types import Implementation, TextContent
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from conftest import FIXTURE, LOGS, free_port
 
@@ -98,6 +99,17 @@ async def test_metrics_and_audit_after_a_scripted_scenario(gateway_factory, fixt
         pytest.skip("promtool is not installed (.ci/run installs the prometheus package)")
     check = subprocess.run([promtool, "check", "metrics"], input=m.encode(), capture_output=True)
     assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
+
+    # The same series in OpenMetrics, for scrapers that ask for it, parsed by the official client.
+    req = urllib.request.Request(f"http://127.0.0.1:{gw.port}/metrics", headers={"accept": "application/openmetrics-text"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        assert r.headers["content-type"].startswith("application/openmetrics-text")
+        families = {f.name: f for f in text_string_to_metric_families(r.read().decode())}
+    family = families["mcp_hangar_tool_calls"]
+    assert family.type == "counter"
+    ok = [s for s in family.samples if s.labels == {"provider": "fx", "tool": "fx__add", "outcome": "ok"}]
+    assert [(s.name, s.value) for s in ok] == [("mcp_hangar_tool_calls_total", 2.0)]
+    assert families["mcp_hangar_tool_call_duration_seconds"].type == "histogram"
 
     async with Client(gw.url, mode="2026-07-28", read_timeout_seconds=30) as c:
         r = await c.call_tool("registry_audit", {"type": "tool_call", "limit": 10})
