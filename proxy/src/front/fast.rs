@@ -1,83 +1,61 @@
-//! The fast path: a modern `tools/call` or `prompts/get` for a modern HTTP upstream is proxied by
-//! Pingora itself. The body was already validated against the headers; the only change made to it
-//! is cutting the tool prefix out of `params.name` (a byte splice, no re-serialisation). The reply
-//! streams back untouched.
+//! The fast path: a modern `tools/call` or `prompts/get` for a modern HTTP upstream is passed
+//! through without building a JSON tree. The body was already validated against the headers; the
+//! only change made to it is cutting the tool prefix out of `params.name` (a byte splice). The
+//! reply's bytes go back untouched: a JSON reply is read whole first (so a failed attempt can
+//! still go to another group member, and the client gets one write), an SSE reply streams.
 //!
-//! For a group, the member is chosen here like on the slow path; when connecting fails, Pingora
-//! retries and the route moves to another member, within the group's retry budget. Calls that may
-//! be repeated after reaching a member (prompts, read-only or idempotent tools) take the slow path
-//! when addressed to a group: Pingora forwards a reply's header as soon as it arrives, so a member
-//! dying mid-reply could not be retried; the slow path reads the whole reply first.
+//! The exchange uses the gateway's own upstream client (Pingora's connector and connection pool)
+//! rather than Pingora's proxy pipeline, which costs about twice as much CPU per small request
+//! (measured by the load test; see loadtest/README.md).
 
-use std::ops::Range;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use pingora_core::upstreams::peer::HttpPeer;
-use pingora_http::RequestHeader;
+use http::HeaderName;
+use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 use serde_json::value::RawValue;
 
-use crate::balance::retry::MAX_ATTEMPTS;
+use crate::balance::retry::{self, MAX_ATTEMPTS};
+use crate::jsonrpc::error_bytes;
+use crate::jsonrpc::outcome::ReplyScan;
 use crate::jsonrpc::parse::{span_in, Envelope, ParamsHead};
-use crate::lifecycle::CallGuard;
 use crate::mcp::aggregate::ListKind;
 use crate::mcp::headers::encode_header_value;
-use crate::mcp::protocol::Era;
+use crate::mcp::protocol::{Era, MODERN_VERSION};
 use crate::routing::Backend;
 use crate::state::{AppState, Snapshot};
+use crate::telemetry::calls::{CallOutcome, CallRecord};
 use crate::telemetry::traces::{AttemptTrace, Propagated, RequestTrace};
+use crate::upstream::http::{Request, Response};
 use crate::upstream::remote::Remote;
+use crate::upstream::CallError;
 
-/// Pingora replays at most this much of a body it buffered while we read it
-/// (`BODY_BUF_LIMIT`); larger bodies take the slow path.
-const REPLAY_LIMIT: usize = 64 * 1024;
-
-/// A request being proxied on the fast path.
+/// A call on the fast path: where it goes and what to record about it.
 pub struct FastRoute {
-    /// The configuration the route was chosen in (indexes refer to it).
-    pub snap: Arc<Snapshot>,
-    /// The upstream.
-    pub remote: Arc<Remote>,
-    /// Where to connect.
-    pub peer: Arc<HttpPeer>,
-    /// Provider index of the upstream (a group's member).
-    pub provider: usize,
-    /// The group the call was addressed to, if any (retries pick another member).
-    group: Option<usize>,
+    snap: Arc<Snapshot>,
+    /// The provider or group the call was addressed to.
+    target: usize,
+    /// The member (or provider) of the current attempt.
+    member: usize,
+    remote: Arc<Remote>,
     /// Members tried and failed, in order.
     tried: Vec<usize>,
-    /// Whether the current member's outcome was already recorded (a failure, by `retarget`).
-    pub recorded: bool,
-    /// The tool's exposed name (`None` for a prompt).
-    pub tool: Option<String>,
-    /// Who called, when the audit trail is on.
-    pub caller: Option<String>,
-    /// The arguments, when the audit trail records them.
-    pub arguments: Option<serde_json::Value>,
-    /// When the gateway took the call.
-    pub started: std::time::Instant,
-    /// Reads the reply's outcome as it streams back.
-    pub scan: Option<crate::jsonrpc::outcome::ReplyScan>,
-    /// The request's span, when tracing is on.
-    pub trace: Option<RequestTrace>,
-    /// The current attempt's span.
-    pub attempt: Option<AttemptTrace>,
-    /// Counts the call in flight at the member (least-connections reads it).
-    _in_flight: CallGuard,
-    /// The new `Mcp-Name` value when the name changes.
-    name_header: Option<String>,
-    /// Cuts the prefix out of `params.name`.
-    splice: Splice,
-    body_len: usize,
-    /// The request id, for error replies.
-    pub id: Box<RawValue>,
-}
-
-/// Whether a request may take the fast path, judged from its headers alone (so the body can be
-/// buffered for replay before it is read).
-pub fn may_take(session: &Session) -> bool {
-    matches!(session.req_header().headers.get("mcp-method").map(|v| v.as_bytes()), Some(b"tools/call" | b"prompts/get"))
+    /// Whether repeating the call after it reached a member is harmless.
+    idempotent: bool,
+    method: &'static str,
+    /// The exposed tool or prompt name.
+    name: String,
+    /// `Mcp-Name` for the upstream.
+    upstream_name: String,
+    /// The body as the upstream gets it.
+    body: Bytes,
+    id: Box<RawValue>,
+    caller: Option<String>,
+    arguments: Option<serde_json::Value>,
+    trace: Option<RequestTrace>,
+    started: Instant,
 }
 
 /// The fast route for a validated modern request, or `None` when it must take the slow path.
@@ -86,17 +64,14 @@ pub fn route(
     snap: &Arc<Snapshot>,
     env: &Envelope<'_>,
     head: &ParamsHead<'_>,
-    body: &[u8],
+    body: &Bytes,
     session: &Session,
 ) -> Option<FastRoute> {
-    let kind = match env.method_str() {
-        "tools/call" => ListKind::Tools,
-        "prompts/get" => ListKind::Prompts,
+    let (kind, method) = match env.method_str() {
+        "tools/call" => (ListKind::Tools, "tools/call"),
+        "prompts/get" => (ListKind::Prompts, "prompts/get"),
         _ => return None,
     };
-    if body.len() > REPLAY_LIMIT || session.retry_buffer_truncated() {
-        return None;
-    }
     let name = head.name.as_ref()?;
     let span = span_in(body, name)?;
     let routes = &snap.routes;
@@ -111,63 +86,53 @@ pub fn route(
     };
     // Decide before choosing: a member chosen here and then handed to the slow path would be
     // chosen twice (skewing the strategy, taking two half-open probe permits).
-    let group = match &routes.providers[idx].backend {
-        // Hashing needs the parsed caller or arguments; retrying after a reply began needs the
-        // whole reply first: the slow path does both.
-        Backend::Group(pool) if pool.hash_key.is_some() || idempotent => return None,
-        Backend::Group(pool) if pool.members.iter().all(|&m| speaks_modern(snap, m)) => {
-            pool.budget.earn();
-            Some(idx)
-        }
+    match &routes.providers[idx].backend {
+        // Hashing needs the parsed caller or arguments: the slow path has them.
+        Backend::Group(pool) if pool.hash_key.is_some() => return None,
+        Backend::Group(pool) if pool.members.iter().all(|&m| speaks_modern(snap, m)) => pool.budget.earn(),
         Backend::Group(_) => return None,
-        _ if speaks_modern(snap, idx) => None,
+        _ if speaks_modern(snap, idx) => {}
         _ => return None,
-    };
+    }
     let (member, _) = routes.choose(idx, &[], &[]).ok()?;
-    let audit = &state.audit;
-    let (remote, peer) = modern_remote(snap, member)?;
+    let remote = modern_remote(snap, member)?;
     let prefix_len = name.len().checked_sub(own)?;
-    let (cut, name_header) = if prefix_len == 0 {
-        (None, None)
+    let original = body;
+    let body = if prefix_len == 0 {
+        body.clone()
     } else {
-        (Some(span.start..span.start + prefix_len), Some(encode_header_value(&name[prefix_len..]).into_owned()))
+        let mut cut = BytesMut::with_capacity(body.len() - prefix_len);
+        cut.extend_from_slice(&body[..span.start]);
+        cut.extend_from_slice(&body[span.start + prefix_len..]);
+        cut.freeze()
     };
+    let audit = &state.audit;
     Some(FastRoute {
-        _in_flight: routes.providers[member].lifecycle.begin_call(),
         snap: snap.clone(),
+        target: idx,
+        member,
         remote,
-        peer,
-        provider: member,
-        group,
         tried: Vec::new(),
-        recorded: false,
-        tool: (kind == ListKind::Tools).then(|| name.to_string()),
+        idempotent,
+        method,
+        upstream_name: encode_header_value(&name[prefix_len..]).into_owned(),
+        name: name.to_string(),
+        body,
+        id: env.id.map(|i| i.to_owned()).unwrap_or_else(|| crate::jsonrpc::null_id().to_owned()),
         caller: audit.enabled().then(|| {
             let client = head.meta.as_ref().and_then(|m| m.client_info.as_ref()).and_then(|c| c.name.as_deref());
             client.map_or_else(|| "anonymous".to_owned(), |n| format!("client:{n}"))
         }),
         arguments: (kind == ListKind::Tools && audit.records_arguments())
-            .then(|| serde_json::from_slice::<serde_json::Value>(body).ok()?.pointer("/params/arguments").cloned())
+            .then(|| serde_json::from_slice::<serde_json::Value>(original).ok()?.pointer("/params/arguments").cloned())
             .flatten(),
-        started: std::time::Instant::now(),
-        scan: None,
-        trace: state.traces.enabled().then(|| trace(state, kind, name, head, session)).flatten(),
-        attempt: None,
-        name_header,
-        splice: Splice { cut, seen: 0 },
-        body_len: body.len(),
-        id: env.id.map(|i| i.to_owned()).unwrap_or_else(|| crate::jsonrpc::null_id().to_owned()),
+        trace: state.traces.enabled().then(|| trace(state, method, name, head, session)).flatten(),
+        started: Instant::now(),
     })
 }
 
 /// The span of a fast-path request: a child of the context in `_meta`, else in the headers.
-fn trace(
-    state: &AppState,
-    kind: ListKind,
-    name: &str,
-    head: &ParamsHead<'_>,
-    session: &Session,
-) -> Option<RequestTrace> {
+fn trace(state: &AppState, method: &str, name: &str, head: &ParamsHead<'_>, session: &Session) -> Option<RequestTrace> {
     let meta = head.meta.as_ref();
     let from_meta = Propagated {
         traceparent: meta.and_then(|m| m.traceparent.as_deref()),
@@ -175,10 +140,9 @@ fn trace(
         baggage: meta.and_then(|m| m.baggage.as_deref()),
     };
     let parent = Propagated::pick(from_meta, Propagated::from_headers(&session.req_header().headers));
-    let method = if kind == ListKind::Tools { "tools/call" } else { "prompts/get" };
     let attrs = vec![
         opentelemetry::KeyValue::new("mcp_hangar.era", "modern"),
-        opentelemetry::KeyValue::new("mcp.protocol.version", crate::mcp::protocol::MODERN_VERSION),
+        opentelemetry::KeyValue::new("mcp.protocol.version", MODERN_VERSION),
         opentelemetry::KeyValue::new("mcp_hangar.fast_path", true),
     ];
     state.traces.request(method, Some(name), &parent, attrs)
@@ -189,137 +153,230 @@ fn speaks_modern(snap: &Snapshot, idx: usize) -> bool {
     matches!(&snap.routes.providers[idx].backend, Backend::Remote(r) if r.known_era() == Some(Era::Modern))
 }
 
-/// Provider `idx` as a known-modern remote upstream with a resolved address.
-fn modern_remote(snap: &Snapshot, idx: usize) -> Option<(Arc<Remote>, Arc<HttpPeer>)> {
-    let Backend::Remote(remote) = &snap.routes.providers[idx].backend else { return None };
-    if remote.known_era() != Some(Era::Modern) {
-        return None;
+fn modern_remote(snap: &Snapshot, idx: usize) -> Option<Arc<Remote>> {
+    match &snap.routes.providers[idx].backend {
+        Backend::Remote(r) if r.known_era() == Some(Era::Modern) => Some(r.clone()),
+        _ => None,
     }
-    Some((remote.clone(), remote.endpoint().cached_peer()?))
+}
+
+/// What the upstream answered.
+enum Upstream {
+    /// A reply read whole.
+    Whole { status: u16, content_type: String, body: Bytes },
+    /// An SSE stream, to relay as it comes.
+    Stream(Box<Response>),
+}
+
+/// How an attempt ended.
+enum Attempt {
+    /// The reply went to the client.
+    Answered(CallOutcome),
+    /// Nothing reached the client; another member may be tried.
+    Failed(CallError),
+    /// The reply was partly written when it failed: nothing more can be done.
+    Broken(CallError),
+    /// The client went away (a cancellation in 2026-07-28): says nothing about the member.
+    Cancelled,
 }
 
 impl FastRoute {
-    /// Starts the span of the next attempt (when tracing is on).
-    pub fn begin_attempt(&mut self) {
-        if let Some(t) = &self.trace {
-            let name = self.snap.routes.providers[self.provider].name();
-            self.attempt = Some(t.attempt(name, self.tried.len() + 1));
-        }
-    }
-
-    /// The provider (or group) the call was addressed to.
-    pub fn target(&self) -> usize {
-        self.group.unwrap_or(self.provider)
-    }
-
-    /// After a failure at the current member (recorded against it): moves the route to another
-    /// member of its group, if the call is addressed to one, attempts and the group's retry budget
-    /// remain, and another member can take it on the fast path. Returns whether it moved.
-    pub fn retarget(&mut self, failure: &str) -> bool {
-        if let Some(a) = self.attempt.take() {
-            a.end("unavailable", Some(failure));
-        }
-        let routes = &self.snap.routes;
-        routes.providers[self.provider].lifecycle.record(Some(failure));
-        self.recorded = true;
-        let Some(group) = self.group else { return false };
-        self.tried.push(self.provider);
-        let Backend::Group(pool) = &routes.providers[group].backend else { return false };
-        if self.tried.len() >= MAX_ATTEMPTS || !pool.budget.spend() {
-            return false;
-        }
-        let Ok((member, _)) = routes.choose(group, &[], &self.tried) else { return false };
-        let Some((remote, peer)) = modern_remote(&self.snap, member) else { return false };
-        tracing::debug!(
-            from = routes.providers[self.provider].name(),
-            to = routes.providers[member].name(),
-            "retrying on another member"
-        );
-        routes.metrics.retries.with_label_values(&[routes.providers[group].name()]).inc();
-        self._in_flight = routes.providers[member].lifecycle.begin_call();
-        (self.remote, self.peer, self.provider) = (remote, peer, member);
-        // Pingora replays the buffered body through the splice again.
-        self.splice.seen = 0;
-        self.recorded = false;
-        true
-    }
-
-    /// Rewrites the request header for the upstream: its path and host, the new name and length,
-    /// its configured headers; drops what belongs to the client's hop (Origin, cookies, its own
-    /// credentials for the gateway, legacy session ids).
-    pub fn rewrite_request(&self, req: &mut RequestHeader) -> pingora_core::Result<()> {
-        let endpoint = self.remote.endpoint();
-        let uri = http::Uri::try_from(endpoint.path())
-            .map_err(|e| pingora_core::Error::because(pingora_core::ErrorType::InternalError, "upstream path", e))?;
-        req.set_uri(uri);
-        req.insert_header("host", endpoint.authority())?;
-        for h in ["origin", "cookie", "authorization", "mcp-session-id", "referer"] {
-            req.remove_header(h);
-        }
-        if let Some(n) = &self.name_header {
-            req.insert_header("mcp-name", n.as_str())?;
-        }
-        let cut = self.splice.cut.as_ref().map_or(0, |c| c.len());
-        req.insert_header("content-length", self.body_len - cut)?;
-        for (name, value) in self.remote.configured_headers() {
-            req.insert_header(name.clone(), value.as_str())?;
-        }
-        if let Some(a) = &self.attempt {
-            for (name, value) in a.propagation() {
-                req.insert_header(name, value)?;
+    /// Sends the call, trying another group member when that is safe, and answers the client.
+    pub async fn run(mut self, state: &AppState, session: &mut Session) -> pingora_core::Result<()> {
+        let pool = match &self.snap.routes.providers[self.target].backend {
+            Backend::Group(pool) => Some(pool),
+            _ => None,
+        };
+        let (outcome, error) = loop {
+            let lifecycle = self.snap.routes.providers[self.member].lifecycle.clone();
+            let _in_flight = lifecycle.begin_call();
+            let span = self
+                .trace
+                .as_ref()
+                .map(|t| t.attempt(self.snap.routes.providers[self.member].name(), self.tried.len() + 1));
+            let attempt = self.attempt(session, span.as_ref()).await;
+            match &attempt {
+                Attempt::Answered(_) => lifecycle.record(None),
+                Attempt::Failed(e) | Attempt::Broken(e) => lifecycle.record(e.health_failure().as_deref()),
+                Attempt::Cancelled => {}
             }
-        }
+            match attempt {
+                Attempt::Cancelled => {
+                    end(span, CallOutcome::Cancelled, None);
+                    break (CallOutcome::Cancelled, None);
+                }
+                Attempt::Answered(outcome) => {
+                    end(span, outcome, None);
+                    break (outcome, None);
+                }
+                Attempt::Broken(e) => {
+                    let outcome = CallOutcome::of_error(&e.to_rpc(""));
+                    end(span, outcome, Some(&e.to_string()));
+                    break (outcome, Some(e.to_string()));
+                }
+                Attempt::Failed(e) => {
+                    let outcome = CallOutcome::of_error(&e.to_rpc(""));
+                    end(span, outcome, Some(&e.to_string()));
+                    if let Some(next) = self.next_member(pool, &e) {
+                        let routes = &self.snap.routes;
+                        tracing::info!(
+                            group = routes.providers[self.target].name(),
+                            member = routes.providers[self.member].name(),
+                            "{e}; trying another member"
+                        );
+                        routes.metrics.retries.with_label_values(&[routes.providers[self.target].name()]).inc();
+                        self.tried.push(self.member);
+                        (self.member, self.remote) = next;
+                        tokio::time::sleep(retry::backoff()).await;
+                        continue;
+                    }
+                    let err = e.to_rpc(self.snap.routes.providers[self.member].name());
+                    crate::front::respond::json(session, 200, error_bytes(&self.id, &err)).await?;
+                    break (outcome, Some(err.message));
+                }
+            }
+        };
+        self.finish(state, outcome, error.as_deref());
         Ok(())
     }
 
-    /// Cuts the prefix out of the body as it passes (in whichever chunk holds it).
-    pub fn splice(&mut self, body: &mut Option<Bytes>) {
-        self.splice.apply(body);
+    /// Another member for a failed attempt, if the call is addressed to a group, the failure
+    /// allows repeating it, and attempts and the group's retry budget remain.
+    fn next_member(&self, pool: Option<&crate::routing::pool::Pool>, e: &CallError) -> Option<(usize, Arc<Remote>)> {
+        let pool = pool?;
+        if self.tried.len() + 1 >= MAX_ATTEMPTS || !retry::may_retry(e, self.idempotent) || !pool.budget.spend() {
+            return None;
+        }
+        let mut tried = self.tried.clone();
+        tried.push(self.member);
+        let (member, _) = self.snap.routes.choose(self.target, &[], &tried).ok()?;
+        Some((member, modern_remote(&self.snap, member)?))
     }
-}
 
-/// A byte range cut out of a body that passes in chunks.
-struct Splice {
-    cut: Option<Range<usize>>,
-    /// Body bytes seen so far.
-    seen: usize,
-}
+    /// One exchange with the current member. A client that goes away meanwhile cancels the call:
+    /// the upstream connection is dropped, which is how a 2026-07-28 server learns of it.
+    async fn attempt(&self, session: &mut Session, span: Option<&AttemptTrace>) -> Attempt {
+        let reply = tokio::select! {
+            r = self.exchange(span) => r,
+            _ = session.as_downstream_mut().read_body_or_idle(true) => return Attempt::Cancelled,
+        };
+        match reply {
+            Err(e) => Attempt::Failed(e),
+            Ok(Upstream::Stream(resp)) => stream(session, *resp).await,
+            Ok(Upstream::Whole { status, content_type, body }) => {
+                let mut scan = ReplyScan::new(false);
+                scan.feed(&body);
+                match crate::front::respond::send(session, status, &content_type, &[], body).await {
+                    Ok(()) => Attempt::Answered(scan.outcome().into()),
+                    Err(e) => Attempt::Broken(CallError::Unavailable {
+                        reason: format!("client went away: {e}"),
+                        never_sent: false,
+                    }),
+                }
+            }
+        }
+    }
 
-impl Splice {
-    fn apply(&mut self, body: &mut Option<Bytes>) {
-        let Some(chunk) = body.as_mut() else { return };
-        let start = self.seen;
-        self.seen += chunk.len();
-        let Some(cut) = &self.cut else { return };
-        let lo = cut.start.max(start);
-        let hi = cut.end.min(self.seen);
-        if lo >= hi {
+    /// Sends the request and, for a JSON reply, reads it whole.
+    async fn exchange(&self, span: Option<&AttemptTrace>) -> Result<Upstream, CallError> {
+        let mut headers: Vec<(HeaderName, std::borrow::Cow<'_, str>)> = Vec::with_capacity(8);
+        headers.push((http::header::CONTENT_TYPE, "application/json".into()));
+        headers.push((http::header::ACCEPT, "application/json, text/event-stream".into()));
+        headers.push((HeaderName::from_static("mcp-protocol-version"), MODERN_VERSION.into()));
+        headers.push((HeaderName::from_static("mcp-method"), self.method.into()));
+        headers.push((HeaderName::from_static("mcp-name"), self.upstream_name.as_str().into()));
+        if let Some(s) = span {
+            for (k, v) in s.propagation() {
+                headers.push((HeaderName::from_static(k), v.into()));
+            }
+        }
+        let req = Request { method: "POST", headers, body: self.body.clone(), replayable: self.idempotent };
+        let resp = self.remote.pass_through(req).await?;
+        if resp.is_event_stream() {
+            return Ok(Upstream::Stream(Box::new(resp)));
+        }
+        let (status, content_type) =
+            (resp.status, resp.header("content-type").unwrap_or("application/json").to_owned());
+        let body = resp.body(self.remote.max_body()).await?;
+        if status >= 500 {
+            return Err(CallError::Unavailable {
+                reason: format!("HTTP {status}: {}", String::from_utf8_lossy(&body[..body.len().min(200)])),
+                never_sent: false,
+            });
+        }
+        Ok(Upstream::Whole { status, content_type, body })
+    }
+
+    /// Records the call: metrics, audit, the request span.
+    fn finish(&self, state: &AppState, outcome: CallOutcome, error: Option<&str>) {
+        if let Some(t) = &self.trace {
+            t.end(outcome.as_str(), error);
+        }
+        if self.method != "tools/call" {
             return;
         }
-        let mut out = BytesMut::with_capacity(chunk.len() - (hi - lo));
-        out.extend_from_slice(&chunk[..lo - start]);
-        out.extend_from_slice(&chunk[hi - start..]);
-        *chunk = out.freeze();
+        let routes = &self.snap.routes;
+        let record = CallRecord {
+            provider: routes.providers[self.target].name(),
+            tool: &self.name,
+            outcome,
+            elapsed: self.started.elapsed(),
+            caller: self.caller.as_deref().unwrap_or_default(),
+            era: Era::Modern,
+            error,
+            arguments: self.arguments.clone(),
+        };
+        record.record(routes, &state.metrics, &state.audit);
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+fn end(span: Option<AttemptTrace>, outcome: CallOutcome, error: Option<&str>) {
+    if let Some(s) = span {
+        s.end(outcome.as_str(), error);
+    }
+}
 
-    #[test]
-    fn splices_across_chunks() {
-        let body = br#"{"params":{"name":"math__add"}}"#;
-        let start = body.windows(6).position(|w| w == b"math__").expect("prefix");
-        for split in 0..body.len() {
-            let mut splice = Splice { cut: Some(start..start + 6), seen: 0 };
-            let mut out = Vec::new();
-            for part in [&body[..split], &body[split..]] {
-                let mut chunk = Some(Bytes::copy_from_slice(part));
-                splice.apply(&mut chunk);
-                out.extend_from_slice(&chunk.unwrap_or_default());
+/// Relays an SSE reply as it arrives. Once its header is written nothing can be retried.
+async fn stream(session: &mut Session, mut resp: Response) -> Attempt {
+    let written = async {
+        let mut h = ResponseHeader::build(resp.status, Some(4))?;
+        h.insert_header("content-type", "text/event-stream")?;
+        h.insert_header("cache-control", "no-cache, no-transform")?;
+        // Framed, so the connection stays usable after the stream ends.
+        h.insert_header("transfer-encoding", "chunked")?;
+        session.write_response_header(Box::new(h), false).await
+    };
+    if let Err(e) = written.await {
+        return Attempt::Broken(CallError::Unavailable { reason: format!("client went away: {e}"), never_sent: false });
+    }
+    let mut scan = ReplyScan::new(true);
+    loop {
+        let next = tokio::select! {
+            next = resp.chunk() => next,
+            _ = session.as_downstream_mut().read_body_or_idle(true) => return Attempt::Cancelled,
+        };
+        match next {
+            Ok(Some(chunk)) => {
+                scan.feed(&chunk);
+                if let Err(e) = session.write_response_body(Some(chunk), false).await {
+                    return Attempt::Broken(CallError::Unavailable {
+                        reason: format!("client went away: {e}"),
+                        never_sent: false,
+                    });
+                }
             }
-            assert_eq!(out, br#"{"params":{"name":"add"}}"#, "split at {split}");
+            Ok(None) => break,
+            Err(e) => {
+                let _ = session.write_response_body(None, true).await;
+                return Attempt::Broken(e.into());
+            }
+        }
+    }
+    resp.release().await;
+    match session.write_response_body(None, true).await {
+        Ok(()) => Attempt::Answered(scan.outcome().into()),
+        Err(e) => {
+            Attempt::Broken(CallError::Unavailable { reason: format!("client went away: {e}"), never_sent: false })
         }
     }
 }

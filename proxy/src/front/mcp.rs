@@ -1,7 +1,7 @@
 //! The MCP endpoint over HTTP: both protocol eras on one path.
 //!
 //! Each POST is classified by its `MCP-Protocol-Version` header (and `initialize`, which always
-//! opens a legacy session), checked, and either handed to the proxying fast path or answered
+//! opens a legacy session), checked, and either passed through on the fast path or answered
 //! here through the hub. Legacy sessions also get their GET stream and DELETE.
 
 use std::sync::Arc;
@@ -55,8 +55,8 @@ fn header<'s>(session: &'s Session, name: &str) -> Option<&'s str> {
     session.req_header().headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Handles a request to the MCP path. `Ok(false)` hands the request to the proxying fast path
-/// (`ctx.fast` is set); `Ok(true)` means it was answered here.
+/// Handles a request to the MCP path; `Ok(true)`: it was answered (Pingora's own proxying is never
+/// used).
 pub async fn handle(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx) -> pingora_core::Result<bool> {
     let snap = state.snapshot();
     let server = &snap.config.server;
@@ -159,9 +159,6 @@ async fn post(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx
         plain_error(session, 400, unsupported_version(v)).await?;
         return Ok(true);
     }
-    if matches!(version, VersionHeader::Known(Era::Modern)) && fast::may_take(session) {
-        session.enable_retry_buffering();
-    }
     let body = match read_body(session, limits.max_body_bytes).await {
         Ok(b) => b,
         Err((status, why)) => {
@@ -219,8 +216,10 @@ async fn post(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx
             return Ok(true);
         }
         if let Some(route) = fast::route(state, &snap, &env, &head, &body, session) {
-            ctx.fast = Some(route);
-            return Ok(false);
+            ctx.fast_path = true;
+            drop(env);
+            route.run(state, session).await?;
+            return Ok(true);
         }
     }
     let id: Box<RawValue> = env.id.map(|i| i.to_owned()).unwrap_or_else(|| null_id().to_owned());

@@ -31,10 +31,12 @@ impl Reply {
         if self.sse {
             return Ok(());
         }
-        let mut h = ResponseHeader::build(200, Some(5 + self.extra.len()))?;
+        let mut h = ResponseHeader::build(200, Some(6 + self.extra.len()))?;
         h.insert_header("content-type", "text/event-stream")?;
         h.insert_header("cache-control", "no-cache, no-transform")?;
         h.insert_header("x-accel-buffering", "no")?;
+        // Framed, so the connection stays usable after the stream ends.
+        h.insert_header("transfer-encoding", "chunked")?;
         for (n, v) in &self.extra {
             h.insert_header(*n, v.as_str())?;
         }

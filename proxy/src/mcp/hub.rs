@@ -103,7 +103,7 @@ pub fn trace_request(
 pub fn end_trace(ctx: &ClientCtx, result: Option<&Result<Value, RpcError>>) {
     let Some(trace) = &ctx.trace else { return };
     match result {
-        None => trace.end("cancelled", None),
+        None => trace.end(CallOutcome::Cancelled.as_str(), None),
         Some(r) => {
             let outcome = CallOutcome::of(r);
             let error = r.as_ref().err().map(|e| e.message.as_str());

@@ -19,6 +19,8 @@ pub enum CallOutcome {
     ToolError,
     /// The call needs the client's input first (a 2026-07-28 `input_required` round).
     InputRequired,
+    /// The client went away before the answer (a cancellation).
+    Cancelled,
     /// The provider answered with a JSON-RPC error (or the gateway refused the call).
     Error,
     /// The provider could not be reached, or failed at the transport level.
@@ -36,6 +38,7 @@ impl CallOutcome {
             Self::Ok => "ok",
             Self::ToolError => "tool_error",
             Self::InputRequired => "input_required",
+            Self::Cancelled => "cancelled",
             Self::Error => "error",
             Self::Unavailable => "unavailable",
             Self::Timeout => "timeout",

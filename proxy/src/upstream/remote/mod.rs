@@ -173,6 +173,19 @@ impl Remote {
         &self.inner.headers
     }
 
+    /// Sends a request the fast path built (a modern call, its body passed through) with the
+    /// upstream's configured headers added; returns once the reply's header has arrived. The
+    /// caller reads the reply and reports the outcome to the lifecycle.
+    pub async fn pass_through(&self, mut req: Request<'_>) -> Result<super::http::Response, CallError> {
+        req.headers.extend(self.inner.configured());
+        Ok(self.inner.client.send(&self.inner.endpoint, &req, &self.inner.timeouts).await?)
+    }
+
+    /// Largest reply body accepted.
+    pub fn max_body(&self) -> usize {
+        self.inner.max_body
+    }
+
     /// One request to the upstream, in whatever mode it speaks.
     async fn exchange(&self, method: &str, params: Value, caller: &Caller, events: Events) -> Result<Value, CallError> {
         let inner = &self.inner;
