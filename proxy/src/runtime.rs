@@ -11,6 +11,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use hangar_config::Config;
 use parking_lot::Mutex;
+use pingora_core::listeners::ListenerConfig;
+use pingora_core::protocols::l4::stream::{L4BufferSettings, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::Fds;
 use pingora_core::services::Service as _;
@@ -42,7 +44,12 @@ async fn serve_http(config: Config) -> anyhow::Result<()> {
     let server_conf = Arc::new(ServerConf::default());
     let mut service =
         pingora_proxy::http_proxy_service_with_name(&server_conf, HttpFront::new(state.clone()), "mcp-hangar");
-    service.add_tcp(&addr);
+    // No read buffer under the HTTP session's own (Pingora's default is 64 KiB per connection,
+    // which 10 000 idle streams turn into 640 MiB, and a copy per read); a small write buffer
+    // so a response's header and body leave in one segment.
+    service.add_listener(
+        ListenerConfig::tcp(addr.clone()).l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE)),
+    );
     let (stop_accepting, stop_rx) = watch::channel(false);
     let mut server = tokio::spawn(async move {
         service.start_service(Some(Arc::new(Mutex::new(fds))), stop_rx, 1).await;
