@@ -3,7 +3,9 @@
 //! way when the gateway is measured (the load tests).
 //!
 //! ```text
-//! hangar-upstream stdio        newline-delimited JSON-RPC on stdin/stdout, both protocol eras
+//! hangar-upstream stdio             newline-delimited JSON-RPC on stdin/stdout, both protocol eras
+//! hangar-upstream http PORT [sse]   streamable HTTP on 127.0.0.1:PORT (any path), both eras;
+//!                                   replies as JSON, or as one SSE event with `sse`
 //! ```
 
 use std::io::{BufRead, Write};
@@ -11,14 +13,30 @@ use std::process::ExitCode;
 
 use serde_json::{json, Value};
 
+mod http;
 mod mcp;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("stdio") => stdio(),
+        Some("http") => {
+            let Some(port) = args.get(1).and_then(|p| p.parse::<u16>().ok()) else {
+                eprintln!("usage: hangar-upstream http PORT [sse]");
+                return ExitCode::from(2);
+            };
+            let framing =
+                if args.get(2).map(String::as_str) == Some("sse") { http::Framing::Sse } else { http::Framing::Json };
+            match http::serve(port, framing) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("hangar-upstream: cannot listen on 127.0.0.1:{port}: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         _ => {
-            eprintln!("usage: hangar-upstream stdio");
+            eprintln!("usage: hangar-upstream stdio | http PORT [sse]");
             ExitCode::from(2)
         }
     }

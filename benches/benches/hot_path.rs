@@ -1,0 +1,127 @@
+//! Micro-benchmarks of the request path: borrowed JSON-RPC parse and header validation, route
+//! lookup, each group selection algorithm, SSE framing, and re-addressing a reply to the client's
+//! id. Each also counts heap allocations per operation and checks the ones the code claims are
+//! allocation-free.
+//!
+//! `cargo bench -p hangar-benches` (criterion prints ns/op; allocations are printed first).
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use hangar_config::Strategy;
+use mcp_hangar::balance::{Selector, Weighted};
+use mcp_hangar::jsonrpc::parse::{Envelope, ParamsHead};
+use mcp_hangar::jsonrpc::{result_bytes, sse};
+use mcp_hangar::mcp::headers::check_modern;
+use mcp_hangar::routing::index::NameIndex;
+use pingora_http::RequestHeader;
+
+/// Heap allocations per call of `f`, over many calls (`allocation-counter` installs a counting
+/// global allocator for the bench binary).
+fn allocations(mut f: impl FnMut()) -> f64 {
+    const N: u64 = 10_000;
+    f();
+    let counted = allocation_counter::measure(|| {
+        for _ in 0..N {
+            f();
+        }
+    });
+    counted.count_total as f64 / N as f64
+}
+
+const BODY: &[u8] = br#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"math__add","arguments":{"a":1,"b":2},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+
+fn request_header() -> RequestHeader {
+    let mut h = RequestHeader::build("POST", b"/mcp", None).expect("header");
+    for (k, v) in [
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "math__add"),
+    ] {
+        h.insert_header(k, v).expect("header");
+    }
+    h
+}
+
+fn parse_and_validate(c: &mut Criterion) {
+    let header = request_header();
+    let op = || {
+        let (env, _) = Envelope::parse(black_box(BODY)).expect("valid");
+        let head = ParamsHead::parse(env.params).expect("params");
+        check_modern(&header, env.method_str(), &head, "2026-07-28").expect("headers match");
+        black_box(head.name.is_some())
+    };
+    let allocs = allocations(|| {
+        op();
+    });
+    println!("parse + header validation: {allocs} allocations/op");
+    assert_eq!(allocs, 0.0, "the borrowed parse and validation must not allocate");
+    c.bench_function("parse + header validation (tools/call)", |b| b.iter(op));
+}
+
+fn route_lookup(c: &mut Criterion) {
+    let mut index = NameIndex::default();
+    for p in 0..20 {
+        for t in 0..25 {
+            index.tools.insert(format!("provider{p}__tool{t}"), (p, format!("tool{t}")));
+        }
+    }
+    let op = || black_box(index.tools.get(black_box("provider13__tool17")).map(|(p, own)| (*p, own.len())));
+    let allocs = allocations(|| {
+        op();
+    });
+    println!("route lookup (500 tools): {allocs} allocations/op");
+    assert_eq!(allocs, 0.0);
+    c.bench_function("route lookup among 500 tools", |b| b.iter(op));
+}
+
+fn selection(c: &mut Criterion) {
+    let members: Vec<Weighted> = (0..4)
+        .map(|i| Weighted { provider: i, weight: 1 + i as u32, priority: (i / 2) as u32, name: format!("member{i}") })
+        .collect();
+    for (strategy, label) in [
+        (Strategy::WeightedRoundRobin, "weighted round-robin"),
+        (Strategy::Priority, "priority"),
+        (Strategy::LeastConnections, "least connections"),
+        (Strategy::ConsistentHash, "consistent hash"),
+    ] {
+        let selector = Selector::build(strategy, &members);
+        let op = || black_box(selector.select(black_box(b"user-42"), |m| m != 1, |m| m * 3));
+        let allocs = allocations(|| {
+            op();
+        });
+        println!("select ({label}, 4 members): {allocs} allocations/op");
+        assert_eq!(allocs, 0.0, "selection must not allocate");
+        c.bench_function(&format!("select: {label}, 4 members"), |b| b.iter(op));
+    }
+}
+
+fn sse_framing(c: &mut Criterion) {
+    let message =
+        br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":5,"total":10}}"#;
+    let allocs = allocations(|| {
+        black_box(sse::frame_message(black_box(message)));
+    });
+    println!("SSE framing: {allocs} allocations/op (the framed event is one buffer)");
+    c.bench_function("SSE framing of one message", |b| b.iter(|| black_box(sse::frame_message(black_box(message)))));
+}
+
+fn id_remapping(c: &mut Criterion) {
+    let id = serde_json::value::RawValue::from_string("\"client-7\"".into()).expect("id");
+    let result = serde_json::json!({"content": [{"type": "text", "text": "3"}], "isError": false});
+    let allocs = allocations(|| {
+        black_box(result_bytes(&id, &result));
+    });
+    println!("reply under the client's id: {allocs} allocations/op (the reply buffer)");
+    c.bench_function("reply re-addressed to the client's id", |b| b.iter(|| black_box(result_bytes(&id, &result))));
+}
+
+/// The benchmark groups (criterion's macros generate undocumented functions).
+#[allow(missing_docs)]
+mod group {
+    use super::*;
+    criterion_group!(benches, parse_and_validate, route_lookup, selection, sse_framing, id_remapping);
+}
+criterion_main!(group::benches);
