@@ -13,8 +13,8 @@ use hangar_config::Config;
 use parking_lot::Mutex;
 use pingora_core::listeners::ListenerConfig;
 use pingora_core::protocols::l4::stream::{L4BufferSettings, DEFAULT_L4_WRITE_BUFFER_SIZE};
-use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::Fds;
+use pingora_core::services::listening::Service;
 use pingora_core::services::Service as _;
 use tokio::sync::watch;
 
@@ -41,9 +41,7 @@ async fn serve_http(config: Config) -> anyhow::Result<()> {
     fds.add(addr.clone(), listener.into_raw_fd());
 
     let state = AppState::open(config)?;
-    let server_conf = Arc::new(ServerConf::default());
-    let mut service =
-        pingora_proxy::http_proxy_service_with_name(&server_conf, HttpFront::new(state.clone()), "mcp-hangar");
+    let mut service = Service::new("mcp-hangar".to_string(), HttpFront::new(state.clone()));
     // No read buffer under the HTTP session's own (Pingora's default is 64 KiB per connection,
     // which 10 000 idle streams turn into 640 MiB, and a copy per read); a small write buffer
     // so a response's header and body leave in one segment.

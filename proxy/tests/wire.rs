@@ -211,3 +211,37 @@ fn legacy_session_rules() {
     let r = http_post(p, "/mcp", &session, r#"{"jsonrpc":"2.0","id":4,"method":"ping"}"#).expect("ping");
     assert_eq!(r.status, 404, "a deleted session is gone");
 }
+
+#[test]
+fn connections_are_reused_and_malformed_requests_refused() {
+    use std::io::{Read, Write};
+    let gw = gateway();
+    let p = gw.port;
+
+    let r = raw(p, "NOT AN HTTP REQUEST\r\n\r\n").expect("garbage");
+    assert_eq!(r.status, 400, "a malformed request line");
+
+    // Two requests on one keep-alive connection: the first answer must leave it usable.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", p)).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+    s.write_all(b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").expect("first request");
+    let mut first = Vec::new();
+    let mut byte = [0u8; 1];
+    while !first.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).expect("first response"), 1, "closed after {first:?}");
+        first.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&first).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("content-length");
+    let mut body = vec![0u8; length];
+    s.read_exact(&mut body).expect("first body");
+    s.write_all(b"GET /health/ready HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").expect("second request");
+    let mut second = Vec::new();
+    s.read_to_end(&mut second).expect("second response");
+    assert!(second.starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&second));
+}

@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use http::HeaderName;
+use pingora_core::protocols::http::ServerSession as Session;
 use pingora_http::ResponseHeader;
-use pingora_proxy::Session;
 use serde_json::value::RawValue;
 
 use crate::balance::retry::{self, MAX_ATTEMPTS};
@@ -258,7 +258,7 @@ impl FastRoute {
     async fn attempt(&self, session: &mut Session, span: Option<&AttemptTrace>) -> Attempt {
         let reply = tokio::select! {
             r = self.exchange(span) => r,
-            _ = session.as_downstream_mut().read_body_or_idle(true) => return Attempt::Cancelled,
+            _ = session.read_body_or_idle(true) => return Attempt::Cancelled,
         };
         match reply {
             Err(e) => Attempt::Failed(e),
@@ -344,7 +344,7 @@ async fn stream(session: &mut Session, mut resp: Response) -> Attempt {
         h.insert_header("cache-control", "no-cache, no-transform")?;
         // Framed, so the connection stays usable after the stream ends.
         h.insert_header("transfer-encoding", "chunked")?;
-        session.write_response_header(Box::new(h), false).await
+        session.write_response_header(Box::new(h)).await
     };
     if let Err(e) = written.await {
         return Attempt::Broken(CallError::Unavailable { reason: format!("client went away: {e}"), never_sent: false });
@@ -353,12 +353,12 @@ async fn stream(session: &mut Session, mut resp: Response) -> Attempt {
     loop {
         let next = tokio::select! {
             next = resp.chunk() => next,
-            _ = session.as_downstream_mut().read_body_or_idle(true) => return Attempt::Cancelled,
+            _ = session.read_body_or_idle(true) => return Attempt::Cancelled,
         };
         match next {
             Ok(Some(chunk)) => {
                 scan.feed(&chunk);
-                if let Err(e) = session.write_response_body(Some(chunk), false).await {
+                if let Err(e) = session.write_response_body(chunk, false).await {
                     return Attempt::Broken(CallError::Unavailable {
                         reason: format!("client went away: {e}"),
                         never_sent: false,
@@ -367,13 +367,13 @@ async fn stream(session: &mut Session, mut resp: Response) -> Attempt {
             }
             Ok(None) => break,
             Err(e) => {
-                let _ = session.write_response_body(None, true).await;
+                let _ = session.write_response_body(Bytes::new(), true).await;
                 return Attempt::Broken(e.into());
             }
         }
     }
     resp.release().await;
-    match session.write_response_body(None, true).await {
+    match session.write_response_body(Bytes::new(), true).await {
         Ok(()) => Attempt::Answered(scan.outcome().into()),
         Err(e) => {
             Attempt::Broken(CallError::Unavailable { reason: format!("client went away: {e}"), never_sent: false })

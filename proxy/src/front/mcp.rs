@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use pingora_proxy::Session;
+use pingora_core::protocols::http::ServerSession as Session;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -55,31 +55,30 @@ fn header<'s>(session: &'s Session, name: &str) -> Option<&'s str> {
     session.req_header().headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Handles a request to the MCP path; `Ok(true)`: it was answered (Pingora's own proxying is never
-/// used).
-pub async fn handle(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx) -> pingora_core::Result<bool> {
+/// Handles a request to the MCP path; `Ok` once it was answered.
+pub async fn handle(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx) -> pingora_core::Result<()> {
     let snap = state.snapshot();
     let server = &snap.config.server;
     if let Some(origin) = header(session, "origin") {
         if !origin_allowed(origin, &server.allowed_origins) {
             tracing::info!(origin, "rejected a request from a disallowed Origin");
             plain_error(session, 403, RpcError::new(code::INVALID_REQUEST, "Forbidden: Origin not allowed")).await?;
-            return Ok(true);
+            return Ok(());
         }
     }
     if !host_allowed(header(session, "host"), &server.host) {
         plain_error(session, 403, RpcError::new(code::INVALID_REQUEST, "Forbidden: Host not allowed")).await?;
-        return Ok(true);
+        return Ok(());
     }
     let header_bytes: usize = session.req_header().headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
     if header_bytes > server.limits.max_header_bytes {
         plain_error(session, 431, RpcError::new(code::INVALID_REQUEST, "request headers too large")).await?;
-        return Ok(true);
+        return Ok(());
     }
     match session.req_header().method.as_str() {
         "POST" => post(state, session, ctx).await,
-        "GET" => get(state, session).await.map(|()| true),
-        "DELETE" => delete(state, session).await.map(|()| true),
+        "GET" => get(state, session).await,
+        "DELETE" => delete(state, session).await,
         _ => {
             respond::send(
                 session,
@@ -89,7 +88,7 @@ pub async fn handle(state: &Arc<AppState>, session: &mut Session, ctx: &mut Requ
                 r#"{"error":"method not allowed"}"#,
             )
             .await?;
-            Ok(true)
+            Ok(())
         }
     }
 }
@@ -136,13 +135,13 @@ async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, (u16, &
     }
 }
 
-async fn post(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx) -> pingora_core::Result<bool> {
+async fn post(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx) -> pingora_core::Result<()> {
     let snap = state.snapshot();
     let limits = &snap.config.server.limits;
     if !is_json_body(session.req_header()) {
         plain_error(session, 415, RpcError::new(code::INVALID_REQUEST, "Content-Type must be application/json"))
             .await?;
-        return Ok(true);
+        return Ok(());
     }
     let accepts = accepts(session.req_header());
     if !accepts.json && !accepts.sse {
@@ -152,18 +151,18 @@ async fn post(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx
             RpcError::new(code::INVALID_REQUEST, "Accept must allow application/json or text/event-stream"),
         )
         .await?;
-        return Ok(true);
+        return Ok(());
     }
     let version = version_header(session);
     if let VersionHeader::Unsupported(v) = &version {
         plain_error(session, 400, unsupported_version(v)).await?;
-        return Ok(true);
+        return Ok(());
     }
     let body = match read_body(session, limits.max_body_bytes).await {
         Ok(b) => b,
         Err((status, why)) => {
             plain_error(session, status, RpcError::new(code::INVALID_REQUEST, why)).await?;
-            return Ok(true);
+            return Ok(());
         }
     };
     let (env, kind) = match Envelope::parse(&body) {
@@ -171,7 +170,7 @@ async fn post(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx
         Err(invalid) => {
             let id = invalid.id.as_deref().unwrap_or(null_id());
             respond::json(session, 400, error_bytes(id, &invalid.error)).await?;
-            return Ok(true);
+            return Ok(());
         }
     };
     let method = env.method_str();
@@ -179,7 +178,7 @@ async fn post(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx
         Ok(h) => h,
         Err(e) => {
             respond::json(session, 400, error_bytes(env.id.unwrap_or(null_id()), &e)).await?;
-            return Ok(true);
+            return Ok(());
         }
     };
     let era = match (&version, method) {
@@ -191,7 +190,7 @@ async fn post(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx
                 "Header mismatch: required header MCP-Protocol-Version is missing",
             );
             respond::json(session, 400, error_bytes(env.id.unwrap_or(null_id()), &e)).await?;
-            return Ok(true);
+            return Ok(());
         }
         _ => Era::Legacy,
     };
@@ -204,22 +203,22 @@ async fn post(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx
         if kind == Kind::Response {
             let e = RpcError::new(code::INVALID_REQUEST, "clients must not send responses in the 2026-07-28 protocol");
             respond::json(session, 400, error_bytes(env.id.unwrap_or(null_id()), &e)).await?;
-            return Ok(true);
+            return Ok(());
         }
         if let Err(e) = check_modern(session.req_header(), method, &head, MODERN_VERSION) {
             let status = if e.code == code::HEADER_MISMATCH { 400 } else { error_status(era, e.code) };
             respond::json(session, status, error_bytes(env.id.unwrap_or(null_id()), &e)).await?;
-            return Ok(true);
+            return Ok(());
         }
         if kind == Kind::Notification {
             respond::send(session, 202, "application/json", &[], Bytes::new()).await?;
-            return Ok(true);
+            return Ok(());
         }
         if let Some(route) = fast::route(state, &snap, &env, &head, &body, session) {
             ctx.fast_path = true;
             drop(env);
             route.run(state, session).await?;
-            return Ok(true);
+            return Ok(());
         }
     }
     let id: Box<RawValue> = env.id.map(|i| i.to_owned()).unwrap_or_else(|| null_id().to_owned());
@@ -239,7 +238,7 @@ async fn post(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx
         }
         Era::Legacy => legacy_post(state, session, accepts, kind, &id, &method, params).await?,
     }
-    Ok(true)
+    Ok(())
 }
 
 async fn legacy_post(
@@ -366,7 +365,7 @@ async fn run_modern(
                 }
             }
             _ = keep_alive.tick() => reply.keep_alive(session).await?,
-            _ = session.as_downstream_mut().read_body_or_idle(true) => {
+            _ = session.read_body_or_idle(true) => {
                 tracing::debug!(method, "client closed the stream; cancelling the request");
                 hub::end_trace(ctx, None);
                 return Ok(());
@@ -454,7 +453,7 @@ async fn serve_reply(
             }
             tokio::select! {
                 () = buf.changed(0) => {}
-                _ = session.as_downstream_mut().read_body_or_idle(true) => return Ok(()),
+                _ = session.read_body_or_idle(true) => return Ok(()),
             }
         }
     }
@@ -476,7 +475,7 @@ async fn serve_reply(
         tokio::select! {
             () = buf.changed(seen) => {}
             _ = keep_alive.tick() => reply.keep_alive(session).await?,
-            _ = session.as_downstream_mut().read_body_or_idle(true) => return Ok(()),
+            _ = session.read_body_or_idle(true) => return Ok(()),
         }
     }
 }
@@ -511,7 +510,7 @@ async fn listen(
             },
             _ = keep_alive.tick() => reply.keep_alive(session).await?,
             _ = shutdown.changed() => break true,
-            _ = session.as_downstream_mut().read_body_or_idle(true) => break false,
+            _ = session.read_body_or_idle(true) => break false,
         }
     };
     drop(guard);
@@ -584,7 +583,7 @@ async fn get(state: &Arc<AppState>, session: &mut Session) -> pingora_core::Resu
             },
             _ = keep_alive.tick() => reply.keep_alive(session).await?,
             _ = shutdown.changed() => break,
-            _ = session.as_downstream_mut().read_body_or_idle(true) => return Ok(()),
+            _ = session.read_body_or_idle(true) => return Ok(()),
         }
     }
     reply.end(session).await

@@ -2,8 +2,8 @@
 //! messages precede the response or the client only accepts SSE.
 
 use bytes::Bytes;
+use pingora_core::protocols::http::ServerSession as Session;
 use pingora_http::ResponseHeader;
-use pingora_proxy::Session;
 
 use super::checks::Accepts;
 use crate::jsonrpc::sse;
@@ -40,7 +40,7 @@ impl Reply {
         for (n, v) in &self.extra {
             h.insert_header(*n, v.as_str())?;
         }
-        session.write_response_header(Box::new(h), false).await?;
+        session.write_response_header(Box::new(h)).await?;
         self.sse = true;
         Ok(())
     }
@@ -48,14 +48,14 @@ impl Reply {
     /// Writes one message as an SSE event with an event id (resumable legacy streams).
     pub async fn event_with_id(&mut self, session: &mut Session, id: &str, json: &[u8]) -> pingora_core::Result<()> {
         self.start_stream(session).await?;
-        session.write_response_body(Some(sse::frame_message_with_id(id, json)), false).await
+        session.write_response_body(sse::frame_message_with_id(id, json), false).await
     }
 
     /// Writes the priming event of a resumable stream: an id, the reconnection delay, no data.
     pub async fn priming(&mut self, session: &mut Session, id: &str, retry_ms: u64) -> pingora_core::Result<()> {
         self.start_stream(session).await?;
         let event = format!("id: {id}\nretry: {retry_ms}\ndata: \n\n");
-        session.write_response_body(Some(Bytes::from(event)), false).await
+        session.write_response_body(Bytes::from(event), false).await
     }
 
     /// Whether a lone response would be written as plain JSON.
@@ -66,13 +66,13 @@ impl Reply {
     /// Writes one message as an SSE event (starting the stream if needed).
     pub async fn event(&mut self, session: &mut Session, json: &[u8]) -> pingora_core::Result<()> {
         self.start_stream(session).await?;
-        session.write_response_body(Some(sse::frame_message(json)), false).await
+        session.write_response_body(sse::frame_message(json), false).await
     }
 
     /// Writes a keep-alive comment on a started stream.
     pub async fn keep_alive(&mut self, session: &mut Session) -> pingora_core::Result<()> {
         if self.sse {
-            session.write_response_body(Some(Bytes::from_static(sse::KEEP_ALIVE)), false).await?;
+            session.write_response_body(Bytes::from_static(sse::KEEP_ALIVE), false).await?;
         }
         Ok(())
     }
@@ -86,17 +86,17 @@ impl Reply {
             for (n, v) in &self.extra {
                 h.insert_header(*n, v.as_str())?;
             }
-            session.write_response_header(Box::new(h), false).await?;
-            return session.write_response_body(Some(Bytes::from(json)), true).await;
+            session.write_response_header(Box::new(h)).await?;
+            return session.write_response_body(Bytes::from(json), true).await;
         }
         self.event(session, &json).await?;
-        session.write_response_body(None, true).await
+        session.write_response_body(Bytes::new(), true).await
     }
 
     /// Ends a started stream without a final message (cancelled requests, closed streams).
     pub async fn end(self, session: &mut Session) -> pingora_core::Result<()> {
         if self.sse {
-            session.write_response_body(None, true).await
+            session.write_response_body(Bytes::new(), true).await
         } else {
             session.respond_error(204).await
         }

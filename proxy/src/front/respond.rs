@@ -1,8 +1,8 @@
-//! Writing complete responses from `request_filter`, for everything the gateway answers itself.
+//! Writing complete responses, for everything the gateway answers itself.
 
 use bytes::Bytes;
+use pingora_core::protocols::http::ServerSession as Session;
 use pingora_http::ResponseHeader;
-use pingora_proxy::Session;
 
 /// Writes a whole response (status, content type, extra headers, body) and ends it.
 pub async fn send(
@@ -22,11 +22,8 @@ pub async fn send(
     for (name, value) in extra_headers {
         header.append_header(name.to_string(), *value)?;
     }
-    session.write_response_header(Box::new(header), body.is_empty()).await?;
-    if !body.is_empty() {
-        session.write_response_body(Some(body), true).await?;
-    }
-    Ok(())
+    session.write_response_header(Box::new(header)).await?;
+    session.write_response_body(body, true).await
 }
 
 /// Writes a JSON response.
