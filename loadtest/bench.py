@@ -313,6 +313,8 @@ providers:
     info = {"pids": {"nginx": nginx.pid, "gateway": gateway.pid, **pids}, "gateway_url": gw}
     if real_server:
         cases.append(real_server_case(procs, work))
+    if anchor := python_anchor_case(procs, work, up, gw, gateway.pid):
+        cases.append(anchor)
     return cases, info
 
 
@@ -334,6 +336,36 @@ def real_server_case(procs: Procs, work: Path) -> Case:
         Target("direct", f"http://127.0.0.1:{port}/mcp", *modern_call("echo", "x" * 16), None),
         Target("gateway", gw, *modern_call("sdk__echo", "x" * 16), gateway.pid),
     ], "a real MCP server (~600 µs/call)")
+
+
+def python_anchor_case(procs: Procs, work: Path, up: int, gw: str, gw_pid: int) -> Case | None:
+    """The Python MCP Hangar (PyPI `mcp-hangar`, the design's reference) in HTTP mode in front of the
+    same fixed-reply upstream. It exposes upstream tools through its `hangar_call` tool, so its
+    request differs; the work per call (route, forward, answer) is the same. Skipped, with a note,
+    when the package is not installed (loadtest/run installs it)."""
+    python = Path(os.environ.get("HANGAR_BENCH_PYTHON", sys.executable))
+    cli = python.parent / "mcp-hangar"
+    if not cli.exists():
+        print(f"note: {cli} not found; the Python anchor case is skipped", file=sys.stderr)
+        return None
+    port = free_port()
+    conf = work / "python-hangar.yaml"
+    conf.write_text(f"mcp_servers:\n  up: {{mode: remote, endpoint: \"http://127.0.0.1:{up}/mcp\"}}\n")
+    anchor = procs.start("python-hangar", [str(cli), "--config", str(conf), "serve", "--http", "--port", str(port),
+                                           "--log-level", "WARNING"])
+    wait_port(port, anchor, "Python mcp-hangar", timeout=120)
+    url = f"http://127.0.0.1:{port}/mcp"
+    body, headers = modern_call("hangar_call", "")
+    body["params"]["arguments"] = {"calls": [{"mcp_server": "up", "tool": "echo", "arguments": {"text": "x" * 16}}]}
+    status, _, reply = post(url, body, headers)
+    relayed = status == 200 and json.loads(reply).get("result", {}).get("structuredContent", {}).get("succeeded") == 1
+    if not relayed:
+        raise SystemExit(f"the Python anchor did not relay a call ({status}): {reply[:500]!r}")
+    return Case("Python anchor (mcp-hangar 2.34.4), 16 conns", 16, [
+        Target("direct", f"http://127.0.0.1:{up}/mcp", *modern_call("echo", "x" * 16), None),
+        Target("python-hangar", url, body, headers, anchor.pid),
+        Target("gateway", gw, *modern_call("up__echo", "x" * 16), gw_pid),
+    ], "the Python reference in HTTP mode, same upstream")
 
 
 def main() -> None:
@@ -463,6 +495,13 @@ def goals(s: dict, streams: dict) -> list[str]:
         r = s["Python SDK server, 16 conns"]
         real = r["gateway"]["rps"] / r["direct"]["rps"]
         row("In front of a real MCP server vs direct", "≥ 0.97×", real, real >= 0.97)
+    anchor = next((v for k, v in s.items() if k.startswith("Python anchor")), None)
+    if anchor:
+        ratio = anchor["gateway"]["rps"] / anchor["python-hangar"]["rps"]
+        row("Gateway throughput vs the Python anchor (mcp-hangar, PyPI)", "report", ratio, None)
+        if anchor["gateway"]["cpu"] and anchor["python-hangar"]["cpu"]:
+            ratio = anchor["python-hangar"]["cpu"] / anchor["gateway"]["cpu"]
+            row("Python anchor CPU per request vs the gateway's", "report", ratio, None)
     if "listen_streams" in streams:
         mib = (streams["listen_rss_kib"] - streams["idle_kib"]) / 1024
         row(f"{streams['listen_streams']:,} open subscriptions/listen streams: added RSS", "≤ 64 MiB", mib, mib <= 64, "{:.1f} MiB")

@@ -11,6 +11,7 @@ use pingora_core::protocols::http::ServerSession as Session;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::{Error, ErrorSource, ErrorType, Result};
 
+use crate::front::detached::DetachedStream;
 use crate::front::{health, mcp, respond};
 use crate::mcp::protocol::Era;
 use crate::state::{AppState, InflightGuard};
@@ -95,6 +96,8 @@ pub struct RequestCtx {
     pub method: &'static str,
     /// When the request arrived.
     started: std::time::Instant,
+    /// A long-lived stream the request opened, to go on without the HTTP session.
+    pub detached: Option<DetachedStream>,
 }
 
 #[async_trait]
@@ -130,6 +133,7 @@ impl HttpServerApp for HttpFront {
             era: None,
             method: "",
             started: std::time::Instant::now(),
+            detached: None,
         };
         if let Err(e) = self.serve(&mut session, &mut ctx).await {
             if session.response_written().is_none() {
@@ -142,6 +146,19 @@ impl HttpServerApp for HttpFront {
             return None;
         }
         self.log(&session, None, &ctx);
+        if let Some(stream) = ctx.detached.take() {
+            match session {
+                Session::H1(h1) => {
+                    tokio::spawn(stream.run(h1.into_inner(), ctx._inflight));
+                }
+                // Only HTTP/1.1 is served (no TLS, no h2c), so this is not reached; end cleanly.
+                mut other => {
+                    tracing::warn!("a long-lived stream on a non-HTTP/1.1 session was ended");
+                    let _ = other.write_response_body(bytes::Bytes::new(), true).await;
+                }
+            }
+            return None;
+        }
         drop(ctx);
         let settings = HttpPersistentSettings::for_session(&session);
         session.finish().await.ok().flatten().map(|s| ReusedHttpStream::from_reusable_stream(s, settings))

@@ -5,7 +5,6 @@
 //! here through the hub. Legacy sessions also get their GET stream and DELETE.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use pingora_core::protocols::http::ServerSession as Session;
@@ -14,6 +13,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::checks::{accepts, host_allowed, is_json_body, origin_allowed, Accepts};
+use super::detached::{DetachedStream, Feed, KEEP_ALIVE_EVERY};
 use super::fast;
 use super::http::RequestCtx;
 use super::reply::Reply;
@@ -29,8 +29,6 @@ use crate::mcp::subscriptions;
 use crate::state::AppState;
 use crate::upstream::CallEvent;
 
-/// Interval of keep-alive comments on open SSE streams.
-const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(15);
 /// Reconnection delay announced to legacy clients on resumable streams.
 const RECONNECT_DELAY_MS: u64 = 1000;
 
@@ -77,7 +75,7 @@ pub async fn handle(state: &Arc<AppState>, session: &mut Session, ctx: &mut Requ
     }
     match session.req_header().method.as_str() {
         "POST" => post(state, session, ctx).await,
-        "GET" => get(state, session).await,
+        "GET" => get(state, session, ctx).await,
         "DELETE" => delete(state, session).await,
         _ => {
             respond::send(
@@ -230,7 +228,7 @@ async fn post(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx
     let method = method.to_owned();
     drop(env);
     match era {
-        Era::Modern if method == "subscriptions/listen" => listen(state, session, accepts, &id, &params).await?,
+        Era::Modern if method == "subscriptions/listen" => listen(state, session, ctx, accepts, &id, &params).await?,
         Era::Modern => {
             let mut client = ClientCtx::modern(&params);
             client.trace = hub::trace_request(state, &client, &method, &params, Some(&session.req_header().headers));
@@ -481,9 +479,11 @@ async fn serve_reply(
 }
 
 /// `subscriptions/listen`: a long-lived SSE stream of the change notifications the client chose.
+/// The acknowledgment is written here; the stream then goes on detached from the HTTP session.
 async fn listen(
     state: &Arc<AppState>,
     session: &mut Session,
+    ctx: &mut RequestCtx,
     accepts: Accepts,
     id: &RawValue,
     params: &Value,
@@ -492,38 +492,20 @@ async fn listen(
         let e = RpcError::new(code::INVALID_REQUEST, "subscriptions/listen needs Accept: text/event-stream");
         return respond::json(session, 406, error_bytes(id, &e)).await;
     }
-    let Some(_slot) = state.open_stream() else {
+    let Some(slot) = state.open_stream() else {
         let e = RpcError::new(code::INTERNAL_ERROR, "too many open streams");
         return respond::json(session, 503, error_bytes(id, &e)).await;
     };
-    let (granted, guard, mut rx) = subscriptions::open(state, params).await;
+    let (granted, guard, rx) = subscriptions::open(state, params).await;
     let mut reply = Reply::new(accepts, Vec::new());
     let ack = subscriptions::acknowledgment(id, &granted);
     reply.event(session, &serde_json::to_vec(&ack).unwrap_or_default()).await?;
-    let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE_EVERY, KEEP_ALIVE_EVERY);
-    let mut shutdown = state.shutdown_signal();
-    let ended_by_server = loop {
-        tokio::select! {
-            n = rx.recv() => match n {
-                Some(n) => reply.event(session, &serde_json::to_vec(&subscriptions::tag(n, id)).unwrap_or_default()).await?,
-                None => break true,
-            },
-            _ = keep_alive.tick() => reply.keep_alive(session).await?,
-            _ = shutdown.changed() => break true,
-            _ = session.read_body_or_idle(true) => break false,
-        }
-    };
-    drop(guard);
-    let state = state.clone();
-    tokio::spawn(async move { subscriptions::refresh(&state).await });
-    if ended_by_server {
-        return reply.finish(session, 200, result_bytes(id, &subscriptions::closing_result(id))).await;
-    }
+    ctx.detached = Some(DetachedStream::new(state, Feed::Listen { rx, guard, id: id.to_owned() }, slot));
     Ok(())
 }
 
 /// Legacy GET: the session's stream of server-initiated messages.
-async fn get(state: &Arc<AppState>, session: &mut Session) -> pingora_core::Result<()> {
+async fn get(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx) -> pingora_core::Result<()> {
     if let VersionHeader::Known(Era::Modern) = version_header(session) {
         return respond::send(
             session,
@@ -556,7 +538,7 @@ async fn get(state: &Arc<AppState>, session: &mut Session) -> pingora_core::Resu
             None => return plain_error(session, 404, RpcError::new(code::INVALID_REQUEST, "Session not found")).await,
         },
     };
-    let Some(_stream_slot) = state.open_stream() else {
+    let Some(slot) = state.open_stream() else {
         return plain_error(session, 503, RpcError::new(code::INTERNAL_ERROR, "too many open streams")).await;
     };
     let resume = header(session, "last-event-id")
@@ -566,27 +548,15 @@ async fn get(state: &Arc<AppState>, session: &mut Session) -> pingora_core::Resu
         let accepts = Accepts { json: false, sse: true, prefer_sse: true };
         return serve_reply(session, accepts, &client, stream, &buf, seq).await;
     }
-    let (tx, mut rx) = mpsc::channel::<Bytes>(256);
+    let (tx, rx) = mpsc::channel::<Bytes>(256);
     let backlog = client.attach_stream(tx);
     let mut reply = Reply::new(Accepts { json: false, sse: true, prefer_sse: true }, Vec::new());
     reply.start_stream(session).await?;
     for msg in backlog {
         reply.event(session, &msg).await?;
     }
-    let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE_EVERY, KEEP_ALIVE_EVERY);
-    let mut shutdown = state.shutdown_signal();
-    loop {
-        tokio::select! {
-            msg = rx.recv() => match msg {
-                Some(m) => reply.event(session, &m).await?,
-                None => break,
-            },
-            _ = keep_alive.tick() => reply.keep_alive(session).await?,
-            _ = shutdown.changed() => break,
-            _ = session.read_body_or_idle(true) => return Ok(()),
-        }
-    }
-    reply.end(session).await
+    ctx.detached = Some(DetachedStream::new(state, Feed::Session { rx, client }, slot));
+    Ok(())
 }
 
 /// Legacy DELETE: ends the session and its upstream sessions.
