@@ -109,6 +109,13 @@ def post(url: str, body: dict, headers: dict) -> tuple[int, dict, bytes]:
         return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
 
 
+def list_tools_call() -> tuple[dict, dict]:
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list",
+            "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": MODERN,
+                                 "io.modelcontextprotocol/clientCapabilities": {}}}}
+    return body, {"mcp-protocol-version": MODERN, "mcp-method": "tools/list"}
+
+
 def modern_call(tool: str, text: str) -> tuple[dict, dict]:
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
             "params": {"name": tool, "arguments": {"text": text},
@@ -260,10 +267,7 @@ providers:
     gw = f"http://127.0.0.1:{gw_port}/mcp"
     # Like a client: list the tools first (the gateway learns its upstreams' protocol and the tool
     # names; the fast path takes known-modern upstreams only).
-    list_tools = {"jsonrpc": "2.0", "id": 1, "method": "tools/list",
-                  "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": MODERN,
-                                       "io.modelcontextprotocol/clientCapabilities": {}}}}
-    post(gw, list_tools, {"mcp-protocol-version": MODERN, "mcp-method": "tools/list"})
+    post(gw, *list_tools_call())
     for tool in ("up__echo", "echo", "sse__echo", "pool__echo", "pool__echo"):
         post(gw, *modern_call(tool, "warm"))
 
@@ -331,6 +335,7 @@ def real_server_case(procs: Procs, work: Path) -> Case:
     gateway = procs.start("gateway-real", [str(RELEASE / "mcp-hangar"), "--http", "--config", str(conf), "--log-level", "warn"])
     wait_port(gw_port, gateway, "gateway (real server)")
     gw = f"http://127.0.0.1:{gw_port}/mcp"
+    post(gw, *list_tools_call())
     post(gw, *modern_call("sdk__echo", "warm"))
     return Case("Python SDK server, 16 conns", 16, [
         Target("direct", f"http://127.0.0.1:{port}/mcp", *modern_call("echo", "x" * 16), None),
