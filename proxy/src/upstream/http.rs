@@ -15,9 +15,9 @@ use pingora_core::connectors::http::Connector;
 use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::protocols::http::v1::client::{http_req_header_to_wire, HttpSession as HttpSessionV1};
 use pingora_core::protocols::Stream;
-use tokio::io::AsyncWriteExt;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::{RequestHeader, ResponseHeader};
+use tokio::io::AsyncWriteExt;
 
 /// Why an HTTP exchange with an upstream failed.
 #[derive(Debug, thiserror::Error)]
@@ -364,7 +364,12 @@ async fn exchange(
 }
 
 /// Writes `header` and `body` to `stream` in one write, within `limit`.
-async fn write_request(mut stream: Stream, header: &RequestHeader, body: &[u8], limit: Duration) -> Result<Stream, Failure> {
+async fn write_request(
+    mut stream: Stream,
+    header: &RequestHeader,
+    body: &[u8],
+    limit: Duration,
+) -> Result<Stream, Failure> {
     let mut wire = http_req_header_to_wire(header).ok_or_else(|| Failure::Io("invalid request header".into()))?;
     wire.extend_from_slice(body);
     let write = async {
