@@ -5,8 +5,8 @@
 //! still go to another group member, and the client gets one write), an SSE reply streams.
 //!
 //! The exchange uses the gateway's own upstream client (Pingora's connector and connection pool)
-//! rather than Pingora's proxy pipeline, which costs about twice as much CPU per small request
-//! (measured by the load test; see loadtest/README.md).
+//! rather than Pingora's proxy pipeline, whose per-request phases cost CPU this path has no use
+//! for (README, "Performance").
 
 use std::sync::Arc;
 use std::time::Instant;
