@@ -61,3 +61,71 @@ fn busy_port_is_a_clear_error() {
     assert!(stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// Reads from `s` until `needle` has arrived (or the connection ends); returns what was read.
+fn read_until(s: &mut std::net::TcpStream, needle: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(needle.len()).any(|w| w == needle) {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    got
+}
+
+#[test]
+fn open_streams_end_cleanly_on_sigterm() {
+    use std::io::Write;
+    let gw = Gateway::start(None, &[]);
+    let connect = || {
+        let s = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s
+    };
+
+    // A modern subscriptions/listen stream, past its acknowledgment.
+    let listen = r#"{"jsonrpc":"2.0","id":"L1","method":"subscriptions/listen","params":{"notifications":{"toolsListChanged":true},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let mut modern = connect();
+    write!(
+        modern,
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: subscriptions/listen\r\nContent-Length: {}\r\n\r\n{listen}",
+        listen.len()
+    )
+    .expect("listen");
+    let ack = String::from_utf8_lossy(&read_until(&mut modern, b"\n\n")).into_owned();
+    assert!(ack.starts_with("HTTP/1.1 200") && ack.contains("text/event-stream"), "{ack}");
+
+    // A legacy session with its GET stream open.
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let r = common::http_post(
+        gw.port,
+        "/mcp",
+        &[("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream")],
+        init,
+    )
+    .expect("initialize");
+    let sid = r.header("mcp-session-id").expect("session id").to_owned();
+    let mut legacy = connect();
+    write!(
+        legacy,
+        "GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nMcp-Session-Id: {sid}\r\nMCP-Protocol-Version: 2025-11-25\r\n\r\n"
+    )
+    .expect("get");
+    let head = String::from_utf8_lossy(&read_until(&mut legacy, b"\r\n\r\n")).into_owned();
+    assert!(head.starts_with("HTTP/1.1 200") && head.contains("text/event-stream"), "{head}");
+
+    gw.signal("TERM");
+    // The listen stream ends with its result (the same id), then the chunked body's end.
+    let rest = String::from_utf8_lossy(&read_until(&mut modern, b"0\r\n\r\n")).into_owned();
+    assert!(rest.contains(r#""id":"L1""#) && rest.contains(r#""result""#), "{rest}");
+    assert!(rest.ends_with("0\r\n\r\n"), "{rest:?}");
+    // The GET stream just ends.
+    let rest = String::from_utf8_lossy(&read_until(&mut legacy, b"0\r\n\r\n")).into_owned();
+    assert!(rest.ends_with("0\r\n\r\n"), "{rest:?}");
+
+    let (code, stderr) = gw.wait_exit(Duration::from_secs(15));
+    assert_eq!(code, Some(0), "{stderr}");
+}

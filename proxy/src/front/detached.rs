@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
-use crate::jsonrpc::sse;
+use crate::jsonrpc::{result_bytes, sse};
 use crate::mcp::session::ClientSession;
 use crate::mcp::subscriptions::{self, ListenerGuard};
 use crate::state::{AppState, InflightGuard, StreamSlot};
@@ -66,7 +66,7 @@ impl DetachedStream {
         let ended_by_server = self.pump(&mut io, &mut shutdown).await;
         if ended_by_server {
             let last = match &self.feed {
-                Feed::Listen { id, .. } => serde_json::to_vec(&subscriptions::closing_result(id)).ok(),
+                Feed::Listen { id, .. } => Some(result_bytes(id, &subscriptions::closing_result(id))),
                 Feed::Session { .. } => None,
             };
             let mut tail = BytesMut::new();
