@@ -85,8 +85,10 @@ class Procs:
 
     def start(self, name: str, args: list[str], core: str = SERVER_CORE, env: dict | None = None) -> subprocess.Popen:
         log = open(self.logs / f"{name}.log", "ab")
+        # In the run's temporary directory: what a process writes there (the Python anchor keeps
+        # an event store in ./data) goes away with the run instead of landing in the checkout.
         p = subprocess.Popen(["taskset", "-c", core, *args], stdout=log, stderr=subprocess.STDOUT,
-                             env={**os.environ, **(env or {})}, start_new_session=True)
+                             env={**os.environ, **(env or {})}, start_new_session=True, cwd=self.logs)
         self.procs.append(p)
         return p
 
@@ -376,9 +378,11 @@ def python_anchor_case(procs: Procs, work: Path, up: int, gw: str, gw_pid: int) 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--seconds", type=int, default=3, help="per case and target (wrk takes whole seconds)")
     ap.add_argument("--no-real-server", action="store_true", help="skip the Python SDK server case")
     args = ap.parse_args()
+    if args.rounds < 1 or args.seconds < 1:
+        raise SystemExit("--rounds and --seconds must be at least 1")
     if os.cpu_count() is None or os.cpu_count() < 2:
         raise SystemExit("needs 2 cores: load on one, servers on the other")
     for tool in ("wrk", "nginx", "taskset"):
@@ -406,9 +410,13 @@ def main() -> None:
                           + (f", {r.errors} errors" if r.errors else ""), flush=True)
         rss = {name: peak_rss_kib(pid) for name, pid in info["pids"].items() if Path(f"/proc/{pid}").exists()}
         streams = stream_memory(info["gateway_url"], info["pids"]["gateway"])
+    except BaseException:
+        print(f"the processes' logs are kept in {work}", file=sys.stderr)
+        raise
     finally:
         procs.stop()
     report(cases, runs, rss, streams, args)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def stream_memory(gw: str, pid: int) -> dict:
