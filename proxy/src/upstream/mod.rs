@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::jsonrpc::{code, RpcError};
-use crate::mcp::protocol::Era;
+use crate::mcp::protocol::{Era, MODERN_VERSION};
 
 /// Which upstream session a call belongs to. Legacy clients get upstream sessions of their own
 /// (server→client requests, log levels and subscriptions are per session); modern clients, which
@@ -115,6 +115,24 @@ pub struct UpstreamInfo {
     pub server_info: Value,
     /// Its `instructions`, if any.
     pub instructions: Option<String>,
+}
+
+impl UpstreamInfo {
+    /// What a `server/discover` result says, when it lists the 2026-07-28 protocol (`None`: the
+    /// upstream is to be spoken to in the legacy era).
+    pub fn from_discover(result: &Value) -> Option<Self> {
+        let versions = result.get("supportedVersions").and_then(Value::as_array)?;
+        if !versions.iter().any(|s| s.as_str() == Some(MODERN_VERSION)) {
+            return None;
+        }
+        Some(Self {
+            era: Era::Modern,
+            version: MODERN_VERSION.to_owned(),
+            capabilities: result.get("capabilities").cloned().unwrap_or_else(|| serde_json::json!({})),
+            server_info: result.pointer("/_meta/io.modelcontextprotocol~1serverInfo").cloned().unwrap_or(Value::Null),
+            instructions: result.get("instructions").and_then(Value::as_str).map(str::to_owned),
+        })
+    }
 }
 
 /// Why a call to an upstream failed.
@@ -238,4 +256,32 @@ pub fn listen_params(uris: &[String]) -> Value {
         "resourcesListChanged": true,
         "resourceSubscriptions": uris,
     }})
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::UpstreamInfo;
+    use crate::mcp::protocol::Era;
+
+    #[test]
+    fn discover_results_tell_modern_upstreams_apart() {
+        let modern = json!({
+            "supportedVersions": ["2025-11-25", "2026-07-28"],
+            "capabilities": {"tools": {}},
+            "instructions": "be nice",
+            "_meta": {"io.modelcontextprotocol/serverInfo": {"name": "s", "version": "1"}},
+        });
+        let info = UpstreamInfo::from_discover(&modern).expect("modern");
+        assert_eq!(info.era, Era::Modern);
+        assert_eq!(info.version, "2026-07-28");
+        assert_eq!(info.capabilities, json!({"tools": {}}));
+        assert_eq!(info.server_info["name"], "s");
+        assert_eq!(info.instructions.as_deref(), Some("be nice"));
+        assert!(UpstreamInfo::from_discover(&json!({"supportedVersions": ["2025-11-25"]})).is_none());
+        assert!(UpstreamInfo::from_discover(&json!({})).is_none());
+        let bare = UpstreamInfo::from_discover(&json!({"supportedVersions": ["2026-07-28"]})).expect("modern");
+        assert_eq!((bare.capabilities, bare.server_info, bare.instructions), (json!({}), json!(null), None));
+    }
 }

@@ -26,7 +26,7 @@ use super::remote::with_modern_meta;
 use super::{without_modern_meta, CallError, Caller, Events, SessionKey, Unsolicited, Upstream, UpstreamInfo};
 use crate::jsonrpc::lines::{read_bounded_line, LineError};
 use crate::lifecycle::{Cause, Lifecycle};
-use crate::mcp::protocol::{Era, MODERN_VERSION};
+use crate::mcp::protocol::Era;
 
 /// Longest wait for the era probe (`server/discover`) before the server is taken for legacy (the
 /// request timeout applies when shorter).
@@ -249,21 +249,8 @@ impl ProcessUpstream {
 async fn handshake(mux: &Arc<Mux>, timeout: Duration) -> Result<UpstreamInfo, CallError> {
     let discover = with_modern_meta(json!({}), &Caller::gateway());
     if let Ok(result) = mux.request("server/discover", discover, None, DISCOVER_TIMEOUT.min(timeout)).await {
-        let modern = result
-            .get("supportedVersions")
-            .and_then(Value::as_array)
-            .is_some_and(|v| v.iter().any(|s| s.as_str() == Some(MODERN_VERSION)));
-        if modern {
-            return Ok(UpstreamInfo {
-                era: Era::Modern,
-                version: MODERN_VERSION.into(),
-                capabilities: result.get("capabilities").cloned().unwrap_or_else(|| json!({})),
-                server_info: result
-                    .pointer("/_meta/io.modelcontextprotocol~1serverInfo")
-                    .cloned()
-                    .unwrap_or(Value::Null),
-                instructions: result.get("instructions").and_then(Value::as_str).map(str::to_owned),
-            });
+        if let Some(info) = UpstreamInfo::from_discover(&result) {
+            return Ok(info);
         }
     }
     if !mux.is_alive() {

@@ -422,27 +422,13 @@ impl Inner {
             return Ok(if sse { Mode::HttpSse } else { Mode::Legacy });
         }
         match self.read_reply(resp, id, None, &None).await {
-            Ok(result) => {
-                let modern = result
-                    .get("supportedVersions")
-                    .and_then(Value::as_array)
-                    .is_some_and(|v| v.iter().any(|s| s.as_str() == Some(MODERN_VERSION)));
-                if modern {
-                    self.info.store(Some(Arc::new(UpstreamInfo {
-                        era: Era::Modern,
-                        version: MODERN_VERSION.to_owned(),
-                        capabilities: result.get("capabilities").cloned().unwrap_or_else(|| json!({})),
-                        server_info: result
-                            .pointer("/_meta/io.modelcontextprotocol~1serverInfo")
-                            .cloned()
-                            .unwrap_or(Value::Null),
-                        instructions: result.get("instructions").and_then(Value::as_str).map(str::to_owned),
-                    })));
+            Ok(result) => match UpstreamInfo::from_discover(&result) {
+                Some(info) => {
+                    self.info.store(Some(Arc::new(info)));
                     Ok(Mode::Modern)
-                } else {
-                    Ok(Mode::Legacy)
                 }
-            }
+                None => Ok(Mode::Legacy),
+            },
             Err(Exchange::Failed(CallError::Unavailable { reason, never_sent: true })) => {
                 Err(CallError::Unavailable { reason, never_sent: true })
             }
