@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from mcp_types import TextContent
 
 REPO = Path(__file__).resolve().parents[3]
 HANGAR_BIN = Path(os.environ.get("HANGAR_BIN", REPO / "target" / "debug" / "mcp-hangar"))
@@ -30,6 +31,19 @@ LOGS = Path(os.environ.get("HANGAR_TEST_LOGS") or tempfile.mkdtemp(prefix="hanga
 LOGS.mkdir(parents=True, exist_ok=True)
 
 MODES = ["legacy", "2026-07-28"]
+
+
+def text(result) -> str:
+    """The text of a tool result's text content."""
+    return "".join(c.text for c in result.content if isinstance(c, TextContent))
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @pytest.fixture

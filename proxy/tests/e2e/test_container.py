@@ -16,9 +16,8 @@ import anyio
 import pytest
 from mcp.client import Client
 from mcp.shared.exceptions import MCPError
-from mcp_types import TextContent
 
-from conftest import MODES
+from conftest import MODES, text
 
 pytestmark = [
     pytest.mark.anyio,
@@ -29,10 +28,6 @@ pytestmark = [
 ]
 
 IMAGE = os.environ.get("HANGAR_CONTAINER_IMAGE", "")
-
-
-def text(result) -> str:
-    return "".join(c.text for c in result.content if isinstance(c, TextContent))
 
 
 def containers(provider: str, all_states: bool = True) -> list[dict]:

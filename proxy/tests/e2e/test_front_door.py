@@ -17,7 +17,7 @@ from mcp_types import (
     TextContent,
 )
 
-from conftest import MODES
+from conftest import MODES, text
 
 pytestmark = pytest.mark.anyio
 
@@ -38,10 +38,6 @@ async def two_roots(ctx):
 
 def client(gateway, mode, **kw) -> Client:
     return Client(gateway.url, mode=mode, read_timeout_seconds=30, **kw)
-
-
-def text(result) -> str:
-    return "".join(c.text for c in result.content if isinstance(c, TextContent))
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -15,9 +15,8 @@ import urllib.request
 import anyio
 import pytest
 from mcp.client import Client
-from mcp_types import TextContent
 
-from conftest import MODES, start_fixture
+from conftest import MODES, start_fixture, text
 
 pytestmark = pytest.mark.anyio
 
@@ -33,10 +32,6 @@ MEMBER = """
     recovery: {{max_attempts: 1000, backoff_s: 0.2, max_backoff_s: 0.5}}
     circuit_breaker: {{open_s: 1, half_open_probes: 1}}
 """
-
-
-def text(result) -> str:
-    return "".join(c.text for c in result.content if isinstance(c, TextContent))
 
 
 def config(members: dict[str, int], group: str) -> str:

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import pytest
 from mcp.client import Client
-from mcp_types import ElicitResult, TextContent
+from mcp_types import ElicitResult
 
-from conftest import MODES, start_fixture
+from conftest import MODES, start_fixture, text
 
 pytestmark = pytest.mark.anyio
-
-
-def text(result) -> str:
-    return "".join(c.text for c in result.content if isinstance(c, TextContent))
 
 
 async def accept_ada(ctx, params):

@@ -5,7 +5,6 @@ observed through the gateway's own registry_* tools and the processes themselves
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 
@@ -13,17 +12,12 @@ import anyio
 import pytest
 from mcp.client import Client
 from mcp.shared.exceptions import MCPError
-from mcp_types import TextContent
 
-from conftest import EVERYTHING, FIXTURE, NODE
+from conftest import EVERYTHING, FIXTURE, NODE, pid_alive, text
 
 pytestmark = pytest.mark.anyio
 
 FX = f'["{sys.executable}", "{FIXTURE}", "stdio", "local"]'
-
-
-def text(result) -> str:
-    return "".join(c.text for c in result.content if isinstance(c, TextContent))
 
 
 async def registry(c: Client, tool: str, **args):
@@ -41,14 +35,6 @@ async def wait_state(c: Client, provider: str, want: str, timeout: float = 20) -
         while (s := await state(c, provider))["state"] != want:
             await anyio.sleep(0.1)
     return s
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 async def test_lazy_start_predefined_tools_and_one_start_for_concurrent_first_calls(gateway_factory):

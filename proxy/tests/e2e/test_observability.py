@@ -14,16 +14,12 @@ import anyio
 import pytest
 from mcp.client import Client
 from mcp.shared.exceptions import MCPError
-from mcp_types import Implementation, TextContent
+from mcp_types import Implementation
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from conftest import FIXTURE, LOGS, free_port
+from conftest import FIXTURE, LOGS, free_port, text
 
 pytestmark = pytest.mark.anyio
-
-
-def text(result) -> str:
-    return "".join(c.text for c in result.content if isinstance(c, TextContent))
 
 
 def metrics(gw) -> str:

@@ -9,15 +9,10 @@ import anyio
 import pytest
 from mcp.client import Client
 from mcp.shared.exceptions import MCPError
-from mcp_types import TextContent
 
-from conftest import MODES, free_port
+from conftest import MODES, free_port, text
 
 pytestmark = pytest.mark.anyio
-
-
-def text(result) -> str:
-    return "".join(c.text for c in result.content if isinstance(c, TextContent))
 
 
 @pytest.fixture

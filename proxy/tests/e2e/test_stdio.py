@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import time
@@ -10,23 +9,11 @@ import time
 import pytest
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
-from mcp_types import ElicitResult, TextContent
+from mcp_types import ElicitResult
 
-from conftest import FIXTURE, HANGAR_BIN, LOGS, MODES
+from conftest import FIXTURE, HANGAR_BIN, LOGS, MODES, pid_alive, text
 
 pytestmark = pytest.mark.anyio
-
-
-def text(result) -> str:
-    return "".join(c.text for c in result.content if isinstance(c, TextContent))
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 async def accept_ada(ctx, params):
