@@ -338,22 +338,13 @@ async fn exchange(
     if req.method != "GET" || !req.body.is_empty() {
         header.insert_header("content-length", req.body.len()).map_err(io)?;
     }
-    let mut session = match session {
-        HttpSession::H1(h1) => {
-            let stream = write_request(h1.into_inner(), &header, &req.body, timeouts.first_byte).await?;
-            HttpSession::H1(HttpSessionV1::new_with_options(stream, peer))
-        }
-        mut other => {
-            other.set_write_timeout(Some(timeouts.first_byte));
-            if other.write_request_header(Box::new(header)).await.is_err()
-                || (!req.body.is_empty() && other.write_request_body(req.body.clone(), true).await.is_err())
-                || other.finish_request_body().await.is_err()
-            {
-                return Err(Failure::Unsent);
-            }
-            other
-        }
+    // Peers are built without ALPN for HTTP/2 (`Endpoint::peer`), so the connector hands out
+    // HTTP/1.1 sessions only.
+    let HttpSession::H1(h1) = session else {
+        return Err(Failure::Io("the upstream connection is not HTTP/1.1".into()));
     };
+    let stream = write_request(h1.into_inner(), &header, &req.body, timeouts.first_byte).await?;
+    let mut session = HttpSession::H1(HttpSessionV1::new_with_options(stream, peer));
     session.set_read_timeout(Some(timeouts.first_byte));
     match session.read_response_header().await {
         Ok(()) => Ok(session),
