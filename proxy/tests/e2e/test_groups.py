@@ -34,8 +34,25 @@ MEMBER = """
 """
 
 
-def config(members: dict[str, int], group: str) -> str:
-    return "providers:" + "".join(MEMBER.format(name=n, port=p) for n, p in members.items()) + group
+def config(fixtures: dict, group: str) -> str:
+    """Providers for the started `fixtures` (name → (process, port)), then the `group` section."""
+    return "providers:" + "".join(MEMBER.format(name=n, port=port) for n, (_, port) in fixtures.items()) + group
+
+
+@pytest.fixture
+def members():
+    """`members(*names, **kw)` starts fixture servers and returns every one started so far (name →
+    (process, port)); whatever that mapping holds at the end of the test is stopped, so a test
+    that restarts a member puts the new process in it."""
+    started: dict = {}
+
+    def start(*names: str, **kw):
+        started.update({n: start_fixture(n, **kw) for n in names})
+        return started
+
+    yield start
+    for proc, _ in started.values():
+        proc.stop()
 
 
 async def details(url: str, provider: str) -> dict:
@@ -81,166 +98,146 @@ async def restart(name: str, port: int, **kw):
     return await anyio.to_thread.run_sync(lambda: start_fixture(name, port=port, **kw))
 
 
-async def test_a_member_killed_and_restarted_under_load_fails_no_idempotent_call(gateway_factory):
-    fixtures = {n: start_fixture(n) for n in ("m1", "m2", "m3")}
-    try:
-        gw = gateway_factory(
-            config(
-                {n: port for n, (_, port) in fixtures.items()},
-                "\n  pool:\n    mode: group\n    strategy: weighted_round_robin\n    members: [m1, m2, m3]\n",
-            ),
-            "gateway-groups-fault",
-        )
-        load = Load(gw.url)
-        async with anyio.create_task_group() as tg:
-            for i in range(4):
-                tg.start_soon(load.worker, MODES[i % 2])
-            m2, port = fixtures["m2"]
-            await load.until(f"m2:{m2.proc.pid}")
-            for cycle in range(3):
-                before = max(e["seq"] for e in (await details(gw.url, "m2"))["events"])
-                kill(fixtures["m2"][0])
-                await anyio.sleep(1.5)
-                fixtures["m2"] = await restart("m2", port)
-                await load.until(f"m2:{fixtures['m2'][0].proc.pid}")
-                # Traffic is back once the breaker has closed: read what it went through.
-                await anyio.sleep(0.5)
-                info = await details(gw.url, "m2")
-                causes = [e["cause"] for e in info["events"] if e["seq"] > before]
-                assert "breaker_open" in causes, f"cycle {cycle}: {causes}"
-                assert "breaker_closed" in causes[causes.index("breaker_open") :], f"cycle {cycle}: {causes}"
-                assert info["state"] == "READY" and info["circuit"] == "closed", info
-            load.stop.set()
-        assert load.failures == [], load.failures[:5]
-        served = Counter(answer.split(":")[0] for answer in load.answers.elements())
-        assert set(served) == {"m1", "m2", "m3"}, served
-    finally:
-        for proc, _ in fixtures.values():
-            proc.stop()
-
-
-async def test_least_connections_sends_less_to_a_slow_member(gateway_factory):
-    fixtures = {n: start_fixture(n) for n in ("fast1", "fast2")}
-    fixtures["slow"] = start_fixture("slow", env={"FIXTURE_DELAY_MS": "200"})
-    try:
-        gw = gateway_factory(
-            config(
-                {n: port for n, (_, port) in fixtures.items()},
-                "\n  pool:\n    mode: group\n    strategy: least_connections\n    members: [fast1, fast2, slow]\n",
-            ),
-            "gateway-groups-least",
-        )
-        load = Load(gw.url)
-        async with anyio.create_task_group() as tg:
-            for _ in range(6):
-                tg.start_soon(load.worker, "2026-07-28")
-            await anyio.sleep(4)
-            load.stop.set()
-        assert load.failures == [], load.failures[:5]
-        served = Counter(answer.split(":")[0] for answer in load.answers.elements())
-        assert served["slow"] > 0, served
-        assert served["slow"] * 3 < min(served["fast1"], served["fast2"]), served
-    finally:
-        for proc, _ in fixtures.values():
-            proc.stop()
-
-
-async def test_priority_fails_over_and_back(gateway_factory):
-    fixtures = {n: start_fixture(n) for n in ("primary", "backup")}
-    try:
-        gw = gateway_factory(
-            config(
-                {n: port for n, (_, port) in fixtures.items()},
-                "\n  pool:\n    mode: group\n    strategy: priority\n"
-                "    members: [{provider: primary, priority: 0}, {provider: backup, priority: 1}]\n",
-            ),
-            "gateway-groups-priority",
-        )
-        load = Load(gw.url)
-        async with anyio.create_task_group() as tg:
-            for mode in MODES:
-                tg.start_soon(load.worker, mode)
-            primary, port = fixtures["primary"]
-            await load.until(f"primary:{primary.proc.pid}")
+async def test_a_member_killed_and_restarted_under_load_fails_no_idempotent_call(gateway_factory, members):
+    fixtures = members("m1", "m2", "m3")
+    gw = gateway_factory(
+        config(
+            fixtures,
+            "\n  pool:\n    mode: group\n    strategy: weighted_round_robin\n    members: [m1, m2, m3]\n",
+        ),
+        "gateway-groups-fault",
+    )
+    load = Load(gw.url)
+    async with anyio.create_task_group() as tg:
+        for i in range(4):
+            tg.start_soon(load.worker, MODES[i % 2])
+        m2, port = fixtures["m2"]
+        await load.until(f"m2:{m2.proc.pid}")
+        for cycle in range(3):
+            before = max(e["seq"] for e in (await details(gw.url, "m2"))["events"])
+            kill(fixtures["m2"][0])
+            await anyio.sleep(1.5)
+            fixtures["m2"] = await restart("m2", port)
+            await load.until(f"m2:{fixtures['m2'][0].proc.pid}")
+            # Traffic is back once the breaker has closed: read what it went through.
             await anyio.sleep(0.5)
-            assert not any(a.startswith("backup") for a in load.answers), "tier 1 unused while tier 0 is healthy"
-            kill(primary)
-            await load.until(f"backup:{fixtures['backup'][0].proc.pid}")
-            fixtures["primary"] = await restart("primary", port)
-            await load.until(f"primary:{fixtures['primary'][0].proc.pid}")
-            # Failback is complete: the backup gets nothing any more.
-            await anyio.sleep(1)
-            load.answers.clear()
-            await anyio.sleep(1)
-            load.stop.set()
-        assert load.failures == [], load.failures[:5]
-        assert set(a.split(":")[0] for a in load.answers) == {"primary"}, load.answers
-        causes = [e["cause"] for e in (await details(gw.url, "pool"))["events"]]
-        assert causes[-2:] == ["failover", "failback"], causes
-    finally:
-        for proc, _ in fixtures.values():
-            proc.stop()
+            info = await details(gw.url, "m2")
+            causes = [e["cause"] for e in info["events"] if e["seq"] > before]
+            assert "breaker_open" in causes, f"cycle {cycle}: {causes}"
+            assert "breaker_closed" in causes[causes.index("breaker_open") :], f"cycle {cycle}: {causes}"
+            assert info["state"] == "READY" and info["circuit"] == "closed", info
+        load.stop.set()
+    assert load.failures == [], load.failures[:5]
+    served = Counter(answer.split(":")[0] for answer in load.answers.elements())
+    assert set(served) == {"m1", "m2", "m3"}, served
+
+
+async def test_least_connections_sends_less_to_a_slow_member(gateway_factory, members):
+    members("fast1", "fast2")
+    fixtures = members("slow", env={"FIXTURE_DELAY_MS": "200"})
+    gw = gateway_factory(
+        config(
+            fixtures,
+            "\n  pool:\n    mode: group\n    strategy: least_connections\n    members: [fast1, fast2, slow]\n",
+        ),
+        "gateway-groups-least",
+    )
+    load = Load(gw.url)
+    async with anyio.create_task_group() as tg:
+        for _ in range(6):
+            tg.start_soon(load.worker, "2026-07-28")
+        await anyio.sleep(4)
+        load.stop.set()
+    assert load.failures == [], load.failures[:5]
+    served = Counter(answer.split(":")[0] for answer in load.answers.elements())
+    assert served["slow"] > 0, served
+    assert served["slow"] * 3 < min(served["fast1"], served["fast2"]), served
+
+
+async def test_priority_fails_over_and_back(gateway_factory, members):
+    fixtures = members("primary", "backup")
+    gw = gateway_factory(
+        config(
+            fixtures,
+            "\n  pool:\n    mode: group\n    strategy: priority\n"
+            "    members: [{provider: primary, priority: 0}, {provider: backup, priority: 1}]\n",
+        ),
+        "gateway-groups-priority",
+    )
+    load = Load(gw.url)
+    async with anyio.create_task_group() as tg:
+        for mode in MODES:
+            tg.start_soon(load.worker, mode)
+        primary, port = fixtures["primary"]
+        await load.until(f"primary:{primary.proc.pid}")
+        await anyio.sleep(0.5)
+        assert not any(a.startswith("backup") for a in load.answers), "tier 1 unused while tier 0 is healthy"
+        kill(primary)
+        await load.until(f"backup:{fixtures['backup'][0].proc.pid}")
+        fixtures["primary"] = await restart("primary", port)
+        await load.until(f"primary:{fixtures['primary'][0].proc.pid}")
+        # Failback is complete: the backup gets nothing any more.
+        await anyio.sleep(1)
+        load.answers.clear()
+        await anyio.sleep(1)
+        load.stop.set()
+    assert load.failures == [], load.failures[:5]
+    assert set(a.split(":")[0] for a in load.answers) == {"primary"}, load.answers
+    causes = [e["cause"] for e in (await details(gw.url, "pool"))["events"]]
+    assert causes[-2:] == ["failover", "failback"], causes
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_a_call_that_reached_a_member_is_not_repeated_but_one_that_did_not_is(gateway_factory, mode):
-    fixtures = {n: start_fixture(n) for n in ("primary", "backup")}
-    try:
-        gw = gateway_factory(
-            config(
-                {n: port for n, (_, port) in fixtures.items()},
-                "\n  pool:\n    mode: group\n    strategy: priority\n"
-                "    members: [{provider: primary, priority: 0}, {provider: backup, priority: 1}]\n",
-            ),
-            "gateway-groups-unsafe",
-        )
-        async with Client(gw.url, mode=mode, read_timeout_seconds=30) as c:
-            await c.list_tools()
-            assert text(await c.call_tool("pool__echo", {"text": "warm"})) == "warm"
-            failed: list[str] = []
+async def test_a_call_that_reached_a_member_is_not_repeated_but_one_that_did_not_is(gateway_factory, members, mode):
+    fixtures = members("primary", "backup")
+    gw = gateway_factory(
+        config(
+            fixtures,
+            "\n  pool:\n    mode: group\n    strategy: priority\n"
+            "    members: [{provider: primary, priority: 0}, {provider: backup, priority: 1}]\n",
+        ),
+        "gateway-groups-unsafe",
+    )
+    async with Client(gw.url, mode=mode, read_timeout_seconds=30) as c:
+        await c.list_tools()
+        assert text(await c.call_tool("pool__echo", {"text": "warm"})) == "warm"
+        failed: list[str] = []
 
-            async def long_call():
-                try:
-                    await c.call_tool("pool__slow", {"seconds": 5})
-                except Exception as e:  # noqa: BLE001
-                    failed.append(str(e))
+        async def long_call():
+            try:
+                await c.call_tool("pool__slow", {"seconds": 5})
+            except Exception as e:  # noqa: BLE001
+                failed.append(str(e))
 
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(long_call)
-                await anyio.sleep(1)
-                kill(fixtures["primary"][0])
-            # `slow` may have had effects on the member that died: it is not repeated elsewhere.
-            assert failed and "primary" in failed[0], failed
-            # `echo` (not marked idempotent) never reaches the dead member: it goes to the backup.
-            for i in range(6):
-                assert text(await c.call_tool("pool__echo", {"text": f"t{i}"})) == f"t{i}"
-    finally:
-        for proc, _ in fixtures.values():
-            proc.stop()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(long_call)
+            await anyio.sleep(1)
+            kill(fixtures["primary"][0])
+        # `slow` may have had effects on the member that died: it is not repeated elsewhere.
+        assert failed and "primary" in failed[0], failed
+        # `echo` (not marked idempotent) never reaches the dead member: it goes to the backup.
+        for i in range(6):
+            assert text(await c.call_tool("pool__echo", {"text": f"t{i}"})) == f"t{i}"
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_consistent_hash_keeps_a_key_on_one_member(gateway_factory, mode):
-    fixtures = {n: start_fixture(n) for n in ("h1", "h2", "h3")}
-    try:
-        gw = gateway_factory(
-            config(
-                {n: port for n, (_, port) in fixtures.items()},
-                "\n  pool:\n    mode: group\n    strategy: consistent_hash\n    hash_key: arg:key\n"
-                "    members: [h1, h2, h3]\n",
-            ),
-            "gateway-groups-hash",
-        )
-        async with Client(gw.url, mode=mode, read_timeout_seconds=30) as c:
-            owners = {}
-            for key in [f"user-{i}" for i in range(24)]:
-                seen = {text(await c.call_tool("pool__whoami", {"key": key})) for _ in range(3)}
-                assert len(seen) == 1, f"{key} moved between members: {seen}"
-                owners[key] = seen.pop().split(":")[0]
-        assert len(set(owners.values())) == 3, owners
-    finally:
-        for proc, _ in fixtures.values():
-            proc.stop()
+async def test_consistent_hash_keeps_a_key_on_one_member(gateway_factory, members, mode):
+    fixtures = members("h1", "h2", "h3")
+    gw = gateway_factory(
+        config(
+            fixtures,
+            "\n  pool:\n    mode: group\n    strategy: consistent_hash\n    hash_key: arg:key\n"
+            "    members: [h1, h2, h3]\n",
+        ),
+        "gateway-groups-hash",
+    )
+    async with Client(gw.url, mode=mode, read_timeout_seconds=30) as c:
+        owners = {}
+        for key in [f"user-{i}" for i in range(24)]:
+            seen = {text(await c.call_tool("pool__whoami", {"key": key})) for _ in range(3)}
+            assert len(seen) == 1, f"{key} moved between members: {seen}"
+            owners[key] = seen.pop().split(":")[0]
+    assert len(set(owners.values())) == 3, owners
 
 
 def legacy_post(url: str, session: str | None, message: dict) -> tuple[int, dict, dict]:
@@ -266,38 +263,34 @@ def whoami_call(i: int) -> dict:
     return {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "pool__whoami", "arguments": {}}}
 
 
-async def test_legacy_sessions_stay_on_their_member_and_end_with_it(gateway_factory):
-    fixtures = {n: start_fixture(n, transport="legacy-http") for n in ("l1", "l2")}
-    try:
-        gw = gateway_factory(
-            config(
-                {n: port for n, (_, port) in fixtures.items()},
-                "\n  pool:\n    mode: group\n    strategy: weighted_round_robin\n    members: [l1, l2]\n",
-            ),
-            "gateway-groups-pinning",
-        )
-        # Stateless clients spread over both members.
-        async with Client(gw.url, mode="2026-07-28", read_timeout_seconds=30) as c:
-            spread = {text(await c.call_tool("pool__whoami", {})).split(":")[0] for _ in range(4)}
-            assert spread == {"l1", "l2"}, spread
-        init = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
-        _, headers, _ = legacy_post(gw.url, None, {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init})
-        session = {k.lower(): v for k, v in headers.items()}["mcp-session-id"]
-        legacy_post(gw.url, session, {"jsonrpc": "2.0", "method": "notifications/initialized"})
-        answers = {legacy_post(gw.url, session, whoami_call(i))[2]["result"]["content"][0]["text"] for i in range(6)}
-        assert len(answers) == 1, f"a legacy session moved between members: {answers}"
-        pinned = answers.pop().split(":")[0]
+async def test_legacy_sessions_stay_on_their_member_and_end_with_it(gateway_factory, members):
+    fixtures = members("l1", "l2", transport="legacy-http")
+    gw = gateway_factory(
+        config(
+            fixtures,
+            "\n  pool:\n    mode: group\n    strategy: weighted_round_robin\n    members: [l1, l2]\n",
+        ),
+        "gateway-groups-pinning",
+    )
+    # Stateless clients spread over both members.
+    async with Client(gw.url, mode="2026-07-28", read_timeout_seconds=30) as c:
+        spread = {text(await c.call_tool("pool__whoami", {})).split(":")[0] for _ in range(4)}
+        assert spread == {"l1", "l2"}, spread
+    init = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+    _, headers, _ = legacy_post(gw.url, None, {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init})
+    session = {k.lower(): v for k, v in headers.items()}["mcp-session-id"]
+    legacy_post(gw.url, session, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+    answers = {legacy_post(gw.url, session, whoami_call(i))[2]["result"]["content"][0]["text"] for i in range(6)}
+    assert len(answers) == 1, f"a legacy session moved between members: {answers}"
+    pinned = answers.pop().split(":")[0]
 
-        kill(fixtures[pinned][0])
-        status, _, body = legacy_post(gw.url, session, whoami_call(7))
-        assert status == 404, body
-        assert body["error"]["code"] == -32013 and "initialize a new session" in body["error"]["message"], body
-        status, _, _ = legacy_post(gw.url, session, {"jsonrpc": "2.0", "id": 8, "method": "ping"})
-        assert status == 404, "the session is over"
+    kill(fixtures[pinned][0])
+    status, _, body = legacy_post(gw.url, session, whoami_call(7))
+    assert status == 404, body
+    assert body["error"]["code"] == -32013 and "initialize a new session" in body["error"]["message"], body
+    status, _, _ = legacy_post(gw.url, session, {"jsonrpc": "2.0", "id": 8, "method": "ping"})
+    assert status == 404, "the session is over"
 
-        async with Client(gw.url, mode="legacy", read_timeout_seconds=30) as c:
-            other = text(await c.call_tool("pool__whoami", {})).split(":")[0]
-            assert other != pinned
-    finally:
-        for proc, _ in fixtures.values():
-            proc.stop()
+    async with Client(gw.url, mode="legacy", read_timeout_seconds=30) as c:
+        other = text(await c.call_tool("pool__whoami", {})).split(":")[0]
+        assert other != pinned
