@@ -14,7 +14,7 @@ use pingora_core::protocols::Stream;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::jsonrpc::{result_bytes, sse};
 use crate::mcp::session::ClientSession;
@@ -62,8 +62,7 @@ impl DetachedStream {
     /// Runs the stream on `io` (positioned in the chunked body of its response) until the client
     /// goes away or the server ends it; the stream counts as a request in flight until then.
     pub async fn run(mut self, mut io: Stream, inflight: InflightGuard) {
-        let mut shutdown = self.state.shutdown_signal();
-        let ended_by_server = self.pump(&mut io, &mut shutdown).await;
+        let ended_by_server = self.pump(&mut io).await;
         if ended_by_server {
             let last = match &self.feed {
                 Feed::Listen { id, .. } => Some(result_bytes(id, &subscriptions::closing_result(id))),
@@ -89,7 +88,8 @@ impl DetachedStream {
 
     /// Relays messages and keep-alives; `true` when the server ended the stream, `false` when
     /// the client went away.
-    async fn pump(&mut self, io: &mut Stream, shutdown: &mut watch::Receiver<bool>) -> bool {
+    async fn pump(&mut self, io: &mut Stream) -> bool {
+        let mut shutdown = self.state.shutdown_signal();
         let start = tokio::time::Instant::now() + KEEP_ALIVE_EVERY;
         let mut keep_alive = tokio::time::interval_at(start, KEEP_ALIVE_EVERY);
         let mut probe = [0u8; 1];
