@@ -20,6 +20,7 @@ fn embedded_default_serves_health_and_exits_cleanly_on_sigterm() {
         serde_json::from_str(&http_get(gw.port, "/health/ready").expect("ready").body).expect("json");
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["providers"], 1, "the embedded default has its demo provider");
+    assert_eq!(ready["inflight"], 0, "a probe is not a request in flight: {ready}");
 
     let metrics = http_get(gw.port, "/metrics").expect("metrics");
     assert_eq!(metrics.status, 200);

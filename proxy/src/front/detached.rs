@@ -61,7 +61,7 @@ impl DetachedStream {
 
     /// Runs the stream on `io` (positioned in the chunked body of its response) until the client
     /// goes away or the server ends it; the stream counts as a request in flight until then.
-    pub async fn run(mut self, mut io: Stream, inflight: InflightGuard) {
+    pub async fn run(mut self, mut io: Stream, inflight: Option<InflightGuard>) {
         let ended_by_server = self.pump(&mut io).await;
         if ended_by_server {
             let last = match &self.feed {

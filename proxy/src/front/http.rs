@@ -41,6 +41,7 @@ impl HttpFront {
         let snap = self.state.snapshot();
         if path == snap.config.server.mcp_path {
             ctx.endpoint = "mcp";
+            ctx.inflight = Some(self.state.begin_request());
             return mcp::handle(&self.state, session, ctx).await;
         }
         let metrics = &snap.config.observability.metrics;
@@ -86,7 +87,9 @@ impl HttpFront {
 
 /// Per-request state.
 pub struct RequestCtx {
-    _inflight: InflightGuard,
+    /// Set for MCP requests only: health probes and scrapes are not work a drain waits for, and
+    /// a probe reporting itself as in flight would never see an idle gateway.
+    inflight: Option<InflightGuard>,
     endpoint: &'static str,
     /// Whether the request took the fast path (for the access log).
     pub fast_path: bool,
@@ -127,7 +130,7 @@ impl HttpServerApp for HttpFront {
         }
         session.set_keepalive(if *shutdown.borrow() { None } else { Some(KEEP_ALIVE_IDLE_S) });
         let mut ctx = RequestCtx {
-            _inflight: self.state.begin_request(),
+            inflight: None,
             endpoint: "other",
             fast_path: false,
             era: None,
@@ -149,7 +152,7 @@ impl HttpServerApp for HttpFront {
         if let Some(stream) = ctx.detached.take() {
             match session {
                 Session::H1(h1) => {
-                    tokio::spawn(stream.run(h1.into_inner(), ctx._inflight));
+                    tokio::spawn(stream.run(h1.into_inner(), ctx.inflight.take()));
                 }
                 // Only HTTP/1.1 is served (no TLS, no h2c), so this is not reached; end cleanly.
                 mut other => {
