@@ -85,6 +85,31 @@ pub fn accepts(req: &RequestHeader) -> Accepts {
     a
 }
 
+/// Headers whose value decides how a request is routed, checked or attributed. A second copy with
+/// a different value is refused: otherwise a router trusting one copy and an upstream trusting the
+/// other could be made to disagree (the same reason the body must match `Mcp-Name`).
+const SINGLE_VALUED: [&str; 9] = [
+    "host",
+    "origin",
+    "content-type",
+    "authorization",
+    "mcp-protocol-version",
+    "mcp-method",
+    "mcp-name",
+    "mcp-session-id",
+    "last-event-id",
+];
+
+/// The first single-valued header sent twice with different values, if any (identical copies are
+/// harmless and allowed).
+pub fn conflicting_duplicate(req: &RequestHeader) -> Option<&'static str> {
+    SINGLE_VALUED.into_iter().find(|name| {
+        let mut values = req.headers.get_all(*name).iter();
+        let first = values.next();
+        values.any(|v| Some(v) != first)
+    })
+}
+
 /// Whether `Content-Type` is JSON.
 pub fn is_json_body(req: &RequestHeader) -> bool {
     req.headers
@@ -120,6 +145,21 @@ mod tests {
         assert!(host_allowed(Some("[::1]:80"), "127.0.0.1"));
         assert!(!host_allowed(Some("evil.example:8000"), "127.0.0.1"));
         assert!(host_allowed(Some("evil.example:8000"), "0.0.0.0"));
+    }
+
+    #[test]
+    fn conflicting_duplicates_are_found() {
+        let mut r = RequestHeader::build("POST", b"/mcp", None).expect("req");
+        r.append_header("mcp-name", "a").expect("h");
+        assert_eq!(conflicting_duplicate(&r), None);
+        r.append_header("Mcp-Name", "a").expect("h");
+        assert_eq!(conflicting_duplicate(&r), None, "identical copies are allowed");
+        r.append_header("mcp-name", "b").expect("h");
+        assert_eq!(conflicting_duplicate(&r), Some("mcp-name"));
+        let mut r = RequestHeader::build("POST", b"/mcp", None).expect("req");
+        r.append_header("mcp-protocol-version", "2026-07-28").expect("h");
+        r.append_header("mcp-protocol-version", "2025-11-25").expect("h");
+        assert_eq!(conflicting_duplicate(&r), Some("mcp-protocol-version"));
     }
 
     #[test]

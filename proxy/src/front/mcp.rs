@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::checks::{accepts, host_allowed, is_json_body, origin_allowed, Accepts};
+use super::checks::{accepts, conflicting_duplicate, host_allowed, is_json_body, origin_allowed, Accepts};
 use super::detached::{DetachedStream, Feed, KEEP_ALIVE_EVERY};
 use super::fast;
 use super::http::RequestCtx;
@@ -57,6 +57,11 @@ fn header<'s>(session: &'s Session, name: &str) -> Option<&'s str> {
 pub async fn handle(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx) -> pingora_core::Result<()> {
     let snap = state.snapshot();
     let server = &snap.config.server;
+    if let Some(name) = conflicting_duplicate(session.req_header()) {
+        let e = RpcError::new(code::INVALID_REQUEST, format!("Bad Request: conflicting values for header {name}"));
+        plain_error(session, 400, e).await?;
+        return Ok(());
+    }
     if let Some(origin) = header(session, "origin") {
         if !origin_allowed(origin, &server.allowed_origins) {
             tracing::info!(origin, "rejected a request from a disallowed Origin");
@@ -220,10 +225,12 @@ async fn post(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx
         }
     }
     let id: Box<RawValue> = env.id.map(|i| i.to_owned()).unwrap_or_else(|| null_id().to_owned());
-    let params: Value = match (kind, env.params) {
-        (Kind::Response, _) => response_payload(&env),
-        (_, Some(p)) => serde_json::from_str(p.get()).unwrap_or_else(|_| json!({})),
-        (_, None) => json!({}),
+    let params = match env.payload(kind) {
+        Ok(p) => p,
+        Err(e) => {
+            let status = if kind == Kind::Request { error_status(era, e.code) } else { 400 };
+            return respond::json(session, status, error_bytes(&id, &e)).await;
+        }
     };
     let method = method.to_owned();
     drop(env);
@@ -275,10 +282,18 @@ async fn legacy_post(
     };
     match kind {
         Kind::Request => {
+            let Some(cancelled) = client.track(id.get()) else {
+                let e = RpcError::new(
+                    code::INVALID_REQUEST,
+                    format!("Bad Request: request id {} is already in use by a request in flight", id.get()),
+                );
+                return respond::json(session, 400, error_bytes(id, &e)).await;
+            };
             let (stream, buf) = client.replies.open();
             let mut ctx = ClientCtx::legacy(client.clone());
             ctx.trace = hub::trace_request(state, &ctx, method, &params, Some(&session.req_header().headers));
-            tokio::spawn(produce_legacy(state.clone(), ctx, id.to_owned(), method.to_owned(), params, buf.clone()));
+            let work = LegacyWork { ctx, id: id.to_owned(), method: method.to_owned(), params, cancelled };
+            tokio::spawn(produce_legacy(state.clone(), work, buf.clone()));
             serve_reply(session, accepts, &client, stream, &buf, 0).await
         }
         Kind::Notification => {
@@ -298,17 +313,7 @@ async fn legacy_post(
     }
 }
 
-/// A client's response as `{"result": …}` or `{"error": …}`.
-fn response_payload(env: &Envelope<'_>) -> Value {
-    let parse = |r: &RawValue| serde_json::from_str::<Value>(r.get()).unwrap_or(Value::Null);
-    match (env.result, env.error) {
-        (_, Some(e)) => json!({"error": parse(e)}),
-        (Some(r), _) => json!({"result": parse(r)}),
-        _ => Value::Null,
-    }
-}
-
-/// The answer carried by a [`response_payload`].
+/// The answer carried by a response's [`Envelope::payload`].
 fn params_of_response(v: &Value) -> Result<Value, RpcError> {
     match (v.get("result"), v.get("error")) {
         (_, Some(e)) => Err(RpcError::from_value(e)),
@@ -382,21 +387,22 @@ async fn run_modern(
     }
 }
 
-/// Produces a legacy request's reply into the session's buffer. It runs on its own task: in the
-/// legacy protocol a dropped connection does not cancel a request (`notifications/cancelled`
-/// does), and the client may come back for the rest with `Last-Event-ID`.
-async fn produce_legacy(
-    state: Arc<AppState>,
+/// A legacy request to run: who asks, what, and the receiver `notifications/cancelled` fires.
+struct LegacyWork {
     ctx: ClientCtx,
     id: Box<RawValue>,
     method: String,
     params: Value,
-    buf: Arc<ReplyBuffer>,
-) {
+    cancelled: tokio::sync::oneshot::Receiver<()>,
+}
+
+/// Produces a legacy request's reply into the session's buffer. It runs on its own task: in the
+/// legacy protocol a dropped connection does not cancel a request (`notifications/cancelled`
+/// does), and the client may come back for the rest with `Last-Event-ID`.
+async fn produce_legacy(state: Arc<AppState>, work: LegacyWork, buf: Arc<ReplyBuffer>) {
     let _inflight = state.begin_request();
+    let LegacyWork { ctx, id, method, params, mut cancelled } = work;
     let Some(client) = ctx.session.clone() else { return };
-    let tracked = id.get().to_owned();
-    let mut cancelled = client.track(&tracked);
     let (tx, mut rx) = mpsc::channel::<CallEvent>(64);
     let work = hub::request(&state, &ctx, &method, params, Some(tx));
     tokio::pin!(work);
@@ -416,7 +422,7 @@ async fn produce_legacy(
             buf.push(Bytes::from(bytes));
         }
     }
-    client.untrack(&tracked);
+    client.untrack(id.get());
     hub::end_trace(&ctx, outcome.as_ref());
     match outcome {
         Some(Ok(result)) => buf.answer(Bytes::from(result_bytes(&id, &result))),

@@ -5,7 +5,9 @@
 //! carrying the 2026-07-28 `_meta` are served statelessly.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use bytes::Bytes;
 use serde_json::value::RawValue;
@@ -67,7 +69,7 @@ impl Connection {
     }
 
     fn session(&self) -> Option<Arc<ClientSession>> {
-        self.session.lock().ok().and_then(|s| s.clone())
+        self.session.lock().clone()
     }
 
     async fn handle_line(self: Arc<Self>, line: Vec<u8>) {
@@ -84,15 +86,14 @@ impl Connection {
         let id: Box<RawValue> = env.id.map(|i| i.to_owned()).unwrap_or_else(|| null_id().to_owned());
         let method = env.method_str().to_owned();
         let version = ParamsHead::parse(env.params).ok().and_then(|h| h.protocol_version().map(str::to_owned));
-        let params: Value = match (kind, env.params, env.result, env.error) {
-            (Kind::Response, _, _, Some(e)) => {
-                json!({"error": serde_json::from_str::<Value>(e.get()).unwrap_or(Value::Null)})
+        let params = match env.payload(kind) {
+            Ok(p) => p,
+            Err(e) => {
+                if kind == Kind::Request {
+                    self.send(error_bytes(&id, &e)).await;
+                }
+                return;
             }
-            (Kind::Response, _, Some(r), _) => {
-                json!({"result": serde_json::from_str::<Value>(r.get()).unwrap_or(Value::Null)})
-            }
-            (_, Some(p), _, _) => serde_json::from_str(p.get()).unwrap_or_else(|_| json!({})),
-            _ => json!({}),
         };
         drop(env);
         if kind != Kind::Response {
@@ -126,7 +127,7 @@ impl Connection {
         match method {
             "notifications/cancelled" => {
                 let key = params.get("requestId").map(Value::to_string).unwrap_or_default();
-                if let Some(tx) = self.inflight.lock().ok().and_then(|mut m| m.remove(&key)) {
+                if let Some(tx) = self.inflight.lock().remove(&key) {
                     let _ = tx.send(());
                 }
             }
@@ -157,7 +158,8 @@ impl Connection {
                             }
                         }
                     });
-                    if let Ok(mut s) = self.session.lock() {
+                    {
+                        let mut s = self.session.lock();
                         if let Some(old) = s.replace(session) {
                             self.state.sessions.remove(&old.id);
                         }
@@ -191,8 +193,16 @@ impl Connection {
         };
         let key = id.get().to_owned();
         let (cancel_tx, cancelled) = oneshot::channel();
-        if let Ok(mut m) = self.inflight.lock() {
-            m.insert(key.clone(), cancel_tx);
+        let taken = {
+            let mut m = self.inflight.lock();
+            m.contains_key(&key) || m.insert(key.clone(), cancel_tx).is_some()
+        };
+        if taken {
+            let e = RpcError::new(
+                code::INVALID_REQUEST,
+                format!("request id {key} is already in use by a request in flight"),
+            );
+            return self.send(error_bytes(&id, &e)).await;
         }
         let mut ctx = ctx;
         ctx.trace = hub::trace_request(&self.state, &ctx, &method, &params, None);
@@ -219,7 +229,8 @@ impl Connection {
                 self.send(bytes).await;
             }
         }
-        if let Ok(mut m) = self.inflight.lock() {
+        {
+            let mut m = self.inflight.lock();
             m.remove(&key);
         }
         hub::end_trace(&ctx, outcome.as_ref());
@@ -240,7 +251,8 @@ impl Connection {
         self.send(serde_json::to_vec(&subscriptions::acknowledgment(&id, &granted)).unwrap_or_default()).await;
         let key = id.get().to_owned();
         let (cancel_tx, mut cancelled) = oneshot::channel();
-        if let Ok(mut m) = self.inflight.lock() {
+        {
+            let mut m = self.inflight.lock();
             m.insert(key.clone(), cancel_tx);
         }
         let mut shutdown = self.state.shutdown_signal();
@@ -255,7 +267,8 @@ impl Connection {
             }
         };
         drop(guard);
-        if let Ok(mut m) = self.inflight.lock() {
+        {
+            let mut m = self.inflight.lock();
             m.remove(&key);
         }
         if ended_by_server {
@@ -267,7 +280,7 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        if let Some(s) = self.session.lock().ok().and_then(|mut s| s.take()) {
+        if let Some(s) = self.session.lock().take() {
             self.state.sessions.remove(&s.id);
         }
     }

@@ -14,20 +14,21 @@ use super::{code, RpcError};
 pub struct Envelope<'a> {
     #[serde(borrow, default, deserialize_with = "opt_cow")]
     jsonrpc: Option<Cow<'a, str>>,
-    /// Request or response id (string or number), raw.
-    #[serde(borrow, default)]
+    /// Request or response id (string or number), raw. Present even when it is `null`: a
+    /// request with `"id": null` is invalid, not a notification.
+    #[serde(borrow, default, deserialize_with = "present")]
     pub id: Option<&'a RawValue>,
     /// Method name of requests and notifications.
     #[serde(borrow, default, deserialize_with = "opt_cow")]
     pub method: Option<Cow<'a, str>>,
     /// Parameters, raw.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     pub params: Option<&'a RawValue>,
-    /// Result of a success response, raw.
-    #[serde(borrow, default)]
+    /// Result of a success response, raw (`null` is a result).
+    #[serde(borrow, default, deserialize_with = "present")]
     pub result: Option<&'a RawValue>,
     /// Error of a failed response, raw.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     pub error: Option<&'a RawValue>,
 }
 
@@ -97,6 +98,30 @@ impl<'a> Envelope<'a> {
     pub fn method_str(&self) -> &str {
         self.method.as_deref().unwrap_or("")
     }
+
+    /// The message's payload as a JSON tree, for the paths that work on one: a request's or
+    /// notification's `params` (`{}` when absent), a response's `{"result": …}` or
+    /// `{"error": …}`. Fails, saying why, when bytes that passed the borrowed parse cannot become
+    /// a tree: nesting deeper than serde_json's limit, or a lone surrogate (`"\ud800"`) in a
+    /// string.
+    pub fn payload(&self, kind: Kind) -> Result<serde_json::Value, RpcError> {
+        let tree = |raw: &RawValue, what: &str| {
+            serde_json::from_str::<serde_json::Value>(raw.get())
+                .map_err(|e| RpcError::new(code::INVALID_PARAMS, format!("{what} cannot be read: {e}")))
+        };
+        match (kind, self.params, self.result, self.error) {
+            (Kind::Response, _, _, Some(e)) => Ok(serde_json::json!({"error": tree(e, "error")?})),
+            (Kind::Response, _, Some(r), _) => Ok(serde_json::json!({"result": tree(r, "result")?})),
+            (_, Some(p), _, _) => tree(p, "params"),
+            _ => Ok(serde_json::json!({})),
+        }
+    }
+}
+
+/// A field that is present, whatever its value: serde reads a JSON `null` into `Option` as `None`,
+/// which would make `"id": null` look like no id at all.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&'de RawValue>::deserialize(d).map(Some)
 }
 
 /// Deserialises an optional string borrowing from the input when it has no escapes. serde's own
@@ -190,6 +215,8 @@ mod tests {
         assert_eq!(k, Kind::Notification);
         let (_, k) = Envelope::parse(br#"{"jsonrpc":"2.0","id":"a","result":{}}"#).expect("valid");
         assert_eq!(k, Kind::Response);
+        let (_, k) = Envelope::parse(br#"{"jsonrpc":"2.0","id":"a","result":null}"#).expect("null is a result");
+        assert_eq!(k, Kind::Response);
     }
 
     #[test]
@@ -200,6 +227,8 @@ mod tests {
             (b"[]", code::INVALID_REQUEST),
             (br#"{"jsonrpc":"1.0","id":1,"method":"x"}"#, code::INVALID_REQUEST),
             (br#"{"jsonrpc":"2.0","id":true,"method":"x"}"#, code::INVALID_REQUEST),
+            (br#"{"jsonrpc":"2.0","id":null,"method":"x"}"#, code::INVALID_REQUEST),
+            (br#"{"jsonrpc":"2.0","id":1,"method":"x","params":null}"#, code::INVALID_REQUEST),
             (br#"{"jsonrpc":"2.0","id":1,"method":3}"#, code::INVALID_REQUEST),
             (br#"{"jsonrpc":"2.0","id":1,"method":"x","params":[1]}"#, code::INVALID_REQUEST),
             (br#"{"jsonrpc":"2.0","id":1}"#, code::INVALID_REQUEST),
@@ -224,6 +253,27 @@ mod tests {
         assert_eq!(head.protocol_version(), Some("2026-07-28"));
         let span = span_in(body, name).expect("borrowed");
         assert_eq!(&body[span], b"math__add");
+    }
+
+    #[test]
+    fn payloads_that_cannot_become_trees_say_why() {
+        let deep = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"t","arguments":{}1{}}}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let (env, kind) = Envelope::parse(deep.as_bytes()).expect("the envelope itself is fine");
+        let err = env.payload(kind).expect_err("too deep for a tree");
+        assert_eq!(err.code, code::INVALID_PARAMS);
+        assert!(err.message.contains("params cannot be read") && err.message.contains("recursion"), "{}", err.message);
+        let body =
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"s":"\ud800"}}}"#;
+        let (env, kind) = Envelope::parse(body).expect("envelope");
+        let err = env.payload(kind).expect_err("lone surrogate");
+        assert!(err.message.contains("params cannot be read") && err.message.contains("escape"), "{}", err.message);
+        let (env, kind) =
+            Envelope::parse(br#"{"jsonrpc":"2.0","id":"a","error":{"code":1,"message":"m"}}"#).expect("env");
+        assert_eq!(env.payload(kind).expect("tree")["error"]["code"], 1);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -85,7 +87,7 @@ impl EventLog {
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         tracing::info!(provider, from, to, cause, detail, "provider state");
         // One event at a time, so every sink sees them in `seq` order.
-        let Ok(mut recent) = self.recent.lock() else { return };
+        let mut recent = self.recent.lock();
         let event = ProviderEvent {
             seq: self.next.fetch_add(1, Ordering::Relaxed) + 1,
             at_ms,
@@ -107,7 +109,7 @@ impl EventLog {
 
     /// The latest `limit` events, of one provider or all, oldest first.
     pub fn recent(&self, provider: Option<&str>, limit: usize) -> Vec<ProviderEvent> {
-        let Ok(r) = self.recent.lock() else { return Vec::new() };
+        let r = self.recent.lock();
         let mut out: Vec<ProviderEvent> =
             r.iter().rev().filter(|e| provider.is_none_or(|p| e.provider == p)).take(limit).cloned().collect();
         out.reverse();

@@ -9,7 +9,9 @@ pub mod events;
 pub mod services;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use hangar_config::{CircuitBreaker, Recovery};
@@ -192,7 +194,7 @@ impl Lifecycle {
 
     /// Applies `cause` if the table allows it from the current state; returns the new state.
     pub fn fire(&self, cause: Cause, detail: &str) -> Option<State> {
-        let _g = self.transition.lock().ok()?;
+        let _g = self.transition.lock();
         let from = self.state();
         let to = next_state(from, cause)?;
         self.state.store(to as u8, Ordering::Release);
@@ -201,34 +203,34 @@ impl Lifecycle {
         }
         match cause {
             Cause::Crashed | Cause::StartFailed | Cause::GaveUp => {
-                if let Ok(mut e) = self.last_error.lock() {
+                {
+                    let mut e = self.last_error.lock();
                     *e = Some(detail.to_owned());
                 }
                 self.schedule_recovery();
             }
             Cause::Ready | Cause::Recovered => {
                 self.consecutive_failures.store(0, Ordering::Release);
-                if let Ok(mut r) = self.recovery_state.lock() {
+                {
+                    let mut r = self.recovery_state.lock();
                     *r = RecoveryState::default();
                 }
             }
             Cause::Stopped => {
-                if let Ok(mut r) = self.recovery_state.lock() {
-                    *r = RecoveryState::default();
-                }
+                let mut r = self.recovery_state.lock();
+                *r = RecoveryState::default();
             }
             _ => {}
         }
         let duration = match cause {
             Cause::Start => {
-                if let Ok(mut s) = self.started_at.lock() {
+                {
+                    let mut s = self.started_at.lock();
                     *s = Some(Instant::now());
                 }
                 None
             }
-            Cause::Ready | Cause::StartFailed => {
-                self.started_at.lock().ok().and_then(|mut s| s.take()).map(|t| t.elapsed())
-            }
+            Cause::Ready | Cause::StartFailed => self.started_at.lock().take().map(|t| t.elapsed()),
             _ => None,
         };
         self.events.emit(&self.provider, from, to, cause, detail, duration);
@@ -282,7 +284,8 @@ impl Lifecycle {
             }
             Some(reason) => {
                 let n = self.consecutive_failures.fetch_add(1, Ordering::AcqRel) + 1;
-                if let Ok(mut e) = self.last_error.lock() {
+                {
+                    let mut e = self.last_error.lock();
                     *e = Some(reason.to_owned());
                 }
                 let opened = change.is_some_and(|c| c.to == BreakerState::Open);
@@ -339,11 +342,11 @@ impl Lifecycle {
 
     /// The last failure, for error messages and the admin tools.
     pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().ok().and_then(|e| e.clone())
+        self.last_error.lock().clone()
     }
 
     fn schedule_recovery(&self) {
-        let Ok(mut r) = self.recovery_state.lock() else { return };
+        let mut r = self.recovery_state.lock();
         if r.attempts >= self.recovery.max_attempts {
             r.next_at = None;
             return;
@@ -353,7 +356,7 @@ impl Lifecycle {
 
     /// Whether a recovery attempt is due now; marks it running so only one runs at a time.
     pub fn take_due_recovery(&self) -> Option<u32> {
-        let mut r = self.recovery_state.lock().ok()?;
+        let mut r = self.recovery_state.lock();
         if self.state() != State::Dead || r.running || r.next_at.is_none_or(|t| t > Instant::now()) {
             return None;
         }
@@ -365,7 +368,7 @@ impl Lifecycle {
     /// Ends a recovery attempt; a failed one schedules the next (or gives up, with an event).
     pub fn finish_recovery(&self, succeeded: bool) {
         let exhausted = {
-            let Ok(mut r) = self.recovery_state.lock() else { return };
+            let mut r = self.recovery_state.lock();
             r.running = false;
             if succeeded {
                 *r = RecoveryState::default();
@@ -387,12 +390,13 @@ impl Lifecycle {
 
     /// Whether a DEAD provider has a recovery attempt pending (calls then fail fast).
     pub fn recovering(&self) -> bool {
-        self.recovery_state.lock().is_ok_and(|r| r.running || r.next_at.is_some())
+        let r = self.recovery_state.lock();
+        r.running || r.next_at.is_some()
     }
 
     /// Recovery attempts made since the provider died, and the configured maximum.
     pub fn recovery_attempts(&self) -> (u32, u32) {
-        (self.recovery_state.lock().map(|r| r.attempts).unwrap_or(0), self.recovery.max_attempts)
+        (self.recovery_state.lock().attempts, self.recovery.max_attempts)
     }
 }
 

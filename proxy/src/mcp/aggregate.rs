@@ -4,9 +4,12 @@
 //! reported in `_meta`; it never fails the whole list.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use futures_util::future::join_all;
 use serde_json::{json, Map, Value};
 
@@ -15,6 +18,7 @@ use crate::lifecycle::State;
 use crate::mcp::protocol::Era;
 use crate::routing::index::{NameIndex, UriTemplate};
 use crate::routing::{Backend, Routes};
+use crate::telemetry::metrics::Limit;
 use crate::upstream::{CallError, Caller};
 
 /// Most pages read from one upstream list before giving up (a paging loop is a bug upstream).
@@ -25,6 +29,8 @@ const LEGACY_TTL_WITH_NOTIFICATIONS: Duration = Duration::from_secs(300);
 const LEGACY_TTL: Duration = Duration::from_secs(30);
 /// How long one provider may take to list before the merged list goes on without it.
 const LIST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Least time between two list refreshes caused by unknown resource URIs.
+pub const URI_REFRESH_EVERY: Duration = Duration::from_secs(1);
 /// `_meta` key naming the providers missing from a merged list.
 pub const UNAVAILABLE_META: &str = "io.mcp-hangar/unavailableProviders";
 
@@ -117,7 +123,7 @@ pub struct ListCache {
 
 impl ListCache {
     fn get(&self, kind: ListKind) -> Option<Fetched> {
-        let map = self.entries.lock().ok()?;
+        let map = self.entries.lock();
         map.get(&kind).filter(|c| c.expires > Instant::now()).map(|c| c.fetched.clone())
     }
 
@@ -125,14 +131,16 @@ impl ListCache {
         if ttl.is_zero() {
             return;
         }
-        if let Ok(mut map) = self.entries.lock() {
+        {
+            let mut map = self.entries.lock();
             map.insert(kind, Cached { fetched, expires: Instant::now() + ttl });
         }
     }
 
     /// Forgets the cached lists of `kinds`.
     pub fn invalidate(&self, kinds: &[ListKind]) {
-        if let Ok(mut map) = self.entries.lock() {
+        {
+            let mut map = self.entries.lock();
             for k in kinds {
                 map.remove(k);
             }
@@ -256,16 +264,12 @@ pub async fn merged(routes: &Routes, kind: ListKind, era: Era) -> Value {
     let own_names: Vec<&str> = own_tools.iter().filter_map(|t| t.get("name").and_then(Value::as_str)).collect();
     let mut ttl_ms: Option<u64> = None;
     let mut private = false;
-    let mut index = (**routes.index.load()).clone();
-    match kind {
-        ListKind::Tools => {
-            index.tools.clear();
-            index.idempotent_tools.clear();
-        }
-        ListKind::Prompts => index.prompts.clear(),
-        ListKind::Resources => index.resources.clear(),
-        ListKind::Templates => index.templates.clear(),
-    }
+    let compiled: HashMap<String, Arc<UriTemplate>> = if kind == ListKind::Templates {
+        routes.index.load().templates.iter().map(|(t, _)| (t.source().to_owned(), t.clone())).collect()
+    } else {
+        HashMap::new()
+    };
+    let mut section = NameIndex::default();
     for (i, result) in results {
         let p = &routes.providers[i];
         let fetched = match result {
@@ -285,23 +289,24 @@ pub async fn merged(routes: &Routes, kind: ListKind, era: Era) -> Value {
                     let Some(name) = item.get("name").and_then(Value::as_str).map(str::to_owned) else { continue };
                     let exposed = format!("{}{}", p.config.tool_prefix, name);
                     item["name"] = Value::String(exposed.clone());
-                    let map = if kind == ListKind::Tools { &mut index.tools } else { &mut index.prompts };
+                    let map = if kind == ListKind::Tools { &mut section.tools } else { &mut section.prompts };
                     if let std::collections::hash_map::Entry::Vacant(slot) = map.entry(exposed.clone()) {
                         slot.insert((i, name));
                         if kind == ListKind::Tools && crate::balance::retry::is_idempotent_tool(&item) {
-                            index.idempotent_tools.insert(exposed.clone());
+                            section.idempotent_tools.insert(exposed.clone());
                         }
                     }
                     exposed
                 }
                 ListKind::Resources => {
                     let Some(uri) = item.get("uri").and_then(Value::as_str).map(str::to_owned) else { continue };
-                    index.resources.entry(uri.clone()).or_insert(i);
+                    section.resources.entry(uri.clone()).or_insert(i);
                     uri
                 }
                 ListKind::Templates => {
                     let Some(t) = item.get("uriTemplate").and_then(Value::as_str).map(str::to_owned) else { continue };
-                    index.templates.push((UriTemplate::parse(&t), i));
+                    let template = compiled.get(&t).cloned().unwrap_or_else(|| Arc::new(UriTemplate::parse(&t)));
+                    section.templates.push((template, i));
                     t
                 }
             };
@@ -321,7 +326,7 @@ pub async fn merged(routes: &Routes, kind: ListKind, era: Era) -> Value {
             items.push(item);
         }
     }
-    routes.index.store(Arc::new(index));
+    publish(&routes.index, kind, &section);
     items.extend(own_tools);
 
     let mut result = Map::new();
@@ -338,6 +343,25 @@ pub async fn merged(routes: &Routes, kind: ListKind, era: Era) -> Value {
         result.insert("_meta".into(), Value::Object(meta));
     }
     Value::Object(result)
+}
+
+/// Replaces `kind`'s part of the name index with `section`'s. A merge of another kind may run
+/// meanwhile and must not lose its part, so the swap is a read-copy-update, never a load, a clone
+/// and a store.
+fn publish(index: &ArcSwap<NameIndex>, kind: ListKind, section: &NameIndex) {
+    index.rcu(|current| {
+        let mut index = NameIndex::clone(current);
+        match kind {
+            ListKind::Tools => {
+                index.tools.clone_from(&section.tools);
+                index.idempotent_tools.clone_from(&section.idempotent_tools);
+            }
+            ListKind::Prompts => index.prompts.clone_from(&section.prompts),
+            ListKind::Resources => index.resources.clone_from(&section.resources),
+            ListKind::Templates => index.templates.clone_from(&section.templates),
+        }
+        index
+    });
 }
 
 /// Looks up which provider serves exposed tool or prompt `name`, and its own name for it.
@@ -363,14 +387,25 @@ pub async fn resolve_named(routes: &Routes, kind: ListKind, name: &str) -> Optio
 }
 
 /// Which provider serves resource `uri`: listed resources first, then templates; refreshes the
-/// lists once when the URI is not known yet. `None` means unknown (never a guess).
+/// lists when the URI is not known yet. `None` means unknown (never a guess). Refreshes are
+/// shared by concurrent lookups and happen at most once per [`URI_REFRESH_EVERY`]: a client
+/// sending made-up URIs must not turn each into a fan-out to every provider.
 pub async fn resolve_resource(routes: &Routes, uri: &str) -> Option<usize> {
     let lookup = |index: &NameIndex| index.resources.get(uri).copied().or_else(|| index.template_for(uri));
     if let Some(i) = lookup(&routes.index.load()) {
         return Some(i);
     }
+    let mut last_refresh = routes.uri_refresh.lock().await;
+    if let Some(i) = lookup(&routes.index.load()) {
+        return Some(i); // refreshed while this lookup waited
+    }
+    if last_refresh.is_some_and(|t| t.elapsed() < URI_REFRESH_EVERY) {
+        routes.metrics.limit_hit(Limit::UriRefresh);
+        return None;
+    }
     merged(routes, ListKind::Resources, Era::Modern).await;
     merged(routes, ListKind::Templates, Era::Modern).await;
+    *last_refresh = Some(Instant::now());
     lookup(&routes.index.load())
 }
 
@@ -380,6 +415,40 @@ mod tests {
 
     fn fetched(n: usize) -> Fetched {
         Fetched { items: Arc::new(vec![json!({"name": format!("t{n}")})]), ttl_ms: 0, private: false }
+    }
+
+    #[test]
+    fn concurrent_merges_of_different_kinds_keep_each_others_part() {
+        let index = Arc::new(ArcSwap::from_pointee(NameIndex::default()));
+        let kinds = [ListKind::Tools, ListKind::Prompts, ListKind::Resources, ListKind::Templates];
+        for round in 0..300usize {
+            let barrier = Arc::new(std::sync::Barrier::new(kinds.len()));
+            let writers: Vec<_> = kinds
+                .iter()
+                .map(|&kind| {
+                    let (index, barrier) = (index.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        let mut section = NameIndex::default();
+                        let key = format!("{round}");
+                        match kind {
+                            ListKind::Tools => drop(section.tools.insert(key, (round, String::new()))),
+                            ListKind::Prompts => drop(section.prompts.insert(key, (round, String::new()))),
+                            ListKind::Resources => drop(section.resources.insert(key, round)),
+                            ListKind::Templates => section.templates.push((Arc::new(UriTemplate::parse(&key)), round)),
+                        }
+                        barrier.wait();
+                        publish(&index, kind, &section);
+                    })
+                })
+                .collect();
+            writers.into_iter().for_each(|w| w.join().expect("writer"));
+            let now = index.load();
+            let key = round.to_string();
+            assert!(now.tools.contains_key(&key), "round {round}: tools lost");
+            assert!(now.prompts.contains_key(&key), "round {round}: prompts lost");
+            assert!(now.resources.contains_key(&key), "round {round}: resources lost");
+            assert_eq!(now.templates.first().map(|t| t.1), Some(round), "round {round}: templates lost");
+        }
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //!   carries the answers, which go to the waiting upstream, and the call resumes.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
@@ -120,7 +122,7 @@ pub struct ParkedCalls {
 impl ParkedCalls {
     fn park(&self, parked: Parked) -> String {
         let token = format!("{TOKEN_PREFIX}{:032x}", rand::random::<u128>());
-        let Ok(mut map) = self.calls.lock() else { return token };
+        let mut map = self.calls.lock();
         map.retain(|_, p| p.parked_at.elapsed() < PARK_TTL);
         if map.len() >= MAX_PARKED {
             if let Some(oldest) = map.iter().min_by_key(|(_, p)| p.parked_at).map(|(k, _)| k.clone()) {
@@ -132,13 +134,13 @@ impl ParkedCalls {
     }
 
     fn take(&self, token: &str) -> Option<Parked> {
-        let p = self.calls.lock().ok()?.remove(token)?;
+        let p = self.calls.lock().remove(token)?;
         (p.parked_at.elapsed() < PARK_TTL).then_some(p)
     }
 
     /// Number of parked calls.
     pub fn len(&self) -> usize {
-        self.calls.lock().map(|m| m.len()).unwrap_or(0)
+        self.calls.lock().len()
     }
 
     /// Whether no call is parked.

@@ -8,7 +8,9 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -31,7 +33,8 @@ pub struct ReplyBuffer {
 impl ReplyBuffer {
     /// Appends a message (a notification or server request relayed during the call).
     pub fn push(&self, json: Bytes) {
-        if let Ok(mut m) = self.messages.lock() {
+        {
+            let mut m = self.messages.lock();
             m.push(json);
         }
         self.changed.notify_waiters();
@@ -68,8 +71,7 @@ impl ReplyBuffer {
     /// Messages from index `from` on, and whether the reply has ended (and was answered).
     pub fn read_from(&self, from: usize) -> (Vec<Bytes>, bool, bool) {
         let done = self.done.load(Ordering::Acquire);
-        let msgs =
-            self.messages.lock().map(|m| m.get(from..).map(<[Bytes]>::to_vec).unwrap_or_default()).unwrap_or_default();
+        let msgs = self.messages.lock().get(from..).map(<[Bytes]>::to_vec).unwrap_or_default();
         (msgs, done, self.answered.load(Ordering::Acquire))
     }
 
@@ -78,7 +80,7 @@ impl ReplyBuffer {
         let notified = self.changed.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let len = self.messages.lock().map(|m| m.len()).unwrap_or(0);
+        let len = self.messages.lock().len();
         if len > seen || self.done.load(Ordering::Acquire) {
             return;
         }
@@ -98,7 +100,8 @@ impl ReplayStreams {
     pub fn open(&self) -> (u64, Arc<ReplyBuffer>) {
         let n = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let buf = Arc::new(ReplyBuffer::default());
-        if let Ok(mut s) = self.streams.lock() {
+        {
+            let mut s = self.streams.lock();
             while s.len() >= KEPT_STREAMS {
                 // Forget the oldest finished stream; live ones are never dropped.
                 match s.iter().position(|(_, b)| b.done.load(Ordering::Acquire)) {
@@ -115,7 +118,7 @@ impl ReplayStreams {
 
     /// The buffer of stream `n`, if kept.
     pub fn find(&self, n: u64) -> Option<Arc<ReplyBuffer>> {
-        self.streams.lock().ok()?.iter().find(|(k, _)| *k == n).map(|(_, b)| b.clone())
+        self.streams.lock().iter().find(|(k, _)| *k == n).map(|(_, b)| b.clone())
     }
 }
 

@@ -4,7 +4,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -91,24 +93,26 @@ impl ClientSession {
 
     /// The log level set with `logging/setLevel`.
     pub fn log_level(&self) -> Option<String> {
-        self.log_level.lock().ok().and_then(|g| g.clone())
+        self.log_level.lock().clone()
     }
 
     /// Records `logging/setLevel`.
     pub fn set_log_level(&self, level: &str) {
-        if let Ok(mut g) = self.log_level.lock() {
+        {
+            let mut g = self.log_level.lock();
             *g = Some(level.to_owned());
         }
     }
 
     /// The member of `group` this session is pinned to.
     pub fn pin_for(&self, group: &str) -> Option<Pin> {
-        self.pins.lock().ok()?.iter().find(|p| p.group == group).cloned()
+        self.pins.lock().iter().find(|p| p.group == group).cloned()
     }
 
     /// Pins the session to a member of a group (replacing an earlier pin).
     pub fn pin(&self, pin: Pin) {
-        if let Ok(mut pins) = self.pins.lock() {
+        {
+            let mut pins = self.pins.lock();
             pins.retain(|p| p.group != pin.group);
             pins.push(pin);
         }
@@ -116,7 +120,8 @@ impl ClientSession {
 
     /// Forgets the pin to a member of `group`.
     pub fn unpin(&self, group: &str) {
-        if let Ok(mut pins) = self.pins.lock() {
+        {
+            let mut pins = self.pins.lock();
             pins.retain(|p| p.group != group);
         }
     }
@@ -133,21 +138,22 @@ impl ClientSession {
 
     /// Attaches a GET stream, replacing any previous one; returns the backlog to write first.
     pub fn attach_stream(&self, tx: mpsc::Sender<Bytes>) -> Vec<Bytes> {
-        if let Ok(mut g) = self.stream.lock() {
+        {
+            let mut g = self.stream.lock();
             *g = Some(tx);
         }
-        self.backlog.lock().map(|mut b| b.drain(..).collect()).unwrap_or_default()
+        self.backlog.lock().drain(..).collect()
     }
 
     /// Whether a GET stream is attached and still open (an open stream keeps the session alive).
     pub fn has_open_stream(&self) -> bool {
-        self.stream.lock().is_ok_and(|s| s.as_ref().is_some_and(|tx| !tx.is_closed()))
+        self.stream.lock().as_ref().is_some_and(|tx| !tx.is_closed())
     }
 
     /// Sends a message to the client outside of any request: on the GET stream if one is open,
     /// otherwise into the bounded backlog.
     pub fn push(&self, message: Bytes) {
-        let tx = self.stream.lock().ok().and_then(|g| g.clone());
+        let tx = self.stream.lock().clone();
         let message = match tx {
             Some(tx) => match tx.try_send(message) {
                 Ok(()) => return,
@@ -155,7 +161,8 @@ impl ClientSession {
             },
             None => message,
         };
-        if let Ok(mut b) = self.backlog.lock() {
+        {
+            let mut b = self.backlog.lock();
             if b.len() >= BACKLOG_LIMIT {
                 b.pop_front();
             }
@@ -166,7 +173,8 @@ impl ClientSession {
     /// Registers a server→client request; returns the id to send it under.
     pub fn register_request(&self, respond: oneshot::Sender<Result<Value, RpcError>>) -> i64 {
         let id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut p) = self.pending.lock() {
+        {
+            let mut p = self.pending.lock();
             p.insert(id, respond);
         }
         id
@@ -174,7 +182,7 @@ impl ClientSession {
 
     /// Delivers the client's answer to request `id`; `false` when nothing awaits it.
     pub fn answer(&self, id: i64, reply: Result<Value, RpcError>) -> bool {
-        let waiter = self.pending.lock().ok().and_then(|mut p| p.remove(&id));
+        let waiter = self.pending.lock().remove(&id);
         match waiter {
             Some(tx) => tx.send(reply).is_ok(),
             None => false,
@@ -183,7 +191,8 @@ impl ClientSession {
 
     /// Records `resources/subscribe` (`true`) or `resources/unsubscribe` (`false`) for `uri`.
     pub fn set_subscribed(&self, uri: &str, on: bool) {
-        if let Ok(mut s) = self.subscriptions.lock() {
+        {
+            let mut s = self.subscriptions.lock();
             if on {
                 s.insert(uri.to_owned());
             } else {
@@ -194,40 +203,44 @@ impl ClientSession {
 
     /// The URIs this session subscribed to.
     pub fn resource_subscriptions(&self) -> Vec<String> {
-        self.subscriptions.lock().map(|s| s.iter().cloned().collect()).unwrap_or_default()
+        self.subscriptions.lock().iter().cloned().collect()
     }
 
     /// Whether this session subscribed to `uri`.
     pub fn is_subscribed(&self, uri: &str) -> bool {
-        self.subscriptions.lock().is_ok_and(|s| s.contains(uri))
+        self.subscriptions.lock().contains(uri)
     }
 
     /// Tracks a client request in flight (by its id's JSON text) so `notifications/cancelled` can
-    /// stop it; the receiver fires on cancellation.
-    pub fn track(&self, request_id: &str) -> oneshot::Receiver<()> {
-        let (tx, rx) = oneshot::channel();
-        if let Ok(mut m) = self.inflight.lock() {
-            m.insert(request_id.to_owned(), tx);
+    /// stop it; the receiver fires on cancellation. `None` when a request with that id is in
+    /// flight already: the second must be refused, not allowed to take the first's place.
+    pub fn track(&self, request_id: &str) -> Option<oneshot::Receiver<()>> {
+        let mut m = self.inflight.lock();
+        if m.contains_key(request_id) {
+            return None;
         }
-        rx
+        let (tx, rx) = oneshot::channel();
+        m.insert(request_id.to_owned(), tx);
+        Some(rx)
     }
 
     /// Stops tracking a finished request.
     pub fn untrack(&self, request_id: &str) {
-        if let Ok(mut m) = self.inflight.lock() {
+        {
+            let mut m = self.inflight.lock();
             m.remove(request_id);
         }
     }
 
     /// Cancels a tracked request; `false` when none is in flight under that id.
     pub fn cancel(&self, request_id: &str) -> bool {
-        let tx = self.inflight.lock().ok().and_then(|mut m| m.remove(request_id));
+        let tx = self.inflight.lock().remove(request_id);
         tx.is_some_and(|tx| tx.send(()).is_ok())
     }
 
     /// Fails every request still awaiting an answer (the session is ending).
     fn fail_pending(&self) {
-        let waiters: Vec<_> = self.pending.lock().map(|mut p| p.drain().collect()).unwrap_or_default();
+        let waiters: Vec<_> = self.pending.lock().drain().collect();
         for (_, tx) in waiters {
             let _ = tx.send(Err(RpcError::new(code::INTERNAL_ERROR, "the client session ended")));
         }
@@ -264,7 +277,7 @@ impl SessionStore {
         let id: Arc<str> = format!("{:032x}", rand::random::<u128>()).into();
         let session = Arc::new(ClientSession::new(id.clone(), version, capabilities, client_info));
         session.touch();
-        let mut map = self.sessions.lock().map_err(|_| SessionError::TooMany(0))?;
+        let mut map = self.sessions.lock();
         if map.len() >= self.max {
             return Err(SessionError::TooMany(self.max));
         }
@@ -274,21 +287,21 @@ impl SessionStore {
 
     /// The session called `id`, noting activity.
     pub fn get(&self, id: &str) -> Option<Arc<ClientSession>> {
-        let s = self.sessions.lock().ok()?.get(id).cloned()?;
+        let s = self.sessions.lock().get(id).cloned()?;
         s.touch();
         Some(s)
     }
 
     /// Removes and returns the session, failing its pending requests.
     pub fn remove(&self, id: &str) -> Option<Arc<ClientSession>> {
-        let s = self.sessions.lock().ok()?.remove(id)?;
+        let s = self.sessions.lock().remove(id)?;
         s.fail_pending();
         Some(s)
     }
 
     /// Removes sessions idle for longer than `ttl` and returns them (to close upstream sessions).
     pub fn expire(&self, ttl: Duration) -> Vec<Arc<ClientSession>> {
-        let Ok(mut map) = self.sessions.lock() else { return Vec::new() };
+        let mut map = self.sessions.lock();
         let stale: Vec<Arc<str>> =
             map.iter().filter(|(_, s)| s.idle_for() > ttl && !s.has_open_stream()).map(|(k, _)| k.clone()).collect();
         let out: Vec<_> = stale.iter().filter_map(|k| map.remove(k)).collect();
@@ -299,12 +312,12 @@ impl SessionStore {
 
     /// Every session (to broadcast list changes).
     pub fn all(&self) -> Vec<Arc<ClientSession>> {
-        self.sessions.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
+        self.sessions.lock().values().cloned().collect()
     }
 
     /// Number of open sessions.
     pub fn len(&self) -> usize {
-        self.sessions.lock().map(|m| m.len()).unwrap_or(0)
+        self.sessions.lock().len()
     }
 
     /// Whether no session is open.

@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
 
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -95,7 +97,8 @@ pub struct ListenerGuard {
 impl Drop for ListenerGuard {
     fn drop(&mut self) {
         if let Some(l) = self.listeners.upgrade() {
-            if let Ok(mut m) = l.map.lock() {
+            {
+                let mut m = l.map.lock();
                 m.remove(&self.id);
             }
         }
@@ -106,7 +109,8 @@ impl Listeners {
     /// Registers a stream; notifications it wants arrive on `tx`.
     pub fn add(self: &Arc<Self>, filter: Filter, tx: mpsc::Sender<Value>) -> ListenerGuard {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut m) = self.map.lock() {
+        {
+            let mut m = self.map.lock();
             m.insert(id, Listener { filter, tx });
         }
         ListenerGuard { id, listeners: Arc::downgrade(self) }
@@ -115,7 +119,7 @@ impl Listeners {
     /// Delivers `notification` to every stream that wants it. A stream too slow to keep up loses
     /// the notification rather than holding up the others.
     pub fn publish(&self, notification: &Value) {
-        let Ok(m) = self.map.lock() else { return };
+        let m = self.map.lock();
         for l in m.values().filter(|l| l.filter.wants(notification)) {
             if l.tx.try_send(notification.clone()).is_err() {
                 tracing::debug!("a subscriptions/listen stream is not keeping up; dropped a notification");
@@ -124,12 +128,12 @@ impl Listeners {
     }
 
     fn uris(&self) -> BTreeSet<String> {
-        self.map.lock().map(|m| m.values().flat_map(|l| l.filter.uris.iter().cloned()).collect()).unwrap_or_default()
+        self.map.lock().values().flat_map(|l| l.filter.uris.iter().cloned()).collect()
     }
 
     /// Open streams.
     pub fn len(&self) -> usize {
-        self.map.lock().map(|m| m.len()).unwrap_or(0)
+        self.map.lock().len()
     }
 
     /// Whether no stream is open.

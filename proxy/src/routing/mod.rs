@@ -66,6 +66,9 @@ pub struct Routes {
     unprefixed: Vec<usize>,
     /// Names and URIs learnt from lists.
     pub index: ArcSwap<NameIndex>,
+    /// When an unknown resource URI last refreshed the lists (held while refreshing, so
+    /// concurrent lookups share one refresh).
+    pub uri_refresh: tokio::sync::Mutex<Option<std::time::Instant>>,
     events: Arc<crate::lifecycle::EventLog>,
     /// Where retries are counted.
     pub metrics: Arc<crate::telemetry::metrics::Metrics>,
@@ -161,6 +164,7 @@ impl Routes {
             prefixed,
             unprefixed,
             index: ArcSwap::from_pointee(NameIndex::default()),
+            uri_refresh: tokio::sync::Mutex::new(None),
             events: events.clone(),
             metrics: metrics.clone(),
         }

@@ -18,7 +18,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use hangar_config::Fsync;
@@ -163,7 +165,7 @@ impl Audit {
     /// sent later are dropped (and counted).
     pub fn close(&self) {
         let Some(tx) = &self.tx else { return };
-        let Some(handle) = self.writer.lock().ok().and_then(|mut w| w.take()) else { return };
+        let Some(handle) = self.writer.lock().take() else { return };
         if tx.send(Message::Close).is_ok() && handle.join().is_err() {
             tracing::error!("the audit writer panicked");
         }

@@ -84,6 +84,55 @@ pub struct Metrics {
     pub audit_dropped: IntCounterVec,
     /// Trace export batches the collector did not take.
     pub trace_export_failures: IntCounterVec,
+    /// Work refused or cut short by a bound, by [`Limit`].
+    pub limit_hits: IntCounterVec,
+}
+
+/// The bounds that protect the gateway from one client (or upstream), as the `limit` label of
+/// `limit_hits_total`: each says which bound refused or cut something short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// `server.limits.max_connections`: a connection refused with 503.
+    Connections,
+    /// A client took longer than the header deadline to send a request header.
+    HeaderTimeout,
+    /// A request body arrived slower than the minimum rate.
+    BodyTooSlow,
+    /// A client stopped reading: a write to it missed its deadline.
+    SlowReader,
+    /// `server.limits.max_buffered_bytes`: bodies held in memory across all requests.
+    BufferBudget,
+    /// Legacy sessions: all `max_sessions`, or the per-client share, are taken.
+    Sessions,
+    /// Legacy requests running at once, per session or in total.
+    LegacyRequests,
+    /// Messages kept for replay on one legacy reply stream.
+    ReplayBuffer,
+    /// Server→client requests awaiting one legacy client's answers.
+    PendingServerRequests,
+    /// An unknown resource URI did not refresh the lists (one refresh a second).
+    UriRefresh,
+    /// `registry_audit` stopped reading the trail at its scan limit.
+    AuditScan,
+}
+
+impl Limit {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connections => "connections",
+            Self::HeaderTimeout => "header_timeout",
+            Self::BodyTooSlow => "body_too_slow",
+            Self::SlowReader => "slow_reader",
+            Self::BufferBudget => "buffer_budget",
+            Self::Sessions => "sessions",
+            Self::LegacyRequests => "legacy_requests",
+            Self::ReplayBuffer => "replay_buffer",
+            Self::PendingServerRequests => "pending_server_requests",
+            Self::UriRefresh => "uri_refresh",
+            Self::AuditScan => "audit_scan",
+        }
+    }
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -192,6 +241,7 @@ impl Metrics {
                 "Span batches the trace collector did not accept, by exporter.",
                 &["exporter"],
             ),
+            limit_hits: counter("limit_hits_total", "Work refused or cut short by a bound, by limit.", &["limit"]),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -214,6 +264,7 @@ impl Metrics {
             Box::new(m.failovers.clone()),
             Box::new(m.audit_dropped.clone()),
             Box::new(m.trace_export_failures.clone()),
+            Box::new(m.limit_hits.clone()),
         ];
         for c in collectors {
             // Registration only fails for duplicate or malformed descriptors, which are fixed
@@ -243,6 +294,11 @@ impl Metrics {
     pub fn tool_call(&self, provider: &str, tool: &str, outcome: &'static str, elapsed: Duration) {
         self.tool_calls.with_label_values(&[provider, tool, outcome]).inc();
         self.tool_call_duration.with_label_values(&[provider, tool]).observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a bound that refused or cut short some work.
+    pub fn limit_hit(&self, limit: Limit) {
+        self.limit_hits.with_label_values(&[limit.as_str()]).inc();
     }
 
     /// Records one active health check.

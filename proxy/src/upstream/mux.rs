@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -94,14 +96,12 @@ impl Mux {
         }
         let progress_token = params.pointer_mut("/_meta/progressToken").map(|t| std::mem::replace(t, json!(id)));
         let (tx, rx) = oneshot::channel();
-        self.pending
-            .lock()
-            .map_err(|_| CallError::Protocol("poisoned".into()))?
-            .insert(id, Pending { reply: tx, events, progress_token });
+        self.pending.lock().insert(id, Pending { reply: tx, events, progress_token });
         let guard = CancelOnDrop { mux: self.clone(), id, armed: true };
         if let Err(e) = self.write(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})).await {
             guard.disarm();
-            if let Ok(mut p) = self.pending.lock() {
+            {
+                let mut p = self.pending.lock();
                 p.remove(&id);
             }
             return Err(e);
@@ -146,7 +146,8 @@ impl Mux {
         if old == 0 {
             return;
         }
-        if let Ok(mut p) = self.pending.lock() {
+        {
+            let mut p = self.pending.lock();
             p.remove(&old);
         }
         let _ =
@@ -158,8 +159,7 @@ impl Mux {
         if !self.alive.swap(false, Ordering::AcqRel) {
             return;
         }
-        let pending: Vec<Pending> =
-            self.pending.lock().map(|mut p| p.drain().map(|(_, v)| v).collect()).unwrap_or_default();
+        let pending: Vec<Pending> = self.pending.lock().drain().map(|(_, v)| v).collect();
         for p in pending {
             let _ = p.reply.send(Err(CallError::Unavailable { reason: reason.to_owned(), never_sent: false }));
         }
@@ -171,7 +171,7 @@ impl Mux {
         let method = msg.get("method").and_then(Value::as_str).map(str::to_owned);
         match (id, method) {
             (Some(id), None) => {
-                let Some(p) = self.pending.lock().ok().and_then(|mut m| m.remove(&id)) else { return };
+                let Some(p) = self.pending.lock().remove(&id) else { return };
                 let reply = match msg.get("error") {
                     Some(e) => Err(CallError::Rpc(RpcError::from_value(e))),
                     None => Ok(msg.get("result").cloned().unwrap_or_else(|| json!({}))),
@@ -188,7 +188,7 @@ impl Mux {
         if method == "notifications/progress" {
             let token = msg.pointer("/params/progressToken").and_then(Value::as_u64);
             let target = token.and_then(|t| {
-                let pending = self.pending.lock().ok()?;
+                let pending = self.pending.lock();
                 let p = pending.get(&t)?;
                 Some((p.events.clone()?, p.progress_token.clone()))
             });
@@ -243,7 +243,7 @@ impl Mux {
     }
 
     fn sole_caller(&self) -> Option<mpsc::Sender<CallEvent>> {
-        let pending = self.pending.lock().ok()?;
+        let pending = self.pending.lock();
         let mut with_events = pending.values().filter_map(|p| p.events.clone());
         let first = with_events.next()?;
         with_events.next().is_none().then_some(first)
@@ -268,7 +268,8 @@ impl Drop for CancelOnDrop {
         if !self.armed {
             return;
         }
-        if let Ok(mut p) = self.mux.pending.lock() {
+        {
+            let mut p = self.mux.pending.lock();
             p.remove(&self.id);
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else { return };

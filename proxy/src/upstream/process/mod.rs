@@ -11,7 +11,9 @@ pub mod local;
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -212,7 +214,7 @@ impl ProcessUpstream {
                     Some(st) => format!("the process exited during start ({st})"),
                     None => format!("the process did not complete the MCP handshake: {e}"),
                 };
-                let tail: Vec<String> = stderr_tail.lock().map(|t| t.iter().cloned().collect()).unwrap_or_default();
+                let tail: Vec<String> = stderr_tail.lock().iter().cloned().collect();
                 if !tail.is_empty() {
                     reason.push_str("; stderr: ");
                     reason.push_str(&tail.join(" | "));
@@ -427,7 +429,8 @@ async fn log_stderr(
             Ok(_) => {
                 let text = String::from_utf8_lossy(&line).trim_end().to_owned();
                 tracing::info!(provider = %name, "stderr: {text}");
-                if let Ok(mut t) = tail.lock() {
+                {
+                    let mut t = tail.lock();
                     if t.len() >= STDERR_KEPT {
                         t.pop_front();
                     }

@@ -101,14 +101,15 @@ impl Inner {
     pub(super) async fn sse_session(self: &Arc<Self>, caller: &Caller) -> Result<Arc<SseSession>, CallError> {
         loop {
             let cell = {
-                let mut map = self.sse_sessions.lock().map_err(|_| CallError::Protocol("poisoned".into()))?;
+                let mut map = self.sse_sessions.lock();
                 map.entry(caller.session.clone()).or_insert_with(|| Arc::new(OnceCell::new())).clone()
             };
             let session = cell.get_or_try_init(|| self.connect_sse(caller)).await?.clone();
             if session.mux.is_alive() {
                 return Ok(session);
             }
-            if let Ok(mut map) = self.sse_sessions.lock() {
+            {
+                let mut map = self.sse_sessions.lock();
                 if map.get(&caller.session).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
                     map.remove(&caller.session);
                 }

@@ -89,8 +89,8 @@ struct Inner {
     transport: RemoteTransport,
     mode: ArcSwapOption<Mode>,
     probe_lock: tokio::sync::Mutex<()>,
-    sessions: std::sync::Mutex<HashMap<SessionKey, Arc<OnceCell<Arc<LegacySession>>>>>,
-    sse_sessions: std::sync::Mutex<HashMap<SessionKey, Arc<OnceCell<Arc<SseSession>>>>>,
+    sessions: parking_lot::Mutex<HashMap<SessionKey, Arc<OnceCell<Arc<LegacySession>>>>>,
+    sse_sessions: parking_lot::Mutex<HashMap<SessionKey, Arc<OnceCell<Arc<SseSession>>>>>,
     next_id: AtomicU64,
     sink: Arc<dyn Unsolicited>,
     info: ArcSwapOption<UpstreamInfo>,
@@ -147,8 +147,8 @@ impl Remote {
                 transport: settings.transport,
                 mode: ArcSwapOption::empty(),
                 probe_lock: tokio::sync::Mutex::new(()),
-                sessions: std::sync::Mutex::new(HashMap::new()),
-                sse_sessions: std::sync::Mutex::new(HashMap::new()),
+                sessions: parking_lot::Mutex::new(HashMap::new()),
+                sse_sessions: parking_lot::Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 sink,
                 info: ArcSwapOption::empty(),
@@ -247,7 +247,7 @@ impl Upstream for Remote {
         let session = match mode {
             Mode::Modern => None,
             Mode::HttpSse => {
-                let existing = inner.sse_sessions.lock().ok().and_then(|m| m.get(&caller.session)?.get().cloned());
+                let existing = inner.sse_sessions.lock().get(&caller.session).and_then(|c| c.get().cloned());
                 return match existing {
                     Some(s) => s.mux.notify(method, &params).await,
                     None => Ok(()),
@@ -266,8 +266,8 @@ impl Upstream for Remote {
     async fn close_session(&self, key: &SessionKey) {
         let inner = &self.inner;
         // Dropping an HTTP+SSE session closes its stream, which ends it upstream.
-        drop(inner.sse_sessions.lock().ok().and_then(|mut m| m.remove(key)));
-        let cell = inner.sessions.lock().ok().and_then(|mut m| m.remove(key));
+        drop(inner.sse_sessions.lock().remove(key));
+        let cell = inner.sessions.lock().remove(key);
         let Some(session) = cell.and_then(|c| c.get().cloned()) else { return };
         let Some(id) = &session.id else { return };
         let req = Request {
@@ -333,14 +333,8 @@ impl Upstream for Remote {
 
     async fn stop(&self, cause: Cause) {
         let inner = &self.inner;
-        let keys: Vec<SessionKey> = inner
-            .sessions
-            .lock()
-            .map(|m| m.keys().cloned().collect::<Vec<_>>())
-            .unwrap_or_default()
-            .into_iter()
-            .chain(inner.sse_sessions.lock().map(|m| m.keys().cloned().collect::<Vec<_>>()).unwrap_or_default())
-            .collect();
+        let mut keys: Vec<SessionKey> = inner.sessions.lock().keys().cloned().collect();
+        keys.extend(inner.sse_sessions.lock().keys().cloned());
         for key in keys {
             self.close_session(&key).await;
         }

@@ -23,12 +23,12 @@ pub(super) struct LegacySession {
     pub(super) id: Option<String>,
     /// Negotiated protocol version.
     pub(super) version: String,
-    pub(super) get_stream: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+    pub(super) get_stream: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 impl Drop for LegacySession {
     fn drop(&mut self) {
-        if let Some(h) = self.get_stream.lock().ok().and_then(|mut g| g.take()) {
+        if let Some(h) = self.get_stream.lock().take() {
             h.abort();
         }
     }
@@ -36,20 +36,21 @@ impl Drop for LegacySession {
 
 impl Inner {
     pub(super) fn existing_session(&self, key: &SessionKey) -> Option<Arc<LegacySession>> {
-        self.sessions.lock().ok()?.get(key)?.get().cloned()
+        self.sessions.lock().get(key)?.get().cloned()
     }
 
     /// The legacy session for `caller`, opening it on first use.
     pub(super) async fn session(self: &Arc<Self>, caller: &Caller) -> Result<Arc<LegacySession>, CallError> {
         let cell = {
-            let mut map = self.sessions.lock().map_err(|_| CallError::Protocol("session table poisoned".into()))?;
+            let mut map = self.sessions.lock();
             map.entry(caller.session.clone()).or_default().clone()
         };
         cell.get_or_try_init(|| self.initialize(caller)).await.cloned()
     }
 
     pub(super) fn forget_session(&self, session: &Arc<LegacySession>) {
-        if let Ok(mut map) = self.sessions.lock() {
+        {
+            let mut map = self.sessions.lock();
             if map.get(&session.key).and_then(|c| c.get()).is_some_and(|s| Arc::ptr_eq(s, session)) {
                 map.remove(&session.key);
             }
@@ -86,7 +87,7 @@ impl Inner {
             key: caller.session.clone(),
             id: session_id,
             version,
-            get_stream: std::sync::Mutex::new(None),
+            get_stream: parking_lot::Mutex::new(None),
         });
         let initialized = message_bytes(None, "notifications/initialized", &json!({}));
         match self.post(Some(&session), "notifications/initialized", Extra::default(), initialized).await {
@@ -98,7 +99,8 @@ impl Inner {
             // and one sent before the stream is open is lost.
             let (opened, is_open) = oneshot::channel();
             let task = tokio::spawn(get_stream(self.clone(), Arc::downgrade(&session), opened));
-            if let Ok(mut g) = session.get_stream.lock() {
+            {
+                let mut g = session.get_stream.lock();
                 *g = Some(task.abort_handle());
             }
             let _ = tokio::time::timeout(GET_STREAM_WAIT, is_open).await;

@@ -4,7 +4,8 @@ One server, both protocol eras: legacy (initialize, sessions, server-to-client r
 mid-call) and 2026-07-28 (stateless, MRTR `input_required` results), chosen per request by the
 SDK. Usage:
 
-    fixture_server.py http PORT [NAME]          streamable HTTP on 127.0.0.1:PORT/mcp
+    fixture_server.py http PORT [NAME]          streamable HTTP on 127.0.0.1:PORT/mcp (GET /requests:
+                                                the JSON-RPC messages received, counted by method)
     fixture_server.py legacy-http PORT [NAME]   the same, refusing 2026-07-28 requests (a 2025-xx server)
     fixture_server.py sse PORT [NAME]           deprecated HTTP+SSE (GET /sse, POST /messages/)
     fixture_server.py stdio [NAME]              stdio
@@ -213,14 +214,51 @@ def refuse_modern(app):
     return wrapped
 
 
+def count_requests(app):
+    """ASGI middleware: counts the JSON-RPC messages POSTed, by method (`response` for answers),
+    and serves the counts at GET /requests, so tests can check what reached the server."""
+    counts: dict[str, int] = {}
+
+    async def wrapped(scope, receive, send):
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        if scope["method"] == "GET" and scope["path"] == "/requests":
+            body = json.dumps(counts).encode()
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        if scope["method"] != "POST":
+            await app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+
+        async def counting_receive():
+            message = await receive()
+            if message["type"] == "http.request":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    try:
+                        msg = json.loads(b"".join(chunks))
+                        key = msg.get("method") or "response"
+                    except (ValueError, AttributeError):
+                        key = "invalid"
+                    counts[key] = counts.get(key, 0) + 1
+            return message
+
+        await app(scope, counting_receive, send)
+
+    return wrapped
+
+
 if __name__ == "__main__":
-    if transport == "http":
-        mcp.run("streamable-http", host="127.0.0.1", port=port, streamable_http_path="/mcp")
-    elif transport == "legacy-http":
+    if transport in ("http", "legacy-http"):
         import uvicorn
 
-        app = mcp.streamable_http_app(streamable_http_path="/mcp", host="127.0.0.1")
-        uvicorn.run(refuse_modern(app), host="127.0.0.1", port=port, log_level="warning")
+        app = count_requests(mcp.streamable_http_app(streamable_http_path="/mcp", host="127.0.0.1"))
+        if transport == "legacy-http":
+            app = refuse_modern(app)
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
     elif transport == "sse":
         mcp.run("sse", host="127.0.0.1", port=port)
     else:
