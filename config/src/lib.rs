@@ -30,6 +30,7 @@ pub use env::EnvLookup;
 pub use error::{LoadError, Problem};
 pub use model::*;
 pub use secret::Secret;
+pub use validate::redact_url;
 
 use decode::{child, Decoder};
 

@@ -63,6 +63,23 @@ pub struct Limits {
     pub session_idle_timeout: Duration,
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown_timeout: Duration,
+    /// Most legacy sessions one client address may hold, so one client cannot take them all.
+    pub max_sessions_per_client: usize,
+    /// Most legacy requests one session may have in flight.
+    pub max_requests_per_session: usize,
+    /// Most legacy requests in flight over all sessions (each runs on a task of its own).
+    pub max_legacy_requests: usize,
+    /// Most bytes of request and reply bodies held in memory at once, over all requests.
+    pub max_buffered_bytes: usize,
+    /// A write to a client that does not complete in this time drops the client (it stopped
+    /// reading).
+    pub client_write_timeout: Duration,
+    /// Time a client has to send a whole request header, from its first byte.
+    pub header_timeout: Duration,
+    /// Slowest average rate a request body may arrive at (after a few seconds' allowance).
+    pub min_body_rate: usize,
+    /// Most client connections open at once; `None`: derived from the open-file limit.
+    pub max_connections: Option<usize>,
 }
 
 impl Default for Limits {
@@ -77,6 +94,14 @@ impl Default for Limits {
             max_sessions: 10_000,
             session_idle_timeout: Duration::from_secs(3600),
             shutdown_timeout: Duration::from_secs(10),
+            max_sessions_per_client: 1000,
+            max_requests_per_session: 64,
+            max_legacy_requests: 4096,
+            max_buffered_bytes: 256 * 1024 * 1024,
+            client_write_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            min_body_rate: 4096,
+            max_connections: None,
         }
     }
 }

@@ -293,8 +293,8 @@ fn decode_headers(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Vec<(Str
         if !token {
             d.problem(&child(path, name), "is not a valid HTTP header name");
             ok = false;
-        } else if value.expose().bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-            d.problem(&child(path, name), "header values must not contain line breaks or NUL");
+        } else if value.expose().bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+            d.problem(&child(path, name), "header values must not contain control characters (line breaks, NUL, DEL)");
             ok = false;
         }
     }

@@ -17,6 +17,14 @@ const LIMIT_KEYS: &[&str] = &[
     "max_sessions",
     "session_idle_timeout_s",
     "shutdown_timeout_s",
+    "max_sessions_per_client",
+    "max_requests_per_session",
+    "max_legacy_requests",
+    "max_buffered_bytes",
+    "client_write_timeout_s",
+    "header_timeout_s",
+    "min_body_rate_bytes_s",
+    "max_connections",
 ];
 
 /// Origins allowed when the file names none: a browser page served from this machine.
@@ -75,7 +83,24 @@ fn decode_limits(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Limits> {
             .map_or(dflt.max_sessions, |n| n as usize),
         session_idle_timeout: f.opt(d, "session_idle_timeout_s", Decoder::seconds).unwrap_or(dflt.session_idle_timeout),
         shutdown_timeout: f.opt(d, "shutdown_timeout_s", Decoder::seconds).unwrap_or(dflt.shutdown_timeout),
+        max_sessions_per_client: count(d, &f, "max_sessions_per_client").unwrap_or(dflt.max_sessions_per_client),
+        max_requests_per_session: count(d, &f, "max_requests_per_session").unwrap_or(dflt.max_requests_per_session),
+        max_legacy_requests: count(d, &f, "max_legacy_requests").unwrap_or(dflt.max_legacy_requests),
+        max_buffered_bytes: f
+            .opt(d, "max_buffered_bytes", |d, p, v| bytes(d, p, v, 1 << 20))
+            .unwrap_or(dflt.max_buffered_bytes),
+        client_write_timeout: f.opt(d, "client_write_timeout_s", Decoder::seconds).unwrap_or(dflt.client_write_timeout),
+        header_timeout: f.opt(d, "header_timeout_s", Decoder::seconds).unwrap_or(dflt.header_timeout),
+        min_body_rate: f
+            .opt(d, "min_body_rate_bytes_s", |d, p, v| d.integer(p, v, 1, 1 << 30))
+            .map_or(dflt.min_body_rate, |n| n as usize),
+        max_connections: count(d, &f, "max_connections").or(dflt.max_connections),
     })
+}
+
+/// An optional count between 1 and a million.
+fn count(d: &mut Decoder<'_>, f: &Fields, key: &str) -> Option<usize> {
+    f.opt(d, key, |d, p, v| d.integer(p, v, 1, 1_000_000)).map(|n| n as usize)
 }
 
 /// Reads a string and checks it with `check`, noting the check's message as a problem.

@@ -309,3 +309,29 @@ observability:
     let err = parse("", "t.yaml", &off).expect_err("bad switch");
     assert!(err.to_string().contains("$MCP_TRACING_ENABLED: expected true or false"), "{err}");
 }
+
+#[test]
+fn urls_are_shown_without_credentials_or_query_values() {
+    assert_eq!(crate::redact_url("http://h:1/mcp"), "http://h:1/mcp");
+    assert_eq!(
+        crate::redact_url("https://user:pw@h/mcp?token=abc&x=1&flag#frag"),
+        "https://***@h/mcp?token=***&x=***&flag"
+    );
+    assert_eq!(crate::redact_url("not a url"), "***");
+}
+
+#[test]
+fn endpoints_with_credentials_are_refused_without_echoing_them() {
+    let text = "providers:\n  r:\n    mode: remote\n    endpoint: https://bob:s3cret@example.com/mcp?key=k3y\n";
+    let err = crate::parse(text, "t.yaml", &|_| None).expect_err("credentials in the URL");
+    let shown = err.to_string();
+    assert!(shown.contains("providers.r.endpoint") && shown.contains("put them in the provider's headers"), "{shown}");
+    assert!(!shown.contains("s3cret") && !shown.contains("k3y") && !shown.contains("bob"), "{shown}");
+}
+
+#[test]
+fn header_values_with_control_characters_are_refused() {
+    let text = "providers:\n  r:\n    mode: remote\n    endpoint: http://h/mcp\n    headers: {X-Key: \"a\\u007fb\"}\n";
+    let err = crate::parse(text, "t.yaml", &|_| None).expect_err("DEL in a header value");
+    assert!(err.to_string().contains("providers.r.headers.X-Key"), "{err}");
+}

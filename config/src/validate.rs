@@ -16,33 +16,72 @@ pub(crate) fn is_tool_name(name: &str) -> bool {
 
 /// An `http://` or `https://` URL with a host and, if given, a valid port.
 pub(crate) fn check_http_url(url: &str) -> Result<(), String> {
+    let shown = redact_url(url);
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| format!("{url:?} is not an http:// or https:// URL"))?;
+        .ok_or_else(|| format!("{shown:?} is not an http:// or https:// URL"))?;
     if url.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
-        return Err(format!("{url:?} contains whitespace or control characters"));
+        return Err(format!("{shown:?} contains whitespace or control characters"));
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
-    let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or_else(|| format!("{url:?} has an unclosed IPv6 address"))?;
+    if authority.contains('@') {
+        return Err(format!(
+            "{shown:?} has credentials in it (user:password@), which are never sent; \
+             put them in the provider's headers instead (Authorization: Basic …)"
+        ));
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or_else(|| format!("{shown:?} has an unclosed IPv6 address"))?;
         (h, after.strip_prefix(':'))
     } else {
-        match host_port.rsplit_once(':') {
+        match authority.rsplit_once(':') {
             Some((h, p)) => (h, Some(p)),
-            None => (host_port, None),
+            None => (authority, None),
         }
     };
     if host.is_empty() {
-        return Err(format!("{url:?} has no host"));
+        return Err(format!("{shown:?} has no host"));
     }
     if let Some(p) = port {
         if !matches!(p.parse::<u16>(), Ok(n) if n > 0) {
-            return Err(format!("{url:?} has an invalid port {p:?}"));
+            return Err(format!("{shown:?} has an invalid port {p:?}"));
         }
     }
     Ok(())
+}
+
+/// `url` as it may be shown (errors, logs, admin tools): credentials before the host and the
+/// values of query parameters, where tokens usually travel, are replaced by `***`; a fragment is
+/// dropped. Anything that is not a URL is shown as `***` whole.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return "***".to_owned() };
+    let rest = rest.split('#').next().unwrap_or_default();
+    let (before_query, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    let (authority, path) = match before_query.find('/') {
+        Some(i) => before_query.split_at(i),
+        None => (before_query, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_owned(),
+    };
+    let mut out = format!("{scheme}://{authority}{path}");
+    if let Some(q) = query {
+        let params: Vec<String> = q
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) => format!("{k}=***"),
+                None => p.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
 }
 
 /// An address to bind: an IP address or a host name.
@@ -158,7 +197,8 @@ mod tests {
     #[test]
     fn urls() {
         assert!(check_http_url("http://localhost:4317").is_ok());
-        assert!(check_http_url("https://user:pw@example.com/mcp?x=1").is_ok());
+        assert!(check_http_url("https://example.com/mcp?x=1").is_ok());
+        assert!(check_http_url("https://user:pw@example.com/mcp").is_err(), "credentials would never be sent");
         assert!(check_http_url("http://[::1]:8080/mcp").is_ok());
         assert!(check_http_url("ftp://example.com").is_err());
         assert!(check_http_url("http://").is_err());

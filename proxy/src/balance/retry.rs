@@ -46,7 +46,7 @@ pub fn is_idempotent_tool(definition: &Value) -> bool {
 /// the call itself is safe to repeat (a read method or an idempotent tool).
 pub fn may_retry(error: &CallError, idempotent: bool) -> bool {
     match error {
-        CallError::Rpc(_) => false,
+        CallError::Rpc(_) | CallError::Rejected(_) => false,
         CallError::Unavailable { never_sent: true, .. } => true,
         CallError::Unavailable { .. } | CallError::Timeout(_) | CallError::Protocol(_) => idempotent,
     }

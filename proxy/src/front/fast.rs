@@ -30,7 +30,7 @@ use crate::telemetry::calls::{CallOutcome, CallRecord};
 use crate::telemetry::traces::{AttemptTrace, Propagated, RequestTrace};
 use crate::upstream::http::{Request, Response};
 use crate::upstream::remote::Remote;
-use crate::upstream::CallError;
+use crate::upstream::{record_outcome, CallError};
 
 /// A call on the fast path: where it goes and what to record about it.
 pub struct FastRoute {
@@ -134,11 +134,11 @@ pub fn route(
 /// The span of a fast-path request: a child of the context in `_meta`, else in the headers.
 fn trace(state: &AppState, method: &str, name: &str, head: &ParamsHead<'_>, session: &Session) -> Option<RequestTrace> {
     let meta = head.meta.as_ref();
-    let from_meta = Propagated {
-        traceparent: meta.and_then(|m| m.traceparent.as_deref()),
-        tracestate: meta.and_then(|m| m.tracestate.as_deref()),
-        baggage: meta.and_then(|m| m.baggage.as_deref()),
-    };
+    let from_meta = Propagated::new(
+        meta.and_then(|m| m.traceparent.as_deref()),
+        meta.and_then(|m| m.tracestate.as_deref()),
+        meta.and_then(|m| m.baggage.as_deref()),
+    );
     let parent = Propagated::pick(from_meta, Propagated::from_headers(&session.req_header().headers));
     let attrs = vec![
         opentelemetry::KeyValue::new("mcp_hangar.era", "modern"),
@@ -196,8 +196,8 @@ impl FastRoute {
                 .map(|t| t.attempt(self.snap.routes.providers[self.member].name(), self.tried.len() + 1));
             let attempt = self.attempt(session, span.as_ref()).await;
             match &attempt {
-                Attempt::Answered(_) => lifecycle.record(None),
-                Attempt::Failed(e) | Attempt::Broken(e) => lifecycle.record(e.health_failure().as_deref()),
+                Attempt::Answered(_) => record_outcome(&lifecycle, None),
+                Attempt::Failed(e) | Attempt::Broken(e) => record_outcome(&lifecycle, Some(e)),
                 Attempt::Cancelled => {}
             }
             match attempt {

@@ -256,7 +256,8 @@ async fn legacy_post(
     params: Value,
 ) -> pingora_core::Result<()> {
     if kind == Kind::Request && method == "initialize" {
-        return match hub::initialize(state, &params).await {
+        let client_addr = session.client_addr().and_then(|a| a.as_inet()).map(std::net::SocketAddr::ip);
+        return match hub::initialize(state, &params, client_addr).await {
             Ok((client, result)) => {
                 let reply = Reply::new(accepts, vec![("mcp-session-id", client.id.to_string())]);
                 reply.finish(session, 200, result_bytes(id, &result)).await
@@ -306,7 +307,7 @@ async fn legacy_post(
                 (r, Ok(n)) => client.answer(n, r),
             };
             if !reply {
-                tracing::debug!(session = %client.id, "a response matched no pending request");
+                tracing::debug!(session = %client.audit_id, "a response matched no pending request");
             }
             respond::send(session, 202, "application/json", &[], Bytes::new()).await
         }
@@ -328,7 +329,7 @@ async fn client_notification(state: &Arc<AppState>, client: &Arc<ClientSession>,
             if let Some(rid) = params.get("requestId") {
                 let key = rid.to_string();
                 if !client.cancel(&key) {
-                    tracing::debug!(session = %client.id, request = %key, "cancellation for a request not in flight");
+                    tracing::debug!(session = %client.audit_id, request = %key, "cancellation for a request not in flight");
                 }
             }
         }

@@ -144,7 +144,7 @@ impl Connection {
 
     async fn request(self: Arc<Self>, id: Box<RawValue>, method: String, version: Option<String>, params: Value) {
         if method == "initialize" {
-            let reply = match hub::initialize(&self.state, &params).await {
+            let reply = match hub::initialize(&self.state, &params, None).await {
                 Ok((session, result)) => {
                     let (tx, mut rx) = mpsc::channel::<Bytes>(256);
                     for msg in session.attach_stream(tx) {

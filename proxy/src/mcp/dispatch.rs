@@ -171,6 +171,7 @@ fn attempt_outcome(outcome: &Result<Value, CallError>) -> &'static str {
         Err(CallError::Unavailable { .. }) => "unavailable",
         Err(CallError::Timeout(_)) => "timeout",
         Err(CallError::Protocol(_)) => "protocol_error",
+        Err(CallError::Rejected(_)) => "rejected",
     }
 }
 

@@ -40,7 +40,7 @@ impl Unsolicited for Fanout {
             return;
         }
         if let SessionKey::Client(id) = session {
-            if let Some(s) = state.sessions.get(id) {
+            if let Some(s) = state.sessions.by_audit_id(id) {
                 s.push(Bytes::from(serde_json::to_vec(&message).unwrap_or_default()));
             }
         }
@@ -48,7 +48,7 @@ impl Unsolicited for Fanout {
 
     fn request(&self, _provider: &str, session: &SessionKey, request: ServerRequest) {
         let client = match (self.0.upgrade(), session) {
-            (Some(state), SessionKey::Client(id)) => state.sessions.get(id),
+            (Some(state), SessionKey::Client(id)) => state.sessions.by_audit_id(id),
             _ => None,
         };
         let Some(client) = client else {

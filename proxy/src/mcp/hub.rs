@@ -42,7 +42,7 @@ impl ClientCtx {
     /// session, `client:<name>` for a modern client that names itself, else `anonymous`.
     pub fn identity(&self) -> String {
         match (&self.session, self.caller.client_info.get("name").and_then(Value::as_str)) {
-            (Some(s), _) => format!("session:{}", s.id),
+            (Some(s), _) => format!("session:{}", s.audit_id),
             (None, Some(name)) => format!("client:{name}"),
             (None, None) => "anonymous".to_owned(),
         }
@@ -91,7 +91,7 @@ pub fn trace_request(
     let target = params.get("name").or_else(|| params.get("uri")).and_then(Value::as_str);
     let mut attrs = vec![KeyValue::new("mcp_hangar.era", ctx.era.as_str())];
     if let Some(s) = &ctx.session {
-        attrs.push(KeyValue::new("mcp.session.id", s.id.to_string()));
+        attrs.push(KeyValue::new("mcp.session.id", s.audit_id.to_string()));
         attrs.push(KeyValue::new("mcp.protocol.version", s.version.clone()));
     } else {
         attrs.push(KeyValue::new("mcp.protocol.version", MODERN_VERSION));
@@ -118,7 +118,7 @@ pub fn end_trace(ctx: &ClientCtx, result: Option<&Result<Value, RpcError>>) {
 /// Ends the upstream sessions opened for a legacy client session that is over (deleted or
 /// expired), in the background.
 pub fn end_session(state: &AppState, client: &ClientSession) {
-    let key = SessionKey::Client(client.id.clone());
+    let key = SessionKey::Client(client.audit_id.clone());
     let upstreams = state.snapshot().routes.all_upstreams();
     tokio::spawn(async move {
         for u in upstreams {
@@ -138,7 +138,7 @@ pub async fn sweep_sessions(state: Arc<AppState>) {
             _ = shutdown.changed() => return,
         }
         for client in state.sessions.expire(ttl) {
-            tracing::debug!(session = %client.id, "legacy session expired");
+            tracing::debug!(session = %client.audit_id, "legacy session expired");
             end_session(&state, &client);
         }
     }
@@ -197,7 +197,12 @@ fn finish_result(mut result: Value, era: Era) -> Value {
 }
 
 /// Handles `initialize`: opens a legacy session and describes the gateway.
-pub async fn initialize(state: &Arc<AppState>, params: &Value) -> Result<(Arc<ClientSession>, Value), RpcError> {
+/// `client_addr` is the HTTP client's address (`None` on stdio), for the per-client session share.
+pub async fn initialize(
+    state: &Arc<AppState>,
+    params: &Value,
+    client_addr: Option<std::net::IpAddr>,
+) -> Result<(Arc<ClientSession>, Value), RpcError> {
     let requested = params.get("protocolVersion").and_then(Value::as_str).unwrap_or_default();
     let version = if LEGACY_VERSIONS.contains(&requested) { requested } else { LEGACY_VERSIONS[0] };
     let session = state
@@ -206,8 +211,12 @@ pub async fn initialize(state: &Arc<AppState>, params: &Value) -> Result<(Arc<Cl
             version.to_owned(),
             params.get("capabilities").cloned().unwrap_or_else(|| json!({})),
             params.get("clientInfo").cloned().unwrap_or(Value::Null),
+            client_addr,
         )
-        .map_err(|e| RpcError::new(code::INTERNAL_ERROR, e.to_string()))?;
+        .map_err(|e| {
+            state.metrics.limit_hit(crate::telemetry::metrics::Limit::Sessions);
+            RpcError::new(code::INTERNAL_ERROR, e.to_string())
+        })?;
     let snap = state.snapshot();
     let mut capabilities = capabilities(&snap.routes).await;
     capabilities.insert("logging".into(), json!({}));
@@ -466,7 +475,7 @@ async fn forward(
     if let Err(e) = &result {
         if e.code == code::SESSION_LOST {
             if let Some(client) = ctx.session.as_ref().and_then(|s| state.sessions.remove(&s.id)) {
-                tracing::info!(session = %client.id, "{}", e.message);
+                tracing::info!(session = %client.audit_id, "{}", e.message);
                 end_session(state, &client);
             }
         }

@@ -3,6 +3,7 @@
 //! a bounded backlog while none is open) and the server→client requests awaiting its answers.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -32,8 +33,14 @@ pub struct Pin {
 
 /// One legacy client session.
 pub struct ClientSession {
-    /// The `Mcp-Session-Id`.
+    /// The `Mcp-Session-Id`: the session's only credential. It goes to the client and nowhere
+    /// else (not to logs, traces, the audit trail or upstreams); those get [`Self::audit_id`].
     pub id: Arc<str>,
+    /// A second random id naming the session wherever it is shown or recorded: knowing it does
+    /// not let anyone use the session.
+    pub audit_id: Arc<str>,
+    /// The client's address (HTTP), for the per-client session share.
+    client_addr: Option<IpAddr>,
     /// Negotiated protocol version.
     pub version: String,
     /// Capabilities the client declared in `initialize`.
@@ -58,6 +65,8 @@ impl ClientSession {
     fn new(id: Arc<str>, version: String, capabilities: Value, client_info: Value) -> Self {
         Self {
             id,
+            audit_id: format!("{:016x}", rand::random::<u64>()).into(),
+            client_addr: None,
             version,
             capabilities,
             client_info,
@@ -129,7 +138,7 @@ impl ClientSession {
     /// What upstreams are told about this client.
     pub fn caller(&self) -> Caller {
         Caller {
-            session: SessionKey::Client(self.id.clone()),
+            session: SessionKey::Client(self.audit_id.clone()),
             capabilities: self.capabilities.clone(),
             client_info: self.client_info.clone(),
             log_level: self.log_level(),
@@ -253,48 +262,95 @@ pub enum SessionError {
     /// Too many sessions are open.
     #[error("too many open sessions ({0})")]
     TooMany(usize),
+    /// This client address holds its share of sessions already.
+    #[error("too many open sessions from this client ({0}); end some (DELETE) or let them expire")]
+    TooManyFromClient(usize),
+}
+
+/// All legacy client sessions, by id and by audit id, and how many each client address holds.
+#[derive(Default)]
+struct Sessions {
+    by_id: HashMap<Arc<str>, Arc<ClientSession>>,
+    by_audit_id: HashMap<Arc<str>, Arc<ClientSession>>,
+    per_client: HashMap<IpAddr, usize>,
+}
+
+impl Sessions {
+    fn take(&mut self, id: &str) -> Option<Arc<ClientSession>> {
+        let s = self.by_id.remove(id)?;
+        self.by_audit_id.remove(&s.audit_id);
+        if let Some(addr) = s.client_addr {
+            if let Some(n) = self.per_client.get_mut(&addr) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.per_client.remove(&addr);
+                }
+            }
+        }
+        Some(s)
+    }
 }
 
 /// All legacy client sessions.
 pub struct SessionStore {
-    sessions: Mutex<HashMap<Arc<str>, Arc<ClientSession>>>,
+    sessions: Mutex<Sessions>,
     max: usize,
+    max_per_client: usize,
 }
 
 impl SessionStore {
-    /// A store refusing more than `max` sessions.
-    pub fn new(max: usize) -> Self {
-        Self { sessions: Mutex::new(HashMap::new()), max }
+    /// A store refusing more than `max` sessions, and more than `max_per_client` from one client
+    /// address.
+    pub fn new(max: usize, max_per_client: usize) -> Self {
+        Self { sessions: Mutex::new(Sessions::default()), max, max_per_client }
     }
 
-    /// Creates a session with a fresh random id.
+    /// Creates a session with a fresh random id for a client at `client_addr` (`None`: the
+    /// local stdio client, which has no share to exceed).
     pub fn create(
         &self,
         version: String,
         capabilities: Value,
         client_info: Value,
+        client_addr: Option<IpAddr>,
     ) -> Result<Arc<ClientSession>, SessionError> {
         let id: Arc<str> = format!("{:032x}", rand::random::<u128>()).into();
-        let session = Arc::new(ClientSession::new(id.clone(), version, capabilities, client_info));
+        let mut session = ClientSession::new(id.clone(), version, capabilities, client_info);
+        session.client_addr = client_addr;
+        let session = Arc::new(session);
         session.touch();
         let mut map = self.sessions.lock();
-        if map.len() >= self.max {
+        if map.by_id.len() >= self.max {
             return Err(SessionError::TooMany(self.max));
         }
-        map.insert(id, session.clone());
+        if let Some(addr) = client_addr {
+            let held = map.per_client.entry(addr).or_insert(0);
+            if *held >= self.max_per_client {
+                return Err(SessionError::TooManyFromClient(self.max_per_client));
+            }
+            *held += 1;
+        }
+        map.by_audit_id.insert(session.audit_id.clone(), session.clone());
+        map.by_id.insert(id, session.clone());
         Ok(session)
     }
 
     /// The session called `id`, noting activity.
     pub fn get(&self, id: &str) -> Option<Arc<ClientSession>> {
-        let s = self.sessions.lock().get(id).cloned()?;
+        let s = self.sessions.lock().by_id.get(id).cloned()?;
         s.touch();
         Some(s)
     }
 
+    /// The session whose audit id is `audit_id` (upstream sessions are keyed by it), without
+    /// noting activity: a message from an upstream is not the client being active.
+    pub fn by_audit_id(&self, audit_id: &str) -> Option<Arc<ClientSession>> {
+        self.sessions.lock().by_audit_id.get(audit_id).cloned()
+    }
+
     /// Removes and returns the session, failing its pending requests.
     pub fn remove(&self, id: &str) -> Option<Arc<ClientSession>> {
-        let s = self.sessions.lock().remove(id)?;
+        let s = self.sessions.lock().take(id)?;
         s.fail_pending();
         Some(s)
     }
@@ -302,9 +358,13 @@ impl SessionStore {
     /// Removes sessions idle for longer than `ttl` and returns them (to close upstream sessions).
     pub fn expire(&self, ttl: Duration) -> Vec<Arc<ClientSession>> {
         let mut map = self.sessions.lock();
-        let stale: Vec<Arc<str>> =
-            map.iter().filter(|(_, s)| s.idle_for() > ttl && !s.has_open_stream()).map(|(k, _)| k.clone()).collect();
-        let out: Vec<_> = stale.iter().filter_map(|k| map.remove(k)).collect();
+        let stale: Vec<Arc<str>> = map
+            .by_id
+            .iter()
+            .filter(|(_, s)| s.idle_for() > ttl && !s.has_open_stream())
+            .map(|(k, _)| k.clone())
+            .collect();
+        let out: Vec<_> = stale.iter().filter_map(|k| map.take(k)).collect();
         drop(map);
         out.iter().for_each(|s| s.fail_pending());
         out
@@ -312,12 +372,12 @@ impl SessionStore {
 
     /// Every session (to broadcast list changes).
     pub fn all(&self) -> Vec<Arc<ClientSession>> {
-        self.sessions.lock().values().cloned().collect()
+        self.sessions.lock().by_id.values().cloned().collect()
     }
 
     /// Number of open sessions.
     pub fn len(&self) -> usize {
-        self.sessions.lock().len()
+        self.sessions.lock().by_id.len()
     }
 
     /// Whether no session is open.
@@ -332,21 +392,38 @@ mod tests {
 
     #[test]
     fn sessions_are_created_found_and_removed() {
-        let store = SessionStore::new(2);
-        let a = store.create("2025-11-25".into(), serde_json::json!({"sampling": {}}), Value::Null).expect("a");
+        let store = SessionStore::new(2, 2);
+        let a = store.create("2025-11-25".into(), serde_json::json!({"sampling": {}}), Value::Null, None).expect("a");
         assert_eq!(a.id.len(), 32);
+        assert_ne!(a.audit_id, a.id, "the audit id is not the credential");
         assert!(a.has_capability("sampling") && !a.has_capability("roots"));
-        let _b = store.create("2025-11-25".into(), Value::Null, Value::Null).expect("b");
-        assert!(matches!(store.create("x".into(), Value::Null, Value::Null), Err(SessionError::TooMany(2))));
+        let _b = store.create("2025-11-25".into(), Value::Null, Value::Null, None).expect("b");
+        assert!(matches!(store.create("x".into(), Value::Null, Value::Null, None), Err(SessionError::TooMany(2))));
         assert!(store.get(&a.id).is_some());
+        assert!(store.get(&a.audit_id).is_none(), "the audit id does not open the session");
+        assert!(store.by_audit_id(&a.audit_id).is_some());
         assert!(store.remove(&a.id).is_some());
         assert!(store.get(&a.id).is_none());
+        assert!(store.by_audit_id(&a.audit_id).is_none());
+    }
+
+    #[test]
+    fn one_client_address_gets_its_share_only() {
+        let store = SessionStore::new(10, 2);
+        let (one, two): (IpAddr, IpAddr) = ("10.0.0.1".parse().expect("ip"), "10.0.0.2".parse().expect("ip"));
+        let new = |addr| store.create("2025-11-25".into(), Value::Null, Value::Null, Some(addr));
+        let first = new(one).expect("1st");
+        new(one).expect("2nd");
+        assert!(matches!(new(one), Err(SessionError::TooManyFromClient(2))));
+        new(two).expect("another client is not affected");
+        store.remove(&first.id);
+        new(one).expect("a freed share can be used again");
     }
 
     #[test]
     fn pending_requests_get_answers_or_fail_on_end() {
-        let store = SessionStore::new(8);
-        let s = store.create("2025-11-25".into(), Value::Null, Value::Null).expect("s");
+        let store = SessionStore::new(8, 8);
+        let s = store.create("2025-11-25".into(), Value::Null, Value::Null, None).expect("s");
         let (tx, mut rx) = oneshot::channel();
         let id = s.register_request(tx);
         assert!(s.answer(id, Ok(serde_json::json!({"ok": true}))));
@@ -360,8 +437,8 @@ mod tests {
 
     #[test]
     fn backlog_is_bounded_and_flushed_on_attach() {
-        let store = SessionStore::new(8);
-        let s = store.create("2025-11-25".into(), Value::Null, Value::Null).expect("s");
+        let store = SessionStore::new(8, 8);
+        let s = store.create("2025-11-25".into(), Value::Null, Value::Null, None).expect("s");
         for i in 0..(BACKLOG_LIMIT + 10) {
             s.push(Bytes::from(i.to_string()));
         }
@@ -373,8 +450,8 @@ mod tests {
 
     #[test]
     fn idle_sessions_expire() {
-        let store = SessionStore::new(8);
-        let s = store.create("2025-11-25".into(), Value::Null, Value::Null).expect("s");
+        let store = SessionStore::new(8, 8);
+        let s = store.create("2025-11-25".into(), Value::Null, Value::Null, None).expect("s");
         assert!(store.expire(Duration::from_secs(60)).is_empty());
         std::thread::sleep(Duration::from_millis(5));
         let gone = store.expire(Duration::from_millis(1));

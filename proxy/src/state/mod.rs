@@ -114,7 +114,8 @@ impl AppState {
         let (shutdown, _) = watch::channel(false);
         let http = Arc::new(HttpClient::default());
         let events = Arc::new(EventLog::new(vec![metrics.clone(), audit.clone()]));
-        let max_sessions = config.server.limits.max_sessions;
+        let (max_sessions, per_client) =
+            (config.server.limits.max_sessions, config.server.limits.max_sessions_per_client);
         Arc::new_cyclic(|weak| {
             let sink: Arc<dyn Unsolicited> = Arc::new(Fanout(weak.clone()));
             let routes = Arc::new(Routes::build(&config, &http, &sink, &events, &metrics));
@@ -129,7 +130,7 @@ impl AppState {
                 metrics,
                 audit,
                 traces,
-                sessions: SessionStore::new(max_sessions),
+                sessions: SessionStore::new(max_sessions, per_client),
                 parked: ParkedCalls::default(),
                 listeners: Arc::default(),
                 events,

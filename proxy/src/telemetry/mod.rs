@@ -1,4 +1,4 @@
-//! Logs, metrics and (later) traces: everything the gateway tells its operators.
+//! Logs, metrics, traces and the audit trail: everything the gateway tells its operators.
 
 pub mod audit;
 pub mod calls;
@@ -6,3 +6,4 @@ pub mod logging;
 pub mod metrics;
 pub mod openmetrics;
 pub mod traces;
+pub mod w3c;

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::w3c;
 use base64::Engine as _;
 use hangar_config::{Observability, OtlpProtocol};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
@@ -188,19 +189,38 @@ fn http_traces_url(endpoint: &str) -> String {
     }
 }
 
-/// Trace context a request carried.
+/// Trace context a request carried, each field kept only when it is valid W3C syntax
+/// ([`super::w3c`]): what is dropped here can never reach an upstream request header.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Propagated<'a> {
-    /// `traceparent` from `_meta`, else from the headers.
-    pub traceparent: Option<&'a str>,
-    /// `tracestate`, from the same place.
-    pub tracestate: Option<&'a str>,
-    /// `baggage` (passed on untouched).
-    pub baggage: Option<&'a str>,
+    traceparent: Option<&'a str>,
+    tracestate: Option<&'a str>,
+    baggage: Option<&'a str>,
 }
 
 impl<'a> Propagated<'a> {
-    /// From `_meta` when it has a `traceparent`, else from the HTTP headers.
+    /// The fields as received; invalid ones are dropped (a `tracestate` or `baggage` without a
+    /// valid `traceparent` has nothing to belong to and is dropped too).
+    pub fn new(traceparent: Option<&'a str>, tracestate: Option<&'a str>, baggage: Option<&'a str>) -> Self {
+        let Some(traceparent) = traceparent.filter(|t| w3c::traceparent_ok(t)) else { return Self::default() };
+        Self {
+            traceparent: Some(traceparent),
+            tracestate: tracestate.filter(|t| w3c::tracestate_ok(t)),
+            baggage: baggage.filter(|b| w3c::baggage_ok(b)),
+        }
+    }
+
+    /// `traceparent`, if valid.
+    pub fn traceparent(&self) -> Option<&'a str> {
+        self.traceparent
+    }
+
+    /// `tracestate`, if valid and with a valid `traceparent`.
+    pub fn tracestate(&self) -> Option<&'a str> {
+        self.tracestate
+    }
+
+    /// From `_meta` when it has a valid `traceparent`, else from the HTTP headers.
     pub fn pick(meta: Propagated<'a>, headers: Propagated<'a>) -> Self {
         if meta.traceparent.is_some() {
             meta
@@ -212,13 +232,13 @@ impl<'a> Propagated<'a> {
     /// From a `_meta` object.
     pub fn from_meta(meta: Option<&'a serde_json::Value>) -> Self {
         let get = |k: &str| meta.and_then(|m| m.get(k)).and_then(serde_json::Value::as_str);
-        Self { traceparent: get("traceparent"), tracestate: get("tracestate"), baggage: get("baggage") }
+        Self::new(get("traceparent"), get("tracestate"), get("baggage"))
     }
 
     /// From HTTP headers.
     pub fn from_headers(headers: &'a http::HeaderMap) -> Self {
         let get = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
-        Self { traceparent: get("traceparent"), tracestate: get("tracestate"), baggage: get("baggage") }
+        Self::new(get("traceparent"), get("tracestate"), get("baggage"))
     }
 
     fn context(&self) -> Context {

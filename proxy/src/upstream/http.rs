@@ -62,6 +62,13 @@ pub enum HttpError {
         /// What failed.
         reason: String,
     },
+    /// The request cannot be written (a header value that is not a valid field value): it never
+    /// left the gateway.
+    #[error("{reason}")]
+    Unbuildable {
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A response body exceeded the size limit.
     #[error("response from {url} exceeds {limit} bytes")]
     TooLarge {
@@ -75,7 +82,7 @@ pub enum HttpError {
 impl HttpError {
     /// Whether the request certainly never reached the upstream application (safe to retry).
     pub fn never_sent(&self) -> bool {
-        matches!(self, Self::Resolve { .. } | Self::Connect { .. } | Self::BadUrl { .. })
+        matches!(self, Self::Resolve { .. } | Self::Connect { .. } | Self::BadUrl { .. } | Self::Unbuildable { .. })
     }
 }
 
@@ -93,6 +100,8 @@ pub struct Timeouts {
 /// A parsed `http(s)://host[:port]/path` URL and its resolved peer.
 pub struct Endpoint {
     url: String,
+    /// The URL as errors show it ([`hangar_config::redact_url`]): errors reach clients and logs.
+    shown: String,
     tls: bool,
     host: String,
     port: u16,
@@ -103,14 +112,14 @@ pub struct Endpoint {
 
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Endpoint").field("url", &self.url).finish()
+        f.debug_struct("Endpoint").field("url", &self.shown).finish()
     }
 }
 
 impl Endpoint {
     /// Parses `url` (validated by the configuration already, checked again here).
     pub fn parse(url: &str) -> Result<Self, HttpError> {
-        let bad = |reason| HttpError::BadUrl { url: url.to_owned(), reason };
+        let bad = |reason| HttpError::BadUrl { url: hangar_config::redact_url(url), reason };
         let (tls, rest) = if let Some(r) = url.strip_prefix("http://") {
             (false, r)
         } else if let Some(r) = url.strip_prefix("https://") {
@@ -123,7 +132,7 @@ impl Endpoint {
             Some(i) => (&rest[..i], rest[i..].to_owned()),
             None => (rest, "/".to_owned()),
         };
-        let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+        let host_port = authority;
         let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
             let (h, after) = v6.split_once(']').ok_or_else(|| bad("unclosed IPv6 address"))?;
             (h.to_owned(), after.strip_prefix(':'))
@@ -141,8 +150,12 @@ impl Endpoint {
         if host.is_empty() {
             return Err(bad("missing host"));
         }
+        if authority.contains('@') {
+            return Err(bad("credentials in the URL are never sent; use headers"));
+        }
         Ok(Self {
             url: url.to_owned(),
+            shown: hangar_config::redact_url(url),
             tls,
             host,
             port,
@@ -155,6 +168,16 @@ impl Endpoint {
     /// The URL as configured.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The URL with credentials and query values hidden, for messages.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// Whether `other` is on the same origin (scheme, host and port) as this endpoint.
+    pub fn same_origin(&self, other: &Endpoint) -> bool {
+        self.tls == other.tls && self.host.eq_ignore_ascii_case(&other.host) && self.port == other.port
     }
 
     /// Path and query to put on the request line.
@@ -261,6 +284,8 @@ impl HttpClient {
         req: &Request<'_>,
         timeouts: &Timeouts,
     ) -> Result<Response, HttpError> {
+        // Built before a connection is taken: a request that cannot be written costs nothing.
+        let header = build_header(endpoint, req)?;
         let peer = endpoint.peer(timeouts).await?;
         let mut attempt = 0;
         loop {
@@ -269,13 +294,13 @@ impl HttpClient {
                 Ok(s) => s,
                 Err(e) => {
                     endpoint.forget_peer();
-                    return Err(HttpError::Connect { url: endpoint.url.clone(), reason: e.to_string() });
+                    return Err(HttpError::Connect { url: endpoint.shown.clone(), reason: e.to_string() });
                 }
             };
-            match exchange(session, &peer, endpoint, req, timeouts).await {
+            match exchange(session, &peer, &header, &req.body, timeouts).await {
                 Ok(session) => {
                     let Some(header) = session.response_header().cloned() else {
-                        return Err(HttpError::Io { url: endpoint.url.clone(), reason: "no response header".into() });
+                        return Err(HttpError::Io { url: endpoint.shown.clone(), reason: "no response header".into() });
                     };
                     return Ok(Response {
                         status: header.status.as_u16(),
@@ -283,28 +308,28 @@ impl HttpClient {
                         session: Some(session),
                         peer,
                         client: self.clone(),
-                        url: endpoint.url.clone(),
+                        url: endpoint.shown.clone(),
                         idle: timeouts.idle,
                     });
                 }
                 Err(Failure::Unsent) if reused && attempt == 1 => continue,
                 Err(Failure::Unsent) => {
                     return Err(HttpError::Connect {
-                        url: endpoint.url.clone(),
+                        url: endpoint.shown.clone(),
                         reason: "connection closed before the request was sent".into(),
                     })
                 }
                 Err(Failure::Closed) if reused && attempt == 1 && req.replayable => continue,
                 Err(Failure::Closed) => {
                     return Err(HttpError::Io {
-                        url: endpoint.url.clone(),
+                        url: endpoint.shown.clone(),
                         reason: "connection closed before a response (the request may have been received)".into(),
                     })
                 }
                 Err(Failure::Timeout) => {
-                    return Err(HttpError::Timeout { url: endpoint.url.clone(), timeout: timeouts.first_byte })
+                    return Err(HttpError::Timeout { url: endpoint.shown.clone(), timeout: timeouts.first_byte })
                 }
-                Err(Failure::Io(reason)) => return Err(HttpError::Io { url: endpoint.url.clone(), reason }),
+                Err(Failure::Io(reason)) => return Err(HttpError::Io { url: endpoint.shown.clone(), reason }),
             }
         }
     }
@@ -324,26 +349,16 @@ enum Failure {
 async fn exchange(
     session: HttpSession,
     peer: &HttpPeer,
-    endpoint: &Endpoint,
-    req: &Request<'_>,
+    header: &RequestHeader,
+    body: &[u8],
     timeouts: &Timeouts,
 ) -> Result<HttpSession, Failure> {
-    let io = |e: Box<pingora_core::Error>| Failure::Io(e.to_string());
-    let mut header =
-        RequestHeader::build(req.method, endpoint.path.as_bytes(), Some(req.headers.len() + 2)).map_err(io)?;
-    header.insert_header("host", endpoint.authority.as_str()).map_err(io)?;
-    for (name, value) in &req.headers {
-        header.append_header(name.clone(), value.as_ref()).map_err(io)?;
-    }
-    if req.method != "GET" || !req.body.is_empty() {
-        header.insert_header("content-length", req.body.len()).map_err(io)?;
-    }
     // Peers are built without ALPN for HTTP/2 (`Endpoint::peer`), so the connector hands out
     // HTTP/1.1 sessions only.
     let HttpSession::H1(h1) = session else {
         return Err(Failure::Io("the upstream connection is not HTTP/1.1".into()));
     };
-    let stream = write_request(h1.into_inner(), &header, &req.body, timeouts.first_byte).await?;
+    let stream = write_request(h1.into_inner(), header, body, timeouts.first_byte).await?;
     let mut session = HttpSession::H1(HttpSessionV1::new_with_options(stream, peer));
     session.set_read_timeout(Some(timeouts.first_byte));
     match session.read_response_header().await {
@@ -352,6 +367,23 @@ async fn exchange(
         Err(e) if matches!(e.etype(), pingora_core::ErrorType::ConnectionClosed) => Err(Failure::Closed),
         Err(e) => Err(Failure::Io(e.to_string())),
     }
+}
+
+/// The request header. A value that cannot be a header (a control character, say) makes the
+/// request unbuildable, which is not the upstream's failure.
+fn build_header(endpoint: &Endpoint, req: &Request<'_>) -> Result<RequestHeader, HttpError> {
+    let bad =
+        |what: &str, e: Box<pingora_core::Error>| HttpError::Unbuildable { reason: format!("invalid {what}: {e}") };
+    let mut header = RequestHeader::build(req.method, endpoint.path.as_bytes(), Some(req.headers.len() + 2))
+        .map_err(|e| bad("request line", e))?;
+    header.insert_header("host", endpoint.authority.as_str()).map_err(|e| bad("Host header", e))?;
+    for (name, value) in &req.headers {
+        header.append_header(name.clone(), value.as_ref()).map_err(|e| bad(&format!("{name} header"), e))?;
+    }
+    if req.method != "GET" || !req.body.is_empty() {
+        header.insert_header("content-length", req.body.len()).map_err(|e| bad("Content-Length", e))?;
+    }
+    Ok(header)
 }
 
 /// Writes `header` and `body` to `stream` in one write, within `limit`.
@@ -444,6 +476,19 @@ mod tests {
     }
 
     #[test]
+    fn errors_show_the_url_without_secrets_and_origins_compare() {
+        let e = Endpoint::parse("http://127.0.0.1:1/mcp?token=s3cret").expect("url");
+        assert_eq!(e.shown(), "http://127.0.0.1:1/mcp?token=***");
+        assert!(!format!("{e:?}").contains("s3cret"));
+        let err = Endpoint::parse("http://u:pw@h/mcp").err().expect("userinfo refused");
+        assert!(!err.to_string().contains("pw"), "{err}");
+        let other = e.join("http://127.0.0.1:2/steal").expect("join");
+        assert!(!e.same_origin(&other));
+        assert!(e.same_origin(&e.join("/messages?s=1").expect("join")));
+        assert!(!e.same_origin(&Endpoint::parse("https://127.0.0.1:1/mcp").expect("url")), "scheme counts");
+    }
+
+    #[test]
     fn joins_relative_references() {
         let e = Endpoint::parse("http://127.0.0.1:9/sse").expect("url");
         assert_eq!(e.join("/messages?sessionId=1").expect("join").url(), "http://127.0.0.1:9/messages?sessionId=1");
@@ -489,6 +534,27 @@ mod tests {
 
     fn request(replayable: bool) -> Request<'static> {
         Request { method: "POST", headers: Vec::new(), body: Bytes::from_static(b"{}"), replayable }
+    }
+
+    #[tokio::test]
+    async fn an_unbuildable_request_never_takes_a_connection_and_is_not_the_upstreams_fault() {
+        let (addr, seen) = closing_server().await;
+        let endpoint = Endpoint::parse(&format!("http://{addr}/mcp")).expect("url");
+        let timeouts = Timeouts {
+            connect: Duration::from_secs(2),
+            first_byte: Duration::from_secs(2),
+            idle: Duration::from_secs(2),
+        };
+        let mut req = request(false);
+        req.headers.push((http::HeaderName::from_static("traceparent"), "00-1\r\nx-injected: 1".into()));
+        let err = Arc::new(HttpClient::default()).send(&endpoint, &req, &timeouts).await.err().expect("unbuildable");
+        assert!(matches!(err, HttpError::Unbuildable { .. }), "{err}");
+        assert!(err.never_sent());
+        let call_error = crate::upstream::CallError::from(err);
+        assert_eq!(call_error.health_failure(), None, "not counted against the provider");
+        assert_eq!(call_error.to_rpc("p").code, crate::jsonrpc::code::INVALID_PARAMS);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing reached the server");
     }
 
     #[tokio::test]

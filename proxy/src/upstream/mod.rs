@@ -155,6 +155,10 @@ pub enum CallError {
     /// The upstream answered with something that is not MCP.
     #[error("provider protocol error: {0}")]
     Protocol(String),
+    /// The request could not be put on the wire (a value the client sent cannot be a header, say):
+    /// it never left the gateway, so it says nothing about the provider.
+    #[error("the request cannot be sent: {0}")]
+    Rejected(String),
 }
 
 impl CallError {
@@ -162,7 +166,7 @@ impl CallError {
     /// provider answering no), the reason otherwise.
     pub fn health_failure(&self) -> Option<String> {
         match self {
-            Self::Rpc(_) => None,
+            Self::Rpc(_) | Self::Rejected(_) => None,
             other => Some(other.to_string()),
         }
     }
@@ -181,6 +185,10 @@ impl CallError {
                 code::PROVIDER_PROTOCOL_ERROR,
                 format!("provider {provider:?} sent an invalid response: {reason}"),
             ),
+            Self::Rejected(reason) => RpcError::new(
+                code::INVALID_PARAMS,
+                format!("the request cannot be sent to provider {provider:?}: {reason}"),
+            ),
         }
     }
 }
@@ -190,8 +198,20 @@ impl From<http::HttpError> for CallError {
         match e {
             http::HttpError::Timeout { .. } => Self::Timeout(e.to_string()),
             http::HttpError::TooLarge { .. } => Self::Protocol(e.to_string()),
+            http::HttpError::Unbuildable { reason } => Self::Rejected(reason),
             other => Self::Unavailable { never_sent: other.never_sent(), reason: other.to_string() },
         }
+    }
+}
+
+/// Counts a call's outcome toward the provider's health: a result, or a JSON-RPC error (a healthy
+/// provider saying no), is a success; a request rejected before it was sent counts as nothing,
+/// since the provider never saw it; anything else is a failure.
+pub fn record_outcome(lifecycle: &crate::lifecycle::Lifecycle, error: Option<&CallError>) {
+    match error {
+        Some(CallError::Rejected(_)) => {}
+        Some(e) => lifecycle.record(e.health_failure().as_deref()),
+        None => lifecycle.record(None),
     }
 }
 

@@ -272,7 +272,7 @@ impl Upstream for ProcessUpstream {
             conn.mux.request(method, params, events, self.settings.request_timeout).await
         }
         .await;
-        self.lifecycle.record(out.as_ref().err().and_then(CallError::health_failure).as_deref());
+        super::record_outcome(&self.lifecycle, out.as_ref().err());
         out
     }
 

@@ -86,6 +86,14 @@ impl Inner {
         match found {
             Ok(Some(target)) => {
                 let post = self.endpoint.join(target.trim()).map_err(|e| CallError::Protocol(e.to_string()))?;
+                // The provider's configured credentials go with every POST: only to where they
+                // were configured for (as the official TypeScript SDK requires too).
+                if !post.same_origin(&self.endpoint) {
+                    return Err(CallError::Protocol(format!(
+                        "the SSE endpoint event names {}, which is not on the configured endpoint's origin",
+                        post.shown()
+                    )));
+                }
                 Ok(Some((resp, post, decoder)))
             }
             _ => Ok(None),

@@ -196,8 +196,10 @@ impl Remote {
         }
         let name_header =
             protocol::name_field(method).and_then(|f| params.get(f)).and_then(Value::as_str).map(str::to_owned);
-        let meta_field = |k: &str| params.pointer(&format!("/_meta/{k}")).and_then(Value::as_str).map(str::to_owned);
-        let (traceparent, tracestate) = (meta_field("traceparent"), meta_field("tracestate"));
+        // The trace context goes upstream in headers too: only what is valid W3C syntax.
+        let propagated = crate::telemetry::traces::Propagated::from_meta(params.get("_meta"));
+        let traceparent = propagated.traceparent().map(str::to_owned);
+        let tracestate = propagated.tracestate().map(str::to_owned);
         let params = if mode == Mode::Modern { with_modern_meta(params, caller) } else { without_modern_meta(params) };
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
         let body = message_bytes(Some(id), method, &params);
@@ -236,7 +238,7 @@ impl Upstream for Remote {
     async fn call(&self, method: &str, params: Value, caller: &Caller, events: Events) -> Result<Value, CallError> {
         let _in_flight = self.inner.lifecycle.begin_call();
         let out = self.exchange(method, params, caller, events).await;
-        self.inner.lifecycle.record(out.as_ref().err().and_then(CallError::health_failure).as_deref());
+        super::record_outcome(&self.inner.lifecycle, out.as_ref().err());
         out
     }
 
