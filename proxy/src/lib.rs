@@ -16,6 +16,7 @@ pub mod front;
 pub mod jsonrpc;
 pub mod lifecycle;
 pub mod mcp;
+pub mod memory;
 pub mod routing;
 pub mod runtime;
 pub mod state;

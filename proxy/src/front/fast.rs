@@ -17,10 +17,12 @@ use pingora_core::protocols::http::ServerSession as Session;
 use pingora_http::ResponseHeader;
 use serde_json::value::RawValue;
 
+use super::checks::Accepts;
 use crate::balance::retry::{self, MAX_ATTEMPTS};
 use crate::jsonrpc::error_bytes;
 use crate::jsonrpc::outcome::ReplyScan;
-use crate::jsonrpc::parse::{span_in, Envelope, ParamsHead};
+use crate::jsonrpc::parse::{span_in, Envelope, Kind, ParamsHead};
+use crate::jsonrpc::sse;
 use crate::mcp::aggregate::ListKind;
 use crate::mcp::headers::encode_header_value;
 use crate::mcp::protocol::{Era, MODERN_VERSION};
@@ -59,6 +61,8 @@ pub struct FastRoute {
 }
 
 /// The fast route for a validated modern request, or `None` when it must take the slow path.
+/// Only a client that takes both JSON and SSE replies goes fast: the reply is relayed in whatever
+/// form the upstream chose.
 pub fn route(
     state: &AppState,
     snap: &Arc<Snapshot>,
@@ -66,7 +70,11 @@ pub fn route(
     head: &ParamsHead<'_>,
     body: &Bytes,
     session: &Session,
+    accepts: Accepts,
 ) -> Option<FastRoute> {
+    if !(accepts.json && accepts.sse) {
+        return None;
+    }
     let (kind, method) = match env.method_str() {
         "tools/call" => (ListKind::Tools, "tools/call"),
         "prompts/get" => (ListKind::Prompts, "prompts/get"),
@@ -262,8 +270,13 @@ impl FastRoute {
         };
         match reply {
             Err(e) => Attempt::Failed(e),
-            Ok(Upstream::Stream(resp)) => stream(session, *resp).await,
+            Ok(Upstream::Stream(resp)) => {
+                stream(session, *resp, &self.id, self.snap.routes.providers[self.member].name()).await
+            }
             Ok(Upstream::Whole { status, content_type, body }) => {
+                if let Err(why) = check_reply(&body, &self.id) {
+                    return Attempt::Failed(CallError::Protocol(why));
+                }
                 let mut scan = ReplyScan::new(false);
                 scan.feed(&body);
                 match crate::front::respond::send(session, status, &content_type, &[], body).await {
@@ -298,13 +311,17 @@ impl FastRoute {
         let (status, content_type) =
             (resp.status, resp.header("content-type").unwrap_or("application/json").to_owned());
         let body = resp.body(self.remote.max_body()).await?;
-        if status >= 500 {
-            return Err(CallError::Unavailable {
-                reason: format!("HTTP {status}: {}", String::from_utf8_lossy(&body[..body.len().min(200)])),
-                never_sent: false,
-            });
+        match status {
+            200 | 201 => Ok(Upstream::Whole { status, content_type, body }),
+            202 => Err(CallError::Protocol("request accepted without an answer (HTTP 202)".into())),
+            // A JSON-RPC error with a 4xx status is the upstream answering; anything else with a
+            // failure status is the upstream failing.
+            400..=499 if check_reply(&body, &self.id).is_ok() => Ok(Upstream::Whole { status, content_type, body }),
+            _ => {
+                let text = String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_owned();
+                Err(CallError::Unavailable { reason: format!("HTTP {status}: {text}"), never_sent: false })
+            }
         }
-        Ok(Upstream::Whole { status, content_type, body })
     }
 
     /// Records the call: metrics, audit, the request span.
@@ -336,8 +353,59 @@ fn end(span: Option<AttemptTrace>, outcome: CallOutcome, error: Option<&str>) {
     }
 }
 
-/// Relays an SSE reply as it arrives. Once its header is written nothing can be retried.
-async fn stream(session: &mut Session, mut resp: Response) -> Attempt {
+/// Whether a whole reply is a JSON-RPC response to request `id`: anything else (invalid JSON, a
+/// request, another id) must not reach the client as if it were the answer.
+fn check_reply(body: &[u8], id: &RawValue) -> Result<(), String> {
+    match Envelope::parse(body) {
+        Ok((env, Kind::Response)) if env.id.is_some_and(|got| same_id(got, id)) => Ok(()),
+        Ok((env, Kind::Response)) => {
+            Err(format!("the reply answers id {}, not {}", env.id.map_or("none", RawValue::get), id.get()))
+        }
+        Ok(_) => Err("the reply is not a JSON-RPC response".into()),
+        Err(e) => Err(format!("the reply is not valid JSON-RPC: {}", e.error.message)),
+    }
+}
+
+/// Whether two JSON ids are the same value, however written (`"ab"` and `"a\u0062"` are equal).
+fn same_id(a: &RawValue, b: &RawValue) -> bool {
+    a.get() == b.get()
+        || matches!(
+            (serde_json::from_str::<serde_json::Value>(a.get()), serde_json::from_str::<serde_json::Value>(b.get())),
+            (Ok(x), Ok(y)) if x == y
+        )
+}
+
+/// Watches a relayed SSE reply for the response to the request, decoding events as they pass.
+struct ResponseWatch {
+    decoder: sse::Decoder,
+    answered: bool,
+}
+
+impl ResponseWatch {
+    fn new() -> Self {
+        Self { decoder: sse::Decoder::new(MAX_WATCHED_EVENT), answered: false }
+    }
+
+    /// Feeds a chunk; an error when the stream cannot be decoded.
+    fn feed(&mut self, chunk: &[u8], id: &RawValue) -> Result<(), String> {
+        let events = self.decoder.feed(chunk).map_err(|e| e.to_string())?;
+        for ev in events.iter().filter(|e| e.is_message() && !e.data.is_empty()) {
+            if let Ok((env, Kind::Response)) = Envelope::parse(ev.data.as_bytes()) {
+                self.answered |= env.id.is_some_and(|got| same_id(got, id));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Largest SSE event the fast path's watch decodes (bigger ones pass through undecoded and the
+/// reply then ends with an error, as if no response came).
+const MAX_WATCHED_EVENT: usize = 16 << 20;
+
+/// Relays an SSE reply as it arrives. Once its header is written nothing can be retried. A stream
+/// that ends or breaks without the response to `id` ends with an error event for it, so the
+/// client is never left with an empty answer.
+async fn stream(session: &mut Session, mut resp: Response, id: &RawValue, provider: &str) -> Attempt {
     let written = async {
         let mut h = ResponseHeader::build(resp.status, Some(4))?;
         h.insert_header("content-type", "text/event-stream")?;
@@ -350,7 +418,8 @@ async fn stream(session: &mut Session, mut resp: Response) -> Attempt {
         return Attempt::Broken(CallError::Unavailable { reason: format!("client went away: {e}"), never_sent: false });
     }
     let mut scan = ReplyScan::new(true);
-    loop {
+    let mut watch = ResponseWatch::new();
+    let failure = loop {
         let next = tokio::select! {
             next = resp.chunk() => next,
             _ = session.read_body_or_idle(true) => return Attempt::Cancelled,
@@ -358,25 +427,75 @@ async fn stream(session: &mut Session, mut resp: Response) -> Attempt {
         match next {
             Ok(Some(chunk)) => {
                 scan.feed(&chunk);
+                let decoded = watch.feed(&chunk, id);
                 if let Err(e) = session.write_response_body(chunk, false).await {
                     return Attempt::Broken(CallError::Unavailable {
                         reason: format!("client went away: {e}"),
                         never_sent: false,
                     });
                 }
+                if let Err(why) = decoded {
+                    break Some(CallError::Protocol(why));
+                }
             }
-            Ok(None) => break,
+            Ok(None) if watch.answered => break None,
+            Ok(None) => break Some(CallError::Protocol("the stream ended before the response".into())),
+            Err(e) => break Some(e.into()),
+        }
+    };
+    let Some(failure) = failure else {
+        resp.release().await;
+        return match session.write_response_body(Bytes::new(), true).await {
+            Ok(()) => Attempt::Answered(scan.outcome().into()),
             Err(e) => {
-                let _ = session.write_response_body(Bytes::new(), true).await;
-                return Attempt::Broken(e.into());
+                Attempt::Broken(CallError::Unavailable { reason: format!("client went away: {e}"), never_sent: false })
             }
-        }
+        };
+    };
+    // The client still gets an answer to its request: the error, as the stream's last event. The
+    // blank lines first end an event the upstream may have left half-written.
+    let error = failure.to_rpc(provider);
+    let mut tail = BytesMut::from(&b"\n\n"[..]);
+    tail.extend_from_slice(&sse::frame_message(&error_bytes(id, &error)));
+    let _ = session.write_response_body(tail.freeze(), false).await;
+    let _ = session.write_response_body(Bytes::new(), true).await;
+    Attempt::Broken(failure)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_owned()).expect("raw id")
     }
-    resp.release().await;
-    match session.write_response_body(Bytes::new(), true).await {
-        Ok(()) => Attempt::Answered(scan.outcome().into()),
-        Err(e) => {
-            Attempt::Broken(CallError::Unavailable { reason: format!("client went away: {e}"), never_sent: false })
-        }
+
+    #[test]
+    fn replies_must_answer_the_request() {
+        let seven = id("7");
+        assert_eq!(check_reply(br#"{"jsonrpc":"2.0","id":7,"result":{}}"#, &seven), Ok(()));
+        assert_eq!(check_reply(br#"{"jsonrpc":"2.0","id":7,"error":{"code":1,"message":"m"}}"#, &seven), Ok(()));
+        assert_eq!(check_reply(b" { \"id\" : 7 , \"jsonrpc\":\"2.0\",\"result\":null}", &seven), Ok(()));
+        let other = check_reply(br#"{"jsonrpc":"2.0","id":8,"result":{}}"#, &seven).expect_err("another id");
+        assert!(other.contains("answers id 8, not 7"), "{other}");
+        assert!(check_reply(b"{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":", &seven).is_err(), "truncated JSON");
+        assert!(check_reply(b"<html>oops</html>", &seven).is_err());
+        assert!(check_reply(br#"{"jsonrpc":"2.0","id":7,"method":"x"}"#, &seven).is_err(), "a request");
+        assert_eq!(check_reply(br#"{"jsonrpc":"2.0","id":"a\u0062","result":{}}"#, &id(r#""ab""#)), Ok(()));
+    }
+
+    #[test]
+    fn the_sse_watch_sees_the_response_across_chunks() {
+        let seven = id("7");
+        let mut w = ResponseWatch::new();
+        let stream = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\n\
+                      event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":8,\"result\":{}}\n\n";
+        w.feed(stream.as_bytes(), &seven).expect("decodes");
+        assert!(!w.answered, "a notification and a response to another id are not the answer");
+        w.feed(b"data: {\"jsonrpc\":\"2.0\",\"id\":7,", &seven).expect("half");
+        assert!(!w.answered);
+        w.feed(b"\"result\":{}}\n\n", &seven).expect("rest");
+        assert!(w.answered);
+        assert!(ResponseWatch::new().feed(b"data: \xff\n\n", &seven).is_err(), "not UTF-8");
     }
 }

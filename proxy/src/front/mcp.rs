@@ -24,13 +24,20 @@ use crate::mcp::headers::check_modern;
 use crate::mcp::hub::{self, ClientCtx};
 use crate::mcp::protocol::{era_of, Era, LEGACY_VERSIONS, MODERN_VERSION, SUPPORTED_VERSIONS};
 use crate::mcp::replay::{self, ReplyBuffer};
-use crate::mcp::session::ClientSession;
+use crate::mcp::session::{ClientSession, TrackError, Tracked};
 use crate::mcp::subscriptions;
+use crate::memory::Reservation;
 use crate::state::AppState;
+use crate::telemetry::metrics::Limit;
 use crate::upstream::CallEvent;
 
 /// Reconnection delay announced to legacy clients on resumable streams.
 const RECONNECT_DELAY_MS: u64 = 1000;
+/// How long a legacy request goes on with nobody reading its reply. A dropped connection is not a
+/// cancellation in the 2025-xx protocol (the client may resume with `Last-Event-ID`), but a
+/// request nobody comes back for within this time is cancelled (`notifications/cancelled`
+/// upstream) instead of running until the upstream's timeout.
+const RESUME_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What the `MCP-Protocol-Version` header says.
 enum VersionHeader {
@@ -116,24 +123,37 @@ fn unsupported_version(requested: &str) -> RpcError {
         .with_data(json!({"supported": SUPPORTED_VERSIONS, "requested": requested}))
 }
 
-/// Reads the whole body, refusing more than `limit` bytes.
-async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, (u16, &'static str)> {
+/// Reads the whole body, refusing more than `limit` bytes, within the gateway's memory budget
+/// (held until the returned reservation is dropped).
+async fn read_body(
+    state: &AppState,
+    session: &mut Session,
+    limit: usize,
+) -> Result<(Bytes, Reservation), (u16, RpcError)> {
+    let too_large = || (413, RpcError::new(code::INVALID_REQUEST, "request body too large"));
+    let mut held = state.memory.reservation();
+    let busy = |e: crate::memory::Exhausted| (503, RpcError::new(code::OVERLOADED, e.to_string()));
     if let Some(len) = header(session, "content-length").and_then(|v| v.trim().parse::<usize>().ok()) {
         if len > limit {
-            return Err((413, "request body too large"));
+            return Err(too_large());
         }
+        held.grow(len).map_err(busy)?;
     }
-    let mut buf = BytesMut::new();
+    let expected = held.held();
+    let mut buf = BytesMut::with_capacity(expected);
     loop {
         match session.read_request_body().await {
             Ok(Some(chunk)) => {
                 if buf.len() + chunk.len() > limit {
-                    return Err((413, "request body too large"));
+                    return Err(too_large());
+                }
+                if buf.len() + chunk.len() > expected {
+                    held.grow(chunk.len()).map_err(busy)?;
                 }
                 buf.extend_from_slice(&chunk);
             }
-            Ok(None) => return Ok(buf.freeze()),
-            Err(_) => return Err((400, "cannot read the request body")),
+            Ok(None) => return Ok((buf.freeze(), held)),
+            Err(_) => return Err((400, RpcError::new(code::INVALID_REQUEST, "cannot read the request body"))),
         }
     }
 }
@@ -161,10 +181,10 @@ async fn post(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx
         plain_error(session, 400, unsupported_version(v)).await?;
         return Ok(());
     }
-    let body = match read_body(session, limits.max_body_bytes).await {
+    let (body, _held) = match read_body(state, session, limits.max_body_bytes).await {
         Ok(b) => b,
-        Err((status, why)) => {
-            plain_error(session, status, RpcError::new(code::INVALID_REQUEST, why)).await?;
+        Err((status, e)) => {
+            plain_error(session, status, e).await?;
             return Ok(());
         }
     };
@@ -217,7 +237,7 @@ async fn post(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx
             respond::send(session, 202, "application/json", &[], Bytes::new()).await?;
             return Ok(());
         }
-        if let Some(route) = fast::route(state, &snap, &env, &head, &body, session) {
+        if let Some(route) = fast::route(state, &snap, &env, &head, &body, session, accepts) {
             ctx.fast_path = true;
             drop(env);
             route.run(state, session).await?;
@@ -283,17 +303,31 @@ async fn legacy_post(
     };
     match kind {
         Kind::Request => {
-            let Some(cancelled) = client.track(id.get()) else {
-                let e = RpcError::new(
-                    code::INVALID_REQUEST,
-                    format!("Bad Request: request id {} is already in use by a request in flight", id.get()),
-                );
-                return respond::json(session, 400, error_bytes(id, &e)).await;
+            let tracked = match client.track(id.get()) {
+                Ok(t) => t,
+                Err(TrackError::InUse) => {
+                    let e = RpcError::new(
+                        code::INVALID_REQUEST,
+                        format!("Bad Request: request id {} is already in use by a request in flight", id.get()),
+                    );
+                    return respond::json(session, 400, error_bytes(id, &e)).await;
+                }
+                Err(e @ TrackError::TooMany(_)) => {
+                    let e = RpcError::new(code::OVERLOADED, format!("{e}; retry later"));
+                    return respond::send(
+                        session,
+                        429,
+                        "application/json",
+                        &[("retry-after", "1")],
+                        error_bytes(id, &e),
+                    )
+                    .await;
+                }
             };
             let (stream, buf) = client.replies.open();
             let mut ctx = ClientCtx::legacy(client.clone());
             ctx.trace = hub::trace_request(state, &ctx, method, &params, Some(&session.req_header().headers));
-            let work = LegacyWork { ctx, id: id.to_owned(), method: method.to_owned(), params, cancelled };
+            let work = LegacyWork { ctx, id: id.to_owned(), method: method.to_owned(), params, tracked };
             tokio::spawn(produce_legacy(state.clone(), work, buf.clone()));
             serve_reply(session, accepts, &client, stream, &buf, 0).await
         }
@@ -388,13 +422,14 @@ async fn run_modern(
     }
 }
 
-/// A legacy request to run: who asks, what, and the receiver `notifications/cancelled` fires.
+/// A legacy request to run: who asks, what, and its place among the requests in flight (with the
+/// receiver `notifications/cancelled` fires).
 struct LegacyWork {
     ctx: ClientCtx,
     id: Box<RawValue>,
     method: String,
     params: Value,
-    cancelled: tokio::sync::oneshot::Receiver<()>,
+    tracked: Tracked,
 }
 
 /// Produces a legacy request's reply into the session's buffer. It runs on its own task: in the
@@ -402,7 +437,7 @@ struct LegacyWork {
 /// does), and the client may come back for the rest with `Last-Event-ID`.
 async fn produce_legacy(state: Arc<AppState>, work: LegacyWork, buf: Arc<ReplyBuffer>) {
     let _inflight = state.begin_request();
-    let LegacyWork { ctx, id, method, params, mut cancelled } = work;
+    let LegacyWork { ctx, id, method, params, mut tracked } = work;
     let Some(client) = ctx.session.clone() else { return };
     let (tx, mut rx) = mpsc::channel::<CallEvent>(64);
     let work = hub::request(&state, &ctx, &method, params, Some(tx));
@@ -412,18 +447,25 @@ async fn produce_legacy(state: Arc<AppState>, work: LegacyWork, buf: Arc<ReplyBu
             out = &mut work => break Some(out),
             Some(ev) = rx.recv() => {
                 if let Some(bytes) = hub::relay_event(&ctx, ev) {
-                    buf.push(Bytes::from(bytes));
+                    if buf.push(Bytes::from(bytes)) {
+                        state.metrics.limit_hit(Limit::ReplayBuffer);
+                    }
                 }
             }
-            _ = &mut cancelled => break None,
+            _ = &mut tracked.cancelled => break None,
+            () = buf.orphaned(RESUME_GRACE) => {
+                tracing::debug!(session = %client.audit_id, "no client reads the reply any more; cancelling the request");
+                break None;
+            }
         }
     };
     while let Ok(ev) = rx.try_recv() {
         if let Some(bytes) = hub::relay_event(&ctx, ev) {
-            buf.push(Bytes::from(bytes));
+            let _ = buf.push(Bytes::from(bytes));
         }
     }
     client.untrack(id.get());
+    drop(tracked);
     hub::end_trace(&ctx, outcome.as_ref());
     match outcome {
         Some(Ok(result)) => buf.answer(Bytes::from(result_bytes(&id, &result))),
@@ -442,14 +484,15 @@ async fn serve_reply(
     accepts: Accepts,
     client: &ClientSession,
     stream: u64,
-    buf: &ReplyBuffer,
+    buf: &Arc<ReplyBuffer>,
     from: usize,
 ) -> pingora_core::Result<()> {
+    let _reading = buf.reader();
     let mut reply = Reply::new(accepts, Vec::new());
     if from == 0 && reply.plain_json() {
         loop {
-            let (msgs, done, answered) = buf.read_from(0);
-            if done && answered && msgs.len() == 1 {
+            let (msgs, end, done, answered) = buf.read_from(0);
+            if done && answered && end == 1 {
                 let mut msgs = msgs;
                 return reply.finish(session, buf.status(), msgs.remove(0).to_vec()).await;
             }
@@ -468,7 +511,9 @@ async fn serve_reply(
     let mut seen = from;
     let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE_EVERY, KEEP_ALIVE_EVERY);
     loop {
-        let (msgs, done, _) = buf.read_from(seen);
+        let (msgs, end, done, _) = buf.read_from(seen);
+        // Messages dropped from the buffer (it keeps a bounded tail) are skipped, not renumbered.
+        seen = end - msgs.len();
         for m in msgs {
             seen += 1;
             reply.event_with_id(session, &replay::event_id(stream, seen), &m).await?;

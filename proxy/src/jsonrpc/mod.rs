@@ -41,6 +41,9 @@ pub mod code {
     /// Gateway-defined: the group member holding a legacy session's upstream session went down;
     /// the session is over (HTTP 404) and the client must initialize a new one.
     pub const SESSION_LOST: i64 = -32013;
+    /// Gateway-defined: a bound that protects the gateway (requests in flight, memory) refused the
+    /// request; retrying later may succeed.
+    pub const OVERLOADED: i64 = -32014;
 }
 
 /// A JSON-RPC error object.

@@ -70,6 +70,9 @@ pub enum DecodeError {
 #[derive(Debug)]
 pub struct Decoder {
     buf: BytesMut,
+    /// How much of `buf` is known to hold no line break (so a long line is scanned once, not
+    /// once per chunk: a hostile upstream dripping a 16 MiB line must not cost quadratic time).
+    scanned: usize,
     current: Event,
     has_data: bool,
     max_event: usize,
@@ -78,24 +81,33 @@ pub struct Decoder {
 impl Decoder {
     /// A decoder refusing events larger than `max_event` bytes.
     pub fn new(max_event: usize) -> Self {
-        Self { buf: BytesMut::new(), current: Event::default(), has_data: false, max_event }
+        Self { buf: BytesMut::new(), scanned: 0, current: Event::default(), has_data: false, max_event }
     }
 
     /// Adds bytes and returns the events they complete.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<Vec<Event>, DecodeError> {
         self.buf.extend_from_slice(chunk);
         let mut events = Vec::new();
-        while let Some(pos) = self.buf.iter().position(|&b| b == b'\n' || b == b'\r') {
+        loop {
+            let Some(found) = memchr::memchr2(b'\n', b'\r', &self.buf[self.scanned..]) else {
+                self.scanned = self.buf.len();
+                break;
+            };
+            let pos = self.scanned + found;
             // A lone '\r' at the end may be the first half of "\r\n": wait for more.
             let skip = if self.buf[pos] == b'\r' {
                 match self.buf.get(pos + 1) {
                     Some(b'\n') => 2,
                     Some(_) => 1,
-                    None => break,
+                    None => {
+                        self.scanned = pos;
+                        break;
+                    }
                 }
             } else {
                 1
             };
+            self.scanned = 0;
             let line = self.buf.split_to(pos + skip);
             let line = std::str::from_utf8(&line[..pos]).map_err(|_| DecodeError::NotUtf8)?;
             if let Some(ev) = self.line(line) {
@@ -176,6 +188,22 @@ mod tests {
         let mut d = Decoder::new(1024);
         let ev = d.feed(b"id: s1-0\nretry: 1500\ndata: \n\n").expect("decode");
         assert_eq!(ev, vec![Event { event: None, data: String::new(), id: Some("s1-0".into()), retry: Some(1500) }]);
+    }
+
+    #[test]
+    fn a_long_line_dripped_in_small_chunks_is_scanned_once() {
+        let mut d = Decoder::new(8 << 20);
+        let chunk = [b'x'; 1024];
+        d.feed(b"data: ").expect("start");
+        for _ in 0..4096 {
+            assert!(d.feed(&chunk).expect("no event yet").is_empty());
+            assert_eq!(d.scanned, d.buf.len(), "what was scanned is not scanned again");
+        }
+        let ev = d.feed(b"\n\n").expect("end");
+        assert_eq!(ev[0].data.len(), 4096 * 1024);
+        let mut d = Decoder::new(64);
+        assert!(d.feed(b"data: a\r").expect("half a line break").is_empty());
+        assert_eq!(d.feed(b"\n\n").expect("rest")[0].data, "a");
     }
 
     #[test]

@@ -68,7 +68,7 @@ impl Unsolicited for Fanout {
             )));
             return;
         }
-        let id = client.register_request(request.respond);
+        let Some(id) = client.register_request(request.respond) else { return };
         let msg = json!({"jsonrpc": "2.0", "id": id, "method": request.method, "params": request.params});
         client.push(Bytes::from(serde_json::to_vec(&msg).unwrap_or_default()));
     }

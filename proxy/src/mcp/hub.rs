@@ -213,10 +213,7 @@ pub async fn initialize(
             params.get("clientInfo").cloned().unwrap_or(Value::Null),
             client_addr,
         )
-        .map_err(|e| {
-            state.metrics.limit_hit(crate::telemetry::metrics::Limit::Sessions);
-            RpcError::new(code::INTERNAL_ERROR, e.to_string())
-        })?;
+        .map_err(|e| RpcError::new(code::INTERNAL_ERROR, e.to_string()))?;
     let snap = state.snapshot();
     let mut capabilities = capabilities(&snap.routes).await;
     capabilities.insert("logging".into(), json!({}));
@@ -526,7 +523,7 @@ pub fn relay_event(ctx: &ClientCtx, ev: crate::upstream::CallEvent) -> Option<Ve
             match &ctx.session {
                 Some(client) if client.has_capability(&capability) => {
                     let (method, params) = (req.method.clone(), req.params.clone());
-                    let id = client.register_request(req.respond);
+                    let id = client.register_request(req.respond)?;
                     serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})).ok()
                 }
                 _ => {

@@ -142,7 +142,12 @@ pub async fn call(
                 .await
                 .map_err(|e| RpcError::new(code::INTERNAL_ERROR, format!("audit query failed: {e}")))?;
             match records {
-                Ok(records) => json!({"records": records}),
+                Ok(answer) if answer.truncated => json!({
+                    "records": answer.records,
+                    "truncated": true,
+                    "note": format!("stopped after reading {} MiB of the trail; narrow the query with since_ms/until_ms", crate::telemetry::audit::MAX_SCAN >> 20),
+                }),
+                Ok(answer) => json!({"records": answer.records}),
                 Err(why) => return Ok(error_result(&why)),
             }
         }

@@ -7,8 +7,11 @@
 //! `<stream>-<seq>`; sequence 0 is the priming event.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
 use std::sync::Arc;
+use tokio::time::Instant;
 
 use parking_lot::Mutex;
 
@@ -18,31 +21,83 @@ use tokio::sync::Notify;
 /// Finished streams kept per session for late reconnections; older ones are forgotten first.
 const KEPT_STREAMS: usize = 32;
 
+/// Messages one reply keeps for replay at most, and their total size: a tool that streams
+/// progress for hours must not grow the buffer without end. The oldest go first (the response,
+/// last, always stays); a client resuming from before them misses them.
+const MAX_KEPT_MESSAGES: usize = 1024;
+/// Bytes one reply keeps for replay at most.
+const MAX_KEPT_BYTES: usize = 8 << 20;
+
+/// A reply's messages still kept: `first` is the index of `list[0]` in the whole reply.
+#[derive(Default)]
+struct Kept {
+    list: VecDeque<Bytes>,
+    first: usize,
+    bytes: usize,
+}
+
 /// The messages of one reply, in order; the last one is the response once `done`.
 #[derive(Default)]
 pub struct ReplyBuffer {
-    messages: Mutex<Vec<Bytes>>,
+    messages: Mutex<Kept>,
     done: AtomicBool,
     /// Whether the last message is the response (a cancelled request has none).
     answered: AtomicBool,
     /// HTTP status for a reply sent as plain JSON (0: 200).
     status: AtomicU16,
     changed: Notify,
+    /// Clients reading the reply now, and since when (ms after `created`) none has.
+    readers: AtomicUsize,
+    unread_since_ms: AtomicU64,
+    readers_changed: Notify,
+    created: OnceInstant,
+}
+
+/// When a buffer was made (`Instant` has no `Default`).
+struct OnceInstant(Instant);
+
+impl Default for OnceInstant {
+    fn default() -> Self {
+        Self(Instant::now())
+    }
+}
+
+/// A client reading a reply; dropping it (the client went away) starts the reply's grace time.
+pub struct Reader(Arc<ReplyBuffer>);
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        if self.0.readers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.unread_since_ms.store(self.0.now_ms(), Ordering::Release);
+        }
+        self.0.readers_changed.notify_waiters();
+    }
 }
 
 impl ReplyBuffer {
-    /// Appends a message (a notification or server request relayed during the call).
-    pub fn push(&self, json: Bytes) {
+    /// Appends a message (a notification or server request relayed during the call); `true`
+    /// when older messages had to be forgotten to keep the buffer bounded.
+    pub fn push(&self, json: Bytes) -> bool {
+        let mut dropped = false;
         {
             let mut m = self.messages.lock();
-            m.push(json);
+            m.bytes += json.len();
+            m.list.push_back(json);
+            while m.list.len() > 1 && (m.list.len() > MAX_KEPT_MESSAGES || m.bytes > MAX_KEPT_BYTES) {
+                if let Some(old) = m.list.pop_front() {
+                    m.bytes -= old.len();
+                    m.first += 1;
+                    dropped = true;
+                }
+            }
         }
         self.changed.notify_waiters();
+        dropped
     }
 
     /// Appends the response and ends the reply.
     pub fn answer(&self, json: Bytes) {
-        self.push(json);
+        let _ = self.push(json);
         self.answered.store(true, Ordering::Release);
         self.finish();
     }
@@ -62,17 +117,55 @@ impl ReplyBuffer {
         }
     }
 
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.created.0.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Registers a client reading the reply until the returned guard is dropped.
+    pub fn reader(self: &Arc<Self>) -> Reader {
+        self.readers.fetch_add(1, Ordering::AcqRel);
+        self.readers_changed.notify_waiters();
+        Reader(self.clone())
+    }
+
+    /// Resolves once no client has read the reply for `grace` (counted from when the last one
+    /// left, or from the start if none came). Safe to call again and again: the time is kept in
+    /// the buffer, not in the future.
+    pub async fn orphaned(&self, grace: Duration) {
+        loop {
+            let changed = self.readers_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.readers.load(Ordering::Acquire) > 0 {
+                changed.await;
+                continue;
+            }
+            let since = Duration::from_millis(self.unread_since_ms.load(Ordering::Acquire));
+            let waited = self.created.0.elapsed().saturating_sub(since);
+            let Some(left) = grace.checked_sub(waited).filter(|d| !d.is_zero()) else { return };
+            tokio::select! {
+                () = tokio::time::sleep(left) => {}
+                () = changed => {}
+            }
+        }
+    }
+
     /// Ends the reply without a response (cancelled).
     pub fn finish(&self) {
         self.done.store(true, Ordering::Release);
         self.changed.notify_waiters();
     }
 
-    /// Messages from index `from` on, and whether the reply has ended (and was answered).
-    pub fn read_from(&self, from: usize) -> (Vec<Bytes>, bool, bool) {
+    /// Messages from index `from` on (those still kept), the index after the last of them, and
+    /// whether the reply has ended (and was answered).
+    pub fn read_from(&self, from: usize) -> (Vec<Bytes>, usize, bool, bool) {
         let done = self.done.load(Ordering::Acquire);
-        let msgs = self.messages.lock().get(from..).map(<[Bytes]>::to_vec).unwrap_or_default();
-        (msgs, done, self.answered.load(Ordering::Acquire))
+        let m = self.messages.lock();
+        let skip = from.saturating_sub(m.first);
+        let msgs: Vec<Bytes> = m.list.iter().skip(skip).cloned().collect();
+        let end = m.first + m.list.len();
+        drop(m);
+        (msgs, end, done, self.answered.load(Ordering::Acquire))
     }
 
     /// Waits until something is appended or the reply ends; check [`Self::read_from`] after.
@@ -80,7 +173,10 @@ impl ReplyBuffer {
         let notified = self.changed.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let len = self.messages.lock().len();
+        let len = {
+            let m = self.messages.lock();
+            m.first + m.list.len()
+        };
         if len > seen || self.done.load(Ordering::Acquire) {
             return;
         }
@@ -143,7 +239,7 @@ mod tests {
         let (n, buf) = streams.open();
         buf.push(Bytes::from_static(b"a"));
         buf.push(Bytes::from_static(b"b"));
-        assert_eq!(buf.read_from(1), (vec![Bytes::from_static(b"b")], false, false));
+        assert_eq!(buf.read_from(1), (vec![Bytes::from_static(b"b")], 2, false, false));
         let follower = {
             let buf = buf.clone();
             tokio::spawn(async move {
@@ -152,10 +248,51 @@ mod tests {
             })
         };
         buf.answer(Bytes::from_static(b"final"));
-        assert_eq!(follower.await.expect("join"), (vec![Bytes::from_static(b"final")], true, true));
+        assert_eq!(follower.await.expect("join"), (vec![Bytes::from_static(b"final")], 3, true, true));
         assert!(streams.find(n).is_some());
         assert_eq!(parse_event_id(&event_id(n, 3)), Some((n, 3)));
         assert_eq!(parse_event_id("garbage"), None);
+    }
+
+    #[test]
+    fn a_long_reply_keeps_a_bounded_tail_and_its_response() {
+        let buf = ReplyBuffer::default();
+        let mut dropped = false;
+        for i in 0..MAX_KEPT_MESSAGES + 10 {
+            dropped |= buf.push(Bytes::from(i.to_string()));
+        }
+        assert!(dropped);
+        let (msgs, end, _, _) = buf.read_from(0);
+        assert_eq!((msgs.len(), end), (MAX_KEPT_MESSAGES, MAX_KEPT_MESSAGES + 10));
+        assert_eq!(msgs[0], Bytes::from("10"), "the oldest went first");
+        let (msgs, _, _, _) = buf.read_from(MAX_KEPT_MESSAGES + 5);
+        assert_eq!(msgs.len(), 5, "a reader that kept up misses nothing");
+        buf.answer(Bytes::from(vec![b'x'; MAX_KEPT_BYTES + 1]));
+        let (msgs, _, done, answered) = buf.read_from(0);
+        assert_eq!((msgs.len(), done, answered), (1, true, true), "an oversized response is kept alone");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reply_nobody_reads_is_orphaned_after_the_grace_time() {
+        let grace = Duration::from_secs(10);
+        let buf = Arc::new(ReplyBuffer::default());
+        let reader = buf.reader();
+        let orphaned = tokio::spawn({
+            let buf = buf.clone();
+            async move { buf.orphaned(grace).await }
+        });
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(!orphaned.is_finished(), "read all along");
+        drop(reader);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let again = buf.reader(); // the client resumed in time
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(!orphaned.is_finished());
+        drop(again);
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        assert!(!orphaned.is_finished());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(orphaned.is_finished(), "nobody came back within the grace time");
     }
 
     #[test]

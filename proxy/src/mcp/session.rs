@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -15,10 +15,13 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::jsonrpc::{code, RpcError};
+use crate::telemetry::metrics::{Limit, Metrics};
 use crate::upstream::{Caller, SessionKey};
 
 /// Messages kept for a session while no GET stream is open; older ones are dropped first.
 const BACKLOG_LIMIT: usize = 256;
+/// Server→client requests awaiting one client's answers at most.
+pub const MAX_PENDING_REQUESTS: usize = 64;
 
 /// The group member holding this client's upstream session, in the incarnation that holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +44,7 @@ pub struct ClientSession {
     pub audit_id: Arc<str>,
     /// The client's address (HTTP), for the per-client session share.
     client_addr: Option<IpAddr>,
+    shared: Arc<Shared>,
     /// Negotiated protocol version.
     pub version: String,
     /// Capabilities the client declared in `initialize`.
@@ -62,11 +66,12 @@ pub struct ClientSession {
 }
 
 impl ClientSession {
-    fn new(id: Arc<str>, version: String, capabilities: Value, client_info: Value) -> Self {
+    fn new(id: Arc<str>, version: String, capabilities: Value, client_info: Value, shared: Arc<Shared>) -> Self {
         Self {
             id,
             audit_id: format!("{:016x}", rand::random::<u64>()).into(),
             client_addr: None,
+            shared,
             version,
             capabilities,
             client_info,
@@ -179,14 +184,24 @@ impl ClientSession {
         }
     }
 
-    /// Registers a server→client request; returns the id to send it under.
-    pub fn register_request(&self, respond: oneshot::Sender<Result<Value, RpcError>>) -> i64 {
-        let id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut p = self.pending.lock();
-            p.insert(id, respond);
+    /// Registers a server→client request; returns the id to send it under. Requests whose asker
+    /// gave up are forgotten first; `None` (the request answered with an error) when
+    /// [`MAX_PENDING_REQUESTS`] still await this client's answers.
+    pub fn register_request(&self, respond: oneshot::Sender<Result<Value, RpcError>>) -> Option<i64> {
+        let mut pending = self.pending.lock();
+        pending.retain(|_, tx| !tx.is_closed());
+        if pending.len() >= MAX_PENDING_REQUESTS {
+            drop(pending);
+            self.shared.metrics.limit_hit(Limit::PendingServerRequests);
+            let _ = respond.send(Err(RpcError::new(
+                code::INTERNAL_ERROR,
+                format!("the client has {MAX_PENDING_REQUESTS} requests unanswered already"),
+            )));
+            return None;
         }
-        id
+        let id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
+        pending.insert(id, respond);
+        Some(id)
     }
 
     /// Delivers the client's answer to request `id`; `false` when nothing awaits it.
@@ -221,16 +236,26 @@ impl ClientSession {
     }
 
     /// Tracks a client request in flight (by its id's JSON text) so `notifications/cancelled` can
-    /// stop it; the receiver fires on cancellation. `None` when a request with that id is in
-    /// flight already: the second must be refused, not allowed to take the first's place.
-    pub fn track(&self, request_id: &str) -> Option<oneshot::Receiver<()>> {
+    /// stop it. Refused when a request with that id is in flight already (the second must not take
+    /// the first's place) and when this session, or all sessions together, have their most
+    /// requests in flight.
+    pub fn track(&self, request_id: &str) -> Result<Tracked, TrackError> {
         let mut m = self.inflight.lock();
         if m.contains_key(request_id) {
-            return None;
+            return Err(TrackError::InUse);
+        }
+        if m.len() >= self.shared.max_requests {
+            self.shared.metrics.limit_hit(Limit::LegacyRequests);
+            return Err(TrackError::TooMany(format!("this session has {} requests in flight", m.len())));
+        }
+        if self.shared.in_flight.fetch_add(1, Ordering::AcqRel) >= self.shared.max_total {
+            self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+            self.shared.metrics.limit_hit(Limit::LegacyRequests);
+            return Err(TrackError::TooMany(format!("{} legacy requests are in flight", self.shared.max_total)));
         }
         let (tx, rx) = oneshot::channel();
         m.insert(request_id.to_owned(), tx);
-        Some(rx)
+        Ok(Tracked { cancelled: rx, shared: self.shared.clone() })
     }
 
     /// Stops tracking a finished request.
@@ -254,6 +279,40 @@ impl ClientSession {
             let _ = tx.send(Err(RpcError::new(code::INTERNAL_ERROR, "the client session ended")));
         }
     }
+}
+
+/// Why a request could not be tracked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TrackError {
+    /// A request with the same id is in flight.
+    #[error("the request id is already in use by a request in flight")]
+    InUse,
+    /// A bound on requests in flight was reached.
+    #[error("too many requests in flight: {0}")]
+    TooMany(String),
+}
+
+/// A tracked request: `cancelled` fires on `notifications/cancelled`; dropping it frees its place
+/// in the gateway-wide count.
+pub struct Tracked {
+    /// Fires when the client cancels the request.
+    pub cancelled: oneshot::Receiver<()>,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Bounds every session of a store shares, and where their hits are counted.
+pub struct Shared {
+    max_requests: usize,
+    max_total: usize,
+    in_flight: AtomicUsize,
+    /// Counts bounds that bite.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Why a session could not be created.
@@ -296,13 +355,25 @@ pub struct SessionStore {
     sessions: Mutex<Sessions>,
     max: usize,
     max_per_client: usize,
+    shared: Arc<Shared>,
 }
 
 impl SessionStore {
-    /// A store refusing more than `max` sessions, and more than `max_per_client` from one client
-    /// address.
-    pub fn new(max: usize, max_per_client: usize) -> Self {
-        Self { sessions: Mutex::new(Sessions::default()), max, max_per_client }
+    /// A store holding at most `limits.max_sessions` sessions, `limits.max_sessions_per_client`
+    /// from one client address, and their requests in flight within the limits' bounds.
+    pub fn new(limits: &hangar_config::Limits, metrics: Arc<Metrics>) -> Self {
+        let shared = Shared {
+            max_requests: limits.max_requests_per_session,
+            max_total: limits.max_legacy_requests,
+            in_flight: AtomicUsize::new(0),
+            metrics,
+        };
+        Self {
+            sessions: Mutex::new(Sessions::default()),
+            max: limits.max_sessions,
+            max_per_client: limits.max_sessions_per_client,
+            shared: Arc::new(shared),
+        }
     }
 
     /// Creates a session with a fresh random id for a client at `client_addr` (`None`: the
@@ -315,17 +386,19 @@ impl SessionStore {
         client_addr: Option<IpAddr>,
     ) -> Result<Arc<ClientSession>, SessionError> {
         let id: Arc<str> = format!("{:032x}", rand::random::<u128>()).into();
-        let mut session = ClientSession::new(id.clone(), version, capabilities, client_info);
+        let mut session = ClientSession::new(id.clone(), version, capabilities, client_info, self.shared.clone());
         session.client_addr = client_addr;
         let session = Arc::new(session);
         session.touch();
         let mut map = self.sessions.lock();
         if map.by_id.len() >= self.max {
+            self.shared.metrics.limit_hit(Limit::Sessions);
             return Err(SessionError::TooMany(self.max));
         }
         if let Some(addr) = client_addr {
             let held = map.per_client.entry(addr).or_insert(0);
             if *held >= self.max_per_client {
+                self.shared.metrics.limit_hit(Limit::Sessions);
                 return Err(SessionError::TooManyFromClient(self.max_per_client));
             }
             *held += 1;
@@ -390,9 +463,15 @@ impl SessionStore {
 mod tests {
     use super::*;
 
+    fn store(max: usize, per_client: usize) -> SessionStore {
+        let limits =
+            hangar_config::Limits { max_sessions: max, max_sessions_per_client: per_client, ..Default::default() };
+        SessionStore::new(&limits, Arc::default())
+    }
+
     #[test]
     fn sessions_are_created_found_and_removed() {
-        let store = SessionStore::new(2, 2);
+        let store = store(2, 2);
         let a = store.create("2025-11-25".into(), serde_json::json!({"sampling": {}}), Value::Null, None).expect("a");
         assert_eq!(a.id.len(), 32);
         assert_ne!(a.audit_id, a.id, "the audit id is not the credential");
@@ -409,7 +488,7 @@ mod tests {
 
     #[test]
     fn one_client_address_gets_its_share_only() {
-        let store = SessionStore::new(10, 2);
+        let store = store(10, 2);
         let (one, two): (IpAddr, IpAddr) = ("10.0.0.1".parse().expect("ip"), "10.0.0.2".parse().expect("ip"));
         let new = |addr| store.create("2025-11-25".into(), Value::Null, Value::Null, Some(addr));
         let first = new(one).expect("1st");
@@ -422,10 +501,10 @@ mod tests {
 
     #[test]
     fn pending_requests_get_answers_or_fail_on_end() {
-        let store = SessionStore::new(8, 8);
+        let store = store(8, 8);
         let s = store.create("2025-11-25".into(), Value::Null, Value::Null, None).expect("s");
         let (tx, mut rx) = oneshot::channel();
-        let id = s.register_request(tx);
+        let id = s.register_request(tx).expect("registered");
         assert!(s.answer(id, Ok(serde_json::json!({"ok": true}))));
         assert_eq!(rx.try_recv().expect("answered"), Ok(serde_json::json!({"ok": true})));
         assert!(!s.answer(id, Ok(Value::Null)), "answered only once");
@@ -436,8 +515,26 @@ mod tests {
     }
 
     #[test]
+    fn unanswered_server_requests_are_bounded_and_abandoned_ones_forgotten() {
+        let store = store(8, 8);
+        let s = store.create("2025-11-25".into(), Value::Null, Value::Null, None).expect("s");
+        let mut waiting = Vec::new();
+        for _ in 0..MAX_PENDING_REQUESTS {
+            let (tx, rx) = oneshot::channel();
+            assert!(s.register_request(tx).is_some());
+            waiting.push(rx);
+        }
+        let (tx, mut refused) = oneshot::channel();
+        assert_eq!(s.register_request(tx), None, "full");
+        assert!(refused.try_recv().expect("answered at once").is_err());
+        waiting.truncate(MAX_PENDING_REQUESTS / 2); // the others' askers gave up
+        let (tx, _rx) = oneshot::channel();
+        assert!(s.register_request(tx).is_some(), "abandoned requests no longer count");
+    }
+
+    #[test]
     fn backlog_is_bounded_and_flushed_on_attach() {
-        let store = SessionStore::new(8, 8);
+        let store = store(8, 8);
         let s = store.create("2025-11-25".into(), Value::Null, Value::Null, None).expect("s");
         for i in 0..(BACKLOG_LIMIT + 10) {
             s.push(Bytes::from(i.to_string()));
@@ -450,7 +547,7 @@ mod tests {
 
     #[test]
     fn idle_sessions_expire() {
-        let store = SessionStore::new(8, 8);
+        let store = store(8, 8);
         let s = store.create("2025-11-25".into(), Value::Null, Value::Null, None).expect("s");
         assert!(store.expire(Duration::from_secs(60)).is_empty());
         std::thread::sleep(Duration::from_millis(5));

@@ -14,6 +14,7 @@ use crate::mcp::bridge::ParkedCalls;
 use crate::mcp::fanout::Fanout;
 use crate::mcp::session::SessionStore;
 use crate::mcp::subscriptions::Listeners;
+use crate::memory::MemoryBudget;
 use crate::routing::Routes;
 use crate::telemetry::audit::{Audit, AuditError};
 use crate::telemetry::metrics::Metrics;
@@ -87,6 +88,8 @@ pub struct AppState {
     pub parked: ParkedCalls,
     /// The upstream HTTP client (one connection pool for all providers).
     pub http: Arc<HttpClient>,
+    /// Bytes of bodies held in memory, over all requests.
+    pub memory: Arc<MemoryBudget>,
     sink: Arc<dyn Unsolicited>,
 }
 
@@ -112,10 +115,10 @@ impl AppState {
         init_providers(&metrics, &config);
         audit.config_applied(1, config.providers.len());
         let (shutdown, _) = watch::channel(false);
-        let http = Arc::new(HttpClient::default());
+        let memory = MemoryBudget::new(config.server.limits.max_buffered_bytes, metrics.clone());
+        let http = Arc::new(HttpClient::new(memory.clone()));
         let events = Arc::new(EventLog::new(vec![metrics.clone(), audit.clone()]));
-        let (max_sessions, per_client) =
-            (config.server.limits.max_sessions, config.server.limits.max_sessions_per_client);
+        let sessions = SessionStore::new(&config.server.limits, metrics.clone());
         Arc::new_cyclic(|weak| {
             let sink: Arc<dyn Unsolicited> = Arc::new(Fanout(weak.clone()));
             let routes = Arc::new(Routes::build(&config, &http, &sink, &events, &metrics));
@@ -130,11 +133,12 @@ impl AppState {
                 metrics,
                 audit,
                 traces,
-                sessions: SessionStore::new(max_sessions, per_client),
+                sessions,
                 parked: ParkedCalls::default(),
                 listeners: Arc::default(),
                 events,
                 http,
+                memory,
                 sink,
             }
         })

@@ -80,6 +80,8 @@ pub struct Audit {
     settings: hangar_config::Audit,
     metrics: Arc<Metrics>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Held by the query running (queries read the files; one at a time bounds what they cost).
+    querying: Mutex<()>,
 }
 
 /// Why the audit log cannot be opened.
@@ -95,7 +97,13 @@ impl Audit {
     /// a bad path fails the start rather than losing records later.
     pub fn open(settings: &hangar_config::Audit, metrics: Arc<Metrics>) -> Result<Self, AuditError> {
         if !settings.enabled {
-            return Ok(Self { tx: None, settings: settings.clone(), metrics, writer: Mutex::new(None) });
+            return Ok(Self {
+                tx: None,
+                settings: settings.clone(),
+                metrics,
+                writer: Mutex::new(None),
+                querying: Mutex::new(()),
+            });
         }
         let file = open_append(&settings.path).map_err(|source| AuditError { path: settings.path.clone(), source })?;
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
@@ -104,12 +112,24 @@ impl Audit {
             .name("audit-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|source| AuditError { path: settings.path.clone(), source })?;
-        Ok(Self { tx: Some(tx), settings: settings.clone(), metrics, writer: Mutex::new(Some(handle)) })
+        Ok(Self {
+            tx: Some(tx),
+            settings: settings.clone(),
+            metrics,
+            writer: Mutex::new(Some(handle)),
+            querying: Mutex::new(()),
+        })
     }
 
     /// A disabled trail (tests, tools that do not audit).
     pub fn disabled(metrics: Arc<Metrics>) -> Self {
-        Self { tx: None, settings: hangar_config::Audit::default(), metrics, writer: Mutex::new(None) }
+        Self {
+            tx: None,
+            settings: hangar_config::Audit::default(),
+            metrics,
+            writer: Mutex::new(None),
+            querying: Mutex::new(()),
+        }
     }
 
     /// Whether records are written.
@@ -171,36 +191,106 @@ impl Audit {
         }
     }
 
-    /// Records matching `filter`, oldest first, at most `filter.limit` (the latest ones).
-    pub fn query(&self, filter: &Filter) -> Result<Vec<Value>, String> {
+    /// Records matching `filter`, oldest first, at most `filter.limit` (the latest ones). The
+    /// trail is read from its newest record backwards and at most [`MAX_SCAN`] bytes of it per
+    /// query, one query at a time: a query cannot make the gateway parse its whole history.
+    pub fn query(&self, filter: &Filter) -> Result<Answer, String> {
         if !self.enabled() {
             return Err("the audit log is disabled (observability.audit.enabled)".into());
         }
         self.flush();
-        let mut files: Vec<PathBuf> =
-            (1..=self.settings.keep).rev().map(|i| rotated(&self.settings.path, i)).filter(|p| p.exists()).collect();
-        files.push(self.settings.path.clone());
-        let mut out = std::collections::VecDeque::new();
-        for path in files {
+        let _one_at_a_time = self.querying.lock();
+        let mut files = vec![self.settings.path.clone()];
+        files.extend((1..=self.settings.keep).map(|i| rotated(&self.settings.path, i)).filter(|p| p.exists()));
+        let mut newest_first = Vec::new();
+        let mut budget = MAX_SCAN;
+        let mut truncated = false;
+        'files: for path in files {
             let Ok(file) = File::open(&path) else { continue };
-            for line in BufReader::new(file).lines() {
-                let Ok(line) = line else { break };
-                let Ok(record) = serde_json::from_str::<Value>(&line) else { continue };
+            let mut lines = ReverseLines::new(file);
+            while let Some(line) = lines.next_line() {
+                let Some(left) = budget.checked_sub(line.len() + 1) else {
+                    truncated = true;
+                    break 'files;
+                };
+                budget = left;
+                let Ok(record) = serde_json::from_slice::<Value>(&line) else { continue };
                 if filter.matches(&record) {
-                    if out.len() == filter.limit {
-                        out.pop_front();
+                    newest_first.push(record);
+                    if newest_first.len() == filter.limit {
+                        break 'files;
                     }
-                    out.push_back(record);
                 }
             }
         }
-        Ok(out.into())
+        if truncated {
+            self.metrics.limit_hit(crate::telemetry::metrics::Limit::AuditScan);
+        }
+        newest_first.reverse();
+        Ok(Answer { records: newest_first, truncated })
     }
 }
 
 impl EventSink for Audit {
     fn event(&self, event: &ProviderEvent) {
         self.send(Record::Provider(event.clone()));
+    }
+}
+
+/// Most bytes of the trail one query reads.
+pub const MAX_SCAN: usize = 32 << 20;
+
+/// What a query found.
+#[derive(Debug)]
+pub struct Answer {
+    /// Matching records, oldest first.
+    pub records: Vec<Value>,
+    /// The scan stopped at [`MAX_SCAN`] before the trail's beginning: older matches may exist
+    /// (narrow the query with `since_ms`/`until_ms`).
+    pub truncated: bool,
+}
+
+/// A file's lines from the last to the first, read in blocks from the end.
+struct ReverseLines {
+    file: File,
+    /// Bytes of the file not read yet (those before `pos`).
+    pos: u64,
+    /// Read but not yet returned: the start of the file's unread part is before it.
+    pending: Vec<u8>,
+}
+
+impl ReverseLines {
+    const BLOCK: u64 = 64 << 10;
+
+    fn new(file: File) -> Self {
+        let pos = file.metadata().map_or(0, |m| m.len());
+        Self { file, pos, pending: Vec::new() }
+    }
+
+    /// The previous line (without its line break), `None` at the beginning or on a read error.
+    fn next_line(&mut self) -> Option<Vec<u8>> {
+        use std::io::{Read, Seek, SeekFrom};
+        loop {
+            // A trailing line break ends the last line; it does not start an empty one.
+            if let Some(i) = self.pending.iter().rposition(|&b| b == b'\n') {
+                let line = self.pending.split_off(i + 1);
+                self.pending.truncate(i);
+                if !line.is_empty() {
+                    return Some(line);
+                }
+                continue;
+            }
+            if self.pos == 0 {
+                return (!self.pending.is_empty()).then(|| std::mem::take(&mut self.pending));
+            }
+            let step = self.pos.min(Self::BLOCK);
+            self.pos -= step;
+            let mut block = vec![0; usize::try_from(step).ok()?];
+            self.file.seek(SeekFrom::Start(self.pos)).ok()?;
+            self.file.read_exact(&mut block).ok()?;
+            block.append(&mut self.pending);
+            self.pending = block;
+        }
     }
 }
 

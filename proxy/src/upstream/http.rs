@@ -19,6 +19,8 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::{RequestHeader, ResponseHeader};
 use tokio::io::AsyncWriteExt;
 
+use crate::memory::MemoryBudget;
+
 /// Why an HTTP exchange with an upstream failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -69,6 +71,9 @@ pub enum HttpError {
         /// What is wrong with it.
         reason: String,
     },
+    /// Reading the reply would pass the gateway's memory budget.
+    #[error(transparent)]
+    Overloaded(#[from] crate::memory::Exhausted),
     /// A response body exceeded the size limit.
     #[error("response from {url} exceeds {limit} bytes")]
     TooLarge {
@@ -241,11 +246,20 @@ impl Endpoint {
 /// The shared upstream HTTP client.
 pub struct HttpClient {
     connector: Connector,
+    budget: Arc<MemoryBudget>,
+}
+
+impl HttpClient {
+    /// A client whose reply bodies are read within `budget`.
+    pub fn new(budget: Arc<MemoryBudget>) -> Self {
+        Self { connector: Connector::new(None), budget }
+    }
 }
 
 impl Default for HttpClient {
+    /// A client with an unlimited budget (tests).
     fn default() -> Self {
-        Self { connector: Connector::new(None) }
+        Self::new(MemoryBudget::new(usize::MAX, Arc::default()))
     }
 }
 
@@ -428,10 +442,12 @@ impl Response {
     /// pool.
     pub async fn body(mut self, limit: usize) -> Result<Bytes, HttpError> {
         let mut buf = BytesMut::new();
+        let mut held = self.client.budget.reservation();
         while let Some(chunk) = self.chunk().await? {
             if buf.len() + chunk.len() > limit {
                 return Err(HttpError::TooLarge { url: self.url.clone(), limit });
             }
+            held.grow(chunk.len())?;
             buf.extend_from_slice(&chunk);
         }
         self.release().await;
@@ -480,7 +496,7 @@ mod tests {
         let e = Endpoint::parse("http://127.0.0.1:1/mcp?token=s3cret").expect("url");
         assert_eq!(e.shown(), "http://127.0.0.1:1/mcp?token=***");
         assert!(!format!("{e:?}").contains("s3cret"));
-        let err = Endpoint::parse("http://u:pw@h/mcp").err().expect("userinfo refused");
+        let err = Endpoint::parse("http://u:pw@h/mcp").expect_err("userinfo refused");
         assert!(!err.to_string().contains("pw"), "{err}");
         let other = e.join("http://127.0.0.1:2/steal").expect("join");
         assert!(!e.same_origin(&other));

@@ -155,10 +155,11 @@ pub enum CallError {
     /// The upstream answered with something that is not MCP.
     #[error("provider protocol error: {0}")]
     Protocol(String),
-    /// The request could not be put on the wire (a value the client sent cannot be a header, say):
-    /// it never left the gateway, so it says nothing about the provider.
-    #[error("the request cannot be sent: {0}")]
-    Rejected(String),
+    /// The gateway did not send the request, or did not take the reply, for a reason of its own
+    /// (a value the client sent cannot be a header; the memory budget is spent): it says nothing
+    /// about the provider. Carries the error for the client.
+    #[error("{0}")]
+    Rejected(RpcError),
 }
 
 impl CallError {
@@ -185,10 +186,7 @@ impl CallError {
                 code::PROVIDER_PROTOCOL_ERROR,
                 format!("provider {provider:?} sent an invalid response: {reason}"),
             ),
-            Self::Rejected(reason) => RpcError::new(
-                code::INVALID_PARAMS,
-                format!("the request cannot be sent to provider {provider:?}: {reason}"),
-            ),
+            Self::Rejected(e) => e.clone(),
         }
     }
 }
@@ -198,7 +196,10 @@ impl From<http::HttpError> for CallError {
         match e {
             http::HttpError::Timeout { .. } => Self::Timeout(e.to_string()),
             http::HttpError::TooLarge { .. } => Self::Protocol(e.to_string()),
-            http::HttpError::Unbuildable { reason } => Self::Rejected(reason),
+            http::HttpError::Unbuildable { reason } => {
+                Self::Rejected(RpcError::new(code::INVALID_PARAMS, format!("the request cannot be sent: {reason}")))
+            }
+            http::HttpError::Overloaded(e) => Self::Rejected(RpcError::new(code::OVERLOADED, e.to_string())),
             other => Self::Unavailable { never_sent: other.never_sent(), reason: other.to_string() },
         }
     }

@@ -90,10 +90,14 @@ fn rotates_by_size_keeps_the_configured_files_and_queries_across_them() {
         assert!(size <= 4096, "{} is {size} bytes", p.display());
     }
     let all = audit.query(&Filter { limit: 1000, ..Filter::default() }).expect("query");
-    let seqs: Vec<u64> = all.iter().map(|r| r["seq"].as_u64().expect("seq")).collect();
+    assert!(!all.truncated);
+    let seqs: Vec<u64> = all.records.iter().map(|r| r["seq"].as_u64().expect("seq")).collect();
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "oldest file first, in order");
     assert_eq!(seqs.last(), Some(&200));
-    let c1 = audit.query(&Filter { caller: Some("client:c1".into()), limit: 5, ..Filter::default() }).expect("query");
+    let c1 = audit
+        .query(&Filter { caller: Some("client:c1".into()), limit: 5, ..Filter::default() })
+        .expect("query")
+        .records;
     assert_eq!(c1.len(), 5);
     assert!(c1.iter().all(|r| r["caller"] == "client:c1"));
     assert_eq!(c1.last().map(|r| r["arguments"]["n"].clone()), Some(json!("197")), "the latest ones");
@@ -114,6 +118,7 @@ fn a_full_queue_drops_and_counts_instead_of_blocking() {
         settings: hangar_config::Audit::default(),
         metrics: metrics.clone(),
         writer: Mutex::new(None),
+        querying: Mutex::new(()),
     };
     audit.tool_call(call(1));
     assert_eq!(metrics.audit_dropped.with_label_values(&["queue_full"]).get(), 0, "disabled: nothing to drop");
@@ -122,4 +127,49 @@ fn a_full_queue_drops_and_counts_instead_of_blocking() {
     audit.tool_call(call(1));
     audit.tool_call(call(2));
     assert_eq!(metrics.audit_dropped.with_label_values(&["queue_full"]).get(), 1);
+}
+
+#[test]
+fn queries_read_newest_first_and_stop_at_the_scan_limit() {
+    let dir = temp_dir("scan");
+    let metrics = Arc::new(Metrics::new());
+    let audit = Audit::open(&hangar_config::Audit { fsync: Fsync::Never, ..settings(&dir, 1 << 30) }, metrics.clone())
+        .expect("open");
+    // Records of about 10 KiB: the scan limit holds a few thousand of them.
+    let pad = "x".repeat(10_000);
+    let records = MAX_SCAN / 10_000 + 200;
+    for i in 0..records {
+        let mut c = call(i);
+        c.arguments = Some(json!({"n": i.to_string(), "pad": pad}));
+        c.caller = if i == 5 { "client:first".into() } else { "client:other".into() };
+        audit.tool_call(c);
+    }
+    audit.flush();
+    let latest = audit.query(&Filter { limit: 3, ..Filter::default() }).expect("query");
+    assert!(!latest.truncated, "the latest records are found without reading far");
+    let n: Vec<Value> = latest.records.iter().map(|r| r["arguments"]["n"].clone()).collect();
+    assert_eq!(
+        n,
+        vec![json!((records - 3).to_string()), json!((records - 2).to_string()), json!((records - 1).to_string())]
+    );
+    let old =
+        audit.query(&Filter { caller: Some("client:first".into()), limit: 10, ..Filter::default() }).expect("query");
+    assert!(old.truncated, "the first record lies beyond the scan limit");
+    assert!(old.records.is_empty());
+    assert_eq!(metrics.limit_hits.with_label_values(&["audit_scan"]).get(), 1);
+    audit.close();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn reverse_lines_handle_blocks_and_missing_final_newline() {
+    let dir = temp_dir("reverse");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("f");
+    let long = "y".repeat(200_000);
+    std::fs::write(&path, format!("a\n\n{long}\nlast")).expect("write");
+    let mut r = ReverseLines::new(File::open(&path).expect("open"));
+    let got: Vec<Vec<u8>> = std::iter::from_fn(|| r.next_line()).collect();
+    assert_eq!(got, vec![b"last".to_vec(), long.into_bytes(), b"a".to_vec()]);
+    let _ = std::fs::remove_dir_all(&dir);
 }
