@@ -18,18 +18,31 @@ use pingora_core::services::listening::Service;
 use pingora_core::services::Service as _;
 use tokio::sync::watch;
 
+use crate::front::connection::ConnectionGate;
 use crate::front::http::HttpFront;
 use crate::state::{AppState, Phase};
 
 /// Serves streamable HTTP until SIGTERM or SIGINT, then shuts down gracefully.
 pub fn run_http(config: Config) -> anyhow::Result<()> {
+    run(serve_http(config))
+}
+
+/// Runs `main` to its end on a new multi-threaded runtime, then leaves. Everything that matters
+/// was stopped and flushed by then: a blocking task still running (a DNS lookup, a read of stdin)
+/// must not keep the process alive after "shutdown complete".
+fn run(main: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("hangar-worker")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve_http(config))
+    let result = runtime.block_on(main);
+    runtime.shutdown_timeout(EXIT_WAIT);
+    result
 }
+
+/// How long the process waits at exit for tasks still running after the shutdown completed.
+const EXIT_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
 async fn serve_http(config: Config) -> anyhow::Result<()> {
     let addr = listen_address(&config.server.host, config.server.port);
@@ -40,8 +53,11 @@ async fn serve_http(config: Config) -> anyhow::Result<()> {
     let mut fds = Fds::new();
     fds.add(addr.clone(), listener.into_raw_fd());
 
+    let open_files = crate::front::connection::raise_open_files_limit();
+    let max_connections = ConnectionGate::cap(config.server.limits.max_connections, open_files);
     let state = AppState::open(config)?;
-    let mut service = Service::new("mcp-hangar".to_string(), HttpFront::new(state.clone()));
+    let front = HttpFront::new(state.clone(), max_connections);
+    let mut service = Service::new("mcp-hangar".to_string(), front);
     // No read buffer under the HTTP session's own (Pingora's default is 64 KiB per connection,
     // which 10 000 idle streams turn into 640 MiB, and a copy per read); a small write buffer
     // so a response's header and body leave in one segment.
@@ -62,14 +78,16 @@ async fn serve_http(config: Config) -> anyhow::Result<()> {
 
     let signal = shutdown_signal().await;
     tracing::info!("{signal} received: draining in-flight requests (up to {shutdown_timeout:?})");
+    // Draining: /health/ready and new MCP requests answer 503 while the listener stays open, so a
+    // load balancer sees the drain rather than refused connections; long-lived streams end.
     state.set_phase(Phase::Draining);
-    let _ = stop_accepting.send(true);
-    // The listener stops within a moment; in-flight requests run on their own tasks.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), &mut server).await;
     let left = state.drain(shutdown_timeout).await;
     if left > 0 {
         tracing::warn!("{left} request(s) still in flight after {shutdown_timeout:?}; closing them");
     }
+    let _ = stop_accepting.send(true);
+    // The listener stops within a moment; idle keep-alive connections close with it.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), &mut server).await;
     server.abort();
     stop_providers(&state).await;
     flush_telemetry(&state).await;
@@ -97,12 +115,7 @@ async fn stop_providers(state: &AppState) {
 /// Serves MCP on stdin/stdout for desktop clients until stdin closes or SIGTERM/SIGINT, then
 /// stops the providers.
 pub fn run_stdio(config: Config) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("hangar-worker")
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    run(async {
         let state = AppState::open(config)?;
         tokio::spawn(crate::lifecycle::services::run(state.clone()));
         state.set_phase(Phase::Ready);

@@ -20,6 +20,7 @@ use crate::jsonrpc::{result_bytes, sse};
 use crate::mcp::session::ClientSession;
 use crate::mcp::subscriptions::{self, ListenerGuard};
 use crate::state::{AppState, InflightGuard, StreamSlot};
+use crate::telemetry::metrics::Limit;
 
 /// Interval of keep-alive comments on open SSE streams.
 pub const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(15);
@@ -51,12 +52,33 @@ pub struct DetachedStream {
     state: Arc<AppState>,
     feed: Feed,
     _slot: StreamSlot,
+    /// A client that does not take a message within this time stopped reading: it is dropped,
+    /// not waited for.
+    write_timeout: Duration,
 }
 
 impl DetachedStream {
     /// A stream fed by `feed`, holding one of the `max_concurrent_streams` slots.
     pub fn new(state: &Arc<AppState>, feed: Feed, slot: StreamSlot) -> Self {
-        Self { state: state.clone(), feed, _slot: slot }
+        let write_timeout = state.snapshot().config.server.limits.client_write_timeout;
+        Self { state: state.clone(), feed, _slot: slot, write_timeout }
+    }
+
+    /// Writes `out` (and flushes) within the write deadline; `false` when the client is gone or
+    /// too slow.
+    async fn send(&self, io: &mut Stream, out: &[u8]) -> bool {
+        let write = async {
+            io.write_all(out).await?;
+            io.flush().await
+        };
+        match tokio::time::timeout(self.write_timeout, write).await {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => false,
+            Err(_) => {
+                self.state.metrics.limit_hit(Limit::SlowReader);
+                false
+            }
+        }
     }
 
     /// Runs the stream on `io` (positioned in the chunked body of its response) until the client
@@ -73,9 +95,7 @@ impl DetachedStream {
                 tail.extend_from_slice(&chunk(&sse::frame_message(&json)));
             }
             tail.extend_from_slice(b"0\r\n\r\n");
-            if io.write_all(&tail).await.is_ok() {
-                let _ = io.flush().await;
-            }
+            self.send(&mut io, &tail).await;
         }
         io.shutdown().await.ok();
         if let Feed::Listen { guard, .. } = self.feed {
@@ -93,7 +113,7 @@ impl DetachedStream {
         let start = tokio::time::Instant::now() + KEEP_ALIVE_EVERY;
         let mut keep_alive = tokio::time::interval_at(start, KEEP_ALIVE_EVERY);
         let mut probe = [0u8; 1];
-        if io.flush().await.is_err() {
+        if !self.send(io, &[]).await {
             return false;
         }
         loop {
@@ -110,7 +130,7 @@ impl DetachedStream {
                     _ => return false,
                 },
             };
-            if io.write_all(&out).await.is_err() || io.flush().await.is_err() {
+            if !self.send(io, &out).await {
                 return false;
             }
         }

@@ -6,29 +6,33 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
+use pingora_core::apps::{HttpPersistentSettings, ReusedHttpStream, ServerApp};
 use pingora_core::protocols::http::ServerSession as Session;
+use pingora_core::protocols::Stream;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::{Error, ErrorSource, ErrorType, Result};
 
+use crate::front::connection::{self, ConnectionGate};
 use crate::front::detached::DetachedStream;
 use crate::front::{health, mcp, respond};
 use crate::mcp::protocol::Era;
-use crate::state::{AppState, InflightGuard};
+use crate::state::{AppState, InflightGuard, Phase};
+use crate::telemetry::metrics::Limit;
 use crate::telemetry::openmetrics;
 
 /// How long an idle keep-alive connection waits for its next request.
-const KEEP_ALIVE_IDLE_S: u64 = 60;
+const KEEP_ALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The HTTP front door.
 pub struct HttpFront {
     state: Arc<AppState>,
+    connections: ConnectionGate,
 }
 
 impl HttpFront {
-    /// A front door serving `state`.
-    pub fn new(state: Arc<AppState>) -> Self {
-        Self { state }
+    /// A front door serving `state`, admitting at most `max_connections` at once.
+    pub fn new(state: Arc<AppState>, max_connections: usize) -> Self {
+        Self { state, connections: ConnectionGate::new(max_connections) }
     }
 
     /// Answers one request; `Ok` when a complete response was written.
@@ -41,6 +45,13 @@ impl HttpFront {
         let snap = self.state.snapshot();
         if path == snap.config.server.mcp_path {
             ctx.endpoint = "mcp";
+            if self.state.phase() == Phase::Draining {
+                // Until the listener closes, new work is refused with a status a load balancer
+                // understands, and the connection is not kept.
+                session.set_keepalive(None);
+                let body = r#"{"error":"the gateway is shutting down; retry on another instance"}"#;
+                return respond::send(session, 503, "application/json", &[("retry-after", "1")], body).await;
+            }
             ctx.inflight = Some(self.state.begin_request());
             return mcp::handle(&self.state, session, ctx).await;
         }
@@ -101,34 +112,92 @@ pub struct RequestCtx {
     started: std::time::Instant,
     /// A long-lived stream the request opened, to go on without the HTTP session.
     pub detached: Option<DetachedStream>,
+    /// Slowest average rate the request body may arrive at (bytes/s).
+    pub min_body_rate: usize,
 }
 
 #[async_trait]
-impl HttpServerApp for HttpFront {
-    async fn process_new_http(
+impl ServerApp for HttpFront {
+    /// One connection, from accept to close: its requests one after the other (HTTP/1.1
+    /// keep-alive), within the connection cap and the header and idle deadlines.
+    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let Some(_admitted) = self.connections.admit() else {
+            self.state.metrics.limit_hit(Limit::Connections);
+            connection::refuse(stream).await;
+            return None;
+        };
+        let header_timeout = self.state.snapshot().config.server.limits.header_timeout;
+        let (mut stream, mut settings, mut first) = (stream, None, true);
+        loop {
+            // Until a first byte of a request arrives, the connection holds no HTTP session and
+            // no header buffer: a new one waits up to the header deadline, a kept-alive one up
+            // to the idle limit.
+            let waiting_since = tokio::time::Instant::now();
+            let mut draining = shutdown.clone();
+            tokio::select! {
+                biased;
+                _ = draining.wait_for(|stop| *stop) => return None,
+                ready = connection::next_request(&mut stream, if first { header_timeout } else { KEEP_ALIVE_IDLE }) => {
+                    if !ready {
+                        if first {
+                            self.state.metrics.limit_hit(Limit::HeaderTimeout);
+                        }
+                        return None;
+                    }
+                }
+            }
+            // The whole header within its deadline, whatever the pace of its bytes: from the
+            // accept for a new connection, from the first byte for a kept-alive one.
+            let deadline = if first { waiting_since } else { tokio::time::Instant::now() } + header_timeout;
+            let mut session = Session::new_http1(stream);
+            if let Some(s) = settings.take() {
+                HttpPersistentSettings::apply_to_session(s, &mut session);
+            }
+            // Boxed, like the request path inside it: the connection's own future, which lives
+            // as long as the connection, stays small.
+            (stream, settings) = Box::pin(self.process_request(session, shutdown, deadline)).await?.consume();
+            first = false;
+        }
+    }
+}
+
+impl HttpFront {
+    /// Reads and answers one request; the connection back when it may carry another.
+    async fn process_request(
         self: &Arc<Self>,
         mut session: Session,
         shutdown: &ShutdownWatch,
+        header_deadline: tokio::time::Instant,
     ) -> Option<ReusedHttpStream> {
-        // An idle keep-alive connection stops waiting when the server starts draining.
+        let limits = self.state.snapshot().config.server.limits.clone();
         let mut draining = shutdown.clone();
         let read = tokio::select! {
             biased;
-            read = session.read_request() => read,
+            read = tokio::time::timeout_at(header_deadline, session.read_request()) => read,
             _ = draining.wait_for(|stop| *stop) => return None,
         };
         match read {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(e) => {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => return None,
+            Ok(Err(e)) => {
                 if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
                     let _ = session.respond_error(400).await;
                 }
                 session.shutdown().await;
                 return None;
             }
+            Err(_) => {
+                self.state.metrics.limit_hit(Limit::HeaderTimeout);
+                session.shutdown().await;
+                return None;
+            }
         }
-        session.set_keepalive(if *shutdown.borrow() { None } else { Some(KEEP_ALIVE_IDLE_S) });
+        session.set_write_timeout(Some(limits.client_write_timeout));
+        // Pingora already decided from the request whether the connection may be kept (not for
+        // HTTP/1.0 without keep-alive, `Connection: close`, or both Content-Length and
+        // Transfer-Encoding): only then is it kept, for the idle limit.
+        let keep = session.get_keepalive().is_some() && !*shutdown.borrow();
+        session.set_keepalive(keep.then_some(KEEP_ALIVE_IDLE.as_secs()));
         let mut ctx = RequestCtx {
             inflight: None,
             endpoint: "other",
@@ -137,13 +206,23 @@ impl HttpServerApp for HttpFront {
             method: "",
             started: std::time::Instant::now(),
             detached: None,
+            min_body_rate: limits.min_body_rate,
         };
-        if let Err(e) = self.serve(&mut session, &mut ctx).await {
+        // Boxed: only a request that arrived pays for the request path's (large) future; a
+        // connection waiting for its header holds a small one.
+        let served = guarded(Box::pin(self.serve(&mut session, &mut ctx))).await;
+        if let Err(e) = served {
             if session.response_written().is_none() {
                 let _ = session.respond_error(error_status(&e)).await;
             }
-            if !matches!(e.etype(), ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed) {
+            if !matches!(
+                e.etype(),
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed | ErrorType::WriteTimedout
+            ) {
                 tracing::warn!("request failed: {e}");
+            }
+            if matches!(e.etype(), ErrorType::WriteTimedout) {
+                self.state.metrics.limit_hit(Limit::SlowReader);
             }
             self.log(&session, Some(&e), &ctx);
             return None;
@@ -165,6 +244,25 @@ impl HttpServerApp for HttpFront {
         drop(ctx);
         let settings = HttpPersistentSettings::for_session(&session);
         session.finish().await.ok().flatten().map(|s| ReusedHttpStream::from_reusable_stream(s, settings))
+    }
+}
+
+/// Runs a request handler, turning a panic in it into an internal error for this request alone:
+/// the connection closes with a 500, the process and every other request go on. (Shared state
+/// survives too: its locks do not poison and its counters are guards released on unwind.)
+async fn guarded(handler: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+    use futures_util::FutureExt;
+    match std::panic::AssertUnwindSafe(handler).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!("a request handler panicked (the request gets a 500, nothing else is affected): {what}");
+            Error::e_explain(ErrorType::InternalError, "the request handler panicked")
+        }
     }
 }
 
@@ -195,5 +293,18 @@ fn status_label(code: u16) -> &'static str {
         504 => "504",
         0 => "none",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_fails_its_request_only() {
+        let err = guarded(async { panic!("boom") }).await.expect_err("the panic is an error");
+        assert_eq!(err.etype(), &ErrorType::InternalError);
+        assert_eq!(error_status(&err), 500);
+        assert!(guarded(async { Ok(()) }).await.is_ok());
     }
 }

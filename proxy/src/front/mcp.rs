@@ -123,12 +123,17 @@ fn unsupported_version(requested: &str) -> RpcError {
         .with_data(json!({"supported": SUPPORTED_VERSIONS, "requested": requested}))
 }
 
+/// Time a request body is given before its rate is held against `min_body_rate`.
+const BODY_RATE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Reads the whole body, refusing more than `limit` bytes, within the gateway's memory budget
-/// (held until the returned reservation is dropped).
+/// (held until the returned reservation is dropped), and at no less than `min_rate` bytes per
+/// second on average after [`BODY_RATE_GRACE`]: a body dripped a byte at a time is cut off.
 async fn read_body(
     state: &AppState,
     session: &mut Session,
     limit: usize,
+    min_rate: usize,
 ) -> Result<(Bytes, Reservation), (u16, RpcError)> {
     let too_large = || (413, RpcError::new(code::INVALID_REQUEST, "request body too large"));
     let mut held = state.memory.reservation();
@@ -141,8 +146,15 @@ async fn read_body(
     }
     let expected = held.held();
     let mut buf = BytesMut::with_capacity(expected);
+    let started = tokio::time::Instant::now();
+    let min_rate = min_rate.max(1) as f64;
     loop {
-        match session.read_request_body().await {
+        let due = started + BODY_RATE_GRACE + std::time::Duration::from_secs_f64((buf.len() + 1) as f64 / min_rate);
+        let Ok(read) = tokio::time::timeout_at(due, session.read_request_body()).await else {
+            state.metrics.limit_hit(Limit::BodyTooSlow);
+            return Err((408, RpcError::new(code::INVALID_REQUEST, "the request body arrived too slowly")));
+        };
+        match read {
             Ok(Some(chunk)) => {
                 if buf.len() + chunk.len() > limit {
                     return Err(too_large());
@@ -181,7 +193,7 @@ async fn post(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx
         plain_error(session, 400, unsupported_version(v)).await?;
         return Ok(());
     }
-    let (body, _held) = match read_body(state, session, limits.max_body_bytes).await {
+    let (body, _held) = match read_body(state, session, limits.max_body_bytes, ctx.min_body_rate).await {
         Ok(b) => b,
         Err((status, e)) => {
             plain_error(session, status, e).await?;

@@ -1,6 +1,7 @@
 //! Front doors: how clients reach the gateway (HTTP through Pingora, or stdio).
 
 pub mod checks;
+pub mod connection;
 pub mod detached;
 pub mod fast;
 pub mod health;

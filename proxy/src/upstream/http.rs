@@ -216,11 +216,14 @@ impl Endpoint {
         if let Some(p) = self.peer.load_full() {
             return Ok(p);
         }
-        let addr = tokio::net::lookup_host((self.host.as_str(), self.port))
+        // The resolver runs on a blocking thread; the wait for it is bounded like a connect.
+        let resolve = |reason: String| HttpError::Resolve { host: self.host.clone(), reason };
+        let addr = tokio::time::timeout(timeouts.connect, tokio::net::lookup_host((self.host.as_str(), self.port)))
             .await
-            .map_err(|e| HttpError::Resolve { host: self.host.clone(), reason: e.to_string() })?
+            .map_err(|_| resolve(format!("no answer within {:?}", timeouts.connect)))?
+            .map_err(|e| resolve(e.to_string()))?
             .next()
-            .ok_or_else(|| HttpError::Resolve { host: self.host.clone(), reason: "no addresses".into() })?;
+            .ok_or_else(|| resolve("no addresses".into()))?;
         let mut peer = HttpPeer::new(addr, self.tls, self.host.clone());
         peer.options.connection_timeout = Some(timeouts.connect);
         peer.options.total_connection_timeout = Some(timeouts.connect);
