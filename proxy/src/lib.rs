@@ -13,6 +13,7 @@ pub mod balance;
 pub mod cli;
 pub mod demo;
 pub mod front;
+pub mod fuzz;
 pub mod jsonrpc;
 pub mod lifecycle;
 pub mod mcp;

@@ -85,8 +85,20 @@ fn a_dripped_body_is_cut_by_the_rate_floor() {
 fn connections_over_the_cap_are_refused_with_503_and_places_come_back() {
     let cfg = temp_config("server:\n  limits: {max_connections: 3, header_timeout_s: 30}\n");
     let gw = Gateway::start(Some(&cfg), &[]);
-    let held: Vec<TcpStream> = (0..3).map(|_| connect(gw.port)).collect();
-    std::thread::sleep(Duration::from_millis(200));
+    // Three connections, each shown to be admitted by an answered request, then kept alive.
+    let held: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut s = connect(gw.port);
+            s.write_all(b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").expect("request");
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).expect("answer") == 1 {
+                head.push(byte[0]);
+            }
+            assert!(head.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head));
+            s
+        })
+        .collect();
     let mut over = connect(gw.port);
     let refusal = read_to_close(&mut over);
     assert!(refusal.starts_with("HTTP/1.1 503"), "{refusal}");

@@ -27,6 +27,8 @@ const MAX_PAGES: usize = 100;
 const LEGACY_TTL_WITH_NOTIFICATIONS: Duration = Duration::from_secs(300);
 /// Cache lifetime of a legacy upstream's list otherwise.
 const LEGACY_TTL: Duration = Duration::from_secs(30);
+/// Longest time a list is cached, whatever `ttlMs` an upstream asks for.
+const MAX_LIST_TTL: Duration = Duration::from_secs(24 * 3600);
 /// How long one provider may take to list before the merged list goes on without it.
 const LIST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Least time between two list refreshes caused by unknown resource URIs.
@@ -131,6 +133,8 @@ impl ListCache {
         if ttl.is_zero() {
             return;
         }
+        // An upstream's `ttlMs` may say anything (u64::MAX ms would overflow an Instant).
+        let ttl = ttl.min(MAX_LIST_TTL);
         {
             let mut map = self.entries.lock();
             map.insert(kind, Cached { fetched, expires: Instant::now() + ttl });
@@ -454,6 +458,8 @@ mod tests {
     #[test]
     fn cache_honours_ttl_and_invalidation() {
         let cache = ListCache::default();
+        cache.put(ListKind::Templates, fetched(0), Duration::from_millis(u64::MAX));
+        assert!(cache.get(ListKind::Templates).is_some(), "an absurd ttlMs is capped, not an overflow");
         cache.put(ListKind::Tools, fetched(1), Duration::ZERO);
         assert!(cache.get(ListKind::Tools).is_none(), "ttlMs 0 means immediately stale: never cached");
         cache.put(ListKind::Tools, fetched(2), Duration::from_secs(60));

@@ -161,8 +161,10 @@ fn is_not_found(e: &bollard::errors::Error) -> bool {
     matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
 }
 
+/// The short form of a container id, as `docker ps` shows it. The id comes from the engine, so
+/// it is cut at a character, never inside one.
 fn short(id: &str) -> &str {
-    &id[..id.len().min(12)]
+    id.char_indices().nth(12).map_or(id, |(i, _)| &id[..i])
 }
 
 /// A container started for a provider.

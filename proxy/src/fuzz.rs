@@ -1,0 +1,130 @@
+//! Fuzz targets: the code that reads bytes a client or an upstream chose, each behind a function
+//! that takes arbitrary bytes, runs it, and panics only when an invariant is broken. They run two
+//! ways: `proxy/tests/fuzz.rs` drives them in `cargo test` from the corpus in `proxy/fuzz/corpus/`
+//! with random mutations for a fixed time (CI), and `proxy/fuzz/` wraps them for `cargo fuzz`
+//! (coverage-guided, nightly) for longer runs.
+
+use pingora_http::RequestHeader;
+
+use crate::front::checks;
+use crate::jsonrpc::code;
+use crate::jsonrpc::outcome::ReplyScan;
+use crate::jsonrpc::parse::{span_in, Envelope, ParamsHead};
+use crate::jsonrpc::sse;
+use crate::mcp::headers::{check_modern, decode_header_value, encode_header_value};
+use crate::routing::index::UriTemplate;
+use crate::telemetry::w3c;
+
+/// A fuzz target: takes any bytes, panics only on a broken invariant.
+pub type Target = fn(&[u8]);
+
+/// The targets by name, for drivers.
+pub const TARGETS: &[(&str, Target)] =
+    &[("jsonrpc", jsonrpc), ("sse", sse), ("uri_template", uri_template), ("headers", headers)];
+
+/// A client's JSON-RPC body: the borrowed envelope parse, the params head, the payload as a tree.
+/// Errors carry only JSON-RPC's own codes; a name located in the body is really there.
+pub fn jsonrpc(data: &[u8]) {
+    match Envelope::parse(data) {
+        Err(invalid) => {
+            assert!(matches!(invalid.error.code, code::PARSE_ERROR | code::INVALID_REQUEST), "{:?}", invalid.error);
+        }
+        Ok((env, kind)) => {
+            let _ = env.method_str();
+            if let Err(e) = env.payload(kind) {
+                assert_eq!(e.code, code::INVALID_PARAMS);
+            }
+            if let Ok(head) = ParamsHead::parse(env.params) {
+                for field in [head.name.as_deref(), head.uri.as_deref()].into_iter().flatten() {
+                    if let Some(range) = span_in(data, field) {
+                        assert_eq!(data.get(range), Some(field.as_bytes()), "a located field is the field");
+                    }
+                }
+                let _ = head.protocol_version();
+            }
+        }
+    }
+}
+
+/// An upstream's SSE stream, in chunks of sizes the input chooses: the decoder keeps events within
+/// its bound, and the reply scan says the same whatever the chunking.
+pub fn sse(data: &[u8]) {
+    const MAX_EVENT: usize = 4096;
+    let Some((&step, body)) = data.split_first() else { return };
+    let step = usize::from(step % 64) + 1;
+    let mut decoder = Some(sse::Decoder::new(MAX_EVENT));
+    let mut chunked = ReplyScan::new(true);
+    for chunk in body.chunks(step) {
+        chunked.feed(chunk);
+        // A stream the decoder refuses (too large, not UTF-8) is not decoded further.
+        match decoder.as_mut().map(|d| d.feed(chunk)) {
+            Some(Ok(events)) => {
+                for e in events {
+                    assert!(e.data.len() <= MAX_EVENT, "an event past the bound");
+                }
+            }
+            Some(Err(_)) => decoder = None,
+            None => {}
+        }
+    }
+    let mut whole = ReplyScan::new(true);
+    whole.feed(body);
+    assert_eq!(whole.outcome(), chunked.outcome(), "chunking changed what the scan saw");
+    let mut json = ReplyScan::new(false);
+    json.feed(body);
+    let _ = json.outcome();
+}
+
+/// A provider's URI template and a client's URI (split at the first NUL): compiling and matching
+/// never panic, and a template without expressions matches exactly itself.
+pub fn uri_template(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let (template, uri) = text.split_once('\0').unwrap_or((&text, ""));
+    let t = UriTemplate::parse(template);
+    let _ = t.matches(uri);
+    if !template.contains('{') && template.len() < 1024 {
+        assert!(t.matches(template), "a literal template matches itself");
+        assert_eq!(t.matches(uri), uri == template);
+    }
+}
+
+/// A request's headers (lines up to a blank line) and body: the header/body check, content
+/// negotiation, duplicate detection, Origin/Host checks, the `Mcp-Name` codec (which must round
+/// trip) and the trace-context validators.
+pub fn headers(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
+    let Ok(mut req) = RequestHeader::build("POST", b"/mcp", None) else { return };
+    for line in head.lines() {
+        if let Some((name, value)) = line.split_once(':') {
+            let _ = req.append_header(name.trim().to_owned(), value.trim());
+        }
+    }
+    let _ = checks::accepts(&req);
+    let _ = checks::is_json_body(&req);
+    let _ = checks::conflicting_duplicate(&req);
+    let value = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
+    let _ = checks::origin_allowed(value("origin").unwrap_or(""), &["http://localhost".to_owned()]);
+    let _ = checks::host_allowed(value("host"), "127.0.0.1");
+    if let Ok((env, _)) = Envelope::parse(body.as_bytes()) {
+        if let Ok(head) = ParamsHead::parse(env.params) {
+            if let Err(e) = check_modern(&req, env.method_str(), &head, "2026-07-28") {
+                assert!(matches!(e.code, code::HEADER_MISMATCH | code::INVALID_PARAMS), "{e:?}");
+            }
+        }
+    }
+    for s in [head, body] {
+        let encoded = encode_header_value(s);
+        assert!(encoded.bytes().all(|b| (0x20..0x7f).contains(&b)), "an encoded value is header-safe");
+        if !s.is_empty() {
+            assert_eq!(decode_header_value(&encoded).as_deref(), Some(s), "the Mcp-Name codec round trips");
+        }
+        let _ = decode_header_value(s);
+        if w3c::traceparent_ok(s) {
+            assert!(s.len() >= 55 && s.is_ascii());
+        }
+        if w3c::tracestate_ok(s) || w3c::baggage_ok(s) {
+            assert!(!s.bytes().any(|b| b < 0x20 && b != b'\t'), "no control characters pass");
+        }
+    }
+}
