@@ -188,3 +188,44 @@ fn the_process_exits_promptly_after_shutdown_completes() {
     }
     assert_eq!(gw.child.wait().expect("status").code(), Some(0));
 }
+
+#[test]
+fn the_stdio_gateway_exits_on_sigterm_though_its_stdin_stays_open() {
+    // A read of stdin runs on a blocking thread that nothing can interrupt; the runtime used to
+    // wait for it forever after "shutdown complete".
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-hangar"))
+        .env_remove("MCP_HANGAR_CONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    while let Some(Ok(line)) = lines.next() {
+        if line.contains("serving MCP on stdio") {
+            break;
+        }
+    }
+    let status = std::process::Command::new("kill").args(["-s", "TERM", &child.id().to_string()]).status();
+    assert!(status.expect("kill").success());
+    let complete = loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains("shutdown complete") => break Instant::now(),
+            Some(Ok(_)) => continue,
+            _ => panic!("stderr ended before \"shutdown complete\""),
+        }
+    };
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            assert_eq!(status.code(), Some(0));
+            break;
+        }
+        if complete.elapsed() > Duration::from_secs(2) {
+            let _ = child.kill();
+            panic!("still alive {:?} after shutdown complete (stdin open)", complete.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(child.stdin.take());
+}

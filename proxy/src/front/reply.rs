@@ -45,14 +45,21 @@ impl Reply {
         Ok(())
     }
 
-    /// Writes one message as an SSE event with an event id (resumable legacy streams).
+    /// Writes one message as an SSE event with an event id (resumable legacy streams). A client
+    /// that does not take SSE gets only the final response: messages before it are dropped.
     pub async fn event_with_id(&mut self, session: &mut Session, id: &str, json: &[u8]) -> pingora_core::Result<()> {
+        if !self.accepts.sse {
+            return Ok(());
+        }
         self.start_stream(session).await?;
         session.write_response_body(sse::frame_message_with_id(id, json), false).await
     }
 
     /// Writes the priming event of a resumable stream: an id, the reconnection delay, no data.
     pub async fn priming(&mut self, session: &mut Session, id: &str, retry_ms: u64) -> pingora_core::Result<()> {
+        if !self.accepts.sse {
+            return Ok(());
+        }
         self.start_stream(session).await?;
         let event = format!("id: {id}\nretry: {retry_ms}\ndata: \n\n");
         session.write_response_body(Bytes::from(event), false).await
@@ -63,8 +70,12 @@ impl Reply {
         !self.sse && self.accepts.json && !self.accepts.prefer_sse
     }
 
-    /// Writes one message as an SSE event (starting the stream if needed).
+    /// Writes one message as an SSE event (starting the stream if needed). A client that does not
+    /// take SSE gets only the final response: messages before it are dropped.
     pub async fn event(&mut self, session: &mut Session, json: &[u8]) -> pingora_core::Result<()> {
+        if !self.accepts.sse {
+            return Ok(());
+        }
         self.start_stream(session).await?;
         session.write_response_body(sse::frame_message(json), false).await
     }

@@ -316,8 +316,9 @@ async def test_a_legacy_request_nobody_comes_back_for_is_cancelled(gateway_facto
 async def test_a_json_only_client_gets_json(gateway_factory, fixture_url):
     gw = gateway_factory(f"providers:\n  fx: {{mode: remote, endpoint: \"{fixture_url}\"}}\n")
     modern(gw.port, "tools/list")
-    status, h, body = modern(gw.port, "tools/call", {"name": "fx__slow", "arguments": {"seconds": 0.2}}, name="fx__slow",
-                             accept="application/json")
+    # A progress token makes the provider answer with an SSE stream (progress, then the result).
+    params = {"name": "fx__slow", "arguments": {"seconds": 0.2}, "_meta": {"progressToken": "p1"}}
+    status, h, body = modern(gw.port, "tools/call", params, name="fx__slow", accept="application/json")
     assert status == 200 and h["content-type"].startswith("application/json"), (h, body)
     assert json.loads(body)["result"]["content"][0]["text"] == "slept 0.2"
 
