@@ -1,6 +1,6 @@
-//! What the front door does per connection, before and between requests: the connection cap
-//! (with a clear refusal), waiting for the next request on a kept-alive connection, and the
-//! deadline for a whole request header. Each bounds what one client can hold: a connection, a
+//! What the front door does per connection, before its requests: the connection cap (with a
+//! clear refusal), waiting for a first byte without holding an HTTP session, and the open-file
+//! limit the cap is derived from. Each bounds what one client can hold: a connection, a
 //! file descriptor, a task.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -79,9 +79,8 @@ pub async fn refuse(mut stream: Stream) {
     stream.shutdown().await.ok();
 }
 
-/// Waits on a kept-alive connection for the first byte of the next request, at most `idle`;
-/// `false` when none came (or the client closed the connection), so the connection is closed.
-/// Only then does the request header's own deadline start.
+/// Waits for the first byte of a request, at most `idle`; `false` when none came (or the client
+/// closed the connection), so the connection is closed. The byte stays in the stream (a peek).
 pub async fn next_request(stream: &mut Stream, idle: Duration) -> bool {
     let mut first = [0u8; 1];
     // A stream that cannot peek reports `false`: its header deadline then covers the idle wait.

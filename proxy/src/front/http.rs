@@ -120,35 +120,31 @@ pub struct RequestCtx {
 impl ServerApp for HttpFront {
     /// One connection, from accept to close: its requests one after the other (HTTP/1.1
     /// keep-alive), within the connection cap and the header and idle deadlines.
-    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+    async fn process_new(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
         let Some(_admitted) = self.connections.admit() else {
             self.state.metrics.limit_hit(Limit::Connections);
             connection::refuse(stream).await;
             return None;
         };
         let header_timeout = self.state.snapshot().config.server.limits.header_timeout;
-        let (mut stream, mut settings, mut first) = (stream, None, true);
+        let accepted = tokio::time::Instant::now();
+        // Until its first byte arrives, a new connection holds no HTTP session and no header
+        // buffer: a flood of idle connections costs little, and each goes at the header deadline.
+        let mut draining = shutdown.clone();
+        tokio::select! {
+            biased;
+            _ = draining.wait_for(|stop| *stop) => return None,
+            ready = connection::next_request(&mut stream, header_timeout) => if !ready {
+                self.state.metrics.limit_hit(Limit::HeaderTimeout);
+                return None;
+            },
+        }
+        // The whole first header within the deadline from the accept, whatever the pace of its
+        // bytes. A kept-alive connection waits up to the idle limit for its next request, then
+        // has the same time for the header (no peek there: it would cost a read per request).
+        let mut deadline = accepted + header_timeout;
+        let (mut stream, mut settings) = (stream, None);
         loop {
-            // Until a first byte of a request arrives, the connection holds no HTTP session and
-            // no header buffer: a new one waits up to the header deadline, a kept-alive one up
-            // to the idle limit.
-            let waiting_since = tokio::time::Instant::now();
-            let mut draining = shutdown.clone();
-            tokio::select! {
-                biased;
-                _ = draining.wait_for(|stop| *stop) => return None,
-                ready = connection::next_request(&mut stream, if first { header_timeout } else { KEEP_ALIVE_IDLE }) => {
-                    if !ready {
-                        if first {
-                            self.state.metrics.limit_hit(Limit::HeaderTimeout);
-                        }
-                        return None;
-                    }
-                }
-            }
-            // The whole header within its deadline, whatever the pace of its bytes: from the
-            // accept for a new connection, from the first byte for a kept-alive one.
-            let deadline = if first { waiting_since } else { tokio::time::Instant::now() } + header_timeout;
             let mut session = Session::new_http1(stream);
             if let Some(s) = settings.take() {
                 HttpPersistentSettings::apply_to_session(s, &mut session);
@@ -156,7 +152,7 @@ impl ServerApp for HttpFront {
             // Boxed, like the request path inside it: the connection's own future, which lives
             // as long as the connection, stays small.
             (stream, settings) = Box::pin(self.process_request(session, shutdown, deadline)).await?.consume();
-            first = false;
+            deadline = tokio::time::Instant::now() + KEEP_ALIVE_IDLE + header_timeout;
         }
     }
 }
