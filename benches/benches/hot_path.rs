@@ -12,7 +12,7 @@ use hangar_config::Strategy;
 use mcp_hangar::balance::{Selector, Weighted};
 use mcp_hangar::jsonrpc::parse::{Envelope, ParamsHead};
 use mcp_hangar::jsonrpc::{result_bytes, sse};
-use mcp_hangar::mcp::headers::check_modern;
+use mcp_hangar::proto::headers::check_modern;
 use mcp_hangar::routing::index::NameIndex;
 use pingora_http::RequestHeader;
 

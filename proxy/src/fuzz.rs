@@ -11,7 +11,7 @@ use crate::jsonrpc::code;
 use crate::jsonrpc::outcome::ReplyScan;
 use crate::jsonrpc::parse::{span_in, Envelope, ParamsHead};
 use crate::jsonrpc::sse;
-use crate::mcp::headers::{check_modern, decode_header_value, encode_header_value};
+use crate::proto::headers::{check_modern, decode_header_value, encode_header_value};
 use crate::routing::index::UriTemplate;
 use crate::telemetry::w3c;
 

@@ -18,6 +18,7 @@ pub mod jsonrpc;
 pub mod lifecycle;
 pub mod mcp;
 pub mod memory;
+pub mod proto;
 pub mod routing;
 pub mod runtime;
 pub mod state;

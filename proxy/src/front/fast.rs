@@ -23,9 +23,9 @@ use crate::jsonrpc::error_bytes;
 use crate::jsonrpc::outcome::ReplyScan;
 use crate::jsonrpc::parse::{span_in, Envelope, Kind, ParamsHead};
 use crate::jsonrpc::sse;
-use crate::mcp::aggregate::ListKind;
-use crate::mcp::headers::encode_header_value;
-use crate::mcp::protocol::{Era, MODERN_VERSION};
+use crate::proto::headers::encode_header_value;
+use crate::proto::lists::ListKind;
+use crate::proto::protocol::{Era, MODERN_VERSION};
 use crate::routing::Backend;
 use crate::state::{AppState, Snapshot};
 use crate::telemetry::calls::{CallOutcome, CallRecord};
@@ -336,6 +336,7 @@ impl FastRoute {
         let record = CallRecord {
             provider: routes.providers[self.target].name(),
             tool: &self.name,
+            tool_label: routes.tool_label(&self.name),
             outcome,
             elapsed: self.started.elapsed(),
             caller: self.caller.as_deref().unwrap_or_default(),
@@ -343,7 +344,7 @@ impl FastRoute {
             error,
             arguments: self.arguments.clone(),
         };
-        record.record(routes, &state.metrics, &state.audit);
+        record.record(&state.metrics, &state.audit);
     }
 }
 

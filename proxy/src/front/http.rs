@@ -15,7 +15,7 @@ use pingora_core::{Error, ErrorSource, ErrorType, Result};
 use crate::front::connection::{self, ConnectionGate};
 use crate::front::detached::DetachedStream;
 use crate::front::{health, mcp, respond};
-use crate::mcp::protocol::Era;
+use crate::proto::protocol::Era;
 use crate::state::{AppState, InflightGuard, Phase};
 use crate::telemetry::metrics::Limit;
 use crate::telemetry::openmetrics;

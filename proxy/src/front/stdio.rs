@@ -19,9 +19,9 @@ use crate::jsonrpc::lines::{read_bounded_line, LineError};
 use crate::jsonrpc::parse::{Envelope, Kind, ParamsHead};
 use crate::jsonrpc::{code, error_bytes, null_id, result_bytes, RpcError};
 use crate::mcp::hub::{self, ClientCtx};
-use crate::mcp::protocol::{era_of, Era, SUPPORTED_VERSIONS};
 use crate::mcp::session::ClientSession;
 use crate::mcp::subscriptions;
+use crate::proto::protocol::{era_of, Era, SUPPORTED_VERSIONS};
 use crate::state::AppState;
 use crate::upstream::CallEvent;
 

@@ -5,8 +5,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-
-use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -15,10 +13,12 @@ use serde_json::{json, Map, Value};
 
 use crate::jsonrpc::{code, RpcError};
 use crate::lifecycle::State;
-use crate::mcp::protocol::Era;
+use crate::proto::lists::ListKind;
+use crate::proto::protocol::Era;
 use crate::routing::index::{NameIndex, UriTemplate};
 use crate::routing::{Backend, Routes};
 use crate::telemetry::metrics::Limit;
+use crate::upstream::list_cache::Fetched;
 use crate::upstream::{CallError, Caller};
 
 /// Most pages read from one upstream list before giving up (a paging loop is a bug upstream).
@@ -27,130 +27,12 @@ const MAX_PAGES: usize = 100;
 const LEGACY_TTL_WITH_NOTIFICATIONS: Duration = Duration::from_secs(300);
 /// Cache lifetime of a legacy upstream's list otherwise.
 const LEGACY_TTL: Duration = Duration::from_secs(30);
-/// Longest time a list is cached, whatever `ttlMs` an upstream asks for.
-const MAX_LIST_TTL: Duration = Duration::from_secs(24 * 3600);
 /// How long one provider may take to list before the merged list goes on without it.
 const LIST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Least time between two list refreshes caused by unknown resource URIs.
 pub const URI_REFRESH_EVERY: Duration = Duration::from_secs(1);
 /// `_meta` key naming the providers missing from a merged list.
 pub const UNAVAILABLE_META: &str = "io.mcp-hangar/unavailableProviders";
-
-/// The four listable kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ListKind {
-    /// `tools/list`.
-    Tools,
-    /// `prompts/list`.
-    Prompts,
-    /// `resources/list`.
-    Resources,
-    /// `resources/templates/list`.
-    Templates,
-}
-
-impl ListKind {
-    /// The kind listed by `method`.
-    pub fn from_method(method: &str) -> Option<Self> {
-        Some(match method {
-            "tools/list" => Self::Tools,
-            "prompts/list" => Self::Prompts,
-            "resources/list" => Self::Resources,
-            "resources/templates/list" => Self::Templates,
-            _ => return None,
-        })
-    }
-
-    /// The kinds a `list_changed` notification invalidates.
-    pub fn from_notification(method: &str) -> &'static [Self] {
-        match method {
-            "notifications/tools/list_changed" => &[Self::Tools],
-            "notifications/prompts/list_changed" => &[Self::Prompts],
-            "notifications/resources/list_changed" => &[Self::Resources, Self::Templates],
-            _ => &[],
-        }
-    }
-
-    /// The list method.
-    pub fn method(self) -> &'static str {
-        match self {
-            Self::Tools => "tools/list",
-            Self::Prompts => "prompts/list",
-            Self::Resources => "resources/list",
-            Self::Templates => "resources/templates/list",
-        }
-    }
-
-    /// The result field holding the items.
-    pub fn items_key(self) -> &'static str {
-        match self {
-            Self::Tools => "tools",
-            Self::Prompts => "prompts",
-            Self::Resources => "resources",
-            Self::Templates => "resourceTemplates",
-        }
-    }
-
-    /// The server capability that announces the kind.
-    fn capability(self) -> &'static str {
-        match self {
-            Self::Tools => "tools",
-            Self::Prompts => "prompts",
-            Self::Resources | Self::Templates => "resources",
-        }
-    }
-}
-
-/// One provider's list, as fetched.
-#[derive(Debug, Clone)]
-pub struct Fetched {
-    /// The items, un-prefixed.
-    pub items: Arc<Vec<Value>>,
-    /// Freshness hint to pass on (ms).
-    pub ttl_ms: u64,
-    /// Whether the upstream marked it private.
-    pub private: bool,
-}
-
-struct Cached {
-    fetched: Fetched,
-    expires: Instant,
-}
-
-/// Per-provider list cache.
-#[derive(Default)]
-pub struct ListCache {
-    entries: Mutex<HashMap<ListKind, Cached>>,
-}
-
-impl ListCache {
-    fn get(&self, kind: ListKind) -> Option<Fetched> {
-        let map = self.entries.lock();
-        map.get(&kind).filter(|c| c.expires > Instant::now()).map(|c| c.fetched.clone())
-    }
-
-    fn put(&self, kind: ListKind, fetched: Fetched, ttl: Duration) {
-        if ttl.is_zero() {
-            return;
-        }
-        // An upstream's `ttlMs` may say anything (u64::MAX ms would overflow an Instant).
-        let ttl = ttl.min(MAX_LIST_TTL);
-        {
-            let mut map = self.entries.lock();
-            map.insert(kind, Cached { fetched, expires: Instant::now() + ttl });
-        }
-    }
-
-    /// Forgets the cached lists of `kinds`.
-    pub fn invalidate(&self, kinds: &[ListKind]) {
-        {
-            let mut map = self.entries.lock();
-            for k in kinds {
-                map.remove(k);
-            }
-        }
-    }
-}
 
 /// One provider's list: cached, fetched, or (tools of a provider that cannot be reached) its
 /// predefined tools.
@@ -417,10 +299,6 @@ pub async fn resolve_resource(routes: &Routes, uri: &str) -> Option<usize> {
 mod tests {
     use super::*;
 
-    fn fetched(n: usize) -> Fetched {
-        Fetched { items: Arc::new(vec![json!({"name": format!("t{n}")})]), ttl_ms: 0, private: false }
-    }
-
     #[test]
     fn concurrent_merges_of_different_kinds_keep_each_others_part() {
         let index = Arc::new(ArcSwap::from_pointee(NameIndex::default()));
@@ -453,27 +331,5 @@ mod tests {
             assert!(now.resources.contains_key(&key), "round {round}: resources lost");
             assert_eq!(now.templates.first().map(|t| t.1), Some(round), "round {round}: templates lost");
         }
-    }
-
-    #[test]
-    fn cache_honours_ttl_and_invalidation() {
-        let cache = ListCache::default();
-        cache.put(ListKind::Templates, fetched(0), Duration::from_millis(u64::MAX));
-        assert!(cache.get(ListKind::Templates).is_some(), "an absurd ttlMs is capped, not an overflow");
-        cache.put(ListKind::Tools, fetched(1), Duration::ZERO);
-        assert!(cache.get(ListKind::Tools).is_none(), "ttlMs 0 means immediately stale: never cached");
-        cache.put(ListKind::Tools, fetched(2), Duration::from_secs(60));
-        cache.put(ListKind::Prompts, fetched(3), Duration::from_secs(60));
-        assert_eq!(cache.get(ListKind::Tools).map(|f| f.items[0]["name"].clone()), Some(json!("t2")));
-        cache.invalidate(ListKind::from_notification("notifications/tools/list_changed"));
-        assert!(cache.get(ListKind::Tools).is_none(), "list_changed invalidates");
-        assert!(cache.get(ListKind::Prompts).is_some(), "other kinds stay");
-        cache.put(ListKind::Resources, fetched(4), Duration::from_millis(1));
-        std::thread::sleep(Duration::from_millis(5));
-        assert!(cache.get(ListKind::Resources).is_none(), "expired entries are not served");
-        assert_eq!(
-            ListKind::from_notification("notifications/resources/list_changed"),
-            &[ListKind::Resources, ListKind::Templates]
-        );
     }
 }

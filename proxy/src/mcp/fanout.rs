@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::jsonrpc::{code, RpcError};
-use crate::mcp::aggregate::ListKind;
+use crate::proto::lists::ListKind;
 use crate::routing::Backend;
 use crate::state::AppState;
 use crate::upstream::{ServerRequest, SessionKey, Unsolicited};

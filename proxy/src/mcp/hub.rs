@@ -9,12 +9,13 @@ use futures_util::future::join_all;
 use serde_json::{json, Map, Value};
 
 use crate::jsonrpc::{code, RpcError};
-use crate::mcp::aggregate::{self, ListKind};
+use crate::mcp::aggregate;
 use crate::mcp::bridge;
 use crate::mcp::dispatch::Dispatch;
-use crate::mcp::protocol::{meta, supports_input_required, Era, LEGACY_VERSIONS, MODERN_VERSION};
 use crate::mcp::registry;
 use crate::mcp::session::ClientSession;
+use crate::proto::lists::ListKind;
+use crate::proto::protocol::{meta, supports_input_required, Era, LEGACY_VERSIONS, MODERN_VERSION};
 use crate::routing::Routes;
 use crate::state::AppState;
 use crate::telemetry::calls::{CallOutcome, CallRecord};
@@ -321,6 +322,7 @@ async fn call_named(
         let record = CallRecord {
             provider: routes.providers[idx].name(),
             tool: &name,
+            tool_label: routes.tool_label(&name),
             outcome: CallOutcome::of(&result),
             elapsed: started.elapsed(),
             caller: &caller,
@@ -328,7 +330,7 @@ async fn call_named(
             error: result.as_ref().err().map(|e| e.message.as_str()),
             arguments,
         };
-        record.record(routes, &state.metrics, &state.audit);
+        record.record(&state.metrics, &state.audit);
     }
     result
 }

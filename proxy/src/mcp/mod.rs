@@ -1,13 +1,11 @@
-//! MCP semantics: protocol versions and eras, header rules, and the gateway's own MCP server
-//! (aggregation, routing, sessions, bridging between eras).
+//! The gateway's own MCP server: aggregation, routing of calls, legacy sessions, bridging between
+//! eras, subscriptions and the admin tools. Protocol facts live in `proto/`.
 
 pub mod aggregate;
 pub mod bridge;
 pub mod dispatch;
 pub mod fanout;
-pub mod headers;
 pub mod hub;
-pub mod protocol;
 pub mod registry;
 pub mod replay;
 pub mod session;

@@ -8,8 +8,9 @@ use serde_json::{json, Value};
 
 use crate::jsonrpc::{code, RpcError};
 use crate::lifecycle::{Cause, State};
-use crate::mcp::aggregate::{self, ListKind};
+use crate::mcp::aggregate;
 use crate::mcp::hub::ClientCtx;
+use crate::proto::lists::ListKind;
 use crate::routing::{Backend, ProviderRuntime, Routes};
 use crate::state::AppState;
 use crate::telemetry::audit::Filter;

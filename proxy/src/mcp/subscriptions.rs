@@ -198,7 +198,7 @@ pub async fn open(state: &Arc<AppState>, params: &Value) -> (Filter, ListenerGua
 pub fn acknowledgment(id: &serde_json::value::RawValue, granted: &Filter) -> Value {
     let sid: Value = serde_json::from_str(id.get()).unwrap_or(Value::Null);
     json!({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
-           "params": {"_meta": {crate::mcp::protocol::meta::SUBSCRIPTION_ID: sid}, "notifications": granted.to_ack()}})
+           "params": {"_meta": {crate::proto::protocol::meta::SUBSCRIPTION_ID: sid}, "notifications": granted.to_ack()}})
 }
 
 /// Tags a notification with the subscription it is delivered on.
@@ -209,7 +209,7 @@ pub fn tag(mut notification: Value, id: &serde_json::value::RawValue) -> Value {
         if let Some(p) = params.as_object_mut() {
             let meta = p.entry("_meta").or_insert_with(|| json!({}));
             if let Some(m) = meta.as_object_mut() {
-                m.insert(crate::mcp::protocol::meta::SUBSCRIPTION_ID.into(), sid);
+                m.insert(crate::proto::protocol::meta::SUBSCRIPTION_ID.into(), sid);
             }
         }
     }
@@ -219,7 +219,7 @@ pub fn tag(mut notification: Value, id: &serde_json::value::RawValue) -> Value {
 /// The result that ends a subscription gracefully (server-initiated close).
 pub fn closing_result(id: &serde_json::value::RawValue) -> Value {
     let sid: Value = serde_json::from_str(id.get()).unwrap_or(Value::Null);
-    json!({"resultType": "complete", "_meta": {crate::mcp::protocol::meta::SUBSCRIPTION_ID: sid}})
+    json!({"resultType": "complete", "_meta": {crate::proto::protocol::meta::SUBSCRIPTION_ID: sid}})
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@ use http::HeaderName;
 
 use crate::jsonrpc::{code, RpcError};
 use crate::lifecycle::{Lifecycle, State};
-use crate::mcp::aggregate::ListCache;
 use crate::upstream::http::{HttpClient, Timeouts};
+use crate::upstream::list_cache::ListCache;
 use crate::upstream::process::container::ContainerLauncher;
 use crate::upstream::process::local::LocalLauncher;
 use crate::upstream::process::{ProcessSettings, ProcessUpstream};
@@ -167,6 +167,16 @@ impl Routes {
             uri_refresh: tokio::sync::Mutex::new(None),
             events: events.clone(),
             metrics: metrics.clone(),
+        }
+    }
+
+    /// The metrics label for exposed tool `name`: itself if a provider lists it, else `other`
+    /// (so a client cannot mint label values).
+    pub fn tool_label<'n>(&self, name: &'n str) -> &'n str {
+        if self.index.load().tools.contains_key(name) {
+            name
+        } else {
+            "other"
         }
     }
 

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use crate::jsonrpc::outcome::Outcome;
 use crate::jsonrpc::{code, RpcError};
-use crate::mcp::protocol::Era;
-use crate::routing::Routes;
+use crate::proto::protocol::Era;
 use crate::telemetry::audit::{Audit, ToolCall};
 use crate::telemetry::metrics::Metrics;
 
@@ -79,22 +78,15 @@ impl From<Outcome> for CallOutcome {
     }
 }
 
-/// The tool label for exposed tool `name`: itself if a provider lists it, else `other` (so a
-/// client cannot mint label values).
-pub fn tool_label<'n>(routes: &Routes, name: &'n str) -> &'n str {
-    if routes.index.load().tools.contains_key(name) {
-        name
-    } else {
-        "other"
-    }
-}
-
 /// One finished tool call.
 pub struct CallRecord<'a> {
     /// The provider or group it was addressed to.
     pub provider: &'a str,
     /// The tool's exposed name, as the client asked for it.
     pub tool: &'a str,
+    /// The tool's metrics label: bounded (a name no provider lists is `other`), so a client
+    /// cannot mint label values.
+    pub tool_label: &'a str,
     /// How it ended.
     pub outcome: CallOutcome,
     /// Time at the gateway.
@@ -111,8 +103,8 @@ pub struct CallRecord<'a> {
 
 impl CallRecord<'_> {
     /// Records the call in the metrics (with a bounded tool label) and the audit trail.
-    pub fn record(self, routes: &Routes, metrics: &Metrics, audit: &Audit) {
-        metrics.tool_call(self.provider, tool_label(routes, self.tool), self.outcome.as_str(), self.elapsed);
+    pub fn record(self, metrics: &Metrics, audit: &Audit) {
+        metrics.tool_call(self.provider, self.tool_label, self.outcome.as_str(), self.elapsed);
         if audit.enabled() {
             audit.tool_call(ToolCall {
                 caller: self.caller.to_owned(),

@@ -2,6 +2,7 @@
 //! transports for streamable HTTP (both eras) and, in later modules, stdio and containers.
 
 pub mod http;
+pub mod list_cache;
 pub mod mux;
 pub mod process;
 pub mod remote;
@@ -13,7 +14,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::jsonrpc::{code, RpcError};
-use crate::mcp::protocol::{Era, MODERN_VERSION};
+use crate::proto::protocol::{Era, MODERN_VERSION};
 
 /// Which upstream session a call belongs to. Legacy clients get upstream sessions of their own
 /// (server→client requests, log levels and subscriptions are per session); modern clients, which
@@ -255,7 +256,7 @@ pub trait Upstream: Send + Sync {
 /// `initialize`, and some reject requests that carry them. Other `_meta` keys (progress tokens,
 /// trace context) stay.
 pub fn without_modern_meta(mut params: Value) -> Value {
-    use crate::mcp::protocol::meta;
+    use crate::proto::protocol::meta;
     if let Some(m) = params.get_mut("_meta").and_then(Value::as_object_mut) {
         for key in [meta::PROTOCOL_VERSION, meta::CLIENT_CAPABILITIES, meta::CLIENT_INFO, meta::LOG_LEVEL] {
             m.remove(key);
@@ -284,7 +285,7 @@ mod tests {
     use serde_json::json;
 
     use super::UpstreamInfo;
-    use crate::mcp::protocol::Era;
+    use crate::proto::protocol::Era;
 
     #[test]
     fn discover_results_tell_modern_upstreams_apart() {

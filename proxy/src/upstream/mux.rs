@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{CallError, CallEvent, Caller, Events, ServerRequest, SessionKey, Unsolicited, UpstreamInfo};
 use crate::jsonrpc::{code, RpcError};
-use crate::mcp::protocol::{self, meta, Era, LEGACY_VERSIONS};
+use crate::proto::protocol::{self, meta, Era, LEGACY_VERSIONS};
 
 /// The sending half of a message stream.
 #[async_trait]

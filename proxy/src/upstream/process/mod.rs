@@ -28,7 +28,7 @@ use super::remote::with_modern_meta;
 use super::{without_modern_meta, CallError, Caller, Events, SessionKey, Unsolicited, Upstream, UpstreamInfo};
 use crate::jsonrpc::lines::{read_bounded_line, LineError};
 use crate::lifecycle::{Cause, Lifecycle};
-use crate::mcp::protocol::Era;
+use crate::proto::protocol::Era;
 
 /// Longest wait for the era probe (`server/discover`) before the server is taken for legacy (the
 /// request timeout applies when shorter).

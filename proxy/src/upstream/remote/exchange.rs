@@ -16,8 +16,8 @@ use super::{
 };
 use crate::jsonrpc::sse;
 use crate::jsonrpc::{code, RpcError};
-use crate::mcp::headers::encode_header_value;
-use crate::mcp::protocol::MODERN_VERSION;
+use crate::proto::headers::encode_header_value;
+use crate::proto::protocol::MODERN_VERSION;
 use crate::upstream::http::{Request, Response};
 use crate::upstream::{CallError, CallEvent, Events, ServerRequest, SessionKey};
 

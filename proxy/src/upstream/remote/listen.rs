@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::{message_bytes, with_modern_meta, Inner, MAX_EVENT_BYTES};
 use crate::jsonrpc::sse;
-use crate::mcp::protocol::{meta, MODERN_VERSION};
+use crate::proto::protocol::{meta, MODERN_VERSION};
 use crate::upstream::http::Request;
 use crate::upstream::{Caller, SessionKey};
 

@@ -22,7 +22,7 @@ use super::http::{Endpoint, HttpClient, Request, Timeouts};
 use super::{without_modern_meta, CallError, Caller, Events, SessionKey, Unsolicited, Upstream, UpstreamInfo};
 use crate::jsonrpc::RpcError;
 use crate::lifecycle::{Cause, Lifecycle, State};
-use crate::mcp::protocol::{self, meta, Era, MODERN_VERSION};
+use crate::proto::protocol::{self, meta, Era, MODERN_VERSION};
 use hangar_config::RemoteTransport;
 
 mod exchange;

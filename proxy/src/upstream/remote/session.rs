@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 
 use super::{message_bytes, Exchange, Extra, Inner, GET_STREAM_WAIT, MAX_EVENT_BYTES};
 use crate::jsonrpc::sse;
-use crate::mcp::protocol::{self, Era, LEGACY_VERSIONS};
+use crate::proto::protocol::{self, Era, LEGACY_VERSIONS};
 use crate::upstream::http::Request;
 use crate::upstream::{CallError, Caller, SessionKey, UpstreamInfo};
 

@@ -7,7 +7,7 @@ use pingora_http::RequestHeader;
 
 use crate::jsonrpc::parse::ParamsHead;
 use crate::jsonrpc::{code, RpcError};
-use crate::mcp::protocol::name_field;
+use crate::proto::protocol::name_field;
 
 /// Checks `Mcp-Method`, `Mcp-Name` and the protocol version header against the parsed body.
 pub fn check_modern(req: &RequestHeader, method: &str, head: &ParamsHead<'_>, version: &str) -> Result<(), RpcError> {

@@ -1,0 +1,101 @@
+//! A provider's cached lists (tools, prompts, resources, templates). They live with the provider's
+//! runtime, not with a routing snapshot, so a reload that leaves a provider unchanged keeps them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde_json::Value;
+
+use crate::proto::lists::ListKind;
+
+/// Longest time a list is cached, whatever `ttlMs` an upstream asks for.
+const MAX_LIST_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// One provider's list, as fetched.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The items, un-prefixed.
+    pub items: Arc<Vec<Value>>,
+    /// Freshness hint to pass on (ms).
+    pub ttl_ms: u64,
+    /// Whether the upstream marked it private.
+    pub private: bool,
+}
+
+/// A list and when it goes stale.
+struct Cached {
+    fetched: Fetched,
+    expires: Instant,
+}
+
+/// Per-provider list cache.
+#[derive(Default)]
+pub struct ListCache {
+    entries: Mutex<HashMap<ListKind, Cached>>,
+}
+
+impl ListCache {
+    /// The list of `kind`, if cached and fresh.
+    pub fn get(&self, kind: ListKind) -> Option<Fetched> {
+        let map = self.entries.lock();
+        map.get(&kind).filter(|c| c.expires > Instant::now()).map(|c| c.fetched.clone())
+    }
+
+    /// Caches a list for `ttl` (not at all when it is zero).
+    pub fn put(&self, kind: ListKind, fetched: Fetched, ttl: Duration) {
+        if ttl.is_zero() {
+            return;
+        }
+        // An upstream's `ttlMs` may say anything (u64::MAX ms would overflow an Instant).
+        let ttl = ttl.min(MAX_LIST_TTL);
+        {
+            let mut map = self.entries.lock();
+            map.insert(kind, Cached { fetched, expires: Instant::now() + ttl });
+        }
+    }
+
+    /// Forgets the cached lists of `kinds`.
+    pub fn invalidate(&self, kinds: &[ListKind]) {
+        {
+            let mut map = self.entries.lock();
+            for k in kinds {
+                map.remove(k);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn fetched(n: usize) -> Fetched {
+        Fetched { items: Arc::new(vec![json!({"name": format!("t{n}")})]), ttl_ms: 0, private: false }
+    }
+
+    #[test]
+    fn cache_honours_ttl_and_invalidation() {
+        let cache = ListCache::default();
+        cache.put(ListKind::Templates, fetched(0), Duration::from_millis(u64::MAX));
+        assert!(cache.get(ListKind::Templates).is_some(), "an absurd ttlMs is capped, not an overflow");
+        cache.put(ListKind::Tools, fetched(1), Duration::ZERO);
+        assert!(cache.get(ListKind::Tools).is_none(), "ttlMs 0 means immediately stale: never cached");
+        cache.put(ListKind::Tools, fetched(2), Duration::from_secs(60));
+        cache.put(ListKind::Prompts, fetched(3), Duration::from_secs(60));
+        assert_eq!(cache.get(ListKind::Tools).map(|f| f.items[0]["name"].clone()), Some(json!("t2")));
+        cache.invalidate(ListKind::from_notification("notifications/tools/list_changed"));
+        assert!(cache.get(ListKind::Tools).is_none(), "list_changed invalidates");
+        assert!(cache.get(ListKind::Prompts).is_some(), "other kinds stay");
+        cache.put(ListKind::Resources, fetched(4), Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(cache.get(ListKind::Resources).is_none(), "expired entries are not served");
+        assert_eq!(
+            ListKind::from_notification("notifications/resources/list_changed"),
+            &[ListKind::Resources, ListKind::Templates]
+        );
+    }
+}
