@@ -12,7 +12,9 @@
 //! assert!(shown.contains("providers.math.command: is required for mode subprocess"));
 //! ```
 
+mod changes;
 mod decode;
+mod discovery;
 mod env;
 mod error;
 mod model;
@@ -26,6 +28,8 @@ use std::path::Path;
 
 use serde_norway::Value;
 
+pub use changes::{changed_fields, needs_new_instance, RUNTIME_FIELDS};
+pub use discovery::{file_matches, parse_provider_file, provider_files, read_provider_file, with_discovered};
 pub use env::EnvLookup;
 pub use error::{LoadError, Problem};
 pub use model::*;
@@ -41,7 +45,7 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("../examples/default.yaml");
 /// Name under which the embedded default is reported in messages.
 pub const EMBEDDED_DEFAULT_NAME: &str = "<embedded default config>";
 
-const TOP_KEYS: &[&str] = &["server", "providers", "observability"];
+const TOP_KEYS: &[&str] = &["server", "providers", "observability", "config_reload", "discovery"];
 
 /// Looks variables up in the process environment.
 pub fn process_env(name: &str) -> Option<String> {
@@ -71,7 +75,9 @@ pub fn parse(text: &str, source_name: &str, env: EnvLookup<'_>) -> Result<Config
         let server = sections::decode_server(&mut d, top.get("server"));
         let providers = decode_providers(&mut d, top.get("providers"), &mut declared);
         let observability = observability::decode_observability(&mut d, top.get("observability"));
-        Config { server, providers, observability }
+        let config_reload = top.opt(&mut d, "config_reload", discovery::decode_config_reload).unwrap_or_default();
+        let discovery = top.opt(&mut d, "discovery", discovery::decode_discovery).unwrap_or_default();
+        Config { server, providers, observability, config_reload, discovery }
     });
     let mut problems = d.into_problems();
     if let Some(config) = &config {

@@ -17,6 +17,148 @@ pub struct Config {
     pub providers: Vec<Provider>,
     /// Metrics, tracing and Langfuse export.
     pub observability: Observability,
+    /// Watching the file for changes.
+    pub config_reload: ConfigReload,
+    /// Where else provider definitions come from.
+    pub discovery: Discovery,
+}
+
+/// `config_reload`: the file is watched and a change is applied live (SIGHUP and the reload
+/// tool work whatever this says).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigReload {
+    /// Watch the file (and provider directories).
+    pub enabled: bool,
+    /// Use file-system notifications (inotify); otherwise, or where they are unavailable, poll.
+    pub use_watchdog: bool,
+    /// Polling interval.
+    pub interval: Duration,
+}
+
+impl Default for ConfigReload {
+    fn default() -> Self {
+        Self { enabled: true, use_watchdog: true, interval: Duration::from_secs(5) }
+    }
+}
+
+/// `discovery`: provider definitions from outside the file, in the Python MCP Hangar's format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Discovery {
+    /// Use the sources at all.
+    pub enabled: bool,
+    /// How often sources that are not watched are read again.
+    pub refresh_interval: Duration,
+    /// Register what is discovered without approval.
+    pub auto_register: bool,
+    /// The sources, in priority order as written.
+    pub sources: Vec<DiscoverySource>,
+    /// Bounds on what sources may register.
+    pub security: DiscoverySecurity,
+}
+
+impl Default for Discovery {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            refresh_interval: Duration::from_secs(30),
+            auto_register: true,
+            sources: Vec::new(),
+            security: DiscoverySecurity::default(),
+        }
+    }
+}
+
+/// One discovery source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiscoverySource {
+    /// Whether providers that disappear from the source are removed.
+    pub mode: DiscoveryMode,
+    /// What is read.
+    pub kind: SourceKind,
+}
+
+/// What a discovery source does with providers it no longer finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiscoveryMode {
+    /// Only adds and updates: a provider once found stays until the gateway restarts.
+    Additive,
+    /// Mirrors the source: a provider no longer found is removed.
+    Authoritative,
+}
+
+/// The kinds of discovery source.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceKind {
+    /// Provider files in a directory.
+    Filesystem {
+        /// The directory.
+        path: PathBuf,
+        /// File name pattern (`*` and `?`); `*.yaml` also takes `*.yml`.
+        pattern: String,
+        /// Apply changes to the directory live.
+        watch: bool,
+    },
+    /// Containers with `mcp.hangar.*` labels.
+    Docker {
+        /// The engine's socket (`DOCKER_HOST` or the default when absent).
+        socket_path: Option<String>,
+    },
+    /// Pods with `mcp.hangar.io/*` annotations.
+    Kubernetes {
+        /// Namespaces to watch (all allowed ones when empty).
+        namespaces: Vec<String>,
+        /// Label selector pods must match.
+        label_selector: Option<String>,
+        /// Use the pod's service account (else the kubeconfig).
+        in_cluster: bool,
+    },
+    /// Python entry points (a Python-only source: accepted so configurations load, never used).
+    Entrypoint {
+        /// The entry-point group.
+        group: String,
+    },
+}
+
+impl SourceKind {
+    /// The `type` as written.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Filesystem { .. } => "filesystem",
+            Self::Docker { .. } => "docker",
+            Self::Kubernetes { .. } => "kubernetes",
+            Self::Entrypoint { .. } => "entrypoint",
+        }
+    }
+}
+
+/// `discovery.security`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiscoverySecurity {
+    /// Most providers one source may register.
+    pub max_providers_per_source: usize,
+    /// Most new registrations per minute.
+    pub max_registration_rate: u32,
+    /// A discovered provider must pass a health check before it is routed to.
+    pub require_health_check: bool,
+    /// A discovered provider that fails is quarantined until approved.
+    pub quarantine_on_failure: bool,
+    /// Namespaces sources may register from (all when empty).
+    pub allowed_namespaces: Vec<String>,
+    /// Namespaces never registered from.
+    pub denied_namespaces: Vec<String>,
+}
+
+impl Default for DiscoverySecurity {
+    fn default() -> Self {
+        Self {
+            max_providers_per_source: 100,
+            max_registration_rate: 10,
+            require_health_check: true,
+            quarantine_on_failure: true,
+            allowed_namespaces: Vec::new(),
+            denied_namespaces: Vec::new(),
+        }
+    }
 }
 
 impl Config {
@@ -133,6 +275,9 @@ pub struct Provider {
     pub circuit_breaker: CircuitBreaker,
     /// How the provider is reached.
     pub kind: ProviderKind,
+    /// The file it was defined in, when that is not the configuration file (a discovery
+    /// source's provider file).
+    pub source: Option<PathBuf>,
 }
 
 /// Recovery of a DEAD provider: attempts with exponential backoff and jitter, bounded.
@@ -183,7 +328,7 @@ pub struct PredefinedTool {
 }
 
 /// How a provider is reached.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ProviderKind {
     /// A child process speaking MCP over stdio.
     Subprocess(Subprocess),
@@ -208,7 +353,7 @@ impl ProviderKind {
 }
 
 /// `mode: subprocess`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Subprocess {
     /// Program and arguments.
     pub command: Vec<String>,
@@ -219,7 +364,7 @@ pub struct Subprocess {
 }
 
 /// `mode: container` (alias `docker`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Container {
     /// Image reference.
     pub image: String,
@@ -251,7 +396,7 @@ pub struct Volume {
 }
 
 /// `mode: remote`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Remote {
     /// URL of the MCP endpoint (`http://` or `https://`).
     pub endpoint: String,
@@ -273,7 +418,7 @@ pub enum RemoteTransport {
 }
 
 /// `mode: group`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Group {
     /// How a member is chosen for each call.
     pub strategy: Strategy,

@@ -112,6 +112,7 @@ pub(crate) fn decode(d: &mut Decoder<'_>, path: &str, name: &str, value: &Value)
         health_check_timeout,
         circuit_breaker,
         kind,
+        source: None,
     })
 }
 

@@ -213,7 +213,10 @@ providers:
   a: {<<: *d, endpoint: "http://a"}
 "#;
     // `x-defaults` is not a known top-level key: anchors must live under a known key.
-    assert_eq!(problems(text), ["x-defaults: unknown key (expected one of: server, providers, observability)"]);
+    assert_eq!(
+        problems(text),
+        ["x-defaults: unknown key (expected one of: server, providers, observability, config_reload, discovery)"]
+    );
     let text =
         "providers:\n  a: &d {mode: remote, endpoint: 'http://a', idle_ttl_s: 10}\n  b: {<<: *d, tool_prefix: bb_}\n";
     let c = parse(text, "t.yaml", &env).expect("valid");
