@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use hangar_config::{Config, LoadError, EMBEDDED_DEFAULT, EMBEDDED_DEFAULT_NAME};
 
+use crate::state::reconcile::{ConfigSource, Desired, Start};
 use crate::telemetry::logging::{self, LogFormat};
 
 /// Exit status of `check-config` for an invalid file (and of start-up with one).
@@ -67,9 +68,10 @@ pub fn main() -> ExitCode {
 }
 
 fn check_config(file: &Path) -> ExitCode {
-    match load(Some(file)) {
-        Ok(config) => {
-            println!("{}: OK ({})", file.display(), summary(&config));
+    let source = FileSource { file: Some(file.to_owned()), host: None, port: None };
+    match Start::load(Box::new(source)) {
+        Ok(start) => {
+            println!("{}: OK ({})", file.display(), summary(start.config()));
             ExitCode::SUCCESS
         }
         Err(err) => {
@@ -88,25 +90,20 @@ fn serve(cli: Cli) -> ExitCode {
         eprintln!("mcp-hangar: {e}");
         return ExitCode::from(EXIT_INVALID_CONFIG);
     }
-    let mut config = match load(cli.config.as_deref()) {
-        Ok(c) => c,
+    let source = FileSource { file: cli.config.clone(), host: cli.host.clone(), port: cli.port };
+    let start = match Start::load(Box::new(source)) {
+        Ok(s) => s,
         Err(err) => {
             tracing::error!("{err}");
             return ExitCode::from(EXIT_INVALID_CONFIG);
         }
     };
-    if let Some(host) = cli.host {
-        config.server.host = host;
-    }
-    if let Some(port) = cli.port {
-        config.server.port = port;
-    }
     tracing::info!(
         source = cli.config.as_deref().map_or(EMBEDDED_DEFAULT_NAME.to_owned(), |p| p.display().to_string()),
         "configuration loaded: {}",
-        summary(&config)
+        summary(start.config())
     );
-    let result = if cli.http { crate::runtime::run_http(config) } else { crate::runtime::run_stdio(config) };
+    let result = if cli.http { crate::runtime::run_http(start) } else { crate::runtime::run_stdio(start) };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -116,17 +113,46 @@ fn serve(cli: Cli) -> ExitCode {
     }
 }
 
-/// Loads `file`, or the embedded default. `${MCP_HANGAR_EXE}` resolves to this binary so the
-/// default config can start the built-in demo server without anything installed.
+/// An environment variable, or for `MCP_HANGAR_EXE` this binary's path (so the default config can
+/// start the built-in demo server without anything installed).
+fn env_var(name: &str) -> Option<String> {
+    hangar_config::process_env(name).or_else(|| {
+        (name == "MCP_HANGAR_EXE").then(|| std::env::current_exe().ok().map(|p| p.display().to_string())).flatten()
+    })
+}
+
+/// Loads `file`, or the embedded default (the file alone, without discovery sources).
 pub fn load(file: Option<&Path>) -> Result<Config, LoadError> {
-    let env = |name: &str| {
-        hangar_config::process_env(name).or_else(|| {
-            (name == "MCP_HANGAR_EXE").then(|| std::env::current_exe().ok().map(|p| p.display().to_string())).flatten()
-        })
-    };
     match file {
-        Some(path) => hangar_config::load_file(path, &env),
-        None => hangar_config::parse(EMBEDDED_DEFAULT, EMBEDDED_DEFAULT_NAME, &env),
+        Some(path) => hangar_config::load_file(path, &env_var),
+        None => hangar_config::parse(EMBEDDED_DEFAULT, EMBEDDED_DEFAULT_NAME, &env_var),
+    }
+}
+
+/// The configuration as the command line names it: a file (or the embedded default), the
+/// provider files of its discovery sources, and the `--host`/`--port` overrides. Read again on
+/// each reload.
+struct FileSource {
+    file: Option<PathBuf>,
+    host: Option<String>,
+    port: Option<u16>,
+}
+
+impl ConfigSource for FileSource {
+    fn load(&self) -> Result<Desired, LoadError> {
+        let mut config = load(self.file.as_deref())?;
+        if let Some(host) = &self.host {
+            config.server.host.clone_from(host);
+        }
+        if let Some(port) = self.port {
+            config.server.port = port;
+        }
+        let discovered = crate::discovery::read_filesystem_sources(&config, &env_var)?;
+        Ok(Desired { config, discovered })
+    }
+
+    fn path(&self) -> Option<&Path> {
+        self.file.as_deref()
     }
 }
 

@@ -12,6 +12,7 @@
 pub mod balance;
 pub mod cli;
 pub mod demo;
+pub mod discovery;
 pub mod front;
 pub mod fuzz;
 pub mod jsonrpc;
@@ -19,6 +20,7 @@ pub mod lifecycle;
 pub mod mcp;
 pub mod memory;
 pub mod proto;
+pub mod provider;
 pub mod routing;
 pub mod runtime;
 pub mod state;

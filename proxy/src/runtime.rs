@@ -9,7 +9,6 @@ use std::os::fd::IntoRawFd;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use hangar_config::Config;
 use parking_lot::Mutex;
 use pingora_core::listeners::ListenerConfig;
 use pingora_core::protocols::l4::stream::{L4BufferSettings, DEFAULT_L4_WRITE_BUFFER_SIZE};
@@ -20,11 +19,14 @@ use tokio::sync::watch;
 
 use crate::front::connection::ConnectionGate;
 use crate::front::http::HttpFront;
+use crate::state::reconcile::Start;
 use crate::state::{AppState, Phase};
 
-/// Serves streamable HTTP until SIGTERM or SIGINT, then shuts down gracefully.
-pub fn run_http(config: Config) -> anyhow::Result<()> {
-    run(serve_http(config))
+/// Serves streamable HTTP until SIGTERM or SIGINT, then shuts down gracefully. The
+/// configuration reloads on SIGHUP, the reload tool and (when `config_reload` says so) changes
+/// to its files.
+pub fn run_http(start: Start) -> anyhow::Result<()> {
+    run(serve_http(start))
 }
 
 /// Runs `main` to its end on a new multi-threaded runtime, then leaves. Everything that matters
@@ -44,7 +46,8 @@ fn run(main: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::R
 /// How long the process waits at exit for tasks still running after the shutdown completed.
 const EXIT_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
-async fn serve_http(config: Config) -> anyhow::Result<()> {
+async fn serve_http(start: Start) -> anyhow::Result<()> {
+    let config = start.config();
     let addr = listen_address(&config.server.host, config.server.port);
     let shutdown_timeout = config.server.limits.shutdown_timeout;
     let listener = std::net::TcpListener::bind(&addr).with_context(|| format!("cannot listen on {addr}"))?;
@@ -55,7 +58,7 @@ async fn serve_http(config: Config) -> anyhow::Result<()> {
 
     let open_files = crate::front::connection::raise_open_files_limit();
     let max_connections = ConnectionGate::cap(config.server.limits.max_connections, open_files);
-    let state = AppState::open(config)?;
+    let state = AppState::open(start)?;
     let front = HttpFront::new(state.clone(), max_connections);
     let mut service = Service::new("mcp-hangar".to_string(), front);
     // No read buffer under the HTTP session's own (Pingora's default is 64 KiB per connection,
@@ -71,6 +74,8 @@ async fn serve_http(config: Config) -> anyhow::Result<()> {
 
     tokio::spawn(crate::mcp::hub::sweep_sessions(state.clone()));
     tokio::spawn(crate::lifecycle::services::run(state.clone()));
+    tokio::spawn(reload_on_sighup(state.clone()));
+    tokio::spawn(crate::state::watcher::run(state.clone()));
     state.set_phase(Phase::Ready);
     let snap = state.snapshot();
     tracing::info!("listening on http://{local}{} (health: /health/ready)", snap.config.server.mcp_path);
@@ -106,18 +111,41 @@ async fn flush_telemetry(state: &Arc<AppState>) {
     .await;
 }
 
-/// Stops every provider the gateway started (processes, containers).
+/// Reloads the configuration on each SIGHUP, until shutdown.
+async fn reload_on_sighup(state: Arc<AppState>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot install the SIGHUP handler; reload with the registry_reload tool");
+        return;
+    };
+    let mut shutdown = state.shutdown_signal();
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP received: reloading the configuration");
+                let _ = state.reconciler.reload(&state, "SIGHUP", true).await;
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Stops every provider the gateway started (processes, containers), those a reload retired
+/// and that are still draining included.
 async fn stop_providers(state: &AppState) {
-    let upstreams = state.snapshot().routes.all_upstreams();
+    let mut upstreams = state.snapshot().routes.all_upstreams();
+    upstreams.extend(state.reconciler.draining().iter().filter_map(|r| r.upstream()));
     futures_util::future::join_all(upstreams.iter().map(|u| u.stop(crate::lifecycle::Cause::Stopped))).await;
 }
 
 /// Serves MCP on stdin/stdout for desktop clients until stdin closes or SIGTERM/SIGINT, then
 /// stops the providers.
-pub fn run_stdio(config: Config) -> anyhow::Result<()> {
+pub fn run_stdio(start: Start) -> anyhow::Result<()> {
     run(async {
-        let state = AppState::open(config)?;
+        let state = AppState::open(start)?;
         tokio::spawn(crate::lifecycle::services::run(state.clone()));
+        tokio::spawn(reload_on_sighup(state.clone()));
+        tokio::spawn(crate::state::watcher::run(state.clone()));
         state.set_phase(Phase::Ready);
         tracing::info!("serving MCP on stdio");
         crate::front::stdio::serve(state.clone(), async {

@@ -94,13 +94,13 @@ pub fn route(
     };
     // Decide before choosing: a member chosen here and then handed to the slow path would be
     // chosen twice (skewing the strategy, taking two half-open probe permits).
-    match &routes.providers[idx].backend {
+    match routes.pool(idx) {
         // Hashing needs the parsed caller or arguments: the slow path has them.
-        Backend::Group(pool) if pool.hash_key.is_some() => return None,
-        Backend::Group(pool) if pool.members.iter().all(|&m| speaks_modern(snap, m)) => pool.budget.earn(),
-        Backend::Group(_) => return None,
-        _ if speaks_modern(snap, idx) => {}
-        _ => return None,
+        Some(pool) if pool.hash_key.is_some() => return None,
+        Some(pool) if pool.members.iter().all(|&m| speaks_modern(snap, m)) => pool.budget.earn(),
+        Some(_) => return None,
+        None if speaks_modern(snap, idx) => {}
+        None => return None,
     }
     let (member, _) = routes.choose(idx, &[], &[]).ok()?;
     let remote = modern_remote(snap, member)?;
@@ -191,10 +191,7 @@ enum Attempt {
 impl FastRoute {
     /// Sends the call, trying another group member when that is safe, and answers the client.
     pub async fn run(mut self, state: &AppState, session: &mut Session) -> pingora_core::Result<()> {
-        let pool = match &self.snap.routes.providers[self.target].backend {
-            Backend::Group(pool) => Some(pool),
-            _ => None,
-        };
+        let pool = self.snap.routes.pool(self.target);
         let (outcome, error) = loop {
             let lifecycle = self.snap.routes.providers[self.member].lifecycle.clone();
             let _in_flight = lifecycle.begin_call();

@@ -137,9 +137,13 @@ pub struct Lifecycle {
     /// Whether calls may go to the provider now.
     pub breaker: Breaker,
     last_check_ms: AtomicU64,
-    /// Times the provider went out of service (to DEAD or COLD): state held for a client by an
-    /// earlier incarnation (a legacy upstream session) is gone when this changes.
+    /// Which incarnation of the provider is running: a new value, unique in the process, each
+    /// time it goes out of service (to DEAD or COLD) and for each new lifecycle, so state held for
+    /// a client by an earlier incarnation (a legacy upstream session) is known to be gone, even
+    /// when a reload replaced the provider with a new instance.
     generation: AtomicU64,
+    /// Set when a reload replaced or removed this instance: it must not start again.
+    retired: std::sync::atomic::AtomicBool,
     /// When the start under way began (for the start's duration).
     started_at: Mutex<Option<Instant>>,
 }
@@ -150,6 +154,12 @@ struct RecoveryState {
     attempts: u32,
     next_at: Option<Instant>,
     running: bool,
+}
+
+/// A new incarnation number, never handed out before in this process.
+fn next_incarnation() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl Lifecycle {
@@ -177,7 +187,8 @@ impl Lifecycle {
             stopping: std::sync::atomic::AtomicBool::new(false),
             breaker: Breaker::new(breaker),
             last_check_ms: AtomicU64::new(0),
-            generation: AtomicU64::new(0),
+            generation: AtomicU64::new(next_incarnation()),
+            retired: std::sync::atomic::AtomicBool::new(false),
             started_at: Mutex::new(None),
         })
     }
@@ -199,7 +210,7 @@ impl Lifecycle {
         let to = next_state(from, cause)?;
         self.state.store(to as u8, Ordering::Release);
         if matches!(to, State::Dead | State::Cold) {
-            self.generation.fetch_add(1, Ordering::AcqRel);
+            self.generation.store(next_incarnation(), Ordering::Release);
         }
         match cause {
             Cause::Crashed | Cause::StartFailed | Cause::GaveUp => {
@@ -245,6 +256,17 @@ impl Lifecycle {
     /// See the `generation` field.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// Marks the instance as replaced or removed by a reload: it is never started again (calls
+    /// that still reach it are refused before anything is sent).
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+    }
+
+    /// Whether a reload retired the instance.
+    pub fn retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
     }
 
     /// Counts a call in flight (for idle collection) until the guard is dropped.

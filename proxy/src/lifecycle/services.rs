@@ -79,11 +79,7 @@ fn check_wanted(p: &ProviderRuntime) -> bool {
 
 /// The provider's own upstream (groups have none: their members are providers themselves).
 fn concrete(p: &ProviderRuntime) -> Option<Arc<dyn Upstream>> {
-    match &p.backend {
-        Backend::Remote(r) => Some(r.clone()),
-        Backend::Process(u) => Some(u.clone()),
-        Backend::Group(_) | Backend::Unavailable(_) => None,
-    }
+    p.upstream()
 }
 
 /// A running process with no call in flight for `idle_ttl_s`.

@@ -55,9 +55,9 @@ pub async fn provider_list(routes: &Routes, idx: usize, kind: ListKind) -> Resul
             Fetched { items: Arc::new(Vec::new()), ttl_ms: 0, private: false }
         });
     }
-    let result = match &p.backend {
-        Backend::Group(pool) => group_list(routes, idx, &pool.members, kind).await,
-        _ => fetch(routes, idx, kind).await,
+    let result = match routes.pool(idx) {
+        Some(pool) => group_list(routes, idx, &pool.members, kind).await,
+        None => fetch(routes, idx, kind).await,
     };
     match result {
         Ok(f) => Ok(f),

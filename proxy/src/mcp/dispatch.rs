@@ -46,7 +46,7 @@ impl Dispatch {
         let mut key = Vec::new();
         let mut pinned = None;
         let mut session = None;
-        if let Backend::Group(pool) = &routes.providers[idx].backend {
+        if let Some(pool) = routes.pool(idx) {
             if let Some(hash_key) = &pool.hash_key {
                 key = hash_key.bytes(params, &ctx.identity());
             }
@@ -73,13 +73,10 @@ impl Dispatch {
         events: Events,
     ) -> Result<(usize, Value), RpcError> {
         let routes = &self.routes;
-        let pool = match &routes.providers[self.idx].backend {
-            Backend::Group(pool) => {
-                pool.budget.earn();
-                Some(pool)
-            }
-            _ => None,
-        };
+        let pool = routes.pool(self.idx);
+        if let Some(pool) = pool {
+            pool.budget.earn();
+        }
         let mut tried: Vec<usize> = Vec::new();
         let mut last_error: Option<RpcError> = None;
         loop {

@@ -8,7 +8,6 @@ use serde_json::{json, Value};
 
 use crate::jsonrpc::{code, RpcError};
 use crate::proto::lists::ListKind;
-use crate::routing::Backend;
 use crate::state::AppState;
 use crate::upstream::{ServerRequest, SessionKey, Unsolicited};
 
@@ -22,12 +21,7 @@ impl Unsolicited for Fanout {
         let kinds = ListKind::from_notification(method);
         if !kinds.is_empty() {
             invalidate(&state, provider, kinds);
-            let change = json!({"jsonrpc": "2.0", "method": method});
-            state.listeners.publish(&change);
-            let bytes = Bytes::from(serde_json::to_vec(&change).unwrap_or_default());
-            for s in state.sessions.all() {
-                s.push(bytes.clone());
-            }
+            broadcast(&state, method);
             return;
         }
         if method == "notifications/resources/updated" && *session == SessionKey::Shared {
@@ -74,16 +68,36 @@ impl Unsolicited for Fanout {
     }
 }
 
+/// Tells every client that the gateway's lists changed (a reload added, removed or changed
+/// providers): legacy sessions on their GET streams, modern clients on their listen streams.
+pub fn lists_changed(state: &AppState) {
+    for method in [
+        "notifications/tools/list_changed",
+        "notifications/prompts/list_changed",
+        "notifications/resources/list_changed",
+    ] {
+        broadcast(state, method);
+    }
+}
+
+/// Sends change notification `method` to every listener and legacy session.
+fn broadcast(state: &AppState, method: &str) {
+    let change = json!({"jsonrpc": "2.0", "method": method});
+    state.listeners.publish(&change);
+    let bytes = Bytes::from(serde_json::to_vec(&change).unwrap_or_default());
+    for s in state.sessions.all() {
+        s.push(bytes.clone());
+    }
+}
+
 /// Drops cached lists of `provider` and of the groups it belongs to.
 fn invalidate(state: &Arc<AppState>, provider: &str, kinds: &[ListKind]) {
     let snap = state.snapshot();
     let Some((idx, p)) = snap.routes.provider(provider) else { return };
     p.lists.invalidate(kinds);
-    for g in &snap.routes.providers {
-        if let Backend::Group(pool) = &g.backend {
-            if pool.members.contains(&idx) {
-                g.lists.invalidate(kinds);
-            }
+    for (g, group) in snap.routes.providers.iter().enumerate() {
+        if snap.routes.pool(g).is_some_and(|pool| pool.members.contains(&idx)) {
+            group.lists.invalidate(kinds);
         }
     }
 }

@@ -38,7 +38,7 @@ pub fn tools() -> Vec<Value> {
             "until_ms": {"type": "integer", "description": "Records before this time"},
             "provider": {"type": "string"},
             "caller": {"type": "string", "description": "session:<id>, client:<name>, anonymous"},
-            "type": {"type": "string", "enum": ["provider_event", "tool_call", "config_applied"]},
+            "type": {"type": "string", "enum": ["provider_event", "tool_call", "config_applied", "config_rejected"]},
             "limit": {"type": "integer", "minimum": 1, "maximum": MAX_AUDIT_RECORDS, "default": 100}}}}),
     ]
 }
@@ -224,7 +224,7 @@ fn summary(routes: &Routes, p: &ProviderRuntime) -> Value {
         Backend::Process(u) => u.pid(),
         _ => None,
     };
-    if let Backend::Group(pool) = &p.backend {
+    if let Some(pool) = routes.provider(p.name()).and_then(|(idx, _)| routes.pool(idx)) {
         let members: Vec<Value> = pool
             .members
             .iter()
@@ -267,7 +267,7 @@ fn summary(routes: &Routes, p: &ProviderRuntime) -> Value {
 }
 
 fn is_group(p: &ProviderRuntime) -> bool {
-    matches!(p.backend, Backend::Group(_))
+    p.is_group()
 }
 
 fn concrete(p: &ProviderRuntime) -> Option<Arc<dyn Upstream>> {

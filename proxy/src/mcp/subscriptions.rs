@@ -161,7 +161,7 @@ pub async fn refresh(state: &Arc<AppState>) {
     }
     for (i, p) in routes.providers.iter().enumerate() {
         let Ok((_, upstream)) = routes.upstream(i) else { continue };
-        if matches!(p.backend, crate::routing::Backend::Group { .. }) {
+        if p.is_group() {
             continue;
         }
         let uris = by_provider.remove(&i).unwrap_or_default();

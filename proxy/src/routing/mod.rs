@@ -1,6 +1,7 @@
-//! The routing table compiled from a configuration: provider runtimes in declaration order,
-//! exposed-name prefixes, and the name/URI indexes learnt from upstream lists. Immutable except
-//! for the indexes, which are swapped whole.
+//! The routing table compiled from a configuration: the provider runtimes it refers to, in
+//! declaration order, group pools, exposed-name prefixes, and the name/URI indexes learnt from
+//! upstream lists. Immutable except for the indexes, which are swapped whole. The runtimes
+//! outlive the table; the table is rebuilt with each configuration.
 
 pub mod index;
 pub mod pool;
@@ -9,56 +10,21 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use hangar_config::{Config, Provider, ProviderKind};
-use http::HeaderName;
+use hangar_config::{Config, ProviderKind};
 
 use crate::jsonrpc::{code, RpcError};
-use crate::lifecycle::{Lifecycle, State};
-use crate::upstream::http::{HttpClient, Timeouts};
-use crate::upstream::list_cache::ListCache;
-use crate::upstream::process::container::ContainerLauncher;
-use crate::upstream::process::local::LocalLauncher;
-use crate::upstream::process::{ProcessSettings, ProcessUpstream};
-use crate::upstream::remote::{Remote, RemoteSettings};
-use crate::upstream::{Unsolicited, Upstream};
+use crate::lifecycle::State;
+pub use crate::provider::{Backend, ProviderRuntime};
+use crate::upstream::Upstream;
 use index::NameIndex;
 use pool::Pool;
-
-/// How a provider is reached at run time.
-pub enum Backend {
-    /// A streamable-HTTP upstream (kept concrete: the proxying fast path needs its endpoint).
-    Remote(Arc<Remote>),
-    /// A subprocess speaking MCP on stdio.
-    Process(Arc<ProcessUpstream>),
-    /// A pool of other providers.
-    Group(Pool),
-    /// Cannot be used; the reason is given to callers.
-    Unavailable(String),
-}
-
-/// One provider at run time.
-pub struct ProviderRuntime {
-    /// Its configuration.
-    pub config: Provider,
-    /// How it is reached.
-    pub backend: Backend,
-    /// Its cached lists.
-    pub lists: ListCache,
-    /// Its lifecycle state (groups have one too, though they never start: it stays COLD).
-    pub lifecycle: Arc<Lifecycle>,
-}
-
-impl ProviderRuntime {
-    /// The provider's name.
-    pub fn name(&self) -> &str {
-        &self.config.name
-    }
-}
 
 /// The compiled routing table.
 pub struct Routes {
     /// Providers in declaration order.
     pub providers: Vec<Arc<ProviderRuntime>>,
+    /// The pool of each group, by provider index.
+    pools: Vec<Option<Pool>>,
     by_name: HashMap<String, usize>,
     /// `(prefix, provider)` for exposed providers with a non-empty prefix, longest prefix first.
     prefixed: Vec<(String, usize)>,
@@ -75,76 +41,36 @@ pub struct Routes {
 }
 
 impl Routes {
-    /// Compiles `config`. Nothing is contacted: upstreams start on first use.
+    /// Compiles `config` into a table over `runtimes` (one for each of its providers, by name;
+    /// the caller keeps them across snapshots). Group pools are built here: they refer to members
+    /// by their place in this table.
     pub fn build(
         config: &Config,
-        http: &Arc<HttpClient>,
-        sink: &Arc<dyn Unsolicited>,
+        runtimes: &HashMap<String, Arc<ProviderRuntime>>,
         events: &Arc<crate::lifecycle::EventLog>,
         metrics: &Arc<crate::telemetry::metrics::Metrics>,
     ) -> Self {
-        let limits = &config.server.limits;
-        let timeouts = Timeouts {
-            connect: limits.connect_timeout,
-            first_byte: limits.first_byte_timeout,
-            idle: limits.idle_timeout,
-        };
         let by_name: HashMap<String, usize> =
             config.providers.iter().enumerate().map(|(i, p)| (p.name.clone(), i)).collect();
-        let providers = config
+        let providers: Vec<Arc<ProviderRuntime>> = config
             .providers
             .iter()
-            .map(|p| {
-                let lifecycle =
-                    Lifecycle::new(&p.name, p.max_consecutive_failures, p.recovery, p.circuit_breaker, events.clone());
-                let process_settings = || ProcessSettings {
-                    name: p.name.as_str().into(),
-                    request_timeout: limits.first_byte_timeout,
-                    max_line: limits.max_body_bytes.max(16 << 20),
-                };
-                let backend = match &p.kind {
-                    ProviderKind::Remote(r) => {
-                        let headers = r
-                            .headers
-                            .iter()
-                            .filter_map(|(n, v)| {
-                                Some((HeaderName::from_bytes(n.as_bytes()).ok()?, v.expose().to_owned()))
-                            })
-                            .collect();
-                        let settings = RemoteSettings {
-                            name: p.name.as_str().into(),
-                            url: r.endpoint.clone(),
-                            headers,
-                            timeouts,
-                            max_body: limits.max_body_bytes.max(16 << 20),
-                            transport: r.transport,
-                        };
-                        match Remote::new(settings, http.clone(), sink.clone(), lifecycle.clone()) {
-                            Ok(remote) => Backend::Remote(Arc::new(remote)),
-                            Err(e) => Backend::Unavailable(e.to_string()),
-                        }
-                    }
-                    ProviderKind::Group(g) => Backend::Group(Pool::build(g, |m| by_name.get(m).copied())),
-                    ProviderKind::Subprocess(sp) => Backend::Process(Arc::new(ProcessUpstream::new(
-                        process_settings(),
-                        Box::new(LocalLauncher {
-                            command: sp.command.clone(),
-                            env: sp.env.iter().map(|(k, v)| (k.clone(), v.expose().to_owned())).collect(),
-                            cwd: sp.cwd.clone(),
-                        }),
-                        sink.clone(),
-                        lifecycle.clone(),
-                    ))),
-                    ProviderKind::Container(c) => Backend::Process(Arc::new(ProcessUpstream::new(
-                        process_settings(),
-                        Box::new(ContainerLauncher { spec: c.clone() }),
-                        sink.clone(),
-                        lifecycle.clone(),
-                    ))),
-                };
-                Arc::new(ProviderRuntime { config: p.clone(), backend, lists: ListCache::default(), lifecycle })
+            .filter_map(|p| {
+                let runtime = runtimes.get(&p.name).cloned();
+                if runtime.is_none() {
+                    tracing::error!(provider = p.name, "no runtime for a configured provider; it is left out");
+                }
+                runtime
             })
-            .collect::<Vec<_>>();
+            .collect();
+        let pools = config
+            .providers
+            .iter()
+            .map(|p| match &p.kind {
+                ProviderKind::Group(g) => Some(Pool::build(g, |m| by_name.get(m).copied())),
+                _ => None,
+            })
+            .collect();
         let mut prefixed: Vec<(String, usize)> = providers
             .iter()
             .enumerate()
@@ -160,6 +86,7 @@ impl Routes {
             .collect();
         Self {
             providers,
+            pools,
             by_name,
             prefixed,
             unprefixed,
@@ -168,6 +95,11 @@ impl Routes {
             events: events.clone(),
             metrics: metrics.clone(),
         }
+    }
+
+    /// The pool of group `idx` (`None` when it is not a group).
+    pub fn pool(&self, idx: usize) -> Option<&Pool> {
+        self.pools.get(idx).and_then(Option::as_ref)
     }
 
     /// The metrics label for exposed tool `name`: itself if a provider lists it, else `other`
@@ -212,9 +144,9 @@ impl Routes {
     /// strategy picks for `key` among members not in `exclude` (already tried). Fails fast, with
     /// the reason, when nothing may be called now (DEAD and recovering, circuit open).
     pub fn choose(&self, idx: usize, key: &[u8], exclude: &[usize]) -> Result<(usize, Arc<dyn Upstream>), RpcError> {
-        let member = match &self.providers[idx].backend {
-            Backend::Group(pool) => self.pick(idx, pool, key, exclude)?,
-            _ => {
+        let member = match self.pool(idx) {
+            Some(pool) => self.pick(idx, pool, key, exclude)?,
+            None => {
                 self.admit(idx)?;
                 idx
             }
@@ -230,6 +162,7 @@ impl Routes {
         let callable = |m: usize| {
             let p = &self.providers[m];
             matches!(p.backend, Backend::Remote(_) | Backend::Process(_))
+                && !p.lifecycle.retired()
                 && p.lifecycle.breaker.admits()
                 && !exclude.contains(&m)
         };
@@ -323,25 +256,17 @@ impl Routes {
     pub fn concrete(&self, idx: usize) -> Result<Arc<dyn Upstream>, RpcError> {
         let p = &self.providers[idx];
         match &p.backend {
-            Backend::Remote(r) => Ok(r.clone()),
-            Backend::Process(u) => Ok(u.clone()),
             Backend::Unavailable(why) => {
                 Err(RpcError::new(code::PROVIDER_UNAVAILABLE, format!("provider {:?} is unavailable: {why}", p.name())))
             }
-            Backend::Group(_) => Err(RpcError::new(code::PROVIDER_UNAVAILABLE, "nested groups are not supported")),
+            Backend::Group => Err(RpcError::new(code::PROVIDER_UNAVAILABLE, "nested groups are not supported")),
+            _ => p.upstream().ok_or_else(|| RpcError::new(code::PROVIDER_UNAVAILABLE, "no upstream")),
         }
     }
 
     /// Every concrete upstream (groups excluded: their members are listed themselves).
     pub fn all_upstreams(&self) -> Vec<Arc<dyn Upstream>> {
-        self.providers
-            .iter()
-            .filter_map(|p| match &p.backend {
-                Backend::Remote(r) => Some(r.clone() as Arc<dyn Upstream>),
-                Backend::Process(u) => Some(u.clone() as Arc<dyn Upstream>),
-                _ => None,
-            })
-            .collect()
+        self.providers.iter().filter_map(|p| p.upstream()).collect()
     }
 }
 

@@ -21,8 +21,16 @@ providers:
     );
     let config = hangar_config::parse(&yaml, "test.yaml", &|_| None).expect("valid config");
     let events = Arc::new(EventLog::default());
-    let sink: Arc<dyn Unsolicited> = Arc::new(crate::upstream::Discard);
-    (Routes::build(&config, &Arc::default(), &sink, &events, &Arc::default()), events)
+    let deps = crate::provider::RuntimeDeps {
+        http: Arc::default(),
+        sink: Arc::new(crate::upstream::Discard),
+        events: events.clone(),
+        metrics: Arc::default(),
+    };
+    let limits = crate::provider::RuntimeLimits::of(&config.server.limits);
+    let runtimes =
+        config.providers.iter().map(|p| (p.name.clone(), Arc::new(ProviderRuntime::build(p, limits, &deps)))).collect();
+    (Routes::build(&config, &runtimes, &events, &Arc::default()), events)
 }
 
 fn ready(r: &Routes, name: &str) -> usize {

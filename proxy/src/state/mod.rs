@@ -1,7 +1,11 @@
-//! Gateway-wide state: the configuration snapshot (one `ArcSwap`, replaced whole on reload), the
-//! lifecycle phase the health endpoints report, and the in-flight request count shutdown drains.
+//! Gateway-wide state: the configuration snapshot (one `ArcSwap`, replaced whole by the
+//! reconciler and by nothing else), the lifecycle phase the health endpoints report, and the
+//! in-flight request count shutdown drains.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+pub mod reconcile;
+pub mod watcher;
+
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,12 +19,14 @@ use crate::mcp::fanout::Fanout;
 use crate::mcp::session::SessionStore;
 use crate::mcp::subscriptions::Listeners;
 use crate::memory::MemoryBudget;
+use crate::provider::RuntimeDeps;
 use crate::routing::Routes;
 use crate::telemetry::audit::{Audit, AuditError};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::traces::{TraceError, Traces};
 use crate::upstream::http::HttpClient;
 use crate::upstream::Unsolicited;
+use reconcile::{Reconciler, Start};
 
 /// An immutable view of the configuration and everything compiled from it. Requests load it once
 /// and use that one view throughout, so a reload never mixes two configurations in one request.
@@ -66,7 +72,6 @@ fn init_providers(metrics: &Metrics, config: &Config) {
 /// State shared by every request and background task.
 pub struct AppState {
     snapshot: ArcSwap<Snapshot>,
-    next_generation: AtomicU64,
     phase: AtomicU8,
     inflight: AtomicUsize,
     streams: Arc<AtomicUsize>,
@@ -90,30 +95,33 @@ pub struct AppState {
     pub http: Arc<HttpClient>,
     /// Bytes of bodies held in memory, over all requests.
     pub memory: Arc<MemoryBudget>,
-    sink: Arc<dyn Unsolicited>,
+    /// The one writer of the snapshot: reloads.
+    pub reconciler: Reconciler,
 }
 
 impl AppState {
     /// State for `config`, in phase [`Phase::Starting`], snapshot generation 1, without an audit
-    /// trail (tests; the gateway uses [`AppState::open`]).
+    /// trail; reloads read `config` again (tests; the gateway uses [`AppState::open`]).
     pub fn new(config: Config) -> Arc<Self> {
         let metrics = Arc::new(Metrics::new());
         let audit = Arc::new(Audit::disabled(metrics.clone()));
-        Self::build(config, metrics, audit, Traces::off())
+        Self::build(Start::fixed(config), metrics, audit, Traces::off())
     }
 
-    /// State for `config` with its audit trail and trace export set up as configured.
-    pub fn open(config: Config) -> Result<Arc<Self>, StartError> {
+    /// State for `start` (whose source reloads read again), with its audit trail and trace
+    /// export set up as configured.
+    pub fn open(start: Start) -> Result<Arc<Self>, StartError> {
         let metrics = Arc::new(Metrics::new());
-        let audit = Arc::new(Audit::open(&config.observability.audit, metrics.clone())?);
-        let traces = Traces::start(&config.observability, &metrics)?;
-        Ok(Self::build(config, metrics, audit, traces))
+        let audit = Arc::new(Audit::open(&start.config().observability.audit, metrics.clone())?);
+        let traces = Traces::start(&start.config().observability, &metrics)?;
+        Ok(Self::build(start, metrics, audit, traces))
     }
 
-    fn build(config: Config, metrics: Arc<Metrics>, audit: Arc<Audit>, traces: Traces) -> Arc<Self> {
+    fn build(start: Start, metrics: Arc<Metrics>, audit: Arc<Audit>, traces: Traces) -> Arc<Self> {
+        let config = start.config();
         metrics.config_generation.set(1);
-        init_providers(&metrics, &config);
-        audit.config_applied(1, config.providers.len());
+        init_providers(&metrics, config);
+        audit.config_applied(1, config.providers.len(), serde_json::Value::Null);
         let (shutdown, _) = watch::channel(false);
         let memory = MemoryBudget::new(config.server.limits.max_buffered_bytes, metrics.clone());
         let http = Arc::new(HttpClient::new(memory.clone()));
@@ -121,10 +129,11 @@ impl AppState {
         let sessions = SessionStore::new(&config.server.limits, metrics.clone());
         Arc::new_cyclic(|weak| {
             let sink: Arc<dyn Unsolicited> = Arc::new(Fanout(weak.clone()));
-            let routes = Arc::new(Routes::build(&config, &http, &sink, &events, &metrics));
+            let deps = RuntimeDeps { http: http.clone(), sink, events: events.clone(), metrics: metrics.clone() };
+            let (reconciler, first) = Reconciler::start(start, deps);
             Self {
-                snapshot: ArcSwap::from_pointee(Snapshot { generation: 1, config: Arc::new(config), routes }),
-                next_generation: AtomicU64::new(2),
+                snapshot: ArcSwap::from_pointee(first),
+                reconciler,
                 phase: AtomicU8::new(Phase::Starting as u8),
                 inflight: AtomicUsize::new(0),
                 streams: Arc::new(AtomicUsize::new(0)),
@@ -139,7 +148,6 @@ impl AppState {
                 events,
                 http,
                 memory,
-                sink,
             }
         })
     }
@@ -147,17 +155,6 @@ impl AppState {
     /// The current snapshot. Load it once per request.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
-    }
-
-    /// Publishes a new configuration as a whole new snapshot; returns its generation.
-    pub fn replace_config(&self, config: Config) -> u64 {
-        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
-        init_providers(&self.metrics, &config);
-        self.audit.config_applied(generation, config.providers.len());
-        let routes = Arc::new(Routes::build(&config, &self.http, &self.sink, &self.events, &self.metrics));
-        self.snapshot.store(Arc::new(Snapshot { generation, config: Arc::new(config), routes }));
-        self.metrics.config_generation.set(i64::try_from(generation).unwrap_or(i64::MAX));
-        generation
     }
 
     /// The current phase.
@@ -257,16 +254,6 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         drop(guard);
         assert_eq!(waiter.await.expect("join"), 0);
-    }
-
-    #[test]
-    fn reload_replaces_the_whole_snapshot() {
-        let s = state();
-        let before = s.snapshot();
-        let generation = s.replace_config(hangar_config::parse("server: {port: 9}", "t", &|_| None).expect("valid"));
-        assert_eq!(generation, 2);
-        assert_eq!(before.config.server.port, 8000, "a loaded snapshot never changes");
-        assert_eq!(s.snapshot().config.server.port, 9);
     }
 
     #[test]

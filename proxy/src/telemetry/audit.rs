@@ -71,7 +71,8 @@ enum Message {
 enum Record {
     Provider(ProviderEvent),
     ToolCall { at_ms: u64, call: ToolCall },
-    Config { at_ms: u64, generation: u64, providers: usize },
+    Config { at_ms: u64, generation: u64, providers: usize, change: Value },
+    ConfigRejected { at_ms: u64, trigger: String, error: String },
 }
 
 /// The audit trail's front: cheap to call from anywhere.
@@ -167,9 +168,17 @@ impl Audit {
         self.send(Record::ToolCall { at_ms: now_ms(), call });
     }
 
-    /// Records that a configuration snapshot was applied.
-    pub fn config_applied(&self, generation: u64, providers: usize) {
-        self.send(Record::Config { at_ms: now_ms(), generation, providers });
+    /// Records that a configuration snapshot was applied: its generation, how many providers it
+    /// has, and what changed (`change`: the reload's report, `null` at start).
+    pub fn config_applied(&self, generation: u64, providers: usize, change: Value) {
+        self.send(Record::Config { at_ms: now_ms(), generation, providers, change });
+    }
+
+    /// Records that a candidate configuration was rejected (the running one stays).
+    pub fn config_rejected(&self, trigger: &str, error: &str) {
+        let mut error = error.to_owned();
+        truncate(&mut error, MAX_MESSAGE * 8);
+        self.send(Record::ConfigRejected { at_ms: now_ms(), trigger: trigger.to_owned(), error });
     }
 
     /// Writes and syncs everything queued so far; returns when done (or the writer is gone).
@@ -305,7 +314,7 @@ pub struct Filter {
     pub provider: Option<String>,
     /// Tool calls by this caller.
     pub caller: Option<String>,
-    /// Records of this type (`provider_event`, `tool_call`, `config_applied`).
+    /// Records of this type (`provider_event`, `tool_call`, `config_applied`, `config_rejected`).
     pub kind: Option<String>,
     /// Most records returned.
     pub limit: usize,
@@ -425,8 +434,10 @@ impl Writer {
                 }
                 v
             }
-            Record::Config { at_ms, generation, providers } => json!({"seq": self.seq, "at_ms": at_ms,
-                "type": "config_applied", "generation": generation, "providers": providers}),
+            Record::Config { at_ms, generation, providers, change } => json!({"seq": self.seq, "at_ms": at_ms,
+                "type": "config_applied", "generation": generation, "providers": providers, "change": change}),
+            Record::ConfigRejected { at_ms, trigger, error } => json!({"seq": self.seq, "at_ms": at_ms,
+                "type": "config_rejected", "trigger": trigger, "error": error}),
         }
         .to_string();
         line.push('\n');

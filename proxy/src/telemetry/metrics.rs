@@ -86,6 +86,10 @@ pub struct Metrics {
     pub trace_export_failures: IntCounterVec,
     /// Work refused or cut short by a bound, by [`Limit`].
     pub limit_hits: IntCounterVec,
+    /// Configuration reloads, by outcome (`applied`, `unchanged`, `rejected`).
+    pub config_reloads: IntCounterVec,
+    /// How long reloads took (read, validate, swap), applied or not.
+    pub config_reload_duration: HistogramVec,
 }
 
 /// The bounds that protect the gateway from one client (or upstream), as the `limit` label of
@@ -242,6 +246,17 @@ impl Metrics {
                 &["exporter"],
             ),
             limit_hits: counter("limit_hits_total", "Work refused or cut short by a bound, by limit.", &["limit"]),
+            config_reloads: counter(
+                "config_reloads_total",
+                "Configuration reloads, by outcome (applied, unchanged, rejected).",
+                &["outcome"],
+            ),
+            config_reload_duration: histogram(
+                "config_reload_duration_seconds",
+                "How long configuration reloads took.",
+                &["outcome"],
+                CALL_BUCKETS,
+            ),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -265,6 +280,8 @@ impl Metrics {
             Box::new(m.audit_dropped.clone()),
             Box::new(m.trace_export_failures.clone()),
             Box::new(m.limit_hits.clone()),
+            Box::new(m.config_reloads.clone()),
+            Box::new(m.config_reload_duration.clone()),
         ];
         for c in collectors {
             // Registration only fails for duplicate or malformed descriptors, which are fixed

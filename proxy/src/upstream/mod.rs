@@ -206,6 +206,15 @@ impl From<http::HttpError> for CallError {
     }
 }
 
+/// The error for a call that reaches an instance a reload replaced or removed: nothing was sent,
+/// so it may be retried (on the provider's new instance, or another group member).
+pub fn retired_error() -> CallError {
+    CallError::Unavailable {
+        reason: "the provider was replaced or removed by a configuration reload".into(),
+        never_sent: true,
+    }
+}
+
 /// Counts a call's outcome toward the provider's health: a result, or a JSON-RPC error (a healthy
 /// provider saying no), is a success; a request rejected before it was sent counts as nothing,
 /// since the provider never saw it; anything else is a failure.

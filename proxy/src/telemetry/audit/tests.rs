@@ -104,7 +104,7 @@ fn rotates_by_size_keeps_the_configured_files_and_queries_across_them() {
     audit.close();
     // Numbering goes on after a restart.
     let again = Audit::open(&settings(&dir, 4096), Arc::default()).expect("reopen");
-    again.config_applied(1, 3);
+    again.config_applied(1, 3, Value::Null);
     again.close();
     assert_eq!(lines(&current).last().map(|r| r["seq"].clone()), Some(json!(201)));
     let _ = std::fs::remove_dir_all(&dir);

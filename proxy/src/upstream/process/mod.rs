@@ -151,6 +151,9 @@ impl ProcessUpstream {
         if let Some(c) = guard.as_ref().filter(|c| c.mux.is_alive()) {
             return Ok(c.clone());
         }
+        if self.lifecycle.retired() {
+            return Err(super::retired_error());
+        }
         self.lifecycle.fire(Cause::Start, "first use");
         match self.start().await {
             Ok(conn) => {

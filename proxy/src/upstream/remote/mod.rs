@@ -177,6 +177,9 @@ impl Remote {
     /// upstream's configured headers added; returns once the reply's header has arrived. The
     /// caller reads the reply and reports the outcome to the lifecycle.
     pub async fn pass_through(&self, mut req: Request<'_>) -> Result<super::http::Response, CallError> {
+        if self.inner.lifecycle.retired() {
+            return Err(super::retired_error());
+        }
         req.headers.extend(self.inner.configured());
         Ok(self.inner.client.send(&self.inner.endpoint, &req, &self.inner.timeouts).await?)
     }
@@ -236,6 +239,9 @@ impl Remote {
 #[async_trait]
 impl Upstream for Remote {
     async fn call(&self, method: &str, params: Value, caller: &Caller, events: Events) -> Result<Value, CallError> {
+        if self.inner.lifecycle.retired() {
+            return Err(super::retired_error());
+        }
         let _in_flight = self.inner.lifecycle.begin_call();
         let out = self.exchange(method, params, caller, events).await;
         super::record_outcome(&self.inner.lifecycle, out.as_ref().err());
