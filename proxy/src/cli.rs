@@ -43,9 +43,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Validate a configuration file: print every problem, exit 2 when invalid, 0 when valid.
+    /// With `--diff OLD`, also print what changing from OLD to it would do.
     CheckConfig {
         /// The file to check.
         file: PathBuf,
+        /// The running configuration to compare with (a dry run of the reload).
+        #[arg(long, value_name = "OLD")]
+        diff: Option<PathBuf>,
     },
     /// Run the built-in demo MCP server on stdio (the embedded default config's provider).
     DemoServer,
@@ -61,18 +65,31 @@ enum LogFormatArg {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::CheckConfig { file, diff }) => check_config(&file, diff.as_deref()),
         Some(Command::DemoServer) => crate::demo::run(),
         None => serve(cli),
     }
 }
 
-fn check_config(file: &Path) -> ExitCode {
-    let source = FileSource { file: Some(file.to_owned()), host: None, port: None };
-    match Start::load(Box::new(source)) {
+fn check_config(file: &Path, old: Option<&Path>) -> ExitCode {
+    let load = |file: &Path| Start::load(Box::new(FileSource { file: Some(file.to_owned()), host: None, port: None }));
+    match load(file) {
         Ok(start) => {
             println!("{}: OK ({})", file.display(), summary(start.config()));
-            ExitCode::SUCCESS
+            let Some(old) = old else { return ExitCode::SUCCESS };
+            match load(old) {
+                Ok(old_start) => {
+                    let (old_config, mut new_config) = (old_start.config(), start.config().clone());
+                    let plan = crate::state::reconcile::plan(old_config, &mut new_config);
+                    let d = crate::state::diff::describe(old_config, &new_config, &plan, None);
+                    println!("changes from {}:\n{}", old.display(), crate::state::diff::to_text(&d));
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    println!("{err}");
+                    ExitCode::from(EXIT_INVALID_CONFIG)
+                }
+            }
         }
         Err(err) => {
             println!("{err}");

@@ -62,3 +62,25 @@ fn invalid_config_refuses_to_start() {
     assert!(stderr.contains("server.port: expected an integer"), "{stderr}");
     assert!(out.stdout.is_empty(), "stdout is reserved for the protocol");
 }
+
+#[test]
+fn a_dry_run_says_what_a_change_would_do() {
+    let out = Command::new(env!("CARGO_BIN_EXE_mcp-hangar"))
+        .args(["check-config", "tests/golden/diff/new.yaml", "--diff", "tests/golden/diff/old.yaml"])
+        .env_remove("MCP_HANGAR_CONFIG")
+        .output()
+        .expect("run mcp-hangar");
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let expected = "tests/golden/diff/new.yaml: OK (6 providers: search_a (remote), search_b (remote), search_c (remote), search (group), math (subprocess), weather (remote))
+changes from tests/golden/diff/old.yaml:
+providers added: search_c, weather
+providers removed: legacy
+providers changed: search_b (description; applied in place), search (members; applied in place), math (command, tools; restarted)
+groups rebalanced: search
+tools added: math__subtract, weather__forecast
+tools removed: math__sub
+needs a restart: server.port
+";
+    assert_eq!(text, expected);
+}

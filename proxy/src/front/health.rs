@@ -27,12 +27,14 @@ pub fn answer(state: &AppState, path: &str) -> Option<(u16, String)> {
         _ => return None,
     };
     let snap = state.snapshot();
+    let last = state.reconciler.last();
     let body = serde_json::json!({
         "status": status,
         "version": env!("CARGO_PKG_VERSION"),
         "config_generation": snap.generation,
         "providers": snap.config.providers.len(),
         "inflight": state.inflight(),
+        "last_reload": {"outcome": last.outcome, "error": last.error},
     });
     Some((if ok { 200 } else { 503 }, body.to_string()))
 }

@@ -287,7 +287,7 @@ fn instructions(routes: &Routes) -> String {
 
 /// `tools/call` and `prompts/get`: find the provider by exposed name, call it with its own name.
 async fn call_named(
-    state: &AppState,
+    state: &Arc<AppState>,
     routes: &Arc<Routes>,
     ctx: &ClientCtx,
     kind: ListKind,

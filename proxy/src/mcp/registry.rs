@@ -40,18 +40,24 @@ pub fn tools() -> Vec<Value> {
             "caller": {"type": "string", "description": "session:<id>, client:<name>, anonymous"},
             "type": {"type": "string", "enum": ["provider_event", "tool_call", "config_applied", "config_rejected"]},
             "limit": {"type": "integer", "minimum": 1, "maximum": MAX_AUDIT_RECORDS, "default": 100}}}}),
+        json!({"name": "registry_reload", "description": "Reload the configuration (file and discovery sources) now and report what changed: providers added, removed, updated (which fields; restarted or applied in place), unchanged, settings that need a restart, the duration. dry_run: only say what would change (and which exposed tools, prompts and legacy sessions it touches). Also answers to hangar_reload_config.", "inputSchema": {"type": "object", "properties": {
+            "graceful": {"type": "boolean", "default": true, "description": "Let replaced providers finish the requests they have (up to shutdown_timeout_s) before they stop"},
+            "dry_run": {"type": "boolean", "default": false}}}}),
     ]
 }
 
+/// The Python MCP Hangar's name for `registry_reload`: callable, not listed.
+const RELOAD_ALIAS: &str = "hangar_reload_config";
+
 /// Whether `name` is one of the gateway's own tools.
 pub fn is_registry_tool(name: &str) -> bool {
-    name.starts_with("registry_") && tools().iter().any(|t| t["name"] == name)
+    name == RELOAD_ALIAS || (name.starts_with("registry_") && tools().iter().any(|t| t["name"] == name))
 }
 
 /// Runs a registry tool. Failures that concern the request (unknown provider, missing argument)
 /// are JSON-RPC errors; a provider failing to start is a tool result with `isError`.
 pub async fn call(
-    state: &AppState,
+    state: &Arc<AppState>,
     ctx: &ClientCtx,
     name: &str,
     args: &Value,
@@ -136,6 +142,7 @@ pub async fn call(
             return invoke(routes, ctx, idx, params, events).await;
         }
         "registry_health" => health(state, routes),
+        "registry_reload" | RELOAD_ALIAS => return reload(state, args).await,
         "registry_audit" => {
             let filter = audit_filter(args)?;
             let audit = state.audit.clone();
@@ -202,6 +209,62 @@ async fn invoke(
         .map_err(|e| e.to_rpc(routes.providers[member].name()))
 }
 
+/// `registry_reload`: a reload (or its dry run) and its report; a rejected candidate is a tool
+/// error with the reason.
+async fn reload(state: &Arc<AppState>, args: &Value) -> Result<Value, RpcError> {
+    let flag = |k: &str, default: bool| match args.get(k) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => {
+            v.as_bool().ok_or_else(|| RpcError::new(code::INVALID_PARAMS, format!("arguments.{k} must be a boolean")))
+        }
+    };
+    let (graceful, dry_run) = (flag("graceful", true)?, flag("dry_run", false)?);
+    let result = if dry_run {
+        match state.reconciler.preview(state).await {
+            Ok((candidate, plan)) => {
+                let snap = state.snapshot();
+                let live = LiveGateway { snap: &snap, state };
+                let mut d = crate::state::diff::describe(&snap.config, &candidate, &plan, Some(&live));
+                d["status"] = json!("dry_run");
+                d
+            }
+            Err(e) => return Ok(error_result(&format!("the configuration would be rejected: {e}"))),
+        }
+    } else {
+        match state.reconciler.reload(state, "registry_reload", graceful).await {
+            Ok(report) => {
+                let mut r = report.plan.to_json();
+                r["status"] = json!(if report.applied { "success" } else { "unchanged" });
+                r["generation"] = json!(report.generation);
+                r["duration_ms"] = json!(report.duration.as_secs_f64() * 1000.0);
+                r
+            }
+            Err(e) => return Ok(error_result(&format!("the configuration was rejected; the running one stays: {e}"))),
+        }
+    };
+    Ok(
+        json!({"content": [{"type": "text", "text": serde_json::to_string_pretty(&result).unwrap_or_default()}], "structuredContent": result, "isError": false}),
+    )
+}
+
+/// The running gateway, as the dry run sees it.
+struct LiveGateway<'a> {
+    snap: &'a crate::state::Snapshot,
+    state: &'a AppState,
+}
+
+impl crate::state::diff::Live for LiveGateway<'_> {
+    fn listed(&self, provider: &str, prompts: bool) -> Option<Vec<String>> {
+        let (_, p) = self.snap.routes.provider(provider)?;
+        let list = p.lists.get(if prompts { ListKind::Prompts } else { ListKind::Tools })?;
+        Some(list.items.iter().filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_owned)).collect())
+    }
+
+    fn sessions_pinned_to(&self, member: &str) -> usize {
+        self.state.sessions.all().iter().filter(|s| s.pinned_to(member)).count()
+    }
+}
+
 fn health(state: &AppState, routes: &Routes) -> Value {
     let mut by_state = serde_json::Map::new();
     for s in [State::Cold, State::Initializing, State::Ready, State::Degraded, State::Dead] {
@@ -216,6 +279,17 @@ fn health(state: &AppState, routes: &Routes) -> Value {
         "listeners": state.listeners.len(),
         "parked_calls": state.parked.len(),
         "inflight_requests": state.inflight(),
+        "config": config_status(state),
+    })
+}
+
+/// The running configuration's generation and the last reload's outcome.
+pub fn config_status(state: &AppState) -> Value {
+    let last = state.reconciler.last();
+    json!({
+        "generation": state.snapshot().generation,
+        "last_reload": {"trigger": last.trigger, "outcome": last.outcome, "error": last.error, "at_ms": last.at_ms},
+        "draining_instances": state.reconciler.draining().len(),
     })
 }
 

@@ -123,6 +123,11 @@ impl ClientSession {
         self.pins.lock().iter().find(|p| p.group == group).cloned()
     }
 
+    /// Whether the session is pinned to `member` in some group.
+    pub fn pinned_to(&self, member: &str) -> bool {
+        self.pins.lock().iter().any(|p| p.member == member)
+    }
+
     /// Pins the session to a member of a group (replacing an earlier pin).
     pub fn pin(&self, pin: Pin) {
         {
