@@ -16,7 +16,7 @@ use crate::front::connection::{self, ConnectionGate};
 use crate::front::detached::DetachedStream;
 use crate::front::{health, mcp, respond};
 use crate::proto::protocol::Era;
-use crate::state::{AppState, InflightGuard, Phase};
+use crate::state::{AppState, InflightGuard, Phase, Snapshot};
 use crate::telemetry::metrics::Limit;
 use crate::telemetry::openmetrics;
 
@@ -42,7 +42,7 @@ impl HttpFront {
             ctx.endpoint = "health";
             return respond::json(session, code, body).await;
         }
-        let snap = self.state.snapshot();
+        let snap = ctx.snap.clone();
         if path == snap.config.server.mcp_path {
             ctx.endpoint = "mcp";
             if self.state.phase() == Phase::Draining {
@@ -77,7 +77,7 @@ impl HttpFront {
     fn log(&self, session: &Session, error: Option<&Error>, ctx: &RequestCtx) {
         let code = session.response_written().map_or(0, |r| r.status.as_u16());
         self.state.metrics.http_responses.with_label_values(&[ctx.endpoint, status_label(code)]).inc();
-        if ctx.endpoint != "health" && self.state.snapshot().config.observability.access_log {
+        if ctx.endpoint != "health" && ctx.snap.config.observability.access_log {
             let req = session.req_header();
             tracing::info!(
                 target: "mcp_hangar::access",
@@ -112,8 +112,9 @@ pub struct RequestCtx {
     started: std::time::Instant,
     /// A long-lived stream the request opened, to go on without the HTTP session.
     pub detached: Option<DetachedStream>,
-    /// Slowest average rate the request body may arrive at (bytes/s).
-    pub min_body_rate: usize,
+    /// The configuration snapshot the request uses throughout: loaded once when it arrives, so a
+    /// reload never mixes two configurations in one request.
+    pub snap: Arc<Snapshot>,
 }
 
 #[async_trait]
@@ -165,7 +166,8 @@ impl HttpFront {
         shutdown: &ShutdownWatch,
         header_deadline: tokio::time::Instant,
     ) -> Option<ReusedHttpStream> {
-        let limits = self.state.snapshot().config.server.limits.clone();
+        let snap = self.state.snapshot();
+        let limits = &snap.config.server.limits;
         let mut draining = shutdown.clone();
         let read = tokio::select! {
             biased;
@@ -202,7 +204,7 @@ impl HttpFront {
             method: "",
             started: std::time::Instant::now(),
             detached: None,
-            min_body_rate: limits.min_body_rate,
+            snap: snap.clone(),
         };
         // Boxed: only a request that arrived pays for the request path's (large) future; a
         // connection waiting for its header holds a small one.

@@ -27,7 +27,7 @@ use crate::mcp::subscriptions;
 use crate::memory::Reservation;
 use crate::proto::headers::check_modern;
 use crate::proto::protocol::{era_of, Era, LEGACY_VERSIONS, MODERN_VERSION, SUPPORTED_VERSIONS};
-use crate::state::AppState;
+use crate::state::{AppState, Snapshot};
 use crate::telemetry::metrics::Limit;
 use crate::upstream::CallEvent;
 
@@ -62,7 +62,7 @@ fn header<'s>(session: &'s Session, name: &str) -> Option<&'s str> {
 
 /// Handles a request to the MCP path; `Ok` once it was answered.
 pub async fn handle(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx) -> pingora_core::Result<()> {
-    let snap = state.snapshot();
+    let snap = ctx.snap.clone();
     let server = &snap.config.server;
     if let Some(name) = conflicting_duplicate(session.req_header()) {
         let e = RpcError::new(code::INVALID_REQUEST, format!("Bad Request: conflicting values for header {name}"));
@@ -171,7 +171,7 @@ async fn read_body(
 }
 
 async fn post(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx) -> pingora_core::Result<()> {
-    let snap = state.snapshot();
+    let snap = ctx.snap.clone();
     let limits = &snap.config.server.limits;
     if !is_json_body(session.req_header()) {
         plain_error(session, 415, RpcError::new(code::INVALID_REQUEST, "Content-Type must be application/json"))
@@ -193,7 +193,7 @@ async fn post(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx
         plain_error(session, 400, unsupported_version(v)).await?;
         return Ok(());
     }
-    let (body, _held) = match read_body(state, session, limits.max_body_bytes, ctx.min_body_rate).await {
+    let (body, _held) = match read_body(state, session, limits.max_body_bytes, limits.min_body_rate).await {
         Ok(b) => b,
         Err((status, e)) => {
             plain_error(session, status, e).await?;
@@ -271,15 +271,17 @@ async fn post(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx
         Era::Modern => {
             let mut client = ClientCtx::modern(&params);
             client.trace = hub::trace_request(state, &client, &method, &params, Some(&session.req_header().headers));
-            run_modern(state, session, accepts, &client, &id, &method, params).await?;
+            run_modern(state, &snap, session, accepts, &client, &id, &method, params).await?;
         }
-        Era::Legacy => legacy_post(state, session, accepts, kind, &id, &method, params).await?,
+        Era::Legacy => legacy_post(state, &snap, session, accepts, kind, &id, &method, params).await?,
     }
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn legacy_post(
     state: &Arc<AppState>,
+    snap: &Arc<Snapshot>,
     session: &mut Session,
     accepts: Accepts,
     kind: Kind,
@@ -289,7 +291,7 @@ async fn legacy_post(
 ) -> pingora_core::Result<()> {
     if kind == Kind::Request && method == "initialize" {
         let client_addr = session.client_addr().and_then(|a| a.as_inet()).map(std::net::SocketAddr::ip);
-        return match hub::initialize(state, &params, client_addr).await {
+        return match hub::initialize(state, snap, &params, client_addr).await {
             Ok((client, result)) => {
                 let reply = Reply::new(accepts, vec![("mcp-session-id", client.id.to_string())]);
                 reply.finish(session, 200, result_bytes(id, &result)).await
@@ -340,11 +342,11 @@ async fn legacy_post(
             let mut ctx = ClientCtx::legacy(client.clone());
             ctx.trace = hub::trace_request(state, &ctx, method, &params, Some(&session.req_header().headers));
             let work = LegacyWork { ctx, id: id.to_owned(), method: method.to_owned(), params, tracked };
-            tokio::spawn(produce_legacy(state.clone(), work, buf.clone()));
+            tokio::spawn(produce_legacy(state.clone(), snap.clone(), work, buf.clone()));
             serve_reply(session, accepts, &client, stream, &buf, 0).await
         }
         Kind::Notification => {
-            client_notification(state, &client, method, &params).await;
+            client_notification(snap, &client, method, &params).await;
             respond::send(session, 202, "application/json", &[], Bytes::new()).await
         }
         Kind::Response => {
@@ -369,7 +371,7 @@ fn params_of_response(v: &Value) -> Result<Value, RpcError> {
     }
 }
 
-async fn client_notification(state: &Arc<AppState>, client: &Arc<ClientSession>, method: &str, params: &Value) {
+async fn client_notification(snap: &Snapshot, client: &Arc<ClientSession>, method: &str, params: &Value) {
     match method {
         "notifications/cancelled" => {
             if let Some(rid) = params.get("requestId") {
@@ -380,7 +382,6 @@ async fn client_notification(state: &Arc<AppState>, client: &Arc<ClientSession>,
             }
         }
         "notifications/roots/list_changed" => {
-            let snap = state.snapshot();
             let caller = client.caller();
             for upstream in snap.routes.all_upstreams() {
                 let _ = upstream.notify(method, params.clone(), &caller).await;
@@ -392,8 +393,10 @@ async fn client_notification(state: &Arc<AppState>, client: &Arc<ClientSession>,
 
 /// Runs a modern request through the hub, relaying upstream messages as SSE events, until it
 /// finishes or the client closes the stream (which, in the modern protocol, cancels it).
+#[allow(clippy::too_many_arguments)]
 async fn run_modern(
     state: &Arc<AppState>,
+    snap: &Arc<Snapshot>,
     session: &mut Session,
     accepts: Accepts,
     ctx: &ClientCtx,
@@ -402,7 +405,7 @@ async fn run_modern(
     params: Value,
 ) -> pingora_core::Result<()> {
     let (tx, mut rx) = mpsc::channel::<CallEvent>(64);
-    let work = hub::request(state, ctx, method, params, Some(tx));
+    let work = hub::request(state, snap, ctx, method, params, Some(tx));
     tokio::pin!(work);
     let mut reply = Reply::new(accepts, Vec::new());
     let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE_EVERY, KEEP_ALIVE_EVERY);
@@ -447,12 +450,12 @@ struct LegacyWork {
 /// Produces a legacy request's reply into the session's buffer. It runs on its own task: in the
 /// legacy protocol a dropped connection does not cancel a request (`notifications/cancelled`
 /// does), and the client may come back for the rest with `Last-Event-ID`.
-async fn produce_legacy(state: Arc<AppState>, work: LegacyWork, buf: Arc<ReplyBuffer>) {
+async fn produce_legacy(state: Arc<AppState>, snap: Arc<Snapshot>, work: LegacyWork, buf: Arc<ReplyBuffer>) {
     let _inflight = state.begin_request();
     let LegacyWork { ctx, id, method, params, mut tracked } = work;
     let Some(client) = ctx.session.clone() else { return };
     let (tx, mut rx) = mpsc::channel::<CallEvent>(64);
-    let work = hub::request(&state, &ctx, &method, params, Some(tx));
+    let work = hub::request(&state, &snap, &ctx, &method, params, Some(tx));
     tokio::pin!(work);
     let outcome = loop {
         tokio::select! {

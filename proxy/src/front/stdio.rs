@@ -143,8 +143,10 @@ impl Connection {
     }
 
     async fn request(self: Arc<Self>, id: Box<RawValue>, method: String, version: Option<String>, params: Value) {
+        // One snapshot for the whole request, as on HTTP.
+        let snap = self.state.snapshot();
         if method == "initialize" {
-            let reply = match hub::initialize(&self.state, &params, None).await {
+            let reply = match hub::initialize(&self.state, &snap, &params, None).await {
                 Ok((session, result)) => {
                     let (tx, mut rx) = mpsc::channel::<Bytes>(256);
                     for msg in session.attach_stream(tx) {
@@ -210,7 +212,7 @@ impl Connection {
             t.set(opentelemetry::KeyValue::new("network.transport", "pipe"));
         }
         let (tx, mut rx) = mpsc::channel::<CallEvent>(64);
-        let work = hub::request(&self.state, &ctx, &method, params, Some(tx));
+        let work = hub::request(&self.state, &snap, &ctx, &method, params, Some(tx));
         tokio::pin!(work);
         tokio::pin!(cancelled);
         let outcome = loop {

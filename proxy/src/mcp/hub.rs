@@ -17,7 +17,7 @@ use crate::mcp::session::ClientSession;
 use crate::proto::lists::ListKind;
 use crate::proto::protocol::{meta, supports_input_required, Era, LEGACY_VERSIONS, MODERN_VERSION};
 use crate::routing::Routes;
-use crate::state::AppState;
+use crate::state::{AppState, Snapshot};
 use crate::telemetry::calls::{CallOutcome, CallRecord};
 use crate::telemetry::traces::{Propagated, RequestTrace};
 use crate::upstream::{Caller, Events, SessionKey, Upstream};
@@ -154,12 +154,12 @@ pub fn server_info() -> Value {
 /// doors handle because they create sessions and streams).
 pub async fn request(
     state: &Arc<AppState>,
+    snap: &Arc<Snapshot>,
     ctx: &ClientCtx,
     method: &str,
     params: Value,
     events: Events,
 ) -> Result<Value, RpcError> {
-    let snap = state.snapshot();
     let routes = &snap.routes;
     let result = match method {
         "ping" => Ok(json!({})),
@@ -201,6 +201,7 @@ fn finish_result(mut result: Value, era: Era) -> Value {
 /// `client_addr` is the HTTP client's address (`None` on stdio), for the per-client session share.
 pub async fn initialize(
     state: &Arc<AppState>,
+    snap: &Snapshot,
     params: &Value,
     client_addr: Option<std::net::IpAddr>,
 ) -> Result<(Arc<ClientSession>, Value), RpcError> {
@@ -215,7 +216,6 @@ pub async fn initialize(
             client_addr,
         )
         .map_err(|e| RpcError::new(code::INTERNAL_ERROR, e.to_string()))?;
-    let snap = state.snapshot();
     let mut capabilities = capabilities(&snap.routes).await;
     capabilities.insert("logging".into(), json!({}));
     let result = json!({
@@ -299,7 +299,7 @@ async fn call_named(
     if kind == ListKind::Tools {
         if let Some(name) = params.get("name").and_then(Value::as_str).filter(|n| registry::is_registry_tool(n)) {
             let args = params.get("arguments").cloned().unwrap_or_else(|| json!({}));
-            return registry::call(state, ctx, name, &args, events).await;
+            return registry::call(state, routes, ctx, name, &args, events).await;
         }
     }
     let name = params

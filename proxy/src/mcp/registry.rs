@@ -58,13 +58,12 @@ pub fn is_registry_tool(name: &str) -> bool {
 /// are JSON-RPC errors; a provider failing to start is a tool result with `isError`.
 pub async fn call(
     state: &Arc<AppState>,
+    routes: &Arc<Routes>,
     ctx: &ClientCtx,
     name: &str,
     args: &Value,
     events: Events,
 ) -> Result<Value, RpcError> {
-    let snap = state.snapshot();
-    let routes = &snap.routes;
     let provider = || -> Result<(usize, &Arc<ProviderRuntime>), RpcError> {
         let n = args
             .get("provider")
