@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::front::connection::ConnectionGate;
 use crate::front::http::HttpFront;
+use crate::mcp::fanout::Fanout;
 use crate::state::reconcile::Start;
 use crate::state::{AppState, Phase};
 
@@ -58,7 +59,7 @@ async fn serve_http(start: Start) -> anyhow::Result<()> {
 
     let open_files = crate::front::connection::raise_open_files_limit();
     let max_connections = ConnectionGate::cap(config.server.limits.max_connections, open_files);
-    let state = AppState::open(start)?;
+    let state = AppState::open(start, |weak| Arc::new(Fanout(weak)))?;
     let front = HttpFront::new(state.clone(), max_connections);
     let mut service = Service::new("mcp-hangar".to_string(), front);
     // No read buffer under the HTTP session's own (Pingora's default is 64 KiB per connection,
@@ -142,7 +143,7 @@ async fn stop_providers(state: &AppState) {
 /// stops the providers.
 pub fn run_stdio(start: Start) -> anyhow::Result<()> {
     run(async {
-        let state = AppState::open(start)?;
+        let state = AppState::open(start, |weak| Arc::new(Fanout(weak)))?;
         tokio::spawn(crate::lifecycle::services::run(state.clone()));
         tokio::spawn(reload_on_sighup(state.clone()));
         tokio::spawn(crate::state::watcher::run(state.clone()));

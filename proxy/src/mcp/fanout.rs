@@ -68,18 +68,6 @@ impl Unsolicited for Fanout {
     }
 }
 
-/// Tells every client that the gateway's lists changed (a reload added, removed or changed
-/// providers): legacy sessions on their GET streams, modern clients on their listen streams.
-pub fn lists_changed(state: &AppState) {
-    for method in [
-        "notifications/tools/list_changed",
-        "notifications/prompts/list_changed",
-        "notifications/resources/list_changed",
-    ] {
-        broadcast(state, method);
-    }
-}
-
 /// Sends change notification `method` to every listener and legacy session.
 fn broadcast(state: &AppState, method: &str) {
     let change = json!({"jsonrpc": "2.0", "method": method});

@@ -7,7 +7,7 @@ pub mod reconcile;
 pub mod watcher;
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -16,7 +16,6 @@ use tokio::sync::{watch, Notify};
 
 use crate::lifecycle::EventLog;
 use crate::mcp::bridge::ParkedCalls;
-use crate::mcp::fanout::Fanout;
 use crate::mcp::session::SessionStore;
 use crate::mcp::subscriptions::Listeners;
 use crate::memory::MemoryBudget;
@@ -106,19 +105,29 @@ impl AppState {
     pub fn new(config: Config) -> Arc<Self> {
         let metrics = Arc::new(Metrics::new());
         let audit = Arc::new(Audit::disabled(metrics.clone()));
-        Self::build(Start::fixed(config), metrics, audit, Traces::off())
+        Self::build(Start::fixed(config), metrics, audit, Traces::off(), |_| Arc::new(crate::upstream::Discard))
     }
 
     /// State for `start` (whose source reloads read again), with its audit trail and trace
-    /// export set up as configured.
-    pub fn open(start: Start) -> Result<Arc<Self>, StartError> {
+    /// export set up as configured. `sink` makes what receives upstreams' messages outside calls
+    /// (the MCP server's fan-out), given the state it will find clients in.
+    pub fn open(
+        start: Start,
+        sink: impl FnOnce(Weak<AppState>) -> Arc<dyn Unsolicited>,
+    ) -> Result<Arc<Self>, StartError> {
         let metrics = Arc::new(Metrics::new());
         let audit = Arc::new(Audit::open(&start.config().observability.audit, metrics.clone())?);
         let traces = Traces::start(&start.config().observability, &metrics)?;
-        Ok(Self::build(start, metrics, audit, traces))
+        Ok(Self::build(start, metrics, audit, traces, sink))
     }
 
-    fn build(start: Start, metrics: Arc<Metrics>, audit: Arc<Audit>, traces: Traces) -> Arc<Self> {
+    fn build(
+        start: Start,
+        metrics: Arc<Metrics>,
+        audit: Arc<Audit>,
+        traces: Traces,
+        sink: impl FnOnce(Weak<AppState>) -> Arc<dyn Unsolicited>,
+    ) -> Arc<Self> {
         let config = start.config();
         metrics.config_generation.set(1);
         init_providers(&metrics, config);
@@ -129,7 +138,7 @@ impl AppState {
         let events = Arc::new(EventLog::new(vec![metrics.clone(), audit.clone()]));
         let sessions = SessionStore::new(&config.server.limits, metrics.clone());
         Arc::new_cyclic(|weak| {
-            let sink: Arc<dyn Unsolicited> = Arc::new(Fanout(weak.clone()));
+            let sink = sink(weak.clone());
             let deps = RuntimeDeps { http: http.clone(), sink, events: events.clone(), metrics: metrics.clone() };
             let (reconciler, first) = Reconciler::start(start, deps);
             Self {

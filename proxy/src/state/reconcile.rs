@@ -30,6 +30,11 @@ use super::{AppState, Snapshot};
 use crate::discovery::Discovered;
 use crate::provider::{ProviderRuntime, RuntimeDeps, RuntimeLimits};
 use crate::routing::Routes;
+use crate::upstream::SessionKey;
+
+/// The notifications a reload that changed providers sends every client.
+const LIST_CHANGES: [&str; 3] =
+    ["notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed"];
 
 /// What the reconciler reads the desired state from.
 pub trait ConfigSource: Send + Sync {
@@ -284,7 +289,10 @@ impl Reconciler {
         state.metrics.config_generation.set(i64::try_from(generation).unwrap_or(i64::MAX));
         state.audit.config_applied(generation, providers, plan.to_json());
         if !(plan.added.is_empty() && plan.removed.is_empty() && plan.updated.is_empty()) {
-            crate::mcp::fanout::lists_changed(state);
+            // Clients hear of it as of any list change (through the same sink upstreams use).
+            for method in LIST_CHANGES {
+                self.deps.sink.notification("", &SessionKey::Shared, json!({"jsonrpc": "2.0", "method": method}));
+            }
         }
         if !retired.is_empty() {
             let limit = if graceful { current.config.server.limits.shutdown_timeout } else { Duration::ZERO };
