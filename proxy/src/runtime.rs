@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use crate::front::connection::ConnectionGate;
 use crate::front::http::HttpFront;
-use crate::mcp::fanout::Fanout;
+use crate::mcp::server::McpServer;
 use crate::state::reconcile::Start;
 use crate::state::{AppState, Phase};
 
@@ -59,8 +59,9 @@ async fn serve_http(start: Start) -> anyhow::Result<()> {
 
     let open_files = crate::front::connection::raise_open_files_limit();
     let max_connections = ConnectionGate::cap(config.server.limits.max_connections, open_files);
-    let state = AppState::open(start, |weak| Arc::new(Fanout(weak)))?;
-    let front = HttpFront::new(state.clone(), max_connections);
+    let server = McpServer::open(start)?;
+    let state = server.state.clone();
+    let front = HttpFront::new(server.clone(), max_connections);
     let mut service = Service::new("mcp-hangar".to_string(), front);
     // No read buffer under the HTTP session's own (Pingora's default is 64 KiB per connection,
     // which 10 000 idle streams turn into 640 MiB, and a copy per read); a small write buffer
@@ -69,11 +70,11 @@ async fn serve_http(start: Start) -> anyhow::Result<()> {
         ListenerConfig::tcp(addr.clone()).l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE)),
     );
     let (stop_accepting, stop_rx) = watch::channel(false);
-    let mut server = tokio::spawn(async move {
+    let mut service_task = tokio::spawn(async move {
         service.start_service(Some(Arc::new(Mutex::new(fds))), stop_rx, 1).await;
     });
 
-    tokio::spawn(crate::mcp::hub::sweep_sessions(state.clone()));
+    tokio::spawn(server.clone().sweep_sessions());
     tokio::spawn(crate::lifecycle::services::run(state.clone()));
     tokio::spawn(reload_on_sighup(state.clone()));
     tokio::spawn(crate::state::watcher::run(state.clone()));
@@ -93,8 +94,8 @@ async fn serve_http(start: Start) -> anyhow::Result<()> {
     }
     let _ = stop_accepting.send(true);
     // The listener stops within a moment; idle keep-alive connections close with it.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), &mut server).await;
-    server.abort();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), &mut service_task).await;
+    service_task.abort();
     stop_providers(&state).await;
     flush_telemetry(&state).await;
     tracing::info!("shutdown complete");
@@ -143,13 +144,14 @@ async fn stop_providers(state: &AppState) {
 /// stops the providers.
 pub fn run_stdio(start: Start) -> anyhow::Result<()> {
     run(async {
-        let state = AppState::open(start, |weak| Arc::new(Fanout(weak)))?;
+        let server = McpServer::open(start)?;
+        let state = server.state.clone();
         tokio::spawn(crate::lifecycle::services::run(state.clone()));
         tokio::spawn(reload_on_sighup(state.clone()));
         tokio::spawn(crate::state::watcher::run(state.clone()));
         state.set_phase(Phase::Ready);
         tracing::info!("serving MCP on stdio");
-        crate::front::stdio::serve(state.clone(), async {
+        crate::front::stdio::serve(server, async {
             let signal = shutdown_signal().await;
             tracing::info!("{signal} received");
         })

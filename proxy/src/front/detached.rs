@@ -17,9 +17,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::jsonrpc::{result_bytes, sse};
+use crate::mcp::server::McpServer;
 use crate::mcp::session::ClientSession;
 use crate::mcp::subscriptions::{self, ListenerGuard};
-use crate::state::{AppState, InflightGuard, StreamSlot};
+use crate::state::{InflightGuard, StreamSlot};
 use crate::telemetry::metrics::Limit;
 
 /// Interval of keep-alive comments on open SSE streams.
@@ -49,7 +50,7 @@ pub enum Feed {
 /// An open SSE stream whose response header (and first events) were written through the HTTP
 /// session, waiting for its socket.
 pub struct DetachedStream {
-    state: Arc<AppState>,
+    server: Arc<McpServer>,
     feed: Feed,
     _slot: StreamSlot,
     /// A client that does not take a message within this time stopped reading: it is dropped,
@@ -59,9 +60,9 @@ pub struct DetachedStream {
 
 impl DetachedStream {
     /// A stream fed by `feed`, holding one of the `max_concurrent_streams` slots.
-    pub fn new(state: &Arc<AppState>, feed: Feed, slot: StreamSlot) -> Self {
-        let write_timeout = state.snapshot().config.server.limits.client_write_timeout;
-        Self { state: state.clone(), feed, _slot: slot, write_timeout }
+    pub fn new(server: &Arc<McpServer>, feed: Feed, slot: StreamSlot) -> Self {
+        let write_timeout = server.state.snapshot().config.server.limits.client_write_timeout;
+        Self { server: server.clone(), feed, _slot: slot, write_timeout }
     }
 
     /// Writes `out` (and flushes) within the write deadline; `false` when the client is gone or
@@ -75,7 +76,7 @@ impl DetachedStream {
             Ok(Ok(())) => true,
             Ok(Err(_)) => false,
             Err(_) => {
-                self.state.metrics.limit_hit(Limit::SlowReader);
+                self.server.state.metrics.limit_hit(Limit::SlowReader);
                 false
             }
         }
@@ -100,8 +101,8 @@ impl DetachedStream {
         io.shutdown().await.ok();
         if let Feed::Listen { guard, .. } = self.feed {
             drop(guard);
-            let state = self.state.clone();
-            tokio::spawn(async move { subscriptions::refresh(&state).await });
+            let server = self.server.clone();
+            tokio::spawn(async move { subscriptions::refresh(&server).await });
         }
         drop(inflight);
     }
@@ -109,7 +110,7 @@ impl DetachedStream {
     /// Relays messages and keep-alives; `true` when the server ended the stream, `false` when
     /// the client went away.
     async fn pump(&mut self, io: &mut Stream) -> bool {
-        let mut shutdown = self.state.shutdown_signal();
+        let mut shutdown = self.server.state.shutdown_signal();
         let start = tokio::time::Instant::now() + KEEP_ALIVE_EVERY;
         let mut keep_alive = tokio::time::interval_at(start, KEEP_ALIVE_EVERY);
         let mut probe = [0u8; 1];

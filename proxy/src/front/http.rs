@@ -15,6 +15,7 @@ use pingora_core::{Error, ErrorSource, ErrorType, Result};
 use crate::front::connection::{self, ConnectionGate};
 use crate::front::detached::DetachedStream;
 use crate::front::{health, mcp, respond};
+use crate::mcp::server::McpServer;
 use crate::proto::protocol::Era;
 use crate::state::{AppState, InflightGuard, Phase, Snapshot};
 use crate::telemetry::metrics::Limit;
@@ -25,14 +26,16 @@ const KEEP_ALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The HTTP front door.
 pub struct HttpFront {
+    server: Arc<McpServer>,
+    /// The server's gateway state (health, metrics, limits).
     state: Arc<AppState>,
     connections: ConnectionGate,
 }
 
 impl HttpFront {
-    /// A front door serving `state`, admitting at most `max_connections` at once.
-    pub fn new(state: Arc<AppState>, max_connections: usize) -> Self {
-        Self { state, connections: ConnectionGate::new(max_connections) }
+    /// A front door serving `server`, admitting at most `max_connections` at once.
+    pub fn new(server: Arc<McpServer>, max_connections: usize) -> Self {
+        Self { state: server.state.clone(), server, connections: ConnectionGate::new(max_connections) }
     }
 
     /// Answers one request; `Ok` when a complete response was written.
@@ -53,7 +56,7 @@ impl HttpFront {
                 return respond::send(session, 503, "application/json", &[("retry-after", "1")], body).await;
             }
             ctx.inflight = Some(self.state.begin_request());
-            return mcp::handle(&self.state, session, ctx).await;
+            return mcp::handle(&self.server, session, ctx).await;
         }
         let metrics = &snap.config.observability.metrics;
         if metrics.enabled && path == metrics.endpoint {

@@ -22,6 +22,7 @@ use crate::jsonrpc::parse::{Envelope, Kind, ParamsHead};
 use crate::jsonrpc::{code, error_bytes, null_id, result_bytes, RpcError};
 use crate::mcp::hub::{self, ClientCtx};
 use crate::mcp::replay::{self, ReplyBuffer};
+use crate::mcp::server::McpServer;
 use crate::mcp::session::{ClientSession, TrackError, Tracked};
 use crate::mcp::subscriptions;
 use crate::memory::Reservation;
@@ -61,34 +62,34 @@ fn header<'s>(session: &'s Session, name: &str) -> Option<&'s str> {
 }
 
 /// Handles a request to the MCP path; `Ok` once it was answered.
-pub async fn handle(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx) -> pingora_core::Result<()> {
+pub async fn handle(server: &Arc<McpServer>, session: &mut Session, ctx: &mut RequestCtx) -> pingora_core::Result<()> {
     let snap = ctx.snap.clone();
-    let server = &snap.config.server;
+    let settings = &snap.config.server;
     if let Some(name) = conflicting_duplicate(session.req_header()) {
         let e = RpcError::new(code::INVALID_REQUEST, format!("Bad Request: conflicting values for header {name}"));
         plain_error(session, 400, e).await?;
         return Ok(());
     }
     if let Some(origin) = header(session, "origin") {
-        if !origin_allowed(origin, &server.allowed_origins) {
+        if !origin_allowed(origin, &settings.allowed_origins) {
             tracing::info!(origin, "rejected a request from a disallowed Origin");
             plain_error(session, 403, RpcError::new(code::INVALID_REQUEST, "Forbidden: Origin not allowed")).await?;
             return Ok(());
         }
     }
-    if !host_allowed(header(session, "host"), &server.host) {
+    if !host_allowed(header(session, "host"), &settings.host) {
         plain_error(session, 403, RpcError::new(code::INVALID_REQUEST, "Forbidden: Host not allowed")).await?;
         return Ok(());
     }
     let header_bytes: usize = session.req_header().headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
-    if header_bytes > server.limits.max_header_bytes {
+    if header_bytes > settings.limits.max_header_bytes {
         plain_error(session, 431, RpcError::new(code::INVALID_REQUEST, "request headers too large")).await?;
         return Ok(());
     }
     match session.req_header().method.as_str() {
-        "POST" => post(state, session, ctx).await,
-        "GET" => get(state, session, ctx).await,
-        "DELETE" => delete(state, session).await,
+        "POST" => post(server, session, ctx).await,
+        "GET" => get(server, session, ctx).await,
+        "DELETE" => delete(server, session).await,
         _ => {
             respond::send(
                 session,
@@ -170,7 +171,8 @@ async fn read_body(
     }
 }
 
-async fn post(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx) -> pingora_core::Result<()> {
+async fn post(server: &Arc<McpServer>, session: &mut Session, ctx: &mut RequestCtx) -> pingora_core::Result<()> {
+    let state = &server.state;
     let snap = ctx.snap.clone();
     let limits = &snap.config.server.limits;
     if !is_json_body(session.req_header()) {
@@ -267,20 +269,20 @@ async fn post(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx
     let method = method.to_owned();
     drop(env);
     match era {
-        Era::Modern if method == "subscriptions/listen" => listen(state, session, ctx, accepts, &id, &params).await?,
+        Era::Modern if method == "subscriptions/listen" => listen(server, session, ctx, accepts, &id, &params).await?,
         Era::Modern => {
             let mut client = ClientCtx::modern(&params);
             client.trace = hub::trace_request(state, &client, &method, &params, Some(&session.req_header().headers));
-            run_modern(state, &snap, session, accepts, &client, &id, &method, params).await?;
+            run_modern(server, &snap, session, accepts, &client, &id, &method, params).await?;
         }
-        Era::Legacy => legacy_post(state, &snap, session, accepts, kind, &id, &method, params).await?,
+        Era::Legacy => legacy_post(server, &snap, session, accepts, kind, &id, &method, params).await?,
     }
     Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn legacy_post(
-    state: &Arc<AppState>,
+    server: &Arc<McpServer>,
     snap: &Arc<Snapshot>,
     session: &mut Session,
     accepts: Accepts,
@@ -289,9 +291,10 @@ async fn legacy_post(
     method: &str,
     params: Value,
 ) -> pingora_core::Result<()> {
+    let state = &server.state;
     if kind == Kind::Request && method == "initialize" {
         let client_addr = session.client_addr().and_then(|a| a.as_inet()).map(std::net::SocketAddr::ip);
-        return match hub::initialize(state, snap, &params, client_addr).await {
+        return match hub::initialize(server, snap, &params, client_addr).await {
             Ok((client, result)) => {
                 let reply = Reply::new(accepts, vec![("mcp-session-id", client.id.to_string())]);
                 reply.finish(session, 200, result_bytes(id, &result)).await
@@ -307,7 +310,7 @@ async fn legacy_post(
             );
             return respond::json(session, 400, error_bytes(id, &e)).await;
         }
-        Some(sid) => match state.sessions.get(sid) {
+        Some(sid) => match server.sessions.get(sid) {
             Some(c) => c,
             None => {
                 let e = RpcError::new(code::INVALID_REQUEST, "Session not found: initialize a new session");
@@ -342,7 +345,7 @@ async fn legacy_post(
             let mut ctx = ClientCtx::legacy(client.clone());
             ctx.trace = hub::trace_request(state, &ctx, method, &params, Some(&session.req_header().headers));
             let work = LegacyWork { ctx, id: id.to_owned(), method: method.to_owned(), params, tracked };
-            tokio::spawn(produce_legacy(state.clone(), snap.clone(), work, buf.clone()));
+            tokio::spawn(produce_legacy(server.clone(), snap.clone(), work, buf.clone()));
             serve_reply(session, accepts, &client, stream, &buf, 0).await
         }
         Kind::Notification => {
@@ -395,7 +398,7 @@ async fn client_notification(snap: &Snapshot, client: &Arc<ClientSession>, metho
 /// finishes or the client closes the stream (which, in the modern protocol, cancels it).
 #[allow(clippy::too_many_arguments)]
 async fn run_modern(
-    state: &Arc<AppState>,
+    server: &Arc<McpServer>,
     snap: &Arc<Snapshot>,
     session: &mut Session,
     accepts: Accepts,
@@ -405,7 +408,7 @@ async fn run_modern(
     params: Value,
 ) -> pingora_core::Result<()> {
     let (tx, mut rx) = mpsc::channel::<CallEvent>(64);
-    let work = hub::request(state, snap, ctx, method, params, Some(tx));
+    let work = hub::request(server, snap, ctx, method, params, Some(tx));
     tokio::pin!(work);
     let mut reply = Reply::new(accepts, Vec::new());
     let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE_EVERY, KEEP_ALIVE_EVERY);
@@ -450,12 +453,12 @@ struct LegacyWork {
 /// Produces a legacy request's reply into the session's buffer. It runs on its own task: in the
 /// legacy protocol a dropped connection does not cancel a request (`notifications/cancelled`
 /// does), and the client may come back for the rest with `Last-Event-ID`.
-async fn produce_legacy(state: Arc<AppState>, snap: Arc<Snapshot>, work: LegacyWork, buf: Arc<ReplyBuffer>) {
-    let _inflight = state.begin_request();
+async fn produce_legacy(server: Arc<McpServer>, snap: Arc<Snapshot>, work: LegacyWork, buf: Arc<ReplyBuffer>) {
+    let _inflight = server.state.begin_request();
     let LegacyWork { ctx, id, method, params, mut tracked } = work;
     let Some(client) = ctx.session.clone() else { return };
     let (tx, mut rx) = mpsc::channel::<CallEvent>(64);
-    let work = hub::request(&state, &snap, &ctx, &method, params, Some(tx));
+    let work = hub::request(&server, &snap, &ctx, &method, params, Some(tx));
     tokio::pin!(work);
     let outcome = loop {
         tokio::select! {
@@ -463,7 +466,7 @@ async fn produce_legacy(state: Arc<AppState>, snap: Arc<Snapshot>, work: LegacyW
             Some(ev) = rx.recv() => {
                 if let Some(bytes) = hub::relay_event(&ctx, ev) {
                     if buf.push(Bytes::from(bytes)) {
-                        state.metrics.limit_hit(Limit::ReplayBuffer);
+                        server.state.metrics.limit_hit(Limit::ReplayBuffer);
                     }
                 }
             }
@@ -548,7 +551,7 @@ async fn serve_reply(
 /// `subscriptions/listen`: a long-lived SSE stream of the change notifications the client chose.
 /// The acknowledgment is written here; the stream then goes on detached from the HTTP session.
 async fn listen(
-    state: &Arc<AppState>,
+    server: &Arc<McpServer>,
     session: &mut Session,
     ctx: &mut RequestCtx,
     accepts: Accepts,
@@ -559,20 +562,20 @@ async fn listen(
         let e = RpcError::new(code::INVALID_REQUEST, "subscriptions/listen needs Accept: text/event-stream");
         return respond::json(session, 406, error_bytes(id, &e)).await;
     }
-    let Some(slot) = state.open_stream() else {
+    let Some(slot) = server.state.open_stream() else {
         let e = RpcError::new(code::INTERNAL_ERROR, "too many open streams");
         return respond::json(session, 503, error_bytes(id, &e)).await;
     };
-    let (granted, guard, rx) = subscriptions::open(state, params).await;
+    let (granted, guard, rx) = subscriptions::open(server, params).await;
     let mut reply = Reply::new(accepts, Vec::new());
     let ack = subscriptions::acknowledgment(id, &granted);
     reply.event(session, &serde_json::to_vec(&ack).unwrap_or_default()).await?;
-    ctx.detached = Some(DetachedStream::new(state, Feed::Listen { rx, guard, id: id.to_owned() }, slot));
+    ctx.detached = Some(DetachedStream::new(server, Feed::Listen { rx, guard, id: id.to_owned() }, slot));
     Ok(())
 }
 
 /// Legacy GET: the session's stream of server-initiated messages.
-async fn get(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx) -> pingora_core::Result<()> {
+async fn get(server: &Arc<McpServer>, session: &mut Session, ctx: &mut RequestCtx) -> pingora_core::Result<()> {
     if let VersionHeader::Known(Era::Modern) = version_header(session) {
         return respond::send(
             session,
@@ -600,12 +603,12 @@ async fn get(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx)
             )
             .await
         }
-        Some(sid) => match state.sessions.get(sid) {
+        Some(sid) => match server.sessions.get(sid) {
             Some(c) => c,
             None => return plain_error(session, 404, RpcError::new(code::INVALID_REQUEST, "Session not found")).await,
         },
     };
-    let Some(slot) = state.open_stream() else {
+    let Some(slot) = server.state.open_stream() else {
         return plain_error(session, 503, RpcError::new(code::INTERNAL_ERROR, "too many open streams")).await;
     };
     let resume = header(session, "last-event-id")
@@ -622,12 +625,12 @@ async fn get(state: &Arc<AppState>, session: &mut Session, ctx: &mut RequestCtx)
     for msg in backlog {
         reply.event(session, &msg).await?;
     }
-    ctx.detached = Some(DetachedStream::new(state, Feed::Session { rx, client }, slot));
+    ctx.detached = Some(DetachedStream::new(server, Feed::Session { rx, client }, slot));
     Ok(())
 }
 
 /// Legacy DELETE: ends the session and its upstream sessions.
-async fn delete(state: &Arc<AppState>, session: &mut Session) -> pingora_core::Result<()> {
+async fn delete(server: &Arc<McpServer>, session: &mut Session) -> pingora_core::Result<()> {
     if let VersionHeader::Known(Era::Modern) = version_header(session) {
         return respond::send(
             session,
@@ -646,9 +649,9 @@ async fn delete(state: &Arc<AppState>, session: &mut Session) -> pingora_core::R
         )
         .await;
     };
-    let Some(client) = state.sessions.remove(&sid) else {
+    let Some(client) = server.sessions.remove(&sid) else {
         return plain_error(session, 404, RpcError::new(code::INVALID_REQUEST, "Session not found")).await;
     };
-    hub::end_session(state, &client);
+    hub::end_session(&server.state, &client);
     respond::send(session, 200, "application/json", &[], Bytes::new()).await
 }

@@ -19,18 +19,18 @@ use crate::jsonrpc::lines::{read_bounded_line, LineError};
 use crate::jsonrpc::parse::{Envelope, Kind, ParamsHead};
 use crate::jsonrpc::{code, error_bytes, null_id, result_bytes, RpcError};
 use crate::mcp::hub::{self, ClientCtx};
+use crate::mcp::server::McpServer;
 use crate::mcp::session::ClientSession;
 use crate::mcp::subscriptions;
 use crate::proto::protocol::{era_of, Era, SUPPORTED_VERSIONS};
-use crate::state::AppState;
 use crate::upstream::CallEvent;
 
 /// Serves one client on stdin/stdout until stdin closes or `stop` resolves.
-pub async fn serve(state: Arc<AppState>, stop: impl std::future::Future<Output = ()>) {
+pub async fn serve(server: Arc<McpServer>, stop: impl std::future::Future<Output = ()>) {
     let (out, out_rx) = mpsc::channel::<Bytes>(1024);
     let writer = tokio::spawn(write_stdout(out_rx));
-    let conn = Arc::new(Connection { state, out, session: Mutex::new(None), inflight: Mutex::new(HashMap::new()) });
-    let limit = conn.state.snapshot().config.server.limits.max_body_bytes;
+    let conn = Arc::new(Connection { server, out, session: Mutex::new(None), inflight: Mutex::new(HashMap::new()) });
+    let limit = conn.server.state.snapshot().config.server.limits.max_body_bytes;
     let mut stdin = BufReader::new(tokio::io::stdin());
     let mut line = Vec::new();
     tokio::pin!(stop);
@@ -57,7 +57,7 @@ pub async fn serve(state: Arc<AppState>, stop: impl std::future::Future<Output =
 }
 
 struct Connection {
-    state: Arc<AppState>,
+    server: Arc<McpServer>,
     out: mpsc::Sender<Bytes>,
     session: Mutex<Option<Arc<ClientSession>>>,
     inflight: Mutex<HashMap<String, oneshot::Sender<()>>>,
@@ -98,7 +98,7 @@ impl Connection {
         drop(env);
         if kind != Kind::Response {
             let modern = version.as_deref().and_then(era_of) == Some(Era::Modern);
-            self.state.metrics.request(&method, if modern { "modern" } else { "legacy" });
+            self.server.state.metrics.request(&method, if modern { "modern" } else { "legacy" });
         }
         match kind {
             Kind::Request => {
@@ -133,7 +133,7 @@ impl Connection {
             }
             "notifications/roots/list_changed" => {
                 if let Some(s) = self.session() {
-                    for u in self.state.snapshot().routes.all_upstreams() {
+                    for u in self.server.state.snapshot().routes.all_upstreams() {
                         let _ = u.notify(method, params.clone(), &s.caller()).await;
                     }
                 }
@@ -144,9 +144,9 @@ impl Connection {
 
     async fn request(self: Arc<Self>, id: Box<RawValue>, method: String, version: Option<String>, params: Value) {
         // One snapshot for the whole request, as on HTTP.
-        let snap = self.state.snapshot();
+        let snap = self.server.state.snapshot();
         if method == "initialize" {
-            let reply = match hub::initialize(&self.state, &snap, &params, None).await {
+            let reply = match hub::initialize(&self.server, &snap, &params, None).await {
                 Ok((session, result)) => {
                     let (tx, mut rx) = mpsc::channel::<Bytes>(256);
                     for msg in session.attach_stream(tx) {
@@ -163,7 +163,7 @@ impl Connection {
                     {
                         let mut s = self.session.lock();
                         if let Some(old) = s.replace(session) {
-                            self.state.sessions.remove(&old.id);
+                            self.server.sessions.remove(&old.id);
                         }
                     }
                     result_bytes(&id, &result)
@@ -207,12 +207,12 @@ impl Connection {
             return self.send(error_bytes(&id, &e)).await;
         }
         let mut ctx = ctx;
-        ctx.trace = hub::trace_request(&self.state, &ctx, &method, &params, None);
+        ctx.trace = hub::trace_request(&self.server.state, &ctx, &method, &params, None);
         if let Some(t) = &ctx.trace {
             t.set(opentelemetry::KeyValue::new("network.transport", "pipe"));
         }
         let (tx, mut rx) = mpsc::channel::<CallEvent>(64);
-        let work = hub::request(&self.state, &snap, &ctx, &method, params, Some(tx));
+        let work = hub::request(&self.server, &snap, &ctx, &method, params, Some(tx));
         tokio::pin!(work);
         tokio::pin!(cancelled);
         let outcome = loop {
@@ -249,7 +249,7 @@ impl Connection {
     /// `subscriptions/listen` on stdio: notifications tagged with the subscription id, until the
     /// client cancels it (or the gateway stops, which ends it with a result).
     async fn listen(self: Arc<Self>, id: Box<RawValue>, params: Value) {
-        let (granted, guard, mut rx) = subscriptions::open(&self.state, &params).await;
+        let (granted, guard, mut rx) = subscriptions::open(&self.server, &params).await;
         self.send(serde_json::to_vec(&subscriptions::acknowledgment(&id, &granted)).unwrap_or_default()).await;
         let key = id.get().to_owned();
         let (cancel_tx, mut cancelled) = oneshot::channel();
@@ -257,7 +257,7 @@ impl Connection {
             let mut m = self.inflight.lock();
             m.insert(key.clone(), cancel_tx);
         }
-        let mut shutdown = self.state.shutdown_signal();
+        let mut shutdown = self.server.state.shutdown_signal();
         let ended_by_server = loop {
             tokio::select! {
                 n = rx.recv() => match n {
@@ -276,14 +276,14 @@ impl Connection {
         if ended_by_server {
             self.send(result_bytes(&id, &subscriptions::closing_result(&id))).await;
         }
-        subscriptions::refresh(&self.state).await;
+        subscriptions::refresh(&self.server).await;
     }
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
         if let Some(s) = self.session.lock().take() {
-            self.state.sessions.remove(&s.id);
+            self.server.sessions.remove(&s.id);
         }
     }
 }

@@ -1,40 +1,40 @@
 //! Delivery of what upstreams send outside any call: list changes invalidate caches and reach
 //! every legacy session; session-scoped messages reach their session's GET stream.
 
-use std::sync::{Arc, Weak};
+use std::sync::Weak;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::jsonrpc::{code, RpcError};
+use crate::mcp::server::McpServer;
 use crate::proto::lists::ListKind;
-use crate::state::AppState;
 use crate::upstream::{ServerRequest, SessionKey, Unsolicited};
 
 /// The [`Unsolicited`] sink wired into every upstream.
-pub struct Fanout(pub Weak<AppState>);
+pub struct Fanout(pub Weak<McpServer>);
 
 impl Unsolicited for Fanout {
     fn notification(&self, provider: &str, session: &SessionKey, message: Value) {
-        let Some(state) = self.0.upgrade() else { return };
+        let Some(server) = self.0.upgrade() else { return };
         let method = message.get("method").and_then(Value::as_str).unwrap_or_default();
         let kinds = ListKind::from_notification(method);
         if !kinds.is_empty() {
-            invalidate(&state, provider, kinds);
-            broadcast(&state, method);
+            invalidate(&server, provider, kinds);
+            broadcast(&server, method);
             return;
         }
         if method == "notifications/resources/updated" && *session == SessionKey::Shared {
-            state.listeners.publish(&message);
+            server.listeners.publish(&message);
             let uri = message.pointer("/params/uri").and_then(Value::as_str).unwrap_or_default();
             let bytes = Bytes::from(serde_json::to_vec(&message).unwrap_or_default());
-            for s in state.sessions.all().into_iter().filter(|s| s.is_subscribed(uri)) {
+            for s in server.sessions.all().into_iter().filter(|s| s.is_subscribed(uri)) {
                 s.push(bytes.clone());
             }
             return;
         }
         if let SessionKey::Client(id) = session {
-            if let Some(s) = state.sessions.by_audit_id(id) {
+            if let Some(s) = server.sessions.by_audit_id(id) {
                 s.push(Bytes::from(serde_json::to_vec(&message).unwrap_or_default()));
             }
         }
@@ -42,7 +42,7 @@ impl Unsolicited for Fanout {
 
     fn request(&self, _provider: &str, session: &SessionKey, request: ServerRequest) {
         let client = match (self.0.upgrade(), session) {
-            (Some(state), SessionKey::Client(id)) => state.sessions.by_audit_id(id),
+            (Some(server), SessionKey::Client(id)) => server.sessions.by_audit_id(id),
             _ => None,
         };
         let Some(client) = client else {
@@ -69,18 +69,18 @@ impl Unsolicited for Fanout {
 }
 
 /// Sends change notification `method` to every listener and legacy session.
-fn broadcast(state: &AppState, method: &str) {
+fn broadcast(server: &McpServer, method: &str) {
     let change = json!({"jsonrpc": "2.0", "method": method});
-    state.listeners.publish(&change);
+    server.listeners.publish(&change);
     let bytes = Bytes::from(serde_json::to_vec(&change).unwrap_or_default());
-    for s in state.sessions.all() {
+    for s in server.sessions.all() {
         s.push(bytes.clone());
     }
 }
 
 /// Drops cached lists of `provider` and of the groups it belongs to.
-fn invalidate(state: &Arc<AppState>, provider: &str, kinds: &[ListKind]) {
-    let snap = state.snapshot();
+fn invalidate(server: &McpServer, provider: &str, kinds: &[ListKind]) {
+    let snap = server.state.snapshot();
     let Some((idx, p)) = snap.routes.provider(provider) else { return };
     p.lists.invalidate(kinds);
     for (g, group) in snap.routes.providers.iter().enumerate() {

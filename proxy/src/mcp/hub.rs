@@ -13,6 +13,7 @@ use crate::mcp::aggregate;
 use crate::mcp::bridge;
 use crate::mcp::dispatch::Dispatch;
 use crate::mcp::registry;
+use crate::mcp::server::McpServer;
 use crate::mcp::session::ClientSession;
 use crate::proto::lists::ListKind;
 use crate::proto::protocol::{meta, supports_input_required, Era, LEGACY_VERSIONS, MODERN_VERSION};
@@ -128,23 +129,6 @@ pub fn end_session(state: &AppState, client: &ClientSession) {
     });
 }
 
-/// Ends legacy sessions idle for longer than `server.limits.session_idle_timeout`, until shutdown.
-pub async fn sweep_sessions(state: Arc<AppState>) {
-    let mut shutdown = state.shutdown_signal();
-    loop {
-        let ttl = state.snapshot().config.server.limits.session_idle_timeout;
-        let every = (ttl / 2).clamp(Duration::from_millis(200), Duration::from_secs(30));
-        tokio::select! {
-            () = tokio::time::sleep(every) => {}
-            _ = shutdown.changed() => return,
-        }
-        for client in state.sessions.expire(ttl) {
-            tracing::debug!(session = %client.audit_id, "legacy session expired");
-            end_session(&state, &client);
-        }
-    }
-}
-
 /// The gateway's identity.
 pub fn server_info() -> Value {
     json!({"name": "mcp-hangar", "version": env!("CARGO_PKG_VERSION")})
@@ -153,7 +137,7 @@ pub fn server_info() -> Value {
 /// Handles one request (everything but `initialize` and `subscriptions/listen`, which the front
 /// doors handle because they create sessions and streams).
 pub async fn request(
-    state: &Arc<AppState>,
+    server: &Arc<McpServer>,
     snap: &Arc<Snapshot>,
     ctx: &ClientCtx,
     method: &str,
@@ -171,11 +155,11 @@ pub async fn request(
             let kind = ListKind::from_method(method).ok_or_else(|| unknown_method(method))?;
             Ok(aggregate::merged(routes, kind, ctx.era).await)
         }
-        "tools/call" => call_named(state, routes, ctx, ListKind::Tools, method, params, events).await,
-        "prompts/get" => call_named(state, routes, ctx, ListKind::Prompts, method, params, events).await,
-        "resources/read" => call_resource(state, routes, ctx, method, params, events).await,
-        "resources/subscribe" | "resources/unsubscribe" => subscribe(state, routes, ctx, method, &params).await,
-        "completion/complete" => complete(state, routes, ctx, params, events).await,
+        "tools/call" => call_named(server, routes, ctx, ListKind::Tools, method, params, events).await,
+        "prompts/get" => call_named(server, routes, ctx, ListKind::Prompts, method, params, events).await,
+        "resources/read" => call_resource(server, routes, ctx, method, params, events).await,
+        "resources/subscribe" | "resources/unsubscribe" => subscribe(server, routes, ctx, method, &params).await,
+        "completion/complete" => complete(server, routes, ctx, params, events).await,
         "logging/setLevel" => set_level(routes, ctx, params).await,
         _ => Err(unknown_method(method)),
     }?;
@@ -200,14 +184,14 @@ fn finish_result(mut result: Value, era: Era) -> Value {
 /// Handles `initialize`: opens a legacy session and describes the gateway.
 /// `client_addr` is the HTTP client's address (`None` on stdio), for the per-client session share.
 pub async fn initialize(
-    state: &Arc<AppState>,
+    server: &Arc<McpServer>,
     snap: &Snapshot,
     params: &Value,
     client_addr: Option<std::net::IpAddr>,
 ) -> Result<(Arc<ClientSession>, Value), RpcError> {
     let requested = params.get("protocolVersion").and_then(Value::as_str).unwrap_or_default();
     let version = if LEGACY_VERSIONS.contains(&requested) { requested } else { LEGACY_VERSIONS[0] };
-    let session = state
+    let session = server
         .sessions
         .create(
             version.to_owned(),
@@ -287,7 +271,7 @@ fn instructions(routes: &Routes) -> String {
 
 /// `tools/call` and `prompts/get`: find the provider by exposed name, call it with its own name.
 async fn call_named(
-    state: &Arc<AppState>,
+    server: &Arc<McpServer>,
     routes: &Arc<Routes>,
     ctx: &ClientCtx,
     kind: ListKind,
@@ -299,7 +283,7 @@ async fn call_named(
     if kind == ListKind::Tools {
         if let Some(name) = params.get("name").and_then(Value::as_str).filter(|n| registry::is_registry_tool(n)) {
             let args = params.get("arguments").cloned().unwrap_or_else(|| json!({}));
-            return registry::call(state, routes, ctx, name, &args, events).await;
+            return registry::call(server, routes, ctx, name, &args, events).await;
         }
     }
     let name = params
@@ -312,13 +296,13 @@ async fn call_named(
         .ok_or_else(|| RpcError::new(code::INVALID_PARAMS, format!("Unknown {what}: {name:?}")))?;
     params["name"] = Value::String(own_name);
     let idempotent = kind == ListKind::Prompts || routes.index.load().idempotent_tools.contains(&name);
-    let arguments = (kind == ListKind::Tools && state.audit.records_arguments())
+    let arguments = (kind == ListKind::Tools && server.state.audit.records_arguments())
         .then(|| params.get("arguments").cloned())
         .flatten();
     let started = Instant::now();
-    let result = forward(state, routes, ctx, Target { idx, idempotent }, method, params, events).await;
+    let result = forward(server, routes, ctx, Target { idx, idempotent }, method, params, events).await;
     if kind == ListKind::Tools {
-        let caller = if state.audit.enabled() { ctx.identity() } else { String::new() };
+        let caller = if server.state.audit.enabled() { ctx.identity() } else { String::new() };
         let record = CallRecord {
             provider: routes.providers[idx].name(),
             tool: &name,
@@ -330,14 +314,14 @@ async fn call_named(
             error: result.as_ref().err().map(|e| e.message.as_str()),
             arguments,
         };
-        record.record(&state.metrics, &state.audit);
+        record.record(&server.state.metrics, &server.state.audit);
     }
     result
 }
 
 /// Resource requests, routed by URI (never rewritten).
 async fn call_resource(
-    state: &AppState,
+    server: &McpServer,
     routes: &Arc<Routes>,
     ctx: &ClientCtx,
     method: &str,
@@ -353,13 +337,13 @@ async fn call_resource(
         let c = if ctx.era == Era::Modern { code::INVALID_PARAMS } else { code::RESOURCE_NOT_FOUND_LEGACY };
         return Err(RpcError::new(c, format!("Resource not found: {uri}")).with_data(json!({"uri": uri})));
     };
-    forward(state, routes, ctx, Target { idx, idempotent: true }, method, params, events).await
+    forward(server, routes, ctx, Target { idx, idempotent: true }, method, params, events).await
 }
 
 /// Legacy `resources/subscribe`/`unsubscribe`: recorded at the gateway, which watches the
 /// provider serving the URI and relays its updates to the session.
 async fn subscribe(
-    state: &Arc<AppState>,
+    server: &Arc<McpServer>,
     routes: &Arc<Routes>,
     ctx: &ClientCtx,
     method: &str,
@@ -385,16 +369,16 @@ async fn subscribe(
     let (member, upstream) = routes.upstream(idx)?;
     let info = upstream.probe().await.map_err(|e| e.to_rpc(routes.providers[member].name()))?;
     if info.era == Era::Legacy && info.capabilities.pointer("/resources/subscribe") == Some(&json!(true)) {
-        return forward(state, routes, ctx, Target { idx, idempotent: false }, method, params.clone(), None).await;
+        return forward(server, routes, ctx, Target { idx, idempotent: false }, method, params.clone(), None).await;
     }
     session.set_subscribed(uri, on);
-    crate::mcp::subscriptions::refresh(state).await;
+    crate::mcp::subscriptions::refresh(server).await;
     Ok(json!({}))
 }
 
 /// `completion/complete`: by prompt name or resource URI in `params.ref`.
 async fn complete(
-    state: &AppState,
+    server: &McpServer,
     routes: &Arc<Routes>,
     ctx: &ClientCtx,
     mut params: Value,
@@ -418,7 +402,7 @@ async fn complete(
         }
         _ => return Err(RpcError::new(code::INVALID_PARAMS, "params.ref must be a ref/prompt or ref/resource")),
     };
-    forward(state, routes, ctx, Target { idx, idempotent: true }, "completion/complete", params, events).await
+    forward(server, routes, ctx, Target { idx, idempotent: true }, "completion/complete", params, events).await
 }
 
 /// `logging/setLevel` (legacy): remembered for the session and passed to its upstream sessions.
@@ -462,7 +446,7 @@ struct Target {
 /// Sends a routed request to its provider (a group picks a member, and may try another),
 /// bridging server→client interactions across eras.
 async fn forward(
-    state: &AppState,
+    server: &McpServer,
     routes: &Arc<Routes>,
     ctx: &ClientCtx,
     target: Target,
@@ -470,12 +454,12 @@ async fn forward(
     params: Value,
     events: Events,
 ) -> Result<Value, RpcError> {
-    let result = dispatch(state, routes, ctx, target, method, params, events).await;
+    let result = dispatch(server, routes, ctx, target, method, params, events).await;
     if let Err(e) = &result {
         if e.code == code::SESSION_LOST {
-            if let Some(client) = ctx.session.as_ref().and_then(|s| state.sessions.remove(&s.id)) {
+            if let Some(client) = ctx.session.as_ref().and_then(|s| server.sessions.remove(&s.id)) {
                 tracing::info!(session = %client.audit_id, "{}", e.message);
-                end_session(state, &client);
+                end_session(&server.state, &client);
             }
         }
     }
@@ -484,7 +468,7 @@ async fn forward(
 
 /// [`forward`] without the session bookkeeping.
 async fn dispatch(
-    state: &AppState,
+    server: &McpServer,
     routes: &Arc<Routes>,
     ctx: &ClientCtx,
     target: Target,
@@ -497,7 +481,7 @@ async fn dispatch(
     if ctx.era == Era::Modern && mrtr {
         let dispatch = Arc::new(dispatch);
         let (caller, method_owned) = (ctx.caller.clone(), method.to_owned());
-        return bridge::modern_call(&state.parked, ctx, method, params, events, move |params, tx| async move {
+        return bridge::modern_call(&server.parked, ctx, method, params, events, move |params, tx| async move {
             dispatch.call(&method_owned, params, &caller, Some(tx)).await.map(|(_, result)| result)
         })
         .await;

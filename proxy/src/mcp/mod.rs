@@ -8,5 +8,6 @@ pub mod fanout;
 pub mod hub;
 pub mod registry;
 pub mod replay;
+pub mod server;
 pub mod session;
 pub mod subscriptions;

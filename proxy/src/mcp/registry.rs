@@ -10,6 +10,7 @@ use crate::jsonrpc::{code, RpcError};
 use crate::lifecycle::{Cause, State};
 use crate::mcp::aggregate;
 use crate::mcp::hub::ClientCtx;
+use crate::mcp::server::McpServer;
 use crate::proto::lists::ListKind;
 use crate::routing::{Backend, ProviderRuntime, Routes};
 use crate::state::AppState;
@@ -57,13 +58,14 @@ pub fn is_registry_tool(name: &str) -> bool {
 /// Runs a registry tool. Failures that concern the request (unknown provider, missing argument)
 /// are JSON-RPC errors; a provider failing to start is a tool result with `isError`.
 pub async fn call(
-    state: &Arc<AppState>,
+    server: &Arc<McpServer>,
     routes: &Arc<Routes>,
     ctx: &ClientCtx,
     name: &str,
     args: &Value,
     events: Events,
 ) -> Result<Value, RpcError> {
+    let state = &server.state;
     let provider = || -> Result<(usize, &Arc<ProviderRuntime>), RpcError> {
         let n = args
             .get("provider")
@@ -140,8 +142,8 @@ pub async fn call(
                 json!({"name": tool, "arguments": args.get("arguments").cloned().unwrap_or_else(|| json!({}))});
             return invoke(routes, ctx, idx, params, events).await;
         }
-        "registry_health" => health(state, routes),
-        "registry_reload" | RELOAD_ALIAS => return reload(state, args).await,
+        "registry_health" => health(server, routes),
+        "registry_reload" | RELOAD_ALIAS => return reload(server, args).await,
         "registry_audit" => {
             let filter = audit_filter(args)?;
             let audit = state.audit.clone();
@@ -210,7 +212,8 @@ async fn invoke(
 
 /// `registry_reload`: a reload (or its dry run) and its report; a rejected candidate is a tool
 /// error with the reason.
-async fn reload(state: &Arc<AppState>, args: &Value) -> Result<Value, RpcError> {
+async fn reload(server: &McpServer, args: &Value) -> Result<Value, RpcError> {
+    let state = &server.state;
     let flag = |k: &str, default: bool| match args.get(k) {
         None | Some(Value::Null) => Ok(default),
         Some(v) => {
@@ -222,7 +225,7 @@ async fn reload(state: &Arc<AppState>, args: &Value) -> Result<Value, RpcError> 
         match state.reconciler.preview(state).await {
             Ok((candidate, plan)) => {
                 let snap = state.snapshot();
-                let live = LiveGateway { snap: &snap, state };
+                let live = LiveGateway { snap: &snap, server };
                 let mut d = crate::state::diff::describe(&snap.config, &candidate, &plan, Some(&live));
                 d["status"] = json!("dry_run");
                 d
@@ -249,7 +252,7 @@ async fn reload(state: &Arc<AppState>, args: &Value) -> Result<Value, RpcError> 
 /// The running gateway, as the dry run sees it.
 struct LiveGateway<'a> {
     snap: &'a crate::state::Snapshot,
-    state: &'a AppState,
+    server: &'a McpServer,
 }
 
 impl crate::state::diff::Live for LiveGateway<'_> {
@@ -260,11 +263,11 @@ impl crate::state::diff::Live for LiveGateway<'_> {
     }
 
     fn sessions_pinned_to(&self, member: &str) -> usize {
-        self.state.sessions.all().iter().filter(|s| s.pinned_to(member)).count()
+        self.server.sessions.all().iter().filter(|s| s.pinned_to(member)).count()
     }
 }
 
-fn health(state: &AppState, routes: &Routes) -> Value {
+fn health(server: &McpServer, routes: &Routes) -> Value {
     let mut by_state = serde_json::Map::new();
     for s in [State::Cold, State::Initializing, State::Ready, State::Degraded, State::Dead] {
         let n = routes.providers.iter().filter(|p| !is_group(p) && p.lifecycle.state() == s).count();
@@ -274,11 +277,11 @@ fn health(state: &AppState, routes: &Routes) -> Value {
         "status": if routes.providers.iter().any(|p| p.lifecycle.state() == State::Dead) { "degraded" } else { "ok" },
         "version": env!("CARGO_PKG_VERSION"),
         "providers": by_state,
-        "sessions": state.sessions.len(),
-        "listeners": state.listeners.len(),
-        "parked_calls": state.parked.len(),
-        "inflight_requests": state.inflight(),
-        "config": config_status(state),
+        "sessions": server.sessions.len(),
+        "listeners": server.listeners.len(),
+        "parked_calls": server.parked.len(),
+        "inflight_requests": server.state.inflight(),
+        "config": config_status(&server.state),
     })
 }
 

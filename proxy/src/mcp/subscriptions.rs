@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::mcp::aggregate;
-use crate::state::AppState;
+use crate::mcp::server::McpServer;
 
 /// What one `subscriptions/listen` stream asked for (and was granted).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -144,11 +144,11 @@ impl Listeners {
 
 /// Brings every provider's watch up to date with what subscribers want: each concrete upstream
 /// watches its list changes and the wanted URIs it serves.
-pub async fn refresh(state: &Arc<AppState>) {
-    let snap = state.snapshot();
+pub async fn refresh(server: &McpServer) {
+    let snap = server.state.snapshot();
     let routes = &snap.routes;
-    let mut wanted: BTreeSet<String> = state.listeners.uris();
-    for s in state.sessions.all() {
+    let mut wanted: BTreeSet<String> = server.listeners.uris();
+    for s in server.sessions.all() {
         wanted.extend(s.resource_subscriptions());
     }
     let mut by_provider: BTreeMap<usize, Vec<String>> = BTreeMap::new();
@@ -178,9 +178,9 @@ pub async fn refresh(state: &Arc<AppState>) {
 /// Opens a listener for a `subscriptions/listen` request: grants what can be honoured (list changes
 /// always; resource URIs that some provider serves), registers it and brings the watches up to
 /// date. Returns the granted filter, the registration and the notification receiver.
-pub async fn open(state: &Arc<AppState>, params: &Value) -> (Filter, ListenerGuard, mpsc::Receiver<Value>) {
+pub async fn open(server: &McpServer, params: &Value) -> (Filter, ListenerGuard, mpsc::Receiver<Value>) {
     let mut granted = Filter::from_params(params);
-    let snap = state.snapshot();
+    let snap = server.state.snapshot();
     let mut known = BTreeSet::new();
     for uri in std::mem::take(&mut granted.uris) {
         if aggregate::resolve_resource(&snap.routes, &uri).await.is_some() {
@@ -189,8 +189,8 @@ pub async fn open(state: &Arc<AppState>, params: &Value) -> (Filter, ListenerGua
     }
     granted.uris = known;
     let (tx, rx) = mpsc::channel(256);
-    let guard = state.listeners.add(granted.clone(), tx);
-    refresh(state).await;
+    let guard = server.listeners.add(granted.clone(), tx);
+    refresh(server).await;
     (granted, guard, rx)
 }
 

@@ -7,7 +7,7 @@ pub mod reconcile;
 pub mod watcher;
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -15,9 +15,6 @@ use hangar_config::Config;
 use tokio::sync::{watch, Notify};
 
 use crate::lifecycle::EventLog;
-use crate::mcp::bridge::ParkedCalls;
-use crate::mcp::session::SessionStore;
-use crate::mcp::subscriptions::Listeners;
 use crate::memory::MemoryBudget;
 use crate::provider::RuntimeDeps;
 use crate::routing::Routes;
@@ -83,14 +80,8 @@ pub struct AppState {
     pub audit: Arc<Audit>,
     /// Trace export.
     pub traces: Traces,
-    /// Legacy client sessions.
-    pub sessions: SessionStore,
-    /// Open `subscriptions/listen` streams.
-    pub listeners: Arc<Listeners>,
     /// Provider lifecycle events.
     pub events: Arc<EventLog>,
-    /// Calls to legacy upstreams parked while a modern client answers their questions (MRTR).
-    pub parked: ParkedCalls,
     /// The upstream HTTP client (one connection pool for all providers).
     pub http: Arc<HttpClient>,
     /// Bytes of bodies held in memory, over all requests.
@@ -99,35 +90,42 @@ pub struct AppState {
     pub reconciler: Reconciler,
 }
 
-impl AppState {
-    /// State for `config`, in phase [`Phase::Starting`], snapshot generation 1, without an audit
-    /// trail; reloads read `config` again (tests; the gateway uses [`AppState::open`]).
-    pub fn new(config: Config) -> Arc<Self> {
+/// The process's telemetry sinks, set up before the state that reports to them.
+pub struct Observability {
+    metrics: Arc<Metrics>,
+    audit: Arc<Audit>,
+    traces: Traces,
+}
+
+impl Observability {
+    /// The audit trail and trace export as `config` sets them up.
+    pub fn open(config: &Config) -> Result<Self, StartError> {
+        let metrics = Arc::new(Metrics::new());
+        let audit = Arc::new(Audit::open(&config.observability.audit, metrics.clone())?);
+        let traces = Traces::start(&config.observability, &metrics)?;
+        Ok(Self { metrics, audit, traces })
+    }
+
+    /// Metrics only: no audit trail, no trace export (tests).
+    pub fn off() -> Self {
         let metrics = Arc::new(Metrics::new());
         let audit = Arc::new(Audit::disabled(metrics.clone()));
-        Self::build(Start::fixed(config), metrics, audit, Traces::off(), |_| Arc::new(crate::upstream::Discard))
+        Self { metrics, audit, traces: Traces::off() }
+    }
+}
+
+impl AppState {
+    /// State for `config`, in phase [`Phase::Starting`], snapshot generation 1, without an audit
+    /// trail or anyone to hear upstreams' unsolicited messages; reloads read `config` again
+    /// (tests; the gateway is built by the MCP server).
+    pub fn new(config: Config) -> Arc<Self> {
+        Self::build(Start::fixed(config), Observability::off(), Arc::new(crate::upstream::Discard))
     }
 
-    /// State for `start` (whose source reloads read again), with its audit trail and trace
-    /// export set up as configured. `sink` makes what receives upstreams' messages outside calls
-    /// (the MCP server's fan-out), given the state it will find clients in.
-    pub fn open(
-        start: Start,
-        sink: impl FnOnce(Weak<AppState>) -> Arc<dyn Unsolicited>,
-    ) -> Result<Arc<Self>, StartError> {
-        let metrics = Arc::new(Metrics::new());
-        let audit = Arc::new(Audit::open(&start.config().observability.audit, metrics.clone())?);
-        let traces = Traces::start(&start.config().observability, &metrics)?;
-        Ok(Self::build(start, metrics, audit, traces, sink))
-    }
-
-    fn build(
-        start: Start,
-        metrics: Arc<Metrics>,
-        audit: Arc<Audit>,
-        traces: Traces,
-        sink: impl FnOnce(Weak<AppState>) -> Arc<dyn Unsolicited>,
-    ) -> Arc<Self> {
+    /// State for `start` (whose source reloads read again), reporting to `observability`;
+    /// `sink` receives what upstreams send outside calls (the MCP server's fan-out to clients).
+    pub fn build(start: Start, observability: Observability, sink: Arc<dyn Unsolicited>) -> Arc<Self> {
+        let Observability { metrics, audit, traces } = observability;
         let config = start.config();
         metrics.config_generation.set(1);
         init_providers(&metrics, config);
@@ -136,29 +134,22 @@ impl AppState {
         let memory = MemoryBudget::new(config.server.limits.max_buffered_bytes, metrics.clone());
         let http = Arc::new(HttpClient::new(memory.clone()));
         let events = Arc::new(EventLog::new(vec![metrics.clone(), audit.clone()]));
-        let sessions = SessionStore::new(&config.server.limits, metrics.clone());
-        Arc::new_cyclic(|weak| {
-            let sink = sink(weak.clone());
-            let deps = RuntimeDeps { http: http.clone(), sink, events: events.clone(), metrics: metrics.clone() };
-            let (reconciler, first) = Reconciler::start(start, deps);
-            Self {
-                snapshot: ArcSwap::from_pointee(first),
-                reconciler,
-                phase: AtomicU8::new(Phase::Starting as u8),
-                inflight: AtomicUsize::new(0),
-                streams: Arc::new(AtomicUsize::new(0)),
-                idle: Notify::new(),
-                shutdown,
-                metrics,
-                audit,
-                traces,
-                sessions,
-                parked: ParkedCalls::default(),
-                listeners: Arc::default(),
-                events,
-                http,
-                memory,
-            }
+        let deps = RuntimeDeps { http: http.clone(), sink, events: events.clone(), metrics: metrics.clone() };
+        let (reconciler, first) = Reconciler::start(start, deps);
+        Arc::new(Self {
+            snapshot: ArcSwap::from_pointee(first),
+            reconciler,
+            phase: AtomicU8::new(Phase::Starting as u8),
+            inflight: AtomicUsize::new(0),
+            streams: Arc::new(AtomicUsize::new(0)),
+            idle: Notify::new(),
+            shutdown,
+            metrics,
+            audit,
+            traces,
+            events,
+            http,
+            memory,
         })
     }
 

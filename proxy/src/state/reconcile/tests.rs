@@ -41,11 +41,7 @@ fn state_with(text: &str) -> (Arc<AppState>, Arc<Edited>) {
         }
     }
     let start = Start::load(Box::new(Shared(edited.clone()))).expect("valid start");
-    let metrics = Arc::new(crate::telemetry::metrics::Metrics::new());
-    let audit = Arc::new(crate::telemetry::audit::Audit::disabled(metrics.clone()));
-    let state = AppState::build(start, metrics, audit, crate::telemetry::traces::Traces::off(), |weak| {
-        Arc::new(crate::mcp::fanout::Fanout(weak))
-    });
+    let state = AppState::build(start, crate::state::Observability::off(), Arc::new(crate::upstream::Discard));
     (state, edited)
 }
 
