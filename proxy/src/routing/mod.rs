@@ -23,8 +23,9 @@ use pool::Pool;
 pub struct Routes {
     /// Providers in declaration order.
     pub providers: Vec<Arc<ProviderRuntime>>,
-    /// The pool of each group, by provider index.
-    pools: Vec<Option<Pool>>,
+    /// The pool of each group, by provider index. Shared with the next table when the group and
+    /// its members' places did not change, so a reload keeps its rotation, budget and tier.
+    pools: Vec<Option<Arc<Pool>>>,
     by_name: HashMap<String, usize>,
     /// `(prefix, provider)` for exposed providers with a non-empty prefix, longest prefix first.
     prefixed: Vec<(String, usize)>,
@@ -42,11 +43,13 @@ pub struct Routes {
 
 impl Routes {
     /// Compiles `config` into a table over `runtimes` (one for each of its providers, by name;
-    /// the caller keeps them across snapshots). Group pools are built here: they refer to members
-    /// by their place in this table.
+    /// the caller keeps them across snapshots). Group pools refer to members by their place in
+    /// this table: a group whose definition and members' places are those it had in `previous`
+    /// keeps its pool; others get a new one.
     pub fn build(
         config: &Config,
         runtimes: &HashMap<String, Arc<ProviderRuntime>>,
+        previous: Option<&Routes>,
         events: &Arc<crate::lifecycle::EventLog>,
         metrics: &Arc<crate::telemetry::metrics::Metrics>,
     ) -> Self {
@@ -67,7 +70,14 @@ impl Routes {
             .providers
             .iter()
             .map(|p| match &p.kind {
-                ProviderKind::Group(g) => Some(Pool::build(g, |m| by_name.get(m).copied())),
+                ProviderKind::Group(g) => {
+                    let pool = Pool::build(g, |m| by_name.get(m).copied());
+                    Some(
+                        previous
+                            .and_then(|old| old.same_pool(&p.name, &p.kind, &pool))
+                            .unwrap_or_else(|| Arc::new(pool)),
+                    )
+                }
                 _ => None,
             })
             .collect();
@@ -99,7 +109,15 @@ impl Routes {
 
     /// The pool of group `idx` (`None` when it is not a group).
     pub fn pool(&self, idx: usize) -> Option<&Pool> {
-        self.pools.get(idx).and_then(Option::as_ref)
+        self.pools.get(idx).and_then(|p| p.as_deref())
+    }
+
+    /// This table's pool of group `name`, if it was defined as `kind` and has `fresh`'s members
+    /// in the same places (its state then still describes them).
+    fn same_pool(&self, name: &str, kind: &ProviderKind, fresh: &Pool) -> Option<Arc<Pool>> {
+        let (idx, runtime) = self.provider(name)?;
+        let pool = self.pools.get(idx)?.as_ref()?;
+        (runtime.config.kind == *kind && pool.members == fresh.members).then(|| pool.clone())
     }
 
     /// The metrics label for exposed tool `name`: itself if a provider lists it, else `other`

@@ -30,7 +30,7 @@ providers:
     let limits = crate::provider::RuntimeLimits::of(&config.server.limits);
     let runtimes =
         config.providers.iter().map(|p| (p.name.clone(), Arc::new(ProviderRuntime::build(p, limits, &deps)))).collect();
-    (Routes::build(&config, &runtimes, &events, &Arc::default()), events)
+    (Routes::build(&config, &runtimes, None, &events, &Arc::default()), events)
 }
 
 fn ready(r: &Routes, name: &str) -> usize {

@@ -173,7 +173,7 @@ impl Reconciler {
             .iter()
             .map(|p| (p.name.clone(), Arc::new(ProviderRuntime::build(p, limits, &deps))))
             .collect();
-        let routes = Arc::new(Routes::build(&config, &runtimes, &deps.events, &deps.metrics));
+        let routes = Arc::new(Routes::build(&config, &runtimes, None, &deps.events, &deps.metrics));
         let snapshot = Snapshot { generation: 1, config: Arc::new(config), routes };
         let me = Self {
             deps,
@@ -261,7 +261,7 @@ impl Reconciler {
             let existing = running.runtimes.get(&p.name);
             let change = plan.updated.iter().find(|c| c.name == p.name);
             let runtime = match (existing, change) {
-                // Groups are rebuilt over their members: they hold no running state of their own.
+                // Groups are rebuilt over their members; the routing table keeps an unchanged group's pool.
                 (Some(_), _) if matches!(p.kind, ProviderKind::Group(_)) => {
                     Arc::new(ProviderRuntime::build(p, limits, &self.deps))
                 }
@@ -280,7 +280,13 @@ impl Reconciler {
             .filter(|old| !old.is_group() && runtimes.get(old.name()).is_none_or(|new| new.instance != old.instance))
             .cloned()
             .collect();
-        let routes = Arc::new(Routes::build(&candidate, &runtimes, &self.deps.events, &self.deps.metrics));
+        let routes = Arc::new(Routes::build(
+            &candidate,
+            &runtimes,
+            Some(&current.routes),
+            &self.deps.events,
+            &self.deps.metrics,
+        ));
         let generation = current.generation + 1;
         let providers = candidate.providers.len();
         let snapshot = Arc::new(Snapshot { generation, config: Arc::new(candidate), routes });

@@ -144,3 +144,26 @@ async fn settings_that_need_a_restart_keep_their_running_values() {
     let again = state.reconciler.reload(&state, "test", true).await.expect("unchanged");
     assert!(!again.applied && again.generation == 1);
 }
+
+/// The member group `pool` sends its next call to.
+fn next_member(state: &AppState) -> String {
+    let snap = state.snapshot();
+    let (idx, _) = snap.routes.provider("pool").expect("pool");
+    let (member, _) = snap.routes.choose(idx, &[], &[]).expect("a member");
+    snap.routes.providers[member].name().to_owned()
+}
+
+#[tokio::test]
+async fn a_group_keeps_its_rotation_across_reloads_that_leave_it_alone() {
+    let (state, edited) = state_with(BASE);
+    let first = next_member(&state);
+    *edited.0.lock() = BASE.replace("127.0.0.1:3/", "127.0.0.1:33/");
+    state.reconciler.reload(&state, "test", true).await.expect("applied");
+    let second = next_member(&state);
+    assert_ne!(first, second, "round-robin goes on where it was, not from the start");
+
+    // Reordered members: a new pool, whose rotation starts again.
+    *edited.0.lock() = BASE.replace("members: [keep, change]", "members: [change, keep]");
+    state.reconciler.reload(&state, "test", true).await.expect("applied");
+    assert_eq!(next_member(&state), "change", "a new pool starts from its first member");
+}
