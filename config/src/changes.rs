@@ -66,6 +66,7 @@ pub fn changed_fields(old: &Provider, new: &Provider) -> Vec<&'static str> {
     check("expose", old.expose != new.expose);
     check("description", old.description != new.description);
     check("idle_ttl_s", old.idle_ttl != new.idle_ttl);
+    check("warm", old.warm != new.warm);
     check("health_check_interval_s", old.health_check_interval != new.health_check_interval);
     check("health_check_timeout_s", old.health_check_timeout != new.health_check_timeout);
     check("max_consecutive_failures", old.max_consecutive_failures != new.max_consecutive_failures);
@@ -101,5 +102,8 @@ mod tests {
         assert!(!needs_new_instance(&changed_fields(&a, &c)), "a description applies in place");
         let d = provider("mode: remote\nendpoint: http://h/mcp");
         assert_eq!(changed_fields(&a, &d)[0], "mode");
+        let e = provider("mode: subprocess\ncommand: [a]\nenv: {K: one}\nidle_ttl_s: 5\nwarm: true");
+        assert_eq!(changed_fields(&a, &e), vec!["warm"]);
+        assert!(!needs_new_instance(&changed_fields(&a, &e)), "turning warm starts the running instance");
     }
 }

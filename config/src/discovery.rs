@@ -51,6 +51,7 @@ const PROVIDER_KEYS: &[&str] = &[
     "recovery",
     "health_check_timeout_s",
     "circuit_breaker",
+    "warm",
 ];
 const COMMAND_KEYS: &[&str] = &["command", "args", "env", "cwd", "timeout", "retry_count", "retry_delay"];
 const REMOTE_KEYS: &[&str] =

@@ -273,6 +273,10 @@ pub struct Provider {
     pub health_check_timeout: Duration,
     /// When calls stop going to the provider for a while.
     pub circuit_breaker: CircuitBreaker,
+    /// Started as soon as it is configured (at start-up, or when a reload adds or replaces it)
+    /// rather than on its first call, and never stopped for being idle: for providers whose
+    /// start is too slow for a client's first call.
+    pub warm: bool,
     /// How the provider is reached.
     pub kind: ProviderKind,
     /// The file it was defined in, when that is not the configuration file (a discovery

@@ -24,6 +24,7 @@ const COMMON_KEYS: &[&str] = &[
     "recovery",
     "health_check_timeout_s",
     "circuit_breaker",
+    "warm",
 ];
 const BREAKER_KEYS: &[&str] = &["open_s", "half_open_probes", "error_rate", "min_calls"];
 const RECOVERY_KEYS: &[&str] = &["max_attempts", "backoff_s", "max_backoff_s"];
@@ -89,6 +90,7 @@ pub(crate) fn decode(d: &mut Decoder<'_>, path: &str, name: &str, value: &Value)
     let recovery = f.opt(d, "recovery", decode_recovery).unwrap_or_default();
     let health_check_timeout = f.opt(d, "health_check_timeout_s", Decoder::seconds).unwrap_or(Duration::from_secs(5));
     let circuit_breaker = f.opt(d, "circuit_breaker", decode_breaker).unwrap_or_default();
+    let warm = f.opt(d, "warm", Decoder::boolean).unwrap_or(false);
 
     let kind = match mode.as_deref()? {
         "subprocess" => decode_subprocess(d, &f).map(ProviderKind::Subprocess),
@@ -98,6 +100,9 @@ pub(crate) fn decode(d: &mut Decoder<'_>, path: &str, name: &str, value: &Value)
     }?;
     if matches!(kind, ProviderKind::Group(_)) && !tools.is_empty() {
         d.problem(&child(path, "tools"), "a group lists its members' tools; declare predefined tools on the members");
+    }
+    if matches!(kind, ProviderKind::Group(_)) && warm {
+        d.problem(&child(path, "warm"), "a group has nothing of its own to start; mark its members warm");
     }
     name_ok.then(|| Provider {
         name: name.to_owned(),
@@ -111,6 +116,7 @@ pub(crate) fn decode(d: &mut Decoder<'_>, path: &str, name: &str, value: &Value)
         recovery,
         health_check_timeout,
         circuit_breaker,
+        warm,
         kind,
         source: None,
     })

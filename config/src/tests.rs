@@ -90,6 +90,7 @@ providers:
   math: {mode: subprocess, idle_ttl_s: -1, max_consecutive_failures: 0}
   search:
     mode: group
+    warm: true
     members: [{provider: math, weight: 0}, {provider: search_c}]
 "#,
     );
@@ -103,6 +104,7 @@ providers:
             "providers.math.max_consecutive_failures: must be between 1 and 1000, found 0",
             "providers.math.command: is required for mode subprocess",
             "providers.search.members[0].weight: must be between 1 and 10000, found 0",
+            "providers.search.warm: a group has nothing of its own to start; mark its members warm",
             "providers.search.members[1].provider: unknown provider \"search_c\"",
         ]
     );

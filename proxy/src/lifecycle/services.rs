@@ -1,8 +1,9 @@
-//! The lifecycle's background service: recovery attempts for DEAD providers (with the backoff the
-//! state machine schedules), active health checks, circuit-breaker timeouts and idle collection of
-//! running processes. It runs off the request path, acts through the upstreams (which report their
+//! The lifecycle's background service: the start of warm providers, recovery attempts for DEAD
+//! providers (with the backoff the state machine schedules), active health checks,
+//! circuit-breaker timeouts and idle collection of running processes. It runs off the request path, acts through the upstreams (which report their
 //! own transitions) and stops at shutdown.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,14 +21,20 @@ pub async fn run(state: Arc<AppState>) {
     let mut shutdown = state.shutdown_signal();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Instances of warm providers started once already: one stopped by hand stays stopped.
+    let mut warmed: HashSet<u64> = HashSet::new();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
         let snap = state.snapshot();
+        warmed.retain(|id| snap.routes.providers.iter().any(|p| p.instance == *id));
         for p in &snap.routes.providers {
             let Some(upstream) = concrete(p) else { continue };
+            if p.config.warm && warmed.insert(p.instance) && p.lifecycle.state() == State::Cold {
+                tokio::spawn(warm_up(p.clone(), upstream.clone()));
+            }
             let tripped = p.lifecycle.breaker.tick();
             p.lifecycle.note_breaker(tripped);
             if let Some(attempt) = p.lifecycle.take_due_recovery() {
@@ -51,6 +58,17 @@ pub async fn run(state: Arc<AppState>) {
             }
         }
     }
+}
+
+/// Starts a warm provider as its first call would (bounded as that start is, not by the health
+/// check timeout: warm providers are those slow to start).
+async fn warm_up(p: Arc<ProviderRuntime>, upstream: Arc<dyn Upstream>) {
+    tracing::info!(provider = p.name(), "starting a warm provider");
+    let started = upstream.check().await;
+    if let Err(e) = &started {
+        tracing::warn!(provider = p.name(), "the warm provider did not start: {e}");
+    }
+    p.lifecycle.record(started.as_ref().err().map(ToString::to_string).as_deref());
 }
 
 /// Checks a provider within its `health_check_timeout_s` and records the outcome (which moves
@@ -82,9 +100,10 @@ fn concrete(p: &ProviderRuntime) -> Option<Arc<dyn Upstream>> {
     p.upstream()
 }
 
-/// A running process with no call in flight for `idle_ttl_s`.
+/// A running process with no call in flight for `idle_ttl_s` (warm ones stay up).
 fn idle_collectable(p: &ProviderRuntime) -> bool {
     matches!(p.backend, Backend::Process(_))
+        && !p.config.warm
         && matches!(p.lifecycle.state(), State::Ready | State::Degraded)
         && p.lifecycle.inflight() == 0
         && p.lifecycle.idle_for() >= p.config.idle_ttl

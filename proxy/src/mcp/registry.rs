@@ -82,6 +82,7 @@ pub async fn call(
             let mut v = summary(routes, p);
             v["config"] = json!({
                 "idle_ttl_s": p.config.idle_ttl.as_secs_f64(),
+                "warm": p.config.warm,
                 "health_check_interval_s": p.config.health_check_interval.as_secs_f64(),
                 "health_check_timeout_s": p.config.health_check_timeout.as_secs_f64(),
                 "max_consecutive_failures": p.config.max_consecutive_failures,

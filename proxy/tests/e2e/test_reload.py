@@ -236,3 +236,45 @@ async def test_clients_are_told_when_a_reload_changes_the_lists(live_gateway, fi
         await inbox.wait_for(ToolListChangedNotification)
     async with Client(gw.url, mode="legacy") as fresh:
         assert "c2__echo" in {t.name for t in (await fresh.list_tools()).tools}, "the new lists are served"
+
+
+async def provider_state(c: Client, name: str) -> dict:
+    """The provider's `registry_list` entry (`state: None` while it is not configured)."""
+    listed = json.loads(text(await c.call_tool("registry_list", {})))["providers"]
+    return next((p for p in listed if p["name"] == name), {"state": None})
+
+
+async def wait_provider_state(c: Client, name: str, want: str, timeout: float = 20) -> dict:
+    with anyio.fail_after(timeout):
+        while (s := await provider_state(c, name))["state"] != want:
+            await anyio.sleep(0.1)
+    return s
+
+
+async def test_warm_providers_start_without_a_call_and_stay_up(live_gateway, fixture_url):
+    # Predefined tools: describing or listing the gateway starts none of them (it would start one
+    # without them to learn its tools), so only being warm does.
+    sub = lambda name, extra: (
+        f"  {name}: {{mode: subprocess, command: [\"{sys.executable}\", \"{FIXTURE}\", \"stdio\", \"{name}\"], tools: [{{name: whoami}}], {extra}}}\n"
+    )
+    lazy = "idle_ttl_s: 1"
+    base = "providers:\n" + sub("early", "warm: true, idle_ttl_s: 1") + sub("lazy", lazy)
+    gw = live_gateway(base, "warm")
+    async with Client(gw.url, mode="2026-07-28") as c:
+        early = await wait_provider_state(c, "early", "READY")
+        assert early["pid"], "started with the gateway, before any call"
+        assert (await provider_state(c, "lazy"))["state"] == "COLD", "the others still start on first use"
+        await anyio.sleep(1.5)
+        assert (await provider_state(c, "early"))["pid"] == early["pid"], "never collected for being idle"
+
+        gw.write(base + sub("added", "warm: true"))
+        assert (await wait_provider_state(c, "added", "READY"))["pid"], "a reload starts the warm providers it adds"
+
+        stopped = json.loads(text(await c.call_tool("registry_stop", {"provider": "early"})))
+        assert stopped["state"] == "COLD", stopped
+        await anyio.sleep(1)
+        assert (await provider_state(c, "early"))["state"] == "COLD", "stopped by hand: stays stopped"
+
+        # Turned warm in place: the running instance is started, not replaced.
+        gw.write("providers:\n" + sub("early", "warm: true, idle_ttl_s: 1") + sub("lazy", lazy + ", warm: true") + sub("added", "warm: true"))
+        assert (await wait_provider_state(c, "lazy", "READY"))["pid"]
