@@ -1,7 +1,7 @@
 //! The lifecycle's background service: the start of warm providers, recovery attempts for DEAD
 //! providers (with the backoff the state machine schedules), active health checks,
-//! circuit-breaker timeouts and idle collection of running processes. It runs off the request path, acts through the upstreams (which report their
-//! own transitions) and stops at shutdown.
+//! circuit-breaker timeouts and idle collection of running processes. It runs off the request
+//! path, acts through the upstreams (which report their own transitions) and stops at shutdown.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
