@@ -12,6 +12,7 @@
 //! assert!(shown.contains("providers.math.command: is required for mode subprocess"));
 //! ```
 
+mod auth;
 mod changes;
 mod decode;
 mod discovery;
@@ -28,13 +29,17 @@ use std::path::Path;
 
 use serde_norway::Value;
 
+pub use auth::{
+    glob_matches, parse_key_hash, ApiKey, ApiKeys, Auth, Effect, Oidc, RoleAssignment, Rule, ADMIN_PROVIDER,
+    ADMIN_ROLE, DEVELOPER_ROLE, JWT_ALGORITHMS,
+};
 pub use changes::{changed_fields, needs_new_instance, RUNTIME_FIELDS};
 pub use discovery::{file_matches, parse_provider_file, provider_files, read_provider_file, with_discovered};
 pub use env::EnvLookup;
 pub use error::{LoadError, Problem};
 pub use model::*;
 pub use secret::Secret;
-pub use validate::redact_url;
+pub use validate::{exposure_problem, is_loopback_host, redact_url};
 
 use decode::{child, Decoder};
 
@@ -45,7 +50,7 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("../examples/default.yaml");
 /// Name under which the embedded default is reported in messages.
 pub const EMBEDDED_DEFAULT_NAME: &str = "<embedded default config>";
 
-const TOP_KEYS: &[&str] = &["server", "providers", "observability", "config_reload", "discovery"];
+const TOP_KEYS: &[&str] = &["server", "providers", "observability", "config_reload", "discovery", "auth"];
 
 /// Looks variables up in the process environment.
 pub fn process_env(name: &str) -> Option<String> {
@@ -77,7 +82,8 @@ pub fn parse(text: &str, source_name: &str, env: EnvLookup<'_>) -> Result<Config
         let observability = observability::decode_observability(&mut d, top.get("observability"));
         let config_reload = top.opt(&mut d, "config_reload", discovery::decode_config_reload).unwrap_or_default();
         let discovery = top.opt(&mut d, "discovery", discovery::decode_discovery).unwrap_or_default();
-        Config { server, providers, observability, config_reload, discovery }
+        let auth = top.opt(&mut d, "auth", auth::decode_auth).unwrap_or_default();
+        Config { server, providers, observability, config_reload, discovery, auth }
     });
     let mut problems = d.into_problems();
     if let Some(config) = &config {

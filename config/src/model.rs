@@ -21,6 +21,8 @@ pub struct Config {
     pub config_reload: ConfigReload,
     /// Where else provider definitions come from.
     pub discovery: Discovery,
+    /// Who may connect and what each caller may use.
+    pub auth: crate::Auth,
 }
 
 /// `config_reload`: the file is watched and a change is applied live (SIGHUP and the reload
@@ -182,6 +184,9 @@ pub struct Server {
     pub allowed_origins: Vec<String>,
     /// Size and time bounds.
     pub limits: Limits,
+    /// Listen on a non-loopback address with authentication off (refused otherwise: anyone who
+    /// reaches the port could use every provider).
+    pub allow_unauthenticated: bool,
 }
 
 /// Bounds on what one client or upstream may cost the gateway.

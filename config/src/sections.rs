@@ -6,7 +6,7 @@ use crate::decode::{Decoder, Fields};
 use crate::model::{Limits, Server};
 use crate::validate::{check_endpoint_path, check_host, check_origin};
 
-const SERVER_KEYS: &[&str] = &["host", "port", "mcp_path", "allowed_origins", "limits"];
+const SERVER_KEYS: &[&str] = &["host", "port", "mcp_path", "allowed_origins", "limits", "allow_unauthenticated"];
 const LIMIT_KEYS: &[&str] = &[
     "max_body_bytes",
     "max_header_bytes",
@@ -61,7 +61,8 @@ pub(crate) fn decode_server(d: &mut Decoder<'_>, v: Option<(String, &Value)>) ->
         })
         .unwrap_or_else(|| DEFAULT_ALLOWED_ORIGINS.iter().map(|s| (*s).to_owned()).collect());
     let limits = f.opt(d, "limits", decode_limits).unwrap_or_default();
-    Server { host, port, mcp_path, allowed_origins, limits }
+    let allow_unauthenticated = f.opt(d, "allow_unauthenticated", Decoder::boolean).unwrap_or(false);
+    Server { host, port, mcp_path, allowed_origins, limits, allow_unauthenticated }
 }
 
 fn decode_limits(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Limits> {

@@ -97,7 +97,7 @@ providers:
     assert_eq!(
         got,
         [
-            "server.colour: unknown key (expected one of: host, port, mcp_path, allowed_origins, limits)",
+            "server.colour: unknown key (expected one of: host, port, mcp_path, allowed_origins, limits, allow_unauthenticated)",
             "server.port: must be between 1 and 65535, found 70000",
             "server.mcp_path: \"mcp\" must start with '/'",
             "providers.math.idle_ttl_s: must be a positive number of seconds up to one year, found -1",
@@ -217,7 +217,7 @@ providers:
     // `x-defaults` is not a known top-level key: anchors must live under a known key.
     assert_eq!(
         problems(text),
-        ["x-defaults: unknown key (expected one of: server, providers, observability, config_reload, discovery)"]
+        ["x-defaults: unknown key (expected one of: server, providers, observability, config_reload, discovery, auth)"]
     );
     let text =
         "providers:\n  a: &d {mode: remote, endpoint: 'http://a', idle_ttl_s: 10}\n  b: {<<: *d, tool_prefix: bb_}\n";

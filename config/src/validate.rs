@@ -123,6 +123,32 @@ pub(crate) fn check_origin(origin: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `host` names only this machine.
+pub fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost") || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The problem with serving `config` as written, when it would let anyone who reaches a
+/// non-loopback address in without credentials (checked after command-line overrides of the host).
+pub fn exposure_problem(config: &Config) -> Option<Problem> {
+    let server = &config.server;
+    if is_loopback_host(&server.host)
+        || server.allow_unauthenticated
+        || (config.auth.enabled && !config.auth.allow_anonymous)
+    {
+        return None;
+    }
+    let why = if config.auth.enabled { "auth.allow_anonymous lets anyone in" } else { "auth is not enabled" };
+    Some(Problem {
+        path: "server.host".into(),
+        message: format!(
+            "{:?} is reachable from other machines and {why}: configure auth (API keys or oidc), or set server.allow_unauthenticated: true to serve without it",
+            server.host
+        ),
+    })
+}
+
 /// Checks across providers and sections, after each has been read on its own.
 /// `declared` holds every provider name in the file, including those too broken to decode.
 pub(crate) fn cross_check(config: &Config, declared: &[&str], problems: &mut Vec<Problem>) {
@@ -132,6 +158,13 @@ pub(crate) fn cross_check(config: &Config, declared: &[&str], problems: &mut Vec
         problem(
             "observability.metrics.endpoint".into(),
             format!("{:?} is already the MCP endpoint (server.mcp_path)", config.server.mcp_path),
+        );
+    }
+
+    if let Some(p) = config.provider(crate::ADMIN_PROVIDER) {
+        problem(
+            format!("providers.{}", p.name),
+            format!("{:?} is reserved: authorization rules use it for the gateway's own registry_* tools", p.name),
         );
     }
 

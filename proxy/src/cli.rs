@@ -53,6 +53,13 @@ enum Command {
     },
     /// Run the built-in demo MCP server on stdio (the embedded default config's provider).
     DemoServer,
+    /// Print the `key_hash` of an API key read from standard input (for `auth.api_key.keys`);
+    /// with `--generate`, make a new random key and print it and its hash.
+    HashKey {
+        /// Generate a new key instead of reading one.
+        #[arg(long)]
+        generate: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -67,12 +74,41 @@ pub fn main() -> ExitCode {
     match cli.command {
         Some(Command::CheckConfig { file, diff }) => check_config(&file, diff.as_deref()),
         Some(Command::DemoServer) => crate::demo::run(),
+        Some(Command::HashKey { generate }) => hash_key(generate),
         None => serve(cli),
     }
 }
 
+/// `hash-key`: the key comes from standard input, never the command line (which other users of
+/// the machine and the shell history see).
+fn hash_key(generate: bool) -> ExitCode {
+    use crate::auth::keys;
+    if generate {
+        let key = keys::generate();
+        println!("key:      {key}\nkey_hash: {}", keys::key_hash(&key));
+        return ExitCode::SUCCESS;
+    }
+    let mut line = String::new();
+    match std::io::stdin().read_line(&mut line) {
+        Ok(_) if !line.trim().is_empty() => {
+            println!("{}", keys::key_hash(line.trim()));
+            ExitCode::SUCCESS
+        }
+        Ok(_) => {
+            eprintln!("mcp-hangar hash-key: give the key on standard input (or use --generate)");
+            ExitCode::from(EXIT_INVALID_CONFIG)
+        }
+        Err(e) => {
+            eprintln!("mcp-hangar hash-key: cannot read standard input: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn check_config(file: &Path, old: Option<&Path>) -> ExitCode {
-    let load = |file: &Path| Start::load(Box::new(FileSource { file: Some(file.to_owned()), host: None, port: None }));
+    let load = |file: &Path| {
+        Start::load(Box::new(FileSource { file: Some(file.to_owned()), host: None, port: None, http: true }))
+    };
     match load(file) {
         Ok(start) => {
             println!("{}: OK ({})", file.display(), summary(start.config()));
@@ -107,7 +143,7 @@ fn serve(cli: Cli) -> ExitCode {
         eprintln!("mcp-hangar: {e}");
         return ExitCode::from(EXIT_INVALID_CONFIG);
     }
-    let source = FileSource { file: cli.config.clone(), host: cli.host.clone(), port: cli.port };
+    let source = FileSource { file: cli.config.clone(), host: cli.host.clone(), port: cli.port, http: cli.http };
     let start = match Start::load(Box::new(source)) {
         Ok(s) => s,
         Err(err) => {
@@ -115,6 +151,10 @@ fn serve(cli: Cli) -> ExitCode {
             return ExitCode::from(EXIT_INVALID_CONFIG);
         }
     };
+    let config = start.config();
+    if cli.http && !hangar_config::is_loopback_host(&config.server.host) && !config.auth.enabled {
+        tracing::warn!(host = %config.server.host, "serving without authentication on a non-loopback address (server.allow_unauthenticated)");
+    }
     tracing::info!(
         source = cli.config.as_deref().map_or(EMBEDDED_DEFAULT_NAME.to_owned(), |p| p.display().to_string()),
         "configuration loaded: {}",
@@ -153,6 +193,8 @@ struct FileSource {
     file: Option<PathBuf>,
     host: Option<String>,
     port: Option<u16>,
+    /// Served over HTTP: a non-loopback address then needs authentication.
+    http: bool,
 }
 
 impl ConfigSource for FileSource {
@@ -163,6 +205,11 @@ impl ConfigSource for FileSource {
         }
         if let Some(port) = self.port {
             config.server.port = port;
+        }
+        if let Some(problem) = hangar_config::exposure_problem(&config).filter(|_| self.http) {
+            let source_name =
+                self.file.as_deref().map_or(EMBEDDED_DEFAULT_NAME.to_owned(), |p| p.display().to_string());
+            return Err(LoadError::Invalid { source_name, problems: vec![problem] });
         }
         let discovered = crate::discovery::read_filesystem_sources(&config, &env_var)?;
         Ok(Desired { config, discovered })

@@ -19,8 +19,13 @@ use crate::telemetry::w3c;
 pub type Target = fn(&[u8]);
 
 /// The targets by name, for drivers.
-pub const TARGETS: &[(&str, Target)] =
-    &[("jsonrpc", jsonrpc), ("sse", sse), ("uri_template", uri_template), ("headers", headers)];
+pub const TARGETS: &[(&str, Target)] = &[
+    ("jsonrpc", jsonrpc),
+    ("sse", sse),
+    ("uri_template", uri_template),
+    ("headers", headers),
+    ("credentials", credentials),
+];
 
 /// A client's JSON-RPC body: the borrowed envelope parse, the params head, the payload as a tree.
 /// Errors carry only JSON-RPC's own codes; a name located in the body is really there.
@@ -126,5 +131,42 @@ pub fn headers(data: &[u8]) {
         if w3c::tracestate_ok(s) || w3c::baggage_ok(s) {
             assert!(!s.bytes().any(|b| b < 0x20 && b != b'\t'), "no control characters pass");
         }
+    }
+}
+
+/// The one API key [`credentials`] accepts.
+const FUZZ_KEY: &str = "mcp_fuzz_key";
+
+/// Credentials in every shape (the first line is an `X-API-Key`, the rest an `Authorization`):
+/// nothing but the configured key passes, and nothing panics. Token signing keys are never
+/// available here (the key set's address refuses connections), so no token can pass either.
+pub fn credentials(data: &[u8]) {
+    use std::sync::OnceLock;
+
+    use crate::auth::{keys, Security};
+
+    static SECURITY: OnceLock<Option<(Security, tokio::runtime::Runtime)>> = OnceLock::new();
+    let Some((security, runtime)) = SECURITY.get_or_init(|| {
+        let text = format!(
+            "auth:\n  enabled: true\n  api_key:\n    keys:\n      - {{name: f, key_hash: \"{}\", principal: \"service:fuzz\"}}\n  oidc:\n    issuer: http://127.0.0.1:9\n    audience: fuzz\n    jwks_uri: http://127.0.0.1:9/jwks\n",
+            keys::key_hash(FUZZ_KEY)
+        );
+        let config = hangar_config::parse(&text, "fuzz", &|_| None).ok()?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+        Some((Security::build(&config, None), runtime))
+    }) else {
+        return;
+    };
+    let text = String::from_utf8_lossy(data);
+    let (key, authorization) = text.split_once('\n').unwrap_or((&text, ""));
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in [("x-api-key", key), ("authorization", authorization)] {
+        if let (false, Ok(v)) = (value.is_empty(), http::HeaderValue::from_str(value)) {
+            headers.append(name, v);
+        }
+    }
+    if let Ok(who) = runtime.block_on(security.authenticate(&headers)) {
+        assert_eq!(who.id, "service:fuzz", "only the configured key passes");
+        assert_eq!(headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim), Some(FUZZ_KEY));
     }
 }

@@ -6,9 +6,11 @@
 //! - [`cli`]: the command line and configuration loading.
 //! - [`runtime`]: start-up, listener, graceful shutdown.
 //! - [`front`]: front doors (HTTP via Pingora).
+//! - [`auth`]: who is calling (API keys, JWTs) and what they may use.
 //! - [`state`]: the configuration snapshot and lifecycle phase shared by all requests.
 //! - [`telemetry`]: logging and metrics.
 
+pub mod auth;
 pub mod balance;
 pub mod cli;
 pub mod demo;

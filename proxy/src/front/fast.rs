@@ -18,6 +18,7 @@ use pingora_http::ResponseHeader;
 use serde_json::value::RawValue;
 
 use super::checks::Accepts;
+use crate::auth::{Item, Principal};
 use crate::balance::retry::{self, MAX_ATTEMPTS};
 use crate::jsonrpc::error_bytes;
 use crate::jsonrpc::outcome::ReplyScan;
@@ -57,12 +58,14 @@ pub struct FastRoute {
     caller: Option<String>,
     arguments: Option<serde_json::Value>,
     trace: Option<RequestTrace>,
+    principal: Arc<Principal>,
     started: Instant,
 }
 
 /// The fast route for a validated modern request, or `None` when it must take the slow path.
 /// Only a client that takes both JSON and SSE replies goes fast: the reply is relayed in whatever
 /// form the upstream chose.
+#[allow(clippy::too_many_arguments)]
 pub fn route(
     state: &AppState,
     snap: &Arc<Snapshot>,
@@ -71,6 +74,7 @@ pub fn route(
     body: &Bytes,
     session: &Session,
     accepts: Accepts,
+    principal: &Arc<Principal>,
 ) -> Option<FastRoute> {
     if !(accepts.json && accepts.sse) {
         return None;
@@ -92,6 +96,16 @@ pub fn route(
             None => routes.by_prefix(name).map(|(i, rest)| (i, rest.len(), idempotent))?,
         }
     };
+    // A call the caller may not make goes the slow way, which refuses it (and records that).
+    let (exposed, provider): (&str, &str) = (name, routes.providers[idx].name());
+    let own_name = exposed.get(exposed.len().checked_sub(own)?..)?;
+    let item = match kind {
+        ListKind::Tools => Item::Tool { provider, own: own_name, exposed },
+        _ => Item::Prompt { provider, own: own_name, exposed },
+    };
+    if !snap.security.decide(principal, &item).allowed {
+        return None;
+    }
     // Decide before choosing: a member chosen here and then handed to the slow path would be
     // chosen twice (skewing the strategy, taking two half-open probe permits).
     match routes.pool(idx) {
@@ -135,6 +149,7 @@ pub fn route(
             .then(|| serde_json::from_slice::<serde_json::Value>(original).ok()?.pointer("/params/arguments").cloned())
             .flatten(),
         trace: state.traces.enabled().then(|| trace(state, method, name, head, session)).flatten(),
+        principal: principal.clone(),
         started: Instant::now(),
     })
 }
@@ -337,6 +352,7 @@ impl FastRoute {
             outcome,
             elapsed: self.started.elapsed(),
             caller: self.caller.as_deref().unwrap_or_default(),
+            principal: &self.principal.id,
             era: Era::Modern,
             error,
             arguments: self.arguments.clone(),

@@ -58,6 +58,16 @@ impl HttpFront {
             ctx.inflight = Some(self.state.begin_request());
             return mcp::handle(&self.server, session, ctx).await;
         }
+        if let Some(endpoint) = path.strip_prefix(crate::auth::WELL_KNOWN) {
+            if endpoint.is_empty() || endpoint == snap.config.server.mcp_path {
+                ctx.endpoint = "oauth_metadata";
+                let resource = mcp::resource_url(session, &snap);
+                return match snap.security.resource_metadata(&resource) {
+                    Some(doc) => respond::json(session, 200, doc.to_string()).await,
+                    None => respond::json(session, 404, r#"{"error":"not found"}"#).await,
+                };
+            }
+        }
         let metrics = &snap.config.observability.metrics;
         if metrics.enabled && path == metrics.endpoint {
             ctx.endpoint = "metrics";
@@ -90,6 +100,7 @@ impl HttpFront {
                 status = code,
                 mcp_method = ctx.method,
                 era = ctx.era.map_or("", Era::as_str),
+                principal = ctx.principal.as_ref().map_or("", |p| p.id.as_str()),
                 fast_path = ctx.fast_path,
                 duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
                 error = error.map(|e| e.etype().as_str()).unwrap_or_default(),
@@ -109,6 +120,8 @@ pub struct RequestCtx {
     pub fast_path: bool,
     /// The request's protocol era, once known.
     pub era: Option<Era>,
+    /// Who the request was authenticated as (MCP requests), for the access log.
+    pub principal: Option<Arc<crate::auth::Principal>>,
     /// The JSON-RPC method, once known (bounded, for logs).
     pub method: &'static str,
     /// When the request arrived.
@@ -204,6 +217,7 @@ impl HttpFront {
             endpoint: "other",
             fast_path: false,
             era: None,
+            principal: None,
             method: "",
             started: std::time::Instant::now(),
             detached: None,
@@ -282,12 +296,15 @@ fn status_label(code: u16) -> &'static str {
         200 => "200",
         202 => "202",
         400 => "400",
+        401 => "401",
         403 => "403",
         404 => "404",
         405 => "405",
         406 => "406",
         413 => "413",
         415 => "415",
+        429 => "429",
+        431 => "431",
         500 => "500",
         502 => "502",
         503 => "503",

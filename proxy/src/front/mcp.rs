@@ -18,6 +18,7 @@ use super::fast;
 use super::http::RequestCtx;
 use super::reply::Reply;
 use super::respond;
+use crate::auth::{self, Principal, Refusal};
 use crate::jsonrpc::parse::{Envelope, Kind, ParamsHead};
 use crate::jsonrpc::{code, error_bytes, null_id, result_bytes, RpcError};
 use crate::mcp::hub::{self, ClientCtx};
@@ -86,22 +87,59 @@ pub async fn handle(server: &Arc<McpServer>, session: &mut Session, ctx: &mut Re
         plain_error(session, 431, RpcError::new(code::INVALID_REQUEST, "request headers too large")).await?;
         return Ok(());
     }
-    match session.req_header().method.as_str() {
-        "POST" => post(server, session, ctx).await,
-        "GET" => get(server, session, ctx).await,
-        "DELETE" => delete(server, session).await,
-        _ => {
-            respond::send(
-                session,
-                405,
-                "application/json",
-                &[("allow", "GET, POST, DELETE")],
-                r#"{"error":"method not allowed"}"#,
-            )
-            .await?;
-            Ok(())
-        }
+    let method = session.req_header().method.as_str();
+    if !matches!(method, "POST" | "GET" | "DELETE") {
+        return respond::send(
+            session,
+            405,
+            "application/json",
+            &[("allow", "GET, POST, DELETE")],
+            r#"{"error":"method not allowed"}"#,
+        )
+        .await;
     }
+    let principal = match snap.security.authenticate(&session.req_header().headers).await {
+        Ok(p) => p,
+        Err(refusal) => return unauthorized(server, session, &snap, &refusal).await,
+    };
+    ctx.principal = Some(principal.clone());
+    match session.req_header().method.as_str() {
+        "POST" => post(server, session, ctx, principal).await,
+        "GET" => get(server, session, ctx, &principal).await,
+        _ => delete(server, session, &principal).await,
+    }
+}
+
+/// 401 (503 when credentials cannot be checked now) with the challenge that tells the client how
+/// to authenticate (RFC 6750, and RFC 9728's `resource_metadata` for token clients).
+async fn unauthorized(
+    server: &McpServer,
+    session: &mut Session,
+    snap: &Snapshot,
+    refusal: &Refusal,
+) -> pingora_core::Result<()> {
+    let reason = match refusal {
+        Refusal::Missing => "missing",
+        Refusal::Invalid(_) => "invalid",
+        Refusal::Unavailable(_) => "unavailable",
+    };
+    server.state.metrics.auth_failures.with_label_values(&[reason]).inc();
+    let client = session.client_addr().map(ToString::to_string).unwrap_or_default();
+    tracing::info!(client, "refused a request: {refusal}");
+    let status = if matches!(refusal, Refusal::Unavailable(_)) { 503 } else { 401 };
+    let resource = resource_url(session, snap);
+    let challenge = snap.security.challenge(refusal, &auth::metadata_url(&resource));
+    let body = error_bytes(null_id(), &RpcError::new(code::INVALID_REQUEST, format!("Unauthorized: {refusal}")));
+    respond::send(session, status, "application/json", &[("www-authenticate", challenge.as_str())], body).await
+}
+
+/// The MCP endpoint's URL as the client reached it (`auth.resource_url` when configured).
+pub fn resource_url(session: &Session, snap: &Snapshot) -> String {
+    if let Some(url) = &snap.config.auth.resource_url {
+        return url.clone();
+    }
+    let host = header(session, "host").unwrap_or("localhost");
+    format!("http://{host}{}", snap.config.server.mcp_path)
 }
 
 /// An error reply with no request id, as a JSON body.
@@ -171,7 +209,12 @@ async fn read_body(
     }
 }
 
-async fn post(server: &Arc<McpServer>, session: &mut Session, ctx: &mut RequestCtx) -> pingora_core::Result<()> {
+async fn post(
+    server: &Arc<McpServer>,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    principal: Arc<Principal>,
+) -> pingora_core::Result<()> {
     let state = &server.state;
     let snap = ctx.snap.clone();
     let limits = &snap.config.server.limits;
@@ -251,7 +294,7 @@ async fn post(server: &Arc<McpServer>, session: &mut Session, ctx: &mut RequestC
             respond::send(session, 202, "application/json", &[], Bytes::new()).await?;
             return Ok(());
         }
-        if let Some(route) = fast::route(state, &snap, &env, &head, &body, session, accepts) {
+        if let Some(route) = fast::route(state, &snap, &env, &head, &body, session, accepts, &principal) {
             ctx.fast_path = true;
             drop(env);
             route.run(state, session).await?;
@@ -269,13 +312,15 @@ async fn post(server: &Arc<McpServer>, session: &mut Session, ctx: &mut RequestC
     let method = method.to_owned();
     drop(env);
     match era {
-        Era::Modern if method == "subscriptions/listen" => listen(server, session, ctx, accepts, &id, &params).await?,
+        Era::Modern if method == "subscriptions/listen" => {
+            listen(server, session, ctx, accepts, &id, &params, &principal).await?;
+        }
         Era::Modern => {
-            let mut client = ClientCtx::modern(&params);
+            let mut client = ClientCtx::modern(&params, principal);
             client.trace = hub::trace_request(state, &client, &method, &params, Some(&session.req_header().headers));
             run_modern(server, &snap, session, accepts, &client, &id, &method, params).await?;
         }
-        Era::Legacy => legacy_post(server, &snap, session, accepts, kind, &id, &method, params).await?,
+        Era::Legacy => legacy_post(server, &snap, session, accepts, kind, &id, &method, params, principal).await?,
     }
     Ok(())
 }
@@ -290,11 +335,12 @@ async fn legacy_post(
     id: &RawValue,
     method: &str,
     params: Value,
+    principal: Arc<Principal>,
 ) -> pingora_core::Result<()> {
     let state = &server.state;
     if kind == Kind::Request && method == "initialize" {
         let client_addr = session.client_addr().and_then(|a| a.as_inet()).map(std::net::SocketAddr::ip);
-        return match hub::initialize(server, snap, &params, client_addr).await {
+        return match hub::initialize(server, snap, &params, client_addr, principal).await {
             Ok((client, result)) => {
                 let reply = Reply::new(accepts, vec![("mcp-session-id", client.id.to_string())]);
                 reply.finish(session, 200, result_bytes(id, &result)).await
@@ -310,7 +356,7 @@ async fn legacy_post(
             );
             return respond::json(session, 400, error_bytes(id, &e)).await;
         }
-        Some(sid) => match server.sessions.get(sid) {
+        Some(sid) => match session_of(server, sid, &principal) {
             Some(c) => c,
             None => {
                 let e = RpcError::new(code::INVALID_REQUEST, "Session not found: initialize a new session");
@@ -343,6 +389,8 @@ async fn legacy_post(
             };
             let (stream, buf) = client.replies.open();
             let mut ctx = ClientCtx::legacy(client.clone());
+            // This request's credentials decide (a token's roles may have changed since initialize).
+            ctx.principal = principal;
             ctx.trace = hub::trace_request(state, &ctx, method, &params, Some(&session.req_header().headers));
             let work = LegacyWork { ctx, id: id.to_owned(), method: method.to_owned(), params, tracked };
             tokio::spawn(produce_legacy(server.clone(), snap.clone(), work, buf.clone()));
@@ -557,6 +605,7 @@ async fn listen(
     accepts: Accepts,
     id: &RawValue,
     params: &Value,
+    principal: &Principal,
 ) -> pingora_core::Result<()> {
     if !accepts.sse {
         let e = RpcError::new(code::INVALID_REQUEST, "subscriptions/listen needs Accept: text/event-stream");
@@ -566,7 +615,7 @@ async fn listen(
         let e = RpcError::new(code::INTERNAL_ERROR, "too many open streams");
         return respond::json(session, 503, error_bytes(id, &e)).await;
     };
-    let (granted, guard, rx) = subscriptions::open(server, params).await;
+    let (granted, guard, rx) = subscriptions::open(server, params, principal).await;
     let mut reply = Reply::new(accepts, Vec::new());
     let ack = subscriptions::acknowledgment(id, &granted);
     reply.event(session, &serde_json::to_vec(&ack).unwrap_or_default()).await?;
@@ -574,8 +623,19 @@ async fn listen(
     Ok(())
 }
 
+/// The legacy session `sid`, when `principal` opened it: to anyone else it does not exist (a
+/// session id that leaked does not let another caller in, nor tells them it is valid).
+fn session_of(server: &McpServer, sid: &str, principal: &Principal) -> Option<Arc<ClientSession>> {
+    server.sessions.get(sid).filter(|c| c.principal.id == principal.id)
+}
+
 /// Legacy GET: the session's stream of server-initiated messages.
-async fn get(server: &Arc<McpServer>, session: &mut Session, ctx: &mut RequestCtx) -> pingora_core::Result<()> {
+async fn get(
+    server: &Arc<McpServer>,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    principal: &Principal,
+) -> pingora_core::Result<()> {
     if let VersionHeader::Known(Era::Modern) = version_header(session) {
         return respond::send(
             session,
@@ -603,7 +663,7 @@ async fn get(server: &Arc<McpServer>, session: &mut Session, ctx: &mut RequestCt
             )
             .await
         }
-        Some(sid) => match server.sessions.get(sid) {
+        Some(sid) => match session_of(server, sid, principal) {
             Some(c) => c,
             None => return plain_error(session, 404, RpcError::new(code::INVALID_REQUEST, "Session not found")).await,
         },
@@ -630,7 +690,7 @@ async fn get(server: &Arc<McpServer>, session: &mut Session, ctx: &mut RequestCt
 }
 
 /// Legacy DELETE: ends the session and its upstream sessions.
-async fn delete(server: &Arc<McpServer>, session: &mut Session) -> pingora_core::Result<()> {
+async fn delete(server: &Arc<McpServer>, session: &mut Session, principal: &Principal) -> pingora_core::Result<()> {
     if let VersionHeader::Known(Era::Modern) = version_header(session) {
         return respond::send(
             session,
@@ -649,6 +709,9 @@ async fn delete(server: &Arc<McpServer>, session: &mut Session) -> pingora_core:
         )
         .await;
     };
+    if session_of(server, &sid, principal).is_none() {
+        return plain_error(session, 404, RpcError::new(code::INVALID_REQUEST, "Session not found")).await;
+    }
     let Some(client) = server.sessions.remove(&sid) else {
         return plain_error(session, 404, RpcError::new(code::INVALID_REQUEST, "Session not found")).await;
     };

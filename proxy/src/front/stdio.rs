@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::auth::Principal;
 use crate::jsonrpc::lines::{read_bounded_line, LineError};
 use crate::jsonrpc::parse::{Envelope, Kind, ParamsHead};
 use crate::jsonrpc::{code, error_bytes, null_id, result_bytes, RpcError};
@@ -146,7 +147,7 @@ impl Connection {
         // One snapshot for the whole request, as on HTTP.
         let snap = self.server.state.snapshot();
         if method == "initialize" {
-            let reply = match hub::initialize(&self.server, &snap, &params, None).await {
+            let reply = match hub::initialize(&self.server, &snap, &params, None, Principal::local()).await {
                 Ok((session, result)) => {
                     let (tx, mut rx) = mpsc::channel::<Bytes>(256);
                     for msg in session.attach_stream(tx) {
@@ -176,7 +177,8 @@ impl Connection {
             return self.listen(id, params).await;
         }
         let ctx = match version.as_deref().map(|v| (v, era_of(v))) {
-            Some((_, Some(Era::Modern))) => ClientCtx::modern(&params),
+            // The local user: stdio is not authenticated (who can start the process may use it all).
+            Some((_, Some(Era::Modern))) => ClientCtx::modern(&params, Principal::local()),
             Some((v, None)) => {
                 let e = RpcError::new(code::UNSUPPORTED_PROTOCOL_VERSION, format!("Unsupported protocol version: {v}"))
                     .with_data(json!({"supported": SUPPORTED_VERSIONS, "requested": v}));
@@ -249,7 +251,7 @@ impl Connection {
     /// `subscriptions/listen` on stdio: notifications tagged with the subscription id, until the
     /// client cancels it (or the gateway stops, which ends it with a result).
     async fn listen(self: Arc<Self>, id: Box<RawValue>, params: Value) {
-        let (granted, guard, mut rx) = subscriptions::open(&self.server, &params).await;
+        let (granted, guard, mut rx) = subscriptions::open(&self.server, &params, &Principal::local()).await;
         self.send(serde_json::to_vec(&subscriptions::acknowledgment(&id, &granted)).unwrap_or_default()).await;
         let key = id.get().to_owned();
         let (cancel_tx, mut cancelled) = oneshot::channel();

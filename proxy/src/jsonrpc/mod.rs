@@ -44,6 +44,8 @@ pub mod code {
     /// Gateway-defined: a bound that protects the gateway (requests in flight, memory) refused the
     /// request; retrying later may succeed.
     pub const OVERLOADED: i64 = -32014;
+    /// The caller may not use what it asked for (authorization).
+    pub const FORBIDDEN: i64 = -32015;
 }
 
 /// A JSON-RPC error object.

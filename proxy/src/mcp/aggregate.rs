@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use futures_util::future::join_all;
 use serde_json::{json, Map, Value};
 
+use crate::auth::{Item, Principal, Security};
 use crate::jsonrpc::{code, RpcError};
 use crate::lifecycle::State;
 use crate::proto::lists::ListKind;
@@ -132,8 +133,25 @@ async fn fetch(routes: &Routes, idx: usize, kind: ListKind) -> Result<Fetched, R
     Ok(fetched)
 }
 
-/// The merged list for `kind`, shaped for a client of `era`; also refreshes the name index.
-pub async fn merged(routes: &Routes, kind: ListKind, era: Era) -> Value {
+/// Who a merged list is for: it shows only what they may use.
+#[derive(Clone, Copy)]
+pub struct Viewer<'a> {
+    /// The configuration's rules.
+    pub security: &'a Security,
+    /// The caller.
+    pub principal: &'a Principal,
+}
+
+impl Viewer<'_> {
+    fn sees(&self, item: &Item<'_>) -> bool {
+        self.security.decide(self.principal, item).allowed
+    }
+}
+
+/// The merged list for `kind`, shaped for a client of `era` and filtered to what `viewer` may use
+/// (everything when `None`, for the gateway's own lookups); also refreshes the name index, which
+/// always holds everything.
+pub async fn merged(routes: &Routes, kind: ListKind, era: Era, viewer: Option<Viewer<'_>>) -> Value {
     let exposed: Vec<usize> = routes.exposed().map(|(i, _)| i).collect();
     let fetches = exposed.iter().map(|&i| async move {
         match tokio::time::timeout(LIST_TIMEOUT, provider_list(routes, i, kind)).await {
@@ -170,6 +188,7 @@ pub async fn merged(routes: &Routes, kind: ListKind, era: Era) -> Value {
         private |= fetched.private;
         for item in fetched.items.iter() {
             let mut item = item.clone();
+            let own = item.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
             let key = match kind {
                 ListKind::Tools | ListKind::Prompts => {
                     let Some(name) = item.get("name").and_then(Value::as_str).map(str::to_owned) else { continue };
@@ -208,12 +227,27 @@ pub async fn merged(routes: &Routes, kind: ListKind, era: Era) -> Value {
                 );
                 continue;
             }
+            let visible = viewer.is_none_or(|v| {
+                let provider = p.name();
+                v.sees(&match kind {
+                    ListKind::Tools => Item::Tool { provider, own: &own, exposed: &key },
+                    ListKind::Prompts => Item::Prompt { provider, own: &own, exposed: &key },
+                    ListKind::Resources | ListKind::Templates => Item::Resource { provider, uri: &key },
+                })
+            });
             seen.insert(key, i);
-            items.push(item);
+            if visible {
+                items.push(item);
+            }
         }
     }
     publish(&routes.index, kind, &section);
-    items.extend(own_tools);
+    items.extend(own_tools.into_iter().filter(|t| {
+        let name = t.get("name").and_then(Value::as_str).unwrap_or_default();
+        viewer.is_none_or(|v| v.sees(&Item::AdminTool { name }))
+    }));
+    // Lists that differ by caller must not be cached for everyone.
+    private |= viewer.is_some_and(|v| v.security.filters);
 
     let mut result = Map::new();
     result.insert(kind.items_key().into(), Value::Array(items));
@@ -289,8 +323,8 @@ pub async fn resolve_resource(routes: &Routes, uri: &str) -> Option<usize> {
         routes.metrics.limit_hit(Limit::UriRefresh);
         return None;
     }
-    merged(routes, ListKind::Resources, Era::Modern).await;
-    merged(routes, ListKind::Templates, Era::Modern).await;
+    merged(routes, ListKind::Resources, Era::Modern, None).await;
+    merged(routes, ListKind::Templates, Era::Modern, None).await;
     *last_refresh = Some(Instant::now());
     lookup(&routes.index.load())
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use serde_json::{json, Map, Value};
 
+use crate::auth::{Item, Principal};
 use crate::jsonrpc::{code, RpcError};
 use crate::mcp::aggregate;
 use crate::mcp::bridge;
@@ -37,6 +38,8 @@ pub struct ClientCtx {
     pub caller: Caller,
     /// The request's span, when tracing is on.
     pub trace: Option<RequestTrace>,
+    /// Who is calling (authenticated at the front door).
+    pub principal: Arc<Principal>,
 }
 
 impl ClientCtx {
@@ -50,8 +53,8 @@ impl ClientCtx {
         }
     }
 
-    /// A modern client, described by the request's `_meta`.
-    pub fn modern(params: &Value) -> Self {
+    /// A modern client acting as `principal`, described by the request's `_meta`.
+    pub fn modern(params: &Value, principal: Arc<Principal>) -> Self {
         let m = params.get("_meta");
         let get = |k: &str| m.and_then(|m| m.get(k)).cloned();
         Self {
@@ -64,12 +67,19 @@ impl ClientCtx {
                 log_level: get(meta::LOG_LEVEL).and_then(|v| v.as_str().map(str::to_owned)),
             },
             trace: None,
+            principal,
         }
     }
 
     /// A legacy client in `session`.
     pub fn legacy(session: Arc<ClientSession>) -> Self {
-        Self { era: Era::Legacy, caller: session.caller(), session: Some(session), trace: None }
+        Self {
+            era: Era::Legacy,
+            caller: session.caller(),
+            principal: session.principal.clone(),
+            session: Some(session),
+            trace: None,
+        }
     }
 }
 
@@ -153,13 +163,14 @@ pub async fn request(
                 return Err(RpcError::new(code::INVALID_PARAMS, "invalid cursor: the gateway returns complete lists"));
             }
             let kind = ListKind::from_method(method).ok_or_else(|| unknown_method(method))?;
-            Ok(aggregate::merged(routes, kind, ctx.era).await)
+            let viewer = aggregate::Viewer { security: &snap.security, principal: &ctx.principal };
+            Ok(aggregate::merged(routes, kind, ctx.era, Some(viewer)).await)
         }
-        "tools/call" => call_named(server, routes, ctx, ListKind::Tools, method, params, events).await,
-        "prompts/get" => call_named(server, routes, ctx, ListKind::Prompts, method, params, events).await,
-        "resources/read" => call_resource(server, routes, ctx, method, params, events).await,
-        "resources/subscribe" | "resources/unsubscribe" => subscribe(server, routes, ctx, method, &params).await,
-        "completion/complete" => complete(server, routes, ctx, params, events).await,
+        "tools/call" => call_named(server, snap, ctx, ListKind::Tools, method, params, events).await,
+        "prompts/get" => call_named(server, snap, ctx, ListKind::Prompts, method, params, events).await,
+        "resources/read" => call_resource(server, snap, ctx, method, params, events).await,
+        "resources/subscribe" | "resources/unsubscribe" => subscribe(server, snap, ctx, method, &params).await,
+        "completion/complete" => complete(server, snap, ctx, params, events).await,
         "logging/setLevel" => set_level(routes, ctx, params).await,
         _ => Err(unknown_method(method)),
     }?;
@@ -188,6 +199,7 @@ pub async fn initialize(
     snap: &Snapshot,
     params: &Value,
     client_addr: Option<std::net::IpAddr>,
+    principal: Arc<Principal>,
 ) -> Result<(Arc<ClientSession>, Value), RpcError> {
     let requested = params.get("protocolVersion").and_then(Value::as_str).unwrap_or_default();
     let version = if LEGACY_VERSIONS.contains(&requested) { requested } else { LEGACY_VERSIONS[0] };
@@ -198,6 +210,7 @@ pub async fn initialize(
             params.get("capabilities").cloned().unwrap_or_else(|| json!({})),
             params.get("clientInfo").cloned().unwrap_or(Value::Null),
             client_addr,
+            principal,
         )
         .map_err(|e| RpcError::new(code::INTERNAL_ERROR, e.to_string()))?;
     let mut capabilities = capabilities(&snap.routes).await;
@@ -269,19 +282,36 @@ fn instructions(routes: &Routes) -> String {
     lines.join("\n")
 }
 
+/// Refuses `item` to the caller unless the policy allows it. A refusal is audited and counted; it
+/// comes before any upstream work, so a refused call never starts a provider.
+pub fn authorize(server: &McpServer, snap: &Snapshot, ctx: &ClientCtx, item: Item<'_>) -> Result<(), RpcError> {
+    let decision = snap.security.decide(&ctx.principal, &item);
+    if decision.allowed {
+        return Ok(());
+    }
+    let what = item.describe();
+    tracing::info!(principal = %ctx.principal.id, rule = %decision.by, "refused {what}");
+    server.state.metrics.authorization_denied.with_label_values(&[item.provider()]).inc();
+    server.state.audit.access_denied(&ctx.principal.id, ctx.era.as_str(), item.provider(), &what, &decision.by);
+    Err(RpcError::new(code::FORBIDDEN, format!("Forbidden: {} may not use {what}", ctx.principal.id))
+        .with_data(json!({"principal": ctx.principal.id, "rule": decision.by})))
+}
+
 /// `tools/call` and `prompts/get`: find the provider by exposed name, call it with its own name.
 async fn call_named(
     server: &Arc<McpServer>,
-    routes: &Arc<Routes>,
+    snap: &Arc<Snapshot>,
     ctx: &ClientCtx,
     kind: ListKind,
     method: &str,
     mut params: Value,
     events: Events,
 ) -> Result<Value, RpcError> {
+    let routes = &snap.routes;
     let what = if kind == ListKind::Tools { "tool" } else { "prompt" };
     if kind == ListKind::Tools {
         if let Some(name) = params.get("name").and_then(Value::as_str).filter(|n| registry::is_registry_tool(n)) {
+            authorize(server, snap, ctx, Item::AdminTool { name })?;
             let args = params.get("arguments").cloned().unwrap_or_else(|| json!({}));
             return registry::call(server, routes, ctx, name, &args, events).await;
         }
@@ -294,6 +324,13 @@ async fn call_named(
     let (idx, own_name) = aggregate::resolve_named(routes, kind, &name)
         .await
         .ok_or_else(|| RpcError::new(code::INVALID_PARAMS, format!("Unknown {what}: {name:?}")))?;
+    let provider = routes.providers[idx].name();
+    let item = if kind == ListKind::Tools {
+        Item::Tool { provider, own: &own_name, exposed: &name }
+    } else {
+        Item::Prompt { provider, own: &own_name, exposed: &name }
+    };
+    authorize(server, snap, ctx, item)?;
     params["name"] = Value::String(own_name);
     let idempotent = kind == ListKind::Prompts || routes.index.load().idempotent_tools.contains(&name);
     let arguments = (kind == ListKind::Tools && server.state.audit.records_arguments())
@@ -310,6 +347,7 @@ async fn call_named(
             outcome: CallOutcome::of(&result),
             elapsed: started.elapsed(),
             caller: &caller,
+            principal: &ctx.principal.id,
             era: ctx.era,
             error: result.as_ref().err().map(|e| e.message.as_str()),
             arguments,
@@ -322,12 +360,13 @@ async fn call_named(
 /// Resource requests, routed by URI (never rewritten).
 async fn call_resource(
     server: &McpServer,
-    routes: &Arc<Routes>,
+    snap: &Arc<Snapshot>,
     ctx: &ClientCtx,
     method: &str,
     params: Value,
     events: Events,
 ) -> Result<Value, RpcError> {
+    let routes = &snap.routes;
     let uri = params
         .get("uri")
         .and_then(Value::as_str)
@@ -337,6 +376,7 @@ async fn call_resource(
         let c = if ctx.era == Era::Modern { code::INVALID_PARAMS } else { code::RESOURCE_NOT_FOUND_LEGACY };
         return Err(RpcError::new(c, format!("Resource not found: {uri}")).with_data(json!({"uri": uri})));
     };
+    authorize(server, snap, ctx, Item::Resource { provider: routes.providers[idx].name(), uri: &uri })?;
     forward(server, routes, ctx, Target { idx, idempotent: true }, method, params, events).await
 }
 
@@ -344,11 +384,12 @@ async fn call_resource(
 /// provider serving the URI and relays its updates to the session.
 async fn subscribe(
     server: &Arc<McpServer>,
-    routes: &Arc<Routes>,
+    snap: &Arc<Snapshot>,
     ctx: &ClientCtx,
     method: &str,
     params: &Value,
 ) -> Result<Value, RpcError> {
+    let routes = &snap.routes;
     let uri = params
         .get("uri")
         .and_then(Value::as_str)
@@ -364,6 +405,9 @@ async fn subscribe(
         return Err(RpcError::new(code::RESOURCE_NOT_FOUND_LEGACY, format!("Resource not found: {uri}"))
             .with_data(json!({"uri": uri})));
     };
+    if on {
+        authorize(server, snap, ctx, Item::Resource { provider: routes.providers[idx].name(), uri })?;
+    }
     // A legacy upstream keeps subscriptions per session (and may tie other session state to
     // them): pass the request to the client's own upstream session.
     let (member, upstream) = routes.upstream(idx)?;
@@ -379,11 +423,12 @@ async fn subscribe(
 /// `completion/complete`: by prompt name or resource URI in `params.ref`.
 async fn complete(
     server: &McpServer,
-    routes: &Arc<Routes>,
+    snap: &Arc<Snapshot>,
     ctx: &ClientCtx,
     mut params: Value,
     events: Events,
 ) -> Result<Value, RpcError> {
+    let routes = &snap.routes;
     let reference = params.get("ref").cloned().unwrap_or(Value::Null);
     let idx = match reference.get("type").and_then(Value::as_str) {
         Some("ref/prompt") => {
@@ -391,14 +436,18 @@ async fn complete(
             let (idx, own) = aggregate::resolve_named(routes, ListKind::Prompts, name)
                 .await
                 .ok_or_else(|| RpcError::new(code::INVALID_PARAMS, format!("Unknown prompt: {name:?}")))?;
+            let provider = routes.providers[idx].name();
+            authorize(server, snap, ctx, Item::Prompt { provider, own: &own, exposed: name })?;
             params["ref"]["name"] = Value::String(own);
             idx
         }
         Some("ref/resource") => {
             let uri = reference.get("uri").and_then(Value::as_str).unwrap_or_default();
-            aggregate::resolve_resource(routes, uri)
+            let idx = aggregate::resolve_resource(routes, uri)
                 .await
-                .ok_or_else(|| RpcError::new(code::INVALID_PARAMS, format!("Resource not found: {uri}")))?
+                .ok_or_else(|| RpcError::new(code::INVALID_PARAMS, format!("Resource not found: {uri}")))?;
+            authorize(server, snap, ctx, Item::Resource { provider: routes.providers[idx].name(), uri })?;
+            idx
         }
         _ => return Err(RpcError::new(code::INVALID_PARAMS, "params.ref must be a ref/prompt or ref/resource")),
     };

@@ -38,8 +38,8 @@ pub fn tools() -> Vec<Value> {
             "since_ms": {"type": "integer", "description": "Records at or after this time (ms since the Unix epoch)"},
             "until_ms": {"type": "integer", "description": "Records before this time"},
             "provider": {"type": "string"},
-            "caller": {"type": "string", "description": "session:<id>, client:<name>, anonymous"},
-            "type": {"type": "string", "enum": ["provider_event", "tool_call", "config_applied", "config_rejected"]},
+            "caller": {"type": "string", "description": "session:<id>, client:<name>, anonymous, or a principal (service:ci, user:alice)"},
+            "type": {"type": "string", "enum": ["provider_event", "tool_call", "config_applied", "config_rejected", "access_denied"]},
             "limit": {"type": "integer", "minimum": 1, "maximum": MAX_AUDIT_RECORDS, "default": 100}}}}),
         json!({"name": "registry_reload", "description": "Reload the configuration (file and discovery sources) now and report what changed: providers added, removed, updated (which fields; restarted or applied in place), unchanged, settings that need a restart, the duration. dry_run: only say what would change (and which exposed tools, prompts and legacy sessions it touches). Also answers to hangar_reload_config.", "inputSchema": {"type": "object", "properties": {
             "graceful": {"type": "boolean", "default": true, "description": "Let replaced providers finish the requests they have (up to shutdown_timeout_s) before they stop"},

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::auth::Principal;
 use crate::jsonrpc::{code, RpcError};
 use crate::telemetry::metrics::{Limit, Metrics};
 use crate::upstream::{Caller, SessionKey};
@@ -44,6 +45,9 @@ pub struct ClientSession {
     pub audit_id: Arc<str>,
     /// The client's address (HTTP), for the per-client session share.
     client_addr: Option<IpAddr>,
+    /// Who opened the session: every later request in it must come from the same principal (a
+    /// session id alone does not let another caller in).
+    pub principal: Arc<Principal>,
     shared: Arc<Shared>,
     /// Negotiated protocol version.
     pub version: String,
@@ -66,11 +70,19 @@ pub struct ClientSession {
 }
 
 impl ClientSession {
-    fn new(id: Arc<str>, version: String, capabilities: Value, client_info: Value, shared: Arc<Shared>) -> Self {
+    fn new(
+        id: Arc<str>,
+        version: String,
+        capabilities: Value,
+        client_info: Value,
+        principal: Arc<Principal>,
+        shared: Arc<Shared>,
+    ) -> Self {
         Self {
             id,
             audit_id: format!("{:016x}", rand::random::<u64>()).into(),
             client_addr: None,
+            principal,
             shared,
             version,
             capabilities,
@@ -389,9 +401,11 @@ impl SessionStore {
         capabilities: Value,
         client_info: Value,
         client_addr: Option<IpAddr>,
+        principal: Arc<Principal>,
     ) -> Result<Arc<ClientSession>, SessionError> {
         let id: Arc<str> = format!("{:032x}", rand::random::<u128>()).into();
-        let mut session = ClientSession::new(id.clone(), version, capabilities, client_info, self.shared.clone());
+        let mut session =
+            ClientSession::new(id.clone(), version, capabilities, client_info, principal, self.shared.clone());
         session.client_addr = client_addr;
         let session = Arc::new(session);
         session.touch();
@@ -477,12 +491,17 @@ mod tests {
     #[test]
     fn sessions_are_created_found_and_removed() {
         let store = store(2, 2);
-        let a = store.create("2025-11-25".into(), serde_json::json!({"sampling": {}}), Value::Null, None).expect("a");
+        let a = store
+            .create("2025-11-25".into(), serde_json::json!({"sampling": {}}), Value::Null, None, Principal::local())
+            .expect("a");
         assert_eq!(a.id.len(), 32);
         assert_ne!(a.audit_id, a.id, "the audit id is not the credential");
         assert!(a.has_capability("sampling") && !a.has_capability("roots"));
-        let _b = store.create("2025-11-25".into(), Value::Null, Value::Null, None).expect("b");
-        assert!(matches!(store.create("x".into(), Value::Null, Value::Null, None), Err(SessionError::TooMany(2))));
+        let _b = store.create("2025-11-25".into(), Value::Null, Value::Null, None, Principal::local()).expect("b");
+        assert!(matches!(
+            store.create("x".into(), Value::Null, Value::Null, None, Principal::local()),
+            Err(SessionError::TooMany(2))
+        ));
         assert!(store.get(&a.id).is_some());
         assert!(store.get(&a.audit_id).is_none(), "the audit id does not open the session");
         assert!(store.by_audit_id(&a.audit_id).is_some());
@@ -495,7 +514,7 @@ mod tests {
     fn one_client_address_gets_its_share_only() {
         let store = store(10, 2);
         let (one, two): (IpAddr, IpAddr) = ("10.0.0.1".parse().expect("ip"), "10.0.0.2".parse().expect("ip"));
-        let new = |addr| store.create("2025-11-25".into(), Value::Null, Value::Null, Some(addr));
+        let new = |addr| store.create("2025-11-25".into(), Value::Null, Value::Null, Some(addr), Principal::local());
         let first = new(one).expect("1st");
         new(one).expect("2nd");
         assert!(matches!(new(one), Err(SessionError::TooManyFromClient(2))));
@@ -507,7 +526,7 @@ mod tests {
     #[test]
     fn pending_requests_get_answers_or_fail_on_end() {
         let store = store(8, 8);
-        let s = store.create("2025-11-25".into(), Value::Null, Value::Null, None).expect("s");
+        let s = store.create("2025-11-25".into(), Value::Null, Value::Null, None, Principal::local()).expect("s");
         let (tx, mut rx) = oneshot::channel();
         let id = s.register_request(tx).expect("registered");
         assert!(s.answer(id, Ok(serde_json::json!({"ok": true}))));
@@ -522,7 +541,7 @@ mod tests {
     #[test]
     fn unanswered_server_requests_are_bounded_and_abandoned_ones_forgotten() {
         let store = store(8, 8);
-        let s = store.create("2025-11-25".into(), Value::Null, Value::Null, None).expect("s");
+        let s = store.create("2025-11-25".into(), Value::Null, Value::Null, None, Principal::local()).expect("s");
         let mut waiting = Vec::new();
         for _ in 0..MAX_PENDING_REQUESTS {
             let (tx, rx) = oneshot::channel();
@@ -540,7 +559,7 @@ mod tests {
     #[test]
     fn backlog_is_bounded_and_flushed_on_attach() {
         let store = store(8, 8);
-        let s = store.create("2025-11-25".into(), Value::Null, Value::Null, None).expect("s");
+        let s = store.create("2025-11-25".into(), Value::Null, Value::Null, None, Principal::local()).expect("s");
         for i in 0..(BACKLOG_LIMIT + 10) {
             s.push(Bytes::from(i.to_string()));
         }
@@ -553,7 +572,7 @@ mod tests {
     #[test]
     fn idle_sessions_expire() {
         let store = store(8, 8);
-        let s = store.create("2025-11-25".into(), Value::Null, Value::Null, None).expect("s");
+        let s = store.create("2025-11-25".into(), Value::Null, Value::Null, None, Principal::local()).expect("s");
         assert!(store.expire(Duration::from_secs(60)).is_empty());
         std::thread::sleep(Duration::from_millis(5));
         let gone = store.expire(Duration::from_millis(1));

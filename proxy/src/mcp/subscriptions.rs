@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use crate::auth::{Item, Principal};
 use crate::mcp::aggregate;
 use crate::mcp::server::McpServer;
 
@@ -178,12 +179,19 @@ pub async fn refresh(server: &McpServer) {
 /// Opens a listener for a `subscriptions/listen` request: grants what can be honoured (list changes
 /// always; resource URIs that some provider serves), registers it and brings the watches up to
 /// date. Returns the granted filter, the registration and the notification receiver.
-pub async fn open(server: &McpServer, params: &Value) -> (Filter, ListenerGuard, mpsc::Receiver<Value>) {
+pub async fn open(
+    server: &McpServer,
+    params: &Value,
+    principal: &Principal,
+) -> (Filter, ListenerGuard, mpsc::Receiver<Value>) {
     let mut granted = Filter::from_params(params);
     let snap = server.state.snapshot();
     let mut known = BTreeSet::new();
     for uri in std::mem::take(&mut granted.uris) {
-        if aggregate::resolve_resource(&snap.routes, &uri).await.is_some() {
+        // Only resources the caller may read: updates of the others are not granted.
+        let Some(idx) = aggregate::resolve_resource(&snap.routes, &uri).await else { continue };
+        let item = Item::Resource { provider: snap.routes.providers[idx].name(), uri: &uri };
+        if snap.security.decide(principal, &item).allowed {
             known.insert(uri);
         }
     }

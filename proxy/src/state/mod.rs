@@ -34,6 +34,8 @@ pub struct Snapshot {
     pub config: Arc<Config>,
     /// Providers and routes compiled from it.
     pub routes: Arc<Routes>,
+    /// Authentication and authorization under it.
+    pub security: Arc<crate::auth::Security>,
 }
 
 /// Where the gateway is in its life, as the health endpoints report it.

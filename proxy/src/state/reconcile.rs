@@ -27,6 +27,7 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use super::{AppState, Snapshot};
+use crate::auth::Security;
 use crate::discovery::Discovered;
 use crate::provider::{ProviderRuntime, RuntimeDeps, RuntimeLimits};
 use crate::routing::Routes;
@@ -174,7 +175,8 @@ impl Reconciler {
             .map(|p| (p.name.clone(), Arc::new(ProviderRuntime::build(p, limits, &deps))))
             .collect();
         let routes = Arc::new(Routes::build(&config, &runtimes, None, &deps.events, &deps.metrics));
-        let snapshot = Snapshot { generation: 1, config: Arc::new(config), routes };
+        let security = Arc::new(Security::build(&config, None));
+        let snapshot = Snapshot { generation: 1, config: Arc::new(config), routes, security };
         let me = Self {
             deps,
             source,
@@ -289,7 +291,8 @@ impl Reconciler {
         ));
         let generation = current.generation + 1;
         let providers = candidate.providers.len();
-        let snapshot = Arc::new(Snapshot { generation, config: Arc::new(candidate), routes });
+        let security = Arc::new(Security::build(&candidate, Some(&current.security)));
+        let snapshot = Arc::new(Snapshot { generation, config: Arc::new(candidate), routes, security });
         state.snapshot.store(snapshot);
         running.runtimes = runtimes;
         state.metrics.config_generation.set(i64::try_from(generation).unwrap_or(i64::MAX));
@@ -421,7 +424,8 @@ pub fn plan(current: &Config, candidate: &mut Config) -> Plan {
     plan.settings_changed = current.server != candidate.server
         || current.observability != candidate.observability
         || current.config_reload != candidate.config_reload
-        || current.discovery != candidate.discovery;
+        || current.discovery != candidate.discovery
+        || current.auth != candidate.auth;
     plan
 }
 

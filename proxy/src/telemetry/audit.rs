@@ -42,6 +42,8 @@ const MAX_MESSAGE: usize = 1024;
 pub struct ToolCall {
     /// Who called: `session:<id>` (legacy), `client:<name>` (modern), or `stdio`.
     pub caller: String,
+    /// The authenticated principal (`anonymous` when authentication is off, `local` on stdio).
+    pub principal: String,
     /// Protocol era of the request.
     pub era: &'static str,
     /// The provider or group the call was addressed to.
@@ -73,6 +75,7 @@ enum Record {
     ToolCall { at_ms: u64, call: ToolCall },
     Config { at_ms: u64, generation: u64, providers: usize, change: Value },
     ConfigRejected { at_ms: u64, trigger: String, error: String },
+    AccessDenied { at_ms: u64, principal: String, era: &'static str, provider: String, item: String, rule: String },
 }
 
 /// The audit trail's front: cheap to call from anywhere.
@@ -159,6 +162,7 @@ impl Audit {
         }
         truncate(&mut call.tool, MAX_FIELD);
         truncate(&mut call.caller, MAX_FIELD);
+        truncate(&mut call.principal, MAX_FIELD);
         if let Some(e) = &mut call.error {
             truncate(e, MAX_MESSAGE);
         }
@@ -172,6 +176,19 @@ impl Audit {
     /// has, and what changed (`change`: the reload's report, `null` at start).
     pub fn config_applied(&self, generation: u64, providers: usize, change: Value) {
         self.send(Record::Config { at_ms: now_ms(), generation, providers, change });
+    }
+
+    /// Records that authorization refused `item` (a tool, prompt or resource of `provider`) to
+    /// `principal`, and the rule that decided.
+    pub fn access_denied(&self, principal: &str, era: &'static str, provider: &str, item: &str, rule: &str) {
+        if self.tx.is_none() {
+            return;
+        }
+        let (mut principal, mut item) = (principal.to_owned(), item.to_owned());
+        truncate(&mut principal, MAX_FIELD);
+        truncate(&mut item, MAX_FIELD);
+        let (provider, rule) = (provider.to_owned(), rule.to_owned());
+        self.send(Record::AccessDenied { at_ms: now_ms(), principal, era, provider, item, rule });
     }
 
     /// Records that a candidate configuration was rejected (the running one stays).
@@ -314,7 +331,8 @@ pub struct Filter {
     pub provider: Option<String>,
     /// Tool calls by this caller.
     pub caller: Option<String>,
-    /// Records of this type (`provider_event`, `tool_call`, `config_applied`, `config_rejected`).
+    /// Records of this type (`provider_event`, `tool_call`, `config_applied`, `config_rejected`,
+    /// `access_denied`).
     pub kind: Option<String>,
     /// Most records returned.
     pub limit: usize,
@@ -327,7 +345,7 @@ impl Filter {
         self.since_ms.is_none_or(|s| at >= s)
             && self.until_ms.is_none_or(|u| at < u)
             && self.provider.as_deref().is_none_or(|p| field("provider") == Some(p))
-            && self.caller.as_deref().is_none_or(|c| field("caller") == Some(c))
+            && self.caller.as_deref().is_none_or(|c| field("caller") == Some(c) || field("principal") == Some(c))
             && self.kind.as_deref().is_none_or(|k| field("type") == Some(k))
     }
 }
@@ -438,6 +456,9 @@ impl Writer {
                 "type": "config_applied", "generation": generation, "providers": providers, "change": change}),
             Record::ConfigRejected { at_ms, trigger, error } => json!({"seq": self.seq, "at_ms": at_ms,
                 "type": "config_rejected", "trigger": trigger, "error": error}),
+            Record::AccessDenied { at_ms, principal, era, provider, item, rule } => json!({"seq": self.seq,
+                "at_ms": at_ms, "type": "access_denied", "principal": principal, "era": era, "provider": provider,
+                "item": item, "rule": rule}),
         }
         .to_string();
         line.push('\n');

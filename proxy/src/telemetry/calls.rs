@@ -93,6 +93,8 @@ pub struct CallRecord<'a> {
     pub elapsed: Duration,
     /// Who called (see [`crate::mcp::hub::ClientCtx::identity`]).
     pub caller: &'a str,
+    /// The authenticated principal.
+    pub principal: &'a str,
     /// The request's protocol era.
     pub era: Era,
     /// The error message, for a failed call.
@@ -108,6 +110,7 @@ impl CallRecord<'_> {
         if audit.enabled() {
             audit.tool_call(ToolCall {
                 caller: self.caller.to_owned(),
+                principal: self.principal.to_owned(),
                 era: self.era.as_str(),
                 provider: self.provider.to_owned(),
                 tool: self.tool.to_owned(),

@@ -90,6 +90,10 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     /// How long reloads took (read, validate, swap), applied or not.
     pub config_reload_duration: HistogramVec,
+    /// Requests refused authentication, by reason (`missing`, `invalid`, `unavailable`).
+    pub auth_failures: IntCounterVec,
+    /// Tools, prompts and resources refused by authorization, by provider (`hangar`: admin tools).
+    pub authorization_denied: IntCounterVec,
 }
 
 /// The bounds that protect the gateway from one client (or upstream), as the `limit` label of
@@ -257,6 +261,16 @@ impl Metrics {
                 &["outcome"],
                 CALL_BUCKETS,
             ),
+            auth_failures: counter(
+                "auth_failures_total",
+                "Requests refused authentication (HTTP 401/503), by reason.",
+                &["reason"],
+            ),
+            authorization_denied: counter(
+                "authorization_denied_total",
+                "Tools, prompts and resources refused by authorization, by provider.",
+                &["provider"],
+            ),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -282,6 +296,8 @@ impl Metrics {
             Box::new(m.limit_hits.clone()),
             Box::new(m.config_reloads.clone()),
             Box::new(m.config_reload_duration.clone()),
+            Box::new(m.auth_failures.clone()),
+            Box::new(m.authorization_denied.clone()),
         ];
         for c in collectors {
             // Registration only fails for duplicate or malformed descriptors, which are fixed

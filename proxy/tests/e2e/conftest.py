@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -121,13 +122,27 @@ def everything_url():
     proc.stop()
 
 
+# Unauthenticated HTTP callers get the `developer` role by default: provider tools, not the
+# registry_* admin tools. Tests that drive the admin tools without credentials say so.
+LOCAL_ADMIN = "\nauth:\n  anonymous_roles: [admin]\n"
+
+
+def with_local_admin(config: str) -> str:
+    """`config` with unauthenticated callers made admins, unless it has its own `auth` section."""
+    return config if re.search(r"^auth:", config, re.M) else config + LOCAL_ADMIN
+
+
 class Gateway:
     """A running `mcp-hangar --http` on a free port."""
 
-    def __init__(self, config: str | None, name: str = "gateway"):
-        """`config` is YAML text; `None` runs on the embedded default configuration."""
+    def __init__(self, config: str | None, name: str = "gateway", anonymous_admin: bool = True):
+        """`config` is YAML text; `None` runs on the embedded default configuration. Unless the
+        config has an `auth` section, or `anonymous_admin` is false, unauthenticated callers are
+        admins (as on stdio), so tests can use the registry tools."""
         self.port = free_port()
         args = [str(HANGAR_BIN), "--http", "--port", str(self.port), "--log-level", "info,mcp_hangar=debug"]
+        if config is not None and anonymous_admin:
+            config = with_local_admin(config)
         if config is not None:
             config_path = LOGS / f"{name}-{self.port}.yaml"
             config_path.write_text(config)
@@ -154,8 +169,8 @@ class Gateway:
 def gateway_factory():
     started: list[Gateway] = []
 
-    def start(config: str | None, name: str = "gateway") -> Gateway:
-        gw = Gateway(config, name)
+    def start(config: str | None, name: str = "gateway", anonymous_admin: bool = True) -> Gateway:
+        gw = Gateway(config, name, anonymous_admin)
         started.append(gw)
         return gw
 

@@ -94,7 +94,8 @@ async def test_the_readme_run_command_serves_and_stops_cleanly():
                 async with Client(mcp_url, mode=mode) as client:
                     names = [t.name for t in (await client.list_tools()).tools]
                     assert "demo__echo" in names, (mode, names)
-                    assert "registry_list" in names, (mode, names)
+                    # Unauthenticated HTTP callers do not get the admin tools.
+                    assert "registry_list" not in names, (mode, names)
                     assert text(await client.call_tool("demo__echo", {"text": "hello"})) == "hello"
 
             proc.send_signal(signal.SIGTERM)

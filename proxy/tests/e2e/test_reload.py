@@ -17,7 +17,7 @@ from mcp.client import Client
 from mcp.shared.subscriptions import ToolsListChanged
 from mcp_types import ToolListChangedNotification
 
-from conftest import FIXTURE, LOGS, HANGAR_BIN, Proc, free_port, text
+from conftest import FIXTURE, LOGS, HANGAR_BIN, Proc, free_port, text, with_local_admin
 from test_subscriptions import Inbox, next_event
 
 pytestmark = pytest.mark.anyio
@@ -31,7 +31,7 @@ class LiveGateway:
         self.dir = LOGS / f"{name}-{self.port}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / "config.yaml"
-        self.path.write_text(yaml)
+        self.path.write_text(with_local_admin(yaml))
         args = [str(HANGAR_BIN), "--http", "--port", str(self.port), "--config", str(self.path), "--log-level", "info,mcp_hangar=debug"]
         self.proc = Proc(f"{name}-{self.port}", args)
         self.url = f"http://127.0.0.1:{self.port}/mcp"
@@ -52,7 +52,7 @@ class LiveGateway:
     def write(self, yaml: str) -> float:
         """Saves as editors do (a new file renamed over the old one); returns when."""
         tmp = self.path.with_name(".config.yaml.tmp")
-        tmp.write_text(yaml)
+        tmp.write_text(with_local_admin(yaml))
         os.replace(tmp, self.path)
         return time.monotonic()
 

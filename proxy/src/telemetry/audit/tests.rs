@@ -20,6 +20,7 @@ fn settings(dir: &Path, max_bytes: u64) -> hangar_config::Audit {
 fn call(n: usize) -> ToolCall {
     ToolCall {
         caller: format!("client:c{}", n % 4),
+        principal: "anonymous".into(),
         era: "modern",
         provider: "p".into(),
         tool: "p__t".into(),

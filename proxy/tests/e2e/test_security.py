@@ -1,0 +1,477 @@
+"""Authentication and authorization end to end: API keys and JWTs signed by a test JWKS server,
+checked through the official SDK in both eras, against the fixture server behind the gateway.
+
+The authorization matrix: principals × (provider tools, prompts, resources, every admin tool) ×
+(legacy, 2026-07-28) → allowed or denied exactly as configured, lists showing exactly what is
+allowed; and every malformed credential refused with 401 and a challenge.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from mcp.client import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
+
+from conftest import MODES, free_port, text
+
+pytestmark = pytest.mark.anyio
+
+FORBIDDEN = -32015
+META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+AUDIENCE = "hangar-test"
+ADMIN_TOOLS = [
+    "registry_list",
+    "registry_details",
+    "registry_start",
+    "registry_stop",
+    "registry_tools",
+    "registry_invoke",
+    "registry_health",
+    "registry_audit",
+    "registry_reload",
+    "hangar_reload_config",
+]
+KEYS = {name: f"mcp_test_{name}_key_0123456789abcdef" for name in ["root", "dev", "reader", "ci"]}
+
+
+def key_hash(key: str) -> str:
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def b64(n: int | bytes) -> str:
+    raw = n if isinstance(n, bytes) else n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+class Issuer:
+    """An authorization server's key publishing: OpenID discovery and a JWKS with an RSA, an EC
+    and an Ed25519 key, on a free loopback port; signs tokens with them."""
+
+    def __init__(self):
+        self.rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.ec = ec.generate_private_key(ec.SECP256R1())
+        self.ed = ed25519.Ed25519PrivateKey.generate()
+        self.fetches = 0
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        rsa_pub = self.rsa.public_key().public_numbers()
+        ec_pub = self.ec.public_key().public_numbers()
+        ed_pub = self.ed.public_key().public_bytes_raw()
+        self.jwks = {
+            "keys": [
+                {"kty": "RSA", "kid": "rsa1", "use": "sig", "alg": "RS256", "n": b64(rsa_pub.n), "e": b64(rsa_pub.e)},
+                {"kty": "EC", "kid": "ec1", "use": "sig", "crv": "P-256", "x": b64(ec_pub.x.to_bytes(32, "big")), "y": b64(ec_pub.y.to_bytes(32, "big"))},
+                {"kty": "OKP", "kid": "ed1", "use": "sig", "crv": "Ed25519", "x": b64(ed_pub)},
+            ]
+        }
+        issuer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                if self.path == "/.well-known/openid-configuration":
+                    body = {"issuer": issuer.url, "jwks_uri": f"{issuer.url}/jwks.json"}
+                elif self.path == "/jwks.json":
+                    issuer.fetches += 1
+                    body = issuer.jwks
+                else:
+                    self.send_error(404)
+                    return
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def token(self, sub: str, alg: str = "RS256", **claims) -> str:
+        now = int(time.time())
+        body = {"iss": self.url, "aud": AUDIENCE, "sub": sub, "iat": now, "exp": now + 300, **claims}
+        body = {k: v for k, v in body.items() if v is not None}
+        key, kid = {"RS256": (self.rsa, "rsa1"), "ES256": (self.ec, "ec1"), "EdDSA": (self.ed, "ed1")}[alg]
+        return jwt.encode(body, key, algorithm=alg, headers={"kid": kid})
+
+    def stop(self):
+        self.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def issuer():
+    i = Issuer()
+    yield i
+    i.stop()
+
+
+def config(fixture_url: str, issuer: Issuer) -> str:
+    keys = "\n".join(
+        f"      - {{name: {n}, key_hash: \"{key_hash(k)}\", principal: \"{p}\", roles: {r}}}"
+        for n, k, p, r in [
+            ("root", KEYS["root"], "user:root", "[admin]"),
+            ("dev", KEYS["dev"], "service:dev", "[developer]"),
+            ("reader", KEYS["reader"], "service:reader", "[]"),
+            ("ci", KEYS["ci"], "service:ci", "[]"),
+        ]
+    )
+    return f"""
+providers:
+  fx:
+    mode: remote
+    endpoint: {fixture_url}
+observability:
+  audit: {{enabled: true, path: AUDIT_PATH}}
+auth:
+  enabled: true
+  api_key:
+    header_name: X-API-Key
+    keys:
+{keys}
+  oidc:
+    issuer: {issuer.url}
+    audience: {AUDIENCE}
+    algorithms: [RS256, ES256, EdDSA]
+    clock_skew_s: 5
+  role_assignments:
+    - {{principal: "group:ops", role: developer}}
+  rules:
+    - {{effect: allow, principals: [service:reader], providers: [fx], tools: [echo], prompts: [greeting], resources: ["fixture://static"]}}
+    - {{effect: deny, principals: ["group:contractors"], providers: [fx], tools: [add]}}
+    - {{effect: allow, principals: [service:ci], providers: [hangar], tools: [registry_list, registry_health]}}
+"""
+
+
+@pytest.fixture(scope="module")
+def secured(fixture_url, issuer, tmp_path_factory):
+    from conftest import Gateway
+
+    audit = tmp_path_factory.mktemp("audit") / "audit.jsonl"
+    gw = Gateway(config(fixture_url, issuer).replace("AUDIT_PATH", str(audit)), "gateway-secured")
+    gw.audit = audit
+    yield gw
+    gw.stop()
+
+
+def client(gw, mode: str, headers: dict[str, str]) -> Client:
+    http = create_mcp_http_client(headers=headers)
+    return Client(streamable_http_client(gw.url, http_client=http), mode=mode)
+
+
+def raw(gw, body: dict | None, headers: dict[str, str], method: str = "POST") -> tuple[int, dict, dict]:
+    """One raw HTTP request: status, headers (lower-case names), JSON body."""
+    h = {"content-type": "application/json", "accept": "application/json, text/event-stream", **headers}
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(gw.url, data=data, headers=h, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            payload = r.read()
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, json.loads(payload) if payload else {}
+    except urllib.error.HTTPError as e:
+        payload = e.read()
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, json.loads(payload) if payload else {}
+
+
+async def allowed(c: Client, kind: str, name: str) -> bool:
+    """Whether the call goes through (False only for the gateway's authorization refusal)."""
+    try:
+        if kind == "tool":
+            args = {"echo": {"text": "hi"}, "add": {"a": 1, "b": 2}}.get(name.removeprefix("fx__"), {})
+            if name == "registry_details" or name == "registry_tools":
+                args = {"provider": "fx"}
+            await c.call_tool(name, args)
+        elif kind == "prompt":
+            await c.get_prompt(name, {"person": "Ada"})
+        else:
+            await c.read_resource(name)
+        return True
+    except MCPError as e:
+        if e.code == FORBIDDEN:
+            assert "Forbidden" in e.message, e.message
+            return False
+        return True  # another error (bad arguments to an admin tool) means it got past authorization
+
+
+# principal → (credential headers, what they may use among the probed items)
+PROBED = [("tool", "fx__echo"), ("tool", "fx__add"), ("prompt", "fx__greeting"), ("resource", "fixture://static"), ("resource", "fixture://item/7")]
+
+
+def matrix(issuer: Issuer) -> dict[str, tuple[dict[str, str], set[str], set[str]]]:
+    everything = {name for _, name in PROBED}
+    return {
+        "root (key, admin)": ({"X-API-Key": KEYS["root"]}, everything, set(ADMIN_TOOLS)),
+        "dev (key, developer)": ({"X-API-Key": KEYS["dev"]}, everything, set()),
+        "reader (key, rules)": ({"X-API-Key": KEYS["reader"]}, {"fx__echo", "fx__greeting", "fixture://static"}, set()),
+        "ci (key, admin rule)": ({"X-API-Key": KEYS["ci"]}, set(), {"registry_list", "registry_health"}),
+        "ops (JWT RS256, group→developer)": (
+            {"Authorization": f"Bearer {issuer.token('alice', groups=['ops'])}"},
+            everything,
+            set(),
+        ),
+        "contractor (JWT ES256, deny rule)": (
+            {"Authorization": f"Bearer {issuer.token('bob', alg='ES256', groups=['ops', 'contractors'])}"},
+            everything - {"fx__add"},
+            set(),
+        ),
+        "token admin (JWT EdDSA, roles claim)": (
+            {"Authorization": f"Bearer {issuer.token('carol', alg='EdDSA', roles=['admin'])}"},
+            everything,
+            set(ADMIN_TOOLS),
+        ),
+    }
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_the_authorization_matrix(secured, issuer, mode):
+    for who, (headers, may, admin) in matrix(issuer).items():
+        async with client(secured, mode, headers) as c:
+            tools = {t.name for t in (await c.list_tools()).tools}
+            prompts = {p.name for p in (await c.list_prompts()).prompts}
+            resources = {r.uri for r in (await c.list_resources()).resources}
+            templates = {t.uri_template for t in (await c.list_resource_templates()).resource_templates}
+            listed = tools | prompts | {str(r) for r in resources}
+            for kind, name in PROBED:
+                ok = await allowed(c, kind, name)
+                assert ok == (name in may), f"{who} {mode}: {kind} {name} allowed={ok}"
+                if name != "fixture://item/7":
+                    assert (name in listed) == (name in may), f"{who} {mode}: {name} listed={name in listed}"
+            assert ("fixture://item/{item_id}" in templates) == ("fixture://item/7" in may), (who, templates)
+            assert {t for t in tools if t.startswith("registry_")} == admin - {"hangar_reload_config"}, (who, tools)
+            for name in ADMIN_TOOLS:
+                if name in admin and name not in ("registry_list", "registry_health"):
+                    continue  # start/stop/reload have effects; listing proves the grant
+                ok = await allowed(c, "tool", name)
+                assert ok == (name in admin), f"{who} {mode}: {name} allowed={ok}"
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing", "unknown key", "two keys", "expired", "wrong audience", "wrong issuer", "alg none", "hmac", "unknown kid", "garbage", "basic"],
+)
+def test_bad_credentials_are_refused_with_a_challenge(secured, issuer, case):
+    now = int(time.time())
+    token = {
+        "expired": lambda: issuer.token("x", exp=now - 3600, iat=now - 7200),
+        "wrong audience": lambda: issuer.token("x", aud="someone-else"),
+        "wrong issuer": lambda: issuer.token("x", iss="https://evil.example.com"),
+        "alg none": lambda: jwt.encode({"iss": issuer.url, "aud": AUDIENCE, "sub": "x", "exp": now + 60}, None, algorithm="none"),
+        "hmac": lambda: jwt.encode({"iss": issuer.url, "aud": AUDIENCE, "sub": "x", "exp": now + 60}, "secret-secret-secret-secret-32b!", algorithm="HS256", headers={"kid": "rsa1"}),
+        "unknown kid": lambda: jwt.encode({"iss": issuer.url, "aud": AUDIENCE, "sub": "x", "exp": now + 60}, issuer.rsa, algorithm="RS256", headers={"kid": "nope"}),
+        "garbage": lambda: "not.a.token",
+    }
+    headers: dict[str, str] = {"mcp-protocol-version": "2025-11-25"}
+    if case in token:
+        headers["Authorization"] = f"Bearer {token[case]()}"
+    elif case == "unknown key":
+        headers["X-API-Key"] = "mcp_wrong"
+    elif case == "basic":
+        headers["Authorization"] = "Basic dXNlcjpwYXNz"
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+    if case == "two keys":
+        # urllib cannot repeat a header: send the raw request.
+        import socket
+
+        body = json.dumps(init).encode()
+        with socket.create_connection(("127.0.0.1", secured.port)) as s:
+            s.sendall(
+                b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Accept: application/json, text/event-stream\r\n"
+                + f"X-API-Key: {KEYS['reader']}\r\nX-API-Key: {KEYS['root']}\r\n".encode()
+                + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                + body
+            )
+            reply = b""
+            while chunk := s.recv(65536):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 401"), reply[:200]
+        return
+    status, h, body = raw(secured, init, headers)
+    assert status == 401, (case, status, body)
+    assert "Unauthorized" in body["error"]["message"], body
+    challenge = h["www-authenticate"]
+    assert challenge.startswith("Bearer resource_metadata=") and "/.well-known/oauth-protected-resource/mcp" in challenge, challenge
+    assert ('error="invalid_token"' in challenge) == (case != "missing"), challenge
+
+
+def test_protected_resource_metadata_names_the_issuer(secured, issuer):
+    for path in ["/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource"]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{secured.port}{path}", timeout=5) as r:
+            doc = json.loads(r.read())
+        assert doc["resource"] == f"http://127.0.0.1:{secured.port}/mcp", doc
+        assert doc["authorization_servers"] == [issuer.url], doc
+        assert doc["bearer_methods_supported"] == ["header"], doc
+
+
+def test_a_legacy_session_belongs_to_whoever_opened_it(secured):
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+    status, h, _ = raw(secured, init, {"X-API-Key": KEYS["root"], "mcp-protocol-version": "2025-11-25"})
+    assert status == 200
+    sid = h["mcp-session-id"]
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "registry_list", "arguments": {}}}
+    status, _, body = raw(secured, call, {"X-API-Key": KEYS["reader"], "mcp-session-id": sid, "mcp-protocol-version": "2025-11-25"})
+    assert status == 404 and "Session not found" in body["error"]["message"], (status, body)
+    status, _, _ = raw(secured, None, {"X-API-Key": KEYS["reader"], "mcp-session-id": sid}, method="DELETE")
+    assert status == 404, "another principal cannot end the session either"
+    status, _, body = raw(secured, call, {"X-API-Key": KEYS["root"], "mcp-session-id": sid, "mcp-protocol-version": "2025-11-25"})
+    assert status == 200 and "providers" in text_of(body), body
+
+
+def text_of(body: dict) -> str:
+    return "".join(c.get("text", "") for c in body.get("result", {}).get("content", []))
+
+
+def test_a_header_naming_another_tool_does_not_dodge_a_rule(secured):
+    """The reader may call fx__echo, not fx__add: a body naming fx__add under headers naming
+    fx__echo is refused before anything is routed."""
+    call = {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "fx__add", "arguments": {"a": 1, "b": 2}}}
+    headers = {"X-API-Key": KEYS["reader"], "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": "fx__echo"}
+    status, _, body = raw(secured, call, headers)
+    assert status == 400 and "result" not in body, (status, body)
+    headers["mcp-name"] = "fx__add"
+    status, _, body = raw(secured, call, headers)
+    assert "result" not in body and body["error"]["code"] == FORBIDDEN, (status, body)
+
+
+def test_refusals_are_audited_and_counted(secured):
+    call = {"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "registry_stop", "arguments": {"provider": "fx"}}}
+    headers = {"X-API-Key": KEYS["dev"], "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": "registry_stop"}
+    status, _, body = raw(secured, call, headers)
+    assert body["error"]["code"] == FORBIDDEN and body["error"]["data"]["rule"] == "default", body
+    deadline = time.monotonic() + 10
+    while True:
+        records = [json.loads(line) for line in secured.audit.read_text().splitlines() if line.strip()] if secured.audit.exists() else []
+        denied = [r for r in records if r["type"] == "access_denied" and r["item"] == 'tool "registry_stop"' and r["principal"] == "service:dev"]
+        if denied:
+            break
+        assert time.monotonic() < deadline, records[-5:]
+        time.sleep(0.1)
+    assert denied[-1]["provider"] == "hangar" and denied[-1]["rule"] == "default", denied[-1]
+    with urllib.request.urlopen(f"http://127.0.0.1:{secured.port}/metrics", timeout=5) as r:
+        metrics = r.read().decode()
+    assert 'mcp_hangar_authorization_denied_total{provider="hangar"}' in metrics
+    assert 'mcp_hangar_auth_failures_total{reason="invalid"}' in metrics or 'mcp_hangar_auth_failures_total{reason="missing"}' in metrics
+
+
+def test_a_refused_call_never_starts_a_provider(gateway_factory):
+    """A subprocess provider stays COLD when a call to it is refused."""
+    import sys
+
+    from conftest import FIXTURE
+
+    gw = gateway_factory(
+        f"""
+providers:
+  lazy:
+    mode: subprocess
+    command: ["{sys.executable}", "{FIXTURE}", "stdio"]
+auth:
+  enabled: true
+  api_key:
+    keys:
+      - {{name: nobody, key_hash: "{key_hash('nobody-key')}", principal: "service:nobody"}}
+      - {{name: root, key_hash: "{key_hash('root-key')}", principal: "user:root", roles: [admin]}}
+""",
+        "gateway-lazy",
+    )
+    call = {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "lazy__echo", "arguments": {"text": "x"}}}
+    status, _, body = raw(gw, call, {"X-API-Key": "nobody-key", "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": "lazy__echo"})
+    assert body["error"]["code"] == FORBIDDEN, body
+    listing = {"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": {"name": "registry_list", "arguments": {}}}
+    status, _, body = raw(gw, listing, {"X-API-Key": "root-key", "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": "registry_list"})
+    providers = json.loads(text_of(body))["providers"]
+    assert [p["state"] for p in providers if p["name"] == "lazy"] == ["COLD"], providers
+
+
+def test_unauthenticated_http_callers_do_not_get_the_admin_tools(gateway_factory, fixture_url):
+    gw = gateway_factory(f"providers:\n  fx:\n    mode: remote\n    endpoint: {fixture_url}\n", "gateway-open", anonymous_admin=False)
+    call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "registry_list", "arguments": {}}}
+    for version in ["2025-11-25", "2026-07-28"]:
+        headers = {"mcp-protocol-version": version, "mcp-method": "tools/call", "mcp-name": "registry_list"}
+        if version == "2025-11-25":
+            init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+            _, h, _ = raw(gw, init, {"mcp-protocol-version": version})
+            headers = {"mcp-protocol-version": version, "mcp-session-id": h["mcp-session-id"]}
+        status, _, body = raw(gw, call, headers)
+        assert body["error"]["code"] == FORBIDDEN and "anonymous" in body["error"]["message"], (version, body)
+        echo = {"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"name": "fx__echo", "arguments": {"text": "ok"}}}
+        if version == "2026-07-28":
+            echo["params"]["_meta"] = META
+        headers_echo = dict(headers, **({"mcp-name": "fx__echo"} if "mcp-name" in headers else {}))
+        status, _, body = raw(gw, echo, headers_echo)
+        assert text_of(body) == "ok", body
+
+
+def test_a_public_address_without_authentication_is_refused(tmp_path):
+    import subprocess
+
+    from conftest import HANGAR_BIN
+
+    cfg = tmp_path / "open.yaml"
+    cfg.write_text("providers: {}\n")
+    out = subprocess.run(
+        [str(HANGAR_BIN), "--http", "--host", "0.0.0.0", "--port", str(free_port()), "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 2, out
+    assert "server.allow_unauthenticated" in out.stdout + out.stderr, out
+    hashed = subprocess.run([str(HANGAR_BIN), "hash-key"], input="abc\n", capture_output=True, text=True, timeout=30)
+    assert hashed.stdout.strip() == key_hash("abc"), hashed
+
+
+def test_keys_and_rules_reload_with_the_configuration(fixture_url):
+    """A rule added by a reload applies to the next request; a key removed stops working at once."""
+    from test_reload import LiveGateway
+
+    def cfg(rules: str, keys: list[str]) -> str:
+        listed = "\n".join(f"      - {{name: {k}, key_hash: \"{key_hash(k)}\", principal: \"service:{k}\", roles: [developer]}}" for k in keys)
+        return f"""
+providers:
+  fx:
+    mode: remote
+    endpoint: {fixture_url}
+auth:
+  enabled: true
+  api_key:
+    keys:
+{listed}
+  rules: {rules}
+"""
+
+    gw = LiveGateway(cfg("[]", ["k1", "k2"]), "reload-security")
+    try:
+        call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "fx__echo", "arguments": {"text": "x"}, "_meta": META}}
+        headers = lambda key: {"X-API-Key": key, "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": "fx__echo"}  # noqa: E731
+        assert text_of(raw(gw, call, headers("k1"))[2]) == "x"
+        gw.write(cfg('[{effect: deny, principals: ["service:k1"], providers: [fx], tools: [echo]}]', ["k1", "k2"]))
+        deadline = time.monotonic() + 15
+        while "error" not in (body := raw(gw, call, headers("k1"))[2]):
+            assert time.monotonic() < deadline, body
+            time.sleep(0.1)
+        assert body["error"]["code"] == FORBIDDEN and body["error"]["data"]["rule"] == "rules[0]", body
+        assert text_of(raw(gw, call, headers("k2"))[2]) == "x", "the rule is for k1 only"
+        gw.write(cfg("[]", ["k1"]))
+        deadline = time.monotonic() + 15
+        while (status := raw(gw, call, headers("k2"))[0]) != 401:
+            assert time.monotonic() < deadline, status
+            time.sleep(0.1)
+        assert text_of(raw(gw, call, headers("k1"))[2]) == "x", "the deny rule is gone with the reload"
+    finally:
+        gw.stop()
