@@ -67,6 +67,9 @@ pub fn changed_fields(old: &Provider, new: &Provider) -> Vec<&'static str> {
     check("description", old.description != new.description);
     check("idle_ttl_s", old.idle_ttl != new.idle_ttl);
     check("warm", old.warm != new.warm);
+    check("tools_include", old.tools_include != new.tools_include);
+    check("tools_exclude", old.tools_exclude != new.tools_exclude);
+    check("rate_limit", old.rate_limit != new.rate_limit);
     check("health_check_interval_s", old.health_check_interval != new.health_check_interval);
     check("health_check_timeout_s", old.health_check_timeout != new.health_check_timeout);
     check("max_consecutive_failures", old.max_consecutive_failures != new.max_consecutive_failures);

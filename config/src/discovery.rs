@@ -52,6 +52,9 @@ const PROVIDER_KEYS: &[&str] = &[
     "health_check_timeout_s",
     "circuit_breaker",
     "warm",
+    "tools_include",
+    "tools_exclude",
+    "rate_limit",
 ];
 const COMMAND_KEYS: &[&str] = &["command", "args", "env", "cwd", "timeout", "retry_count", "retry_delay"];
 const REMOTE_KEYS: &[&str] =

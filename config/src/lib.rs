@@ -21,6 +21,7 @@ mod error;
 mod model;
 mod observability;
 mod provider;
+mod rate_limits;
 mod secret;
 mod sections;
 mod validate;
@@ -38,6 +39,7 @@ pub use discovery::{file_matches, parse_provider_file, provider_files, read_prov
 pub use env::EnvLookup;
 pub use error::{LoadError, Problem};
 pub use model::*;
+pub use rate_limits::{Rate, RateLimits};
 pub use secret::Secret;
 pub use validate::{exposure_problem, is_loopback_host, redact_url};
 
@@ -50,7 +52,8 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("../examples/default.yaml");
 /// Name under which the embedded default is reported in messages.
 pub const EMBEDDED_DEFAULT_NAME: &str = "<embedded default config>";
 
-const TOP_KEYS: &[&str] = &["server", "providers", "observability", "config_reload", "discovery", "auth"];
+const TOP_KEYS: &[&str] =
+    &["server", "providers", "observability", "config_reload", "discovery", "auth", "rate_limits"];
 
 /// Looks variables up in the process environment.
 pub fn process_env(name: &str) -> Option<String> {
@@ -83,7 +86,8 @@ pub fn parse(text: &str, source_name: &str, env: EnvLookup<'_>) -> Result<Config
         let config_reload = top.opt(&mut d, "config_reload", discovery::decode_config_reload).unwrap_or_default();
         let discovery = top.opt(&mut d, "discovery", discovery::decode_discovery).unwrap_or_default();
         let auth = top.opt(&mut d, "auth", auth::decode_auth).unwrap_or_default();
-        Config { server, providers, observability, config_reload, discovery, auth }
+        let rate_limits = rate_limits::decode_rate_limits(&mut d, top.get("rate_limits"));
+        Config { server, providers, observability, config_reload, discovery, auth, rate_limits }
     });
     let mut problems = d.into_problems();
     if let Some(config) = &config {

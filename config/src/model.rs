@@ -23,6 +23,8 @@ pub struct Config {
     pub discovery: Discovery,
     /// Who may connect and what each caller may use.
     pub auth: crate::Auth,
+    /// How fast each caller may go.
+    pub rate_limits: crate::RateLimits,
 }
 
 /// `config_reload`: the file is watched and a change is applied live (SIGHUP and the reload
@@ -163,6 +165,15 @@ impl Default for DiscoverySecurity {
     }
 }
 
+impl Provider {
+    /// Whether the gateway exposes the provider's tool or prompt `name` (its own name), resource
+    /// URI or URI template: trimmed items are absent from lists and unknown to calls.
+    pub fn exposes(&self, name: &str) -> bool {
+        let matches = |patterns: &[String]| patterns.iter().any(|p| crate::glob_matches(p, name));
+        (self.tools_include.is_empty() || matches(&self.tools_include)) && !matches(&self.tools_exclude)
+    }
+}
+
 impl Config {
     /// The provider called `name`.
     pub fn provider(&self, name: &str) -> Option<&Provider> {
@@ -282,6 +293,13 @@ pub struct Provider {
     /// rather than on its first call, and never stopped for being idle: for providers whose
     /// start is too slow for a client's first call.
     pub warm: bool,
+    /// Which of its tools, prompts and resources the gateway exposes at all (globs over tool and
+    /// prompt names as the provider gives them, and resource URIs and URI templates); empty: all.
+    pub tools_include: Vec<String>,
+    /// Which it hides, whatever `tools_include` says.
+    pub tools_exclude: Vec<String>,
+    /// Calls routed to this provider, from everyone (replaces `rate_limits.per_provider`).
+    pub rate_limit: Option<crate::Rate>,
     /// How the provider is reached.
     pub kind: ProviderKind,
     /// The file it was defined in, when that is not the configuration file (a discovery

@@ -25,6 +25,9 @@ const COMMON_KEYS: &[&str] = &[
     "health_check_timeout_s",
     "circuit_breaker",
     "warm",
+    "tools_include",
+    "tools_exclude",
+    "rate_limit",
 ];
 const BREAKER_KEYS: &[&str] = &["open_s", "half_open_probes", "error_rate", "min_calls"];
 const RECOVERY_KEYS: &[&str] = &["max_attempts", "backoff_s", "max_backoff_s"];
@@ -91,6 +94,9 @@ pub(crate) fn decode(d: &mut Decoder<'_>, path: &str, name: &str, value: &Value)
     let health_check_timeout = f.opt(d, "health_check_timeout_s", Decoder::seconds).unwrap_or(Duration::from_secs(5));
     let circuit_breaker = f.opt(d, "circuit_breaker", decode_breaker).unwrap_or_default();
     let warm = f.opt(d, "warm", Decoder::boolean).unwrap_or(false);
+    let tools_include = f.opt(d, "tools_include", Decoder::string_list).unwrap_or_default();
+    let tools_exclude = f.opt(d, "tools_exclude", Decoder::string_list).unwrap_or_default();
+    let rate_limit = f.opt(d, "rate_limit", crate::rate_limits::decode_rate);
 
     let kind = match mode.as_deref()? {
         "subprocess" => decode_subprocess(d, &f).map(ProviderKind::Subprocess),
@@ -117,6 +123,9 @@ pub(crate) fn decode(d: &mut Decoder<'_>, path: &str, name: &str, value: &Value)
         health_check_timeout,
         circuit_breaker,
         warm,
+        tools_include,
+        tools_exclude,
+        rate_limit,
         kind,
         source: None,
     })

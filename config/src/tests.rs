@@ -217,7 +217,7 @@ providers:
     // `x-defaults` is not a known top-level key: anchors must live under a known key.
     assert_eq!(
         problems(text),
-        ["x-defaults: unknown key (expected one of: server, providers, observability, config_reload, discovery, auth)"]
+        ["x-defaults: unknown key (expected one of: server, providers, observability, config_reload, discovery, auth, rate_limits)"]
     );
     let text =
         "providers:\n  a: &d {mode: remote, endpoint: 'http://a', idle_ttl_s: 10}\n  b: {<<: *d, tool_prefix: bb_}\n";
@@ -339,4 +339,31 @@ fn header_values_with_control_characters_are_refused() {
     let text = "providers:\n  r:\n    mode: remote\n    endpoint: http://h/mcp\n    headers: {X-Key: \"a\\u007fb\"}\n";
     let err = crate::parse(text, "t.yaml", &|_| None).expect_err("DEL in a header value");
     assert!(err.to_string().contains("providers.r.headers.X-Key"), "{err}");
+}
+
+#[test]
+fn rate_limits_and_exposure() {
+    let text = "rate_limits:\n  per_principal: {rps: 2}\n  per_provider: {rps: 0, burst: 3}\nproviders:\n  a:\n    mode: remote\n    endpoint: http://127.0.0.1:9/mcp\n    tools_include: [\"get_*\", \"docs://*\"]\n    tools_exclude: [get_secret]\n    rate_limit: {rps: 1.5, burst: 4, brust: 1}\n";
+    let err = crate::parse(text, "t", &|_| None).expect_err("invalid");
+    let shown = err.to_string();
+    assert!(shown.contains("rate_limits.per_provider.rps: must be a positive number"), "{shown}");
+    assert!(shown.contains("providers.a.rate_limit.brust: unknown key (did you mean \"burst\"?)"), "{shown}");
+    let ok = text.replace("rps: 0, ", "rps: 1, ").replace(", brust: 1", "");
+    let config = crate::parse(&ok, "t", &|_| None).expect("valid");
+    assert_eq!(
+        config.rate_limits.per_principal,
+        Some(crate::Rate { rps: 2.0, burst: 4 }),
+        "burst defaults to twice rps"
+    );
+    let a = config.provider("a").expect("a");
+    assert_eq!(a.rate_limit, Some(crate::Rate { rps: 1.5, burst: 4 }));
+    assert!(a.exposes("get_weather") && a.exposes("docs://x/y"));
+    assert!(!a.exposes("get_secret") && !a.exposes("delete_all"));
+    let from_env = crate::parse("providers: {}\n", "t", &|v| match v {
+        "MCP_RATE_LIMIT_RPS" => Some("3".into()),
+        "MCP_RATE_LIMIT_BURST" => Some("7".into()),
+        _ => None,
+    })
+    .expect("valid");
+    assert_eq!(from_env.rate_limits.per_principal, Some(crate::Rate { rps: 3.0, burst: 7 }), "the Python variables");
 }

@@ -23,6 +23,7 @@ pub mod mcp;
 pub mod memory;
 pub mod proto;
 pub mod provider;
+pub mod ratelimit;
 pub mod routing;
 pub mod runtime;
 pub mod state;

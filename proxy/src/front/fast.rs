@@ -96,14 +96,15 @@ pub fn route(
             None => routes.by_prefix(name).map(|(i, rest)| (i, rest.len(), idempotent))?,
         }
     };
-    // A call the caller may not make goes the slow way, which refuses it (and records that).
+    // A call the caller may not make, or of a trimmed tool, goes the slow way, which refuses it
+    // (and records that).
     let (exposed, provider): (&str, &str) = (name, routes.providers[idx].name());
     let own_name = exposed.get(exposed.len().checked_sub(own)?..)?;
     let item = match kind {
         ListKind::Tools => Item::Tool { provider, own: own_name, exposed },
         _ => Item::Prompt { provider, own: own_name, exposed },
     };
-    if !snap.security.decide(principal, &item).allowed {
+    if !snap.security.decide(principal, &item).allowed || !routes.providers[idx].config.exposes(own_name) {
         return None;
     }
     // Decide before choosing: a member chosen here and then handed to the slow path would be

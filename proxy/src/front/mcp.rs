@@ -29,6 +29,7 @@ use crate::mcp::subscriptions;
 use crate::memory::Reservation;
 use crate::proto::headers::check_modern;
 use crate::proto::protocol::{era_of, Era, LEGACY_VERSIONS, MODERN_VERSION, SUPPORTED_VERSIONS};
+use crate::ratelimit;
 use crate::state::{AppState, Snapshot};
 use crate::telemetry::metrics::Limit;
 use crate::upstream::CallEvent;
@@ -131,6 +132,22 @@ async fn unauthorized(
     let challenge = snap.security.challenge(refusal, &auth::metadata_url(&resource));
     let body = error_bytes(null_id(), &RpcError::new(code::INVALID_REQUEST, format!("Unauthorized: {refusal}")));
     respond::send(session, status, "application/json", &[("www-authenticate", challenge.as_str())], body).await
+}
+
+/// 429 with `Retry-After` (whole seconds, rounded up) and a JSON-RPC error saying which limit.
+async fn too_many_requests(
+    state: &AppState,
+    session: &mut Session,
+    id: &RawValue,
+    over: ratelimit::Exceeded,
+) -> pingora_core::Result<()> {
+    state.metrics.rate_limited.with_label_values(&[over.bucket.as_str()]).inc();
+    let ms = u64::try_from(over.retry_after.as_millis()).unwrap_or(u64::MAX);
+    let e =
+        RpcError::new(code::RATE_LIMITED, format!("Too many requests: over the {} rate limit", over.bucket.as_str()))
+            .with_data(json!({"limit": over.bucket.as_str(), "retry_after_ms": ms}));
+    let seconds = ms.div_ceil(1000).max(1).to_string();
+    respond::send(session, 429, "application/json", &[("retry-after", seconds.as_str())], error_bytes(id, &e)).await
 }
 
 /// The MCP endpoint's URL as the client reached it (`auth.resource_url` when configured).
@@ -278,6 +295,13 @@ async fn post(
     if kind != Kind::Response {
         ctx.method = crate::telemetry::metrics::method_label(method);
         state.metrics.request(ctx.method, era.as_str());
+    }
+    if kind == Kind::Request {
+        let client = session.client_addr().and_then(|a| a.as_inet()).map(std::net::SocketAddr::ip);
+        let key = ratelimit::principal_key(&principal, client);
+        if let Err(over) = ratelimit::admit(&snap, &principal, &key, method, &head) {
+            return too_many_requests(state, session, env.id.unwrap_or(null_id()), over).await;
+        }
     }
     if era == Era::Modern {
         if kind == Kind::Response {

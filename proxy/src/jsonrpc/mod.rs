@@ -46,6 +46,8 @@ pub mod code {
     pub const OVERLOADED: i64 = -32014;
     /// The caller may not use what it asked for (authorization).
     pub const FORBIDDEN: i64 = -32015;
+    /// Gateway-defined: a rate limit refused the request (HTTP 429 with `Retry-After`).
+    pub const RATE_LIMITED: i64 = -32016;
 }
 
 /// A JSON-RPC error object.

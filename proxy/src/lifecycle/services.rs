@@ -1,7 +1,8 @@
 //! The lifecycle's background service: the start of warm providers, recovery attempts for DEAD
 //! providers (with the backoff the state machine schedules), active health checks,
-//! circuit-breaker timeouts and idle collection of running processes. It runs off the request
-//! path, acts through the upstreams (which report their own transitions) and stops at shutdown.
+//! circuit-breaker timeouts, idle collection of running processes and forgetting quiet callers'
+//! rate-limit buckets. It runs off the request path, acts through the upstreams (which report
+//! their own transitions) and stops at shutdown.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -15,6 +16,8 @@ use crate::upstream::Upstream;
 
 /// How often the service looks at the providers (recovery delays are not rounded up by more).
 const TICK: Duration = Duration::from_millis(200);
+/// Rate-limit buckets of quiet callers are forgotten once a minute.
+const SWEEP_EVERY_TICKS: u64 = 300;
 
 /// Runs until shutdown.
 pub async fn run(state: Arc<AppState>) {
@@ -23,12 +26,17 @@ pub async fn run(state: Arc<AppState>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Instances of warm providers started once already: one stopped by hand stays stopped.
     let mut warmed: HashSet<u64> = HashSet::new();
+    let mut sweeps: u64 = 0;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
         let snap = state.snapshot();
+        sweeps += 1;
+        if sweeps.is_multiple_of(SWEEP_EVERY_TICKS) {
+            snap.rate_limits.sweep();
+        }
         warmed.retain(|id| snap.routes.providers.iter().any(|p| p.instance == *id));
         for p in &snap.routes.providers {
             let Some(upstream) = concrete(p) else { continue };

@@ -189,6 +189,15 @@ pub async fn merged(routes: &Routes, kind: ListKind, era: Era, viewer: Option<Vi
         for item in fetched.items.iter() {
             let mut item = item.clone();
             let own = item.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+            // Trimmed by the provider's tools_include/tools_exclude: not listed, not indexed.
+            let trimmed_by = match kind {
+                ListKind::Tools | ListKind::Prompts => Some(own.as_str()),
+                ListKind::Resources => item.get("uri").and_then(Value::as_str),
+                ListKind::Templates => item.get("uriTemplate").and_then(Value::as_str),
+            };
+            if trimmed_by.is_some_and(|n| !p.config.exposes(n)) {
+                continue;
+            }
             let key = match kind {
                 ListKind::Tools | ListKind::Prompts => {
                     let Some(name) = item.get("name").and_then(Value::as_str).map(str::to_owned) else { continue };
@@ -290,16 +299,17 @@ pub async fn resolve_named(routes: &Routes, kind: ListKind, name: &str) -> Optio
         let map = if kind == ListKind::Tools { &index.tools } else { &index.prompts };
         map.get(name).cloned()
     };
+    let exposed = |(i, own): (usize, String)| routes.providers[i].config.exposes(&own).then_some((i, own));
     if let Some(hit) = lookup(&routes.index.load()) {
-        return Some(hit);
+        return exposed(hit);
     }
     if let Some((i, rest)) = routes.by_prefix(name) {
-        return Some((i, rest.to_owned()));
+        return exposed((i, rest.to_owned()));
     }
     for &i in routes.unprefixed() {
         if let Ok(list) = provider_list(routes, i, kind).await {
             if list.items.iter().any(|t| t.get("name").and_then(Value::as_str) == Some(name)) {
-                return Some((i, name.to_owned()));
+                return exposed((i, name.to_owned()));
             }
         }
     }
@@ -311,7 +321,10 @@ pub async fn resolve_named(routes: &Routes, kind: ListKind, name: &str) -> Optio
 /// shared by concurrent lookups and happen at most once per [`URI_REFRESH_EVERY`]: a client
 /// sending made-up URIs must not turn each into a fan-out to every provider.
 pub async fn resolve_resource(routes: &Routes, uri: &str) -> Option<usize> {
-    let lookup = |index: &NameIndex| index.resources.get(uri).copied().or_else(|| index.template_for(uri));
+    let lookup = |index: &NameIndex| {
+        let i = index.resources.get(uri).copied().or_else(|| index.template_for(uri))?;
+        routes.providers[i].config.exposes(uri).then_some(i)
+    };
     if let Some(i) = lookup(&routes.index.load()) {
         return Some(i);
     }

@@ -139,6 +139,10 @@ pub async fn call(
                 .get("tool")
                 .and_then(Value::as_str)
                 .ok_or_else(|| RpcError::new(code::INVALID_PARAMS, "arguments.tool is required"))?;
+            // A tool trimmed by tools_include/tools_exclude is not offered, by any path.
+            if !routes.providers[idx].config.exposes(tool) {
+                return Err(RpcError::new(code::INVALID_PARAMS, format!("Unknown tool: {tool:?}")));
+            }
             let params =
                 json!({"name": tool, "arguments": args.get("arguments").cloned().unwrap_or_else(|| json!({}))});
             return invoke(routes, ctx, idx, params, events).await;

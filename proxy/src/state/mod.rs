@@ -36,6 +36,8 @@ pub struct Snapshot {
     pub routes: Arc<Routes>,
     /// Authentication and authorization under it.
     pub security: Arc<crate::auth::Security>,
+    /// Its rate limits (the buckets carry over reloads that leave the limits alone).
+    pub rate_limits: Arc<crate::ratelimit::RateLimiter>,
 }
 
 /// Where the gateway is in its life, as the health endpoints report it.

@@ -30,6 +30,7 @@ use super::{AppState, Snapshot};
 use crate::auth::Security;
 use crate::discovery::Discovered;
 use crate::provider::{ProviderRuntime, RuntimeDeps, RuntimeLimits};
+use crate::ratelimit::RateLimiter;
 use crate::routing::Routes;
 use crate::upstream::SessionKey;
 
@@ -176,7 +177,8 @@ impl Reconciler {
             .collect();
         let routes = Arc::new(Routes::build(&config, &runtimes, None, &deps.events, &deps.metrics));
         let security = Arc::new(Security::build(&config, None));
-        let snapshot = Snapshot { generation: 1, config: Arc::new(config), routes, security };
+        let rate_limits = RateLimiter::build(&config, None);
+        let snapshot = Snapshot { generation: 1, config: Arc::new(config), routes, security, rate_limits };
         let me = Self {
             deps,
             source,
@@ -292,7 +294,8 @@ impl Reconciler {
         let generation = current.generation + 1;
         let providers = candidate.providers.len();
         let security = Arc::new(Security::build(&candidate, Some(&current.security)));
-        let snapshot = Arc::new(Snapshot { generation, config: Arc::new(candidate), routes, security });
+        let rate_limits = RateLimiter::build(&candidate, Some(&current.rate_limits));
+        let snapshot = Arc::new(Snapshot { generation, config: Arc::new(candidate), routes, security, rate_limits });
         state.snapshot.store(snapshot);
         running.runtimes = runtimes;
         state.metrics.config_generation.set(i64::try_from(generation).unwrap_or(i64::MAX));
@@ -425,7 +428,8 @@ pub fn plan(current: &Config, candidate: &mut Config) -> Plan {
         || current.observability != candidate.observability
         || current.config_reload != candidate.config_reload
         || current.discovery != candidate.discovery
-        || current.auth != candidate.auth;
+        || current.auth != candidate.auth
+        || current.rate_limits != candidate.rate_limits;
     plan
 }
 

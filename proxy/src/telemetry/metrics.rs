@@ -94,6 +94,9 @@ pub struct Metrics {
     pub auth_failures: IntCounterVec,
     /// Tools, prompts and resources refused by authorization, by provider (`hangar`: admin tools).
     pub authorization_denied: IntCounterVec,
+    /// Requests refused by a rate limit (HTTP 429), by bucket (`principal`, `principal_tool`,
+    /// `provider`).
+    pub rate_limited: IntCounterVec,
 }
 
 /// The bounds that protect the gateway from one client (or upstream), as the `limit` label of
@@ -271,6 +274,11 @@ impl Metrics {
                 "Tools, prompts and resources refused by authorization, by provider.",
                 &["provider"],
             ),
+            rate_limited: counter(
+                "rate_limited_total",
+                "Requests refused by a rate limit (HTTP 429), by bucket.",
+                &["limit"],
+            ),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -298,6 +306,7 @@ impl Metrics {
             Box::new(m.config_reload_duration.clone()),
             Box::new(m.auth_failures.clone()),
             Box::new(m.authorization_denied.clone()),
+            Box::new(m.rate_limited.clone()),
         ];
         for c in collectors {
             // Registration only fails for duplicate or malformed descriptors, which are fixed

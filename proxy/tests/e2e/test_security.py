@@ -475,3 +475,93 @@ auth:
         assert text_of(raw(gw, call, headers("k1"))[2]) == "x", "the deny rule is gone with the reload"
     finally:
         gw.stop()
+
+
+def modern_call(name: str, args: dict, i: int = 1) -> tuple[dict, dict]:
+    body = {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": name, "arguments": args, "_meta": META}}
+    return body, {"mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": name}
+
+
+def test_rate_limits_refuse_with_429_and_retry_after(gateway_factory, fixture_url):
+    keys = "\n".join(
+        f"      - {{name: {k}, key_hash: \"{key_hash(k)}\", principal: \"service:{k}\", roles: {r}}}"
+        for k, r in [("a", "[developer]"), ("b", "[developer]"), ("c", "[]")]
+    )
+    gw = gateway_factory(
+        f"""
+providers:
+  fx: {{mode: remote, endpoint: "{fixture_url}"}}
+  scarce: {{mode: remote, endpoint: "{fixture_url}", rate_limit: {{rps: 0.1, burst: 1}}}}
+rate_limits:
+  per_principal: {{rps: 0.1, burst: 5}}
+  per_principal_tool: {{rps: 0.1, burst: 2}}
+auth:
+  enabled: true
+  api_key:
+    keys:
+{keys}
+""",
+        "gateway-rates",
+    )
+
+    def call(key: str, name: str) -> tuple[int, dict, dict]:
+        body, headers = modern_call(name, {"text": "x"} if name.endswith("echo") else {"a": 1, "b": 2})
+        return raw(gw, body, {"X-API-Key": key, **headers})
+
+    def refused(result: tuple[int, dict, dict], limit: str) -> None:
+        status, h, body = result
+        assert status == 429, result
+        assert int(h["retry-after"]) >= 1, h
+        assert body["error"]["code"] == -32016 and body["error"]["data"]["limit"] == limit, body
+        assert "result" not in body
+
+    assert call("a", "fx__echo")[0] == 200 and call("a", "fx__echo")[0] == 200
+    refused(call("a", "fx__echo"), "principal_tool")
+    assert text_of(call("a", "fx__add")[2]) == "3.0"
+    assert text_of(call("a", "scarce__echo")[2]) == "x"
+    refused(call("a", "fx__add"), "principal")
+    refused(call("b", "scarce__echo"), "provider")  # the provider's bucket is everyone's
+    assert text_of(call("b", "fx__echo")[2]) == "x", "b has buckets of its own"
+    status, _, body = call("c", "scarce__echo")
+    assert body["error"]["code"] == FORBIDDEN, "a call the caller may not make is refused, not counted"
+    # The legacy era is limited the same way, before its reply stream starts.
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+    status, h, _ = raw(gw, init, {"X-API-Key": "b", "mcp-protocol-version": "2025-11-25"})
+    sid = h["mcp-session-id"]
+    legacy = {"X-API-Key": "b", "mcp-protocol-version": "2025-11-25", "mcp-session-id": sid}
+    echo = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "fx__echo", "arguments": {"text": "y"}}}
+    assert text_of(raw(gw, echo, legacy)[2]) == "y"
+    refused(raw(gw, dict(echo, id=3), legacy), "principal_tool")
+    with urllib.request.urlopen(f"http://127.0.0.1:{gw.port}/metrics", timeout=5) as r:
+        metrics = r.read().decode()
+    for limit in ["principal", "principal_tool", "provider"]:
+        assert f'mcp_hangar_rate_limited_total{{limit="{limit}"}}' in metrics, limit
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_tools_include_and_exclude_trim_what_a_provider_offers(gateway_factory, fixture_url, mode):
+    gw = gateway_factory(
+        f"""
+providers:
+  fx:
+    mode: remote
+    endpoint: {fixture_url}
+    tools_include: [echo, add, greeting, "fixture://static"]
+    tools_exclude: [add]
+""",
+        "gateway-trimmed",
+    )
+    async with Client(gw.url, mode=mode) as c:
+        tools = {t.name for t in (await c.list_tools()).tools if not t.name.startswith("registry_")}
+        assert tools == {"fx__echo"}, tools
+        assert {p.name for p in (await c.list_prompts()).prompts} == {"fx__greeting"}
+        assert {str(r.uri) for r in (await c.list_resources()).resources} == {"fixture://static"}
+        assert not (await c.list_resource_templates()).resource_templates
+        assert text(await c.call_tool("fx__echo", {"text": "kept"})) == "kept"
+        for name in ["fx__add", "fx__whoami"]:
+            with pytest.raises(MCPError) as err:
+                await c.call_tool(name, {"a": 1, "b": 2})
+            assert f'Unknown tool: "{name}"' in err.value.message, err.value.message
+        with pytest.raises(MCPError) as err:
+            await c.read_resource("fixture://item/1")
+        assert "Resource not found" in err.value.message
