@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the request path: borrowed JSON-RPC parse and header validation, route
-//! lookup, each group selection algorithm, SSE framing, and re-addressing a reply to the client's
-//! id. Each also counts heap allocations per operation and asserts the count the code is meant to
+//! lookup, the authorization decision, checking arguments against a tool's schema, each group
+//! selection algorithm, SSE framing, and re-addressing a reply to the client's id. Each also counts heap allocations per operation and asserts the count the code is meant to
 //! have (none for lookups and selection).
 //!
 //! `cargo bench -p hangar-benches` (criterion prints ns/op; allocations are printed first).
@@ -122,10 +122,71 @@ fn id_remapping(c: &mut Criterion) {
     c.bench_function("reply re-addressed to the client's id", |b| b.iter(|| black_box(result_bytes(&id, &result))));
 }
 
+fn authorization(c: &mut Criterion) {
+    use hangar_config::{Effect, Rule};
+    use mcp_hangar::auth::{Item, Policy, Principal};
+    let who = Principal::new("service:ci", vec!["developer".into()], vec!["ops".into()], "api_key");
+    let item = Item::Tool { provider: "math", own: "add", exposed: "math__add" };
+    let rule = |effect, roles: &[&str], tools: &[&str]| Rule {
+        effect,
+        principals: Vec::new(),
+        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        providers: vec!["*".into()],
+        tools: Some(tools.iter().map(|t| (*t).to_owned()).collect()),
+        prompts: None,
+        resources: None,
+    };
+    for (label, policy) in [
+        ("no rules", Policy::default()),
+        (
+            "5 rules",
+            Policy::new(vec![
+                rule(Effect::Deny, &["contractor"], &["delete_*"]),
+                rule(Effect::Deny, &["developer"], &["drop_*", "truncate_*"]),
+                rule(Effect::Allow, &["support"], &["get_*"]),
+                rule(Effect::Allow, &["ops"], &["*"]),
+                rule(Effect::Allow, &["developer"], &["add", "sub"]),
+            ]),
+        ),
+    ] {
+        let op = || black_box(policy.decide(black_box(&who), black_box(&item)).allowed);
+        let allocs = allocations(|| {
+            op();
+        });
+        println!("authorization ({label}): {allocs} allocations/op");
+        c.bench_function(&format!("authorization decision, {label}"), |b| b.iter(op));
+    }
+}
+
+fn argument_validation(c: &mut Criterion) {
+    use mcp_hangar::mcp::arguments::{check, compile};
+    let schema = serde_json::json!({"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]});
+    let validator = compile(&schema, "add").expect("compiles");
+    let raw = r#"{"a":1,"b":2}"#;
+    let op = || {
+        let args: serde_json::Value = serde_json::from_str(black_box(raw)).expect("json");
+        black_box(check(&validator, "math__add", Some(&args)).is_ok())
+    };
+    let allocs = allocations(|| {
+        op();
+    });
+    println!("argument validation: {allocs} allocations/op (the parsed arguments)");
+    c.bench_function("arguments parsed and checked against the tool's schema", |b| b.iter(op));
+}
+
 /// The benchmark groups (criterion's macros generate undocumented functions).
 #[allow(missing_docs)]
 mod group {
     use super::*;
-    criterion_group!(benches, parse_and_validate, route_lookup, selection, sse_framing, id_remapping);
+    criterion_group!(
+        benches,
+        parse_and_validate,
+        route_lookup,
+        authorization,
+        argument_validation,
+        selection,
+        sse_framing,
+        id_remapping
+    );
 }
 criterion_main!(group::benches);

@@ -70,6 +70,7 @@ pub fn changed_fields(old: &Provider, new: &Provider) -> Vec<&'static str> {
     check("tools_include", old.tools_include != new.tools_include);
     check("tools_exclude", old.tools_exclude != new.tools_exclude);
     check("rate_limit", old.rate_limit != new.rate_limit);
+    check("validate_arguments", old.validate_arguments != new.validate_arguments);
     check("health_check_interval_s", old.health_check_interval != new.health_check_interval);
     check("health_check_timeout_s", old.health_check_timeout != new.health_check_timeout);
     check("max_consecutive_failures", old.max_consecutive_failures != new.max_consecutive_failures);

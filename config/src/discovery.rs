@@ -55,6 +55,7 @@ const PROVIDER_KEYS: &[&str] = &[
     "tools_include",
     "tools_exclude",
     "rate_limit",
+    "validate_arguments",
 ];
 const COMMAND_KEYS: &[&str] = &["command", "args", "env", "cwd", "timeout", "retry_count", "retry_delay"];
 const REMOTE_KEYS: &[&str] =

@@ -300,6 +300,9 @@ pub struct Provider {
     pub tools_exclude: Vec<String>,
     /// Calls routed to this provider, from everyone (replaces `rate_limits.per_provider`).
     pub rate_limit: Option<crate::Rate>,
+    /// Check tool arguments against the tool's `inputSchema` at the gateway, before the
+    /// provider is started or called.
+    pub validate_arguments: bool,
     /// How the provider is reached.
     pub kind: ProviderKind,
     /// The file it was defined in, when that is not the configuration file (a discovery

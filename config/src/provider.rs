@@ -28,6 +28,7 @@ const COMMON_KEYS: &[&str] = &[
     "tools_include",
     "tools_exclude",
     "rate_limit",
+    "validate_arguments",
 ];
 const BREAKER_KEYS: &[&str] = &["open_s", "half_open_probes", "error_rate", "min_calls"];
 const RECOVERY_KEYS: &[&str] = &["max_attempts", "backoff_s", "max_backoff_s"];
@@ -97,6 +98,7 @@ pub(crate) fn decode(d: &mut Decoder<'_>, path: &str, name: &str, value: &Value)
     let tools_include = f.opt(d, "tools_include", Decoder::string_list).unwrap_or_default();
     let tools_exclude = f.opt(d, "tools_exclude", Decoder::string_list).unwrap_or_default();
     let rate_limit = f.opt(d, "rate_limit", crate::rate_limits::decode_rate);
+    let validate_arguments = f.opt(d, "validate_arguments", Decoder::boolean).unwrap_or(true);
 
     let kind = match mode.as_deref()? {
         "subprocess" => decode_subprocess(d, &f).map(ProviderKind::Subprocess),
@@ -126,6 +128,7 @@ pub(crate) fn decode(d: &mut Decoder<'_>, path: &str, name: &str, value: &Value)
         tools_include,
         tools_exclude,
         rate_limit,
+        validate_arguments,
         kind,
         source: None,
     })

@@ -24,6 +24,7 @@ use crate::jsonrpc::error_bytes;
 use crate::jsonrpc::outcome::ReplyScan;
 use crate::jsonrpc::parse::{span_in, Envelope, Kind, ParamsHead};
 use crate::jsonrpc::sse;
+use crate::mcp::arguments;
 use crate::proto::headers::encode_header_value;
 use crate::proto::lists::ListKind;
 use crate::proto::protocol::{Era, MODERN_VERSION};
@@ -106,6 +107,16 @@ pub fn route(
     };
     if !snap.security.decide(principal, &item).allowed || !routes.providers[idx].config.exposes(own_name) {
         return None;
+    }
+    // Arguments a schema refuses go the slow way too, which answers with the failing path.
+    if kind == ListKind::Tools {
+        if let Some(validator) = arguments::validator(routes, idx, own_name) {
+            let parsed = match head.arguments {
+                Some(raw) => Some(serde_json::from_str::<serde_json::Value>(raw.get()).ok()?),
+                None => None,
+            };
+            arguments::check(&validator, exposed, parsed.as_ref()).ok()?;
+        }
     }
     // Decide before choosing: a member chosen here and then handed to the slow path would be
     // chosen twice (skewing the strategy, taking two half-open probe permits).

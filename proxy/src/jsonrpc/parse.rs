@@ -148,6 +148,9 @@ pub struct ParamsHead<'a> {
     /// `params._meta`.
     #[serde(borrow, default, rename = "_meta")]
     pub meta: Option<MetaHead<'a>>,
+    /// `params.arguments` (tools/call), unparsed: read only when a schema is to check it.
+    #[serde(borrow, default)]
+    pub arguments: Option<&'a serde_json::value::RawValue>,
 }
 
 /// The `_meta` fields the gateway reads.

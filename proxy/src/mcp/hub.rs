@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 use crate::auth::{Item, Principal};
 use crate::jsonrpc::{code, RpcError};
 use crate::mcp::aggregate;
+use crate::mcp::arguments;
 use crate::mcp::bridge;
 use crate::mcp::dispatch::Dispatch;
 use crate::mcp::registry;
@@ -331,6 +332,11 @@ async fn call_named(
         Item::Prompt { provider, own: &own_name, exposed: &name }
     };
     authorize(server, snap, ctx, item)?;
+    if kind == ListKind::Tools {
+        if let Some(validator) = arguments::validator(routes, idx, &own_name) {
+            arguments::check(&validator, &name, params.get("arguments"))?;
+        }
+    }
     params["name"] = Value::String(own_name);
     let idempotent = kind == ListKind::Prompts || routes.index.load().idempotent_tools.contains(&name);
     let arguments = (kind == ListKind::Tools && server.state.audit.records_arguments())

@@ -2,6 +2,7 @@
 //! eras, subscriptions and the admin tools. Protocol facts live in `proto/`.
 
 pub mod aggregate;
+pub mod arguments;
 pub mod bridge;
 pub mod dispatch;
 pub mod fanout;

@@ -43,6 +43,9 @@ pub struct ProviderRuntime {
     pub backend: Backend,
     /// Its cached lists.
     pub lists: Arc<ListCache>,
+    /// Its tools' compiled input schemas (compiled again after a reconfiguration, whose
+    /// predefined tools may differ).
+    pub schemas: crate::mcp::arguments::SchemaCache,
     /// Its lifecycle state (groups have one too, though they never start: it stays COLD).
     pub lifecycle: Arc<Lifecycle>,
 }
@@ -135,7 +138,14 @@ impl ProviderRuntime {
                 lifecycle.clone(),
             ))),
         };
-        Self { instance: next_instance(), config: p.clone(), backend, lists: Arc::default(), lifecycle }
+        Self {
+            instance: next_instance(),
+            config: p.clone(),
+            backend,
+            lists: Arc::default(),
+            schemas: Default::default(),
+            lifecycle,
+        }
     }
 
     /// This instance under a changed configuration that needs no new instance (a description, a
@@ -152,6 +162,7 @@ impl ProviderRuntime {
             config: config.clone(),
             backend,
             lists: self.lists.clone(),
+            schemas: Default::default(),
             lifecycle: self.lifecycle.clone(),
         }
     }

@@ -34,6 +34,9 @@ struct Cached {
 #[derive(Default)]
 pub struct ListCache {
     entries: Mutex<HashMap<ListKind, Cached>>,
+    /// The latest list of each kind, fresh or not, until a `list_changed` says it is wrong: tool
+    /// schemas are read from it (an upstream that says `ttlMs: 0` must not make every call list).
+    latest: Mutex<HashMap<ListKind, Arc<Vec<Value>>>>,
 }
 
 impl ListCache {
@@ -43,8 +46,14 @@ impl ListCache {
         map.get(&kind).filter(|c| c.expires > Instant::now()).map(|c| c.fetched.clone())
     }
 
-    /// Caches a list for `ttl` (not at all when it is zero).
+    /// The latest list of `kind` fetched, even if stale (none after a `list_changed`).
+    pub fn latest(&self, kind: ListKind) -> Option<Arc<Vec<Value>>> {
+        self.latest.lock().get(&kind).cloned()
+    }
+
+    /// Caches a list for `ttl` (not at all when it is zero; it is the latest either way).
     pub fn put(&self, kind: ListKind, fetched: Fetched, ttl: Duration) {
+        self.latest.lock().insert(kind, fetched.items.clone());
         if ttl.is_zero() {
             return;
         }
@@ -63,6 +72,10 @@ impl ListCache {
             for k in kinds {
                 map.remove(k);
             }
+        }
+        let mut latest = self.latest.lock();
+        for k in kinds {
+            latest.remove(k);
         }
     }
 }
@@ -84,11 +97,17 @@ mod tests {
         assert!(cache.get(ListKind::Templates).is_some(), "an absurd ttlMs is capped, not an overflow");
         cache.put(ListKind::Tools, fetched(1), Duration::ZERO);
         assert!(cache.get(ListKind::Tools).is_none(), "ttlMs 0 means immediately stale: never cached");
+        assert_eq!(
+            cache.latest(ListKind::Tools).map(|l| l[0]["name"].clone()),
+            Some(json!("t1")),
+            "but it is the latest"
+        );
         cache.put(ListKind::Tools, fetched(2), Duration::from_secs(60));
         cache.put(ListKind::Prompts, fetched(3), Duration::from_secs(60));
         assert_eq!(cache.get(ListKind::Tools).map(|f| f.items[0]["name"].clone()), Some(json!("t2")));
         cache.invalidate(ListKind::from_notification("notifications/tools/list_changed"));
         assert!(cache.get(ListKind::Tools).is_none(), "list_changed invalidates");
+        assert!(cache.latest(ListKind::Tools).is_none(), "the latest list too");
         assert!(cache.get(ListKind::Prompts).is_some(), "other kinds stay");
         cache.put(ListKind::Resources, fetched(4), Duration::from_millis(1));
         std::thread::sleep(Duration::from_millis(5));

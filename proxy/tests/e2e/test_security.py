@@ -565,3 +565,53 @@ providers:
         with pytest.raises(MCPError) as err:
             await c.read_resource("fixture://item/1")
         assert "Resource not found" in err.value.message
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_arguments_are_checked_against_the_tool_schema_before_the_provider(gateway_factory, fixture_url, mode):
+    import sys
+
+    from conftest import FIXTURE
+
+    gw = gateway_factory(
+        f"""
+providers:
+  fx:
+    mode: remote
+    endpoint: {fixture_url}
+  unchecked:
+    mode: remote
+    endpoint: {fixture_url}
+    validate_arguments: false
+  lazy:
+    mode: subprocess
+    command: ["{sys.executable}", "{FIXTURE}", "stdio"]
+    tools:
+      - name: add
+        inputSchema: {{type: object, properties: {{a: {{type: number}}, b: {{type: number}}}}, required: [a, b]}}
+""",
+        "gateway-validate",
+    )
+    async with Client(gw.url, mode=mode) as c:
+        await c.list_tools()  # the schemas come from the lists
+        with pytest.raises(MCPError) as err:
+            await c.call_tool("fx__add", {"a": "one", "b": 2})
+        assert err.value.code == -32602 and 'Invalid arguments for tool "fx__add" at /a' in err.value.message, err.value
+        assert err.value.data["errors"][0]["path"] == "/a", err.value.data
+        with pytest.raises(MCPError) as err:
+            await c.call_tool("fx__add", {"a": 1})
+        assert "required" in err.value.message, err.value.message
+        assert text(await c.call_tool("fx__add", {"a": 1, "b": 2})) == "3.0"
+        # Unchecked at the gateway: the provider answers (the SDK server reports its own error).
+        try:
+            result = await c.call_tool("unchecked__add", {"a": "one", "b": 2})
+            outcome = text(result)
+        except MCPError as e:
+            outcome = e.message
+        assert "Invalid arguments for tool" not in outcome, outcome
+        # A COLD subprocess is checked against its predefined schema and not started.
+        with pytest.raises(MCPError) as err:
+            await c.call_tool("lazy__add", {"a": "one", "b": 2})
+        assert "Invalid arguments" in err.value.message
+        listed = json.loads(text(await c.call_tool("registry_list", {})))["providers"]
+        assert [p["state"] for p in listed if p["name"] == "lazy"] == ["COLD"], listed
