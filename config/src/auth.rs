@@ -387,44 +387,9 @@ fn http_token(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// Whether a `*`/`?` glob matches `text` (`*` matches any run of characters, `/` included).
-pub fn glob_matches(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn globs() {
-        assert!(glob_matches("*", "anything/at:all"));
-        assert!(glob_matches("create_*", "create_issue"));
-        assert!(!glob_matches("create_*", "delete_issue"));
-        assert!(glob_matches("file:///docs/*", "file:///docs/a/b.md"));
-        assert!(glob_matches("a?c", "abc"));
-        assert!(!glob_matches("a?c", "ac"));
-        assert!(glob_matches("*x*y", "axxbxy"));
-        assert!(!glob_matches("", "a"));
-    }
 
     #[test]
     fn key_hashes() {

@@ -176,30 +176,7 @@ fn decode_security(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Discove
 /// Whether `name` matches a shell-style `pattern` (`*` any run, `?` one character). `*.yaml` also
 /// takes `*.yml`, as in the Python MCP Hangar.
 pub fn file_matches(pattern: &str, name: &str) -> bool {
-    fn glob(p: &[char], s: &[char]) -> bool {
-        // Iterative with one backtrack point: linear in practice, never exponential.
-        let (mut pi, mut si, mut star, mut mark) = (0, 0, None, 0);
-        while si < s.len() {
-            if pi < p.len() && (p[pi] == '?' || p[pi] == s[si]) {
-                pi += 1;
-                si += 1;
-            } else if pi < p.len() && p[pi] == '*' {
-                star = Some(pi);
-                mark = si;
-                pi += 1;
-            } else if let Some(st) = star {
-                pi = st + 1;
-                mark += 1;
-                si = mark;
-            } else {
-                return false;
-            }
-        }
-        p[pi..].iter().all(|&c| c == '*')
-    }
-    let chars = |s: &str| s.chars().collect::<Vec<_>>();
-    let name_chars = chars(name);
-    glob(&chars(pattern), &name_chars) || (pattern == "*.yaml" && glob(&chars("*.yml"), &name_chars))
+    crate::glob::glob_matches(pattern, name) || (pattern == "*.yaml" && crate::glob::glob_matches("*.yml", name))
 }
 
 /// The provider files of a filesystem source, in name order. A missing directory holds none (it

@@ -18,6 +18,7 @@ mod decode;
 mod discovery;
 mod env;
 mod error;
+mod glob;
 mod model;
 mod observability;
 mod provider;
@@ -31,13 +32,14 @@ use std::path::Path;
 use serde_norway::Value;
 
 pub use auth::{
-    glob_matches, parse_key_hash, ApiKey, ApiKeys, Auth, Effect, Oidc, RoleAssignment, Rule, ADMIN_PROVIDER,
-    ADMIN_ROLE, DEVELOPER_ROLE, JWT_ALGORITHMS,
+    parse_key_hash, ApiKey, ApiKeys, Auth, Effect, Oidc, RoleAssignment, Rule, ADMIN_PROVIDER, ADMIN_ROLE,
+    DEVELOPER_ROLE, JWT_ALGORITHMS,
 };
 pub use changes::{changed_fields, needs_new_instance, RUNTIME_FIELDS};
 pub use discovery::{file_matches, parse_provider_file, provider_files, read_provider_file, with_discovered};
 pub use env::EnvLookup;
 pub use error::{LoadError, Problem};
+pub use glob::glob_matches;
 pub use model::*;
 pub use rate_limits::{Rate, RateLimits};
 pub use secret::Secret;
