@@ -20,6 +20,8 @@ pub const RUNTIME_FIELDS: &[&str] = &[
     "endpoint",
     "headers",
     "transport",
+    "ca_file",
+    "insecure_skip_verify",
     "max_consecutive_failures",
     "recovery",
     "circuit_breaker",
@@ -54,6 +56,8 @@ pub fn changed_fields(old: &Provider, new: &Provider) -> Vec<&'static str> {
             check("endpoint", a.endpoint != b.endpoint);
             check("headers", a.headers != b.headers);
             check("transport", a.transport != b.transport);
+            check("ca_file", a.ca_file != b.ca_file);
+            check("insecure_skip_verify", a.insecure_skip_verify != b.insecure_skip_verify);
         }
         (ProviderKind::Group(a), ProviderKind::Group(b)) => {
             check("strategy", a.strategy != b.strategy);

@@ -434,6 +434,12 @@ pub struct Remote {
     pub headers: Vec<(String, Secret)>,
     /// Which HTTP transport the upstream speaks.
     pub transport: RemoteTransport,
+    /// PEM file of the certificate authorities an `https` endpoint's certificate must chain to
+    /// (instead of the system's roots).
+    pub ca_file: Option<PathBuf>,
+    /// Accept any certificate and host name on an `https` endpoint (tests and labs only: anyone
+    /// on the path can then read and change the traffic).
+    pub insecure_skip_verify: bool,
 }
 
 /// The HTTP transport of a remote provider.

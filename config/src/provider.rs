@@ -34,7 +34,7 @@ const BREAKER_KEYS: &[&str] = &["open_s", "half_open_probes", "error_rate", "min
 const RECOVERY_KEYS: &[&str] = &["max_attempts", "backoff_s", "max_backoff_s"];
 const SUBPROCESS_KEYS: &[&str] = &["command", "env", "cwd"];
 const CONTAINER_KEYS: &[&str] = &["image", "command", "env", "volumes", "network", "read_only", "memory", "cpus"];
-const REMOTE_KEYS: &[&str] = &["endpoint", "headers", "transport"];
+const REMOTE_KEYS: &[&str] = &["endpoint", "headers", "transport", "ca_file", "insecure_skip_verify"];
 const GROUP_KEYS: &[&str] = &["strategy", "members", "hash_key"];
 const MODES: &[(&str, &[&str])] =
     &[("subprocess", SUBPROCESS_KEYS), ("container", CONTAINER_KEYS), ("remote", REMOTE_KEYS), ("group", GROUP_KEYS)];
@@ -300,7 +300,19 @@ fn decode_remote(d: &mut Decoder<'_>, f: &Fields<'_>) -> Option<Remote> {
             }
         })
         .unwrap_or(RemoteTransport::Auto);
-    Some(Remote { endpoint: endpoint?, headers, transport })
+    let ca_file = f.opt(d, "ca_file", |d, p, v| {
+        let path = PathBuf::from(d.non_empty_string(p, v)?);
+        if !path.is_file() {
+            d.problem(p, format!("{} is not a readable file", path.display()));
+            return None;
+        }
+        Some(path)
+    });
+    let insecure_skip_verify = f.opt(d, "insecure_skip_verify", Decoder::boolean).unwrap_or(false);
+    if ca_file.is_some() && insecure_skip_verify {
+        d.problem(&child(&f.path, "insecure_skip_verify"), "ca_file is pointless when nothing is verified: choose one");
+    }
+    Some(Remote { endpoint: endpoint?, headers, transport, ca_file, insecure_skip_verify })
 }
 
 fn decode_headers(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Vec<(String, crate::Secret)>> {

@@ -367,3 +367,11 @@ fn rate_limits_and_exposure() {
     .expect("valid");
     assert_eq!(from_env.rate_limits.per_principal, Some(crate::Rate { rps: 3.0, burst: 7 }), "the Python variables");
 }
+
+#[test]
+fn tls_options_of_remote_providers() {
+    let text = "providers:\n  a:\n    mode: remote\n    endpoint: https://x.example/mcp\n    ca_file: /nonexistent/ca.pem\n  b:\n    mode: remote\n    endpoint: https://x.example/mcp\n    ca_file: Cargo.toml\n    insecure_skip_verify: true\n";
+    let shown = crate::parse(text, "t", &|_| None).expect_err("invalid").to_string();
+    assert!(shown.contains("providers.a.ca_file: /nonexistent/ca.pem is not a readable file"), "{shown}");
+    assert!(shown.contains("providers.b.insecure_skip_verify: ca_file is pointless"), "{shown}");
+}

@@ -11,7 +11,7 @@ use http::HeaderName;
 
 use crate::lifecycle::{EventLog, Lifecycle};
 use crate::telemetry::metrics::Metrics;
-use crate::upstream::http::{HttpClient, Timeouts};
+use crate::upstream::http::{HttpClient, Timeouts, TlsTrust};
 use crate::upstream::list_cache::ListCache;
 use crate::upstream::process::container::ContainerLauncher;
 use crate::upstream::process::local::LocalLauncher;
@@ -107,15 +107,17 @@ impl ProviderRuntime {
                     .iter()
                     .filter_map(|(n, v)| Some((HeaderName::from_bytes(n.as_bytes()).ok()?, v.expose().to_owned())))
                     .collect();
-                let settings = RemoteSettings {
+                let trust = TlsTrust::load(r.ca_file.as_deref(), r.insecure_skip_verify);
+                let settings = trust.map(|trust| RemoteSettings {
                     name: p.name.as_str().into(),
                     url: r.endpoint.clone(),
                     headers,
                     timeouts: limits.timeouts(),
                     max_body: limits.max_body,
                     transport: r.transport,
-                };
-                match Remote::new(settings, deps.http.clone(), deps.sink.clone(), lifecycle.clone()) {
+                    trust,
+                });
+                match settings.and_then(|s| Remote::new(s, deps.http.clone(), deps.sink.clone(), lifecycle.clone())) {
                     Ok(remote) => Backend::Remote(Arc::new(remote)),
                     Err(e) => Backend::Unavailable(e.to_string()),
                 }

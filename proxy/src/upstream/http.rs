@@ -14,8 +14,10 @@ use bytes::{Bytes, BytesMut};
 use pingora_core::connectors::http::Connector;
 use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::protocols::http::v1::client::{http_req_header_to_wire, HttpSession as HttpSessionV1};
+use pingora_core::protocols::tls::CaType;
 use pingora_core::protocols::Stream;
 use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::utils::tls::{parse_x509, WrappedX509};
 use pingora_http::{RequestHeader, ResponseHeader};
 use tokio::io::AsyncWriteExt;
 
@@ -55,6 +57,14 @@ pub enum HttpError {
         url: String,
         /// The limit.
         timeout: Duration,
+    },
+    /// The certificate authorities to trust cannot be loaded.
+    #[error("cannot load the certificate authorities in {path}: {reason}")]
+    Trust {
+        /// The PEM file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// The exchange broke after the request was sent.
     #[error("exchange with {url} failed: {reason}")]
@@ -102,6 +112,38 @@ pub struct Timeouts {
     pub idle: Duration,
 }
 
+/// How an `https` endpoint's certificate is checked: against the system's roots (the default),
+/// against the authorities of a PEM file, or (only when configured so) not at all.
+#[derive(Clone, Default)]
+pub struct TlsTrust {
+    roots: Option<Arc<CaType>>,
+    insecure: bool,
+}
+
+impl TlsTrust {
+    /// The trust a remote provider's `ca_file` and `insecure_skip_verify` ask for.
+    pub fn load(ca_file: Option<&std::path::Path>, insecure: bool) -> Result<Self, HttpError> {
+        let Some(path) = ca_file else { return Ok(Self { roots: None, insecure }) };
+        let fail = |reason: String| HttpError::Trust { path: path.display().to_string(), reason };
+        let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+        let mut roots = Vec::new();
+        for block in x509_parser::pem::Pem::iter_from_buffer(&pem) {
+            let block = block.map_err(|e| fail(format!("not PEM: {e}")))?;
+            if block.label != "CERTIFICATE" {
+                continue;
+            }
+            // Checked here: Pingora's wrapper panics on a certificate it cannot parse.
+            x509_parser::parse_x509_certificate(&block.contents)
+                .map_err(|e| fail(format!("a bad certificate: {e}")))?;
+            roots.push(WrappedX509::new(block.contents, parse_x509));
+        }
+        if roots.is_empty() {
+            return Err(fail("no certificates".into()));
+        }
+        Ok(Self { roots: Some(roots.into()), insecure })
+    }
+}
+
 /// A parsed `http(s)://host[:port]/path` URL and its resolved peer.
 pub struct Endpoint {
     url: String,
@@ -112,6 +154,7 @@ pub struct Endpoint {
     port: u16,
     authority: String,
     path: String,
+    trust: TlsTrust,
     peer: ArcSwapOption<HttpPeer>,
 }
 
@@ -166,8 +209,15 @@ impl Endpoint {
             port,
             authority: host_port.to_owned(),
             path,
+            trust: TlsTrust::default(),
             peer: ArcSwapOption::empty(),
         })
+    }
+
+    /// The endpoint with its certificate checked as `trust` says.
+    pub fn with_trust(mut self, trust: TlsTrust) -> Self {
+        self.trust = trust;
+        self
     }
 
     /// The URL as configured.
@@ -198,7 +248,7 @@ impl Endpoint {
     /// Another endpoint on the same origin (HTTP+SSE servers name their POST URL relatively).
     pub fn join(&self, reference: &str) -> Result<Self, HttpError> {
         if reference.starts_with("http://") || reference.starts_with("https://") {
-            return Self::parse(reference);
+            return Self::parse(reference).map(|e| e.with_trust(self.trust.clone()));
         }
         let scheme = if self.tls { "https" } else { "http" };
         let path = if reference.starts_with('/') {
@@ -207,7 +257,7 @@ impl Endpoint {
             let dir = self.path.rsplit_once('/').map_or("", |(d, _)| d);
             format!("{dir}/{reference}")
         };
-        Self::parse(&format!("{scheme}://{}{path}", self.authority))
+        Self::parse(&format!("{scheme}://{}{path}", self.authority)).map(|e| e.with_trust(self.trust.clone()))
     }
 
     /// The peer to connect to, resolving the host on first use (asynchronously: the resolver
@@ -230,6 +280,11 @@ impl Endpoint {
         // A default for sessions on this peer; each exchange sets its reads' timeouts itself.
         peer.options.read_timeout = Some(timeouts.first_byte);
         peer.options.idle_timeout = Some(Duration::from_secs(60));
+        peer.options.verify_cert = !self.trust.insecure;
+        peer.options.verify_hostname = !self.trust.insecure;
+        if let Some(roots) = &self.trust.roots {
+            peer.options.ca = Some(roots.clone());
+        }
         let peer = Arc::new(peer);
         self.peer.store(Some(peer.clone()));
         Ok(peer)

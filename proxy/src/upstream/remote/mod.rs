@@ -61,6 +61,8 @@ pub struct RemoteSettings {
     pub max_body: usize,
     /// Which transport to use (`auto` probes).
     pub transport: RemoteTransport,
+    /// How an `https` endpoint's certificate is checked.
+    pub trust: super::http::TlsTrust,
 }
 
 /// How the gateway talks to a remote upstream, learnt on first use.
@@ -135,7 +137,7 @@ impl Remote {
         sink: Arc<dyn Unsolicited>,
         lifecycle: Arc<Lifecycle>,
     ) -> Result<Self, super::http::HttpError> {
-        let endpoint = Endpoint::parse(&settings.url)?;
+        let endpoint = Endpoint::parse(&settings.url)?.with_trust(settings.trust);
         Ok(Self {
             inner: Arc::new(Inner {
                 name: settings.name,

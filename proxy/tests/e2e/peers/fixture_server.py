@@ -258,7 +258,9 @@ if __name__ == "__main__":
         app = count_requests(mcp.streamable_http_app(streamable_http_path="/mcp", host="127.0.0.1"))
         if transport == "legacy-http":
             app = refuse_modern(app)
-        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+        # HTTPS when the test hands a certificate (FIXTURE_TLS_CERT, FIXTURE_TLS_KEY: PEM files).
+        tls = {"ssl_certfile": os.environ["FIXTURE_TLS_CERT"], "ssl_keyfile": os.environ["FIXTURE_TLS_KEY"]} if os.environ.get("FIXTURE_TLS_CERT") else {}
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", **tls)
     elif transport == "sse":
         mcp.run("sse", host="127.0.0.1", port=port)
     else:
