@@ -198,6 +198,17 @@ pub struct Server {
     /// Listen on a non-loopback address with authentication off (refused otherwise: anyone who
     /// reaches the port could use every provider).
     pub allow_unauthenticated: bool,
+    /// Serve HTTPS with this certificate (its files are read again when they change).
+    pub tls: Option<ServerTls>,
+}
+
+/// `server.tls`: the front door's certificate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerTls {
+    /// PEM: the certificate, then any intermediates.
+    pub cert_file: PathBuf,
+    /// PEM: its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 /// Bounds on what one client or upstream may cost the gateway.

@@ -3,10 +3,10 @@
 use serde_norway::Value;
 
 use crate::decode::{Decoder, Fields};
-use crate::model::{Limits, Server};
+use crate::model::{Limits, Server, ServerTls};
 use crate::validate::{check_endpoint_path, check_host, check_origin};
 
-const SERVER_KEYS: &[&str] = &["host", "port", "mcp_path", "allowed_origins", "limits", "allow_unauthenticated"];
+const SERVER_KEYS: &[&str] = &["host", "port", "mcp_path", "allowed_origins", "limits", "allow_unauthenticated", "tls"];
 const LIMIT_KEYS: &[&str] = &[
     "max_body_bytes",
     "max_header_bytes",
@@ -62,7 +62,24 @@ pub(crate) fn decode_server(d: &mut Decoder<'_>, v: Option<(String, &Value)>) ->
         .unwrap_or_else(|| DEFAULT_ALLOWED_ORIGINS.iter().map(|s| (*s).to_owned()).collect());
     let limits = f.opt(d, "limits", decode_limits).unwrap_or_default();
     let allow_unauthenticated = f.opt(d, "allow_unauthenticated", Decoder::boolean).unwrap_or(false);
-    Server { host, port, mcp_path, allowed_origins, limits, allow_unauthenticated }
+    let tls = f.opt(d, "tls", decode_tls);
+    Server { host, port, mcp_path, allowed_origins, limits, allow_unauthenticated, tls }
+}
+
+fn decode_tls(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<ServerTls> {
+    let f = d.fields(path, v)?;
+    f.deny_unknown(d, &["cert_file", "key_file"], |_| None);
+    let file = |d: &mut Decoder<'_>, p: &str, v: &Value| {
+        let file = std::path::PathBuf::from(d.non_empty_string(p, v)?);
+        if !file.is_file() {
+            d.problem(p, format!("{} is not a readable file", file.display()));
+            return None;
+        }
+        Some(file)
+    };
+    let cert_file = f.req(d, "cert_file", " (PEM certificate chain)", file);
+    let key_file = f.req(d, "key_file", " (PEM private key)", file);
+    Some(ServerTls { cert_file: cert_file?, key_file: key_file? })
 }
 
 fn decode_limits(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Limits> {

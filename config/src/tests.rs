@@ -97,7 +97,7 @@ providers:
     assert_eq!(
         got,
         [
-            "server.colour: unknown key (expected one of: host, port, mcp_path, allowed_origins, limits, allow_unauthenticated)",
+            "server.colour: unknown key (expected one of: host, port, mcp_path, allowed_origins, limits, allow_unauthenticated, tls)",
             "server.port: must be between 1 and 65535, found 70000",
             "server.mcp_path: \"mcp\" must start with '/'",
             "providers.math.idle_ttl_s: must be a positive number of seconds up to one year, found -1",
@@ -374,4 +374,8 @@ fn tls_options_of_remote_providers() {
     let shown = crate::parse(text, "t", &|_| None).expect_err("invalid").to_string();
     assert!(shown.contains("providers.a.ca_file: /nonexistent/ca.pem is not a readable file"), "{shown}");
     assert!(shown.contains("providers.b.insecure_skip_verify: ca_file is pointless"), "{shown}");
+    let front = "server:\n  tls: {cert_file: /nonexistent/cert.pem}\n";
+    let shown = crate::parse(front, "t", &|_| None).expect_err("invalid").to_string();
+    assert!(shown.contains("server.tls.cert_file: /nonexistent/cert.pem is not a readable file"), "{shown}");
+    assert!(shown.contains("server.tls.key_file: is required (PEM private key)"), "{shown}");
 }

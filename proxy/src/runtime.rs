@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use parking_lot::Mutex;
+use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::listeners::ListenerConfig;
 use pingora_core::protocols::l4::stream::{L4BufferSettings, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora_core::server::Fds;
@@ -59,6 +60,8 @@ async fn serve_http(start: Start) -> anyhow::Result<()> {
 
     let open_files = crate::front::connection::raise_open_files_limit();
     let max_connections = ConnectionGate::cap(config.server.limits.max_connections, open_files);
+    // Read before anything starts: a certificate that cannot be used fails the start.
+    let certificate = config.server.tls.as_ref().map(crate::front::tls::Certificate::load).transpose()?;
     let server = McpServer::open(start)?;
     let state = server.state.clone();
     let front = HttpFront::new(server.clone(), max_connections);
@@ -66,9 +69,19 @@ async fn serve_http(start: Start) -> anyhow::Result<()> {
     // No read buffer under the HTTP session's own (Pingora's default is 64 KiB per connection,
     // which 10 000 idle streams turn into 640 MiB, and a copy per read); a small write buffer
     // so a response's header and body leave in one segment.
-    service.add_listener(
-        ListenerConfig::tcp(addr.clone()).l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE)),
-    );
+    let mut listener =
+        ListenerConfig::tcp(addr.clone()).l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE));
+    let scheme = match certificate {
+        Some(certificate) => {
+            let mut settings = TlsSettings::intermediate("", "").context("cannot set up TLS")?;
+            settings.set_cert_resolver(certificate.clone());
+            listener = listener.tls(settings);
+            tokio::spawn(certificate.watch());
+            "https"
+        }
+        None => "http",
+    };
+    service.add_listener(listener);
     let (stop_accepting, stop_rx) = watch::channel(false);
     let mut service_task = tokio::spawn(async move {
         service.start_service(Some(Arc::new(Mutex::new(fds))), stop_rx, 1).await;
@@ -80,7 +93,7 @@ async fn serve_http(start: Start) -> anyhow::Result<()> {
     tokio::spawn(crate::state::watcher::run(state.clone()));
     state.set_phase(Phase::Ready);
     let snap = state.snapshot();
-    tracing::info!("listening on http://{local}{} (health: /health/ready)", snap.config.server.mcp_path);
+    tracing::info!("listening on {scheme}://{local}{} (health: /health/ready)", snap.config.server.mcp_path);
     drop(snap);
 
     let signal = shutdown_signal().await;

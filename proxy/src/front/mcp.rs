@@ -156,7 +156,8 @@ pub fn resource_url(session: &Session, snap: &Snapshot) -> String {
         return url.clone();
     }
     let host = header(session, "host").unwrap_or("localhost");
-    format!("http://{host}{}", snap.config.server.mcp_path)
+    let scheme = if snap.config.server.tls.is_some() { "https" } else { "http" };
+    format!("{scheme}://{host}{}", snap.config.server.mcp_path)
 }
 
 /// An error reply with no request id, as a JSON body.

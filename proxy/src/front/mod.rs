@@ -10,3 +10,4 @@ pub mod mcp;
 pub mod reply;
 pub mod respond;
 pub mod stdio;
+pub mod tls;

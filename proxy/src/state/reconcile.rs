@@ -447,6 +447,7 @@ fn keep_restart_only(current: &Config, candidate: &mut Config) -> Vec<&'static s
     }
     keep!("server.host", server.host);
     keep!("server.port", server.port);
+    keep!("server.tls", server.tls);
     keep!("server.limits.max_connections", server.limits.max_connections);
     keep!("server.limits.max_buffered_bytes", server.limits.max_buffered_bytes);
     keep!("server.limits.max_sessions", server.limits.max_sessions);

@@ -12,6 +12,7 @@ import contextlib
 import os
 import re
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -135,10 +136,11 @@ def with_local_admin(config: str) -> str:
 class Gateway:
     """A running `mcp-hangar --http` on a free port."""
 
-    def __init__(self, config: str | None, name: str = "gateway", anonymous_admin: bool = True):
+    def __init__(self, config: str | None, name: str = "gateway", anonymous_admin: bool = True, ca: str | None = None):
         """`config` is YAML text; `None` runs on the embedded default configuration. Unless the
         config has an `auth` section, or `anonymous_admin` is false, unauthenticated callers are
-        admins (as on stdio), so tests can use the registry tools."""
+        admins (as on stdio), so tests can use the registry tools. `ca`: the gateway serves HTTPS
+        (`server.tls` in the config) with a certificate from this CA (a PEM file)."""
         self.port = free_port()
         args = [str(HANGAR_BIN), "--http", "--port", str(self.port), "--log-level", "info,mcp_hangar=debug"]
         if config is not None and anonymous_admin:
@@ -148,13 +150,16 @@ class Gateway:
             config_path.write_text(config)
             args += ["--config", str(config_path)]
         self.proc = Proc(f"{name}-{self.port}", args)
-        self.url = f"http://127.0.0.1:{self.port}/mcp"
+        scheme = "https" if ca else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}/mcp"
+        self.ssl = ssl.create_default_context(cafile=ca) if ca else None
         deadline = time.monotonic() + 30
         while True:
             if self.proc.proc.poll() is not None:
                 raise RuntimeError(f"gateway exited: {self.proc.output()}")
             with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health/ready", timeout=1) as r:
+                ready = f"{scheme}://127.0.0.1:{self.port}/health/ready"
+                with urllib.request.urlopen(ready, timeout=1, context=self.ssl) as r:
                     if r.status == 200:
                         break
             if time.monotonic() > deadline:
@@ -169,8 +174,8 @@ class Gateway:
 def gateway_factory():
     started: list[Gateway] = []
 
-    def start(config: str | None, name: str = "gateway", anonymous_admin: bool = True) -> Gateway:
-        gw = Gateway(config, name, anonymous_admin)
+    def start(config: str | None, name: str = "gateway", anonymous_admin: bool = True, ca: str | None = None) -> Gateway:
+        gw = Gateway(config, name, anonymous_admin, ca)
         started.append(gw)
         return gw
 
