@@ -615,3 +615,32 @@ providers:
         assert "Invalid arguments" in err.value.message
         listed = json.loads(text(await c.call_tool("registry_list", {})))["providers"]
         assert [p["state"] for p in listed if p["name"] == "lazy"] == ["COLD"], listed
+
+
+def test_signing_keys_are_cached_and_a_rotated_key_is_fetched(secured, issuer):
+    """Many tokens signed with a known key cost no fetch; a token naming a new key (a rotation at
+    the authorization server) makes the gateway fetch the key set again and accept it."""
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "fx__echo", "arguments": {"text": "k"}, "_meta": META}}
+    headers = {"mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": "fx__echo"}
+
+    def with_token(token: str) -> tuple[int, dict, dict]:
+        return raw(secured, call, {**headers, "Authorization": f"Bearer {token}"})
+
+    assert text_of(with_token(issuer.token("dora", groups=["ops"]))[2]) == "k"
+    fetches = issuer.fetches
+    for i in range(20):
+        assert text_of(with_token(issuer.token(f"user{i}", groups=["ops"]))[2]) == "k"
+    assert issuer.fetches == fetches, "known keys are served from the cache"
+    rotated = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    numbers = rotated.public_key().public_numbers()
+    issuer.jwks["keys"].append({"kty": "RSA", "kid": "rsa2", "use": "sig", "alg": "RS256", "n": b64(numbers.n), "e": b64(numbers.e)})
+    now = int(time.time())
+    claims = {"iss": issuer.url, "aud": AUDIENCE, "sub": "erin", "exp": now + 300, "groups": ["ops"]}
+    token = jwt.encode(claims, rotated, algorithm="RS256", headers={"kid": "rsa2"})
+    # Unknown keys are fetched at most every 10 s, so the first try may come too soon after the
+    # last fetch; within that bound the rotated key is accepted.
+    deadline = time.monotonic() + 15
+    while (status := with_token(token)[0]) != 200:
+        assert status == 401 and time.monotonic() < deadline, status
+        time.sleep(0.5)
+    assert issuer.fetches > fetches
