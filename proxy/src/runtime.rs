@@ -90,7 +90,7 @@ async fn serve_http(start: Start) -> anyhow::Result<()> {
     tokio::spawn(server.clone().sweep_sessions());
     tokio::spawn(crate::lifecycle::services::run(state.clone()));
     tokio::spawn(reload_on_sighup(state.clone()));
-    tokio::spawn(crate::state::watcher::run(state.clone()));
+    tokio::spawn(crate::state::watcher::start(state.clone()));
     state.set_phase(Phase::Ready);
     let snap = state.snapshot();
     tracing::info!("listening on {scheme}://{local}{} (health: /health/ready)", snap.config.server.mcp_path);
@@ -161,7 +161,7 @@ pub fn run_stdio(start: Start) -> anyhow::Result<()> {
         let state = server.state.clone();
         tokio::spawn(crate::lifecycle::services::run(state.clone()));
         tokio::spawn(reload_on_sighup(state.clone()));
-        tokio::spawn(crate::state::watcher::run(state.clone()));
+        tokio::spawn(crate::state::watcher::start(state.clone()));
         state.set_phase(Phase::Ready);
         tracing::info!("serving MCP on stdio");
         crate::front::stdio::serve(server, async {

@@ -61,24 +61,38 @@ impl Targets {
     }
 }
 
-/// Watches until shutdown.
-pub async fn run(state: Arc<AppState>) {
-    let Some(file) = state.reconciler.path().map(Path::to_path_buf) else { return };
+/// The watcher: what the files look like is taken now, before it runs (call it before the
+/// gateway says it is ready), so an edit made as soon as the gateway is up is a change to
+/// apply, not the starting point.
+pub fn start(state: Arc<AppState>) -> impl std::future::Future<Output = ()> {
+    let seen = targets_of(&state).map(|t| t.fingerprint());
+    run(state, seen)
+}
+
+/// The targets under the current configuration (`None` without a configuration file).
+fn targets_of(state: &AppState) -> Option<Targets> {
+    let file = state.reconciler.path().map(Path::to_path_buf)?;
     let file = std::path::absolute(&file).unwrap_or(file);
+    Some(Targets { file, dirs: absolute(crate::discovery::watched_dirs(&state.snapshot().config)) })
+}
+
+/// Watches until shutdown. `seen` is what the targets looked like when they were last read: a
+/// difference from it is a change, even one made while no watch was set up (between a reload
+/// and the next watch, say).
+async fn run(state: Arc<AppState>, mut seen: Option<u64>) {
     let mut shutdown = state.shutdown_signal();
     loop {
-        let snap = state.snapshot();
-        let settings = snap.config.config_reload.clone();
-        let targets = Targets { file: file.clone(), dirs: absolute(crate::discovery::watched_dirs(&snap.config)) };
-        drop(snap);
+        let Some(targets) = targets_of(&state) else { return };
+        let settings = state.snapshot().config.config_reload.clone();
         let changed = if !settings.enabled {
             // Nothing to watch; SIGHUP and the reload tool still work. Look again later, in
             // case one of them turned watching on.
             tokio::time::sleep(IDLE_CHECK).await;
+            seen = None;
             false
         } else {
             tokio::select! {
-                changed = watch_once(&targets, settings.use_watchdog, settings.interval) => changed,
+                changed = watch_once(&targets, settings.use_watchdog, settings.interval, seen) => changed,
                 _ = shutdown.changed() => return,
             }
         };
@@ -86,6 +100,8 @@ pub async fn run(state: Arc<AppState>) {
             return;
         }
         if changed {
+            // Taken before the read: a write after it shows as a change next time round.
+            seen = Some(targets.fingerprint());
             let _ = state.reconciler.reload(&state, "file change", true).await;
         }
     }
@@ -95,15 +111,20 @@ fn absolute(dirs: Vec<PathBuf>) -> Vec<PathBuf> {
     dirs.into_iter().map(|d| std::path::absolute(&d).unwrap_or(d)).collect()
 }
 
-/// Waits for a change to `targets`, then for the changes to settle; `false` when the wait ended
-/// without one (the targets are then looked at again).
-async fn watch_once(targets: &Targets, notifications: bool, interval: Duration) -> bool {
+/// Waits for a change to `targets` from `seen` (from what they look like when the watch starts,
+/// if `None`), then for the changes to settle; `false` when the wait ended without one (the
+/// targets are then looked at again).
+async fn watch_once(targets: &Targets, notifications: bool, interval: Duration, seen: Option<u64>) -> bool {
     if notifications {
         match Notifier::start(targets) {
             Ok(mut notifier) => {
                 // Notifications, with a slow poll behind them: a change in a directory created
                 // after the watch began has no notification.
-                let before = targets.fingerprint();
+                let before = seen.unwrap_or_else(|| targets.fingerprint());
+                if targets.fingerprint() != before {
+                    notifier.settle().await;
+                    return true;
+                }
                 let seen = tokio::select! {
                     seen = notifier.next() => seen,
                     () = poll_until_changed(targets, before, interval.max(Duration::from_secs(30))) => true,
@@ -116,8 +137,10 @@ async fn watch_once(targets: &Targets, notifications: bool, interval: Duration) 
             Err(e) => tracing::warn!("file notifications unavailable ({e}); polling every {interval:?}"),
         }
     }
-    let before = targets.fingerprint();
-    poll_until_changed(targets, before, interval).await;
+    let before = seen.unwrap_or_else(|| targets.fingerprint());
+    if targets.fingerprint() == before {
+        poll_until_changed(targets, before, interval).await;
+    }
     // Let a writer finish: wait until two looks a moment apart agree.
     let mut last = targets.fingerprint();
     let started = tokio::time::Instant::now();
