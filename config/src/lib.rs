@@ -26,6 +26,7 @@ mod rate_limits;
 mod secret;
 mod sections;
 mod validate;
+mod virtual_servers;
 
 use std::path::Path;
 
@@ -44,6 +45,7 @@ pub use model::*;
 pub use rate_limits::{Rate, RateLimits};
 pub use secret::Secret;
 pub use validate::{exposure_problem, is_loopback_host, redact_url};
+pub use virtual_servers::VirtualServer;
 
 use decode::{child, Decoder};
 
@@ -55,7 +57,7 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("../examples/default.yaml");
 pub const EMBEDDED_DEFAULT_NAME: &str = "<embedded default config>";
 
 const TOP_KEYS: &[&str] =
-    &["server", "providers", "observability", "config_reload", "discovery", "auth", "rate_limits"];
+    &["server", "providers", "observability", "config_reload", "discovery", "auth", "rate_limits", "virtual_servers"];
 
 /// Looks variables up in the process environment.
 pub fn process_env(name: &str) -> Option<String> {
@@ -89,7 +91,9 @@ pub fn parse(text: &str, source_name: &str, env: EnvLookup<'_>) -> Result<Config
         let discovery = top.opt(&mut d, "discovery", discovery::decode_discovery).unwrap_or_default();
         let auth = top.opt(&mut d, "auth", auth::decode_auth).unwrap_or_default();
         let rate_limits = rate_limits::decode_rate_limits(&mut d, top.get("rate_limits"));
-        Config { server, providers, observability, config_reload, discovery, auth, rate_limits }
+        let virtual_servers =
+            top.opt(&mut d, "virtual_servers", virtual_servers::decode_virtual_servers).unwrap_or_default();
+        Config { server, providers, observability, config_reload, discovery, auth, rate_limits, virtual_servers }
     });
     let mut problems = d.into_problems();
     if let Some(config) = &config {

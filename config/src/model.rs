@@ -25,6 +25,8 @@ pub struct Config {
     pub auth: crate::Auth,
     /// How fast each caller may go.
     pub rate_limits: crate::RateLimits,
+    /// Further MCP endpoints, each a chosen set of providers with its own auth.
+    pub virtual_servers: Vec<crate::VirtualServer>,
 }
 
 /// `config_reload`: the file is watched and a change is applied live (SIGHUP and the reload

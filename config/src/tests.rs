@@ -217,7 +217,7 @@ providers:
     // `x-defaults` is not a known top-level key: anchors must live under a known key.
     assert_eq!(
         problems(text),
-        ["x-defaults: unknown key (expected one of: server, providers, observability, config_reload, discovery, auth, rate_limits)"]
+        ["x-defaults: unknown key (expected one of: server, providers, observability, config_reload, discovery, auth, rate_limits, virtual_servers)"]
     );
     let text =
         "providers:\n  a: &d {mode: remote, endpoint: 'http://a', idle_ttl_s: 10}\n  b: {<<: *d, tool_prefix: bb_}\n";
@@ -378,4 +378,18 @@ fn tls_options_of_remote_providers() {
     let shown = crate::parse(front, "t", &|_| None).expect_err("invalid").to_string();
     assert!(shown.contains("server.tls.cert_file: /nonexistent/cert.pem is not a readable file"), "{shown}");
     assert!(shown.contains("server.tls.key_file: is required (PEM private key)"), "{shown}");
+}
+
+#[test]
+fn virtual_servers() {
+    let text = "providers:\n  a: {mode: remote, endpoint: \"http://127.0.0.1:9/mcp\"}\nvirtual_servers:\n  team-a: {providers: [a, hangar], tools_exclude: [\"a__drop*\"]}\n  \"bad/name\": {providers: [a]}\n  b: {providers: [nope]}\n  c: {}\n";
+    let shown = crate::parse(text, "t", &|_| None).expect_err("invalid").to_string();
+    assert!(shown.contains("virtual_servers[\"bad/name\"]: a virtual server's name is a path segment"), "{shown}");
+    assert!(shown.contains("virtual_servers.b.providers[0]: unknown provider \"nope\""), "{shown}");
+    assert!(shown.contains("virtual_servers.c.providers: is required"), "{shown}");
+    let ok = "providers:\n  a: {mode: remote, endpoint: \"http://127.0.0.1:9/mcp\"}\nvirtual_servers:\n  team-a: {providers: [a, hangar], tools_exclude: [\"a__drop*\"]}\n";
+    let config = crate::parse(ok, "t", &|_| None).expect("valid");
+    let v = &config.virtual_servers[0];
+    assert!(v.offers("a", "a__echo") && v.offers("hangar", "registry_list"));
+    assert!(!v.offers("a", "a__drop_table") && !v.offers("other", "other__echo"));
 }

@@ -133,13 +133,17 @@ pub fn is_loopback_host(host: &str) -> bool {
 /// non-loopback address in without credentials (checked after command-line overrides of the host).
 pub fn exposure_problem(config: &Config) -> Option<Problem> {
     let server = &config.server;
-    if is_loopback_host(&server.host)
-        || server.allow_unauthenticated
-        || (config.auth.enabled && !config.auth.allow_anonymous)
-    {
+    let closed = |auth: &crate::Auth| auth.enabled && !auth.allow_anonymous;
+    let every_door_closed =
+        closed(&config.auth) && config.virtual_servers.iter().all(|v| v.auth.as_ref().is_none_or(closed));
+    if is_loopback_host(&server.host) || server.allow_unauthenticated || every_door_closed {
         return None;
     }
-    let why = if config.auth.enabled { "auth.allow_anonymous lets anyone in" } else { "auth is not enabled" };
+    let why = match config.virtual_servers.iter().find(|v| v.auth.as_ref().is_some_and(|a| !closed(a))) {
+        Some(v) if closed(&config.auth) => format!("virtual server {:?} lets anyone in", v.name),
+        _ if config.auth.enabled => "auth.allow_anonymous lets anyone in".to_owned(),
+        _ => "auth is not enabled".to_owned(),
+    };
     Some(Problem {
         path: "server.host".into(),
         message: format!(
@@ -159,6 +163,14 @@ pub(crate) fn cross_check(config: &Config, declared: &[&str], problems: &mut Vec
             "observability.metrics.endpoint".into(),
             format!("{:?} is already the MCP endpoint (server.mcp_path)", config.server.mcp_path),
         );
+    }
+
+    for v in &config.virtual_servers {
+        for (i, name) in v.providers.iter().enumerate() {
+            if name != crate::ADMIN_PROVIDER && config.provider(name).is_none() && !declared.contains(&name.as_str()) {
+                problem(format!("virtual_servers.{}.providers[{i}]", v.name), format!("unknown provider {name:?}"));
+            }
+        }
     }
 
     if let Some(p) = config.provider(crate::ADMIN_PROVIDER) {

@@ -189,7 +189,7 @@ pub fn admit(
         "prompts/get" => Item::Prompt { provider, own: &own, exposed },
         _ => Item::Resource { provider, uri: &own },
     };
-    if !snap.security.decide(principal, &item).allowed {
+    if !principal.decide(&item).allowed {
         return Ok(()); // refused later, without spending anyone's tokens
     }
     limiter.call(key, provider, is_tool.then_some(exposed))

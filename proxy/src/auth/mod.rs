@@ -13,13 +13,14 @@ pub mod policy;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use hangar_config::{Auth, Config, ADMIN_ROLE};
+use hangar_config::{Auth, Config, VirtualServer, ADMIN_ROLE};
 use http::HeaderMap;
 use serde_json::{json, Value};
 
 pub use policy::{Decision, Item, Policy};
 
-/// Someone calling the gateway.
+/// Someone calling the gateway, through one of its doors (the default endpoint or a virtual
+/// server), under that door's rules.
 #[derive(Debug)]
 pub struct Principal {
     /// `service:ci`, `user:alice`, `anonymous`, `local`.
@@ -30,12 +31,49 @@ pub struct Principal {
     groups: Vec<String>,
     /// How the principal was established: `api_key`, `jwt`, `anonymous`, `local`.
     pub via: &'static str,
+    /// The door: `""` for the default endpoint, else the virtual server's name.
+    pub door: Arc<str>,
+    /// The door's rules.
+    policy: Arc<Policy>,
+    /// What the door offers (a virtual server's providers and tools); `None`: everything.
+    scope: Option<Arc<VirtualServer>>,
+    /// Whether what this principal sees may differ from what others see (lists are then not
+    /// cacheable for everyone).
+    pub private_lists: bool,
 }
 
 impl Principal {
-    /// A principal with these roles and groups.
+    /// A principal with these roles and groups, at the default door with no rules.
     pub fn new(id: &str, roles: Vec<String>, groups: Vec<String>, via: &'static str) -> Self {
-        Self { id: id.to_owned(), roles, groups, via }
+        Self {
+            id: id.to_owned(),
+            roles,
+            groups,
+            via,
+            door: Arc::from(""),
+            policy: Arc::default(),
+            scope: None,
+            private_lists: false,
+        }
+    }
+
+    /// The principal at `door`, under its rules and scope.
+    fn at(mut self, door: &Door) -> Self {
+        self.door = door.name.clone();
+        self.policy = door.policy.clone();
+        self.scope = door.scope.clone();
+        self.private_lists = door.private_lists;
+        self
+    }
+
+    /// Whether this principal may use `item`: the door must offer it, then the rules decide.
+    pub fn decide(&self, item: &Item<'_>) -> Decision {
+        if let Some(scope) = &self.scope {
+            if !scope.offers(item.provider(), item.name()) {
+                return Decision { allowed: false, by: format!("virtual_servers.{}", scope.name).into() };
+            }
+        }
+        self.policy.decide(self, item)
     }
 
     /// The local user of the stdio front door: every right.
@@ -83,23 +121,54 @@ pub enum Refusal {
     Unavailable(String),
 }
 
-/// Authentication and authorization of one configuration.
+/// What principals authenticated at one door carry: its name, rules and scope.
+struct Door {
+    name: Arc<str>,
+    policy: Arc<Policy>,
+    scope: Option<Arc<VirtualServer>>,
+    private_lists: bool,
+}
+
+/// Authentication and authorization at one door of one configuration (the default endpoint,
+/// or a virtual server).
 pub struct Security {
     settings: Auth,
+    door: Door,
     keys: HashMap<[u8; 32], Arc<Principal>>,
     jwt: Option<Arc<jwt::Verifier>>,
     anonymous: Arc<Principal>,
-    /// The allow/deny rules.
-    pub policy: Policy,
-    /// Whether callers may differ in what they see (lists are then `cacheScope: private`).
-    pub filters: bool,
 }
 
 impl Security {
-    /// The security of `config`; the token verifier (and its cached signing keys) of `previous`
-    /// is kept when the token settings did not change.
+    /// The security of the default endpoint of `config`; the token verifier (and its cached
+    /// signing keys) of `previous` is kept when the token settings did not change.
     pub fn build(config: &Config, previous: Option<&Security>) -> Self {
-        let auth = &config.auth;
+        Self::for_door(&config.auth, None, previous)
+    }
+
+    /// The security of each virtual server of `config`, by name (`previous`: the running ones).
+    pub fn virtual_servers(
+        config: &Config,
+        previous: &HashMap<String, Arc<Security>>,
+    ) -> HashMap<String, Arc<Security>> {
+        config
+            .virtual_servers
+            .iter()
+            .map(|v| {
+                let auth = v.auth.as_ref().unwrap_or(&config.auth);
+                let scope = Arc::new(v.clone());
+                (v.name.clone(), Arc::new(Self::for_door(auth, Some(scope), previous.get(&v.name).map(|s| &**s))))
+            })
+            .collect()
+    }
+
+    fn for_door(auth: &Auth, scope: Option<Arc<VirtualServer>>, previous: Option<&Security>) -> Self {
+        let door = Door {
+            name: scope.as_ref().map_or_else(|| Arc::from(""), |s| Arc::from(s.name.as_str())),
+            policy: Arc::new(Policy::new(auth.rules.clone())),
+            private_lists: auth.enabled || !auth.rules.is_empty() || scope.is_some(),
+            scope,
+        };
         let keys = auth
             .api_key
             .keys
@@ -107,7 +176,8 @@ impl Security {
             .filter(|_| auth.api_key.enabled)
             .map(|k| {
                 let who = Principal::new(&k.principal, k.roles.clone(), Vec::new(), "api_key")
-                    .with_assignments(&auth.role_assignments);
+                    .with_assignments(&auth.role_assignments)
+                    .at(&door);
                 (k.sha256, Arc::new(who))
             })
             .collect();
@@ -121,15 +191,25 @@ impl Security {
         });
         let anonymous = Arc::new(
             Principal::new("anonymous", auth.anonymous_roles.clone(), Vec::new(), "anonymous")
-                .with_assignments(&auth.role_assignments),
+                .with_assignments(&auth.role_assignments)
+                .at(&door),
         );
-        let filters = auth.enabled || !auth.rules.is_empty();
-        Self { settings: auth.clone(), keys, jwt, anonymous, policy: Policy::new(auth.rules.clone()), filters }
+        Self { settings: auth.clone(), door, keys, jwt, anonymous }
     }
 
     /// Whether requests must carry credentials.
     pub fn enabled(&self) -> bool {
         self.settings.enabled
+    }
+
+    /// The door's name: `""` for the default endpoint, else the virtual server's.
+    pub fn door(&self) -> &str {
+        &self.door.name
+    }
+
+    /// The configured public URL of the door's endpoint, if any.
+    pub fn resource_url(&self) -> Option<&str> {
+        self.settings.resource_url.as_deref()
     }
 
     /// The principal a request with `headers` acts as.
@@ -151,7 +231,8 @@ impl Security {
             return match &self.jwt {
                 Some(verifier) if looks_like_jwt || !api.in_authorization() => {
                     let claims = verifier.verify(token).await?;
-                    Ok(Arc::new(verifier.principal(&claims).with_assignments(&self.settings.role_assignments)))
+                    let who = verifier.principal(&claims).with_assignments(&self.settings.role_assignments);
+                    Ok(Arc::new(who.at(&self.door)))
                 }
                 _ if api.enabled && api.in_authorization() => self.by_key(token),
                 _ => Err(Refusal::Invalid("bearer tokens are not accepted here".into())),
@@ -165,11 +246,6 @@ impl Security {
 
     fn by_key(&self, key: &str) -> Result<Arc<Principal>, Refusal> {
         self.keys.get(&keys::digest(key.trim())).cloned().ok_or_else(|| Refusal::Invalid("unknown API key".into()))
-    }
-
-    /// Whether `who` may use `item`.
-    pub fn decide(&self, who: &Principal, item: &Item<'_>) -> Decision {
-        self.policy.decide(who, item)
     }
 
     /// The `WWW-Authenticate` value of a 401 for `refusal` (RFC 6750, RFC 9728).

@@ -52,6 +52,15 @@ impl Item<'_> {
         }
     }
 
+    /// The name a virtual server's `tools_include`/`tools_exclude` match: the exposed name, the
+    /// URI, or the admin tool's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Tool { exposed, .. } | Self::Prompt { exposed, .. } | Self::AdminTool { name: exposed } => exposed,
+            Self::Resource { uri, .. } => uri,
+        }
+    }
+
     /// The kind and name, for the audit trail and error messages.
     pub fn describe(&self) -> String {
         match self {

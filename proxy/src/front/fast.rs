@@ -105,7 +105,7 @@ pub fn route(
         ListKind::Tools => Item::Tool { provider, own: own_name, exposed },
         _ => Item::Prompt { provider, own: own_name, exposed },
     };
-    if !snap.security.decide(principal, &item).allowed || !routes.providers[idx].config.exposes(own_name) {
+    if !principal.decide(&item).allowed || !routes.providers[idx].config.exposes(own_name) {
         return None;
     }
     // Arguments a schema refuses go the slow way too, which answers with the failing path.

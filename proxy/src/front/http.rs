@@ -46,8 +46,9 @@ impl HttpFront {
             return respond::json(session, code, body).await;
         }
         let snap = ctx.snap.clone();
-        if path == snap.config.server.mcp_path {
+        if let Some(door) = mcp::door_of(&snap, path) {
             ctx.endpoint = "mcp";
+            ctx.door = Some(door);
             if self.state.phase() == Phase::Draining {
                 // Until the listener closes, new work is refused with a status a load balancer
                 // understands, and the connection is not kept.
@@ -59,10 +60,11 @@ impl HttpFront {
             return mcp::handle(&self.server, session, ctx).await;
         }
         if let Some(endpoint) = path.strip_prefix(crate::auth::WELL_KNOWN) {
-            if endpoint.is_empty() || endpoint == snap.config.server.mcp_path {
+            let door = if endpoint.is_empty() { Some(snap.security.clone()) } else { mcp::door_of(&snap, endpoint) };
+            if let Some(door) = door {
                 ctx.endpoint = "oauth_metadata";
-                let resource = mcp::resource_url(session, &snap);
-                return match snap.security.resource_metadata(&resource) {
+                let resource = mcp::resource_url(session, &snap, &door);
+                return match door.resource_metadata(&resource) {
                     Some(doc) => respond::json(session, 200, doc.to_string()).await,
                     None => respond::json(session, 404, r#"{"error":"not found"}"#).await,
                 };
@@ -122,6 +124,8 @@ pub struct RequestCtx {
     pub era: Option<Era>,
     /// Who the request was authenticated as (MCP requests), for the access log.
     pub principal: Option<Arc<crate::auth::Principal>>,
+    /// The door an MCP request came by (the default endpoint or a virtual server).
+    pub door: Option<Arc<crate::auth::Security>>,
     /// The JSON-RPC method, once known (bounded, for logs).
     pub method: &'static str,
     /// When the request arrived.
@@ -218,6 +222,7 @@ impl HttpFront {
             fast_path: false,
             era: None,
             principal: None,
+            door: None,
             method: "",
             started: std::time::Instant::now(),
             detached: None,

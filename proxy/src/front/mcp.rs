@@ -18,7 +18,7 @@ use super::fast;
 use super::http::RequestCtx;
 use super::reply::Reply;
 use super::respond;
-use crate::auth::{self, Principal, Refusal};
+use crate::auth::{self, Principal, Refusal, Security};
 use crate::jsonrpc::parse::{Envelope, Kind, ParamsHead};
 use crate::jsonrpc::{code, error_bytes, null_id, result_bytes, RpcError};
 use crate::mcp::hub::{self, ClientCtx};
@@ -99,9 +99,10 @@ pub async fn handle(server: &Arc<McpServer>, session: &mut Session, ctx: &mut Re
         )
         .await;
     }
-    let principal = match snap.security.authenticate(&session.req_header().headers).await {
+    let security = ctx.door.clone().unwrap_or_else(|| snap.security.clone());
+    let principal = match security.authenticate(&session.req_header().headers).await {
         Ok(p) => p,
-        Err(refusal) => return unauthorized(server, session, &snap, &refusal).await,
+        Err(refusal) => return unauthorized(server, session, &snap, &security, &refusal).await,
     };
     ctx.principal = Some(principal.clone());
     match session.req_header().method.as_str() {
@@ -117,6 +118,7 @@ async fn unauthorized(
     server: &McpServer,
     session: &mut Session,
     snap: &Snapshot,
+    security: &Security,
     refusal: &Refusal,
 ) -> pingora_core::Result<()> {
     let reason = match refusal {
@@ -128,8 +130,8 @@ async fn unauthorized(
     let client = session.client_addr().map(ToString::to_string).unwrap_or_default();
     tracing::info!(client, "refused a request: {refusal}");
     let status = if matches!(refusal, Refusal::Unavailable(_)) { 503 } else { 401 };
-    let resource = resource_url(session, snap);
-    let challenge = snap.security.challenge(refusal, &auth::metadata_url(&resource));
+    let resource = resource_url(session, snap, security);
+    let challenge = security.challenge(refusal, &auth::metadata_url(&resource));
     let body = error_bytes(null_id(), &RpcError::new(code::INVALID_REQUEST, format!("Unauthorized: {refusal}")));
     respond::send(session, status, "application/json", &[("www-authenticate", challenge.as_str())], body).await
 }
@@ -150,14 +152,31 @@ async fn too_many_requests(
     respond::send(session, 429, "application/json", &[("retry-after", seconds.as_str())], error_bytes(id, &e)).await
 }
 
-/// The MCP endpoint's URL as the client reached it (`auth.resource_url` when configured).
-pub fn resource_url(session: &Session, snap: &Snapshot) -> String {
-    if let Some(url) = &snap.config.auth.resource_url {
-        return url.clone();
+/// The URL of the MCP endpoint of `door` as the client reached it (its `auth.resource_url` when
+/// configured).
+pub fn resource_url(session: &Session, snap: &Snapshot, door: &Security) -> String {
+    if let Some(url) = door.resource_url() {
+        return url.to_owned();
     }
     let host = header(session, "host").unwrap_or("localhost");
     let scheme = if snap.config.server.tls.is_some() { "https" } else { "http" };
-    format!("{scheme}://{host}{}", snap.config.server.mcp_path)
+    let (path, name) = (&snap.config.server.mcp_path, door.door());
+    if name.is_empty() {
+        format!("{scheme}://{host}{path}")
+    } else {
+        format!("{scheme}://{host}{}/{name}", path.trim_end_matches('/'))
+    }
+}
+
+/// The door an MCP path leads to: the default endpoint (`mcp_path`) or a virtual server
+/// (`mcp_path/<name>`); `None` for any other path.
+pub fn door_of(snap: &Snapshot, path: &str) -> Option<Arc<Security>> {
+    let base = &snap.config.server.mcp_path;
+    if path == base {
+        return Some(snap.security.clone());
+    }
+    let name = path.strip_prefix(base.trim_end_matches('/'))?.strip_prefix('/')?;
+    snap.virtual_servers.get(name).cloned()
 }
 
 /// An error reply with no request id, as a JSON body.
@@ -648,10 +667,11 @@ async fn listen(
     Ok(())
 }
 
-/// The legacy session `sid`, when `principal` opened it: to anyone else it does not exist (a
-/// session id that leaked does not let another caller in, nor tells them it is valid).
+/// The legacy session `sid`, when `principal` opened it through the same door: to anyone else it
+/// does not exist (a session id that leaked does not let another caller in, nor tells them it is
+/// valid).
 fn session_of(server: &McpServer, sid: &str, principal: &Principal) -> Option<Arc<ClientSession>> {
-    server.sessions.get(sid).filter(|c| c.principal.id == principal.id)
+    server.sessions.get(sid).filter(|c| c.principal.id == principal.id && c.principal.door == principal.door)
 }
 
 /// Legacy GET: the session's stream of server-initiated messages.

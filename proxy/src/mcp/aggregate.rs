@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use futures_util::future::join_all;
 use serde_json::{json, Map, Value};
 
-use crate::auth::{Item, Principal, Security};
+use crate::auth::{Item, Principal};
 use crate::jsonrpc::{code, RpcError};
 use crate::lifecycle::State;
 use crate::proto::lists::ListKind;
@@ -133,18 +133,16 @@ async fn fetch(routes: &Routes, idx: usize, kind: ListKind) -> Result<Fetched, R
     Ok(fetched)
 }
 
-/// Who a merged list is for: it shows only what they may use.
+/// Who a merged list is for: it shows only what they may use (through the door they came by).
 #[derive(Clone, Copy)]
 pub struct Viewer<'a> {
-    /// The configuration's rules.
-    pub security: &'a Security,
     /// The caller.
     pub principal: &'a Principal,
 }
 
 impl Viewer<'_> {
     fn sees(&self, item: &Item<'_>) -> bool {
-        self.security.decide(self.principal, item).allowed
+        self.principal.decide(item).allowed
     }
 }
 
@@ -256,7 +254,7 @@ pub async fn merged(routes: &Routes, kind: ListKind, era: Era, viewer: Option<Vi
         viewer.is_none_or(|v| v.sees(&Item::AdminTool { name }))
     }));
     // Lists that differ by caller must not be cached for everyone.
-    private |= viewer.is_some_and(|v| v.security.filters);
+    private |= viewer.is_some_and(|v| v.principal.private_lists);
 
     let mut result = Map::new();
     result.insert(kind.items_key().into(), Value::Array(items));

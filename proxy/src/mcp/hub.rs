@@ -164,7 +164,7 @@ pub async fn request(
                 return Err(RpcError::new(code::INVALID_PARAMS, "invalid cursor: the gateway returns complete lists"));
             }
             let kind = ListKind::from_method(method).ok_or_else(|| unknown_method(method))?;
-            let viewer = aggregate::Viewer { security: &snap.security, principal: &ctx.principal };
+            let viewer = aggregate::Viewer { principal: &ctx.principal };
             Ok(aggregate::merged(routes, kind, ctx.era, Some(viewer)).await)
         }
         "tools/call" => call_named(server, snap, ctx, ListKind::Tools, method, params, events).await,
@@ -285,8 +285,8 @@ fn instructions(routes: &Routes) -> String {
 
 /// Refuses `item` to the caller unless the policy allows it. A refusal is audited and counted; it
 /// comes before any upstream work, so a refused call never starts a provider.
-pub fn authorize(server: &McpServer, snap: &Snapshot, ctx: &ClientCtx, item: Item<'_>) -> Result<(), RpcError> {
-    let decision = snap.security.decide(&ctx.principal, &item);
+pub fn authorize(server: &McpServer, ctx: &ClientCtx, item: Item<'_>) -> Result<(), RpcError> {
+    let decision = ctx.principal.decide(&item);
     if decision.allowed {
         return Ok(());
     }
@@ -312,7 +312,7 @@ async fn call_named(
     let what = if kind == ListKind::Tools { "tool" } else { "prompt" };
     if kind == ListKind::Tools {
         if let Some(name) = params.get("name").and_then(Value::as_str).filter(|n| registry::is_registry_tool(n)) {
-            authorize(server, snap, ctx, Item::AdminTool { name })?;
+            authorize(server, ctx, Item::AdminTool { name })?;
             let args = params.get("arguments").cloned().unwrap_or_else(|| json!({}));
             return registry::call(server, routes, ctx, name, &args, events).await;
         }
@@ -331,7 +331,7 @@ async fn call_named(
     } else {
         Item::Prompt { provider, own: &own_name, exposed: &name }
     };
-    authorize(server, snap, ctx, item)?;
+    authorize(server, ctx, item)?;
     if kind == ListKind::Tools {
         if let Some(validator) = arguments::validator(routes, idx, &own_name) {
             arguments::check(&validator, &name, params.get("arguments"))?;
@@ -382,7 +382,7 @@ async fn call_resource(
         let c = if ctx.era == Era::Modern { code::INVALID_PARAMS } else { code::RESOURCE_NOT_FOUND_LEGACY };
         return Err(RpcError::new(c, format!("Resource not found: {uri}")).with_data(json!({"uri": uri})));
     };
-    authorize(server, snap, ctx, Item::Resource { provider: routes.providers[idx].name(), uri: &uri })?;
+    authorize(server, ctx, Item::Resource { provider: routes.providers[idx].name(), uri: &uri })?;
     forward(server, routes, ctx, Target { idx, idempotent: true }, method, params, events).await
 }
 
@@ -412,7 +412,7 @@ async fn subscribe(
             .with_data(json!({"uri": uri})));
     };
     if on {
-        authorize(server, snap, ctx, Item::Resource { provider: routes.providers[idx].name(), uri })?;
+        authorize(server, ctx, Item::Resource { provider: routes.providers[idx].name(), uri })?;
     }
     // A legacy upstream keeps subscriptions per session (and may tie other session state to
     // them): pass the request to the client's own upstream session.
@@ -443,7 +443,7 @@ async fn complete(
                 .await
                 .ok_or_else(|| RpcError::new(code::INVALID_PARAMS, format!("Unknown prompt: {name:?}")))?;
             let provider = routes.providers[idx].name();
-            authorize(server, snap, ctx, Item::Prompt { provider, own: &own, exposed: name })?;
+            authorize(server, ctx, Item::Prompt { provider, own: &own, exposed: name })?;
             params["ref"]["name"] = Value::String(own);
             idx
         }
@@ -452,7 +452,7 @@ async fn complete(
             let idx = aggregate::resolve_resource(routes, uri)
                 .await
                 .ok_or_else(|| RpcError::new(code::INVALID_PARAMS, format!("Resource not found: {uri}")))?;
-            authorize(server, snap, ctx, Item::Resource { provider: routes.providers[idx].name(), uri })?;
+            authorize(server, ctx, Item::Resource { provider: routes.providers[idx].name(), uri })?;
             idx
         }
         _ => return Err(RpcError::new(code::INVALID_PARAMS, "params.ref must be a ref/prompt or ref/resource")),

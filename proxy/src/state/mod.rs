@@ -34,8 +34,10 @@ pub struct Snapshot {
     pub config: Arc<Config>,
     /// Providers and routes compiled from it.
     pub routes: Arc<Routes>,
-    /// Authentication and authorization under it.
+    /// Authentication and authorization under it (the default endpoint).
     pub security: Arc<crate::auth::Security>,
+    /// Those of its virtual servers, by name.
+    pub virtual_servers: std::collections::HashMap<String, Arc<crate::auth::Security>>,
     /// Its rate limits (the buckets carry over reloads that leave the limits alone).
     pub rate_limits: Arc<crate::ratelimit::RateLimiter>,
 }

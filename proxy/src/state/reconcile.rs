@@ -177,8 +177,10 @@ impl Reconciler {
             .collect();
         let routes = Arc::new(Routes::build(&config, &runtimes, None, &deps.events, &deps.metrics));
         let security = Arc::new(Security::build(&config, None));
+        let virtual_servers = Security::virtual_servers(&config, &HashMap::new());
         let rate_limits = RateLimiter::build(&config, None);
-        let snapshot = Snapshot { generation: 1, config: Arc::new(config), routes, security, rate_limits };
+        let snapshot =
+            Snapshot { generation: 1, config: Arc::new(config), routes, security, virtual_servers, rate_limits };
         let me = Self {
             deps,
             source,
@@ -294,8 +296,10 @@ impl Reconciler {
         let generation = current.generation + 1;
         let providers = candidate.providers.len();
         let security = Arc::new(Security::build(&candidate, Some(&current.security)));
+        let virtual_servers = Security::virtual_servers(&candidate, &current.virtual_servers);
         let rate_limits = RateLimiter::build(&candidate, Some(&current.rate_limits));
-        let snapshot = Arc::new(Snapshot { generation, config: Arc::new(candidate), routes, security, rate_limits });
+        let config = Arc::new(candidate);
+        let snapshot = Arc::new(Snapshot { generation, config, routes, security, virtual_servers, rate_limits });
         state.snapshot.store(snapshot);
         running.runtimes = runtimes;
         state.metrics.config_generation.set(i64::try_from(generation).unwrap_or(i64::MAX));
@@ -429,7 +433,8 @@ pub fn plan(current: &Config, candidate: &mut Config) -> Plan {
         || current.config_reload != candidate.config_reload
         || current.discovery != candidate.discovery
         || current.auth != candidate.auth
-        || current.rate_limits != candidate.rate_limits;
+        || current.rate_limits != candidate.rate_limits
+        || current.virtual_servers != candidate.virtual_servers;
     plan
 }
 

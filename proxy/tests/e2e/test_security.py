@@ -644,3 +644,59 @@ def test_signing_keys_are_cached_and_a_rotated_key_is_fetched(secured, issuer):
         assert status == 401 and time.monotonic() < deadline, status
         time.sleep(0.5)
     assert issuer.fetches > fetches
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_virtual_servers_offer_their_own_tools_behind_their_own_keys(gateway_factory, fixture_url, mode):
+    gw = gateway_factory(
+        f"""
+providers:
+  fx: {{mode: remote, endpoint: "{fixture_url}"}}
+  fx2: {{mode: remote, endpoint: "{fixture_url}"}}
+auth:
+  enabled: true
+  api_key:
+    keys:
+      - {{name: main, key_hash: "{key_hash('main-key')}", principal: "service:main", roles: [developer]}}
+virtual_servers:
+  team-a:
+    providers: [fx]
+    tools_exclude: [fx__add]
+    auth:
+      enabled: true
+      api_key:
+        keys:
+          - {{name: a, key_hash: "{key_hash('team-a-key')}", principal: "service:team-a", roles: [developer]}}
+  shared:
+    providers: [fx2]
+""",
+        "gateway-virtual",
+    )
+    team_a = type("Door", (), {"url": gw.url + "/team-a", "port": gw.port})()
+    shared = type("Door", (), {"url": gw.url + "/shared", "port": gw.port})()
+    async with client(team_a, mode, {"X-API-Key": "team-a-key"}) as c:
+        tools = {t.name for t in (await c.list_tools()).tools}
+        assert "fx__echo" in tools and "fx__add" not in tools, tools
+        assert not any(t.startswith("fx2__") or t.startswith("registry_") for t in tools), tools
+        assert text(await c.call_tool("fx__echo", {"text": "a"})) == "a"
+        for name in ["fx__add", "fx2__echo"]:
+            with pytest.raises(MCPError) as err:
+                await c.call_tool(name, {"text": "x", "a": 1, "b": 2})
+            assert err.value.code == FORBIDDEN and err.value.data["rule"] == "virtual_servers.team-a", err.value
+    async with client(shared, mode, {"X-API-Key": "main-key"}) as c:
+        tools = {t.name for t in (await c.list_tools()).tools}
+        assert "fx2__echo" in tools and not any(t.startswith("fx__") for t in tools), tools
+        assert text(await c.call_tool("fx2__echo", {"text": "s"})) == "s"
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+    legacy = {"mcp-protocol-version": "2025-11-25"}
+    # Each door has its own keys.
+    assert raw(team_a, init, {**legacy, "X-API-Key": "main-key"})[0] == 401
+    assert raw(gw, init, {**legacy, "X-API-Key": "team-a-key"})[0] == 401
+    # A session opened at one door is unknown at another, even to the same principal.
+    status, h, _ = raw(shared, init, {**legacy, "X-API-Key": "main-key"})
+    assert status == 200
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
+    assert raw(gw, call, {**legacy, "X-API-Key": "main-key", "mcp-session-id": h["mcp-session-id"]})[0] == 404
+    assert raw(shared, call, {**legacy, "X-API-Key": "main-key", "mcp-session-id": h["mcp-session-id"]})[0] == 200
+    nowhere = type("Door", (), {"url": gw.url + "/nowhere", "port": gw.port})()
+    assert raw(nowhere, init, {**legacy, "X-API-Key": "main-key"})[0] == 404
