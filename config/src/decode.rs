@@ -86,6 +86,17 @@ impl<'e> Decoder<'e> {
         }
     }
 
+    /// The path of a file that exists now (certificates, keys: a typo is found at load, not at
+    /// the first connection).
+    pub(crate) fn readable_file(&mut self, path: &str, v: &Value) -> Option<std::path::PathBuf> {
+        let file = std::path::PathBuf::from(self.non_empty_string(path, v)?);
+        if !file.is_file() {
+            self.problem(path, format!("{} is not a readable file", file.display()));
+            return None;
+        }
+        Some(file)
+    }
+
     /// A string that must not be empty.
     pub(crate) fn non_empty_string(&mut self, path: &str, v: &Value) -> Option<String> {
         let s = self.string(path, v)?;

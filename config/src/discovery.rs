@@ -39,24 +39,6 @@ const SECURITY_KEYS: &[&str] = &[
     "denied_namespaces",
 ];
 const FILE_KEYS: &[&str] = &["name", "enabled", "mode", "connection", "metadata", "ttl"];
-/// This gateway's provider keys a provider file may carry too.
-const PROVIDER_KEYS: &[&str] = &[
-    "description",
-    "expose",
-    "idle_ttl_s",
-    "health_check_interval_s",
-    "max_consecutive_failures",
-    "tool_prefix",
-    "tools",
-    "recovery",
-    "health_check_timeout_s",
-    "circuit_breaker",
-    "warm",
-    "tools_include",
-    "tools_exclude",
-    "rate_limit",
-    "validate_arguments",
-];
 const COMMAND_KEYS: &[&str] = &["command", "args", "env", "cwd", "timeout", "retry_count", "retry_delay"];
 const REMOTE_KEYS: &[&str] =
     &["endpoint", "host", "port", "health_path", "headers", "transport", "timeout", "retry_count", "retry_delay"];
@@ -230,7 +212,7 @@ pub fn parse_provider_file(text: &str, path: &Path, env: EnvLookup<'_>) -> Resul
     }
     let mut d = Decoder::new(env);
     let Some(f) = d.fields("", &root) else { return Err(invalid(d.into_problems())) };
-    let allowed: Vec<&str> = FILE_KEYS.iter().chain(PROVIDER_KEYS).copied().collect();
+    let allowed: Vec<&str> = FILE_KEYS.iter().copied().chain(crate::provider::file_keys()).collect();
     f.deny_unknown(&mut d, &allowed, |_| None);
     if !f.opt(&mut d, "enabled", Decoder::boolean).unwrap_or(true) {
         let problems = d.into_problems();
@@ -242,9 +224,9 @@ pub fn parse_provider_file(text: &str, path: &Path, env: EnvLookup<'_>) -> Resul
     let _ = f.opt(&mut d, "ttl", Decoder::seconds);
     let mode = f.opt(&mut d, "mode", Decoder::string).unwrap_or_else(|| "subprocess".into());
     let mut own = Mapping::new();
-    for key in PROVIDER_KEYS {
+    for key in crate::provider::file_keys() {
         if let Some((_, v)) = f.get(key) {
-            own.insert(Value::String((*key).to_owned()), v.clone());
+            own.insert(Value::String(key.to_owned()), v.clone());
         }
     }
     let connection = f.get("connection");

@@ -12,7 +12,8 @@ use crate::model::{
 };
 use crate::validate::{check_http_url, is_tool_name};
 
-const COMMON_KEYS: &[&str] = &[
+/// Keys every mode takes.
+pub(crate) const COMMON_KEYS: &[&str] = &[
     "mode",
     "description",
     "expose",
@@ -34,6 +35,12 @@ const BREAKER_KEYS: &[&str] = &["open_s", "half_open_probes", "error_rate", "min
 const RECOVERY_KEYS: &[&str] = &["max_attempts", "backoff_s", "max_backoff_s"];
 const SUBPROCESS_KEYS: &[&str] = &["command", "env", "cwd"];
 const CONTAINER_KEYS: &[&str] = &["image", "command", "env", "volumes", "network", "read_only", "memory", "cpus"];
+/// The provider keys a discovered provider file may carry besides its own format's (all the
+/// common ones but `mode`, which the file format names itself).
+pub(crate) fn file_keys() -> impl Iterator<Item = &'static str> {
+    COMMON_KEYS.iter().copied().filter(|k| *k != "mode")
+}
+
 const REMOTE_KEYS: &[&str] = &["endpoint", "headers", "transport", "ca_file", "insecure_skip_verify"];
 const GROUP_KEYS: &[&str] = &["strategy", "members", "hash_key"];
 const MODES: &[(&str, &[&str])] =
@@ -300,14 +307,7 @@ fn decode_remote(d: &mut Decoder<'_>, f: &Fields<'_>) -> Option<Remote> {
             }
         })
         .unwrap_or(RemoteTransport::Auto);
-    let ca_file = f.opt(d, "ca_file", |d, p, v| {
-        let path = PathBuf::from(d.non_empty_string(p, v)?);
-        if !path.is_file() {
-            d.problem(p, format!("{} is not a readable file", path.display()));
-            return None;
-        }
-        Some(path)
-    });
+    let ca_file = f.opt(d, "ca_file", Decoder::readable_file);
     let insecure_skip_verify = f.opt(d, "insecure_skip_verify", Decoder::boolean).unwrap_or(false);
     if ca_file.is_some() && insecure_skip_verify {
         d.problem(&child(&f.path, "insecure_skip_verify"), "ca_file is pointless when nothing is verified: choose one");

@@ -69,16 +69,8 @@ pub(crate) fn decode_server(d: &mut Decoder<'_>, v: Option<(String, &Value)>) ->
 fn decode_tls(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<ServerTls> {
     let f = d.fields(path, v)?;
     f.deny_unknown(d, &["cert_file", "key_file"], |_| None);
-    let file = |d: &mut Decoder<'_>, p: &str, v: &Value| {
-        let file = std::path::PathBuf::from(d.non_empty_string(p, v)?);
-        if !file.is_file() {
-            d.problem(p, format!("{} is not a readable file", file.display()));
-            return None;
-        }
-        Some(file)
-    };
-    let cert_file = f.req(d, "cert_file", " (PEM certificate chain)", file);
-    let key_file = f.req(d, "key_file", " (PEM private key)", file);
+    let cert_file = f.req(d, "cert_file", " (PEM certificate chain)", Decoder::readable_file);
+    let key_file = f.req(d, "key_file", " (PEM private key)", Decoder::readable_file);
     Some(ServerTls { cert_file: cert_file?, key_file: key_file? })
 }
 
