@@ -113,6 +113,11 @@ impl Decoder {
             if let Some(ev) = self.line(line) {
                 events.push(ev);
             }
+            // Checked per line: data lines of one chunk could otherwise build an event past the
+            // bound and complete it before the check below.
+            if self.current.data.len() > self.max_event {
+                return Err(DecodeError::TooLarge(self.max_event));
+            }
         }
         if self.buf.len() + self.current.data.len() > self.max_event {
             return Err(DecodeError::TooLarge(self.max_event));
