@@ -22,6 +22,7 @@ pub const RUNTIME_FIELDS: &[&str] = &[
     "transport",
     "ca_file",
     "insecure_skip_verify",
+    "forward_client_token",
     "max_consecutive_failures",
     "recovery",
     "circuit_breaker",
@@ -58,6 +59,7 @@ pub fn changed_fields(old: &Provider, new: &Provider) -> Vec<&'static str> {
             check("transport", a.transport != b.transport);
             check("ca_file", a.ca_file != b.ca_file);
             check("insecure_skip_verify", a.insecure_skip_verify != b.insecure_skip_verify);
+            check("forward_client_token", a.forward_client_token != b.forward_client_token);
         }
         (ProviderKind::Group(a), ProviderKind::Group(b)) => {
             check("strategy", a.strategy != b.strategy);

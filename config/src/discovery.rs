@@ -94,7 +94,7 @@ fn decode_source(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Discovery
     let kind = f.req(d, "type", " (filesystem, docker, kubernetes or entrypoint)", Decoder::string)?;
     let keys: &[&str] = match kind.as_str() {
         "filesystem" => &["type", "mode", "path", "pattern", "watch"],
-        "docker" => &["type", "mode", "socket_path"],
+        "docker" => &["type", "mode", "socket_path", "allow_loopback", "allow_link_local"],
         "kubernetes" => &["type", "mode", "namespaces", "label_selector", "in_cluster"],
         "entrypoint" => &["type", "mode", "group"],
         other => {
@@ -122,7 +122,11 @@ fn decode_source(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Discovery
             pattern: f.opt(d, "pattern", Decoder::non_empty_string).unwrap_or_else(|| "*.yaml".into()),
             watch: f.opt(d, "watch", Decoder::boolean).unwrap_or(true),
         },
-        "docker" => SourceKind::Docker { socket_path: f.opt(d, "socket_path", Decoder::non_empty_string) },
+        "docker" => SourceKind::Docker {
+            socket_path: f.opt(d, "socket_path", Decoder::non_empty_string),
+            allow_loopback: f.opt(d, "allow_loopback", Decoder::boolean).unwrap_or(false),
+            allow_link_local: f.opt(d, "allow_link_local", Decoder::boolean).unwrap_or(false),
+        },
         "kubernetes" => SourceKind::Kubernetes {
             namespaces: f.opt(d, "namespaces", Decoder::string_list).unwrap_or_default(),
             label_selector: f.opt(d, "label_selector", Decoder::string),
@@ -203,23 +207,78 @@ pub fn parse_provider_file(text: &str, path: &Path, env: EnvLookup<'_>) -> Resul
         LoadError::Syntax { source_name: source_name.clone(), line, column, message: e.to_string() }
     };
     let root: Value = serde_norway::from_str(text).map_err(syntax)?;
-    let invalid = |problems: Vec<Problem>| LoadError::Invalid { source_name: source_name.clone(), problems };
     if root.is_null() {
-        return Err(invalid(vec![Problem {
-            path: String::new(),
-            message: "the file is empty (a half-written file?)".into(),
-        }]));
+        let empty = Problem { path: String::new(), message: "the file is empty (a half-written file?)".into() };
+        return Err(LoadError::Invalid { source_name, problems: vec![empty] });
     }
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("provider");
+    provider_from_value(&root, path, stem, env)
+}
+
+/// A remote provider found by a discovery source (a container's labels), checked as a provider
+/// file's would be: named `name` (else `default_name`), at `endpoint`, over HTTP+SSE when `sse`.
+/// `source` names it in messages and in the provider's `source`. Nothing in the values is
+/// expanded from the environment: they are data, not configuration.
+pub fn discovered_remote(
+    name: Option<&str>,
+    default_name: &str,
+    endpoint: &str,
+    sse: bool,
+    source: &Path,
+) -> Result<Provider, LoadError> {
+    let mut connection = Mapping::new();
+    set(&mut connection, "endpoint", endpoint.into());
+    let mut definition = Mapping::new();
+    if let Some(name) = name {
+        set(&mut definition, "name", name.into());
+    }
+    set(&mut definition, "mode", if sse { "sse" } else { "http" }.into());
+    set(&mut definition, "connection", Value::Mapping(connection));
+    let no_environment = |_: &str| None;
+    // The definition says nothing of `enabled`, so there is always a provider or a problem.
+    provider_from_value(&Value::Mapping(definition), source, default_name, &no_environment)?.ok_or_else(|| {
+        let problem = Problem { path: String::new(), message: "disabled".into() };
+        LoadError::Invalid { source_name: source.display().to_string(), problems: vec![problem] }
+    })
+}
+
+/// A group found by a discovery source (containers naming one group): `members` in order,
+/// weighted round-robin. `source` names it in messages and in the provider's `source`.
+pub fn discovered_group(name: &str, members: &[&str], source: &Path) -> Result<Provider, LoadError> {
+    let mut definition = Mapping::new();
+    set(&mut definition, "mode", "group".into());
+    set(&mut definition, "members", Value::Sequence(members.iter().map(|m| Value::from(*m)).collect()));
+    let mut d = Decoder::new(&|_| None);
+    let provider = crate::provider::decode(&mut d, "", name, &Value::Mapping(definition));
+    let problems = d.into_problems();
+    match provider {
+        Some(mut p) if problems.is_empty() => {
+            p.source = Some(source.to_owned());
+            Ok(p)
+        }
+        _ => Err(LoadError::Invalid { source_name: source.display().to_string(), problems }),
+    }
+}
+
+/// A provider definition in the provider-file format: `source` names it in messages and in the
+/// provider's `source`, `default_name` is its name when it names none. `Ok(None)` when it says
+/// `enabled: false`.
+fn provider_from_value(
+    root: &Value,
+    source: &Path,
+    default_name: &str,
+    env: EnvLookup<'_>,
+) -> Result<Option<Provider>, LoadError> {
+    let invalid = |problems: Vec<Problem>| LoadError::Invalid { source_name: source.display().to_string(), problems };
     let mut d = Decoder::new(env);
-    let Some(f) = d.fields("", &root) else { return Err(invalid(d.into_problems())) };
+    let Some(f) = d.fields("", root) else { return Err(invalid(d.into_problems())) };
     let allowed: Vec<&str> = FILE_KEYS.iter().copied().chain(crate::provider::file_keys()).collect();
     f.deny_unknown(&mut d, &allowed, |_| None);
     if !f.opt(&mut d, "enabled", Decoder::boolean).unwrap_or(true) {
         let problems = d.into_problems();
         return if problems.is_empty() { Ok(None) } else { Err(invalid(problems)) };
     }
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("provider").to_owned();
-    let name = f.opt(&mut d, "name", Decoder::non_empty_string).unwrap_or(stem);
+    let name = f.opt(&mut d, "name", Decoder::non_empty_string).unwrap_or_else(|| default_name.to_owned());
     let _ = f.opt(&mut d, "metadata", |d, p, v| d.fields(p, v).map(drop));
     let _ = f.opt(&mut d, "ttl", Decoder::seconds);
     let mode = f.opt(&mut d, "mode", Decoder::string).unwrap_or_else(|| "subprocess".into());
@@ -246,7 +305,7 @@ pub fn parse_provider_file(text: &str, path: &Path, env: EnvLookup<'_>) -> Resul
     let problems = d.into_problems();
     match provider {
         Some(mut p) if problems.is_empty() => {
-            p.source = Some(path.to_owned());
+            p.source = Some(source.to_owned());
             Ok(Some(p))
         }
         _ => Err(invalid(problems)),

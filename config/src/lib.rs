@@ -37,7 +37,10 @@ pub use auth::{
     DEVELOPER_ROLE, JWT_ALGORITHMS,
 };
 pub use changes::{changed_fields, needs_new_instance, RUNTIME_FIELDS};
-pub use discovery::{file_matches, parse_provider_file, provider_files, read_provider_file, with_discovered};
+pub use discovery::{
+    discovered_group, discovered_remote, file_matches, parse_provider_file, provider_files, read_provider_file,
+    with_discovered,
+};
 pub use env::EnvLookup;
 pub use error::{LoadError, Problem};
 pub use glob::glob_matches;

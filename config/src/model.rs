@@ -108,6 +108,10 @@ pub enum SourceKind {
     Docker {
         /// The engine's socket (`DOCKER_HOST` or the default when absent).
         socket_path: Option<String>,
+        /// Endpoints on loopback addresses are accepted (containers on the host network).
+        allow_loopback: bool,
+        /// Endpoints on link-local addresses (cloud metadata services among them) are accepted.
+        allow_link_local: bool,
     },
     /// Pods with `mcp.hangar.io/*` annotations.
     Kubernetes {
@@ -453,6 +457,10 @@ pub struct Remote {
     /// Accept any certificate and host name on an `https` endpoint (tests and labs only: anyone
     /// on the path can then read and change the traffic).
     pub insecure_skip_verify: bool,
+    /// Send the client's own `Authorization` header to this provider on the requests made for
+    /// that client (token pass-through), in place of a configured one. Off by default: the MCP
+    /// authorization spec forbids it unless the provider is meant to accept the client's token.
+    pub forward_client_token: bool,
 }
 
 /// The HTTP transport of a remote provider.

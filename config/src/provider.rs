@@ -41,7 +41,8 @@ pub(crate) fn file_keys() -> impl Iterator<Item = &'static str> {
     COMMON_KEYS.iter().copied().filter(|k| *k != "mode")
 }
 
-const REMOTE_KEYS: &[&str] = &["endpoint", "headers", "transport", "ca_file", "insecure_skip_verify"];
+const REMOTE_KEYS: &[&str] =
+    &["endpoint", "headers", "transport", "ca_file", "insecure_skip_verify", "forward_client_token"];
 const GROUP_KEYS: &[&str] = &["strategy", "members", "hash_key"];
 const MODES: &[(&str, &[&str])] =
     &[("subprocess", SUBPROCESS_KEYS), ("container", CONTAINER_KEYS), ("remote", REMOTE_KEYS), ("group", GROUP_KEYS)];
@@ -312,7 +313,8 @@ fn decode_remote(d: &mut Decoder<'_>, f: &Fields<'_>) -> Option<Remote> {
     if ca_file.is_some() && insecure_skip_verify {
         d.problem(&child(&f.path, "insecure_skip_verify"), "ca_file is pointless when nothing is verified: choose one");
     }
-    Some(Remote { endpoint: endpoint?, headers, transport, ca_file, insecure_skip_verify })
+    let forward_client_token = f.opt(d, "forward_client_token", Decoder::boolean).unwrap_or(false);
+    Some(Remote { endpoint: endpoint?, headers, transport, ca_file, insecure_skip_verify, forward_client_token })
 }
 
 fn decode_headers(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Vec<(String, crate::Secret)>> {

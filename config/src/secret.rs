@@ -1,17 +1,19 @@
 //! A string that may hold a credential: usable by the code that needs it, never printed.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// Holds values such as API keys, bearer tokens and environment variables given to providers.
 /// `Debug` and `Display` print `<redacted>`, so a secret cannot leak through logs or error
-/// messages by accident; [`Secret::expose`] is the one explicit way to read it.
+/// messages by accident; [`Secret::expose`] is the one explicit way to read it. Clones share
+/// the value (a client's token travels with each of its calls).
 #[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(String);
+pub struct Secret(Arc<str>);
 
 impl Secret {
     /// Wraps a value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+    pub fn new(value: impl AsRef<str>) -> Self {
+        Self(Arc::from(value.as_ref()))
     }
 
     /// The value itself, for the code that must send it (an HTTP header, a child's environment).

@@ -2,13 +2,19 @@
 //! reconciler to merge and validate with the file's. A source only produces definitions; it never
 //! touches the routing table or the running providers.
 //!
-//! Today: `type: filesystem` (a directory of provider files in the Python MCP Hangar's format).
-//! The other source types of the `discovery` section load (so the Python project's files keep
-//! working) but are not read yet.
+//! Read: `type: filesystem` (a directory of provider files in the Python MCP Hangar's format, read
+//! by each reload) and `type: docker` (containers, followed by a task of their own that keeps
+//! [`LiveFinds`] current and asks for a reload when they change). `kubernetes` and `entrypoint`
+//! sources load (so the Python project's files keep working) but are not read yet.
 
+pub mod docker;
+
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use hangar_config::{Config, DiscoveryMode, EnvLookup, LoadError, Problem, Provider, SourceKind};
+use hangar_config::{changed_fields, Config, DiscoveryMode, EnvLookup, LoadError, Problem, Provider, SourceKind};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
 
 /// A provider definition and the source that produced it.
 #[derive(Debug, Clone)]
@@ -85,8 +91,120 @@ pub fn unsupported(config: &Config) -> Vec<&'static str> {
     if !config.discovery.enabled {
         return Vec::new();
     }
-    let mut kinds: Vec<&'static str> =
-        config.discovery.sources.iter().map(|s| s.kind.type_name()).filter(|t| *t != "filesystem").collect();
+    let mut kinds: Vec<&'static str> = config
+        .discovery
+        .sources
+        .iter()
+        .map(|s| s.kind.type_name())
+        .filter(|t| !["filesystem", "docker"].contains(t))
+        .collect();
     kinds.dedup();
     kinds
+}
+
+/// What a source that runs by itself (Docker) found at its last look.
+#[derive(Debug, Clone)]
+pub struct SourceReport {
+    /// The source's `type`.
+    pub kind: &'static str,
+    /// Its mode.
+    pub mode: DiscoveryMode,
+    /// The valid definitions it found.
+    pub providers: Vec<Provider>,
+    /// What it found and could not use (a bad label, a name taken), one line each.
+    pub problems: Vec<String>,
+    /// Why it cannot look now (the engine is unreachable), if so.
+    pub error: Option<String>,
+    /// When it last looked successfully (ms since the epoch).
+    pub last_sync_ms: Option<u64>,
+}
+
+impl SourceReport {
+    /// A source that has not looked yet.
+    fn new(kind: &'static str, mode: DiscoveryMode) -> Self {
+        Self { kind, mode, providers: Vec::new(), problems: Vec::new(), error: None, last_sync_ms: None }
+    }
+
+    /// The report as `registry_sources` shows it.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "healthy": self.error.is_none() && self.last_sync_ms.is_some(),
+            "providers": self.providers.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            "problems": self.problems,
+            "error": self.error,
+            "last_sync_ms": self.last_sync_ms,
+        })
+    }
+}
+
+/// The latest finds of the sources that run by themselves, by source index. Each reload merges
+/// them with the configuration file's providers, so a find changes the running providers only
+/// through the reconciler.
+#[derive(Debug, Default)]
+pub struct LiveFinds {
+    sources: Mutex<BTreeMap<usize, SourceReport>>,
+}
+
+impl LiveFinds {
+    /// The providers found by the sources `config` still names (same index, same type).
+    pub fn discovered(&self, config: &Config) -> Vec<Discovered> {
+        if !config.discovery.enabled {
+            return Vec::new();
+        }
+        let sources = self.sources.lock();
+        sources
+            .iter()
+            .filter(|(i, r)| config.discovery.sources.get(**i).is_some_and(|s| s.kind.type_name() == r.kind))
+            .flat_map(|(i, r)| r.providers.iter().map(|p| Discovered { source: *i, mode: r.mode, provider: p.clone() }))
+            .collect()
+    }
+
+    /// Records what source `index` found; returns whether its providers changed (a reload is
+    /// then due). New problems are logged once.
+    pub fn found(
+        &self,
+        index: usize,
+        kind: &'static str,
+        mode: DiscoveryMode,
+        providers: Vec<Provider>,
+        problems: Vec<String>,
+    ) -> bool {
+        let mut sources = self.sources.lock();
+        let report = sources.entry(index).or_insert_with(|| SourceReport::new(kind, mode));
+        for p in problems.iter().filter(|p| !report.problems.contains(p)) {
+            tracing::warn!(source = index, kind, "discovery: {p}");
+        }
+        let changed = report.providers.len() != providers.len()
+            || report
+                .providers
+                .iter()
+                .zip(&providers)
+                .any(|(a, b)| a.name != b.name || !changed_fields(a, b).is_empty());
+        report.providers = providers;
+        report.problems = problems;
+        report.error = None;
+        report.last_sync_ms = Some(crate::telemetry::now_ms());
+        changed
+    }
+
+    /// Records that source `index` cannot look now, and why.
+    pub fn failed(&self, index: usize, kind: &'static str, mode: DiscoveryMode, error: String) {
+        let mut sources = self.sources.lock();
+        let report = sources.entry(index).or_insert_with(|| SourceReport::new(kind, mode));
+        if report.error.as_ref() != Some(&error) {
+            tracing::warn!(source = index, kind, "discovery: {error}");
+        }
+        report.error = Some(error);
+    }
+
+    /// Forgets source `index`'s providers (an authoritative source whose engine stayed away);
+    /// returns whether it had any.
+    pub fn forget(&self, index: usize) -> bool {
+        self.sources.lock().get_mut(&index).is_some_and(|r| !std::mem::take(&mut r.providers).is_empty())
+    }
+
+    /// The report of source `index`, if it ran.
+    pub fn report(&self, index: usize) -> Option<SourceReport> {
+        self.sources.lock().get(&index).cloned()
+    }
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+use hangar_config::Secret;
 use http::HeaderName;
 use pingora_core::protocols::http::ServerSession as Session;
 use pingora_http::ResponseHeader;
@@ -60,6 +61,9 @@ pub struct FastRoute {
     arguments: Option<serde_json::Value>,
     trace: Option<RequestTrace>,
     principal: Arc<Principal>,
+    /// The client's `Authorization` header, kept only when a provider the call may reach is sent
+    /// its clients' tokens.
+    credential: Option<Secret>,
     started: Instant,
 }
 
@@ -130,6 +134,13 @@ pub fn route(
     }
     let (member, _) = routes.choose(idx, &[], &[]).ok()?;
     let remote = modern_remote(snap, member)?;
+    let forwards_token = match routes.pool(idx) {
+        Some(pool) => pool.members.iter().any(|&m| forwards_client_token(snap, m)),
+        None => remote.forwards_client_token(),
+    };
+    let credential = forwards_token
+        .then(|| session.req_header().headers.get(http::header::AUTHORIZATION)?.to_str().ok().map(Secret::new))
+        .flatten();
     let prefix_len = name.len().checked_sub(own)?;
     let original = body;
     let body = if prefix_len == 0 {
@@ -162,6 +173,7 @@ pub fn route(
             .flatten(),
         trace: state.traces.enabled().then(|| trace(state, method, name, head, session)).flatten(),
         principal: principal.clone(),
+        credential,
         started: Instant::now(),
     })
 }
@@ -186,6 +198,11 @@ fn trace(state: &AppState, method: &str, name: &str, head: &ParamsHead<'_>, sess
 /// Whether provider `idx` is a remote upstream known to speak 2026-07-28.
 fn speaks_modern(snap: &Snapshot, idx: usize) -> bool {
     matches!(&snap.routes.providers[idx].backend, Backend::Remote(r) if r.known_era() == Some(Era::Modern))
+}
+
+/// Whether provider `idx` is a remote upstream sent its clients' own tokens.
+fn forwards_client_token(snap: &Snapshot, idx: usize) -> bool {
+    matches!(&snap.routes.providers[idx].backend, Backend::Remote(r) if r.forwards_client_token())
 }
 
 fn modern_remote(snap: &Snapshot, idx: usize) -> Option<Arc<Remote>> {
@@ -328,7 +345,7 @@ impl FastRoute {
             }
         }
         let req = Request { method: "POST", headers, body: self.body.clone(), replayable: self.idempotent };
-        let resp = self.remote.pass_through(req).await?;
+        let resp = self.remote.pass_through(req, self.credential.as_ref()).await?;
         if resp.is_event_stream() {
             return Ok(Upstream::Stream(Box::new(resp)));
         }

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use hangar_config::Secret;
 use pingora_core::protocols::http::ServerSession as Session;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -361,6 +362,7 @@ async fn post(
         }
         Era::Modern => {
             let mut client = ClientCtx::modern(&params, principal);
+            client.caller.credential = client_credential(session);
             client.trace = hub::trace_request(state, &client, &method, &params, Some(&session.req_header().headers));
             run_modern(server, &snap, session, accepts, &client, &id, &method, params).await?;
         }
@@ -435,6 +437,7 @@ async fn legacy_post(
             let mut ctx = ClientCtx::legacy(client.clone());
             // This request's credentials decide (a token's roles may have changed since initialize).
             ctx.principal = principal;
+            ctx.caller.credential = client_credential(session);
             ctx.trace = hub::trace_request(state, &ctx, method, &params, Some(&session.req_header().headers));
             let work = LegacyWork { ctx, id: id.to_owned(), method: method.to_owned(), params, tracked };
             tokio::spawn(produce_legacy(server.clone(), snap.clone(), work, buf.clone()));
@@ -665,6 +668,12 @@ async fn listen(
     reply.event(session, &serde_json::to_vec(&ack).unwrap_or_default()).await?;
     ctx.detached = Some(DetachedStream::new(server, Feed::Listen { rx, guard, id: id.to_owned() }, slot));
     Ok(())
+}
+
+/// The request's `Authorization` header, for the providers that are sent their clients' tokens
+/// (`forward_client_token`).
+fn client_credential(session: &Session) -> Option<Secret> {
+    header(session, "authorization").map(Secret::new)
 }
 
 /// The legacy session `sid`, when `principal` opened it through the same door: to anyone else it

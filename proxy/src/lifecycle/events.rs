@@ -82,9 +82,7 @@ impl EventLog {
         detail: &str,
         duration: Option<Duration>,
     ) {
-        let at_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let at_ms = crate::telemetry::now_ms();
         tracing::info!(provider, from, to, cause, detail, "provider state");
         // One event at a time, so every sink sees them in `seq` order.
         let mut recent = self.recent.lock();

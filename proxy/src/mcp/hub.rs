@@ -66,6 +66,7 @@ impl ClientCtx {
                 capabilities: get(meta::CLIENT_CAPABILITIES).unwrap_or_else(|| json!({})),
                 client_info: get(meta::CLIENT_INFO).unwrap_or(Value::Null),
                 log_level: get(meta::LOG_LEVEL).and_then(|v| v.as_str().map(str::to_owned)),
+                credential: None,
             },
             trace: None,
             principal,

@@ -44,6 +44,7 @@ pub fn tools() -> Vec<Value> {
         json!({"name": "registry_reload", "description": "Reload the configuration (file and discovery sources) now and report what changed: providers added, removed, updated (which fields; restarted or applied in place), unchanged, settings that need a restart, the duration. dry_run: only say what would change (and which exposed tools, prompts and legacy sessions it touches). Also answers to hangar_reload_config.", "inputSchema": {"type": "object", "properties": {
             "graceful": {"type": "boolean", "default": true, "description": "Let replaced providers finish the requests they have (up to shutdown_timeout_s) before they stop"},
             "dry_run": {"type": "boolean", "default": false}}}}),
+        json!({"name": "registry_sources", "description": "The discovery sources: type, mode, whether they are read and healthy, when they last looked, the providers they define and what they found and could not use (bad labels, names taken).", "inputSchema": {"type": "object", "properties": {}}}),
     ]
 }
 
@@ -148,6 +149,7 @@ pub async fn call(
             return invoke(routes, ctx, idx, params, events).await;
         }
         "registry_health" => health(server, routes),
+        "registry_sources" => json!({"sources": sources(state)}),
         "registry_reload" | RELOAD_ALIAS => return reload(server, args).await,
         "registry_audit" => {
             let filter = audit_filter(args)?;
@@ -288,6 +290,44 @@ fn health(server: &McpServer, routes: &Routes) -> Value {
         "inflight_requests": server.state.inflight(),
         "config": config_status(&server.state),
     })
+}
+
+/// Each discovery source: what it is, and what it found.
+fn sources(state: &AppState) -> Vec<Value> {
+    let snap = state.snapshot();
+    let discovery = &snap.config.discovery;
+    let live = state.reconciler.live();
+    discovery
+        .sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mode = match s.mode {
+                hangar_config::DiscoveryMode::Additive => "additive",
+                hangar_config::DiscoveryMode::Authoritative => "authoritative",
+            };
+            let mut v = match &s.kind {
+                hangar_config::SourceKind::Filesystem { path, .. } => json!({
+                    "healthy": true,
+                    "path": path,
+                    "providers": snap.config.providers.iter()
+                        .filter(|p| p.source.as_deref().is_some_and(|f| f.starts_with(path)))
+                        .map(|p| p.name.as_str())
+                        .collect::<Vec<_>>(),
+                }),
+                hangar_config::SourceKind::Docker { .. } => match live.report(i) {
+                    Some(report) => report.to_json(),
+                    None => json!({"healthy": false, "providers": [], "error": "not looked yet"}),
+                },
+                _ => json!({"healthy": false, "providers": [], "error": "this source type is not read yet"}),
+            };
+            v["index"] = i.into();
+            v["type"] = s.kind.type_name().into();
+            v["mode"] = mode.into();
+            v["enabled"] = discovery.enabled.into();
+            v
+        })
+        .collect()
 }
 
 /// The running configuration's generation and the last reload's outcome.

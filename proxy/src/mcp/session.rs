@@ -164,6 +164,7 @@ impl ClientSession {
             capabilities: self.capabilities.clone(),
             client_info: self.client_info.clone(),
             log_level: self.log_level(),
+            credential: None,
         }
     }
 

@@ -116,6 +116,7 @@ impl ProviderRuntime {
                     max_body: limits.max_body,
                     transport: r.transport,
                     trust,
+                    forward_client_token: r.forward_client_token,
                 });
                 match settings.and_then(|s| Remote::new(s, deps.http.clone(), deps.sink.clone(), lifecycle.clone())) {
                     Ok(remote) => Backend::Remote(Arc::new(remote)),

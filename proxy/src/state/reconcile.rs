@@ -28,10 +28,11 @@ use serde_json::{json, Value};
 
 use super::{AppState, Snapshot};
 use crate::auth::Security;
-use crate::discovery::Discovered;
+use crate::discovery::{Discovered, LiveFinds};
 use crate::provider::{ProviderRuntime, RuntimeDeps, RuntimeLimits};
 use crate::ratelimit::RateLimiter;
 use crate::routing::Routes;
+use crate::telemetry::now_ms;
 use crate::upstream::SessionKey;
 
 /// The notifications a reload that changed providers sends every client.
@@ -162,6 +163,8 @@ pub struct Reconciler {
     last: Mutex<LastReload>,
     /// Runtimes retired by a reload and not stopped yet (shutdown stops them too).
     draining: Arc<Mutex<Vec<Arc<ProviderRuntime>>>>,
+    /// What the discovery sources that run by themselves found last (merged by each reload).
+    live: LiveFinds,
 }
 
 impl Reconciler {
@@ -187,6 +190,7 @@ impl Reconciler {
             running: tokio::sync::Mutex::new(Running { runtimes, discovered }),
             last: Mutex::new(LastReload { trigger: "start".into(), outcome: "applied", error: None, at_ms: now_ms() }),
             draining: Arc::default(),
+            live: LiveFinds::default(),
         };
         (me, snapshot)
     }
@@ -194,6 +198,11 @@ impl Reconciler {
     /// The configuration file, if any.
     pub fn path(&self) -> Option<&Path> {
         self.source.path()
+    }
+
+    /// The finds of the discovery sources that run by themselves: they record here, then reload.
+    pub fn live(&self) -> &LiveFinds {
+        &self.live
     }
 
     /// Runtimes retired by a reload that are still draining.
@@ -250,7 +259,9 @@ impl Reconciler {
     /// The candidate configuration: the file's, with the providers discovery found (an additive
     /// source's earlier finds kept), validated as a whole.
     fn candidate(&self, running: &Running) -> Result<(Config, HashMap<String, Discovered>), LoadError> {
-        merge(self.source.as_ref(), self.source.load()?, &running.discovered)
+        let mut desired = self.source.load()?;
+        desired.discovered.extend(self.live.discovered(&desired.config));
+        merge(self.source.as_ref(), desired, &running.discovered)
     }
 
     async fn apply(&self, state: &Arc<AppState>, running: &mut Running, graceful: bool) -> Result<Report, ReloadError> {
@@ -361,7 +372,17 @@ fn merge(
         .filter(|(_, d)| d.mode == hangar_config::DiscoveryMode::Additive)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    // Docker's finds come after the files', so Docker wins a name over a provider file (the
+    // precedence of the Python MCP Hangar); the loser is reported.
+    let mut found_now: HashMap<String, usize> = HashMap::new();
     for d in desired.discovered {
+        if let Some(earlier) = found_now.insert(d.provider.name.clone(), d.source) {
+            tracing::warn!(
+                provider = %d.provider.name,
+                "discovery: sources {earlier} and {} both define this provider; the second wins",
+                d.source
+            );
+        }
         discovered.insert(d.provider.name.clone(), d);
     }
     let mut providers: Vec<Provider> = discovered.values().map(|d| d.provider.clone()).collect();
@@ -463,12 +484,6 @@ fn keep_restart_only(current: &Config, candidate: &mut Config) -> Vec<&'static s
     keep!("observability.langfuse", observability.langfuse);
     keep!("observability.audit", observability.audit);
     changed
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

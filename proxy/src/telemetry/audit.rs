@@ -29,6 +29,7 @@ use serde_json::{json, Value};
 
 use crate::lifecycle::events::{EventSink, ProviderEvent};
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::now_ms;
 
 /// Records queued for the writer at most.
 pub const QUEUE: usize = 65_536;
@@ -552,12 +553,6 @@ fn truncate(s: &mut String, max: usize) {
         s.truncate(end);
         s.push('…');
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod remote;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use hangar_config::Secret;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
@@ -38,6 +39,9 @@ pub struct Caller {
     pub client_info: Value,
     /// Log level the client asked for, if any.
     pub log_level: Option<String>,
+    /// The client's `Authorization` header, for providers that forward it
+    /// (`forward_client_token`); `None` for the gateway's own requests.
+    pub credential: Option<Secret>,
 }
 
 impl Caller {
@@ -48,6 +52,17 @@ impl Caller {
             capabilities: gateway_capabilities(),
             client_info: serde_json::json!({"name": "mcp-hangar", "version": env!("CARGO_PKG_VERSION")}),
             log_level: None,
+            credential: None,
+        }
+    }
+
+    /// The credential an upstream session opened for this caller keeps (for its `initialize`,
+    /// GET stream and the messages the gateway sends on it by itself): a legacy client's own.
+    /// The shared session serves many clients, so it keeps none.
+    pub fn session_credential(&self) -> Option<Secret> {
+        match self.session {
+            SessionKey::Client(_) => self.credential.clone(),
+            SessionKey::Shared => None,
         }
     }
 }

@@ -6,9 +6,11 @@ reason shown; .ci/run starts the engine and says loudly if it cannot."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 
@@ -17,7 +19,7 @@ import pytest
 from mcp.client import Client
 from mcp.shared.exceptions import MCPError
 
-from conftest import MODES, text
+from conftest import MODES, free_port, text
 
 pytestmark = [
     pytest.mark.anyio,
@@ -97,3 +99,130 @@ async def test_missing_image_is_a_clear_error(gateway_factory):
         ghost = next(p for p in listing["providers"] if p["name"] == "ghost")
         assert ghost["state"] == "DEAD"
     assert containers("ghost") == []
+
+
+def podman(*args: str) -> str:
+    return subprocess.run(["podman", *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def serve_in_container(name: str, port: int, labels: dict[str, str]) -> None:
+    """A container on the host network running hangar-upstream's HTTP server on 127.0.0.1:port."""
+    flags = [f for k, v in labels.items() for f in ("--label", f"{k}={v}")]
+    podman("run", "-d", "--name", name, "--network", "host", *flags, "--entrypoint", "/app", IMAGE, "http", str(port))
+
+
+def port_open(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+        return True
+    return False
+
+
+async def test_labelled_containers_come_and_go_as_providers(gateway_factory):
+    """Docker discovery against the real engine: a labelled container appears as a provider within
+    2 s of serving and goes within 2 s of stopping (event-driven: the periodic relist is 30 s away);
+    containers with a bad port or a name already taken are reported by registry_sources, not added."""
+    ports = [free_port() for _ in range(3)]
+    # Sorted by name, the first container keeps "boxed" and the third is the clash.
+    names = [f"hangar-disc-{tag}{p}" for tag, p in zip("abc", ports)]
+    gw = gateway_factory(
+        "discovery:\n  enabled: true\n  refresh_interval_s: 30\n  sources:\n"
+        "    - {type: docker, mode: authoritative, allow_loopback: true}\n",
+        "gateway-docker-discovery",
+    )
+    try:
+        async with Client(gw.url, mode="2026-07-28", read_timeout_seconds=60) as c:
+
+            async def tools() -> set[str]:
+                return {t.name for t in (await c.list_tools()).tools}
+
+            async def within(seconds: float, predicate) -> float:
+                started = time.monotonic()
+                while not predicate(await tools()):
+                    assert time.monotonic() - started < seconds, f"not within {seconds}s: {sorted(await tools())}"
+                    await anyio.sleep(0.05)
+                return time.monotonic() - started
+
+            serve_in_container(names[0], ports[0], {"mcp.hangar.enabled": "true", "mcp.hangar.name": "boxed", "mcp.hangar.port": str(ports[0])})
+            serve_in_container(names[1], ports[1], {"mcp.hangar.enabled": "true", "mcp.hangar.port": "abc"})
+            serve_in_container(names[2], ports[2], {"mcp.hangar.enabled": "true", "mcp.hangar.name": "boxed", "mcp.hangar.port": str(ports[2])})
+            await wait_for(lambda: port_open(ports[0]))
+            await within(2, lambda t: "boxed__add" in t)
+            assert text(await c.call_tool("boxed__add", {"a": 2, "b": 5})) == "ok"  # hangar-upstream's HTTP answer
+
+            started = time.monotonic()
+            while True:  # every container's start event has been answered within 2 s
+                report = json.loads(text(await c.call_tool("registry_sources", {})))["sources"]
+                if len(report[0]["problems"]) == 2 or time.monotonic() - started > 2:
+                    break
+                await anyio.sleep(0.05)
+            assert len(report) == 1 and report[0]["type"] == "docker" and report[0]["healthy"], report
+            assert report[0]["providers"] == ["boxed"], report
+            problems = "\n".join(report[0]["problems"])
+            assert f'container {names[1]}: mcp.hangar.port "abc" is not a port number' in problems, problems
+            assert f'provider name "boxed" is taken by another container' in problems, problems
+
+            podman("rm", "-f", "-t", "0", names[0])
+            await within(2, lambda t: "boxed__add" not in t)
+    finally:
+        for name in names:
+            subprocess.run(["podman", "rm", "-f", "-t", "0", name], capture_output=True)
+
+
+async def test_containers_naming_a_group_form_its_pool(gateway_factory):
+    ports = [free_port() for _ in range(2)]
+    names = [f"hangar-pool-{p}" for p in ports]
+    gw = gateway_factory(
+        "discovery:\n  enabled: true\n  sources:\n    - {type: docker, mode: authoritative, allow_loopback: true}\n",
+        "gateway-docker-pool",
+    )
+    try:
+        for name, port in zip(names, ports):
+            serve_in_container(name, port, {"mcp.hangar.enabled": "true", "mcp.hangar.group": "pool", "mcp.hangar.port": str(port)})
+        async with Client(gw.url, mode="2026-07-28", read_timeout_seconds=60) as c:
+
+            async def listed() -> set[str]:
+                return {t.name for t in (await c.list_tools()).tools}
+
+            deadline = time.monotonic() + 15
+            while "pool__add" not in await listed():
+                assert time.monotonic() < deadline, await listed()
+                await anyio.sleep(0.1)
+            assert not any(t.startswith("hangar-pool-") for t in await listed()), "members are served through the group"
+            details = json.loads(text(await c.call_tool("registry_details", {"provider": "pool"})))
+            assert sorted(m["name"] for m in details["members"]) == sorted(names), details
+            for _ in range(4):
+                assert text(await c.call_tool("pool__add", {"a": 2, "b": 2})) == "ok"  # hangar-upstream's HTTP answer
+            podman("rm", "-f", "-t", "0", names[0])
+            deadline = time.monotonic() + 5
+            while True:
+                details = json.loads(text(await c.call_tool("registry_details", {"provider": "pool"})))
+                if len(details["members"]) == 1 or time.monotonic() > deadline:
+                    break
+                await anyio.sleep(0.1)
+            assert [m["name"] for m in details["members"]] == [names[1]], details
+            for _ in range(4):
+                assert text(await c.call_tool("pool__add", {"a": 1, "b": 1})) == "ok"
+    finally:
+        for name in names:
+            subprocess.run(["podman", "rm", "-f", "-t", "0", name], capture_output=True)
+
+
+async def test_discovery_refuses_loopback_endpoints_unless_allowed(gateway_factory):
+    port = free_port()
+    name = f"hangar-disc-loop-{port}"
+    gw = gateway_factory(
+        "discovery:\n  enabled: true\n  sources:\n    - {type: docker, mode: authoritative}\n", "gateway-docker-strict"
+    )
+    try:
+        serve_in_container(name, port, {"mcp.hangar.enabled": "true", "mcp.hangar.name": "hostnet", "mcp.hangar.port": str(port)})
+        async with Client(gw.url, mode="2026-07-28", read_timeout_seconds=60) as c:
+            deadline = time.monotonic() + 10
+            while True:
+                report = json.loads(text(await c.call_tool("registry_sources", {})))["sources"][0]
+                if report["problems"] or time.monotonic() > deadline:
+                    break
+                await anyio.sleep(0.1)
+            assert report["providers"] == [] and "loopback" in "\n".join(report["problems"]), report
+            assert not any(t.name.startswith("hostnet") for t in (await c.list_tools()).tools)
+    finally:
+        subprocess.run(["podman", "rm", "-f", "-t", "0", name], capture_output=True)

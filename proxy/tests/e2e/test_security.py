@@ -43,6 +43,7 @@ ADMIN_TOOLS = [
     "registry_health",
     "registry_audit",
     "registry_reload",
+    "registry_sources",
     "hangar_reload_config",
 ]
 KEYS = {name: f"mcp_test_{name}_key_0123456789abcdef" for name in ["root", "dev", "reader", "ci"]}
@@ -700,3 +701,65 @@ virtual_servers:
     assert raw(shared, call, {**legacy, "X-API-Key": "main-key", "mcp-session-id": h["mcp-session-id"]})[0] == 200
     nowhere = type("Door", (), {"url": gw.url + "/nowhere", "port": gw.port})()
     assert raw(nowhere, init, {**legacy, "X-API-Key": "main-key"})[0] == 404
+
+
+def seen_authorizations(port: int) -> list[dict]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/authorizations", timeout=5) as r:
+        return json.loads(r.read())
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_client_tokens_reach_only_the_providers_that_take_them(gateway_factory, mode):
+    """`forward_client_token: true` sends a client's own Authorization header to that provider,
+    in place of the configured one, on everything done for the client (a legacy client's upstream
+    session included); the gateway's own requests and every other provider get the configured
+    header only; a client that sent no token leaves the configured header in place."""
+    from conftest import start_fixture
+
+    modern, modern_port = start_fixture("pass-modern")
+    legacy, legacy_port = start_fixture("pass-legacy", "legacy-http")
+    key = KEYS["dev"]
+    own = "Bearer gateway-own"
+    try:
+        gw = gateway_factory(
+            f"""
+providers:
+  fwd: {{mode: remote, endpoint: "http://127.0.0.1:{modern_port}/mcp", forward_client_token: true, headers: {{Authorization: "{own}"}}}}
+  old: {{mode: remote, endpoint: "http://127.0.0.1:{legacy_port}/mcp", forward_client_token: true, headers: {{Authorization: "{own}"}}}}
+  plain: {{mode: remote, endpoint: "http://127.0.0.1:{modern_port}/mcp", headers: {{Authorization: "{own}"}}}}
+auth:
+  enabled: true
+  allow_anonymous: true
+  anonymous_roles: [developer]
+  api_key:
+    header_name: Authorization
+    keys:
+      - {{name: dev, key_hash: "{key_hash(key)}", principal: "service:dev", roles: [developer]}}
+""",
+            f"gateway-pass-{mode}",
+        )
+        async with client(gw, mode, {"Authorization": f"Bearer {key}"}) as c:
+            for _ in range(2):  # the second modern call takes the fast path
+                assert text(await c.call_tool("fwd__authorization", {})) == f"Bearer {key}"
+                assert text(await c.call_tool("old__authorization", {})) == f"Bearer {key}"
+                assert text(await c.call_tool("plain__authorization", {})) == own
+        async with client(gw, mode, {}) as c:
+            assert text(await c.call_tool("fwd__authorization", {})) == own, "no token: the configured header"
+        # A client that takes JSON only goes the slow way; the token goes along there too.
+        body, headers = modern_call("fwd__authorization", {})
+        status, _, reply = raw(gw, body, {**headers, "Authorization": f"Bearer {key}", "accept": "application/json"})
+        assert status == 200 and text_of(reply) == f"Bearer {key}", reply
+
+        for port in (modern_port, legacy_port):
+            seen = seen_authorizations(port)
+            assert {s["authorization"] for s in seen} == {own, f"Bearer {key}"}, seen
+            gateway_own = {s["method"] for s in seen if s["authorization"] == own}
+            assert gateway_own & {"server/discover", "initialize", "tools/list"}, seen
+        if mode == "legacy":
+            # The legacy client's own upstream session was opened with its token; the shared one
+            # (the gateway's) with the configured header.
+            opened = [s["authorization"] for s in seen_authorizations(legacy_port) if s["method"] == "initialize"]
+            assert f"Bearer {key}" in opened and own in opened, opened
+    finally:
+        modern.stop()
+        legacy.stop()

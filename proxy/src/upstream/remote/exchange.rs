@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use hangar_config::Secret;
 use http::HeaderName;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
@@ -30,6 +31,8 @@ pub(super) struct Extra<'a> {
     pub traceparent: Option<&'a str>,
     /// Its vendor part.
     pub tracestate: Option<&'a str>,
+    /// The client's `Authorization` header (sent only to providers that forward it).
+    pub credential: Option<&'a Secret>,
 }
 
 impl Inner {
@@ -66,7 +69,8 @@ impl Inner {
                 headers.push((HeaderName::from_static("tracestate"), ts.into()));
             }
         }
-        headers.extend(self.configured());
+        let credential = extra.credential.or_else(|| session.and_then(|s| s.credential.as_ref()));
+        headers.extend(self.headers_for(credential));
         let replayable = crate::balance::retry::is_read_only_method(method);
         let req = Request { method: "POST", headers, body, replayable };
         Ok(self.client.send(&self.endpoint, &req, &self.timeouts).await?)
@@ -84,18 +88,19 @@ impl Inner {
     ) -> Result<Value, Exchange> {
         let resp = self.post(session.map(|s| s.as_ref()), method, extra, body).await?;
         let guard = CancelOnDrop { inner: self.clone(), session: session.cloned(), id, armed: true };
-        let out = self.read_reply(resp, id, session, events).await;
+        let out = self.read_reply(resp, id, session, extra.credential, events).await;
         guard.disarm();
         out
     }
 
     /// Reads the reply to request `id`: a JSON body, or an SSE stream whose other messages are
-    /// relayed.
+    /// relayed. `credential` is the client's, for resuming the stream.
     pub(super) async fn read_reply(
         self: &Arc<Self>,
         mut resp: Response,
         id: u64,
         session: Option<&Arc<LegacySession>>,
+        credential: Option<&Secret>,
         events: &Events,
     ) -> Result<Value, Exchange> {
         if resp.status == 404 && session.is_some_and(|s| s.id.is_some()) {
@@ -129,7 +134,7 @@ impl Inner {
                     // dropped connection): resume it from the last event it sent.
                     resumptions += 1;
                     tokio::time::sleep(retry).await;
-                    resp = self.resume(session, last_event_id.as_deref().unwrap_or_default()).await?;
+                    resp = self.resume(session, credential, last_event_id.as_deref().unwrap_or_default()).await?;
                     decoder = sse::Decoder::new(MAX_EVENT_BYTES.min(self.max_body.max(1 << 20)));
                     continue;
                 }
@@ -163,6 +168,7 @@ impl Inner {
     pub(super) async fn resume(
         &self,
         session: Option<&Arc<LegacySession>>,
+        credential: Option<&Secret>,
         last_event_id: &str,
     ) -> Result<Response, Exchange> {
         let mut headers: Vec<(HeaderName, std::borrow::Cow<'_, str>)> = vec![
@@ -175,7 +181,7 @@ impl Inner {
                 headers.push((HeaderName::from_static("mcp-session-id"), id.clone().into()));
             }
         }
-        headers.extend(self.configured());
+        headers.extend(self.headers_for(credential.or_else(|| session.and_then(|s| s.credential.as_ref()))));
         let req = Request { method: "GET", headers, body: Bytes::new(), replayable: true };
         let resp = self.client.send(&self.endpoint, &req, &self.timeouts).await.map_err(CallError::from)?;
         if resp.status == 404 && session.is_some() {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use hangar_config::Secret;
 use http::HeaderName;
 use serde_json::Value;
 use tokio::sync::OnceCell;
@@ -39,13 +40,15 @@ impl Drop for SseSession {
 struct PostLink {
     inner: Arc<Inner>,
     post: Endpoint,
+    /// The client's `Authorization` header when the session is a legacy client's own.
+    credential: Option<Secret>,
 }
 
 #[async_trait]
 impl Link for PostLink {
     async fn send(&self, msg: Bytes) -> Result<(), CallError> {
         let headers = std::iter::once((http::header::CONTENT_TYPE, "application/json".into()))
-            .chain(self.inner.configured())
+            .chain(self.inner.headers_for(self.credential.as_ref()))
             .collect();
         let req = Request { method: "POST", headers, body: msg, replayable: false };
         let resp = self.inner.client.send(&self.post, &req, &self.inner.timeouts).await?;
@@ -60,9 +63,12 @@ impl Link for PostLink {
 impl Inner {
     /// Opens the SSE stream and reads up to the `endpoint` event; `None` when the server does
     /// not speak this transport.
-    async fn open_stream(&self) -> Result<Option<(Response, Endpoint, sse::Decoder)>, CallError> {
+    async fn open_stream(
+        &self,
+        credential: Option<&Secret>,
+    ) -> Result<Option<(Response, Endpoint, sse::Decoder)>, CallError> {
         let headers = std::iter::once((http::header::ACCEPT, "text/event-stream".into()))
-            .chain(self.configured())
+            .chain(self.headers_for(credential))
             .collect::<Vec<(HeaderName, std::borrow::Cow<'_, str>)>>();
         let req = Request { method: "GET", headers, body: Bytes::new(), replayable: true };
         let mut timeouts = self.timeouts;
@@ -102,7 +108,7 @@ impl Inner {
 
     /// Whether the endpoint speaks HTTP+SSE (an SSE stream that names a message endpoint).
     pub(super) async fn speaks_http_sse(&self) -> bool {
-        matches!(self.open_stream().await, Ok(Some(_)))
+        matches!(self.open_stream(None).await, Ok(Some(_)))
     }
 
     /// The HTTP+SSE session for `caller`, (re)opening it when needed.
@@ -126,10 +132,11 @@ impl Inner {
     }
 
     async fn connect_sse(self: &Arc<Self>, caller: &Caller) -> Result<Arc<SseSession>, CallError> {
-        let Some((resp, post, decoder)) = self.open_stream().await? else {
+        let credential = caller.session_credential();
+        let Some((resp, post, decoder)) = self.open_stream(credential.as_ref()).await? else {
             return Err(CallError::Protocol("the endpoint did not open an HTTP+SSE session".into()));
         };
-        let link = Arc::new(PostLink { inner: self.clone(), post });
+        let link = Arc::new(PostLink { inner: self.clone(), post, credential });
         let mux = Mux::new(self.name.clone(), link, caller.session.clone(), self.sink.clone());
         let reader = tokio::spawn(read_stream(mux.clone(), resp, decoder, self.name.clone())).abort_handle();
         let info = match mux.initialize(caller, self.timeouts.first_byte).await {

@@ -23,7 +23,7 @@ use super::{without_modern_meta, CallError, Caller, Events, SessionKey, Unsolici
 use crate::jsonrpc::RpcError;
 use crate::lifecycle::{Cause, Lifecycle, State};
 use crate::proto::protocol::{self, meta, Era, MODERN_VERSION};
-use hangar_config::RemoteTransport;
+use hangar_config::{RemoteTransport, Secret};
 
 mod exchange;
 mod http_sse;
@@ -63,6 +63,9 @@ pub struct RemoteSettings {
     pub transport: RemoteTransport,
     /// How an `https` endpoint's certificate is checked.
     pub trust: super::http::TlsTrust,
+    /// Whether a client's `Authorization` header replaces the configured one on requests made
+    /// for that client (token pass-through).
+    pub forward_client_token: bool,
 }
 
 /// How the gateway talks to a remote upstream, learnt on first use.
@@ -85,6 +88,7 @@ struct Inner {
     name: Arc<str>,
     endpoint: Endpoint,
     headers: Vec<(HeaderName, String)>,
+    forward_client_token: bool,
     client: Arc<HttpClient>,
     timeouts: Timeouts,
     max_body: usize,
@@ -143,6 +147,7 @@ impl Remote {
                 name: settings.name,
                 endpoint,
                 headers: settings.headers,
+                forward_client_token: settings.forward_client_token,
                 client,
                 timeouts: settings.timeouts,
                 max_body: settings.max_body,
@@ -170,19 +175,24 @@ impl Remote {
         &self.inner.endpoint
     }
 
-    /// The configured headers (for the proxying fast path).
-    pub fn configured_headers(&self) -> &[(HeaderName, String)] {
-        &self.inner.headers
+    /// Whether this provider is sent its clients' own `Authorization` headers.
+    pub fn forwards_client_token(&self) -> bool {
+        self.inner.forward_client_token
     }
 
     /// Sends a request the fast path built (a modern call, its body passed through) with the
-    /// upstream's configured headers added; returns once the reply's header has arrived. The
-    /// caller reads the reply and reports the outcome to the lifecycle.
-    pub async fn pass_through(&self, mut req: Request<'_>) -> Result<super::http::Response, CallError> {
+    /// upstream's headers added (the client's `credential` among them when this provider takes
+    /// it); returns once the reply's header has arrived. The caller reads the reply and reports
+    /// the outcome to the lifecycle.
+    pub async fn pass_through(
+        &self,
+        mut req: Request<'_>,
+        credential: Option<&Secret>,
+    ) -> Result<super::http::Response, CallError> {
         if self.inner.lifecycle.retired() {
             return Err(super::retired_error());
         }
-        req.headers.extend(self.inner.configured());
+        req.headers.extend(self.inner.headers_for(credential));
         Ok(self.inner.client.send(&self.inner.endpoint, &req, &self.inner.timeouts).await?)
     }
 
@@ -213,6 +223,7 @@ impl Remote {
                 name: name_header.as_deref(),
                 traceparent: traceparent.as_deref(),
                 tracestate: tracestate.as_deref(),
+                credential: caller.credential.as_ref(),
             };
             return match inner.request(None, id, method, extra, body, &events).await {
                 Ok(v) => Ok(v),
@@ -224,7 +235,12 @@ impl Remote {
         loop {
             attempt += 1;
             let session = inner.session(caller).await?;
-            let extra = Extra { name: None, traceparent: traceparent.as_deref(), tracestate: tracestate.as_deref() };
+            let extra = Extra {
+                name: None,
+                traceparent: traceparent.as_deref(),
+                tracestate: tracestate.as_deref(),
+                credential: caller.credential.as_ref(),
+            };
             match inner.request(Some(&session), id, method, extra, body.clone(), &events).await {
                 Ok(v) => return Ok(v),
                 Err(Exchange::Expired) if attempt == 1 => {
@@ -268,7 +284,8 @@ impl Upstream for Remote {
                 None => return Ok(()),
             },
         };
-        let resp = inner.post(session.as_deref(), method, Extra::default(), body).await?;
+        let extra = Extra { credential: caller.credential.as_ref(), ..Extra::default() };
+        let resp = inner.post(session.as_deref(), method, extra, body).await?;
         resp.release().await;
         Ok(())
     }
@@ -287,7 +304,7 @@ impl Upstream for Remote {
                 (HeaderName::from_static("mcp-protocol-version"), session.version.as_str().into()),
             ]
             .into_iter()
-            .chain(inner.configured())
+            .chain(inner.headers_for(session.credential.as_ref()))
             .collect(),
             body: Bytes::new(),
             replayable: true,
@@ -375,8 +392,25 @@ impl Upstream for Remote {
 }
 
 impl Inner {
+    /// The provider's configured headers.
     pub(super) fn configured(&self) -> impl Iterator<Item = (HeaderName, std::borrow::Cow<'_, str>)> {
-        self.headers.iter().map(|(n, v)| (n.clone(), std::borrow::Cow::Borrowed(v.as_str())))
+        self.headers_for(None)
+    }
+
+    /// The provider's configured headers for a request made for a client that sent `credential`
+    /// (its `Authorization` header): when this provider forwards client tokens, that credential
+    /// takes the place of a configured `Authorization`. Nothing of the client's goes to any other
+    /// provider.
+    pub(super) fn headers_for<'a>(
+        &'a self,
+        credential: Option<&'a Secret>,
+    ) -> impl Iterator<Item = (HeaderName, std::borrow::Cow<'a, str>)> {
+        let forwarded = credential.filter(|_| self.forward_client_token).map(Secret::expose);
+        self.headers
+            .iter()
+            .filter(move |(n, _)| forwarded.is_none() || *n != http::header::AUTHORIZATION)
+            .map(|(n, v)| (n.clone(), std::borrow::Cow::Borrowed(v.as_str())))
+            .chain(forwarded.map(|c| (http::header::AUTHORIZATION, std::borrow::Cow::Borrowed(c))))
     }
 
     /// How to talk to the upstream, probing once (concurrent first calls share one probe).
@@ -425,7 +459,7 @@ impl Inner {
                 self.transport == RemoteTransport::Auto && matches!(status, 404 | 405) && self.speaks_http_sse().await;
             return Ok(if sse { Mode::HttpSse } else { Mode::Legacy });
         }
-        match self.read_reply(resp, id, None, &None).await {
+        match self.read_reply(resp, id, None, None, &None).await {
             Ok(result) => match UpstreamInfo::from_discover(&result) {
                 Some(info) => {
                     self.info.store(Some(Arc::new(info)));

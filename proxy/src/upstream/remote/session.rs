@@ -6,6 +6,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
+use hangar_config::Secret;
 use http::HeaderName;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
@@ -23,6 +24,9 @@ pub(super) struct LegacySession {
     pub(super) id: Option<String>,
     /// Negotiated protocol version.
     pub(super) version: String,
+    /// The client's `Authorization` header when the session is a legacy client's own (sent with
+    /// what the gateway sends on it by itself, to providers that forward client tokens).
+    pub(super) credential: Option<Secret>,
     pub(super) get_stream: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
 }
 
@@ -64,10 +68,11 @@ impl Inner {
             "capabilities": caller.capabilities,
             "clientInfo": caller.client_info,
         });
-        let resp =
-            self.post(None, "initialize", Extra::default(), message_bytes(Some(id), "initialize", &params)).await?;
+        let credential = caller.session_credential();
+        let extra = Extra { credential: credential.as_ref(), ..Extra::default() };
+        let resp = self.post(None, "initialize", extra, message_bytes(Some(id), "initialize", &params)).await?;
         let session_id = resp.header("mcp-session-id").map(str::to_owned);
-        let result = match self.read_reply(resp, id, None, &None).await {
+        let result = match self.read_reply(resp, id, None, extra.credential, &None).await {
             Ok(r) => r,
             Err(Exchange::Failed(e)) => return Err(e),
             Err(Exchange::Expired) => return Err(CallError::Protocol("initialize answered 404".into())),
@@ -87,6 +92,7 @@ impl Inner {
             key: caller.session.clone(),
             id: session_id,
             version,
+            credential,
             get_stream: parking_lot::Mutex::new(None),
         });
         let initialized = message_bytes(None, "notifications/initialized", &json!({}));
@@ -117,6 +123,7 @@ pub(super) async fn get_stream(inner: Arc<Inner>, session: Weak<LegacySession>, 
     let mut backoff = Duration::from_millis(500);
     loop {
         let Some(s) = session.upgrade() else { return };
+        let credential = s.credential.clone();
         let mut headers: Vec<(HeaderName, std::borrow::Cow<'_, str>)> = vec![
             (http::header::ACCEPT, "text/event-stream".into()),
             (HeaderName::from_static("mcp-protocol-version"), s.version.clone().into()),
@@ -124,7 +131,7 @@ pub(super) async fn get_stream(inner: Arc<Inner>, session: Weak<LegacySession>, 
         if let Some(id) = &s.id {
             headers.push((HeaderName::from_static("mcp-session-id"), id.clone().into()));
         }
-        headers.extend(inner.configured());
+        headers.extend(inner.headers_for(credential.as_ref()));
         let req = Request { method: "GET", headers, body: Bytes::new(), replayable: true };
         let mut timeouts = inner.timeouts;
         timeouts.idle = Duration::from_secs(24 * 3600);

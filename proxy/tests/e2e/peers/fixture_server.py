@@ -79,6 +79,14 @@ def trace_context(ctx: Context) -> str:
 
 
 @mcp.tool()
+def authorization(ctx: Context) -> str:
+    """The Authorization header this call arrived with (empty when none)."""
+    request = getattr(ctx.request_context, "request", None)
+    headers = getattr(request, "headers", None)
+    return (headers.get("authorization") if headers is not None else None) or ""
+
+
+@mcp.tool()
 async def slow(seconds: float, ctx: Context) -> str:
     """Sleep, reporting progress ten times."""
     for i in range(10):
@@ -216,8 +224,11 @@ def refuse_modern(app):
 
 def count_requests(app):
     """ASGI middleware: counts the JSON-RPC messages POSTed, by method (`response` for answers),
-    and serves the counts at GET /requests, so tests can check what reached the server."""
+    and serves the counts at GET /requests, so tests can check what reached the server; serves
+    the method and Authorization header of the last 500 requests at GET /authorizations
+    (`GET` for a GET stream)."""
     counts: dict[str, int] = {}
+    authorizations: list[dict] = []
 
     async def wrapped(scope, receive, send):
         if scope["type"] != "http":
@@ -228,7 +239,15 @@ def count_requests(app):
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
             await send({"type": "http.response.body", "body": body})
             return
+        if scope["method"] == "GET" and scope["path"] == "/authorizations":
+            body = json.dumps(authorizations).encode()
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        authorization = dict(scope.get("headers") or []).get(b"authorization", b"").decode()
+        del authorizations[:-499]
         if scope["method"] != "POST":
+            authorizations.append({"method": scope["method"], "authorization": authorization})
             await app(scope, receive, send)
             return
         chunks: list[bytes] = []
@@ -244,6 +263,7 @@ def count_requests(app):
                     except (ValueError, AttributeError):
                         key = "invalid"
                     counts[key] = counts.get(key, 0) + 1
+                    authorizations.append({"method": key, "authorization": authorization})
             return message
 
         await app(scope, counting_receive, send)
