@@ -33,6 +33,7 @@ use futures_util::StreamExt;
 use hangar_config::{DiscoveryMode, Provider, SourceKind};
 
 use crate::state::AppState;
+use crate::telemetry::now_ms;
 
 const ENABLED: &str = "mcp.hangar.enabled";
 const NAME: &str = "mcp.hangar.name";
@@ -117,6 +118,11 @@ pub fn start(state: &Arc<AppState>) {
 }
 
 impl DockerSource {
+    /// The `source` label of its metrics.
+    fn label(&self) -> String {
+        format!("{KIND}[{}]", self.index)
+    }
+
     /// Follows the engine until shutdown, reconnecting with backoff.
     async fn run(self, state: Arc<AppState>) {
         let mut shutdown = state.shutdown_signal();
@@ -130,6 +136,7 @@ impl DockerSource {
             };
             let live = state.reconciler.live();
             live.failed(self.index, KIND, self.mode, why);
+            state.metrics.discovery_sync_errors.with_label_values(&[&self.label()]).inc();
             if synced {
                 backoff = Duration::from_millis(500);
                 lost_since = None;
@@ -246,6 +253,13 @@ impl DockerSource {
                 Err(why) => problems.push(format!("group {name:?}: {why}")),
             }
         }
+        let label = self.label();
+        state
+            .metrics
+            .discovery_providers
+            .with_label_values(&[&label])
+            .set(i64::try_from(providers.len()).unwrap_or(i64::MAX));
+        state.metrics.discovery_last_sync.with_label_values(&[&label]).set(i64::try_from(now_ms() / 1000).unwrap_or(0));
         let live = state.reconciler.live();
         if live.found(self.index, KIND, self.mode, providers, problems) {
             let _ = state.reconciler.reload(state, "discovery: docker", true).await;

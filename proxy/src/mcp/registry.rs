@@ -39,11 +39,13 @@ pub fn tools() -> Vec<Value> {
             "until_ms": {"type": "integer", "description": "Records before this time"},
             "provider": {"type": "string"},
             "caller": {"type": "string", "description": "session:<id>, client:<name>, anonymous, or a principal (service:ci, user:alice)"},
-            "type": {"type": "string", "enum": ["provider_event", "tool_call", "config_applied", "config_rejected", "access_denied"]},
+            "type": {"type": "string", "enum": ["provider_event", "tool_call", "config_applied", "config_rejected", "access_denied", "discovery"]},
             "limit": {"type": "integer", "minimum": 1, "maximum": MAX_AUDIT_RECORDS, "default": 100}}}}),
         json!({"name": "registry_reload", "description": "Reload the configuration (file and discovery sources) now and report what changed: providers added, removed, updated (which fields; restarted or applied in place), unchanged, settings that need a restart, the duration. dry_run: only say what would change (and which exposed tools, prompts and legacy sessions it touches). Also answers to hangar_reload_config.", "inputSchema": {"type": "object", "properties": {
             "graceful": {"type": "boolean", "default": true, "description": "Let replaced providers finish the requests they have (up to shutdown_timeout_s) before they stop"},
             "dry_run": {"type": "boolean", "default": false}}}}),
+        json!({"name": "registry_quarantine", "description": "Discovered providers held back (a failed admission check, or discovery.auto_register off): name, source, reason, since when. They are listed nowhere and never routed to until approved.", "inputSchema": {"type": "object", "properties": {}}}),
+        json!({"name": "registry_approve", "description": "Let a quarantined provider in: it serves from the reload this starts, which is reported.", "inputSchema": provider.clone()}),
         json!({"name": "registry_sources", "description": "The discovery sources: type, mode, whether they are read and healthy, when they last looked, the providers they define and what they found and could not use (bad labels, names taken).", "inputSchema": {"type": "object", "properties": {}}}),
     ]
 }
@@ -150,6 +152,18 @@ pub async fn call(
         }
         "registry_health" => health(server, routes),
         "registry_sources" => json!({"sources": sources(state)}),
+        "registry_quarantine" => json!({"quarantined": state.reconciler.admission().quarantined()}),
+        "registry_approve" => {
+            let name = args
+                .get("provider")
+                .and_then(Value::as_str)
+                .ok_or_else(|| RpcError::new(code::INVALID_PARAMS, "arguments.provider is required"))?;
+            if !state.reconciler.admission().approve(name) {
+                return Err(RpcError::new(code::INVALID_PARAMS, format!("{name:?} is not quarantined")));
+            }
+            state.audit.discovery("approved", name, None, "by registry_approve");
+            return reload_as(server, "registry_approve", true).await;
+        }
         "registry_reload" | RELOAD_ALIAS => return reload(server, args).await,
         "registry_audit" => {
             let filter = audit_filter(args)?;
@@ -240,16 +254,25 @@ async fn reload(server: &McpServer, args: &Value) -> Result<Value, RpcError> {
             Err(e) => return Ok(error_result(&format!("the configuration would be rejected: {e}"))),
         }
     } else {
-        match state.reconciler.reload(state, "registry_reload", graceful).await {
-            Ok(report) => {
-                let mut r = report.plan.to_json();
-                r["status"] = json!(if report.applied { "success" } else { "unchanged" });
-                r["generation"] = json!(report.generation);
-                r["duration_ms"] = json!(report.duration.as_secs_f64() * 1000.0);
-                r
-            }
-            Err(e) => return Ok(error_result(&format!("the configuration was rejected; the running one stays: {e}"))),
+        return reload_as(server, "registry_reload", graceful).await;
+    };
+    Ok(
+        json!({"content": [{"type": "text", "text": serde_json::to_string_pretty(&result).unwrap_or_default()}], "structuredContent": result, "isError": false}),
+    )
+}
+
+/// Reloads now and reports what changed, as `registry_reload` does.
+async fn reload_as(server: &McpServer, trigger: &str, graceful: bool) -> Result<Value, RpcError> {
+    let state = &server.state;
+    let result = match state.reconciler.reload(state, trigger, graceful).await {
+        Ok(report) => {
+            let mut r = report.plan.to_json();
+            r["status"] = json!(if report.applied { "success" } else { "unchanged" });
+            r["generation"] = json!(report.generation);
+            r["duration_ms"] = json!(report.duration.as_secs_f64() * 1000.0);
+            r
         }
+        Err(e) => return Ok(error_result(&format!("the configuration was rejected; the running one stays: {e}"))),
     };
     Ok(
         json!({"content": [{"type": "text", "text": serde_json::to_string_pretty(&result).unwrap_or_default()}], "structuredContent": result, "isError": false}),

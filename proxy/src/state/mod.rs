@@ -2,6 +2,7 @@
 //! reconciler and by nothing else), the lifecycle phase the health endpoints report, and the
 //! in-flight request count shutdown drains.
 
+pub mod admission;
 pub mod diff;
 pub mod reconcile;
 pub mod watcher;

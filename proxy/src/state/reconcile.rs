@@ -26,6 +26,7 @@ use hangar_config::{changed_fields, needs_new_instance, Config, LoadError, Provi
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
+use super::admission::{self, Admission};
 use super::{AppState, Snapshot};
 use crate::auth::Security;
 use crate::discovery::{Discovered, LiveFinds};
@@ -165,6 +166,8 @@ pub struct Reconciler {
     draining: Arc<Mutex<Vec<Arc<ProviderRuntime>>>>,
     /// What the discovery sources that run by themselves found last (merged by each reload).
     live: LiveFinds,
+    /// Which discovered providers may serve.
+    admission: Admission,
 }
 
 impl Reconciler {
@@ -184,6 +187,8 @@ impl Reconciler {
         let rate_limits = RateLimiter::build(&config, None);
         let snapshot =
             Snapshot { generation: 1, config: Arc::new(config), routes, security, virtual_servers, rate_limits };
+        let admission = Admission::default();
+        admission.seed(discovered.keys().map(String::as_str));
         let me = Self {
             deps,
             source,
@@ -191,6 +196,7 @@ impl Reconciler {
             last: Mutex::new(LastReload { trigger: "start".into(), outcome: "applied", error: None, at_ms: now_ms() }),
             draining: Arc::default(),
             live: LiveFinds::default(),
+            admission,
         };
         (me, snapshot)
     }
@@ -203,6 +209,11 @@ impl Reconciler {
     /// The finds of the discovery sources that run by themselves: they record here, then reload.
     pub fn live(&self) -> &LiveFinds {
         &self.live
+    }
+
+    /// Which discovered providers may serve (quarantine, approvals).
+    pub fn admission(&self) -> &Admission {
+        &self.admission
     }
 
     /// Runtimes retired by a reload that are still draining.
@@ -249,30 +260,48 @@ impl Reconciler {
     /// What applying the desired state would do, without doing it (the dry run).
     pub async fn preview(&self, state: &AppState) -> Result<(Config, Plan), ReloadError> {
         let running = self.running.lock().await;
-        let (candidate, _) = self.candidate(&running)?;
+        let (candidate, _, _) = self.candidate(&running, true)?;
         let current = state.snapshot();
         let mut candidate = candidate;
         let plan = plan(&current.config, &mut candidate);
         Ok((candidate, plan))
     }
 
-    /// The candidate configuration: the file's, with the providers discovery found (an additive
-    /// source's earlier finds kept), validated as a whole.
-    fn candidate(&self, running: &Running) -> Result<(Config, HashMap<String, Discovered>), LoadError> {
+    /// The candidate configuration: the file's, with the providers discovery found and admission
+    /// lets in (an additive source's earlier finds kept), validated as a whole; and the
+    /// newcomers to check before they serve. A `dry` run (the preview) changes nothing.
+    fn candidate(
+        &self,
+        running: &Running,
+        dry: bool,
+    ) -> Result<(Config, HashMap<String, Discovered>, admission::Sorted), LoadError> {
         let mut desired = self.source.load()?;
         desired.discovered.extend(self.live.discovered(&desired.config));
-        merge(self.source.as_ref(), desired, &running.discovered)
+        let discovery = &desired.config.discovery;
+        let found = std::mem::take(&mut desired.discovered);
+        let mut sorted = self.admission.sort(found, &discovery.security, discovery.auto_register, dry);
+        desired.discovered = std::mem::take(&mut sorted.admitted);
+        let (config, discovered) = merge(self.source.as_ref(), desired, &running.discovered)?;
+        Ok((config, discovered, sorted))
     }
 
     async fn apply(&self, state: &Arc<AppState>, running: &mut Running, graceful: bool) -> Result<Report, ReloadError> {
-        let (mut candidate, discovered) = self.candidate(running)?;
+        let (mut candidate, discovered, admission) = self.candidate(running, false)?;
+        self.admission.publish(&state.audit, &state.metrics);
+        let limits = RuntimeLimits::of(&candidate.server.limits);
+        for d in admission.to_check {
+            tokio::spawn(admission::check(state.clone(), d, limits, self.deps.clone()));
+        }
+        if let Some(at) = admission.retry_at {
+            reload_later(state.clone(), "discovery: registration rate", Some(at));
+        }
         let current = state.snapshot();
         let plan = plan(&current.config, &mut candidate);
+        audit_discovery(state, &plan, &running.discovered, &discovered);
         running.discovered = discovered;
         if !plan.changes_anything() {
             return Ok(Report { plan, generation: current.generation, applied: false, duration: Duration::ZERO });
         }
-        let limits = RuntimeLimits::of(&candidate.server.limits);
         let mut runtimes = HashMap::with_capacity(candidate.providers.len());
         for p in &candidate.providers {
             let existing = running.runtimes.get(&p.name);
@@ -328,6 +357,41 @@ impl Reconciler {
         }
         Ok(Report { plan, generation, applied: true, duration: Duration::ZERO })
     }
+}
+
+/// Writes what a reload does to discovered providers to the audit trail (before it is applied:
+/// a rejected candidate never gets here).
+fn audit_discovery(
+    state: &AppState,
+    plan: &Plan,
+    before: &HashMap<String, Discovered>,
+    after: &HashMap<String, Discovered>,
+) {
+    for (names, action, from) in [(&plan.added, "discovered", after), (&plan.removed, "removed", before)] {
+        for name in names {
+            if let Some(d) = from.get(name) {
+                state.audit.discovery(action, name, Some(d.source), "");
+            }
+        }
+    }
+    for change in &plan.updated {
+        if let Some(d) = after.get(&change.name) {
+            state.audit.discovery("changed", &change.name, Some(d.source), &change.fields.join(", "));
+        }
+    }
+}
+
+/// Reloads in a task of its own, at `at` or now: for what a reload itself sets going (admission
+/// checks, the registration rate's wait). The boxed future keeps the reload's type out of the
+/// reload's own.
+pub fn reload_later(state: Arc<AppState>, trigger: &'static str, at: Option<Instant>) {
+    let task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = Box::pin(async move {
+        if let Some(at) = at {
+            tokio::time::sleep_until(at.into()).await;
+        }
+        let _ = state.reconciler.reload(&state, trigger, true).await;
+    });
+    tokio::spawn(task);
 }
 
 /// The configuration to start with: the source's, merged and validated as every reload does.

@@ -77,6 +77,7 @@ enum Record {
     Config { at_ms: u64, generation: u64, providers: usize, change: Value },
     ConfigRejected { at_ms: u64, trigger: String, error: String },
     AccessDenied { at_ms: u64, principal: String, era: &'static str, provider: String, item: String, rule: String },
+    Discovery { at_ms: u64, action: &'static str, provider: String, source: Option<usize>, detail: String },
 }
 
 /// The audit trail's front: cheap to call from anywhere.
@@ -190,6 +191,14 @@ impl Audit {
         truncate(&mut item, MAX_FIELD);
         let (provider, rule) = (provider.to_owned(), rule.to_owned());
         self.send(Record::AccessDenied { at_ms: now_ms(), principal, era, provider, item, rule });
+    }
+
+    /// Records what discovery did to a provider: `discovered`, `changed`, `removed`,
+    /// `quarantined` or `approved`, by which source (its index), and why.
+    pub fn discovery(&self, action: &'static str, provider: &str, source: Option<usize>, detail: &str) {
+        let mut detail = detail.to_owned();
+        truncate(&mut detail, MAX_MESSAGE);
+        self.send(Record::Discovery { at_ms: now_ms(), action, provider: provider.to_owned(), source, detail });
     }
 
     /// Records that a candidate configuration was rejected (the running one stays).
@@ -333,7 +342,7 @@ pub struct Filter {
     /// Tool calls by this caller.
     pub caller: Option<String>,
     /// Records of this type (`provider_event`, `tool_call`, `config_applied`, `config_rejected`,
-    /// `access_denied`).
+    /// `access_denied`, `discovery`).
     pub kind: Option<String>,
     /// Most records returned.
     pub limit: usize,
@@ -460,6 +469,8 @@ impl Writer {
             Record::AccessDenied { at_ms, principal, era, provider, item, rule } => json!({"seq": self.seq,
                 "at_ms": at_ms, "type": "access_denied", "principal": principal, "era": era, "provider": provider,
                 "item": item, "rule": rule}),
+            Record::Discovery { at_ms, action, provider, source, detail } => json!({"seq": self.seq, "at_ms": at_ms,
+                "type": "discovery", "action": action, "provider": provider, "source": source, "detail": detail}),
         }
         .to_string();
         line.push('\n');

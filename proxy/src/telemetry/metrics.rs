@@ -97,6 +97,14 @@ pub struct Metrics {
     /// Requests refused by a rate limit (HTTP 429), by bucket (`principal`, `principal_tool`,
     /// `provider`).
     pub rate_limited: IntCounterVec,
+    /// Providers a discovery source defines now, by source (`<type>[<index>]`).
+    pub discovery_providers: IntGaugeVec,
+    /// Looks at a discovery source that failed (engine unreachable, list refused), by source.
+    pub discovery_sync_errors: IntCounterVec,
+    /// When a discovery source last looked successfully (seconds since the epoch), by source.
+    pub discovery_last_sync: IntGaugeVec,
+    /// Discovered providers held in quarantine.
+    pub discovery_quarantined: IntGauge,
 }
 
 /// The bounds that protect the gateway from one client (or upstream), as the `limit` label of
@@ -279,6 +287,23 @@ impl Metrics {
                 "Requests refused by a rate limit (HTTP 429), by bucket.",
                 &["limit"],
             ),
+            discovery_providers: gauge(
+                "discovery_providers",
+                "Providers a discovery source defines now, by source.",
+                &["source"],
+            ),
+            discovery_sync_errors: counter(
+                "discovery_sync_errors_total",
+                "Looks at a discovery source that failed, by source.",
+                &["source"],
+            ),
+            discovery_last_sync: gauge(
+                "discovery_last_sync_timestamp_seconds",
+                "When a discovery source last looked successfully (Unix time), by source.",
+                &["source"],
+            ),
+            discovery_quarantined: IntGauge::new("discovery_quarantined", "Discovered providers held in quarantine.")
+                .expect("literal metric definition"),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -307,6 +332,10 @@ impl Metrics {
             Box::new(m.auth_failures.clone()),
             Box::new(m.authorization_denied.clone()),
             Box::new(m.rate_limited.clone()),
+            Box::new(m.discovery_providers.clone()),
+            Box::new(m.discovery_sync_errors.clone()),
+            Box::new(m.discovery_last_sync.clone()),
+            Box::new(m.discovery_quarantined.clone()),
         ];
         for c in collectors {
             // Registration only fails for duplicate or malformed descriptors, which are fixed

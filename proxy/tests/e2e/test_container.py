@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 
 import anyio
 import pytest
@@ -224,5 +225,73 @@ async def test_discovery_refuses_loopback_endpoints_unless_allowed(gateway_facto
                 await anyio.sleep(0.1)
             assert report["providers"] == [] and "loopback" in "\n".join(report["problems"]), report
             assert not any(t.name.startswith("hostnet") for t in (await c.list_tools()).tools)
+    finally:
+        subprocess.run(["podman", "rm", "-f", "-t", "0", name], capture_output=True)
+
+
+async def test_newcomers_wait_in_quarantine_until_approved(gateway_factory, tmp_path):
+    """auto_register off: a labelled container is quarantined (listed nowhere, reason given) until
+    registry_approve; one whose server never answers is quarantined after its admission check.
+    Both are audited; the source's gauges are exported."""
+    ports = [free_port() for _ in range(2)]
+    names = [f"hangar-quar-{p}" for p in ports]
+    audit = tmp_path / "audit.jsonl"
+    gw = gateway_factory(
+        "discovery:\n  enabled: true\n  auto_register: false\n  sources:\n"
+        "    - {type: docker, mode: authoritative, allow_loopback: true}\n"
+        f"observability:\n  audit: {{enabled: true, path: {audit}}}\n",
+        "gateway-docker-quarantine",
+    )
+    try:
+        serve_in_container(names[0], ports[0], {"mcp.hangar.enabled": "true", "mcp.hangar.name": "newbie", "mcp.hangar.port": str(ports[0])})
+        async with Client(gw.url, mode="2026-07-28", read_timeout_seconds=60) as c:
+
+            async def held() -> list[dict]:
+                return json.loads(text(await c.call_tool("registry_quarantine", {})))["quarantined"]
+
+            deadline = time.monotonic() + 10
+            while not await held():
+                assert time.monotonic() < deadline, "never quarantined"
+                await anyio.sleep(0.1)
+            [q] = await held()
+            assert q["name"] == "newbie" and "auto_register" in q["reason"] and q["source"] == 0, q
+            assert not any(t.name.startswith("newbie") for t in (await c.list_tools()).tools)
+            approved = json.loads(text(await c.call_tool("registry_approve", {"provider": "newbie"})))
+            assert approved["status"] == "success" and approved["added"] == ["newbie"], approved
+            assert "newbie__echo" in {t.name for t in (await c.list_tools()).tools}
+            assert await held() == []
+            with pytest.raises(MCPError):
+                await c.call_tool("registry_approve", {"provider": "newbie"})
+            records = json.loads(text(await c.call_tool("registry_audit", {"type": "discovery", "provider": "newbie"})))["records"]
+            assert [r["action"] for r in records] == ["quarantined", "approved", "discovered"], records
+        with urllib.request.urlopen(f"http://127.0.0.1:{gw.port}/metrics", timeout=5) as r:
+            metrics = r.read().decode()
+        assert 'mcp_hangar_discovery_providers{source="docker[0]"} 1' in metrics, metrics
+        assert "mcp_hangar_discovery_last_sync_timestamp_seconds{source=\"docker[0]\"}" in metrics
+    finally:
+        for name in names:
+            subprocess.run(["podman", "rm", "-f", "-t", "0", name], capture_output=True)
+
+
+async def test_a_provider_that_never_answers_is_quarantined(gateway_factory):
+    port, silent = free_port(), free_port()
+    name = f"hangar-mute-{port}"
+    gw = gateway_factory(
+        "discovery:\n  enabled: true\n  sources:\n    - {type: docker, mode: authoritative, allow_loopback: true}\n",
+        "gateway-docker-mute",
+    )
+    try:
+        # The server listens on `port`; the label sends the gateway to `silent`, where nothing does.
+        serve_in_container(name, port, {"mcp.hangar.enabled": "true", "mcp.hangar.name": "mute", "mcp.hangar.port": str(silent)})
+        async with Client(gw.url, mode="2026-07-28", read_timeout_seconds=60) as c:
+            deadline = time.monotonic() + 20
+            while True:
+                held = json.loads(text(await c.call_tool("registry_quarantine", {})))["quarantined"]
+                if held or time.monotonic() > deadline:
+                    break
+                assert not any(t.name.startswith("mute") for t in (await c.list_tools()).tools), "served before it answered"
+                await anyio.sleep(0.2)
+            assert [q["name"] for q in held] == ["mute"] and "admission check" in held[0]["reason"], held
+            assert not any(t.name.startswith("mute") for t in (await c.list_tools()).tools)
     finally:
         subprocess.run(["podman", "rm", "-f", "-t", "0", name], capture_output=True)

@@ -43,6 +43,8 @@ ADMIN_TOOLS = [
     "registry_health",
     "registry_audit",
     "registry_reload",
+    "registry_quarantine",
+    "registry_approve",
     "registry_sources",
     "hangar_reload_config",
 ]
