@@ -96,7 +96,7 @@ fn decode_source(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Discovery
         "filesystem" => &["type", "mode", "path", "pattern", "watch"],
         "docker" => &["type", "mode", "socket_path", "allow_loopback", "allow_link_local"],
         "kubernetes" => &["type", "mode", "namespaces", "label_selector", "in_cluster"],
-        "entrypoint" => &["type", "mode", "group"],
+        "entrypoint" => &["type", "mode", "group", "python"],
         other => {
             d.problem(
                 &child(path, "type"),
@@ -133,7 +133,8 @@ fn decode_source(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Discovery
             in_cluster: f.opt(d, "in_cluster", Decoder::boolean).unwrap_or(false),
         },
         _ => SourceKind::Entrypoint {
-            group: f.opt(d, "group", Decoder::string).unwrap_or_else(|| "mcp.providers".into()),
+            group: f.opt(d, "group", Decoder::non_empty_string).unwrap_or_else(|| "mcp.providers".into()),
+            python: f.opt(d, "python", Decoder::non_empty_string).unwrap_or_else(|| "python3".into()),
         },
     };
     Some(DiscoverySource { mode, kind })
@@ -201,7 +202,20 @@ pub fn read_provider_file(path: &Path, env: EnvLookup<'_>) -> Result<Option<Prov
 
 /// Parses provider-file text (`path` names it in messages and gives the default name).
 pub fn parse_provider_file(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Option<Provider>, LoadError> {
-    let source_name = path.display().to_string();
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("provider");
+    parse_provider_definition(text, stem, path, env)
+}
+
+/// Parses a provider definition in the provider-file format (YAML or JSON) from anywhere (a
+/// package's entry point): `default_name` is its name when it names none, `source` names it in
+/// messages and in the provider's `source`. `Ok(None)` when it says `enabled: false`.
+pub fn parse_provider_definition(
+    text: &str,
+    default_name: &str,
+    source: &Path,
+    env: EnvLookup<'_>,
+) -> Result<Option<Provider>, LoadError> {
+    let source_name = source.display().to_string();
     let syntax = |e: serde_norway::Error| {
         let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
         LoadError::Syntax { source_name: source_name.clone(), line, column, message: e.to_string() }
@@ -211,8 +225,7 @@ pub fn parse_provider_file(text: &str, path: &Path, env: EnvLookup<'_>) -> Resul
         let empty = Problem { path: String::new(), message: "the file is empty (a half-written file?)".into() };
         return Err(LoadError::Invalid { source_name, problems: vec![empty] });
     }
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("provider");
-    provider_from_value(&root, path, stem, env)
+    provider_from_value(&root, source, default_name, env)
 }
 
 /// A remote provider found by a discovery source (a container's labels), checked as a provider

@@ -122,10 +122,12 @@ pub enum SourceKind {
         /// Use the pod's service account (else the kubeconfig).
         in_cluster: bool,
     },
-    /// Python entry points (a Python-only source: accepted so configurations load, never used).
+    /// Python packages' entry points, each giving a provider definition.
     Entrypoint {
         /// The entry-point group.
         group: String,
+        /// The interpreter of the Python environment whose packages are read.
+        python: String,
     },
 }
 

@@ -30,7 +30,7 @@ use bollard::models::ContainerSummary;
 use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptionsBuilder};
 use bollard::Docker;
 use futures_util::StreamExt;
-use hangar_config::{DiscoveryMode, Provider, SourceKind};
+use hangar_config::{DiscoveryMode, DiscoverySource, Provider, SourceKind};
 
 use crate::state::AppState;
 use crate::telemetry::now_ms;
@@ -96,24 +96,16 @@ struct DockerSource {
     addresses: AddressPolicy,
 }
 
-/// Starts a task for each Docker source of the running configuration. Sources added by a reload
-/// start with the next restart.
-pub fn start(state: &Arc<AppState>) {
-    let snap = state.snapshot();
-    let discovery = &snap.config.discovery;
-    if !discovery.enabled {
-        return;
-    }
-    for (index, source) in discovery.sources.iter().enumerate() {
-        if let SourceKind::Docker { socket_path, allow_loopback, allow_link_local } = &source.kind {
-            let source = DockerSource {
-                index,
-                mode: source.mode,
-                socket_path: socket_path.clone(),
-                addresses: AddressPolicy { loopback: *allow_loopback, link_local: *allow_link_local },
-            };
-            tokio::spawn(source.run(state.clone()));
-        }
+/// Follows source `index` (a Docker source) until shutdown.
+pub fn spawn(state: &Arc<AppState>, index: usize, source: &DiscoverySource) {
+    if let SourceKind::Docker { socket_path, allow_loopback, allow_link_local } = &source.kind {
+        let source = DockerSource {
+            index,
+            mode: source.mode,
+            socket_path: socket_path.clone(),
+            addresses: AddressPolicy { loopback: *allow_loopback, link_local: *allow_link_local },
+        };
+        tokio::spawn(source.run(state.clone()));
     }
 }
 

@@ -3,11 +3,13 @@
 //! touches the routing table or the running providers.
 //!
 //! Read: `type: filesystem` (a directory of provider files in the Python MCP Hangar's format, read
-//! by each reload) and `type: docker` (containers, followed by a task of their own that keeps
-//! [`LiveFinds`] current and asks for a reload when they change). `kubernetes` and `entrypoint`
-//! sources load (so the Python project's files keep working) but are not read yet.
+//! by each reload), `type: docker` (containers) and `type: entrypoint` (Python packages), the
+//! last two followed by tasks of their own that keep [`LiveFinds`] current and ask for a reload
+//! when it changes. `kubernetes` sources load (so the Python project's files keep working) but
+//! are not read yet.
 
 pub mod docker;
+pub mod entrypoint;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -86,6 +88,23 @@ pub fn watched_dirs(config: &Config) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Starts the tasks of the sources that run by themselves (Docker, entry points) under the
+/// running configuration. Such a source added by a reload starts with the next restart.
+pub fn start(state: &std::sync::Arc<crate::state::AppState>) {
+    let snap = state.snapshot();
+    let discovery = &snap.config.discovery;
+    if !discovery.enabled {
+        return;
+    }
+    for (index, source) in discovery.sources.iter().enumerate() {
+        match source.kind {
+            SourceKind::Docker { .. } => docker::spawn(state, index, source),
+            SourceKind::Entrypoint { .. } => entrypoint::spawn(state, index, source),
+            SourceKind::Filesystem { .. } | SourceKind::Kubernetes { .. } => {}
+        }
+    }
+}
+
 /// Source types the configuration names that are not read yet.
 pub fn unsupported(config: &Config) -> Vec<&'static str> {
     if !config.discovery.enabled {
@@ -96,7 +115,7 @@ pub fn unsupported(config: &Config) -> Vec<&'static str> {
         .sources
         .iter()
         .map(|s| s.kind.type_name())
-        .filter(|t| !["filesystem", "docker"].contains(t))
+        .filter(|t| !["filesystem", "docker", "entrypoint"].contains(t))
         .collect();
     kinds.dedup();
     kinds
