@@ -91,16 +91,17 @@ fn decode_sources(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Vec<Disc
 
 fn decode_source(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<DiscoverySource> {
     let f = d.fields(path, v)?;
-    let kind = f.req(d, "type", " (filesystem, docker, kubernetes or entrypoint)", Decoder::string)?;
+    let kind = f.req(d, "type", " (filesystem, docker, kubernetes, entrypoint or registry)", Decoder::string)?;
     let keys: &[&str] = match kind.as_str() {
         "filesystem" => &["type", "mode", "path", "pattern", "watch"],
         "docker" => &["type", "mode", "socket_path", "allow_loopback", "allow_link_local"],
         "kubernetes" => &["type", "mode", "namespaces", "label_selector", "in_cluster"],
         "entrypoint" => &["type", "mode", "group", "python"],
+        "registry" => &["type", "mode", "path", "url"],
         other => {
             d.problem(
                 &child(path, "type"),
-                format!("unknown source type {other:?} (filesystem, docker, kubernetes or entrypoint)"),
+                format!("unknown source type {other:?} (filesystem, docker, kubernetes, entrypoint or registry)"),
             );
             return None;
         }
@@ -132,6 +133,23 @@ fn decode_source(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Discovery
             label_selector: f.opt(d, "label_selector", Decoder::string),
             in_cluster: f.opt(d, "in_cluster", Decoder::boolean).unwrap_or(false),
         },
+        "registry" => {
+            let file = f.opt(d, "path", Decoder::non_empty_string).map(PathBuf::from);
+            let url = f.opt(d, "url", |d, p, v| {
+                let url = d.string(p, v)?;
+                match crate::validate::check_http_url(&url) {
+                    Ok(()) => Some(url),
+                    Err(why) => {
+                        d.problem(p, why);
+                        None
+                    }
+                }
+            });
+            if file.is_some() == url.is_some() {
+                d.problem(path, "a registry source reads a path or a url: give exactly one");
+            }
+            SourceKind::Registry { path: file, url }
+        }
         _ => SourceKind::Entrypoint {
             group: f.opt(d, "group", Decoder::non_empty_string).unwrap_or_else(|| "mcp.providers".into()),
             python: f.opt(d, "python", Decoder::non_empty_string).unwrap_or_else(|| "python3".into()),
@@ -532,6 +550,23 @@ mod tests {
             })
             .expect_err("unknown key");
         assert!(err.to_string().contains("discovery.sources[0].recursive: unknown key"), "{err}");
+    }
+
+    #[test]
+    fn registry_sources_read_a_path_or_a_url() {
+        let load = |source: &str| crate::parse(&format!("discovery:\n  sources:\n    - {source}\n"), "t", &|_| None);
+        let config = load("{type: registry, url: \"https://registry.example.com\"}").expect("a url");
+        assert_eq!(config.discovery.sources[0].kind.type_name(), "registry");
+        assert!(load("{type: registry, path: /etc/servers.d}").is_ok());
+        for (bad, says) in [
+            ("{type: registry}", "give exactly one"),
+            ("{type: registry, path: /x, url: \"https://r.example\"}", "give exactly one"),
+            ("{type: registry, url: \"ftp://r.example\"}", "discovery.sources[0].url"),
+            ("{type: registry, path: /x, colour: red}", "discovery.sources[0].colour: unknown key"),
+        ] {
+            let err = load(bad).expect_err(bad).to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -122,6 +122,13 @@ pub enum SourceKind {
         /// Use the pod's service account (else the kubeconfig).
         in_cluster: bool,
     },
+    /// MCP Registry `server.json` documents: a registry's listing, or local files.
+    Registry {
+        /// A `server.json` file or a directory of them.
+        path: Option<PathBuf>,
+        /// A registry (its `/v0/servers` listing is read) or the URL of one `server.json`.
+        url: Option<String>,
+    },
     /// Python packages' entry points, each giving a provider definition.
     Entrypoint {
         /// The entry-point group.
@@ -139,6 +146,7 @@ impl SourceKind {
             Self::Docker { .. } => "docker",
             Self::Kubernetes { .. } => "kubernetes",
             Self::Entrypoint { .. } => "entrypoint",
+            Self::Registry { .. } => "registry",
         }
     }
 }

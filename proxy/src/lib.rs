@@ -15,6 +15,7 @@ pub mod balance;
 pub mod cli;
 pub mod demo;
 pub mod discovery;
+pub mod fetch;
 pub mod front;
 pub mod fuzz;
 pub mod jsonrpc;

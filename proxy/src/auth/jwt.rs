@@ -45,11 +45,7 @@ impl Verifier {
         let audience =
             if settings.audience.is_empty() { resource_url.into_iter().collect() } else { settings.audience.clone() };
         let algorithms = settings.algorithms.iter().filter_map(|a| Algorithm::from_str(a).ok()).collect();
-        let client = reqwest::Client::builder()
-            .timeout(FETCH_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::limited(3))
-            .build()
-            .unwrap_or_default();
+        let client = crate::fetch::client(FETCH_TIMEOUT);
         Self {
             settings,
             audience,
@@ -173,18 +169,7 @@ impl Verifier {
 
     /// A bounded GET.
     async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
-        let mut response = self.client.get(url).send().await.map_err(|e| format!("{url}: {e}"))?;
-        if !response.status().is_success() {
-            return Err(format!("{url}: HTTP {}", response.status()));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| format!("{url}: {e}"))? {
-            if body.len() + chunk.len() > MAX_DOCUMENT {
-                return Err(format!("{url}: larger than {MAX_DOCUMENT} bytes"));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+        crate::fetch::get(&self.client, url, MAX_DOCUMENT).await
     }
 }
 

@@ -33,7 +33,6 @@ use futures_util::StreamExt;
 use hangar_config::{DiscoveryMode, DiscoverySource, Provider, SourceKind};
 
 use crate::state::AppState;
-use crate::telemetry::now_ms;
 
 const ENABLED: &str = "mcp.hangar.enabled";
 const NAME: &str = "mcp.hangar.name";
@@ -110,11 +109,6 @@ pub fn spawn(state: &Arc<AppState>, index: usize, source: &DiscoverySource) {
 }
 
 impl DockerSource {
-    /// The `source` label of its metrics.
-    fn label(&self) -> String {
-        format!("{KIND}[{}]", self.index)
-    }
-
     /// Follows the engine until shutdown, reconnecting with backoff.
     async fn run(self, state: Arc<AppState>) {
         let mut shutdown = state.shutdown_signal();
@@ -126,9 +120,8 @@ impl DockerSource {
                 why = self.follow(&state, &mut synced) => why,
                 _ = shutdown.changed() => return,
             };
+            super::record(&state, self.index, KIND, self.mode, Err(why));
             let live = state.reconciler.live();
-            live.failed(self.index, KIND, self.mode, why);
-            state.metrics.discovery_sync_errors.with_label_values(&[&self.label()]).inc();
             if synced {
                 backoff = Duration::from_millis(500);
                 lost_since = None;
@@ -245,15 +238,7 @@ impl DockerSource {
                 Err(why) => problems.push(format!("group {name:?}: {why}")),
             }
         }
-        let label = self.label();
-        state
-            .metrics
-            .discovery_providers
-            .with_label_values(&[&label])
-            .set(i64::try_from(providers.len()).unwrap_or(i64::MAX));
-        state.metrics.discovery_last_sync.with_label_values(&[&label]).set(i64::try_from(now_ms() / 1000).unwrap_or(0));
-        let live = state.reconciler.live();
-        if live.found(self.index, KIND, self.mode, providers, problems) {
+        if super::record(state, self.index, KIND, self.mode, Ok((providers, problems))) {
             let _ = state.reconciler.reload(state, "discovery: docker", true).await;
         }
         Ok(())

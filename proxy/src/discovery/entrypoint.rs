@@ -11,12 +11,11 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hangar_config::{DiscoveryMode, DiscoverySource, Provider, SourceKind};
+use hangar_config::{DiscoverySource, Provider, SourceKind};
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
 use crate::state::AppState;
-use crate::telemetry::now_ms;
 
 const KIND: &str = "entrypoint";
 /// Longest the interpreter may take.
@@ -47,8 +46,6 @@ json.dump(out, sys.stdout, default=str)
 
 /// One `type: entrypoint` source.
 struct EntrypointSource {
-    index: usize,
-    mode: DiscoveryMode,
     group: String,
     python: String,
 }
@@ -56,40 +53,15 @@ struct EntrypointSource {
 /// Reads source `index` (an entry-point source) until shutdown.
 pub fn spawn(state: &Arc<AppState>, index: usize, source: &DiscoverySource) {
     if let SourceKind::Entrypoint { group, python } = &source.kind {
-        let source = EntrypointSource { index, mode: source.mode, group: group.clone(), python: python.clone() };
-        tokio::spawn(source.run(state.clone()));
+        let reader = Arc::new(EntrypointSource { group: group.clone(), python: python.clone() });
+        tokio::spawn(super::poll(state.clone(), index, KIND, source.mode, move || {
+            let reader = reader.clone();
+            async move { reader.read().await }
+        }));
     }
 }
 
 impl EntrypointSource {
-    /// Reads the environment now and every `refresh_interval_s` until shutdown.
-    async fn run(self, state: Arc<AppState>) {
-        let mut shutdown = state.shutdown_signal();
-        let label = format!("{KIND}[{}]", self.index);
-        loop {
-            match self.read().await {
-                Ok((providers, problems)) => {
-                    let count = i64::try_from(providers.len()).unwrap_or(i64::MAX);
-                    state.metrics.discovery_providers.with_label_values(&[&label]).set(count);
-                    let now = i64::try_from(now_ms() / 1000).unwrap_or(0);
-                    state.metrics.discovery_last_sync.with_label_values(&[&label]).set(now);
-                    if state.reconciler.live().found(self.index, KIND, self.mode, providers, problems) {
-                        let _ = state.reconciler.reload(&state, "discovery: entry points", true).await;
-                    }
-                }
-                Err(why) => {
-                    state.metrics.discovery_sync_errors.with_label_values(&[&label]).inc();
-                    state.reconciler.live().failed(self.index, KIND, self.mode, why);
-                }
-            }
-            let every = state.snapshot().config.discovery.refresh_interval.max(Duration::from_secs(1));
-            tokio::select! {
-                () = tokio::time::sleep(every) => {}
-                _ = shutdown.changed() => return,
-            }
-        }
-    }
-
     /// The definitions the group's entry points give, and the problems of those that give none.
     async fn read(&self) -> Result<(Vec<Provider>, Vec<String>), String> {
         let listed = list_entry_points(&self.python, &self.group).await?;

@@ -3,13 +3,14 @@
 //! touches the routing table or the running providers.
 //!
 //! Read: `type: filesystem` (a directory of provider files in the Python MCP Hangar's format, read
-//! by each reload), `type: docker` (containers) and `type: entrypoint` (Python packages), the
-//! last two followed by tasks of their own that keep [`LiveFinds`] current and ask for a reload
+//! by each reload), `type: docker` (containers), `type: entrypoint` (Python packages) and
+//! `type: registry` (MCP Registry `server.json`), the last three followed by tasks of their own that keep [`LiveFinds`] current and ask for a reload
 //! when it changes. `kubernetes` sources load (so the Python project's files keep working) but
 //! are not read yet.
 
 pub mod docker;
 pub mod entrypoint;
+pub mod registry;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -100,7 +101,64 @@ pub fn start(state: &std::sync::Arc<crate::state::AppState>) {
         match source.kind {
             SourceKind::Docker { .. } => docker::spawn(state, index, source),
             SourceKind::Entrypoint { .. } => entrypoint::spawn(state, index, source),
+            SourceKind::Registry { .. } => registry::spawn(state, index, source),
             SourceKind::Filesystem { .. } | SourceKind::Kubernetes { .. } => {}
+        }
+    }
+}
+
+/// What one look at a source gave: providers and the problems of what it could not use, or why
+/// it could not look.
+pub type Look = Result<(Vec<Provider>, Vec<String>), String>;
+
+/// Records a look at source `index` in [`LiveFinds`] and the source's metrics; returns whether
+/// its providers changed (a reload is then due).
+pub fn record(
+    state: &crate::state::AppState,
+    index: usize,
+    kind: &'static str,
+    mode: DiscoveryMode,
+    look: Look,
+) -> bool {
+    let label = format!("{kind}[{index}]");
+    let metrics = &state.metrics;
+    match look {
+        Ok((providers, problems)) => {
+            let count = i64::try_from(providers.len()).unwrap_or(i64::MAX);
+            metrics.discovery_providers.with_label_values(&[&label]).set(count);
+            let now = i64::try_from(crate::telemetry::now_ms() / 1000).unwrap_or(0);
+            metrics.discovery_last_sync.with_label_values(&[&label]).set(now);
+            state.reconciler.live().found(index, kind, mode, providers, problems)
+        }
+        Err(why) => {
+            metrics.discovery_sync_errors.with_label_values(&[&label]).inc();
+            state.reconciler.live().failed(index, kind, mode, why);
+            false
+        }
+    }
+}
+
+/// Runs a source that is read whole (entry points, registries): at start and every
+/// `refresh_interval_s` until shutdown, reloading when what it defines changed.
+pub async fn poll<F, Fut>(
+    state: std::sync::Arc<crate::state::AppState>,
+    index: usize,
+    kind: &'static str,
+    mode: DiscoveryMode,
+    mut look: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Look>,
+{
+    let mut shutdown = state.shutdown_signal();
+    loop {
+        if record(&state, index, kind, mode, look().await) {
+            let _ = state.reconciler.reload(&state, &format!("discovery: {kind}"), true).await;
+        }
+        let every = state.snapshot().config.discovery.refresh_interval.max(std::time::Duration::from_secs(1));
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
         }
     }
 }
@@ -110,13 +168,8 @@ pub fn unsupported(config: &Config) -> Vec<&'static str> {
     if !config.discovery.enabled {
         return Vec::new();
     }
-    let mut kinds: Vec<&'static str> = config
-        .discovery
-        .sources
-        .iter()
-        .map(|s| s.kind.type_name())
-        .filter(|t| !["filesystem", "docker", "entrypoint"].contains(t))
-        .collect();
+    let mut kinds: Vec<&'static str> =
+        config.discovery.sources.iter().map(|s| s.kind.type_name()).filter(|t| *t == "kubernetes").collect();
     kinds.dedup();
     kinds
 }

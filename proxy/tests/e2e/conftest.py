@@ -95,6 +95,42 @@ class Proc:
         return self.log_path.read_text(errors="replace")
 
 
+class JsonServer:
+    """A loopback HTTP server answering GETs with JSON: `respond(path, query)` gives the body, or
+    None for a 404. For the documents the gateway fetches (signing keys, registry listings)."""
+
+    def __init__(self, respond):
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                path, _, query = self.path.partition("?")
+                body = respond(path, query)
+                if body is None:
+                    self.send_error(404)
+                    return
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
 def start_fixture(
     name: str, transport: str = "http", port: int | None = None, env: dict[str, str] | None = None
 ) -> tuple[Proc, int]:

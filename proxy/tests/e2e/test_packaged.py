@@ -1,7 +1,8 @@
-"""Packaged providers: a Python package installed with pip into a venv declares `mcp.providers`
+"""Packaged providers. A Python package installed with pip into a venv declares `mcp.providers`
 entry points; the gateway's `type: entrypoint` source reads that venv, serves the provider one
 entry point defines, reports the one that fails, and drops the provider when the package is
-uninstalled (authoritative)."""
+uninstalled (authoritative). MCP Registry `server.json` documents, from a registry listing and a
+local directory, become a remote provider and an npm package run through npx."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import anyio
 import pytest
 from mcp.client import Client
 
-from conftest import text
+from conftest import JsonServer, text
 
 pytestmark = pytest.mark.anyio
 
@@ -79,3 +80,67 @@ async def test_entry_points_of_an_installed_package_are_providers(gateway_factor
         while "packaged__echo" in await tools():
             assert time.monotonic() < deadline, "still served after the package was uninstalled"
             await anyio.sleep(0.1)
+
+
+def registry(servers: list[dict]) -> JsonServer:
+    """A registry's `/v0/servers` listing of `servers`, in two pages."""
+    pages = {None: (servers[:1], "page2"), "page2": (servers[1:], None)}
+
+    def respond(path: str, query: str):
+        if path == "/":
+            return {"status": "ok"}  # not a server.json: the listing is read
+        if path != "/v0/servers":
+            return None
+        items, following = pages[query.removeprefix("cursor=") or None]
+        body = {"servers": [{"server": s, "_meta": {}} for s in items], "metadata": {"count": len(items)}}
+        if following:
+            body["metadata"]["nextCursor"] = following
+        return body
+
+    return JsonServer(respond)
+
+
+async def test_registry_servers_become_providers(gateway_factory, fixture_url, tmp_path):
+    """server.json documents: a registry listing (two pages) with a remote server, and a local
+    directory with an npm package (server-everything, run through npx) and one the gateway cannot
+    run; both sources serve their providers and report the unusable one."""
+    listing = registry([
+        {"name": "io.github.hangar-test/weather", "description": "Remote fixture", "remotes": [{"type": "streamable-http", "url": fixture_url}]},
+        {"name": "io.github.hangar-test/dotnet-only", "packages": [{"registryType": "nuget", "identifier": "Acme.Mcp", "version": "1.0.0"}]},
+    ])
+    docs = tmp_path / "servers"
+    docs.mkdir()
+    (docs / "everything.json").write_text(json.dumps({
+        "$schema": "https://static.modelcontextprotocol.io/schemas/2025-12-11/server.schema.json",
+        "name": "io.github.modelcontextprotocol/server-everything",
+        "version": "2026.8.31",
+        "packages": [{"registryType": "npm", "identifier": "@modelcontextprotocol/server-everything", "version": "2026.8.31",
+                      "transport": {"type": "stdio"}, "packageArguments": [{"type": "positional", "value": "stdio"}]}],
+    }))
+    try:
+        gw = gateway_factory(
+            "discovery:\n  enabled: true\n  refresh_interval_s: 30\n  sources:\n"
+            f"    - {{type: registry, mode: authoritative, url: \"{listing.url}\"}}\n"
+            f"    - {{type: registry, mode: authoritative, path: \"{docs}\"}}\n",
+            "gateway-registry",
+        )
+        async with Client(gw.url, mode="2026-07-28", read_timeout_seconds=180) as c:
+            deadline = time.monotonic() + 15
+            while True:
+                sources = json.loads(text(await c.call_tool("registry_sources", {})))["sources"]
+                if (sources[0]["providers"] and sources[1]["providers"]) or time.monotonic() > deadline:
+                    break
+                await anyio.sleep(0.1)
+            assert sources[0]["providers"] == ["weather"], sources
+            assert sources[0]["problems"] == ["server io.github.hangar-test/dotnet-only: has a nuget package, which the gateway cannot run (npm, pypi or oci)"], sources
+            assert sources[1]["providers"] == ["server-everything"] and sources[1]["problems"] == [], sources
+            deadline = time.monotonic() + 15
+            while "weather__echo" not in {t.name for t in (await c.list_tools()).tools}:
+                assert time.monotonic() < deadline
+                await anyio.sleep(0.1)
+            assert text(await c.call_tool("weather__echo", {"text": "registry"})) == "registry"
+            # The npm package starts on first use, through npx (fetched from the npm registry).
+            echoed = text(await c.call_tool("server-everything__echo", {"message": "hi"}))
+            assert "hi" in echoed, echoed
+    finally:
+        listing.stop()

@@ -12,11 +12,9 @@ import base64
 import contextlib
 import hashlib
 import json
-import threading
 import time
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
 import pytest
@@ -26,7 +24,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
-from conftest import MODES, free_port, text
+from conftest import MODES, JsonServer, free_port, text
 
 pytestmark = pytest.mark.anyio
 
@@ -69,8 +67,6 @@ class Issuer:
         self.ec = ec.generate_private_key(ec.SECP256R1())
         self.ed = ed25519.Ed25519PrivateKey.generate()
         self.fetches = 0
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         rsa_pub = self.rsa.public_key().public_numbers()
         ec_pub = self.ec.public_key().public_numbers()
         ed_pub = self.ed.public_key().public_bytes_raw()
@@ -81,30 +77,16 @@ class Issuer:
                 {"kty": "OKP", "kid": "ed1", "use": "sig", "crv": "Ed25519", "x": b64(ed_pub)},
             ]
         }
-        issuer = self
+        self.server = JsonServer(self.respond)
+        self.port, self.url = self.server.port, self.server.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                if self.path == "/.well-known/openid-configuration":
-                    body = {"issuer": issuer.url, "jwks_uri": f"{issuer.url}/jwks.json"}
-                elif self.path == "/jwks.json":
-                    issuer.fetches += 1
-                    body = issuer.jwks
-                else:
-                    self.send_error(404)
-                    return
-                data = json.dumps(body).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def respond(self, path: str, _query: str):
+        if path == "/.well-known/openid-configuration":
+            return {"issuer": self.url, "jwks_uri": f"{self.url}/jwks.json"}
+        if path == "/jwks.json":
+            self.fetches += 1
+            return self.jwks
+        return None
 
     def token(self, sub: str, alg: str = "RS256", **claims) -> str:
         now = int(time.time())
@@ -114,7 +96,7 @@ class Issuer:
         return jwt.encode(body, key, algorithm=alg, headers={"kid": kid})
 
     def stop(self):
-        self.server.shutdown()
+        self.server.stop()
 
 
 @pytest.fixture(scope="module")
