@@ -10,6 +10,7 @@
 
 pub mod docker;
 pub mod entrypoint;
+pub mod labels;
 pub mod registry;
 
 use std::collections::BTreeMap;
