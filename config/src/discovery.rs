@@ -95,7 +95,16 @@ fn decode_source(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Discovery
     let keys: &[&str] = match kind.as_str() {
         "filesystem" => &["type", "mode", "path", "pattern", "watch"],
         "docker" => &["type", "mode", "socket_path", "allow_loopback", "allow_link_local"],
-        "kubernetes" => &["type", "mode", "namespaces", "label_selector", "in_cluster"],
+        "kubernetes" => &[
+            "type",
+            "mode",
+            "namespaces",
+            "label_selector",
+            "in_cluster",
+            "kubeconfig",
+            "allow_loopback",
+            "allow_link_local",
+        ],
         "entrypoint" => &["type", "mode", "group", "python"],
         "registry" => &["type", "mode", "path", "url"],
         other => {
@@ -132,6 +141,9 @@ fn decode_source(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Discovery
             namespaces: f.opt(d, "namespaces", Decoder::string_list).unwrap_or_default(),
             label_selector: f.opt(d, "label_selector", Decoder::string),
             in_cluster: f.opt(d, "in_cluster", Decoder::boolean).unwrap_or(false),
+            kubeconfig: f.opt(d, "kubeconfig", Decoder::readable_file),
+            allow_loopback: f.opt(d, "allow_loopback", Decoder::boolean).unwrap_or(false),
+            allow_link_local: f.opt(d, "allow_link_local", Decoder::boolean).unwrap_or(false),
         },
         "registry" => {
             let file = f.opt(d, "path", Decoder::non_empty_string).map(PathBuf::from);

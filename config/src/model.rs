@@ -121,6 +121,12 @@ pub enum SourceKind {
         label_selector: Option<String>,
         /// Use the pod's service account (else the kubeconfig).
         in_cluster: bool,
+        /// The kubeconfig to use (else `KUBECONFIG` or `~/.kube/config`).
+        kubeconfig: Option<PathBuf>,
+        /// Pod addresses on loopback are accepted (tests, host-network pods).
+        allow_loopback: bool,
+        /// Pod addresses on link-local networks are accepted.
+        allow_link_local: bool,
     },
     /// MCP Registry `server.json` documents: a registry's listing, or local files.
     Registry {

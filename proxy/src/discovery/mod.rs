@@ -2,14 +2,14 @@
 //! reconciler to merge and validate with the file's. A source only produces definitions; it never
 //! touches the routing table or the running providers.
 //!
-//! Read: `type: filesystem` (a directory of provider files in the Python MCP Hangar's format, read
-//! by each reload), `type: docker` (containers), `type: entrypoint` (Python packages) and
-//! `type: registry` (MCP Registry `server.json`), the last three followed by tasks of their own that keep [`LiveFinds`] current and ask for a reload
-//! when it changes. `kubernetes` sources load (so the Python project's files keep working) but
-//! are not read yet.
+//! `type: filesystem` (a directory of provider files in the Python MCP Hangar's format) is read by
+//! each reload; `docker` (containers), `kubernetes` (pods), `entrypoint` (Python packages) and
+//! `registry` (MCP Registry `server.json`) are followed by tasks of their own that keep
+//! [`LiveFinds`] current and ask for a reload when it changes.
 
 pub mod docker;
 pub mod entrypoint;
+pub mod kubernetes;
 pub mod labels;
 pub mod registry;
 
@@ -103,7 +103,8 @@ pub fn start(state: &std::sync::Arc<crate::state::AppState>) {
             SourceKind::Docker { .. } => docker::spawn(state, index, source),
             SourceKind::Entrypoint { .. } => entrypoint::spawn(state, index, source),
             SourceKind::Registry { .. } => registry::spawn(state, index, source),
-            SourceKind::Filesystem { .. } | SourceKind::Kubernetes { .. } => {}
+            SourceKind::Kubernetes { .. } => kubernetes::spawn(state, index, source),
+            SourceKind::Filesystem { .. } => {}
         }
     }
 }
@@ -162,17 +163,6 @@ pub async fn poll<F, Fut>(
             _ = shutdown.changed() => return,
         }
     }
-}
-
-/// Source types the configuration names that are not read yet.
-pub fn unsupported(config: &Config) -> Vec<&'static str> {
-    if !config.discovery.enabled {
-        return Vec::new();
-    }
-    let mut kinds: Vec<&'static str> =
-        config.discovery.sources.iter().map(|s| s.kind.type_name()).filter(|t| *t == "kubernetes").collect();
-    kinds.dedup();
-    kinds
 }
 
 /// What a source that runs by itself (Docker) found at its last look.

@@ -338,13 +338,10 @@ fn sources(state: &AppState) -> Vec<Value> {
                         .map(|p| p.name.as_str())
                         .collect::<Vec<_>>(),
                 }),
-                hangar_config::SourceKind::Docker { .. }
-                | hangar_config::SourceKind::Entrypoint { .. }
-                | hangar_config::SourceKind::Registry { .. } => match live.report(i) {
+                _ => match live.report(i) {
                     Some(report) => report.to_json(),
                     None => json!({"healthy": false, "providers": [], "error": "not looked yet"}),
                 },
-                _ => json!({"healthy": false, "providers": [], "error": "this source type is not read yet"}),
             };
             v["index"] = i.into();
             v["type"] = s.kind.type_name().into();

@@ -453,9 +453,6 @@ fn merge(
     providers.sort_by(|a, b| (a.source.as_deref(), &a.name).cmp(&(b.source.as_deref(), &b.name)));
     let source_name = source.path().map_or_else(|| "configuration".to_owned(), |p| p.display().to_string());
     let config = hangar_config::with_discovered(desired.config, providers, &source_name)?;
-    for kind in crate::discovery::unsupported(&config) {
-        tracing::warn!("discovery sources of type {kind} are not read yet; their providers are not added");
-    }
     Ok((config, discovered))
 }
 

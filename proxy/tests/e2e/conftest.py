@@ -95,6 +95,20 @@ class Proc:
         return self.log_path.read_text(errors="replace")
 
 
+async def tools_within(client, seconds: float, predicate) -> set[str]:
+    """The client's tool names once `predicate` holds for them, failing after `seconds` (what
+    discovery and reloads promise: a change visible within a bound)."""
+    import anyio
+
+    deadline = time.monotonic() + seconds
+    while True:
+        names = {t.name for t in (await client.list_tools()).tools}
+        if predicate(names):
+            return names
+        assert time.monotonic() < deadline, f"not within {seconds}s: {sorted(names)}"
+        await anyio.sleep(0.05)
+
+
 class JsonServer:
     """A loopback HTTP server answering GETs with JSON: `respond(path, query)` gives the body, or
     None for a 404. For the documents the gateway fetches (signing keys, registry listings)."""

@@ -19,7 +19,7 @@ import anyio
 import pytest
 from mcp.client import Client
 
-from conftest import JsonServer, text
+from conftest import JsonServer, text, tools_within
 
 pytestmark = pytest.mark.anyio
 
@@ -63,23 +63,14 @@ async def test_entry_points_of_an_installed_package_are_providers(gateway_factor
     )
     async with Client(gw.url, mode="2026-07-28", read_timeout_seconds=60) as c:
 
-        async def tools() -> set[str]:
-            return {t.name for t in (await c.list_tools()).tools}
-
-        deadline = time.monotonic() + 15
-        while "packaged__echo" not in await tools():
-            assert time.monotonic() < deadline, await tools()
-            await anyio.sleep(0.1)
+        await tools_within(c, 15, lambda t: "packaged__echo" in t)
         assert text(await c.call_tool("packaged__echo", {"text": "from a package"})) == "from a package"
         [source] = json.loads(text(await c.call_tool("registry_sources", {})))["sources"]
         assert source["type"] == "entrypoint" and source["healthy"] and source["providers"] == ["packaged"], source
         assert source["problems"] == ["entry point broken: RuntimeError: no settings for this one"], source
 
         subprocess.run([str(python), "-m", "pip", "uninstall", "-q", "-y", PACKAGE], check=True)
-        deadline = time.monotonic() + 10
-        while "packaged__echo" in await tools():
-            assert time.monotonic() < deadline, "still served after the package was uninstalled"
-            await anyio.sleep(0.1)
+        await tools_within(c, 10, lambda t: "packaged__echo" not in t)
 
 
 def registry(servers: list[dict]) -> JsonServer:
@@ -134,10 +125,7 @@ async def test_registry_servers_become_providers(gateway_factory, fixture_url, t
             assert sources[0]["providers"] == ["weather"], sources
             assert sources[0]["problems"] == ["server io.github.hangar-test/dotnet-only: has a nuget package, which the gateway cannot run (npm, pypi or oci)"], sources
             assert sources[1]["providers"] == ["server-everything"] and sources[1]["problems"] == [], sources
-            deadline = time.monotonic() + 15
-            while "weather__echo" not in {t.name for t in (await c.list_tools()).tools}:
-                assert time.monotonic() < deadline
-                await anyio.sleep(0.1)
+            await tools_within(c, 15, lambda t: "weather__echo" in t)
             assert text(await c.call_tool("weather__echo", {"text": "registry"})) == "registry"
             # The npm package starts on first use, through npx (fetched from the npm registry).
             echoed = text(await c.call_tool("server-everything__echo", {"message": "hi"}))
