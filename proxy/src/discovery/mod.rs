@@ -210,16 +210,31 @@ pub struct LiveFinds {
 
 impl LiveFinds {
     /// The providers found by the sources `config` still names (same index, same type).
+    /// A name `config` itself defines stays the file's: the find is left out and reported by its
+    /// source, never a reason to reject the configuration.
     pub fn discovered(&self, config: &Config) -> Vec<Discovered> {
         if !config.discovery.enabled {
             return Vec::new();
         }
-        let sources = self.sources.lock();
-        sources
-            .iter()
-            .filter(|(i, r)| config.discovery.sources.get(**i).is_some_and(|s| s.kind.type_name() == r.kind))
-            .flat_map(|(i, r)| r.providers.iter().map(|p| Discovered { source: *i, mode: r.mode, provider: p.clone() }))
-            .collect()
+        let mut sources = self.sources.lock();
+        let mut out = Vec::new();
+        for (i, report) in sources.iter_mut() {
+            if config.discovery.sources.get(*i).is_none_or(|s| s.kind.type_name() != report.kind) {
+                continue;
+            }
+            for p in &report.providers {
+                if config.provider(&p.name).is_none() {
+                    out.push(Discovered { source: *i, mode: report.mode, provider: p.clone() });
+                    continue;
+                }
+                let problem = format!("provider name {:?} is defined in the configuration file, which wins", p.name);
+                if !report.problems.contains(&problem) {
+                    tracing::warn!(source = i, kind = report.kind, "discovery: {problem}");
+                    report.problems.push(problem);
+                }
+            }
+        }
+        out
     }
 
     /// Records what source `index` found; returns whether its providers changed (a reload is

@@ -160,6 +160,14 @@ impl Admission {
         }
     }
 
+    /// Forgets that `newcomers` are being checked (their checks will not run).
+    pub fn release(&self, newcomers: &[Discovered]) {
+        let mut book = self.inner.lock();
+        for d in newcomers {
+            book.checking.remove(&d.provider.name);
+        }
+    }
+
     /// Lets a quarantined provider in; `false` when it is not quarantined.
     pub fn approve(&self, name: &str) -> bool {
         let mut book = self.inner.lock();
@@ -279,9 +287,11 @@ mod tests {
         let sorted = admission.sort(vec![found("web", "remote"), found("local", "subprocess")], &rules, true, false);
         assert_eq!(names(&sorted.admitted), ["local"]);
         assert_eq!(names(&sorted.to_check), ["web"]);
-        // While it is checked, it is not checked twice.
+        // While it is checked, it is not checked twice; released, it is checked again.
         let again = admission.sort(vec![found("web", "remote")], &rules, true, false);
         assert!(again.admitted.is_empty() && again.to_check.is_empty());
+        admission.release(&sorted.to_check);
+        assert_eq!(names(&admission.sort(vec![found("web", "remote")], &rules, true, false).to_check), ["web"]);
         admission.checked(&found("web", "remote"), Ok(()), &rules);
         assert_eq!(names(&admission.sort(vec![found("web", "remote")], &rules, true, false).admitted), ["web"]);
     }

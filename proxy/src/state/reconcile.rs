@@ -278,11 +278,21 @@ impl Reconciler {
         let mut desired = self.source.load()?;
         desired.discovered.extend(self.live.discovered(&desired.config));
         let discovery = &desired.config.discovery;
-        let found = std::mem::take(&mut desired.discovered);
+        let mut found = std::mem::take(&mut desired.discovered);
+        // Lowest precedence first, so that the later, stronger find of a name wins in `merge`.
+        found.sort_by_key(|d| precedence(discovery.sources.get(d.source).map(|s| &s.kind)));
         let mut sorted = self.admission.sort(found, &discovery.security, discovery.auto_register, dry);
         desired.discovered = std::mem::take(&mut sorted.admitted);
-        let (config, discovered) = merge(self.source.as_ref(), desired, &running.discovered)?;
-        Ok((config, discovered, sorted))
+        match merge(self.source.as_ref(), desired, &running.discovered) {
+            Ok((config, discovered)) => Ok((config, discovered, sorted)),
+            Err(e) => {
+                // No check runs for a rejected candidate: its newcomers are checked next time.
+                if !dry {
+                    self.admission.release(&sorted.to_check);
+                }
+                Err(e)
+            }
+        }
     }
 
     async fn apply(&self, state: &Arc<AppState>, running: &mut Running, graceful: bool) -> Result<Report, ReloadError> {
@@ -356,6 +366,18 @@ impl Reconciler {
             tokio::spawn(drain_and_stop(current, retired, limit, self.draining.clone()));
         }
         Ok(Report { plan, generation, applied: true, duration: Duration::ZERO })
+    }
+}
+
+/// How strongly a source's find of a name wins over another's (the Python MCP Hangar's order,
+/// below the configuration file itself): Kubernetes, Docker, provider files, then packages and
+/// registries.
+fn precedence(kind: Option<&hangar_config::SourceKind>) -> u8 {
+    match kind {
+        Some(hangar_config::SourceKind::Kubernetes { .. }) => 3,
+        Some(hangar_config::SourceKind::Docker { .. }) => 2,
+        Some(hangar_config::SourceKind::Filesystem { .. }) => 1,
+        _ => 0,
     }
 }
 
@@ -436,8 +458,8 @@ fn merge(
         .filter(|(_, d)| d.mode == hangar_config::DiscoveryMode::Additive)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    // Docker's finds come after the files', so Docker wins a name over a provider file (the
-    // precedence of the Python MCP Hangar); the loser is reported.
+    // Finds come weakest first (see `precedence`), so the stronger source wins a name; the loser
+    // is reported.
     let mut found_now: HashMap<String, usize> = HashMap::new();
     for d in desired.discovered {
         if let Some(earlier) = found_now.insert(d.provider.name.clone(), d.source) {

@@ -167,3 +167,38 @@ async fn a_group_keeps_its_rotation_across_reloads_that_leave_it_alone() {
     state.reconciler.reload(&state, "test", true).await.expect("applied");
     assert_eq!(next_member(&state), "change", "a new pool starts from its first member");
 }
+
+/// A remote provider definition found by a discovery source.
+fn found_remote(name: &str, endpoint: &str) -> hangar_config::Provider {
+    hangar_config::discovered_remote(Some(name), name, endpoint, false, Path::new("test")).expect("valid")
+}
+
+fn endpoint_of(state: &AppState, name: &str) -> Option<String> {
+    state.snapshot().config.provider(name).and_then(|p| match &p.kind {
+        ProviderKind::Remote(r) => Some(r.endpoint.clone()),
+        _ => None,
+    })
+}
+
+#[tokio::test]
+async fn two_sources_finding_one_name_follow_the_precedence_and_the_file_wins_over_both() {
+    // Kubernetes is listed after Docker in one file and before it in the other: it wins either way.
+    for sources in ["[{type: docker}, {type: kubernetes}]", "[{type: kubernetes}, {type: docker}]"] {
+        let (state, _) = state_with(&format!(
+            "providers:\n  fixed: {{mode: remote, endpoint: \"http://10.0.0.9/mcp\"}}\ndiscovery:\n  enabled: true\n  \
+             security: {{require_health_check: false, quarantine_on_failure: false}}\n  sources: {sources}\n"
+        ));
+        let (docker, kubernetes) = if sources.starts_with("[{type: docker") { (0, 1) } else { (1, 0) };
+        let live = state.reconciler.live();
+        let mode = hangar_config::DiscoveryMode::Authoritative;
+        let docker_finds =
+            vec![found_remote("web", "http://10.0.0.1/mcp"), found_remote("fixed", "http://10.0.0.3/mcp")];
+        live.found(docker, "docker", mode, docker_finds, Vec::new());
+        live.found(kubernetes, "kubernetes", mode, vec![found_remote("web", "http://10.0.0.2/mcp")], Vec::new());
+        state.reconciler.reload(&state, "test", true).await.expect("applied");
+        assert_eq!(endpoint_of(&state, "web").as_deref(), Some("http://10.0.0.2/mcp"), "{sources}");
+        assert_eq!(endpoint_of(&state, "fixed").as_deref(), Some("http://10.0.0.9/mcp"), "the file's own");
+        let problems = live.report(docker).map(|r| r.problems).unwrap_or_default();
+        assert!(problems.iter().any(|p| p.contains("\"fixed\" is defined in the configuration file")), "{problems:?}");
+    }
+}
