@@ -140,22 +140,28 @@ impl Admission {
     }
 
     /// Records the outcome of a newcomer's check: admitted when it answered (and the registration
-    /// rate lets it in), else quarantined or left for the next reload.
-    fn checked(&self, d: &Discovered, outcome: Result<(), String>, rules: &DiscoverySecurity) {
+    /// rate lets it in), else quarantined or left for the next reload. Returns when a reload is
+    /// due for it: now when admitted, when the rate allows when held back by it.
+    fn checked(&self, d: &Discovered, outcome: Result<(), String>, rules: &DiscoverySecurity) -> Option<Instant> {
         let mut book = self.inner.lock();
         book.checking.remove(&d.provider.name);
         match outcome {
-            Ok(()) if book.over_rate(rules.max_registration_rate).is_none() => {
-                book.registrations.push_back(Instant::now());
-                book.admitted.insert(d.provider.name.clone());
-            }
-            // Over the rate: the check passes again at a later reload.
-            Ok(()) => {}
+            Ok(()) => match book.over_rate(rules.max_registration_rate) {
+                None => {
+                    book.registrations.push_back(Instant::now());
+                    book.admitted.insert(d.provider.name.clone());
+                    Some(Instant::now())
+                }
+                // It is checked again then.
+                Some(at) => Some(at),
+            },
             Err(why) if rules.quarantine_on_failure => {
                 book.quarantine(&d.provider.name, d.source, format!("failed its admission check: {why}"));
+                None
             }
             Err(why) => {
-                tracing::warn!(provider = %d.provider.name, "discovery: admission check failed ({why}); checked again at the next reload")
+                tracing::warn!(provider = %d.provider.name, "discovery: admission check failed ({why}); checked again at the next reload");
+                None
             }
         }
     }
@@ -254,9 +260,11 @@ pub async fn check(state: Arc<AppState>, d: Discovered, limits: RuntimeLimits, d
     };
     runtime.lifecycle.retire();
     let admission = state.reconciler.admission();
-    admission.checked(&d, outcome, &rules);
+    let due = admission.checked(&d, outcome, &rules);
     admission.publish(&state.audit, &state.metrics);
-    super::reconcile::reload_later(state, "discovery: admission check", None);
+    if let Some(at) = due {
+        super::reconcile::reload_later(state, "discovery: admission check", Some(at));
+    }
 }
 
 #[cfg(test)]
