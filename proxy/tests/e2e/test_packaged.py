@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ import anyio
 import pytest
 from mcp.client import Client
 
-from conftest import JsonServer, text, tools_within
+from conftest import NODE, JsonServer, text, tools_within
 
 pytestmark = pytest.mark.anyio
 
@@ -91,7 +92,7 @@ def registry(servers: list[dict]) -> JsonServer:
     return JsonServer(respond)
 
 
-async def test_registry_servers_become_providers(gateway_factory, fixture_url, tmp_path):
+async def test_registry_servers_become_providers(gateway_factory, fixture_url, tmp_path, monkeypatch):
     """server.json documents: a registry listing (two pages) with a remote server, and a local
     directory with an npm package (server-everything, run through npx) and one the gateway cannot
     run; both sources serve their providers and report the unusable one."""
@@ -108,6 +109,9 @@ async def test_registry_servers_become_providers(gateway_factory, fixture_url, t
         "packages": [{"registryType": "npm", "identifier": "@modelcontextprotocol/server-everything", "version": "2026.8.31",
                       "transport": {"type": "stdio"}, "packageArguments": [{"type": "positional", "value": "stdio"}]}],
     }))
+    # npx runs the package with the `node` it finds first: the test peers' Node 22, not whatever
+    # a clean machine's distribution ships.
+    monkeypatch.setenv("PATH", f"{NODE.parent}{os.pathsep}{os.environ['PATH']}")
     try:
         gw = gateway_factory(
             "discovery:\n  enabled: true\n  refresh_interval_s: 30\n  sources:\n"
