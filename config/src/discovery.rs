@@ -104,6 +104,7 @@ fn decode_source(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Discovery
             "kubeconfig",
             "allow_loopback",
             "allow_link_local",
+            "custom_resources",
         ],
         "entrypoint" => &["type", "mode", "group", "python"],
         "registry" => &["type", "mode", "path", "url"],
@@ -144,6 +145,7 @@ fn decode_source(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Discovery
             kubeconfig: f.opt(d, "kubeconfig", Decoder::readable_file),
             allow_loopback: f.opt(d, "allow_loopback", Decoder::boolean).unwrap_or(false),
             allow_link_local: f.opt(d, "allow_link_local", Decoder::boolean).unwrap_or(false),
+            custom_resources: f.opt(d, "custom_resources", Decoder::boolean).unwrap_or(true),
         },
         "registry" => {
             let file = f.opt(d, "path", Decoder::non_empty_string).map(PathBuf::from);
@@ -291,8 +293,17 @@ pub fn discovered_group(name: &str, members: &[&str], source: &Path) -> Result<P
     let mut definition = Mapping::new();
     set(&mut definition, "mode", "group".into());
     set(&mut definition, "members", Value::Sequence(members.iter().map(|m| Value::from(*m)).collect()));
+    discovered_definition(name, &Value::Mapping(definition), source)
+}
+
+/// A provider a discovery source defines in the configuration file's own format (what
+/// `providers.<name>` holds), decoded and checked as the file's providers are, so a source that
+/// translates another format (a Kubernetes resource) gets the same rules and messages. `source`
+/// names it in messages and in the provider's `source`. Nothing in the values is expanded from the
+/// environment: they are data, not configuration.
+pub fn discovered_definition(name: &str, definition: &Value, source: &Path) -> Result<Provider, LoadError> {
     let mut d = Decoder::new(&|_| None);
-    let provider = crate::provider::decode(&mut d, "", name, &Value::Mapping(definition));
+    let provider = crate::provider::decode(&mut d, "", name, definition);
     let problems = d.into_problems();
     match provider {
         Some(mut p) if problems.is_empty() => {

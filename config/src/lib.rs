@@ -38,8 +38,8 @@ pub use auth::{
 };
 pub use changes::{changed_fields, needs_new_instance, RUNTIME_FIELDS};
 pub use discovery::{
-    discovered_group, discovered_remote, file_matches, parse_provider_definition, parse_provider_file, provider_files,
-    read_provider_file, with_discovered,
+    discovered_definition, discovered_group, discovered_remote, file_matches, parse_provider_definition,
+    parse_provider_file, provider_files, read_provider_file, with_discovered,
 };
 pub use env::EnvLookup;
 pub use error::{LoadError, Problem};

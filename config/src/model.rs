@@ -113,7 +113,7 @@ pub enum SourceKind {
         /// Endpoints on link-local addresses (cloud metadata services among them) are accepted.
         allow_link_local: bool,
     },
-    /// Pods with `mcp.hangar.io/*` annotations.
+    /// Pods with `mcp.hangar.io/*` annotations, and the operator's custom resources.
     Kubernetes {
         /// Namespaces to watch (all allowed ones when empty).
         namespaces: Vec<String>,
@@ -127,6 +127,9 @@ pub enum SourceKind {
         allow_loopback: bool,
         /// Pod addresses on link-local networks are accepted.
         allow_link_local: bool,
+        /// `MCPProvider` and `MCPProviderGroup` resources are followed too (and their status
+        /// written back); container-mode `MCPProvider`s get a pod the gateway runs.
+        custom_resources: bool,
     },
     /// MCP Registry `server.json` documents: a registry's listing, or local files.
     Registry {
@@ -512,6 +515,8 @@ pub enum Strategy {
     LeastConnections,
     /// Stable member per hash key.
     ConsistentHash,
+    /// A member at random, in proportion to its weight.
+    Random,
 }
 
 impl ProviderKind {
@@ -532,6 +537,7 @@ impl Strategy {
             Self::Priority => "priority",
             Self::LeastConnections => "least_connections",
             Self::ConsistentHash => "consistent_hash",
+            Self::Random => "random",
         }
     }
 }

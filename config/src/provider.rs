@@ -341,11 +341,12 @@ fn decode_group(d: &mut Decoder<'_>, f: &Fields<'_>) -> Option<Group> {
             "priority" => Some(Strategy::Priority),
             "least_connections" => Some(Strategy::LeastConnections),
             "consistent_hash" => Some(Strategy::ConsistentHash),
+            "random" => Some(Strategy::Random),
             other => {
                 d.problem(
                     p,
                     format!(
-                        "unknown strategy {other:?} (one of: weighted_round_robin, round_robin, priority, least_connections, consistent_hash)"
+                        "unknown strategy {other:?} (one of: weighted_round_robin, round_robin, priority, least_connections, consistent_hash, random)"
                     ),
                 );
                 None

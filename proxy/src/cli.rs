@@ -1,4 +1,5 @@
-//! Command line: `mcp-hangar [--config FILE] [--http] …`, `check-config FILE`, `demo-server`.
+//! Command line: `mcp-hangar [--config FILE] [--http] …`, `check-config FILE`, `demo-server`,
+//! `hash-key`, `crds`.
 //!
 //! Flags and names follow the Python MCP Hangar so its users keep their commands.
 
@@ -60,6 +61,9 @@ enum Command {
         #[arg(long)]
         generate: bool,
     },
+    /// Print the CustomResourceDefinitions of `MCPProvider` and `MCPProviderGroup` (what
+    /// `deploy/crds/mcp-hangar.io.yaml` holds), for `kubectl apply -f -`.
+    Crds,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -75,7 +79,23 @@ pub fn main() -> ExitCode {
         Some(Command::CheckConfig { file, diff }) => check_config(&file, diff.as_deref()),
         Some(Command::DemoServer) => crate::demo::run(),
         Some(Command::HashKey { generate }) => hash_key(generate),
+        Some(Command::Crds) => crds(),
         None => serve(cli),
+    }
+}
+
+/// `crds`: the manifests rendered from the resource types, so they never drift from what the
+/// gateway reads.
+fn crds() -> ExitCode {
+    match crate::discovery::kubernetes::resources::crd_manifests() {
+        Ok(yaml) => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mcp-hangar crds: cannot render the manifests: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

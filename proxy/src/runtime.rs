@@ -91,7 +91,7 @@ async fn serve_http(start: Start) -> anyhow::Result<()> {
     tokio::spawn(crate::lifecycle::services::run(state.clone()));
     tokio::spawn(reload_on_sighup(state.clone()));
     tokio::spawn(crate::state::watcher::start(state.clone()));
-    crate::discovery::start(&state);
+    crate::discovery::sync(&state);
     state.set_phase(Phase::Ready);
     let snap = state.snapshot();
     tracing::info!("listening on {scheme}://{local}{} (health: /health/ready)", snap.config.server.mcp_path);
@@ -163,7 +163,7 @@ pub fn run_stdio(start: Start) -> anyhow::Result<()> {
         tokio::spawn(crate::lifecycle::services::run(state.clone()));
         tokio::spawn(reload_on_sighup(state.clone()));
         tokio::spawn(crate::state::watcher::start(state.clone()));
-        crate::discovery::start(&state);
+        crate::discovery::sync(&state);
         state.set_phase(Phase::Ready);
         tracing::info!("serving MCP on stdio");
         crate::front::stdio::serve(server, async {

@@ -11,6 +11,7 @@ pub mod breaker;
 pub mod hash;
 pub mod least;
 pub mod priority;
+pub mod random;
 pub mod retry;
 pub mod wrr;
 
@@ -39,6 +40,8 @@ pub enum Selector {
     LeastConnections(least::LeastConnections),
     /// Stable member per key.
     Hash(hash::Rendezvous),
+    /// Weighted random choice.
+    Random(random::WeightedRandom),
 }
 
 impl Selector {
@@ -49,6 +52,7 @@ impl Selector {
             Strategy::Priority => Self::Priority(priority::Tiers::build(members)),
             Strategy::LeastConnections => Self::LeastConnections(least::LeastConnections::build(members)),
             Strategy::ConsistentHash => Self::Hash(hash::Rendezvous::build(members)),
+            Strategy::Random => Self::Random(random::WeightedRandom::build(members)),
         }
     }
 
@@ -65,6 +69,7 @@ impl Selector {
             Self::Priority(s) => s.select(accept),
             Self::LeastConnections(s) => s.select(accept, inflight),
             Self::Hash(s) => s.select(key, accept),
+            Self::Random(s) => s.select(accept),
         }
     }
 }

@@ -40,7 +40,7 @@ struct DockerSource {
 }
 
 /// Follows source `index` (a Docker source) until shutdown.
-pub fn spawn(state: &Arc<AppState>, index: usize, source: &DiscoverySource) {
+pub fn spawn(state: &Arc<AppState>, index: usize, source: &DiscoverySource) -> Option<tokio::task::AbortHandle> {
     if let SourceKind::Docker { socket_path, allow_loopback, allow_link_local } = &source.kind {
         let source = DockerSource {
             index,
@@ -48,8 +48,9 @@ pub fn spawn(state: &Arc<AppState>, index: usize, source: &DiscoverySource) {
             socket_path: socket_path.clone(),
             addresses: AddressPolicy { loopback: *allow_loopback, link_local: *allow_link_local },
         };
-        tokio::spawn(source.run(state.clone()));
+        return Some(tokio::spawn(source.run(state.clone())).abort_handle());
     }
+    None
 }
 
 impl DockerSource {
@@ -142,9 +143,9 @@ impl DockerSource {
             if address(&c).is_err() {
                 with_network_details(docker, &mut c).await;
             }
-            found.push((container_name(&c), provider_of(&c, &self.addresses)));
+            found.push((format!("container {}", container_name(&c)), provider_of(&c, &self.addresses)));
         }
-        let (providers, problems) = labels::assemble("container", KIND, found, &configured, cap);
+        let (providers, problems) = labels::assemble(KIND, found, &configured, cap);
         if super::record(state, self.index, KIND, self.mode, Ok((providers, problems))) {
             let _ = state.reconciler.reload(state, "discovery: docker", true).await;
         }

@@ -51,14 +51,14 @@ struct EntrypointSource {
 }
 
 /// Reads source `index` (an entry-point source) until shutdown.
-pub fn spawn(state: &Arc<AppState>, index: usize, source: &DiscoverySource) {
-    if let SourceKind::Entrypoint { group, python } = &source.kind {
-        let reader = Arc::new(EntrypointSource { group: group.clone(), python: python.clone() });
-        tokio::spawn(super::poll(state.clone(), index, KIND, source.mode, move || {
-            let reader = reader.clone();
-            async move { reader.read().await }
-        }));
-    }
+pub fn spawn(state: &Arc<AppState>, index: usize, source: &DiscoverySource) -> Option<tokio::task::AbortHandle> {
+    let SourceKind::Entrypoint { group, python } = &source.kind else { return None };
+    let reader = Arc::new(EntrypointSource { group: group.clone(), python: python.clone() });
+    let task = tokio::spawn(super::poll(state.clone(), index, KIND, source.mode, move || {
+        let reader = reader.clone();
+        async move { reader.read().await }
+    }));
+    Some(task.abort_handle())
 }
 
 impl EntrypointSource {

@@ -93,6 +93,25 @@ impl AddressPolicy {
         }
         None
     }
+
+    /// Why an endpoint at host `host` (a URL's host: an address, `[v6]`, or a name) may not be a
+    /// discovered provider's, if it may not. Names are not resolved here (an answer could change
+    /// by the time the gateway connects); the well-known names of loopback and of cloud metadata
+    /// services are refused as their addresses are.
+    pub fn refuses_host(&self, host: &str) -> Option<String> {
+        let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            return self.refuses(ip).map(|why| format!("its address {ip} {why}"));
+        }
+        let name = bare.trim_end_matches('.').to_ascii_lowercase();
+        if matches!(name.as_str(), "metadata" | "metadata.google.internal" | "metadata.azure.internal") {
+            return Some(format!("its host {host} is a cloud metadata service's name"));
+        }
+        if (name == "localhost" || name.ends_with(".localhost")) && !self.loopback {
+            return Some(format!("its host {host} is loopback (allow_loopback: true accepts it)"));
+        }
+        None
+    }
 }
 
 /// One marked workload as a source sees it.
@@ -150,33 +169,28 @@ pub fn provider_of(
 }
 
 /// What a source's workloads define, in their order: each workload's provider (or why it gives
-/// none), named after the workload kind (`container`, `pod`) in problems.
+/// none), under the workload's label in problems (`container web-1`, `pod mcp/web-0`,
+/// `MCPProvider mcp/math`).
 pub type Found = Vec<(String, Result<(Provider, Option<String>), String>)>;
 
 /// The providers of a source's workloads, and the problems of those it cannot use: a name the
 /// configuration file defines (the file wins) or another workload took, one past `cap`; and the
 /// groups the workloads name, formed over their members.
-pub fn assemble(
-    what: &str,
-    source: &str,
-    found: Found,
-    configured: &HashSet<&str>,
-    cap: usize,
-) -> (Vec<Provider>, Vec<String>) {
+pub fn assemble(source: &str, found: Found, configured: &HashSet<&str>, cap: usize) -> (Vec<Provider>, Vec<String>) {
     let mut providers: Vec<Provider> = Vec::new();
     let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     let mut problems = Vec::new();
     for (workload, outcome) in found {
         match outcome {
             Ok((p, _)) if configured.contains(p.name.as_str()) => problems.push(format!(
-                "{what} {workload}: provider name {:?} is defined in the configuration file, which wins",
+                "{workload}: provider name {:?} is defined in the configuration file, which wins",
                 p.name
             )),
             Ok((p, _)) if providers.iter().any(|q| q.name == p.name) => {
-                problems.push(format!("{what} {workload}: provider name {:?} is taken by another {what}", p.name))
+                problems.push(format!("{workload}: provider name {:?} is taken by another workload", p.name))
             }
             Ok(_) if providers.len() >= cap => problems.push(format!(
-                "{what} {workload}: over the source's limit of {cap} providers (discovery.security.max_providers_per_source)"
+                "{workload}: over the source's limit of {cap} providers (discovery.security.max_providers_per_source)"
             )),
             Ok((p, group)) => {
                 if let Some(g) = group {
@@ -184,7 +198,7 @@ pub fn assemble(
                 }
                 providers.push(p);
             }
-            Err(why) => problems.push(format!("{what} {workload}: {why}")),
+            Err(why) => problems.push(format!("{workload}: {why}")),
         }
     }
     for (name, members) in groups {
@@ -296,18 +310,18 @@ mod tests {
             define(&labels, "10.0.0.1", &open)
         };
         let found: Found = vec![
-            ("a".into(), one("math", None)),
-            ("b".into(), one("web", Some("pool"))),
-            ("c".into(), one("web", None)),
-            ("d".into(), one("web2", Some("pool"))),
-            ("e".into(), Err("has no address".into())),
+            ("container a".into(), one("math", None)),
+            ("container b".into(), one("web", Some("pool"))),
+            ("container c".into(), one("web", None)),
+            ("container d".into(), one("web2", Some("pool"))),
+            ("container e".into(), Err("has no address".into())),
         ];
-        let (providers, problems) = assemble("container", "docker", found, &HashSet::from(["math"]), 100);
+        let (providers, problems) = assemble("docker", found, &HashSet::from(["math"]), 100);
         let names: Vec<(&str, bool)> = providers.iter().map(|p| (p.name.as_str(), p.expose)).collect();
         assert_eq!(names, [("web", false), ("web2", false), ("pool", true)]);
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(problems[0].contains("container a") && problems[0].contains("configuration file"));
-        assert!(problems[1].contains("container c") && problems[1].contains("taken by another container"));
+        assert!(problems[1].contains("container c") && problems[1].contains("taken by another workload"));
         assert!(problems[2].contains("container e: has no address"));
     }
 }

@@ -16,7 +16,9 @@ pub mod registry;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use hangar_config::{changed_fields, Config, DiscoveryMode, EnvLookup, LoadError, Problem, Provider, SourceKind};
+use hangar_config::{
+    changed_fields, Config, DiscoveryMode, DiscoverySource, EnvLookup, LoadError, Problem, Provider, SourceKind,
+};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
@@ -90,23 +92,47 @@ pub fn watched_dirs(config: &Config) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Starts the tasks of the sources that run by themselves (Docker, entry points) under the
-/// running configuration. Such a source added by a reload starts with the next restart.
-pub fn start(state: &std::sync::Arc<crate::state::AppState>) {
+/// Runs the tasks of the sources that run by themselves (Docker, Kubernetes, entry points,
+/// registries) as the running configuration names them: starts those it names and no task
+/// follows, stops those it no longer names or names differently (their finds are forgotten).
+/// Called at start and after every applied reload, so a source added, changed or removed by a
+/// reload takes effect without a restart. Returns whether a stopped source had providers (a
+/// reload is then due to drop them).
+pub fn sync(state: &std::sync::Arc<crate::state::AppState>) -> bool {
     let snap = state.snapshot();
     let discovery = &snap.config.discovery;
-    if !discovery.enabled {
-        return;
-    }
+    let wanted = |index: usize| -> Option<&DiscoverySource> {
+        let source = discovery.sources.get(index).filter(|_| discovery.enabled)?;
+        (!matches!(source.kind, SourceKind::Filesystem { .. })).then_some(source)
+    };
+    let live = state.reconciler.live();
+    let mut tasks = live.tasks.lock();
+    let mut dropped = false;
+    tasks.retain(|index, (running, task)| {
+        if wanted(*index) == Some(&*running) {
+            return true;
+        }
+        task.abort();
+        dropped |= live.remove(*index);
+        tracing::info!(source = index, kind = running.kind.type_name(), "discovery source stopped");
+        false
+    });
     for (index, source) in discovery.sources.iter().enumerate() {
-        match source.kind {
+        if tasks.contains_key(&index) || wanted(index).is_none() {
+            continue;
+        }
+        let task = match source.kind {
             SourceKind::Docker { .. } => docker::spawn(state, index, source),
             SourceKind::Entrypoint { .. } => entrypoint::spawn(state, index, source),
             SourceKind::Registry { .. } => registry::spawn(state, index, source),
             SourceKind::Kubernetes { .. } => kubernetes::spawn(state, index, source),
-            SourceKind::Filesystem { .. } => {}
+            SourceKind::Filesystem { .. } => continue,
+        };
+        if let Some(task) = task {
+            tasks.insert(index, (source.clone(), task));
         }
     }
+    dropped
 }
 
 /// What one look at a source gave: providers and the problems of what it could not use, or why
@@ -206,6 +232,8 @@ impl SourceReport {
 #[derive(Debug, Default)]
 pub struct LiveFinds {
     sources: Mutex<BTreeMap<usize, SourceReport>>,
+    /// The task following each such source, with the definition it follows.
+    tasks: Mutex<BTreeMap<usize, (DiscoverySource, tokio::task::AbortHandle)>>,
 }
 
 impl LiveFinds {
@@ -273,6 +301,11 @@ impl LiveFinds {
             tracing::warn!(source = index, kind, "discovery: {error}");
         }
         report.error = Some(error);
+    }
+
+    /// Forgets source `index` altogether (its task stopped); returns whether it had providers.
+    fn remove(&self, index: usize) -> bool {
+        self.sources.lock().remove(&index).is_some_and(|r| !r.providers.is_empty())
     }
 
     /// Forgets source `index`'s providers (an authoritative source whose engine stayed away);

@@ -47,17 +47,18 @@ struct RegistrySource {
 }
 
 /// Reads source `index` (a registry source) until shutdown.
-pub fn spawn(state: &Arc<AppState>, index: usize, source: &DiscoverySource) {
+pub fn spawn(state: &Arc<AppState>, index: usize, source: &DiscoverySource) -> Option<tokio::task::AbortHandle> {
     let origin = match &source.kind {
         SourceKind::Registry { path: Some(p), .. } => Origin::Path(p.clone()),
         SourceKind::Registry { url: Some(u), .. } => Origin::Url(u.clone()),
-        _ => return,
+        _ => return None,
     };
     let reader = Arc::new(RegistrySource { origin, client: crate::fetch::client(FETCH_TIMEOUT) });
-    tokio::spawn(super::poll(state.clone(), index, KIND, source.mode, move || {
+    let task = tokio::spawn(super::poll(state.clone(), index, KIND, source.mode, move || {
         let reader = reader.clone();
         async move { reader.look().await }
     }));
+    Some(task.abort_handle())
 }
 
 impl RegistrySource {

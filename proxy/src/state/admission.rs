@@ -205,6 +205,11 @@ impl Admission {
         metrics.discovery_quarantined.set(i64::try_from(held).unwrap_or(i64::MAX));
     }
 
+    /// Why `name` is quarantined, if it is.
+    pub fn quarantine_reason(&self, name: &str) -> Option<String> {
+        self.inner.lock().quarantined.get(name).map(|q| q.reason.clone())
+    }
+
     /// How many providers are quarantined.
     pub fn quarantined_count(&self) -> usize {
         self.inner.lock().quarantined.len()

@@ -243,6 +243,9 @@ impl Reconciler {
         match &result {
             Ok(r) if r.applied => {
                 tracing::info!(trigger, generation = r.generation, change = %r.plan.to_json(), "configuration reloaded in {elapsed:?}");
+                if crate::discovery::sync(state) {
+                    reload_later(state.clone(), "discovery: a source stopped", None);
+                }
             }
             Ok(_) => tracing::debug!(trigger, "configuration reloaded: nothing changed"),
             Err(e) => {

@@ -160,7 +160,7 @@ async def test_labelled_containers_come_and_go_as_providers(gateway_factory):
             assert report[0]["providers"] == ["boxed"], report
             problems = "\n".join(report[0]["problems"])
             assert f'container {names[1]}: mcp.hangar.port "abc" is not a port number' in problems, problems
-            assert f'provider name "boxed" is taken by another container' in problems, problems
+            assert f'provider name "boxed" is taken by another workload' in problems, problems
 
             podman("rm", "-f", "-t", "0", names[0])
             await within(2, lambda t: "boxed__add" not in t)
