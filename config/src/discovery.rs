@@ -567,6 +567,13 @@ mod tests {
         assert_eq!(config.discovery.sources.len(), 4);
         assert_eq!(config.discovery.sources[2].kind.type_name(), "filesystem");
         assert_eq!(config.config_reload.interval, std::time::Duration::from_secs(5));
+        let crs = |c: &crate::Config| match &c.discovery.sources[1].kind {
+            crate::SourceKind::Kubernetes { custom_resources, .. } => *custom_resources,
+            other => panic!("{other:?}"),
+        };
+        assert!(crs(&config), "custom resources are followed by default");
+        let off = text.replace("in_cluster: true}", "in_cluster: true, custom_resources: false}");
+        assert!(!crs(&crate::parse(&off, "t", &|_| None).expect("valid")));
         let err =
             crate::parse("discovery:\n  sources:\n    - {type: filesystem, path: /x, recursive: true}\n", "t", &|_| {
                 None

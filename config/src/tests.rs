@@ -157,6 +157,20 @@ providers:
 }
 
 #[test]
+fn group_strategies_include_random() {
+    let config = parse(
+        "providers:\n  a: {mode: remote, endpoint: \"http://a\"}\n  g: {mode: group, strategy: random, members: [a]}\n",
+        "t",
+        &env,
+    )
+    .expect("valid");
+    let Some(crate::ProviderKind::Group(g)) = config.provider("g").map(|p| &p.kind) else { panic!("a group") };
+    assert_eq!(g.strategy.as_str(), "random");
+    let got = problems("providers:\n  a: {mode: remote, endpoint: \"http://a\"}\n  g: {mode: group, strategy: dice, members: [a]}\n");
+    assert!(got[0].contains("unknown strategy \"dice\"") && got[0].contains("random"), "{got:?}");
+}
+
+#[test]
 fn group_references_are_checked() {
     let got = problems(
         r#"
