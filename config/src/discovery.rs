@@ -18,6 +18,7 @@
 //! silently empty provider.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_norway::{Mapping, Value};
 
@@ -94,7 +95,7 @@ fn decode_source(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Discovery
     let kind = f.req(d, "type", " (filesystem, docker, kubernetes, entrypoint or registry)", Decoder::string)?;
     let keys: &[&str] = match kind.as_str() {
         "filesystem" => &["type", "mode", "path", "pattern", "watch"],
-        "docker" => &["type", "mode", "socket_path", "allow_loopback", "allow_link_local"],
+        "docker" => &["type", "mode", "socket_path", "allow_loopback", "allow_link_local", "grace_period_s"],
         "kubernetes" => &[
             "type",
             "mode",
@@ -137,6 +138,7 @@ fn decode_source(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<Discovery
             socket_path: f.opt(d, "socket_path", Decoder::non_empty_string),
             allow_loopback: f.opt(d, "allow_loopback", Decoder::boolean).unwrap_or(false),
             allow_link_local: f.opt(d, "allow_link_local", Decoder::boolean).unwrap_or(false),
+            grace_period: f.opt(d, "grace_period_s", Decoder::seconds).unwrap_or(Duration::from_secs(30)),
         },
         "kubernetes" => SourceKind::Kubernetes {
             namespaces: f.opt(d, "namespaces", Decoder::string_list).unwrap_or_default(),

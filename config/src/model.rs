@@ -112,6 +112,8 @@ pub enum SourceKind {
         allow_loopback: bool,
         /// Endpoints on link-local addresses (cloud metadata services among them) are accepted.
         allow_link_local: bool,
+        /// How long an authoritative source keeps its providers while the engine is away.
+        grace_period: Duration,
     },
     /// Pods with `mcp.hangar.io/*` annotations, and the operator's custom resources.
     Kubernetes {

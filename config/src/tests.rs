@@ -166,7 +166,9 @@ fn group_strategies_include_random() {
     .expect("valid");
     let Some(crate::ProviderKind::Group(g)) = config.provider("g").map(|p| &p.kind) else { panic!("a group") };
     assert_eq!(g.strategy.as_str(), "random");
-    let got = problems("providers:\n  a: {mode: remote, endpoint: \"http://a\"}\n  g: {mode: group, strategy: dice, members: [a]}\n");
+    let got = problems(
+        "providers:\n  a: {mode: remote, endpoint: \"http://a\"}\n  g: {mode: group, strategy: dice, members: [a]}\n",
+    );
     assert!(got[0].contains("unknown strategy \"dice\"") && got[0].contains("random"), "{got:?}");
 }
 

@@ -6,7 +6,8 @@
 //! list is the whole truth, so a missed event is mended by the next one, and by the relist every
 //! `refresh_interval_s`). The list is taken after the event stream starts, so nothing between the
 //! two is lost. An engine that goes away is retried with backoff; an authoritative source's
-//! providers are dropped once it has been gone for [`GRACE`], an additive source's stay.
+//! providers are dropped once it has been gone for `grace_period_s` (30 s), an additive source's
+//! stay.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -24,8 +25,6 @@ use crate::state::AppState;
 
 const KIND: &str = "docker";
 
-/// How long an authoritative source's providers outlive an engine that went away.
-pub const GRACE: Duration = Duration::from_secs(30);
 /// Longest wait between attempts to reach the engine.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Events that arrive together are answered by one relist.
@@ -37,16 +36,19 @@ struct DockerSource {
     mode: DiscoveryMode,
     socket_path: Option<String>,
     addresses: AddressPolicy,
+    /// How long an authoritative source's providers outlive an engine that went away.
+    grace: Duration,
 }
 
 /// Follows source `index` (a Docker source) until shutdown.
 pub fn spawn(state: &Arc<AppState>, index: usize, source: &DiscoverySource) -> Option<tokio::task::AbortHandle> {
-    if let SourceKind::Docker { socket_path, allow_loopback, allow_link_local } = &source.kind {
+    if let SourceKind::Docker { socket_path, allow_loopback, allow_link_local, grace_period } = &source.kind {
         let source = DockerSource {
             index,
             mode: source.mode,
             socket_path: socket_path.clone(),
             addresses: AddressPolicy { loopback: *allow_loopback, link_local: *allow_link_local },
+            grace: *grace_period,
         };
         return Some(tokio::spawn(source.run(state.clone())).abort_handle());
     }
@@ -72,7 +74,7 @@ impl DockerSource {
                 lost_since = None;
             }
             let since = *lost_since.get_or_insert_with(Instant::now);
-            if self.mode == DiscoveryMode::Authoritative && since.elapsed() >= GRACE && live.forget(self.index) {
+            if self.mode == DiscoveryMode::Authoritative && since.elapsed() >= self.grace && live.forget(self.index) {
                 tracing::warn!(
                     source = self.index,
                     "discovery: the container engine stayed away; its providers are removed"

@@ -20,7 +20,7 @@ import pytest
 from mcp.client import Client
 from mcp.shared.exceptions import MCPError
 
-from conftest import MODES, free_port, text
+from conftest import MODES, free_port, text, tools_within
 
 pytestmark = [
     pytest.mark.anyio,
@@ -169,6 +169,60 @@ async def test_labelled_containers_come_and_go_as_providers(gateway_factory):
             subprocess.run(["podman", "rm", "-f", "-t", "0", name], capture_output=True)
 
 
+async def test_an_engine_that_goes_away(gateway_factory, tmp_path):
+    """The engine's API service stops (its containers keep running): both sources report it; an
+    authoritative source drops its providers after grace_period_s, an additive one keeps them
+    (and they keep serving); the engine back, the authoritative source finds them again."""
+    from conftest import Proc
+
+    sock = tmp_path / "engine.sock"
+
+    def engine(run: int) -> Proc:
+        proc = Proc(f"podman-service-{port}-{run}", ["podman", "system", "service", "--time=0", f"unix://{sock}"])
+        deadline = time.monotonic() + 15
+        while subprocess.run(["curl", "-sf", "--unix-socket", str(sock), "http://d/_ping"], capture_output=True).returncode != 0:
+            assert time.monotonic() < deadline and proc.proc.poll() is None, "the engine's API service did not start"
+            time.sleep(0.1)
+        return proc
+
+    port = free_port()
+    name = f"hangar-steady-{port}"
+    service = engine(1)
+
+    def source(mode: str, extra: str = "") -> str:
+        return (
+            "discovery:\n  enabled: true\n  sources:\n"
+            f"    - {{type: docker, mode: {mode}, socket_path: \"{sock}\", allow_loopback: true{extra}}}\n"
+        )
+
+    try:
+        serve_in_container(name, port, {"mcp.hangar.enabled": "true", "mcp.hangar.name": "steady", "mcp.hangar.port": str(port)})
+        await wait_for(lambda: port_open(port))
+        strict = gateway_factory(source("authoritative", ", grace_period_s: 2"), "gateway-engine-authoritative")
+        lenient = gateway_factory(source("additive", ", grace_period_s: 2"), "gateway-engine-additive")
+        async with Client(strict.url, mode="2026-07-28", read_timeout_seconds=60) as a, Client(lenient.url, mode="2026-07-28", read_timeout_seconds=60) as b:
+            for c in (a, b):
+                await tools_within(c, 10, lambda t: "steady__add" in t)
+
+            service.stop()  # the API goes; the container does not
+            for c in (a, b):
+                with anyio.fail_after(10):
+                    while (src := json.loads(text(await c.call_tool("registry_sources", {})))["sources"][0])["healthy"]:
+                        await anyio.sleep(0.1)
+                assert "engine" in (src["error"] or ""), src
+            await tools_within(a, 10, lambda t: "steady__add" not in t)
+            await anyio.sleep(3)  # past the grace period: the additive source keeps its provider
+            assert "steady__add" in await tools_within(b, 0, lambda t: True)
+            assert text(await b.call_tool("steady__add", {"a": 1, "b": 2})) == "ok"
+
+            service = engine(2)
+            await tools_within(a, 20, lambda t: "steady__add" in t)
+            assert json.loads(text(await a.call_tool("registry_sources", {})))["sources"][0]["healthy"]
+    finally:
+        service.stop()
+        subprocess.run(["podman", "rm", "-f", "-t", "0", name], capture_output=True)
+
+
 async def test_containers_naming_a_group_form_its_pool(gateway_factory):
     ports = [free_port() for _ in range(2)]
     names = [f"hangar-pool-{p}" for p in ports]
@@ -189,7 +243,11 @@ async def test_containers_naming_a_group_form_its_pool(gateway_factory):
                 assert time.monotonic() < deadline, await listed()
                 await anyio.sleep(0.1)
             assert not any(t.startswith("hangar-pool-") for t in await listed()), "members are served through the group"
-            details = json.loads(text(await c.call_tool("registry_details", {"provider": "pool"})))
+            while True:  # the group may form with the first container before the second has started
+                details = json.loads(text(await c.call_tool("registry_details", {"provider": "pool"})))
+                if len(details["members"]) == 2 or time.monotonic() > deadline:
+                    break
+                await anyio.sleep(0.1)
             assert sorted(m["name"] for m in details["members"]) == sorted(names), details
             for _ in range(4):
                 assert text(await c.call_tool("pool__add", {"a": 2, "b": 2})) == "ok"  # hangar-upstream's HTTP answer
