@@ -59,6 +59,7 @@ impl DockerSource {
     /// Follows the engine until shutdown, reconnecting with backoff.
     async fn run(self, state: Arc<AppState>) {
         let mut shutdown = state.shutdown_signal();
+        let mut refresh = state.reconciler.live().refresh_signal();
         let mut backoff = Duration::from_millis(500);
         let mut lost_since: Option<Instant> = None;
         loop {
@@ -83,6 +84,7 @@ impl DockerSource {
             }
             tokio::select! {
                 () = tokio::time::sleep(backoff) => {}
+                _ = refresh.changed() => {}
                 _ = shutdown.changed() => return,
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -108,8 +110,9 @@ impl DockerSource {
             Ok(Some(Err(e))) => return format!("cannot follow the container engine's events: {e}"),
             Ok(Some(Ok(_))) | Err(_) => {}
         }
-        let refresh = state.snapshot().config.discovery.refresh_interval.max(Duration::from_secs(1));
-        let mut relist = tokio::time::interval(refresh);
+        let every = state.snapshot().config.discovery.refresh_interval.max(Duration::from_secs(1));
+        let mut refresh = state.reconciler.live().refresh_signal();
+        let mut relist = tokio::time::interval(every);
         relist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if let Err(e) = self.sync(&docker, state).await {
@@ -123,6 +126,7 @@ impl DockerSource {
                     None => return "the container engine's event stream ended".into(),
                 },
                 _ = relist.tick() => {}
+                _ = refresh.changed() => {}
             }
         }
     }

@@ -179,6 +179,7 @@ pub async fn poll<F, Fut>(
     Fut: std::future::Future<Output = Look>,
 {
     let mut shutdown = state.shutdown_signal();
+    let mut refresh = state.reconciler.live().refresh_signal();
     loop {
         if record(&state, index, kind, mode, look().await) {
             let _ = state.reconciler.reload(&state, &format!("discovery: {kind}"), true).await;
@@ -186,6 +187,7 @@ pub async fn poll<F, Fut>(
         let every = state.snapshot().config.discovery.refresh_interval.max(std::time::Duration::from_secs(1));
         tokio::select! {
             () = tokio::time::sleep(every) => {}
+            _ = refresh.changed() => {}
             _ = shutdown.changed() => return,
         }
     }
@@ -206,12 +208,22 @@ pub struct SourceReport {
     pub error: Option<String>,
     /// When it last looked successfully (ms since the epoch).
     pub last_sync_ms: Option<u64>,
+    /// When it last looked, successfully or not.
+    looked_ms: Option<u64>,
 }
 
 impl SourceReport {
     /// A source that has not looked yet.
     fn new(kind: &'static str, mode: DiscoveryMode) -> Self {
-        Self { kind, mode, providers: Vec::new(), problems: Vec::new(), error: None, last_sync_ms: None }
+        Self {
+            kind,
+            mode,
+            providers: Vec::new(),
+            problems: Vec::new(),
+            error: None,
+            last_sync_ms: None,
+            looked_ms: None,
+        }
     }
 
     /// The report as `registry_sources` shows it.
@@ -229,11 +241,19 @@ impl SourceReport {
 /// The latest finds of the sources that run by themselves, by source index. Each reload merges
 /// them with the configuration file's providers, so a find changes the running providers only
 /// through the reconciler.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LiveFinds {
     sources: Mutex<BTreeMap<usize, SourceReport>>,
     /// The task following each such source, with the definition it follows.
     tasks: Mutex<BTreeMap<usize, (DiscoverySource, tokio::task::AbortHandle)>>,
+    /// Bumped to ask every source to look now (`registry_discover`).
+    refresh: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for LiveFinds {
+    fn default() -> Self {
+        Self { sources: Mutex::default(), tasks: Mutex::default(), refresh: tokio::sync::watch::channel(0).0 }
+    }
 }
 
 impl LiveFinds {
@@ -290,6 +310,7 @@ impl LiveFinds {
         report.problems = problems;
         report.error = None;
         report.last_sync_ms = Some(crate::telemetry::now_ms());
+        report.looked_ms = report.last_sync_ms;
         changed
     }
 
@@ -301,6 +322,35 @@ impl LiveFinds {
             tracing::warn!(source = index, kind, "discovery: {error}");
         }
         report.error = Some(error);
+        report.looked_ms = Some(crate::telemetry::now_ms());
+    }
+
+    fn all_looked_since(&self, asked: u64) -> bool {
+        let running: Vec<usize> = self.tasks.lock().keys().copied().collect();
+        let sources = self.sources.lock();
+        running.iter().all(|i| sources.get(i).and_then(|r| r.looked_ms).is_some_and(|t| t >= asked))
+    }
+
+    /// What a source task watches to hear "look now".
+    pub fn refresh_signal(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.refresh.subscribe()
+    }
+
+    /// Asks every source that runs by itself to look now, and waits (up to `limit`) until each
+    /// has looked since; returns whether all did.
+    pub async fn look_now(&self, limit: std::time::Duration) -> bool {
+        let asked = crate::telemetry::now_ms();
+        self.refresh.send_modify(|n| *n += 1);
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if self.all_looked_since(asked) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// Forgets source `index` altogether (its task stopped); returns whether it had providers.

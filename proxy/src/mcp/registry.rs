@@ -19,6 +19,8 @@ use crate::upstream::{Events, Upstream};
 
 /// Lifecycle events returned by `registry_details`.
 const DETAIL_EVENTS: usize = 20;
+/// Longest `registry_discover` waits for the sources to look.
+const DISCOVER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Most records `registry_audit` returns.
 const MAX_AUDIT_RECORDS: usize = 1000;
 
@@ -46,6 +48,7 @@ pub fn tools() -> Vec<Value> {
             "dry_run": {"type": "boolean", "default": false}}}}),
         json!({"name": "registry_quarantine", "description": "Discovered providers held back (a failed admission check, or discovery.auto_register off): name, source, reason, since when. They are listed nowhere and never routed to until approved.", "inputSchema": {"type": "object", "properties": {}}}),
         json!({"name": "registry_approve", "description": "Let a quarantined provider in: it serves from the reload this starts, which is reported.", "inputSchema": provider.clone()}),
+        json!({"name": "registry_discover", "description": "Run a discovery cycle now: every source looks (containers listed, Kubernetes resources looked at, entry points and registries read, provider directories read by the reload), then the configuration is reloaded; reports what changed and each source's report.", "inputSchema": {"type": "object", "properties": {}}}),
         json!({"name": "registry_sources", "description": "The discovery sources: type, mode, whether they are read and healthy, when they last looked, the providers they define and what they found and could not use (bad labels, names taken).", "inputSchema": {"type": "object", "properties": {}}}),
     ]
 }
@@ -165,6 +168,7 @@ pub async fn call(
             return reload_as(server, "registry_approve", true).await;
         }
         "registry_reload" | RELOAD_ALIAS => return reload(server, args).await,
+        "registry_discover" => return discover(server).await,
         "registry_audit" => {
             let filter = audit_filter(args)?;
             let audit = state.audit.clone();
@@ -183,9 +187,7 @@ pub async fn call(
         }
         _ => return Err(RpcError::new(code::INVALID_PARAMS, format!("Unknown tool: {name:?}"))),
     };
-    Ok(
-        json!({"content": [{"type": "text", "text": serde_json::to_string_pretty(&result).unwrap_or_default()}], "structuredContent": result, "isError": false}),
-    )
+    Ok(tool_result(result))
 }
 
 /// The filter of a `registry_audit` call; wrong types are errors, not ignored.
@@ -256,27 +258,61 @@ async fn reload(server: &McpServer, args: &Value) -> Result<Value, RpcError> {
     } else {
         return reload_as(server, "registry_reload", graceful).await;
     };
-    Ok(
-        json!({"content": [{"type": "text", "text": serde_json::to_string_pretty(&result).unwrap_or_default()}], "structuredContent": result, "isError": false}),
-    )
+    Ok(tool_result(result))
 }
 
 /// Reloads now and reports what changed, as `registry_reload` does.
 async fn reload_as(server: &McpServer, trigger: &str, graceful: bool) -> Result<Value, RpcError> {
+    Ok(match reloaded(server, trigger, graceful).await {
+        Ok(result) => tool_result(result),
+        Err(why) => error_result(&why),
+    })
+}
+
+/// Reloads now: what changed, or why the configuration was rejected.
+async fn reloaded(server: &McpServer, trigger: &str, graceful: bool) -> Result<Value, String> {
     let state = &server.state;
-    let result = match state.reconciler.reload(state, trigger, graceful).await {
+    match state.reconciler.reload(state, trigger, graceful).await {
         Ok(report) => {
             let mut r = report.plan.to_json();
             r["status"] = json!(if report.applied { "success" } else { "unchanged" });
             r["generation"] = json!(report.generation);
             r["duration_ms"] = json!(report.duration.as_secs_f64() * 1000.0);
-            r
+            Ok(r)
         }
-        Err(e) => return Ok(error_result(&format!("the configuration was rejected; the running one stays: {e}"))),
-    };
-    Ok(
-        json!({"content": [{"type": "text", "text": serde_json::to_string_pretty(&result).unwrap_or_default()}], "structuredContent": result, "isError": false}),
-    )
+        Err(e) => Err(format!("the configuration was rejected; the running one stays: {e}")),
+    }
+}
+
+/// `registry_discover`: every source looks now, then a reload applies what they found. The
+/// reply says what changed over the whole cycle (a source that found something reloads by
+/// itself too, so the final reload alone may have nothing left to do).
+async fn discover(server: &McpServer) -> Result<Value, RpcError> {
+    let state = &server.state;
+    let before = state.snapshot();
+    let all = state.reconciler.live().look_now(DISCOVER_WAIT).await;
+    if let Err(why) = reloaded(server, "registry_discover", true).await {
+        return Ok(error_result(&why));
+    }
+    let after = state.snapshot();
+    let mut now = (*after.config).clone();
+    let plan = crate::state::reconcile::plan(&before.config, &mut now);
+    let mut result = plan.to_json();
+    result["status"] = json!(if after.generation == before.generation { "unchanged" } else { "success" });
+    result["generation"] = json!(after.generation);
+    result["sources"] = json!(sources(state));
+    if !all {
+        result["note"] = json!(format!(
+            "not every source looked within {} s (see its error); what they last found was used",
+            DISCOVER_WAIT.as_secs()
+        ));
+    }
+    Ok(tool_result(result))
+}
+
+/// A tool result with `value` as structured content and as text.
+fn tool_result(value: Value) -> Value {
+    json!({"content": [{"type": "text", "text": serde_json::to_string_pretty(&value).unwrap_or_default()}], "structuredContent": value, "isError": false})
 }
 
 /// The running gateway, as the dry run sees it.

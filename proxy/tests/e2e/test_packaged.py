@@ -136,3 +136,29 @@ async def test_registry_servers_become_providers(gateway_factory, fixture_url, t
             assert "hi" in echoed, echoed
     finally:
         listing.stop()
+
+
+async def test_registry_discover_runs_a_cycle_now(gateway_factory, fixture_url, tmp_path):
+    """A directory of server.json read every 300 s: a document added is served as soon as
+    registry_discover asks every source to look, and the reply says what was added; one removed
+    goes the same way."""
+    docs = tmp_path / "servers"
+    docs.mkdir()
+    gw = gateway_factory(
+        "discovery:\n  enabled: true\n  refresh_interval_s: 300\n  sources:\n"
+        f"    - {{type: registry, mode: authoritative, path: \"{docs}\"}}\n",
+        "gateway-discover",
+    )
+    async with Client(gw.url, mode="2026-07-28", read_timeout_seconds=60) as c:
+        await tools_within(c, 10, lambda t: "registry_discover" in t)
+        (docs / "late.json").write_text(json.dumps({"name": "io.github.hangar-test/late", "remotes": [{"type": "streamable-http", "url": fixture_url}]}))
+        started = time.monotonic()
+        report = json.loads(text(await c.call_tool("registry_discover", {})))
+        assert time.monotonic() - started < 5, "a cycle now, not at the next refresh"
+        assert report["added"] == ["late"] and "note" not in report, report
+        assert report["sources"][0]["providers"] == ["late"], report
+        assert text(await c.call_tool("late__echo", {"text": "now"})) == "now"
+        (docs / "late.json").unlink()
+        report = json.loads(text(await c.call_tool("registry_discover", {})))
+        assert report["removed"] == ["late"], report
+        assert "late__echo" not in await tools_within(c, 0, lambda t: True)

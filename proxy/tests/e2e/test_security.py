@@ -43,6 +43,7 @@ ADMIN_TOOLS = [
     "registry_reload",
     "registry_quarantine",
     "registry_approve",
+    "registry_discover",
     "registry_sources",
     "hangar_reload_config",
 ]

@@ -195,6 +195,7 @@ impl KubernetesSource {
         };
         let mut watch_errors: BTreeMap<Followed, String> = BTreeMap::new();
         let mut operator = Operator::default();
+        let mut refresh = state.reconciler.live().refresh_signal();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
@@ -232,6 +233,7 @@ impl KubernetesSource {
                     None => return,
                 },
                 _ = tick.tick(), if self.custom_resources => {}
+                _ = refresh.changed() => {}
                 _ = shutdown.changed() => return,
             }
             let all = [pictures.pods.settled(), pictures.managed.settled()];
