@@ -100,11 +100,6 @@ impl Principal {
         }
         self
     }
-
-    /// The principal's roles.
-    pub fn roles(&self) -> &[String] {
-        &self.roles
-    }
 }
 
 /// Why a request was not let in (HTTP 401).
@@ -195,11 +190,6 @@ impl Security {
                 .at(&door),
         );
         Self { settings: auth.clone(), door, keys, jwt, anonymous }
-    }
-
-    /// Whether requests must carry credentials.
-    pub fn enabled(&self) -> bool {
-        self.settings.enabled
     }
 
     /// The door's name: `""` for the default endpoint, else the virtual server's.

@@ -93,8 +93,8 @@ impl RegistrySource {
                 None => listing.clone(),
             };
             let page = self.get_json(&page_url).await?;
-            servers.extend(servers_in(page.clone()));
             cursor = page.pointer("/metadata/nextCursor").and_then(Value::as_str).map(str::to_owned);
+            servers.extend(servers_in(page));
             if cursor.is_none() {
                 break;
             }
@@ -148,14 +148,14 @@ fn read_path(path: &Path) -> Result<Vec<Value>, String> {
 /// The servers of a document: one `server.json`, a list of them, or a listing
 /// (`{servers: [{server: {...}}]}`).
 fn servers_in(doc: Value) -> Vec<Value> {
-    let unwrap = |v: Value| match v.get("server") {
-        Some(s) if s.is_object() => s.clone(),
-        _ => v,
+    let unwrap = |v: Value| match v {
+        Value::Object(mut o) if o.get("server").is_some_and(Value::is_object) => o.remove("server").unwrap_or_default(),
+        other => other,
     };
     match doc {
         Value::Array(items) => items.into_iter().map(unwrap).collect(),
-        Value::Object(ref o) if o.contains_key("servers") => match doc.get("servers") {
-            Some(Value::Array(items)) => items.iter().cloned().map(unwrap).collect(),
+        Value::Object(mut o) if o.contains_key("servers") => match o.remove("servers") {
+            Some(Value::Array(items)) => items.into_iter().map(unwrap).collect(),
             _ => Vec::new(),
         },
         other => vec![unwrap(other)],
