@@ -67,6 +67,7 @@ impl ClientCtx {
                 client_info: get(meta::CLIENT_INFO).unwrap_or(Value::Null),
                 log_level: get(meta::LOG_LEVEL).and_then(|v| v.as_str().map(str::to_owned)),
                 credential: None,
+                owner: Some(principal.id.as_str().into()),
             },
             trace: None,
             principal,
@@ -467,8 +468,7 @@ async fn set_level(routes: &Routes, ctx: &ClientCtx, params: Value) -> Result<Va
         .get("level")
         .and_then(Value::as_str)
         .ok_or_else(|| RpcError::new(code::INVALID_PARAMS, "params.level is required"))?;
-    const LEVELS: &[&str] = &["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
-    if !LEVELS.contains(&level) {
+    if !LOG_LEVELS.contains(&level) {
         return Err(RpcError::new(code::INVALID_PARAMS, format!("unknown log level {level:?}")));
     }
     if let Some(session) = &ctx.session {
@@ -488,6 +488,24 @@ async fn set_level(routes: &Routes, ctx: &ClientCtx, params: Value) -> Result<Va
     });
     join_all(calls).await;
     Ok(json!({}))
+}
+
+/// The log levels, least severe first.
+const LOG_LEVELS: &[&str] = &["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
+
+/// Whether notification `v` may go to the client: anything but a log message, or a log message
+/// at or above the level the client asked for.
+fn log_wanted(ctx: &ClientCtx, v: &Value) -> bool {
+    if v.get("method").and_then(Value::as_str) != Some("notifications/message") {
+        return true;
+    }
+    let rank = |l: &str| LOG_LEVELS.iter().position(|x| *x == l);
+    let level = v.pointer("/params/level").and_then(Value::as_str).and_then(rank);
+    match (ctx.caller.log_level.as_deref().and_then(rank), ctx.era) {
+        (Some(min), _) => level.is_none_or(|l| l >= min),
+        (None, Era::Modern) => false,
+        (None, Era::Legacy) => true,
+    }
 }
 
 /// Where a routed call goes, and whether repeating it is harmless.
@@ -556,9 +574,12 @@ async fn dispatch(
 
 /// The bytes to send the client for an upstream message relayed during a call. Server→client
 /// requests are registered with the legacy session, so the client's answer finds its way back;
-/// a client without the needed capability gets none (the upstream gets an error instead).
+/// a client without the needed capability gets none (the upstream gets an error instead). Log
+/// messages below the client's level are dropped, and a modern request that set no level gets
+/// none at all (2026-07-28: logging is per request), whatever an upstream sends.
 pub fn relay_event(ctx: &ClientCtx, ev: crate::upstream::CallEvent) -> Option<Vec<u8>> {
     match ev {
+        crate::upstream::CallEvent::Notification(v) if !log_wanted(ctx, &v) => None,
         crate::upstream::CallEvent::Notification(v) => serde_json::to_vec(&v).ok(),
         crate::upstream::CallEvent::Request(req) => {
             let capability = req.method.split('/').next().unwrap_or_default().to_owned();

@@ -165,6 +165,7 @@ impl ClientSession {
             client_info: self.client_info.clone(),
             log_level: self.log_level(),
             credential: None,
+            owner: None,
         }
     }
 

@@ -42,6 +42,10 @@ pub struct Caller {
     /// The client's `Authorization` header, for providers that forward it
     /// (`forward_client_token`); `None` for the gateway's own requests.
     pub credential: Option<Secret>,
+    /// Who a modern caller is (its principal): upstream sessions leased to its calls are reused
+    /// for its calls only, since a legacy server may keep what one client told it (roots, the log
+    /// level) in the session. `None` for legacy sessions and the gateway itself.
+    pub owner: Option<Arc<str>>,
 }
 
 impl Caller {
@@ -53,6 +57,7 @@ impl Caller {
             client_info: serde_json::json!({"name": "mcp-hangar", "version": env!("CARGO_PKG_VERSION")}),
             log_level: None,
             credential: None,
+            owner: None,
         }
     }
 

@@ -181,14 +181,14 @@ async def test_session_roots_reach_a_legacy_upstream_from_a_legacy_client(gatewa
     assert "file:///work/a" in text(result) and "file:///work/b" in text(result)
 
 
-async def test_session_roots_for_a_modern_client_are_empty(gateway):
-    # server-everything asks for roots on its session's GET stream, outside any call. A modern
-    # client has no session, so there is no stream to ask it on: the gateway answers the
-    # upstream's roots/list itself with an empty list instead of leaving it hanging.
+async def test_session_roots_reach_a_modern_client(gateway):
+    # server-everything asks for roots on its session's GET stream, not tied to the call. A
+    # modern client's call leases an upstream session of its own, so the question is that call's
+    # and becomes an MRTR round the client answers.
     async with client(gateway, "2026-07-28", list_roots_callback=two_roots) as c:
         result = await c.call_tool("ev__get-roots-list", {})
     assert not result.is_error
-    assert "file:///work" not in text(result)
+    assert "file:///work/a" in text(result) and "file:///work/b" in text(result), text(result)
 
 
 async def test_elicitation_without_the_capability_fails_cleanly(gateway):

@@ -27,6 +27,7 @@ use hangar_config::{RemoteTransport, Secret};
 
 mod exchange;
 mod http_sse;
+mod lease;
 mod listen;
 mod session;
 
@@ -96,6 +97,8 @@ struct Inner {
     mode: ArcSwapOption<Mode>,
     probe_lock: tokio::sync::Mutex<()>,
     sessions: parking_lot::Mutex<HashMap<SessionKey, Arc<OnceCell<Arc<LegacySession>>>>>,
+    /// Sessions leased to modern callers one call at a time.
+    leases: parking_lot::Mutex<lease::LeasePool>,
     sse_sessions: parking_lot::Mutex<HashMap<SessionKey, Arc<OnceCell<Arc<SseSession>>>>>,
     next_id: AtomicU64,
     sink: Arc<dyn Unsolicited>,
@@ -155,6 +158,7 @@ impl Remote {
                 mode: ArcSwapOption::empty(),
                 probe_lock: tokio::sync::Mutex::new(()),
                 sessions: parking_lot::Mutex::new(HashMap::new()),
+                leases: parking_lot::Mutex::new(lease::LeasePool::default()),
                 sse_sessions: parking_lot::Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 sink,
@@ -231,10 +235,15 @@ impl Remote {
                 Err(Exchange::Expired) => Err(CallError::Protocol("404 from a stateless upstream".into())),
             };
         }
+        let leases = wants_lease(method, caller);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let session = inner.session(caller).await?;
+            let mut lease = if leases { inner.lease(caller, &events).await? } else { None };
+            let session = match &lease {
+                Some(l) => l.session.clone(),
+                None => inner.session(caller).await?,
+            };
             let extra = Extra {
                 name: None,
                 traceparent: traceparent.as_deref(),
@@ -245,12 +254,20 @@ impl Remote {
                 Ok(v) => return Ok(v),
                 Err(Exchange::Expired) if attempt == 1 => {
                     tracing::info!(provider = %inner.name, "upstream session expired; opening a new one");
-                    inner.forget_session(&session);
+                    match &mut lease {
+                        Some(l) => l.expire(),
+                        None => inner.forget_session(&session),
+                    }
                 }
                 Err(Exchange::Expired) => return Err(CallError::Protocol("upstream rejected a fresh session".into())),
                 Err(Exchange::Failed(e)) => return Err(e),
             }
         }
+    }
+
+    /// Upstream sessions leased to calls now, idle ones included (tests, `registry_details`).
+    pub fn leased_sessions(&self) -> usize {
+        self.inner.leased()
     }
 }
 
@@ -295,23 +312,8 @@ impl Upstream for Remote {
         // Dropping an HTTP+SSE session closes its stream, which ends it upstream.
         drop(inner.sse_sessions.lock().remove(key));
         let cell = inner.sessions.lock().remove(key);
-        let Some(session) = cell.and_then(|c| c.get().cloned()) else { return };
-        let Some(id) = &session.id else { return };
-        let req = Request {
-            method: "DELETE",
-            headers: vec![
-                (HeaderName::from_static("mcp-session-id"), id.as_str().into()),
-                (HeaderName::from_static("mcp-protocol-version"), session.version.as_str().into()),
-            ]
-            .into_iter()
-            .chain(inner.headers_for(session.credential.as_ref()))
-            .collect(),
-            body: Bytes::new(),
-            replayable: true,
-        };
-        match inner.client.send(&inner.endpoint, &req, &inner.timeouts).await {
-            Ok(resp) => resp.release().await,
-            Err(e) => tracing::debug!(provider = %inner.name, "closing upstream session failed: {e}"),
+        if let Some(session) = cell.and_then(|c| c.get().cloned()) {
+            inner.delete_session(&session).await;
         }
     }
 
@@ -365,6 +367,7 @@ impl Upstream for Remote {
         for key in keys {
             self.close_session(&key).await;
         }
+        inner.close_leases().await;
         *inner.watching.lock().await = Watching::default();
         inner.lifecycle.fire(if cause == Cause::IdleCollected { Cause::Stopped } else { cause }, "sessions closed");
     }
@@ -391,7 +394,36 @@ impl Upstream for Remote {
     }
 }
 
+/// Whether a call leases a session of its own (see [`lease`]): a modern caller's call that may
+/// make the upstream ask its client something the caller can answer.
+fn wants_lease(method: &str, caller: &Caller) -> bool {
+    caller.session == SessionKey::Shared
+        && matches!(method, "tools/call" | "prompts/get" | "resources/read" | "completion/complete")
+        && ["sampling", "elicitation", "roots"].iter().any(|c| caller.capabilities.get(c).is_some())
+}
+
 impl Inner {
+    /// Ends a legacy session upstream (`DELETE`); a session without an id has nothing to end.
+    pub(super) async fn delete_session(&self, session: &LegacySession) {
+        let Some(id) = &session.id else { return };
+        let req = Request {
+            method: "DELETE",
+            headers: vec![
+                (HeaderName::from_static("mcp-session-id"), id.as_str().into()),
+                (HeaderName::from_static("mcp-protocol-version"), session.version.as_str().into()),
+            ]
+            .into_iter()
+            .chain(self.headers_for(session.credential.as_ref()))
+            .collect(),
+            body: Bytes::new(),
+            replayable: true,
+        };
+        match self.client.send(&self.endpoint, &req, &self.timeouts).await {
+            Ok(resp) => resp.release().await,
+            Err(e) => tracing::debug!(provider = %self.name, "closing upstream session failed: {e}"),
+        }
+    }
+
     /// The provider's configured headers.
     pub(super) fn configured(&self) -> impl Iterator<Item = (HeaderName, std::borrow::Cow<'_, str>)> {
         self.headers_for(None)

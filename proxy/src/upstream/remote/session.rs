@@ -15,7 +15,7 @@ use super::{message_bytes, Exchange, Extra, Inner, GET_STREAM_WAIT, MAX_EVENT_BY
 use crate::jsonrpc::sse;
 use crate::proto::protocol::{self, Era, LEGACY_VERSIONS};
 use crate::upstream::http::Request;
-use crate::upstream::{CallError, Caller, SessionKey, UpstreamInfo};
+use crate::upstream::{CallError, Caller, Events, SessionKey, UpstreamInfo};
 
 /// One upstream session of a legacy server.
 pub(super) struct LegacySession {
@@ -28,6 +28,10 @@ pub(super) struct LegacySession {
     /// what the gateway sends on it by itself, to providers that forward client tokens).
     pub(super) credential: Option<Secret>,
     pub(super) get_stream: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
+    /// The call a leased session carries now: what arrives on its GET stream is that call's.
+    pub(super) call: parking_lot::Mutex<Events>,
+    /// The log level last set on the session with `logging/setLevel`.
+    pub(super) log_level: parking_lot::Mutex<Option<String>>,
 }
 
 impl Drop for LegacySession {
@@ -94,6 +98,8 @@ impl Inner {
             version,
             credential,
             get_stream: parking_lot::Mutex::new(None),
+            call: parking_lot::Mutex::new(None),
+            log_level: parking_lot::Mutex::new(None),
         });
         let initialized = message_bytes(None, "notifications/initialized", &json!({}));
         match self.post(Some(&session), "notifications/initialized", Extra::default(), initialized).await {
@@ -153,7 +159,9 @@ pub(super) async fn get_stream(inner: Arc<Inner>, session: Weak<LegacySession>, 
                     let Some(s) = session.upgrade() else { return };
                     for ev in evs.into_iter().filter(sse::Event::is_message) {
                         if let Ok(msg) = serde_json::from_str::<Value>(&ev.data) {
-                            inner.relay(msg, Some(&s), &None).await;
+                            // A leased session's stream speaks for the one call it carries.
+                            let call = s.call.lock().clone();
+                            inner.relay(msg, Some(&s), &call).await;
                         }
                     }
                 }
