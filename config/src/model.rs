@@ -227,6 +227,9 @@ pub struct Server {
     pub allow_unauthenticated: bool,
     /// Serve HTTPS with this certificate (its files are read again when they change).
     pub tls: Option<ServerTls>,
+    /// Offer the gateway's own `registry_*` tools over MCP (to admins). Off, they are neither
+    /// listed nor callable, and providers may use those names (a gateway behind another).
+    pub admin_tools: bool,
 }
 
 /// `server.tls`: the front door's certificate.

@@ -92,6 +92,10 @@ pub fn route(
     let name = head.name.as_ref()?;
     let span = span_in(body, name)?;
     let routes = &snap.routes;
+    // The gateway's own tools are answered by the slow path, whatever a provider calls its tools.
+    if kind == ListKind::Tools && routes.admin_tools && crate::mcp::registry::is_registry_tool(name) {
+        return None;
+    }
     let (idx, own, idempotent) = {
         let index = routes.index.load();
         let map = if kind == ListKind::Tools { &index.tools } else { &index.prompts };

@@ -34,6 +34,9 @@ const LIST_TIMEOUT: Duration = Duration::from_secs(15);
 pub const URI_REFRESH_EVERY: Duration = Duration::from_secs(1);
 /// `_meta` key naming the providers missing from a merged list.
 pub const UNAVAILABLE_META: &str = "io.mcp-hangar/unavailableProviders";
+/// `_meta` key of a tools list naming the provider tools left out because one of the gateway's
+/// own tools has the same name.
+pub const SHADOWED_META: &str = "io.mcp-hangar/shadowedTools";
 
 /// One provider's list: cached, fetched, or (tools of a provider that cannot be reached) its
 /// predefined tools.
@@ -162,7 +165,9 @@ pub async fn merged(routes: &Routes, kind: ListKind, era: Era, viewer: Option<Vi
     let mut items = Vec::new();
     let mut unavailable = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
-    let own_tools = if kind == ListKind::Tools { crate::mcp::registry::tools() } else { Vec::new() };
+    let own_tools =
+        if kind == ListKind::Tools && routes.admin_tools { crate::mcp::registry::tools() } else { Vec::new() };
+    let mut shadowed = Vec::new();
     let own_names: Vec<&str> = own_tools.iter().filter_map(|t| t.get("name").and_then(Value::as_str)).collect();
     let mut ttl_ms: Option<u64> = None;
     let mut private = false;
@@ -200,6 +205,16 @@ pub async fn merged(routes: &Routes, kind: ListKind, era: Era, viewer: Option<Vi
                 ListKind::Tools | ListKind::Prompts => {
                     let Some(name) = item.get("name").and_then(Value::as_str).map(str::to_owned) else { continue };
                     let exposed = format!("{}{}", p.config.tool_prefix, name);
+                    if kind == ListKind::Tools && own_names.contains(&exposed.as_str()) {
+                        if routes.shadowed.lock().insert(format!("{}\u{0}{exposed}", p.name())) {
+                            tracing::warn!(
+                                provider = p.name(),
+                                "tool {exposed:?} is left out: the gateway's own tool has that name (give the provider a tool_prefix, or set server.admin_tools: false)"
+                            );
+                        }
+                        shadowed.push(json!({"provider": p.name(), "tool": exposed}));
+                        continue;
+                    }
                     item["name"] = Value::String(exposed.clone());
                     let map = if kind == ListKind::Tools { &mut section.tools } else { &mut section.prompts };
                     if let std::collections::hash_map::Entry::Vacant(slot) = map.entry(exposed.clone()) {
@@ -222,10 +237,6 @@ pub async fn merged(routes: &Routes, kind: ListKind, era: Era, viewer: Option<Vi
                     t
                 }
             };
-            if own_names.contains(&key.as_str()) {
-                tracing::warn!(provider = p.name(), "tool {key:?} is shadowed by the gateway's own tool");
-                continue;
-            }
             if let Some(&owner) = seen.get(&key) {
                 tracing::warn!(
                     "{key:?} is listed by both {:?} and {:?}; keeping the first",
@@ -261,6 +272,9 @@ pub async fn merged(routes: &Routes, kind: ListKind, era: Era, viewer: Option<Vi
     let mut meta = Map::new();
     if !unavailable.is_empty() {
         meta.insert(UNAVAILABLE_META.into(), Value::Array(unavailable));
+    }
+    if !shadowed.is_empty() {
+        meta.insert(SHADOWED_META.into(), Value::Array(shadowed));
     }
     if era == Era::Modern {
         result.insert("ttlMs".into(), ttl_ms.unwrap_or(0).into());

@@ -185,11 +185,20 @@ pub fn unknown_method(method: &str) -> RpcError {
     RpcError::new(code::METHOD_NOT_FOUND, format!("Method not found: {method}"))
 }
 
-/// Modern results carry `resultType` (legacy upstreams omit it).
+/// Modern results carry `resultType` (legacy upstreams omit it); legacy clients get none of the
+/// modern-only fields a modern upstream (another gateway, say) put in (`resultType`, `ttlMs`,
+/// `cacheScope`, the 2026-07-28 `_meta` keys).
 fn finish_result(mut result: Value, era: Era) -> Value {
-    if era == Era::Modern {
-        if let Some(obj) = result.as_object_mut() {
+    let Some(obj) = result.as_object_mut() else { return result };
+    match era {
+        Era::Modern => {
             obj.entry("resultType").or_insert_with(|| "complete".into());
+        }
+        Era::Legacy => {
+            for key in ["resultType", "ttlMs", "cacheScope"] {
+                obj.remove(key);
+            }
+            crate::proto::protocol::meta::strip_modern(obj, crate::proto::protocol::meta::MODERN_ONLY);
         }
     }
     result
@@ -312,7 +321,7 @@ async fn call_named(
 ) -> Result<Value, RpcError> {
     let routes = &snap.routes;
     let what = if kind == ListKind::Tools { "tool" } else { "prompt" };
-    if kind == ListKind::Tools {
+    if kind == ListKind::Tools && routes.admin_tools {
         if let Some(name) = params.get("name").and_then(Value::as_str).filter(|n| registry::is_registry_tool(n)) {
             authorize(server, ctx, Item::AdminTool { name })?;
             let args = params.get("arguments").cloned().unwrap_or_else(|| json!({}));
@@ -598,5 +607,45 @@ pub fn relay_event(ctx: &ClientCtx, ev: crate::upstream::CallEvent) -> Option<Ve
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_clients_get_no_modern_only_fields() {
+        let from_a_modern_upstream = json!({
+            "resultType": "complete", "ttlMs": 5000, "cacheScope": "public",
+            "content": [{"type": "text", "text": "hi"}],
+            "_meta": {meta::SERVER_INFO: {"name": "inner"}, meta::PROTOCOL_VERSION: "2026-07-28", "progressToken": 7},
+        });
+        let legacy = finish_result(from_a_modern_upstream.clone(), Era::Legacy);
+        assert_eq!(legacy, json!({"content": [{"type": "text", "text": "hi"}], "_meta": {"progressToken": 7}}));
+        let bare = finish_result(json!({"tools": [], "_meta": {meta::SERVER_INFO: {}}}), Era::Legacy);
+        assert_eq!(bare, json!({"tools": []}), "an emptied _meta goes");
+        let modern = finish_result(json!({"content": []}), Era::Modern);
+        assert_eq!(modern["resultType"], "complete");
+        assert_eq!(finish_result(from_a_modern_upstream.clone(), Era::Modern), from_a_modern_upstream);
+    }
+
+    fn ctx(era: Era, level: Option<&str>) -> ClientCtx {
+        let mut c = ClientCtx::modern(&json!({}), crate::auth::Principal::local());
+        c.era = era;
+        c.caller.log_level = level.map(str::to_owned);
+        c
+    }
+
+    #[test]
+    fn log_messages_follow_the_clients_level() {
+        let log = |level: &str| json!({"method": "notifications/message", "params": {"level": level, "data": "x"}});
+        let progress = json!({"method": "notifications/progress", "params": {"progressToken": 1, "progress": 1}});
+        assert!(!log_wanted(&ctx(Era::Modern, None), &log("error")), "a modern request without a level gets none");
+        assert!(log_wanted(&ctx(Era::Modern, None), &progress));
+        assert!(log_wanted(&ctx(Era::Modern, Some("warning")), &log("error")));
+        assert!(!log_wanted(&ctx(Era::Modern, Some("warning")), &log("info")));
+        assert!(log_wanted(&ctx(Era::Legacy, None), &log("debug")), "a legacy session without a level: the server decides");
+        assert!(!log_wanted(&ctx(Era::Legacy, Some("error")), &log("notice")));
     }
 }

@@ -26,6 +26,25 @@ pub mod meta {
     pub const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
     /// Server identity on results.
     pub const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+
+    /// The per-request envelope a modern client sends (legacy peers negotiate it in `initialize`).
+    pub const ENVELOPE: &[&str] = &[PROTOCOL_VERSION, CLIENT_CAPABILITIES, CLIENT_INFO, LOG_LEVEL];
+    /// Every key above: what a legacy peer never sees.
+    pub const MODERN_ONLY: &[&str] =
+        &[PROTOCOL_VERSION, CLIENT_CAPABILITIES, CLIENT_INFO, LOG_LEVEL, SUBSCRIPTION_ID, SERVER_INFO];
+
+    /// Removes `keys` from the `_meta` of a request's params or a result (and `_meta` itself
+    /// when nothing else is left in it); other `_meta` keys (progress tokens, trace context)
+    /// stay.
+    pub fn strip_modern(obj: &mut serde_json::Map<String, serde_json::Value>, keys: &[&str]) {
+        let Some(m) = obj.get_mut("_meta").and_then(serde_json::Value::as_object_mut) else { return };
+        for key in keys {
+            m.remove(*key);
+        }
+        if m.is_empty() {
+            obj.remove("_meta");
+        }
+    }
 }
 
 /// Which generation of the protocol a peer speaks.

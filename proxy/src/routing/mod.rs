@@ -39,6 +39,10 @@ pub struct Routes {
     events: Arc<crate::lifecycle::EventLog>,
     /// Where retries are counted.
     pub metrics: Arc<crate::telemetry::metrics::Metrics>,
+    /// Whether the gateway's own `registry_*` tools are offered over MCP (`server.admin_tools`).
+    pub admin_tools: bool,
+    /// Provider tools left out because a gateway tool has their name, already logged.
+    pub shadowed: parking_lot::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Routes {
@@ -104,6 +108,8 @@ impl Routes {
             uri_refresh: tokio::sync::Mutex::new(None),
             events: events.clone(),
             metrics: metrics.clone(),
+            admin_tools: config.server.admin_tools,
+            shadowed: parking_lot::Mutex::default(),
         }
     }
 

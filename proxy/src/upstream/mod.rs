@@ -286,15 +286,8 @@ pub trait Upstream: Send + Sync {
 /// trace context) stay.
 pub fn without_modern_meta(mut params: Value) -> Value {
     use crate::proto::protocol::meta;
-    if let Some(m) = params.get_mut("_meta").and_then(Value::as_object_mut) {
-        for key in [meta::PROTOCOL_VERSION, meta::CLIENT_CAPABILITIES, meta::CLIENT_INFO, meta::LOG_LEVEL] {
-            m.remove(key);
-        }
-        if m.is_empty() {
-            if let Some(obj) = params.as_object_mut() {
-                obj.remove("_meta");
-            }
-        }
+    if let Some(obj) = params.as_object_mut() {
+        meta::strip_modern(obj, meta::ENVELOPE);
     }
     params
 }

@@ -2,6 +2,8 @@
 // with resumable streams) implementing every fixture the @modelcontextprotocol/conformance server
 // scenarios expect. MCP Hangar's tests run the suite directly against it and through the gateway
 // (with tool_prefix ""), and require the same results.
+// With ASK=standalone, the tools that ask the client (sampling, elicitation) ask on the session's
+// standalone GET stream, not tied to the call, as the suite's reference server does.
 //   node conformance_server.mjs PORT
 import http from "node:http";
 import { randomUUID } from "node:crypto";
@@ -17,6 +19,7 @@ const port = Number(process.argv[2] ?? 3000);
 const PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
 const WAV = "UklGRiQAAABXQVZFZm10IBAAAAABAAEARKwAAIhYAQACABAAZGF0YQAAAAA=";
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const STANDALONE = process.env.ASK === "standalone";
 
 function buildServer() {
   const server = new McpServer(
@@ -24,6 +27,8 @@ function buildServer() {
     { capabilities: { logging: {}, completions: {}, resources: { subscribe: true, listChanged: true }, prompts: { listChanged: true }, tools: { listChanged: true } } },
   );
   const text = (t) => ({ content: [{ type: "text", text: t }] });
+  // A question to the client: on the call's stream, or on the standalone one.
+  const ask = (extra, request, schema) => (STANDALONE ? server.server.request(request, schema) : extra.sendRequest(request, schema));
 
   server.registerTool("test_simple_text", { description: "Returns simple text" }, async () => text("This is a simple text response for testing."));
   server.registerTool("test_image_content", { description: "Returns an image" }, async () => ({ content: [{ type: "image", data: PNG, mimeType: "image/png" }] }));
@@ -57,18 +62,18 @@ function buildServer() {
     return text("Tool with progress executed successfully");
   });
   server.registerTool("test_sampling", { description: "Asks the client's LLM", inputSchema: { prompt: z.string() } }, async ({ prompt }, extra) => {
-    const r = await extra.sendRequest({ method: "sampling/createMessage", params: { messages: [{ role: "user", content: { type: "text", text: prompt } }], maxTokens: 100 } }, CreateMessageResultSchema);
+    const r = await ask(extra, { method: "sampling/createMessage", params: { messages: [{ role: "user", content: { type: "text", text: prompt } }], maxTokens: 100 } }, CreateMessageResultSchema);
     return text(`LLM response: ${r.content?.text ?? JSON.stringify(r.content)}`);
   });
   server.registerTool("test_elicitation", { description: "Asks the user", inputSchema: { message: z.string() } }, async ({ message }, extra) => {
-    const r = await extra.sendRequest({
+    const r = await ask(extra, {
       method: "elicitation/create",
       params: { message, requestedSchema: { type: "object", properties: { username: { type: "string", description: "User's response" }, email: { type: "string", description: "User's email address" } }, required: ["username", "email"] } },
     }, ElicitResultSchema);
     return text(`User response: action=${r.action}, content=${JSON.stringify(r.content ?? {})}`);
   });
   server.registerTool("test_elicitation_sep1034_defaults", { description: "Elicitation with defaults" }, async (extra) => {
-    const r = await extra.sendRequest({
+    const r = await ask(extra, {
       method: "elicitation/create",
       params: {
         message: "Please review and update the form fields with defaults",
@@ -84,7 +89,7 @@ function buildServer() {
     return text(`Elicitation completed: action=${r.action}, content=${JSON.stringify(r.content ?? {})}`);
   });
   server.registerTool("test_elicitation_sep1330_enums", { description: "Elicitation with enums" }, async (extra) => {
-    const r = await extra.sendRequest({
+    const r = await ask(extra, {
       method: "elicitation/create",
       params: {
         message: "Please select options from the enum fields",
