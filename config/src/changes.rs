@@ -79,6 +79,7 @@ pub fn changed_fields(old: &Provider, new: &Provider) -> Vec<&'static str> {
     check("validate_arguments", old.validate_arguments != new.validate_arguments);
     check("health_check_interval_s", old.health_check_interval != new.health_check_interval);
     check("health_check_timeout_s", old.health_check_timeout != new.health_check_timeout);
+    check("call_timeout_s", old.call_timeout != new.call_timeout);
     check("max_consecutive_failures", old.max_consecutive_failures != new.max_consecutive_failures);
     check("tools", old.tools != new.tools);
     check("recovery", old.recovery != new.recovery);

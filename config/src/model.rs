@@ -344,6 +344,9 @@ pub struct Provider {
     /// Check tool arguments against the tool's `inputSchema` at the gateway, before the
     /// provider is started or called.
     pub validate_arguments: bool,
+    /// Longest a call routed to the provider may take, however busy its stream looks (progress,
+    /// keep-alives): the client then gets a timeout error and the upstream a cancellation.
+    pub call_timeout: Duration,
     /// How the provider is reached.
     pub kind: ProviderKind,
     /// The file it was defined in, when that is not the configuration file (a discovery

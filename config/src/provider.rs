@@ -30,6 +30,7 @@ pub(crate) const COMMON_KEYS: &[&str] = &[
     "tools_exclude",
     "rate_limit",
     "validate_arguments",
+    "call_timeout_s",
 ];
 const BREAKER_KEYS: &[&str] = &["open_s", "half_open_probes", "error_rate", "min_calls"];
 const RECOVERY_KEYS: &[&str] = &["max_attempts", "backoff_s", "max_backoff_s"];
@@ -54,6 +55,8 @@ const MEMBER_KEYS: &[&str] = &["provider", "weight", "priority"];
 const DEFAULT_IDLE_TTL: Duration = Duration::from_secs(300);
 const DEFAULT_HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_MAX_CONSECUTIVE_FAILURES: u32 = 3;
+/// Longest a call may take, progress and keep-alives notwithstanding.
+const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Decodes `providers.<name>`; `None` when it is too broken to use (problems are noted).
 pub(crate) fn decode(d: &mut Decoder<'_>, path: &str, name: &str, value: &Value) -> Option<Provider> {
@@ -107,6 +110,7 @@ pub(crate) fn decode(d: &mut Decoder<'_>, path: &str, name: &str, value: &Value)
     let tools_exclude = f.opt(d, "tools_exclude", Decoder::string_list).unwrap_or_default();
     let rate_limit = f.opt(d, "rate_limit", crate::rate_limits::decode_rate);
     let validate_arguments = f.opt(d, "validate_arguments", Decoder::boolean).unwrap_or(true);
+    let call_timeout = f.opt(d, "call_timeout_s", Decoder::seconds).unwrap_or(DEFAULT_CALL_TIMEOUT);
 
     let kind = match mode.as_deref()? {
         "subprocess" => decode_subprocess(d, &f).map(ProviderKind::Subprocess),
@@ -137,6 +141,7 @@ pub(crate) fn decode(d: &mut Decoder<'_>, path: &str, name: &str, value: &Value)
         tools_exclude,
         rate_limit,
         validate_arguments,
+        call_timeout,
         kind,
         source: None,
     })

@@ -247,7 +247,7 @@ impl FastRoute {
                 .trace
                 .as_ref()
                 .map(|t| t.attempt(self.snap.routes.providers[self.member].name(), self.tried.len() + 1));
-            let attempt = self.attempt(session, span.as_ref()).await;
+            let attempt = self.attempt(session, span.as_ref(), self.deadline()).await;
             match &attempt {
                 Attempt::Answered(_) => record_outcome(&lifecycle, None),
                 Attempt::Failed(e) | Attempt::Broken(e) => record_outcome(&lifecycle, Some(e)),
@@ -297,7 +297,12 @@ impl FastRoute {
     /// allows repeating it, and attempts and the group's retry budget remain.
     fn next_member(&self, pool: Option<&crate::routing::pool::Pool>, e: &CallError) -> Option<(usize, Arc<Remote>)> {
         let pool = pool?;
-        if self.tried.len() + 1 >= MAX_ATTEMPTS || !retry::may_retry(e, self.idempotent) || !pool.budget.spend() {
+        let out_of_time = self.started.elapsed() >= self.snap.routes.providers[self.target].config.call_timeout;
+        if self.tried.len() + 1 >= MAX_ATTEMPTS
+            || out_of_time
+            || !retry::may_retry(e, self.idempotent)
+            || !pool.budget.spend()
+        {
             return None;
         }
         let mut tried = self.tried.clone();
@@ -306,17 +311,32 @@ impl FastRoute {
         Some((member, modern_remote(&self.snap, member)?))
     }
 
+    /// When the call must have been answered: the target's `call_timeout_s` (a group's covers its
+    /// retries) or the current member's, whichever ends first.
+    fn deadline(&self) -> tokio::time::Instant {
+        let providers = &self.snap.routes.providers;
+        let limit = providers[self.target].config.call_timeout.min(providers[self.member].config.call_timeout);
+        tokio::time::Instant::from_std(self.started + limit)
+    }
+
     /// One exchange with the current member. A client that goes away meanwhile cancels the call:
-    /// the upstream connection is dropped, which is how a 2026-07-28 server learns of it.
-    async fn attempt(&self, session: &mut Session, span: Option<&AttemptTrace>) -> Attempt {
+    /// the upstream connection is dropped, which is how a 2026-07-28 server learns of it; so does
+    /// the deadline, after which the client gets a timeout error.
+    async fn attempt(
+        &self,
+        session: &mut Session,
+        span: Option<&AttemptTrace>,
+        deadline: tokio::time::Instant,
+    ) -> Attempt {
         let reply = tokio::select! {
-            r = self.exchange(span) => r,
+            r = tokio::time::timeout_at(deadline, self.exchange(span)) => r.unwrap_or_else(|_| Err(self.timed_out(deadline))),
             _ = session.read_body_or_idle(true) => return Attempt::Cancelled,
         };
         match reply {
             Err(e) => Attempt::Failed(e),
             Ok(Upstream::Stream(resp)) => {
-                stream(session, *resp, &self.id, self.snap.routes.providers[self.member].name()).await
+                let provider = self.snap.routes.providers[self.member].name();
+                stream(session, *resp, &self.id, provider, deadline, || self.timed_out(deadline)).await
             }
             Ok(Upstream::Whole { status, content_type, body }) => {
                 if let Err(why) = check_reply(&body, &self.id) {
@@ -333,6 +353,12 @@ impl FastRoute {
                 }
             }
         }
+    }
+
+    /// The error of a call that missed its deadline.
+    fn timed_out(&self, deadline: tokio::time::Instant) -> CallError {
+        let limit = deadline.into_std().saturating_duration_since(self.started);
+        CallError::Timeout(format!("no answer within {} s (call_timeout_s)", limit.as_secs_f64().round()))
     }
 
     /// Sends the request and, for a JSON reply, reads it whole.
@@ -452,7 +478,14 @@ const MAX_WATCHED_EVENT: usize = 16 << 20;
 /// Relays an SSE reply as it arrives. Once its header is written nothing can be retried. A stream
 /// that ends or breaks without the response to `id` ends with an error event for it, so the
 /// client is never left with an empty answer.
-async fn stream(session: &mut Session, mut resp: Response, id: &RawValue, provider: &str) -> Attempt {
+async fn stream(
+    session: &mut Session,
+    mut resp: Response,
+    id: &RawValue,
+    provider: &str,
+    deadline: tokio::time::Instant,
+    timed_out: impl Fn() -> CallError,
+) -> Attempt {
     let written = async {
         let mut h = ResponseHeader::build(resp.status, Some(4))?;
         h.insert_header("content-type", "text/event-stream")?;
@@ -470,6 +503,7 @@ async fn stream(session: &mut Session, mut resp: Response, id: &RawValue, provid
         let next = tokio::select! {
             next = resp.chunk() => next,
             _ = session.read_body_or_idle(true) => return Attempt::Cancelled,
+            () = tokio::time::sleep_until(deadline) => break Some(timed_out()),
         };
         match next {
             Ok(Some(chunk)) => {

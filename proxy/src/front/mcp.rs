@@ -603,17 +603,20 @@ async fn serve_reply(
     let _reading = buf.reader();
     let mut reply = Reply::new(accepts, Vec::new());
     if from == 0 && reply.plain_json() {
+        // A client that takes JSON only gets the response alone, once it is there: what came
+        // before it (progress, log messages) has no way to it.
         loop {
             let (msgs, end, done, answered) = buf.read_from(0);
-            if done && answered && end == 1 {
-                let mut msgs = msgs;
-                return reply.finish(session, buf.status(), msgs.remove(0).to_vec()).await;
+            if done && answered {
+                if let Some(response) = msgs.last() {
+                    return reply.finish(session, buf.status(), response.to_vec()).await;
+                }
             }
-            if !msgs.is_empty() || done {
+            if done {
                 break;
             }
             tokio::select! {
-                () = buf.changed(0) => {}
+                () = buf.changed(end) => {}
                 _ = session.read_body_or_idle(true) => return Ok(()),
             }
         }

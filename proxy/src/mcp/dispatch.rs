@@ -79,6 +79,7 @@ impl Dispatch {
         }
         let mut tried: Vec<usize> = Vec::new();
         let mut last_error: Option<RpcError> = None;
+        let started = tokio::time::Instant::now();
         loop {
             let chosen = match self.pinned {
                 Some(m) => routes.concrete(m).map(|u| (m, u)),
@@ -97,7 +98,19 @@ impl Dispatch {
             if let Some(s) = &span {
                 s.inject_meta(&mut attempt);
             }
-            let outcome = upstream.call(method, attempt, caller, events.clone()).await;
+            // The call's deadline: the target's (a group's covers its retries) or the member's,
+            // whichever ends first. Dropping the call cancels it upstream.
+            let limit =
+                routes.providers[self.idx].config.call_timeout.min(routes.providers[member].config.call_timeout);
+            let call = upstream.call(method, attempt, caller, events.clone());
+            let outcome = match tokio::time::timeout_at(started + limit, call).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    let e = CallError::Timeout(format!("no answer within {} s (call_timeout_s)", limit.as_secs_f64()));
+                    crate::upstream::record_outcome(&routes.providers[member].lifecycle, Some(&e));
+                    Err(e)
+                }
+            };
             if let Some(s) = &span {
                 let error = outcome.as_ref().err().map(ToString::to_string);
                 s.end(attempt_outcome(&outcome), error.as_deref());
@@ -113,8 +126,11 @@ impl Dispatch {
                     return Err(self.lost(&format!("{name} failed: {e}")));
                 }
                 Err(e) => {
-                    let retry =
-                        !last_try && retry::may_retry(&e, self.idempotent) && pool.is_some_and(|p| p.budget.spend());
+                    let out_of_time = started.elapsed() >= routes.providers[self.idx].config.call_timeout;
+                    let retry = !last_try
+                        && !out_of_time
+                        && retry::may_retry(&e, self.idempotent)
+                        && pool.is_some_and(|p| p.budget.spend());
                     if !retry {
                         return Err(e.to_rpc(name));
                     }

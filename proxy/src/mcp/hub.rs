@@ -645,7 +645,10 @@ mod tests {
         assert!(log_wanted(&ctx(Era::Modern, None), &progress));
         assert!(log_wanted(&ctx(Era::Modern, Some("warning")), &log("error")));
         assert!(!log_wanted(&ctx(Era::Modern, Some("warning")), &log("info")));
-        assert!(log_wanted(&ctx(Era::Legacy, None), &log("debug")), "a legacy session without a level: the server decides");
+        assert!(
+            log_wanted(&ctx(Era::Legacy, None), &log("debug")),
+            "a legacy session without a level: the server decides"
+        );
         assert!(!log_wanted(&ctx(Era::Legacy, Some("error")), &log("notice")));
     }
 }

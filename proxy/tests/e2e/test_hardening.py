@@ -194,6 +194,35 @@ providers:
     assert "fast_path" not in log or "panicked" not in log
 
 
+@pytest.mark.parametrize("era", ["modern", "legacy"])
+async def test_a_stream_of_keepalives_does_not_hold_a_call_past_its_deadline(gateway_factory, hostile_port, era):
+    """Keep-alives and progress count as activity for the idle bound; call_timeout_s bounds the
+    call itself: the client gets a timeout error with its id, and the upstream stream is closed."""
+    hostile_log = LOGS / f"hostile-{hostile_port}.log"
+    gw = gateway_factory(f"""
+providers:
+  bad:
+    mode: remote
+    endpoint: http://127.0.0.1:{hostile_port}/mcp
+    call_timeout_s: 2
+""")
+    modern(gw.port, "tools/list")
+    started = time.monotonic()
+    if era == "modern":  # the fast path
+        status, h, body = modern(gw.port, "tools/call", {"name": "bad__keepalive_sse", "arguments": {}}, name="bad__keepalive_sse", rid=9)
+        last = messages(body, h.get("content-type", ""))[-1]
+    else:  # the slow path, for a legacy session
+        status, h, body = LegacySession(gw.port).request("tools/call", {"name": "bad__keepalive_sse", "arguments": {}}, rid=9)
+        last = messages(body, h.get("content-type", ""))[-1]
+    took = time.monotonic() - started
+    assert last.get("id") == 9 and "call_timeout_s" in last["error"]["message"], last
+    assert 1.9 < took < 6, took
+    deadline = time.monotonic() + 5
+    while "keepalive stream closed" not in hostile_log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "keepalive stream closed" in hostile_log.read_text(), "the upstream stream was closed (a 2026-07-28 cancellation)"
+
+
 async def test_an_http_sse_endpoint_event_cannot_send_credentials_elsewhere(gateway_factory):
     thief_port, sse_port = free_port(), free_port()
     loot = LOGS / f"thief-{thief_port}.jsonl"
@@ -429,3 +458,14 @@ providers:
     assert rss_mib(gw.proc.proc.pid) < rss_before + 64, "memory stays bounded"
     log = Path(gw.proc.log_path).read_text()
     assert "panicked" not in log, log[-3000:]
+
+
+async def test_a_json_only_legacy_client_gets_the_response_alone(gateway_factory, fixture_url):
+    """Progress before the answer has no way to a client that takes JSON only: it gets the
+    response, as JSON (it used to get an empty 200)."""
+    gw = gateway_factory(f"providers:\n  fx:\n    mode: remote\n    endpoint: {fixture_url}\n")
+    session = LegacySession(gw.port)
+    status, h, body = session.request("tools/call", {"name": "fx__slow", "arguments": {"seconds": 0.3}, "_meta": {"progressToken": 4}}, rid=21)
+    assert status == 200 and h["content-type"].startswith("application/json"), (status, h, body)
+    reply = json.loads(body)
+    assert reply["id"] == 21 and "result" in reply, body

@@ -10,14 +10,16 @@ named by the tool. Plain asyncio, HTTP/1.1, one request per connection.
 
 Tools: wrong_id (a response to another id), bad_json (invalid JSON with HTTP 200), not_rpc (a JSON
 value that is not a response), sse_no_response (an SSE stream that ends after a notification),
-silent_sse (an SSE stream that never sends anything), good (a correct answer).
+silent_sse (an SSE stream that never sends anything), keepalive_sse (an SSE stream of keep-alive
+comments and progress, never an answer; prints "keepalive stream closed" when the gateway closes
+it), good (a correct answer).
 """
 
 import asyncio
 import json
 import sys
 
-TOOLS = ["wrong_id", "bad_json", "not_rpc", "sse_no_response", "silent_sse", "good"]
+TOOLS = ["wrong_id", "bad_json", "not_rpc", "sse_no_response", "silent_sse", "keepalive_sse", "good"]
 
 
 async def read_request(reader):
@@ -69,6 +71,18 @@ async def http_handler(reader, writer):
                 note = json.dumps({"jsonrpc": "2.0", "method": "notifications/message",
                                    "params": {"level": "info", "data": "about to vanish"}})
                 writer.write(response("200 OK", "text/event-stream", f"event: message\ndata: {note}\n\n".encode()))
+            elif name == "keepalive_sse":
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n")
+                token = (params.get("_meta") or {}).get("progressToken", "p")
+                try:
+                    for n in range(100000):
+                        progress = json.dumps({"jsonrpc": "2.0", "method": "notifications/progress",
+                                               "params": {"progressToken": token, "progress": n}})
+                        writer.write(b": keep-alive\n\n" + f"event: message\ndata: {progress}\n\n".encode())
+                        await writer.drain()
+                        await asyncio.sleep(0.2)
+                except ConnectionError:
+                    print("keepalive stream closed", flush=True)
             elif name == "silent_sse":
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n")
                 await writer.drain()
