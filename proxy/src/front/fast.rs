@@ -54,6 +54,8 @@ pub struct FastRoute {
     name: String,
     /// `Mcp-Name` for the upstream.
     upstream_name: String,
+    /// Where the provider's own tool name starts in `name` (after the prefix).
+    own_at: usize,
     /// The body as the upstream gets it.
     body: Bytes,
     id: Box<RawValue>,
@@ -116,6 +118,16 @@ pub fn route(
     if !principal.decide(&item).allowed || !routes.providers[idx].config.exposes(own_name) {
         return None;
     }
+    // Retry safety comes from the provider's own list, which the gateway fetches by itself when
+    // it has none (a failure looks again).
+    let idempotent = idempotent
+        || (kind == ListKind::Tools && {
+            let known = crate::mcp::aggregate::tool_is_idempotent(routes, idx, own_name);
+            if known.is_none() {
+                crate::mcp::aggregate::learn_tools(routes, idx);
+            }
+            known == Some(true)
+        });
     // Arguments a schema refuses go the slow way too, which answers with the failing path.
     if kind == ListKind::Tools {
         if let Some(validator) = arguments::validator(routes, idx, own_name) {
@@ -166,6 +178,7 @@ pub fn route(
         method,
         upstream_name: encode_header_value(&name[prefix_len..]).into_owned(),
         name: name.to_string(),
+        own_at: prefix_len,
         body,
         id: env.id.map(|i| i.to_owned()).unwrap_or_else(|| crate::jsonrpc::null_id().to_owned()),
         caller: audit.enabled().then(|| {
@@ -300,7 +313,7 @@ impl FastRoute {
         let out_of_time = self.started.elapsed() >= self.snap.routes.providers[self.target].config.call_timeout;
         if self.tried.len() + 1 >= MAX_ATTEMPTS
             || out_of_time
-            || !retry::may_retry(e, self.idempotent)
+            || !retry::may_retry(e, self.idempotent())
             || !pool.budget.spend()
         {
             return None;
@@ -309,6 +322,16 @@ impl FastRoute {
         tried.push(self.member);
         let (member, _) = self.snap.routes.choose(self.target, &[], &tried).ok()?;
         Some((member, modern_remote(&self.snap, member)?))
+    }
+
+    /// Whether repeating the call is harmless, as far as is known now (the tool's annotations may
+    /// have been learnt since the call began).
+    fn idempotent(&self) -> bool {
+        self.idempotent
+            || (self.method == "tools/call"
+                && self.name.get(self.own_at..).is_some_and(|own| {
+                    crate::mcp::aggregate::tool_is_idempotent(&self.snap.routes, self.target, own) == Some(true)
+                }))
     }
 
     /// When the call must have been answered: the target's `call_timeout_s` (a group's covers its

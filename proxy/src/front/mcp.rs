@@ -603,16 +603,17 @@ async fn serve_reply(
     let _reading = buf.reader();
     let mut reply = Reply::new(accepts, Vec::new());
     if from == 0 && reply.plain_json() {
-        // A client that takes JSON only gets the response alone, once it is there: what came
-        // before it (progress, log messages) has no way to it.
+        // A lone response goes as JSON. A client that takes JSON only gets the response alone,
+        // once it is there: what came before it (progress, log messages) has no way to it; one
+        // that takes SSE too gets a stream as soon as there is more than the response.
         loop {
             let (msgs, end, done, answered) = buf.read_from(0);
-            if done && answered {
+            if done && answered && (end == 1 || !accepts.sse) {
                 if let Some(response) = msgs.last() {
                     return reply.finish(session, buf.status(), response.to_vec()).await;
                 }
             }
-            if done {
+            if done || (accepts.sse && !msgs.is_empty()) {
                 break;
             }
             tokio::select! {

@@ -305,6 +305,43 @@ fn publish(index: &ArcSwap<NameIndex>, kind: ListKind, section: &NameIndex) {
     });
 }
 
+/// Whether provider or group `idx` marks its tool `own` safe to repeat (`readOnlyHint` or
+/// `idempotentHint`), from the latest tools list of it (or its members), or its predefined tools;
+/// `None` while no list is known.
+pub fn tool_is_idempotent(routes: &Routes, idx: usize, own: &str) -> Option<bool> {
+    let single = [idx];
+    let candidates: &[usize] = routes.pool(idx).map_or(&single[..], |p| &p.members[..]);
+    let named = |t: &&Value| t.get("name").and_then(Value::as_str) == Some(own);
+    for &m in candidates {
+        let p = &routes.providers[m];
+        if let Some(list) = p.lists.latest(ListKind::Tools) {
+            return Some(list.iter().find(named).is_some_and(crate::balance::retry::is_idempotent_tool));
+        }
+        if let Some(t) = p.config.tools.iter().find(|t| t.definition.get("name").and_then(Value::as_str) == Some(own)) {
+            return Some(crate::balance::retry::is_idempotent_tool(&t.definition));
+        }
+    }
+    None
+}
+
+/// Fetches the tools list of provider or group `idx` in the background when none is known, so
+/// the gateway knows which of its tools are safe to retry whether or not a client listed them
+/// through it. One fetch at a time per provider; a `list_changed` makes the next call learn
+/// again.
+pub fn learn_tools(routes: &Arc<Routes>, idx: usize) {
+    let flag = &routes.providers[idx].lists.learning;
+    if flag.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        return;
+    }
+    let routes = routes.clone();
+    tokio::spawn(async move {
+        if let Err(e) = provider_list(&routes, idx, ListKind::Tools).await {
+            tracing::debug!(provider = routes.providers[idx].name(), "learning the tools' annotations failed: {e}");
+        }
+        routes.providers[idx].lists.learning.store(false, std::sync::atomic::Ordering::Release);
+    });
+}
+
 /// Looks up which provider serves exposed tool or prompt `name`, and its own name for it.
 pub async fn resolve_named(routes: &Routes, kind: ListKind, name: &str) -> Option<(usize, String)> {
     let lookup = |index: &NameIndex| {

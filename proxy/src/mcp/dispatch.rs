@@ -21,6 +21,9 @@ pub struct Dispatch {
     idx: usize,
     /// Whether repeating the call is harmless.
     idempotent: bool,
+    /// The tool it calls (its own name), whose annotations a failure looks up again: the gateway
+    /// may have learnt them since the call began.
+    tool: Option<String>,
     /// What `consistent_hash` hashes.
     key: Vec<u8>,
     /// The legacy session, which a group pins.
@@ -56,7 +59,10 @@ impl Dispatch {
             }
         }
         let idempotent = idempotent_tool || retry::is_read_only_method(method);
-        Ok(Self { routes, idx, idempotent, key, session, pinned, trace: ctx.trace.clone() })
+        let tool = (method == "tools/call" && !idempotent)
+            .then(|| params.get("name").and_then(Value::as_str).map(str::to_owned))
+            .flatten();
+        Ok(Self { routes, idx, idempotent, tool, key, session, pinned, trace: ctx.trace.clone() })
     }
 
     /// The routing table the call is made in.
@@ -129,7 +135,7 @@ impl Dispatch {
                     let out_of_time = started.elapsed() >= routes.providers[self.idx].config.call_timeout;
                     let retry = !last_try
                         && !out_of_time
-                        && retry::may_retry(&e, self.idempotent)
+                        && retry::may_retry(&e, self.idempotent())
                         && pool.is_some_and(|p| p.budget.spend());
                     if !retry {
                         return Err(e.to_rpc(name));
@@ -146,6 +152,15 @@ impl Dispatch {
                 }
             }
         }
+    }
+
+    /// Whether repeating the call is harmless, as far as is known now.
+    fn idempotent(&self) -> bool {
+        self.idempotent
+            || self
+                .tool
+                .as_deref()
+                .is_some_and(|t| crate::mcp::aggregate::tool_is_idempotent(&self.routes, self.idx, t) == Some(true))
     }
 
     /// Ends the pin of a session whose member went down, with the error that ends the session.

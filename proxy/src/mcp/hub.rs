@@ -348,8 +348,16 @@ async fn call_named(
             arguments::check(&validator, &name, params.get("arguments"))?;
         }
     }
+    let idempotent = kind == ListKind::Prompts || routes.index.load().idempotent_tools.contains(&name) || {
+        // Retry safety comes from the provider's own list, which the gateway fetches by itself
+        // when it has none (the call goes on meanwhile; a failure looks again).
+        let known = aggregate::tool_is_idempotent(routes, idx, &own_name);
+        if known.is_none() {
+            aggregate::learn_tools(routes, idx);
+        }
+        known == Some(true)
+    };
     params["name"] = Value::String(own_name);
-    let idempotent = kind == ListKind::Prompts || routes.index.load().idempotent_tools.contains(&name);
     let arguments = (kind == ListKind::Tools && server.state.audit.records_arguments())
         .then(|| params.get("arguments").cloned())
         .flatten();

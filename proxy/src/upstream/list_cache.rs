@@ -37,6 +37,9 @@ pub struct ListCache {
     /// The latest list of each kind, fresh or not, until a `list_changed` says it is wrong: tool
     /// schemas are read from it (an upstream that says `ttlMs: 0` must not make every call list).
     latest: Mutex<HashMap<ListKind, Arc<Vec<Value>>>>,
+    /// Set while the gateway fetches the tools list for itself (to learn their annotations), so
+    /// concurrent first calls start one fetch.
+    pub learning: std::sync::atomic::AtomicBool,
 }
 
 impl ListCache {

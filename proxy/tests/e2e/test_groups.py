@@ -69,9 +69,12 @@ class Load:
         self.failures: list[str] = []
         self.stop = anyio.Event()
 
-    async def worker(self, mode: str) -> None:
+    async def worker(self, mode: str, lists: bool = True) -> None:
+        """`lists`: the client lists the tools first (a modern client with a cached list does
+        not; which tools are safe to retry must not depend on it)."""
         async with Client(self.url, mode=mode, read_timeout_seconds=30) as c:
-            await c.list_tools()  # learns which tools are safe to retry
+            if lists:
+                await c.list_tools()
             while not self.stop.is_set():
                 try:
                     r = await c.call_tool(self.tool, {})
@@ -110,7 +113,8 @@ async def test_a_member_killed_and_restarted_under_load_fails_no_idempotent_call
     load = Load(gw.url)
     async with anyio.create_task_group() as tg:
         for i in range(4):
-            tg.start_soon(load.worker, MODES[i % 2])
+            # No client lists the tools: the gateway learns which are safe to retry by itself.
+            tg.start_soon(load.worker, MODES[i % 2], False)
         m2, port = fixtures["m2"]
         await load.until(f"m2:{m2.proc.pid}")
         for cycle in range(3):
@@ -218,6 +222,33 @@ async def test_a_call_that_reached_a_member_is_not_repeated_but_one_that_did_not
         # `echo` (not marked idempotent) never reaches the dead member: it goes to the backup.
         for i in range(6):
             assert text(await c.call_tool("pool__echo", {"text": f"t{i}"})) == f"t{i}"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_retry_safety_does_not_depend_on_the_client_listing(gateway_factory, members, mode):
+    """A client that never lists (a modern one with a cached list, or one that reached another
+    replica) calls a read-only tool; the member dies mid-call. The gateway learnt the tool's
+    annotations itself, so the call is repeated on the backup and succeeds."""
+    fixtures = members("primary", "backup")
+    gw = gateway_factory(
+        config(
+            fixtures,
+            "\n  pool:\n    mode: group\n    strategy: priority\n"
+            "    members: [{provider: primary, priority: 0}, {provider: backup, priority: 1}]\n",
+        ),
+        "gateway-groups-learnt",
+    )
+    async with Client(gw.url, mode=mode, read_timeout_seconds=30) as c:
+        answers: list[str] = []
+
+        async def long_read():
+            answers.append(text(await c.call_tool("pool__slow_read", {"seconds": 3})))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(long_read)
+            await anyio.sleep(1)
+            kill(fixtures["primary"][0])
+    assert answers and answers[0].startswith("backup:"), answers
 
 
 @pytest.mark.parametrize("mode", MODES)

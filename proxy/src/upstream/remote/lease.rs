@@ -7,9 +7,10 @@
 //!
 //! Sessions are kept in a small per-provider pool, so the `initialize` handshake is paid once per
 //! concurrent call slot, not per call: a lease takes an idle session (or opens one, up to
-//! [`MAX_LEASED`]), and the call's end returns it. An idle session is reused for the same
-//! principal's calls only (a legacy server may keep what a client told it — roots, log level — in
-//! the session). Beyond that many calls at once, a call uses the shared session, as before.
+//! [`MAX_LEASED`]), and the call's end returns it. An idle session is reused only for calls of the
+//! same principal from a client with the same identity and capabilities (a legacy server may keep
+//! what a client told it — roots, log level — in the session). Beyond that many calls at once, a
+//! call uses the shared session, as before.
 
 use std::sync::Arc;
 
@@ -27,7 +28,8 @@ const MAX_IDLE: usize = 8;
 /// The pool of one upstream.
 #[derive(Default)]
 pub(super) struct LeasePool {
-    /// Idle sessions, with the principal whose calls they carried (and may carry again).
+    /// Idle sessions, with whose calls they carried (and may carry again): principal, client
+    /// capabilities and identity.
     idle: Vec<(Arc<str>, Arc<LegacySession>)>,
     /// Leased out plus idle.
     open: usize,
@@ -79,7 +81,11 @@ impl Inner {
     /// pool is full (the call then uses the shared session). The session's log level is made the
     /// caller's first, where the upstream has logging.
     pub(super) async fn lease(self: &Arc<Self>, caller: &Caller, events: &Events) -> Result<Option<Lease>, CallError> {
-        let owner = caller.owner.clone().unwrap_or_else(|| Arc::from(""));
+        // Reused only for the same principal's client declaring the same capabilities: a legacy
+        // server may have asked the previous holder for its roots when the session opened and
+        // kept them.
+        let owner: Arc<str> =
+            format!("{}\u{0}{}\u{0}{}", caller.owner.as_deref().unwrap_or(""), caller.capabilities, caller.client_info).into();
         let (idle, epoch) = {
             let mut pool = self.leases.lock();
             if let Some(i) = pool.idle.iter().rposition(|(o, _)| *o == owner) {
@@ -103,7 +109,7 @@ impl Inner {
             Some(s) => s,
             // Opened with every capability the gateway can bridge: the session serves many
             // callers in turn, and each request it makes is checked against the caller's own.
-            None => match self.initialize(&Caller { capabilities: gateway_capabilities(), ..caller.clone() }).await {
+            None => match self.initialize(&Caller { capabilities: gateway_capabilities(), ..caller.clone() }, events.clone()).await {
                 Ok(s) => s,
                 Err(e) => {
                     let mut pool = self.leases.lock();

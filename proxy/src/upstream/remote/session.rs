@@ -53,7 +53,7 @@ impl Inner {
             let mut map = self.sessions.lock();
             map.entry(caller.session.clone()).or_default().clone()
         };
-        cell.get_or_try_init(|| self.initialize(caller)).await.cloned()
+        cell.get_or_try_init(|| self.initialize(caller, None)).await.cloned()
     }
 
     pub(super) fn forget_session(&self, session: &Arc<LegacySession>) {
@@ -65,7 +65,10 @@ impl Inner {
         }
     }
 
-    pub(super) async fn initialize(self: &Arc<Self>, caller: &Caller) -> Result<Arc<LegacySession>, CallError> {
+    /// Opens a session for `caller`. `call`: the call a leased session is opened for, which hears
+    /// what the server asks on the session's GET stream from the start (some servers ask for
+    /// roots as soon as the session opens).
+    pub(super) async fn initialize(self: &Arc<Self>, caller: &Caller, call: Events) -> Result<Arc<LegacySession>, CallError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let params = json!({
             "protocolVersion": LEGACY_VERSIONS[0],
@@ -98,7 +101,7 @@ impl Inner {
             version,
             credential,
             get_stream: parking_lot::Mutex::new(None),
-            call: parking_lot::Mutex::new(None),
+            call: parking_lot::Mutex::new(call),
             log_level: parking_lot::Mutex::new(None),
         });
         let initialized = message_bytes(None, "notifications/initialized", &json!({}));

@@ -95,6 +95,13 @@ async def slow(seconds: float, ctx: Context) -> str:
     return f"slept {seconds}"
 
 
+@mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
+async def slow_read(seconds: float) -> str:
+    """Sleep, then say who answered. Read-only: safe to retry on another member."""
+    await asyncio.sleep(seconds)
+    return f"{name}:{os.getpid()}"
+
+
 @mcp.tool()
 async def log_messages(count: int, ctx: Context) -> str:
     """Emit `count` log messages, then return."""
