@@ -91,3 +91,34 @@ async def test_results_through_a_modern_hop_are_of_the_clients_era(gateway_facto
         assert not any(k.startswith("io.modelcontextprotocol/") for k in (result.get("_meta") or {})), result
     else:
         assert result["resultType"] == "complete", result
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_log_level_crosses_the_modern_hop(gateway_factory, fixture_url, mode):
+    """A legacy client's logging/setLevel (a modern client's per-request level) reaches the inner
+    gateway as the 2026-07-28 per-request logLevel, so log messages flow as they do directly; a
+    modern request with no level gets none."""
+    inner = gateway_factory(unprefixed("fx", fixture_url), "gateway-inner-logs")
+    outer = gateway_factory(unprefixed("inner", inner.url, "server:\n  admin_tools: false\n"), "gateway-outer-logs")
+    got: list[str] = []
+
+    async def on_log(params):
+        got.append(str(params.data))
+
+    kw = {"logging_callback": on_log}
+    if mode != "legacy":
+        kw["log_level"] = "info"
+    async with Client(outer.url, mode=mode, read_timeout_seconds=30, **kw) as c:
+        if mode == "legacy":
+            await c.set_logging_level("info")
+        assert text(await c.call_tool("log_messages", {"count": 3})) == "logged 3"
+    assert [m for m in got if "log message" in m] == ["log message 0", "log message 1", "log message 2"], got
+    if mode != "legacy":
+        quiet: list[str] = []
+
+        async def on_quiet(params):
+            quiet.append(str(params.data))
+
+        async with Client(outer.url, mode=mode, read_timeout_seconds=30, logging_callback=on_quiet) as c:
+            assert text(await c.call_tool("log_messages", {"count": 3})) == "logged 3"
+        assert quiet == [], quiet
