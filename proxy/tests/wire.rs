@@ -245,3 +245,56 @@ fn connections_are_reused_and_malformed_requests_refused() {
     s.read_to_end(&mut second).expect("second response");
     assert!(second.starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&second));
 }
+
+#[test]
+fn cors_for_allowed_origins_only() {
+    let cfg = temp_config(
+        "server:\n  allowed_origins: [\"http://localhost\", \"https://app.example.com\"]\nauth:\n  enabled: true\n  api_key:\n    header_name: X-Team-Key\n    keys: [{name: x, key_hash: \"sha256:0000000000000000000000000000000000000000000000000000000000000000\", principal: service:x}]\n",
+    );
+    let gw = Gateway::start(Some(&cfg), &[]);
+    let p = gw.port;
+    let preflight = |origin: &str| {
+        raw(
+            p,
+            &format!(
+                "OPTIONS /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: {origin}\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type, mcp-protocol-version, mcp-session-id\r\nConnection: close\r\n\r\n"
+            ),
+        )
+        .expect("preflight")
+    };
+    let ok = preflight("https://app.example.com");
+    assert_eq!(ok.status, 204, "{:?}", ok.body);
+    assert_eq!(ok.header("access-control-allow-origin"), Some("https://app.example.com"));
+    let allowed = ok.header("access-control-allow-headers").unwrap_or_default().to_owned();
+    for h in ["content-type", "mcp-protocol-version", "mcp-session-id", "mcp-method", "mcp-name", "last-event-id", "authorization", "x-team-key"] {
+        assert!(allowed.split(", ").any(|x| x == h), "{h} in {allowed}");
+    }
+    assert!(ok.header("access-control-allow-methods").is_some_and(|m| m.contains("POST") && m.contains("DELETE")));
+    assert!(ok.header("access-control-max-age").is_some());
+    assert!(ok.header("content-length").is_none(), "a 204 has no Content-Length");
+
+    let refused = preflight("https://evil.example");
+    assert_eq!(refused.status, 403);
+    assert!(refused.header("access-control-allow-origin").is_none(), "a refused origin gets no CORS header");
+
+    // A real request from an allowed origin (here refused for want of a key): readable by the page,
+    // with the challenge exposed.
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"b","version":"1"}}}"#;
+    let r = http_post(p, "/mcp", &[("Content-Type", "application/json"), ("Origin", "http://localhost:5173")], list)
+        .expect("post");
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("access-control-allow-origin"), Some("http://localhost:5173"));
+    let exposed = r.header("access-control-expose-headers").unwrap_or_default();
+    assert!(exposed.contains("WWW-Authenticate") && exposed.contains("Mcp-Session-Id"), "{exposed}");
+    assert!(r.header("vary").is_some_and(|v| v.contains("Origin")));
+
+    // Without an Origin (not a browser), nothing CORS; an OPTIONS says what is allowed.
+    let r = http_post(p, "/mcp", &[("Content-Type", "application/json")], list).expect("post");
+    assert!(r.header("access-control-allow-origin").is_none());
+    let r = raw(p, "OPTIONS /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").expect("options");
+    assert_eq!(r.status, 204);
+    assert!(r.header("allow").is_some_and(|a| a.contains("OPTIONS")));
+    // Health and metrics are no business of pages on other origins.
+    let r = raw(p, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: https://app.example.com\r\nConnection: close\r\n\r\n").expect("metrics");
+    assert!(r.header("access-control-allow-origin").is_none());
+}

@@ -192,6 +192,13 @@ impl Security {
         Self { settings: auth.clone(), door, keys, jwt, anonymous }
     }
 
+    /// The header API keys travel in at this door, when keys are on (a browser's preflight must
+    /// be told it may send it).
+    pub fn api_key_header(&self) -> Option<&str> {
+        let api = &self.settings.api_key;
+        (self.settings.enabled && api.enabled).then_some(api.header_name.as_str())
+    }
+
     /// The door's name: `""` for the default endpoint, else the virtual server's.
     pub fn door(&self) -> &str {
         &self.door.name

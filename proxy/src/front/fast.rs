@@ -515,6 +515,7 @@ async fn stream(
         h.insert_header("cache-control", "no-cache, no-transform")?;
         // Framed, so the connection stays usable after the stream ends.
         h.insert_header("transfer-encoding", "chunked")?;
+        crate::front::cors::decorate(&mut h)?;
         session.write_response_header(Box::new(h)).await
     };
     if let Err(e) = written.await {

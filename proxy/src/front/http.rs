@@ -64,8 +64,12 @@ impl HttpFront {
             if let Some(door) = door {
                 ctx.endpoint = "oauth_metadata";
                 let resource = mcp::resource_url(session, &snap, &door);
+                // Public by design (RFC 9728), so any page may read it: browser OAuth clients do.
                 return match door.resource_metadata(&resource) {
-                    Some(doc) => respond::json(session, 200, doc.to_string()).await,
+                    Some(doc) => {
+                        let cors = [("access-control-allow-origin", "*")];
+                        respond::send(session, 200, "application/json", &cors, doc.to_string()).await
+                    }
                     None => respond::json(session, 404, r#"{"error":"not found"}"#).await,
                 };
             }

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::checks::{accepts, conflicting_duplicate, host_allowed, is_json_body, origin_allowed, Accepts};
+use super::cors;
 use super::detached::{DetachedStream, Feed, KEEP_ALIVE_EVERY};
 use super::fast;
 use super::http::RequestCtx;
@@ -73,13 +74,27 @@ pub async fn handle(server: &Arc<McpServer>, session: &mut Session, ctx: &mut Re
         plain_error(session, 400, e).await?;
         return Ok(());
     }
-    if let Some(origin) = header(session, "origin") {
+    let origin = header(session, "origin").map(str::to_owned);
+    if let Some(origin) = &origin {
         if !origin_allowed(origin, &settings.allowed_origins) {
             tracing::info!(origin, "rejected a request from a disallowed Origin");
             plain_error(session, 403, RpcError::new(code::INVALID_REQUEST, "Forbidden: Origin not allowed")).await?;
             return Ok(());
         }
     }
+    // Admitted: what follows answers a page of that origin readably (CORS).
+    cors::admitted(origin.as_deref(), admitted(server, session, ctx, origin.as_deref())).await
+}
+
+/// The rest of [`handle`], for a request whose `Origin` (if any) is allowed.
+async fn admitted(
+    server: &Arc<McpServer>,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    origin: Option<&str>,
+) -> pingora_core::Result<()> {
+    let snap = ctx.snap.clone();
+    let settings = &snap.config.server;
     if !host_allowed(header(session, "host"), &settings.host) {
         plain_error(session, 403, RpcError::new(code::INVALID_REQUEST, "Forbidden: Host not allowed")).await?;
         return Ok(());
@@ -90,17 +105,27 @@ pub async fn handle(server: &Arc<McpServer>, session: &mut Session, ctx: &mut Re
         return Ok(());
     }
     let method = session.req_header().method.as_str();
+    let security = ctx.door.clone().unwrap_or_else(|| snap.security.clone());
+    if method == "OPTIONS" {
+        // A browser's preflight: it carries no credentials, so it is answered before
+        // authentication (RFC 9110 OPTIONS, Fetch's CORS preflight).
+        let headers = match origin {
+            Some(_) => cors::preflight(security.api_key_header()),
+            None => vec![("allow", cors::METHODS.to_owned())],
+        };
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        return respond::empty(session, 204, &headers).await;
+    }
     if !matches!(method, "POST" | "GET" | "DELETE") {
         return respond::send(
             session,
             405,
             "application/json",
-            &[("allow", "GET, POST, DELETE")],
+            &[("allow", "GET, POST, DELETE, OPTIONS")],
             r#"{"error":"method not allowed"}"#,
         )
         .await;
     }
-    let security = ctx.door.clone().unwrap_or_else(|| snap.security.clone());
     let principal = match security.authenticate(&session.req_header().headers).await {
         Ok(p) => p,
         Err(refusal) => return unauthorized(server, session, &snap, &security, &refusal).await,

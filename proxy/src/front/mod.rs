@@ -2,6 +2,7 @@
 
 pub mod checks;
 pub mod connection;
+pub mod cors;
 pub mod detached;
 pub mod fast;
 pub mod health;

@@ -40,6 +40,7 @@ impl Reply {
         for (n, v) in &self.extra {
             h.insert_header(*n, v.as_str())?;
         }
+        super::cors::decorate(&mut h)?;
         session.write_response_header(Box::new(h)).await?;
         self.sse = true;
         Ok(())
@@ -97,6 +98,7 @@ impl Reply {
             for (n, v) in &self.extra {
                 h.insert_header(*n, v.as_str())?;
             }
+            super::cors::decorate(&mut h)?;
             session.write_response_header(Box::new(h)).await?;
             return session.write_response_body(Bytes::from(json), true).await;
         }

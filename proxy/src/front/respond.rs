@@ -22,8 +22,21 @@ pub async fn send(
     for (name, value) in extra_headers {
         header.append_header(name.to_string(), *value)?;
     }
+    super::cors::decorate(&mut header)?;
     session.write_response_header(Box::new(header)).await?;
     session.write_response_body(body, true).await
+}
+
+/// Writes a response without a body (204, and the like): no `Content-Length`, no content type.
+pub async fn empty(session: &mut Session, status: u16, extra_headers: &[(&str, &str)]) -> pingora_core::Result<()> {
+    let mut header = ResponseHeader::build(status, Some(1 + extra_headers.len()))?;
+    header.insert_header("cache-control", "no-store")?;
+    for (name, value) in extra_headers {
+        header.append_header(name.to_string(), *value)?;
+    }
+    super::cors::decorate(&mut header)?;
+    session.write_response_header(Box::new(header)).await?;
+    session.write_response_body(Bytes::new(), true).await
 }
 
 /// Writes a JSON response.
