@@ -19,6 +19,7 @@ mod discovery;
 mod env;
 mod error;
 mod glob;
+pub mod import;
 mod model;
 mod observability;
 mod provider;

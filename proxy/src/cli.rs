@@ -1,5 +1,5 @@
 //! Command line: `mcp-hangar [--config FILE] [--http] …`, `check-config FILE`, `demo-server`,
-//! `hash-key`, `crds`.
+//! `hash-key`, `crds`, `import`.
 //!
 //! Flags and names follow the Python MCP Hangar so its users keep their commands.
 
@@ -64,6 +64,18 @@ enum Command {
     /// Print the CustomResourceDefinitions of `MCPProvider` and `MCPProviderGroup` (what
     /// `deploy/crds/mcp-hangar.io.yaml` holds), for `kubectl apply -f -`.
     Crds,
+    /// Read a desktop client's server list (the `mcpServers` JSON of Claude Desktop, Cursor and
+    /// LM Studio, or VS Code's `servers`) and print the equivalent gateway providers; credentials
+    /// become `${VAR}` references, and the variables to set are listed. Exit 2 when an entry could
+    /// not be converted.
+    Import {
+        /// The client's JSON file.
+        file: PathBuf,
+        /// Add the providers to this configuration file (created when missing) instead of
+        /// printing them; its comments and layout are kept.
+        #[arg(long, value_name = "CONFIG")]
+        into: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -80,6 +92,7 @@ pub fn main() -> ExitCode {
         Some(Command::DemoServer) => crate::demo::run(),
         Some(Command::HashKey { generate }) => hash_key(generate),
         Some(Command::Crds) => crds(),
+        Some(Command::Import { file, into }) => import(&file, into.as_deref()),
         None => serve(cli),
     }
 }
@@ -97,6 +110,107 @@ fn crds() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Largest client file `import` reads.
+const MAX_IMPORT_BYTES: u64 = 4 << 20;
+
+/// `import`: the providers to stdout (or merged into `into`), what was noted and what could not be
+/// converted to stderr.
+fn import(file: &Path, into: Option<&Path>) -> ExitCode {
+    use hangar_config::import::{import_client_config, render};
+    let text = match read_bounded(file, MAX_IMPORT_BYTES) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("mcp-hangar import: {}: {e}", file.display());
+            return ExitCode::from(EXIT_INVALID_CONFIG);
+        }
+    };
+    let source = file.file_name().map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let imported = import_client_config(&text);
+    for note in &imported.notes {
+        eprintln!("note: {note}");
+    }
+    for problem in &imported.problems {
+        eprintln!("problem: {problem}");
+    }
+    if !imported.problems.is_empty() && into.is_some() {
+        eprintln!("mcp-hangar import: nothing written: {} entries could not be converted", imported.problems.len());
+        return ExitCode::from(EXIT_INVALID_CONFIG);
+    }
+    let written = match into {
+        None => {
+            print!("{}", render(&imported, &source));
+            None
+        }
+        Some(config) => match merged_config(config, &imported, &source) {
+            Ok(()) => Some(config),
+            Err(problems) => {
+                for p in problems {
+                    eprintln!("mcp-hangar import: {}: {p}", config.display());
+                }
+                eprintln!("mcp-hangar import: nothing written");
+                return ExitCode::from(EXIT_INVALID_CONFIG);
+            }
+        },
+    };
+    if let Some(config) = written {
+        eprintln!("added {} providers to {}", imported.providers.len(), config.display());
+    }
+    let secrets: Vec<&str> = imported.variables.iter().filter(|v| v.had_value).map(|v| v.name.as_str()).collect();
+    if !imported.variables.is_empty() {
+        eprintln!(
+            "set before starting the gateway: {}{}",
+            imported.variables.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", "),
+            if secrets.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} held credentials in {source}, which were not copied)", secrets.join(", "))
+            }
+        );
+    }
+    if imported.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_INVALID_CONFIG)
+    }
+}
+
+/// Merges `imported` into the configuration file `config` (made when missing), checks that the
+/// result loads (the imported variables stand in for their values), and replaces the file
+/// atomically.
+fn merged_config(config: &Path, imported: &hangar_config::import::Imported, source: &str) -> Result<(), Vec<String>> {
+    let existing = match read_bounded(config, 16 << 20) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(vec![e.to_string()]),
+    };
+    let merged = hangar_config::import::merge_into(&existing, imported, source)?;
+    let stand_in = |name: &str| {
+        if imported.variables.iter().any(|v| v.name == name) {
+            Some("imported".to_owned())
+        } else {
+            env_var(name)
+        }
+    };
+    if let Err(e) = hangar_config::parse(&merged, &config.display().to_string(), &stand_in) {
+        return Err(vec![format!("the merged configuration would not load: {e}")]);
+    }
+    let dir = config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{}.import-{}", config.file_name().map_or("config".into(), |n| n.to_string_lossy()), std::process::id()));
+    std::fs::write(&tmp, merged).and_then(|()| std::fs::rename(&tmp, config)).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        vec![format!("cannot write it: {e}")]
+    })
+}
+
+/// A text file of at most `limit` bytes.
+fn read_bounded(path: &Path, limit: u64) -> std::io::Result<String> {
+    let size = std::fs::metadata(path)?.len();
+    if size > limit {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("larger than {limit} bytes")));
+    }
+    std::fs::read_to_string(path)
 }
 
 /// `hash-key`: the key comes from standard input, never the command line (which other users of

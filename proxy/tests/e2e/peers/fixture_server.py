@@ -96,6 +96,12 @@ async def slow(seconds: float, ctx: Context) -> str:
 
 
 @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
+def env_var(name: str) -> str:
+    """The value of environment variable `name` in this server's process (empty when unset)."""
+    return os.environ.get(name, "")
+
+
+@mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
 async def slow_read(seconds: float) -> str:
     """Sleep, then say who answered. Read-only: safe to retry on another member."""
     await asyncio.sleep(seconds)
