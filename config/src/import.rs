@@ -18,8 +18,20 @@ use serde_norway::{Mapping, Value as Yaml};
 const CLIENT_ONLY: &[&str] =
     &["autoApprove", "alwaysAllow", "disabled", "timeout", "envFile", "gallery", "version", "trust", "includeTools"];
 /// Name parts that make an `env` key or header a credential.
-const SECRET_WORDS: &[&str] =
-    &["token", "secret", "key", "password", "passwd", "pass", "pat", "credential", "auth", "cookie", "session", "private"];
+const SECRET_WORDS: &[&str] = &[
+    "token",
+    "secret",
+    "key",
+    "password",
+    "passwd",
+    "pass",
+    "pat",
+    "credential",
+    "auth",
+    "cookie",
+    "session",
+    "private",
+];
 
 /// An environment variable the imported configuration refers to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +72,8 @@ pub fn import_client_config(text: &str) -> Imported {
         (Some(s), _) => ("mcpServers", s),
         (None, Some(s)) => ("servers", s),
         _ => {
-            out.problems.push("no \"mcpServers\" (Claude Desktop, Cursor, LM Studio) or \"servers\" (VS Code) object".into());
+            out.problems
+                .push("no \"mcpServers\" (Claude Desktop, Cursor, LM Studio) or \"servers\" (VS Code) object".into());
             return out;
         }
     };
@@ -120,7 +133,8 @@ fn providers_yaml(imported: &Imported) -> String {
 /// `providers:` (made when it has none), its comments and layout kept. A name the file already
 /// uses is an error naming both.
 pub fn merge_into(config: &str, imported: &Imported, source: &str) -> Result<String, Vec<String>> {
-    let existing: Yaml = serde_norway::from_str(config).map_err(|e| vec![format!("the configuration is not YAML: {e}")])?;
+    let existing: Yaml =
+        serde_norway::from_str(config).map_err(|e| vec![format!("the configuration is not YAML: {e}")])?;
     let taken: Vec<String> = existing
         .get("providers")
         .and_then(Yaml::as_mapping)
@@ -198,8 +212,19 @@ impl Entry<'_> {
         for key in fields.keys() {
             if CLIENT_ONLY.contains(&key.as_str()) {
                 self.out.notes.push(format!("{}.{key}: a client setting, left out", self.path));
-            } else if !["command", "args", "env", "cwd", "url", "headers", "type", "transport", "description", "serverUrl"]
-                .contains(&key.as_str())
+            } else if ![
+                "command",
+                "args",
+                "env",
+                "cwd",
+                "url",
+                "headers",
+                "type",
+                "transport",
+                "description",
+                "serverUrl",
+            ]
+            .contains(&key.as_str())
             {
                 self.out.notes.push(format!("{}.{key}: not a server setting the gateway knows, left out", self.path));
             }
@@ -221,7 +246,10 @@ impl Entry<'_> {
             }
             (Some(command), None) => {
                 if kind.is_some_and(|k| !k.eq_ignore_ascii_case("stdio")) {
-                    self.problem(".type", &format!("{:?} with a command: only stdio runs a command", kind.unwrap_or("")));
+                    self.problem(
+                        ".type",
+                        &format!("{:?} with a command: only stdio runs a command", kind.unwrap_or("")),
+                    );
                     return None;
                 }
                 let mut argv = vec![self.string(".command", command)?];
@@ -249,7 +277,10 @@ impl Entry<'_> {
                     None | Some("http" | "streamable-http" | "streamablehttp" | "streamable_http") => None,
                     Some("sse") => Some("sse"),
                     Some(other) => {
-                        self.problem(".type", &format!("{other:?} is not a transport the gateway speaks (http or sse)"));
+                        self.problem(
+                            ".type",
+                            &format!("{other:?} is not a transport the gateway speaks (http or sse)"),
+                        );
                         return None;
                     }
                 };
@@ -314,7 +345,9 @@ impl Entry<'_> {
     /// A credential as a reference to a variable named after it (`Bearer` kept in the header).
     fn secret(&mut self, name: &str, value: &str, from: &str, header: bool) -> String {
         let (prefix, secret) = match value.split_once(' ') {
-            Some((scheme, token)) if header && ["bearer", "basic", "token"].contains(&scheme.to_ascii_lowercase().as_str()) => {
+            Some((scheme, token))
+                if header && ["bearer", "basic", "token"].contains(&scheme.to_ascii_lowercase().as_str()) =>
+            {
                 (format!("{scheme} "), token)
             }
             _ => (String::new(), value),
@@ -377,7 +410,8 @@ fn is_secret(name: &str, value: &str) -> bool {
         return true;
     }
     let parts: Vec<&str> = lower.split(|c: char| !c.is_ascii_alphanumeric()).collect();
-    if parts.iter().any(|p| SECRET_WORDS.contains(p)) || SECRET_WORDS.iter().any(|w| lower.ends_with(w) && w.len() > 3) {
+    if parts.iter().any(|p| SECRET_WORDS.contains(p)) || SECRET_WORDS.iter().any(|w| lower.ends_with(w) && w.len() > 3)
+    {
         return true;
     }
     let token = value.len() >= 20
@@ -453,7 +487,11 @@ mod tests {
         let names: Vec<&str> = i.variables.iter().map(|v| v.name.as_str()).collect();
         assert_eq!(names, ["BRAVE_API_KEY", "GITHUB_PERSONAL_ACCESS_TOKEN", "REMOTE_TOKEN"]);
         assert!(i.variables[2].from.contains("mcpServers.remote.headers.Authorization"), "{:?}", i.variables);
-        assert!(i.notes.iter().any(|n| n.contains("\"Brave Search\".autoApprove") && n.contains("client setting")), "{:?}", i.notes);
+        assert!(
+            i.notes.iter().any(|n| n.contains("\"Brave Search\".autoApprove") && n.contains("client setting")),
+            "{:?}",
+            i.notes
+        );
         let text = render(&i, "claude_desktop_config.json");
         assert!(!text.contains("ghp_abc") && !text.contains("abc.def.ghi") && !text.contains("BSAxyz"), "{text}");
         assert!(text.contains("#   REMOTE_TOKEN"), "{text}");
@@ -517,7 +555,8 @@ mod tests {
         assert_eq!(crate::parse(&none, "m", &|_| None).expect("valid").providers.len(), 1);
         let empty = merge_into("providers: {}\n", &i, "x.json").expect("merged");
         assert_eq!(crate::parse(&empty, "m", &|_| None).expect("valid").providers.len(), 1);
-        let clash = merge_into("providers:\n  memory: {mode: subprocess, command: [m]}\n", &i, "x.json").expect_err("clash");
+        let clash =
+            merge_into("providers:\n  memory: {mode: subprocess, command: [m]}\n", &i, "x.json").expect_err("clash");
         assert!(clash[0].contains("\"memory\" is already in the configuration"), "{clash:?}");
     }
 }

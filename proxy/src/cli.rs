@@ -197,7 +197,11 @@ fn merged_config(config: &Path, imported: &hangar_config::import::Imported, sour
         return Err(vec![format!("the merged configuration would not load: {e}")]);
     }
     let dir = config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.import-{}", config.file_name().map_or("config".into(), |n| n.to_string_lossy()), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.import-{}",
+        config.file_name().map_or("config".into(), |n| n.to_string_lossy()),
+        std::process::id()
+    ));
     std::fs::write(&tmp, merged).and_then(|()| std::fs::rename(&tmp, config)).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         vec![format!("cannot write it: {e}")]

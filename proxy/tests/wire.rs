@@ -266,7 +266,16 @@ fn cors_for_allowed_origins_only() {
     assert_eq!(ok.status, 204, "{:?}", ok.body);
     assert_eq!(ok.header("access-control-allow-origin"), Some("https://app.example.com"));
     let allowed = ok.header("access-control-allow-headers").unwrap_or_default().to_owned();
-    for h in ["content-type", "mcp-protocol-version", "mcp-session-id", "mcp-method", "mcp-name", "last-event-id", "authorization", "x-team-key"] {
+    for h in [
+        "content-type",
+        "mcp-protocol-version",
+        "mcp-session-id",
+        "mcp-method",
+        "mcp-name",
+        "last-event-id",
+        "authorization",
+        "x-team-key",
+    ] {
         assert!(allowed.split(", ").any(|x| x == h), "{h} in {allowed}");
     }
     assert!(ok.header("access-control-allow-methods").is_some_and(|m| m.contains("POST") && m.contains("DELETE")));
@@ -295,6 +304,10 @@ fn cors_for_allowed_origins_only() {
     assert_eq!(r.status, 204);
     assert!(r.header("allow").is_some_and(|a| a.contains("OPTIONS")));
     // Health and metrics are no business of pages on other origins.
-    let r = raw(p, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: https://app.example.com\r\nConnection: close\r\n\r\n").expect("metrics");
+    let r = raw(
+        p,
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: https://app.example.com\r\nConnection: close\r\n\r\n",
+    )
+    .expect("metrics");
     assert!(r.header("access-control-allow-origin").is_none());
 }

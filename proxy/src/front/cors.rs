@@ -91,9 +91,13 @@ mod tests {
             h
         })
         .await;
-        assert_eq!(inside.headers.get("access-control-allow-origin").map(|v| v.as_bytes()), Some(&b"https://app.example.com"[..]));
+        assert_eq!(
+            inside.headers.get("access-control-allow-origin").map(|v| v.as_bytes()),
+            Some(&b"https://app.example.com"[..])
+        );
         assert_eq!(inside.headers.get("vary").map(|v| v.as_bytes()), Some(&b"Origin"[..]));
-        let exposed = inside.headers.get("access-control-expose-headers").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let exposed =
+            inside.headers.get("access-control-expose-headers").and_then(|v| v.to_str().ok()).unwrap_or_default();
         assert!(exposed.contains("Mcp-Session-Id") && exposed.contains("WWW-Authenticate"), "{exposed}");
     }
 
@@ -101,7 +105,15 @@ mod tests {
     fn preflights_name_every_mcp_header_and_the_key_header() {
         let h = preflight(Some("X-API-Key"));
         let get = |n: &str| h.iter().find(|(k, _)| *k == n).map(|(_, v)| v.as_str()).unwrap_or_default();
-        for needed in ["mcp-session-id", "mcp-protocol-version", "mcp-method", "mcp-name", "last-event-id", "authorization", "x-api-key"] {
+        for needed in [
+            "mcp-session-id",
+            "mcp-protocol-version",
+            "mcp-method",
+            "mcp-name",
+            "last-event-id",
+            "authorization",
+            "x-api-key",
+        ] {
             assert!(get("access-control-allow-headers").split(", ").any(|x| x == needed), "{needed}");
         }
         assert!(get("access-control-allow-methods").contains("DELETE"));

@@ -85,7 +85,8 @@ impl Inner {
         // server may have asked the previous holder for its roots when the session opened and
         // kept them.
         let owner: Arc<str> =
-            format!("{}\u{0}{}\u{0}{}", caller.owner.as_deref().unwrap_or(""), caller.capabilities, caller.client_info).into();
+            format!("{}\u{0}{}\u{0}{}", caller.owner.as_deref().unwrap_or(""), caller.capabilities, caller.client_info)
+                .into();
         let (idle, epoch) = {
             let mut pool = self.leases.lock();
             if let Some(i) = pool.idle.iter().rposition(|(o, _)| *o == owner) {
@@ -109,7 +110,10 @@ impl Inner {
             Some(s) => s,
             // Opened with every capability the gateway can bridge: the session serves many
             // callers in turn, and each request it makes is checked against the caller's own.
-            None => match self.initialize(&Caller { capabilities: gateway_capabilities(), ..caller.clone() }, events.clone()).await {
+            None => match self
+                .initialize(&Caller { capabilities: gateway_capabilities(), ..caller.clone() }, events.clone())
+                .await
+            {
                 Ok(s) => s,
                 Err(e) => {
                     let mut pool = self.leases.lock();

@@ -68,7 +68,11 @@ impl Inner {
     /// Opens a session for `caller`. `call`: the call a leased session is opened for, which hears
     /// what the server asks on the session's GET stream from the start (some servers ask for
     /// roots as soon as the session opens).
-    pub(super) async fn initialize(self: &Arc<Self>, caller: &Caller, call: Events) -> Result<Arc<LegacySession>, CallError> {
+    pub(super) async fn initialize(
+        self: &Arc<Self>,
+        caller: &Caller,
+        call: Events,
+    ) -> Result<Arc<LegacySession>, CallError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let params = json!({
             "protocolVersion": LEGACY_VERSIONS[0],
