@@ -335,9 +335,10 @@ struct FileSource {
     http: bool,
 }
 
-impl ConfigSource for FileSource {
-    fn load(&self) -> Result<Desired, LoadError> {
-        let mut config = load(self.file.as_deref())?;
+impl FileSource {
+    /// `config` (read from the file or given as a candidate) with the command line's overrides,
+    /// checked for exposure, and the providers of its provider directories.
+    fn desired(&self, mut config: Config) -> Result<Desired, LoadError> {
         if let Some(host) = &self.host {
             config.server.host.clone_from(host);
         }
@@ -351,6 +352,16 @@ impl ConfigSource for FileSource {
         }
         let discovered = crate::discovery::read_filesystem_sources(&config, &env_var)?;
         Ok(Desired { config, discovered })
+    }
+}
+
+impl ConfigSource for FileSource {
+    fn load(&self) -> Result<Desired, LoadError> {
+        self.desired(load(self.file.as_deref())?)
+    }
+
+    fn load_text(&self, text: &str) -> Result<Desired, LoadError> {
+        self.desired(hangar_config::parse(text, crate::state::reconcile::CANDIDATE_NAME, &env_var)?)
     }
 
     fn path(&self) -> Option<&Path> {

@@ -89,6 +89,7 @@ async fn serve_http(start: Start) -> anyhow::Result<()> {
 
     tokio::spawn(server.clone().sweep_sessions());
     tokio::spawn(crate::lifecycle::services::run(state.clone()));
+    tokio::spawn(crate::telemetry::recent::run(state.clone()));
     tokio::spawn(reload_on_sighup(state.clone()));
     tokio::spawn(crate::state::watcher::start(state.clone()));
     crate::discovery::sync(&state);
@@ -161,6 +162,7 @@ pub fn run_stdio(start: Start) -> anyhow::Result<()> {
         let server = McpServer::open(start)?;
         let state = server.state.clone();
         tokio::spawn(crate::lifecycle::services::run(state.clone()));
+        tokio::spawn(crate::telemetry::recent::run(state.clone()));
         tokio::spawn(reload_on_sighup(state.clone()));
         tokio::spawn(crate::state::watcher::start(state.clone()));
         crate::discovery::sync(&state);

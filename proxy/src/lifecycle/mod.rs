@@ -6,6 +6,7 @@
 //! outcomes; starting, stopping, idle collection and recovery happen elsewhere ([`services`]).
 
 pub mod events;
+pub mod health;
 pub mod services;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -19,6 +20,7 @@ use hangar_config::{CircuitBreaker, Recovery};
 use crate::balance::breaker::{Breaker, BreakerState, Change as BreakerChange};
 
 pub use events::{EventLog, ProviderEvent};
+pub use health::{HealthCheck, HealthHistory};
 
 /// Where a provider is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -137,6 +139,8 @@ pub struct Lifecycle {
     /// Whether calls may go to the provider now.
     pub breaker: Breaker,
     last_check_ms: AtomicU64,
+    /// The latest health checks.
+    pub health: HealthHistory,
     /// Which incarnation of the provider is running: a new value, unique in the process, each
     /// time it goes out of service (to DEAD or COLD) and for each new lifecycle, so state held for
     /// a client by an earlier incarnation (a legacy upstream session) is known to be gone, even
@@ -187,6 +191,7 @@ impl Lifecycle {
             stopping: std::sync::atomic::AtomicBool::new(false),
             breaker: Breaker::new(breaker),
             last_check_ms: AtomicU64::new(0),
+            health: HealthHistory::default(),
             generation: AtomicU64::new(next_incarnation()),
             retired: std::sync::atomic::AtomicBool::new(false),
             started_at: Mutex::new(None),

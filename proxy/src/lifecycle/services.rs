@@ -92,7 +92,9 @@ async fn health_check(state: &AppState, p: &ProviderRuntime, upstream: &dyn Upst
     if let Some(why) = &failure {
         tracing::debug!(provider = p.name(), "{why}");
     }
-    state.metrics.health_check(p.name(), failure.is_none(), started.elapsed());
+    let elapsed = started.elapsed();
+    state.metrics.health_check(p.name(), failure.is_none(), elapsed);
+    p.lifecycle.health.push(failure.is_none(), elapsed, failure.as_deref());
     p.lifecycle.record(failure.as_deref());
     failure.is_none()
 }

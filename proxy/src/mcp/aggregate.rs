@@ -327,7 +327,8 @@ pub fn tool_is_idempotent(routes: &Routes, idx: usize, own: &str) -> Option<bool
 /// Fetches the tools list of provider or group `idx` in the background when none is known, so
 /// the gateway knows which of its tools are safe to retry whether or not a client listed them
 /// through it. One fetch at a time per provider; a `list_changed` makes the next call learn
-/// again.
+/// again. Learning never starts a provider: it waits for the start the call made and lists once
+/// the provider (for a group, a member) serves; a failed start leaves it for the next call.
 pub fn learn_tools(routes: &Arc<Routes>, idx: usize) {
     let flag = &routes.providers[idx].lists.learning;
     if flag.swap(true, std::sync::atomic::Ordering::AcqRel) {
@@ -335,11 +336,35 @@ pub fn learn_tools(routes: &Arc<Routes>, idx: usize) {
     }
     let routes = routes.clone();
     tokio::spawn(async move {
-        if let Err(e) = provider_list(&routes, idx, ListKind::Tools).await {
-            tracing::debug!(provider = routes.providers[idx].name(), "learning the tools' annotations failed: {e}");
+        if in_service(&routes, idx).await {
+            if let Err(e) = provider_list(&routes, idx, ListKind::Tools).await {
+                tracing::debug!(provider = routes.providers[idx].name(), "learning the tools' annotations failed: {e}");
+            }
         }
         routes.providers[idx].lists.learning.store(false, std::sync::atomic::Ordering::Release);
     });
+}
+
+/// Longest learning waits for a start under way.
+const LEARN_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether provider `idx` (for a group, one of its members) serves, waiting (up to
+/// [`LEARN_WAIT`]) while it is COLD or starting.
+async fn in_service(routes: &Routes, idx: usize) -> bool {
+    use crate::lifecycle::State;
+    let targets: Vec<usize> = routes.pool(idx).map_or_else(|| vec![idx], |pool| pool.members.clone());
+    let deadline = tokio::time::Instant::now() + LEARN_WAIT;
+    loop {
+        let states: Vec<State> = targets.iter().map(|&m| routes.providers[m].lifecycle.state()).collect();
+        if states.iter().any(|s| matches!(s, State::Ready | State::Degraded)) {
+            return true;
+        }
+        // COLD: the call that asked is about to start it; DEAD: its start failed.
+        if states.iter().all(|s| *s == State::Dead) || tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// Looks up which provider serves exposed tool or prompt `name`, and its own name for it.

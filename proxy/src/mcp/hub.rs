@@ -324,8 +324,7 @@ async fn call_named(
     if kind == ListKind::Tools && routes.admin_tools {
         if let Some(name) = params.get("name").and_then(Value::as_str).filter(|n| registry::is_registry_tool(n)) {
             authorize(server, ctx, Item::AdminTool { name })?;
-            let args = params.get("arguments").cloned().unwrap_or_else(|| json!({}));
-            return registry::call(server, routes, ctx, name, &args, events).await;
+            return registry::call(server, routes, ctx, name, &params, events).await;
         }
     }
     let name = params
@@ -336,19 +335,35 @@ async fn call_named(
     let (idx, own_name) = aggregate::resolve_named(routes, kind, &name)
         .await
         .ok_or_else(|| RpcError::new(code::INVALID_PARAMS, format!("Unknown {what}: {name:?}")))?;
-    let provider = routes.providers[idx].name();
-    let item = if kind == ListKind::Tools {
-        Item::Tool { provider, own: &own_name, exposed: &name }
-    } else {
-        Item::Prompt { provider, own: &own_name, exposed: &name }
-    };
-    authorize(server, ctx, item)?;
     if kind == ListKind::Tools {
-        if let Some(validator) = arguments::validator(routes, idx, &own_name) {
-            arguments::check(&validator, &name, params.get("arguments"))?;
-        }
+        return call_tool(server, routes, ctx, idx, own_name, &name, params, events).await;
     }
-    let idempotent = kind == ListKind::Prompts || routes.index.load().idempotent_tools.contains(&name) || {
+    authorize(server, ctx, Item::Prompt { provider: routes.providers[idx].name(), own: &own_name, exposed: &name })?;
+    params["name"] = Value::String(own_name);
+    forward(server, routes, ctx, Target { idx, idempotent: true }, method, params, events).await
+}
+
+/// A `tools/call` of provider `idx`'s tool `own_name`, which the client knows as `exposed`:
+/// authorized, its arguments checked against the tool's schema, routed (retried where that is
+/// safe), and recorded in the metrics and the audit trail. `registry_invoke` calls tools through
+/// here too, so it is no way around any of that.
+#[allow(clippy::too_many_arguments)]
+pub async fn call_tool(
+    server: &McpServer,
+    routes: &Arc<Routes>,
+    ctx: &ClientCtx,
+    idx: usize,
+    own_name: String,
+    exposed: &str,
+    mut params: Value,
+    events: Events,
+) -> Result<Value, RpcError> {
+    let provider = routes.providers[idx].name();
+    authorize(server, ctx, Item::Tool { provider, own: &own_name, exposed })?;
+    if let Some(validator) = arguments::validator(routes, idx, &own_name) {
+        arguments::check(&validator, exposed, params.get("arguments"))?;
+    }
+    let idempotent = routes.index.load().idempotent_tools.contains(exposed) || {
         // Retry safety comes from the provider's own list, which the gateway fetches by itself
         // when it has none (the call goes on meanwhile; a failure looks again).
         let known = aggregate::tool_is_idempotent(routes, idx, &own_name);
@@ -358,27 +373,23 @@ async fn call_named(
         known == Some(true)
     };
     params["name"] = Value::String(own_name);
-    let arguments = (kind == ListKind::Tools && server.state.audit.records_arguments())
-        .then(|| params.get("arguments").cloned())
-        .flatten();
+    let arguments = server.state.audit.records_arguments().then(|| params.get("arguments").cloned()).flatten();
     let started = Instant::now();
-    let result = forward(server, routes, ctx, Target { idx, idempotent }, method, params, events).await;
-    if kind == ListKind::Tools {
-        let caller = if server.state.audit.enabled() { ctx.identity() } else { String::new() };
-        let record = CallRecord {
-            provider: routes.providers[idx].name(),
-            tool: &name,
-            tool_label: routes.tool_label(&name),
-            outcome: CallOutcome::of(&result),
-            elapsed: started.elapsed(),
-            caller: &caller,
-            principal: &ctx.principal.id,
-            era: ctx.era,
-            error: result.as_ref().err().map(|e| e.message.as_str()),
-            arguments,
-        };
-        record.record(&server.state.metrics, &server.state.audit);
-    }
+    let result = forward(server, routes, ctx, Target { idx, idempotent }, "tools/call", params, events).await;
+    let caller = if server.state.audit.enabled() { ctx.identity() } else { String::new() };
+    let record = CallRecord {
+        provider: routes.providers[idx].name(),
+        tool: exposed,
+        tool_label: routes.tool_label(exposed),
+        outcome: CallOutcome::of(&result),
+        elapsed: started.elapsed(),
+        caller: &caller,
+        principal: &ctx.principal.id,
+        era: ctx.era,
+        error: result.as_ref().err().map(|e| e.message.as_str()),
+        arguments,
+    };
+    record.record(&server.state.metrics, &server.state.audit);
     result
 }
 

@@ -89,6 +89,8 @@ pub struct AppState {
     pub traces: Traces,
     /// Provider lifecycle events.
     pub events: Arc<EventLog>,
+    /// Recent traffic per provider (the dashboard's sparklines).
+    pub stats: crate::telemetry::recent::RecentStats,
     /// The upstream HTTP client (one connection pool for all providers).
     pub http: Arc<HttpClient>,
     /// Bytes of bodies held in memory, over all requests.
@@ -155,6 +157,7 @@ impl AppState {
             audit,
             traces,
             events,
+            stats: crate::telemetry::recent::RecentStats::default(),
             http,
             memory,
         })

@@ -44,9 +44,18 @@ const LIST_CHANGES: [&str; 3] =
 pub trait ConfigSource: Send + Sync {
     /// The configuration and the providers its discovery sources define now.
     fn load(&self) -> Result<Desired, LoadError>;
+    /// The desired state with `text` (YAML) in place of the configuration file: a candidate to
+    /// preview, read as the file would be.
+    fn load_text(&self, text: &str) -> Result<Desired, LoadError> {
+        let config = hangar_config::parse(text, CANDIDATE_NAME, &hangar_config::process_env)?;
+        Ok(Desired { config, discovered: Vec::new() })
+    }
     /// The configuration file, when there is one (the embedded default has none).
     fn path(&self) -> Option<&Path>;
 }
+
+/// How a candidate configuration given as text is named in messages.
+pub const CANDIDATE_NAME: &str = "<candidate configuration>";
 
 /// The desired state, as read.
 pub struct Desired {
@@ -260,10 +269,15 @@ impl Reconciler {
         })
     }
 
-    /// What applying the desired state would do, without doing it (the dry run).
-    pub async fn preview(&self, state: &AppState) -> Result<(Config, Plan), ReloadError> {
+    /// What applying the desired state would do, without doing it (the dry run); with `text`,
+    /// the desired state with that configuration (YAML) in place of the file's.
+    pub async fn preview(&self, state: &AppState, text: Option<&str>) -> Result<(Config, Plan), ReloadError> {
+        let desired = match text {
+            Some(text) => self.source.load_text(text)?,
+            None => self.source.load()?,
+        };
         let running = self.running.lock().await;
-        let (candidate, _, _) = self.candidate(&running, true)?;
+        let (candidate, _, _) = self.candidate(&running, desired, true)?;
         let current = state.snapshot();
         let mut candidate = candidate;
         let plan = plan(&current.config, &mut candidate);
@@ -276,9 +290,9 @@ impl Reconciler {
     fn candidate(
         &self,
         running: &Running,
+        mut desired: Desired,
         dry: bool,
     ) -> Result<(Config, HashMap<String, Discovered>, admission::Sorted), LoadError> {
-        let mut desired = self.source.load()?;
         desired.discovered.extend(self.live.discovered(&desired.config));
         let discovery = &desired.config.discovery;
         let mut found = std::mem::take(&mut desired.discovered);
@@ -299,7 +313,7 @@ impl Reconciler {
     }
 
     async fn apply(&self, state: &Arc<AppState>, running: &mut Running, graceful: bool) -> Result<Report, ReloadError> {
-        let (mut candidate, discovered, admission) = self.candidate(running, false)?;
+        let (mut candidate, discovered, admission) = self.candidate(running, self.source.load()?, false)?;
         self.admission.publish(&state.audit, &state.metrics);
         let limits = RuntimeLimits::of(&candidate.server.limits);
         for d in admission.to_check {

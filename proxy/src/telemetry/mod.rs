@@ -5,6 +5,7 @@ pub mod calls;
 pub mod logging;
 pub mod metrics;
 pub mod openmetrics;
+pub mod recent;
 pub mod traces;
 pub mod w3c;
 

@@ -7,6 +7,8 @@
 //! path's CPU went to the second write).
 
 use std::sync::Arc;
+
+use sha2::Digest as _;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -118,12 +120,17 @@ pub struct Timeouts {
 pub struct TlsTrust {
     roots: Option<Arc<CaType>>,
     insecure: bool,
+    /// A digest of the roots: connections are pooled apart by it. (Pingora's pool key covers
+    /// whether certificates are verified, not against what: without it, a connection verified
+    /// against one provider's `ca_file` would be reused for another provider of the same address
+    /// that trusts only the system's roots.)
+    roots_digest: u64,
 }
 
 impl TlsTrust {
     /// The trust a remote provider's `ca_file` and `insecure_skip_verify` ask for.
     pub fn load(ca_file: Option<&std::path::Path>, insecure: bool) -> Result<Self, HttpError> {
-        let Some(path) = ca_file else { return Ok(Self { roots: None, insecure }) };
+        let Some(path) = ca_file else { return Ok(Self { roots: None, insecure, roots_digest: 0 }) };
         let fail = |reason: String| HttpError::Trust { path: path.display().to_string(), reason };
         let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
         let mut roots = Vec::new();
@@ -140,7 +147,9 @@ impl TlsTrust {
         if roots.is_empty() {
             return Err(fail("no certificates".into()));
         }
-        Ok(Self { roots: Some(roots.into()), insecure })
+        let digest = sha2::Sha256::digest(&pem);
+        let roots_digest = u64::from_be_bytes(digest[..8].try_into().unwrap_or_default()).max(1);
+        Ok(Self { roots: Some(roots.into()), insecure, roots_digest })
     }
 }
 
@@ -285,6 +294,7 @@ impl Endpoint {
         if let Some(roots) = &self.trust.roots {
             peer.options.ca = Some(roots.clone());
         }
+        peer.group_key = self.trust.roots_digest;
         let peer = Arc::new(peer);
         self.peer.store(Some(peer.clone()));
         Ok(peer)
@@ -531,6 +541,35 @@ impl Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A self-signed CA certificate (P-256), for trust tests.
+    const TEST_CA: &str = "-----BEGIN CERTIFICATE-----\nMIIBezCCASGgAwIBAgIUNbVqD0EY9nOtPV/YOoXs/Zbz+O0wCgYIKoZIzj0EAwIw\nEjEQMA4GA1UEAwwHdGVzdCBjYTAgFw0yNjEyMDEyMDI1NDNaGA8yMTI2MTEwNzIw\nMjU0M1owEjEQMA4GA1UEAwwHdGVzdCBjYTBZMBMGByqGSM49AgEGCCqGSM49AwEH\nA0IABLqlUpQkSWdGIgNw6IwaVfwWYBP4a/m7VGkWmTp4gbYhDaeRK3gdt8EICqkK\nE6kNOZjWn2eEizMf7MdLYJPnRwOjUzBRMB0GA1UdDgQWBBSaWFobf6o+R/92uJYv\nrpZqOJChHTAfBgNVHSMEGDAWgBSaWFobf6o+R/92uJYvrpZqOJChHTAPBgNVHRMB\nAf8EBTADAQH/MAoGCCqGSM49BAMCA0gAMEUCIQCcn7BtHImltjKwEw7EqE7QTrAt\nhJCR7RzoERovYPuEiQIgKD4Q6jQEOnctZAExds1UN+4izlR5tK6+g0UnfZDCT/c=\n-----END CERTIFICATE-----\n";
+
+    #[tokio::test]
+    async fn connections_are_pooled_apart_by_what_they_trust() {
+        let dir = std::env::temp_dir().join(format!("hangar-trust-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, TEST_CA).expect("ca written");
+        let timeouts = Timeouts {
+            connect: Duration::from_secs(1),
+            first_byte: Duration::from_secs(1),
+            idle: Duration::from_secs(1),
+        };
+        let peer = |trust: TlsTrust| {
+            let e = Endpoint::parse("https://127.0.0.1:8443/mcp").expect("url").with_trust(trust);
+            async move { pingora_core::upstreams::peer::Peer::reuse_hash(&*e.peer(&timeouts).await.expect("peer")) }
+        };
+        let system = peer(TlsTrust::load(None, false).expect("system roots")).await;
+        let own = peer(TlsTrust::load(Some(&ca), false).expect("own roots")).await;
+        let again = peer(TlsTrust::load(Some(&ca), false).expect("own roots")).await;
+        assert_ne!(
+            system, own,
+            "a connection verified against a ca_file is not one verified against the system's roots"
+        );
+        assert_eq!(own, again, "the same roots share connections");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn parses_urls() {

@@ -50,7 +50,7 @@ async def test_tools_are_merged_in_declaration_order(gateway, mode):
     assert fx[:5] == ["fx__add", "fx__echo", "fx__whoami", "fx__crash", "fx__fail"]
     assert "ev__echo" in ev and "ev__get-sum" in ev
     assert names == fx + ev + own, "fx (declared first) lists before ev, the gateway's own tools last"
-    assert own == ["registry_list", "registry_details", "registry_start", "registry_stop", "registry_tools", "registry_invoke", "registry_health", "registry_audit", "registry_reload", "registry_quarantine", "registry_approve", "registry_discover", "registry_sources"]
+    assert own == ["registry_list", "registry_details", "registry_start", "registry_stop", "registry_tools", "registry_invoke", "registry_invoke_ex", "registry_invoke_stream", "registry_health", "registry_status", "registry_warm", "registry_audit", "registry_reload", "registry_quarantine", "registry_approve", "registry_discover", "registry_sources"]
     assert len(names) == len(set(names))
 
 
