@@ -20,7 +20,7 @@ pub const DEVELOPER_ROLE: &str = "developer";
 pub const ADMIN_PROVIDER: &str = "hangar";
 
 /// `auth`: authentication and authorization.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Auth {
     /// Credentials are required (unless `allow_anonymous`). Off: every caller is anonymous.
     pub enabled: bool,
@@ -60,7 +60,7 @@ impl Default for Auth {
 }
 
 /// `auth.api_key`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ApiKeys {
     /// Accept API keys.
     pub enabled: bool,
@@ -84,11 +84,12 @@ impl ApiKeys {
 }
 
 /// One API key: only its SHA-256 is stored (`mcp-hangar hash-key` prints it).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ApiKey {
     /// A name for logs and the audit trail (never the key).
     pub name: String,
     /// SHA-256 of the key.
+    #[serde(rename = "key_hash", serialize_with = "crate::shown::key_hash")]
     pub sha256: [u8; 32],
     /// Who the key stands for (`service:ci`, `user:alice`).
     pub principal: String,
@@ -97,13 +98,14 @@ pub struct ApiKey {
 }
 
 /// `auth.oidc`: JWT bearer tokens.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Oidc {
     /// The `iss` tokens must carry.
     pub issuer: String,
     /// Audiences accepted (`aud` must name one): `audience`, else `auth.resource_url`.
     pub audience: Vec<String>,
     /// Where the signing keys are; discovered from the issuer's OpenID configuration when absent.
+    #[serde(serialize_with = "crate::shown::opt_url")]
     pub jwks_uri: Option<String>,
     /// The claim naming the subject (the principal is `user:<subject>`).
     pub subject_claim: String,
@@ -116,10 +118,12 @@ pub struct Oidc {
     /// Signature algorithms accepted (`RS256`, `ES256`, `EdDSA`, …); never `none`.
     pub algorithms: Vec<String>,
     /// Tolerance on `exp` and `nbf`.
+    #[serde(rename = "clock_skew_s", serialize_with = "crate::shown::secs")]
     pub clock_skew: Duration,
     /// Authorization servers named in the protected-resource metadata (the issuer by default).
     pub authorization_servers: Vec<String>,
     /// How long fetched signing keys are trusted before they are fetched again.
+    #[serde(rename = "jwks_cache_ttl_s", serialize_with = "crate::shown::secs")]
     pub jwks_cache_ttl: Duration,
 }
 
@@ -127,7 +131,7 @@ pub struct Oidc {
 pub const JWT_ALGORITHMS: &[&str] = &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
 
 /// `auth.role_assignments[]`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RoleAssignment {
     /// A principal id, or `group:<name>`.
     pub principal: String,
@@ -136,7 +140,8 @@ pub struct RoleAssignment {
 }
 
 /// Allow or deny.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Effect {
     /// Grants.
     Allow,
@@ -146,7 +151,7 @@ pub enum Effect {
 
 /// `auth.rules[]`: an allow or deny over some providers' tools, prompts and resources, for some
 /// principals. A deny wins over any allow; what no rule and no role grants is refused.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Rule {
     /// Allow or deny.
     pub effect: Effect,

@@ -26,6 +26,7 @@ mod provider;
 mod rate_limits;
 mod secret;
 mod sections;
+pub mod shown;
 mod validate;
 mod virtual_servers;
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::secret::Secret;
 
 /// A whole, validated configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Config {
     /// Listener and protocol limits.
     pub server: Server,
@@ -31,13 +31,14 @@ pub struct Config {
 
 /// `config_reload`: the file is watched and a change is applied live (SIGHUP and the reload
 /// tool work whatever this says).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ConfigReload {
     /// Watch the file (and provider directories).
     pub enabled: bool,
     /// Use file-system notifications (inotify); otherwise, or where they are unavailable, poll.
     pub use_watchdog: bool,
     /// Polling interval.
+    #[serde(rename = "interval_s", serialize_with = "crate::shown::secs")]
     pub interval: Duration,
 }
 
@@ -48,11 +49,12 @@ impl Default for ConfigReload {
 }
 
 /// `discovery`: provider definitions from outside the file, in the Python MCP Hangar's format.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Discovery {
     /// Use the sources at all.
     pub enabled: bool,
     /// How often sources that are not watched are read again.
+    #[serde(rename = "refresh_interval_s", serialize_with = "crate::shown::secs")]
     pub refresh_interval: Duration,
     /// Register what is discovered without approval.
     pub auto_register: bool,
@@ -75,7 +77,7 @@ impl Default for Discovery {
 }
 
 /// One discovery source.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct DiscoverySource {
     /// Whether providers that disappear from the source are removed.
     pub mode: DiscoveryMode,
@@ -84,7 +86,8 @@ pub struct DiscoverySource {
 }
 
 /// What a discovery source does with providers it no longer finds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DiscoveryMode {
     /// Only adds and updates: a provider once found stays until the gateway restarts.
     Additive,
@@ -93,7 +96,8 @@ pub enum DiscoveryMode {
 }
 
 /// The kinds of discovery source.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum SourceKind {
     /// Provider files in a directory.
     Filesystem {
@@ -113,6 +117,7 @@ pub enum SourceKind {
         /// Endpoints on link-local addresses (cloud metadata services among them) are accepted.
         allow_link_local: bool,
         /// How long an authoritative source keeps its providers while the engine is away.
+        #[serde(rename = "grace_period_s", serialize_with = "crate::shown::secs")]
         grace_period: Duration,
     },
     /// Pods with `mcp.hangar.io/*` annotations, and the operator's custom resources.
@@ -163,7 +168,7 @@ impl SourceKind {
 }
 
 /// `discovery.security`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct DiscoverySecurity {
     /// Most providers one source may register.
     pub max_providers_per_source: usize,
@@ -209,7 +214,7 @@ impl Config {
 }
 
 /// Where and how the HTTP front door listens.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Server {
     /// Address to bind (`127.0.0.1` by default: local MCP servers should not face the network).
     pub host: String,
@@ -230,10 +235,12 @@ pub struct Server {
     /// Offer the gateway's own `registry_*` tools over MCP (to admins). Off, they are neither
     /// listed nor callable, and providers may use those names (a gateway behind another).
     pub admin_tools: bool,
+    /// Serve the admin API and dashboard under `/admin/` (to admins; the page itself is public).
+    pub admin_api: bool,
 }
 
 /// `server.tls`: the front door's certificate.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ServerTls {
     /// PEM: the certificate, then any intermediates.
     pub cert_file: PathBuf,
@@ -242,25 +249,30 @@ pub struct ServerTls {
 }
 
 /// Bounds on what one client or upstream may cost the gateway.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Limits {
     /// Largest request body accepted (413 beyond).
     pub max_body_bytes: usize,
     /// Largest total size of request headers accepted (431 beyond).
     pub max_header_bytes: usize,
     /// Time to establish a connection to an upstream.
+    #[serde(rename = "connect_timeout_s", serialize_with = "crate::shown::secs")]
     pub connect_timeout: Duration,
     /// Time from sending a request to the first byte of the upstream's answer.
+    #[serde(rename = "first_byte_timeout_s", serialize_with = "crate::shown::secs")]
     pub first_byte_timeout: Duration,
     /// Longest silence tolerated on an open stream before it is closed.
+    #[serde(rename = "idle_timeout_s", serialize_with = "crate::shown::secs")]
     pub idle_timeout: Duration,
     /// Most long-lived streams (legacy GET, `subscriptions/listen`) open at once.
     pub max_concurrent_streams: usize,
     /// Most legacy client sessions open at once.
     pub max_sessions: usize,
     /// A legacy session with no request and no open stream for this long is ended.
+    #[serde(rename = "session_idle_timeout_s", serialize_with = "crate::shown::secs")]
     pub session_idle_timeout: Duration,
     /// How long a graceful shutdown waits for in-flight requests.
+    #[serde(rename = "shutdown_timeout_s", serialize_with = "crate::shown::secs")]
     pub shutdown_timeout: Duration,
     /// Most legacy sessions one client address may hold, so one client cannot take them all.
     pub max_sessions_per_client: usize,
@@ -272,10 +284,13 @@ pub struct Limits {
     pub max_buffered_bytes: usize,
     /// A write to a client that does not complete in this time drops the client (it stopped
     /// reading).
+    #[serde(rename = "client_write_timeout_s", serialize_with = "crate::shown::secs")]
     pub client_write_timeout: Duration,
     /// Time a client has to send a whole request header, from its first byte.
+    #[serde(rename = "header_timeout_s", serialize_with = "crate::shown::secs")]
     pub header_timeout: Duration,
     /// Slowest average rate a request body may arrive at (after a few seconds' allowance).
+    #[serde(rename = "min_body_rate_bytes_s")]
     pub min_body_rate: usize,
     /// Most client connections open at once; `None`: derived from the open-file limit.
     pub max_connections: Option<usize>,
@@ -306,7 +321,7 @@ impl Default for Limits {
 }
 
 /// One provider (an MCP server, or a group of them).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Provider {
     /// Unique name; also the default tool prefix and the metrics label.
     pub name: String,
@@ -317,8 +332,10 @@ pub struct Provider {
     /// Free text for operators.
     pub description: Option<String>,
     /// A provider with no call in flight for this long is stopped.
+    #[serde(rename = "idle_ttl_s", serialize_with = "crate::shown::secs")]
     pub idle_ttl: Duration,
     /// Interval of active health checks.
+    #[serde(rename = "health_check_interval_s", serialize_with = "crate::shown::secs")]
     pub health_check_interval: Duration,
     /// Consecutive failures before the provider is marked degraded.
     pub max_consecutive_failures: u32,
@@ -327,6 +344,7 @@ pub struct Provider {
     /// How a DEAD provider is brought back.
     pub recovery: Recovery,
     /// Longest wait for an active health check.
+    #[serde(rename = "health_check_timeout_s", serialize_with = "crate::shown::secs")]
     pub health_check_timeout: Duration,
     /// When calls stop going to the provider for a while.
     pub circuit_breaker: CircuitBreaker,
@@ -346,8 +364,10 @@ pub struct Provider {
     pub validate_arguments: bool,
     /// Longest a call routed to the provider may take, however busy its stream looks (progress,
     /// keep-alives): the client then gets a timeout error and the upstream a cancellation.
+    #[serde(rename = "call_timeout_s", serialize_with = "crate::shown::secs")]
     pub call_timeout: Duration,
     /// How the provider is reached.
+    #[serde(flatten)]
     pub kind: ProviderKind,
     /// The file it was defined in, when that is not the configuration file (a discovery
     /// source's provider file).
@@ -355,13 +375,15 @@ pub struct Provider {
 }
 
 /// Recovery of a DEAD provider: attempts with exponential backoff and jitter, bounded.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Recovery {
     /// Attempts before giving up (the provider then stays DEAD until started by hand).
     pub max_attempts: u32,
     /// Delay before the first attempt; doubled after each failure.
+    #[serde(rename = "backoff_s", serialize_with = "crate::shown::secs")]
     pub backoff: Duration,
     /// Longest delay between attempts.
+    #[serde(rename = "max_backoff_s", serialize_with = "crate::shown::secs")]
     pub max_backoff: Duration,
 }
 
@@ -374,9 +396,10 @@ impl Default for Recovery {
 /// The circuit breaker of a provider: it opens when `max_consecutive_failures` calls fail in a row
 /// or the error rate over the last calls reaches `error_rate`; after `open_s` it lets
 /// `half_open_probes` calls through, which close it again or re-open it.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct CircuitBreaker {
     /// How long the breaker stays open before probing.
+    #[serde(rename = "open_s", serialize_with = "crate::shown::secs")]
     pub open: Duration,
     /// Calls let through while half-open.
     pub half_open_probes: u32,
@@ -393,16 +416,19 @@ impl Default for CircuitBreaker {
 }
 
 /// A tool definition from the configuration, served while the provider is cold.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct PredefinedTool {
     /// The provider's own name for the tool.
+    #[serde(skip)]
     pub name: String,
     /// The full MCP `Tool` object (name, description, inputSchema, …) as JSON.
+    #[serde(flatten)]
     pub definition: serde_json::Value,
 }
 
 /// How a provider is reached.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
 pub enum ProviderKind {
     /// A child process speaking MCP over stdio.
     Subprocess(Subprocess),
@@ -427,24 +453,26 @@ impl ProviderKind {
 }
 
 /// `mode: subprocess`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Subprocess {
     /// Program and arguments.
     pub command: Vec<String>,
     /// Extra environment variables for the child.
+    #[serde(serialize_with = "crate::shown::redacted_pairs")]
     pub env: Vec<(String, Secret)>,
     /// Working directory of the child (the gateway's own when absent).
     pub cwd: Option<PathBuf>,
 }
 
 /// `mode: container` (alias `docker`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Container {
     /// Image reference.
     pub image: String,
     /// Overrides the image's command when non-empty.
     pub command: Vec<String>,
     /// Environment of the container.
+    #[serde(serialize_with = "crate::shown::redacted_pairs")]
     pub env: Vec<(String, Secret)>,
     /// Bind mounts.
     pub volumes: Vec<Volume>,
@@ -459,7 +487,7 @@ pub struct Container {
 }
 
 /// One bind mount, `host:container[:ro|rw]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Volume {
     /// Path on the host.
     pub host: String,
@@ -470,11 +498,13 @@ pub struct Volume {
 }
 
 /// `mode: remote`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Remote {
     /// URL of the MCP endpoint (`http://` or `https://`).
+    #[serde(serialize_with = "crate::shown::url")]
     pub endpoint: String,
     /// Headers sent with every request (credentials, usually).
+    #[serde(serialize_with = "crate::shown::redacted_pairs")]
     pub headers: Vec<(String, Secret)>,
     /// Which HTTP transport the upstream speaks.
     pub transport: RemoteTransport,
@@ -491,7 +521,8 @@ pub struct Remote {
 }
 
 /// The HTTP transport of a remote provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RemoteTransport {
     /// Probe: modern streamable HTTP, then legacy streamable HTTP, then HTTP+SSE.
     Auto,
@@ -502,7 +533,7 @@ pub enum RemoteTransport {
 }
 
 /// `mode: group`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Group {
     /// How a member is chosen for each call.
     pub strategy: Strategy,
@@ -513,7 +544,8 @@ pub struct Group {
 }
 
 /// Member selection strategy of a group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Strategy {
     /// Smooth weighted round-robin (nginx style).
     WeightedRoundRobin,
@@ -551,7 +583,7 @@ impl Strategy {
 }
 
 /// One member of a group.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Member {
     /// Name of the member provider.
     pub provider: String,
@@ -562,7 +594,7 @@ pub struct Member {
 }
 
 /// Metrics, tracing, Langfuse export and the audit trail.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Observability {
     /// OpenTelemetry traces over OTLP.
     pub tracing: Tracing,
@@ -577,11 +609,12 @@ pub struct Observability {
 }
 
 /// OpenTelemetry tracing.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Tracing {
     /// Export spans (`MCP_TRACING_ENABLED` overrides).
     pub enabled: bool,
     /// OTLP collector URL (default: `OTEL_EXPORTER_OTLP_ENDPOINT`, else `http://localhost:4317`).
+    #[serde(serialize_with = "crate::shown::url")]
     pub otlp_endpoint: String,
     /// OTLP transport.
     pub protocol: OtlpProtocol,
@@ -590,16 +623,18 @@ pub struct Tracing {
 }
 
 /// How spans travel to the collector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum OtlpProtocol {
     /// OTLP/gRPC (port 4317 by convention).
+    #[serde(rename = "grpc")]
     Grpc,
     /// OTLP over HTTP with protobuf bodies (port 4318, `/v1/traces`).
+    #[serde(rename = "http/protobuf")]
     HttpProtobuf,
 }
 
 /// The audit log: every domain event and tool call, one JSON object per line.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Audit {
     /// Write it.
     pub enabled: bool,
@@ -610,6 +645,7 @@ pub struct Audit {
     /// Rotated files kept.
     pub keep: u32,
     /// When written records are forced to disk.
+    #[serde(serialize_with = "crate::shown::fsync")]
     pub fsync: Fsync,
     /// Record tool-call arguments (values under redacted keys are replaced).
     pub arguments: bool,
@@ -646,7 +682,7 @@ pub enum Fsync {
 }
 
 /// Prometheus metrics.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Metrics {
     /// Serve the endpoint.
     pub enabled: bool,
@@ -655,7 +691,7 @@ pub struct Metrics {
 }
 
 /// Langfuse export.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Langfuse {
     /// Export spans to Langfuse.
     pub enabled: bool,
@@ -664,5 +700,6 @@ pub struct Langfuse {
     /// Secret key (basic-auth password).
     pub secret_key: Secret,
     /// Langfuse base URL.
+    #[serde(serialize_with = "crate::shown::url")]
     pub host: String,
 }

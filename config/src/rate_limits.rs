@@ -8,7 +8,7 @@ use serde_norway::Value;
 use crate::decode::{Decoder, Fields};
 
 /// A token bucket: `rps` tokens a second, up to `burst` at once.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Rate {
     /// Sustained requests per second.
     pub rps: f64,
@@ -17,7 +17,7 @@ pub struct Rate {
 }
 
 /// `rate_limits`.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct RateLimits {
     /// Every MCP request of one principal (anonymous callers: per client address).
     pub per_principal: Option<Rate>,

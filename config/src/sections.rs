@@ -6,8 +6,17 @@ use crate::decode::{Decoder, Fields};
 use crate::model::{Limits, Server, ServerTls};
 use crate::validate::{check_endpoint_path, check_host, check_origin};
 
-const SERVER_KEYS: &[&str] =
-    &["host", "port", "mcp_path", "allowed_origins", "limits", "allow_unauthenticated", "tls", "admin_tools"];
+const SERVER_KEYS: &[&str] = &[
+    "host",
+    "port",
+    "mcp_path",
+    "allowed_origins",
+    "limits",
+    "allow_unauthenticated",
+    "tls",
+    "admin_tools",
+    "admin_api",
+];
 const LIMIT_KEYS: &[&str] = &[
     "max_body_bytes",
     "max_header_bytes",
@@ -65,7 +74,8 @@ pub(crate) fn decode_server(d: &mut Decoder<'_>, v: Option<(String, &Value)>) ->
     let allow_unauthenticated = f.opt(d, "allow_unauthenticated", Decoder::boolean).unwrap_or(false);
     let tls = f.opt(d, "tls", decode_tls);
     let admin_tools = f.opt(d, "admin_tools", Decoder::boolean).unwrap_or(true);
-    Server { host, port, mcp_path, allowed_origins, limits, allow_unauthenticated, tls, admin_tools }
+    let admin_api = f.opt(d, "admin_api", Decoder::boolean).unwrap_or(true);
+    Server { host, port, mcp_path, allowed_origins, limits, allow_unauthenticated, tls, admin_tools, admin_api }
 }
 
 fn decode_tls(d: &mut Decoder<'_>, path: &str, v: &Value) -> Option<ServerTls> {

@@ -97,7 +97,7 @@ providers:
     assert_eq!(
         got,
         [
-            "server.colour: unknown key (expected one of: host, port, mcp_path, allowed_origins, limits, allow_unauthenticated, tls, admin_tools)",
+            "server.colour: unknown key (expected one of: host, port, mcp_path, allowed_origins, limits, allow_unauthenticated, tls, admin_tools, admin_api)",
             "server.port: must be between 1 and 65535, found 70000",
             "server.mcp_path: \"mcp\" must start with '/'",
             "providers.math.idle_ttl_s: must be a positive number of seconds up to one year, found -1",

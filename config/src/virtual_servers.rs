@@ -9,7 +9,7 @@ use crate::decode::{child, Decoder};
 use crate::Auth;
 
 /// One virtual server.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct VirtualServer {
     /// Its name: the last segment of its path.
     pub name: String,

@@ -10,6 +10,7 @@
 //! - [`state`]: the configuration snapshot and lifecycle phase shared by all requests.
 //! - [`telemetry`]: logging and metrics.
 
+pub mod admin;
 pub mod auth;
 pub mod balance;
 pub mod cli;

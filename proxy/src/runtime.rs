@@ -93,12 +93,13 @@ async fn serve_http(start: Start) -> anyhow::Result<()> {
     tokio::spawn(reload_on_sighup(state.clone()));
     tokio::spawn(crate::state::watcher::start(state.clone()));
     crate::discovery::sync(&state);
+    let signals = ShutdownSignals::install();
     state.set_phase(Phase::Ready);
     let snap = state.snapshot();
     tracing::info!("listening on {scheme}://{local}{} (health: /health/ready)", snap.config.server.mcp_path);
     drop(snap);
 
-    let signal = shutdown_signal().await;
+    let signal = signals.recv().await;
     tracing::info!("{signal} received: draining in-flight requests (up to {shutdown_timeout:?})");
     // Draining: /health/ready and new MCP requests answer 503 while the listener stays open, so a
     // load balancer sees the drain rather than refused connections; long-lived streams end.
@@ -129,18 +130,28 @@ async fn flush_telemetry(state: &Arc<AppState>) {
 }
 
 /// Reloads the configuration on each SIGHUP, until shutdown.
-async fn reload_on_sighup(state: Arc<AppState>) {
+///
+/// The handler is installed before this returns the task (a SIGHUP right after start must not
+/// take SIGHUP's default action, which ends the process).
+fn reload_on_sighup(state: Arc<AppState>) -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot install the SIGHUP handler; reload with the registry_reload tool");
-        return;
-    };
+    let hup = signal(SignalKind::hangup());
+    async move {
+        let Ok(mut hup) = hup else {
+            tracing::warn!("cannot install the SIGHUP handler; reload with the registry_reload tool");
+            return;
+        };
+        follow_sighup(&state, &mut hup).await;
+    }
+}
+
+async fn follow_sighup(state: &Arc<AppState>, hup: &mut tokio::signal::unix::Signal) {
     let mut shutdown = state.shutdown_signal();
     loop {
         tokio::select! {
             _ = hup.recv() => {
                 tracing::info!("SIGHUP received: reloading the configuration");
-                let _ = state.reconciler.reload(&state, "SIGHUP", true).await;
+                let _ = state.reconciler.reload(state, "SIGHUP", true).await;
             }
             _ = shutdown.changed() => return,
         }
@@ -166,10 +177,11 @@ pub fn run_stdio(start: Start) -> anyhow::Result<()> {
         tokio::spawn(reload_on_sighup(state.clone()));
         tokio::spawn(crate::state::watcher::start(state.clone()));
         crate::discovery::sync(&state);
+        let signals = ShutdownSignals::install();
         state.set_phase(Phase::Ready);
         tracing::info!("serving MCP on stdio");
         crate::front::stdio::serve(server, async {
-            let signal = shutdown_signal().await;
+            let signal = signals.recv().await;
             tracing::info!("{signal} received");
         })
         .await;
@@ -190,15 +202,29 @@ fn listen_address(host: &str, port: u16) -> String {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT, naming the signal.
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::error!("cannot install signal handlers; stop the gateway with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+/// SIGTERM and SIGINT, listened for from the moment this is made: a signal that comes before the
+/// gateway waits for it (just after it said it is serving) is neither lost nor the default
+/// action's abrupt exit.
+struct ShutdownSignals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+impl ShutdownSignals {
+    fn install() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(term), Ok(int)) => Self(Some((term, int))),
+            _ => {
+                tracing::error!("cannot install signal handlers; stop the gateway with SIGKILL");
+                Self(None)
+            }
+        }
+    }
+
+    /// Resolves on the first of them, naming it.
+    async fn recv(self) -> &'static str {
+        let Some((mut term, mut int)) = self.0 else { return std::future::pending().await };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! Long-lived SSE streams (`subscriptions/listen`, a legacy session's GET stream) once opened.
+//! Long-lived SSE streams (`subscriptions/listen`, a legacy session's GET stream, the admin API's
+//! event feed) once opened.
 //!
 //! The request that opens one is handled like any other, up to its first event. Then the HTTP
 //! session is taken apart and the stream goes on in a task of its own that holds only the socket,
@@ -45,6 +46,11 @@ pub enum Feed {
         /// The session, kept while its stream is open.
         client: Arc<ClientSession>,
     },
+    /// The admin API's event feed: the audit trail as it happens.
+    Admin {
+        /// The records, as JSON.
+        rx: tokio::sync::broadcast::Receiver<Arc<str>>,
+    },
 }
 
 /// An open SSE stream whose response header (and first events) were written through the HTTP
@@ -89,7 +95,7 @@ impl DetachedStream {
         if ended_by_server {
             let last = match &self.feed {
                 Feed::Listen { id, .. } => Some(result_bytes(id, &subscriptions::closing_result(id))),
-                Feed::Session { .. } => None,
+                Feed::Session { .. } | Feed::Admin { .. } => None,
             };
             let mut tail = BytesMut::new();
             if let Some(json) = last {
@@ -147,6 +153,14 @@ impl Feed {
                 Some(serde_json::to_vec(&subscriptions::tag(n, id)).unwrap_or_default().into())
             }
             Feed::Session { rx, .. } => rx.recv().await,
+            Feed::Admin { rx } => match rx.recv().await {
+                Ok(json) => Some(Bytes::copy_from_slice(json.as_bytes())),
+                // A reader that fell behind is told how much it missed, and goes on.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    Some(Bytes::from(format!(r#"{{"type":"lagged","missed":{n}}}"#)))
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
+            },
         }
     }
 }

@@ -74,6 +74,10 @@ impl HttpFront {
                 };
             }
         }
+        if crate::admin::owns(path) {
+            ctx.endpoint = "admin";
+            return crate::admin::handle(&self.server, session, ctx).await;
+        }
         let metrics = &snap.config.observability.metrics;
         if metrics.enabled && path == metrics.endpoint {
             ctx.endpoint = "metrics";

@@ -6,13 +6,14 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use hangar_config::Secret;
 use pingora_core::protocols::http::ServerSession as Session;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use super::body::read_body;
 use super::checks::{accepts, conflicting_duplicate, host_allowed, is_json_body, origin_allowed, Accepts};
 use super::cors;
 use super::detached::{DetachedStream, Feed, KEEP_ALIVE_EVERY};
@@ -28,7 +29,6 @@ use crate::mcp::replay::{self, ReplyBuffer};
 use crate::mcp::server::McpServer;
 use crate::mcp::session::{ClientSession, TrackError, Tracked};
 use crate::mcp::subscriptions;
-use crate::memory::Reservation;
 use crate::proto::headers::check_modern;
 use crate::proto::protocol::{era_of, Era, LEGACY_VERSIONS, MODERN_VERSION, SUPPORTED_VERSIONS};
 use crate::ratelimit;
@@ -223,53 +223,6 @@ fn error_status(era: Era, code_: i64) -> u16 {
 fn unsupported_version(requested: &str) -> RpcError {
     RpcError::new(code::UNSUPPORTED_PROTOCOL_VERSION, format!("Unsupported protocol version: {requested}"))
         .with_data(json!({"supported": SUPPORTED_VERSIONS, "requested": requested}))
-}
-
-/// Time a request body is given before its rate is held against `min_body_rate`.
-const BODY_RATE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Reads the whole body, refusing more than `limit` bytes, within the gateway's memory budget
-/// (held until the returned reservation is dropped), and at no less than `min_rate` bytes per
-/// second on average after [`BODY_RATE_GRACE`]: a body dripped a byte at a time is cut off.
-async fn read_body(
-    state: &AppState,
-    session: &mut Session,
-    limit: usize,
-    min_rate: usize,
-) -> Result<(Bytes, Reservation), (u16, RpcError)> {
-    let too_large = || (413, RpcError::new(code::INVALID_REQUEST, "request body too large"));
-    let mut held = state.memory.reservation();
-    let busy = |e: crate::memory::Exhausted| (503, RpcError::new(code::OVERLOADED, e.to_string()));
-    if let Some(len) = header(session, "content-length").and_then(|v| v.trim().parse::<usize>().ok()) {
-        if len > limit {
-            return Err(too_large());
-        }
-        held.grow(len).map_err(busy)?;
-    }
-    let expected = held.held();
-    let mut buf = BytesMut::with_capacity(expected);
-    let started = tokio::time::Instant::now();
-    let min_rate = min_rate.max(1) as f64;
-    loop {
-        let due = started + BODY_RATE_GRACE + std::time::Duration::from_secs_f64((buf.len() + 1) as f64 / min_rate);
-        let Ok(read) = tokio::time::timeout_at(due, session.read_request_body()).await else {
-            state.metrics.limit_hit(Limit::BodyTooSlow);
-            return Err((408, RpcError::new(code::INVALID_REQUEST, "the request body arrived too slowly")));
-        };
-        match read {
-            Ok(Some(chunk)) => {
-                if buf.len() + chunk.len() > limit {
-                    return Err(too_large());
-                }
-                if buf.len() + chunk.len() > expected {
-                    held.grow(chunk.len()).map_err(busy)?;
-                }
-                buf.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok((buf.freeze(), held)),
-            Err(_) => return Err((400, RpcError::new(code::INVALID_REQUEST, "cannot read the request body"))),
-        }
-    }
 }
 
 async fn post(

@@ -1,5 +1,6 @@
 //! Front doors: how clients reach the gateway (HTTP through Pingora, or stdio).
 
+pub mod body;
 pub mod checks;
 pub mod connection;
 pub mod cors;

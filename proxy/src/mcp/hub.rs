@@ -297,16 +297,26 @@ fn instructions(routes: &Routes) -> String {
 /// Refuses `item` to the caller unless the policy allows it. A refusal is audited and counted; it
 /// comes before any upstream work, so a refused call never starts a provider.
 pub fn authorize(server: &McpServer, ctx: &ClientCtx, item: Item<'_>) -> Result<(), RpcError> {
-    let decision = ctx.principal.decide(&item);
+    authorize_as(&server.state, &ctx.principal, ctx.era.as_str(), item)
+}
+
+/// [`authorize`] for `principal`, reached through `door` (an era, or `admin_api`).
+pub fn authorize_as(
+    state: &AppState,
+    principal: &Principal,
+    door: &'static str,
+    item: Item<'_>,
+) -> Result<(), RpcError> {
+    let decision = principal.decide(&item);
     if decision.allowed {
         return Ok(());
     }
     let what = item.describe();
-    tracing::info!(principal = %ctx.principal.id, rule = %decision.by, "refused {what}");
-    server.state.metrics.authorization_denied.with_label_values(&[item.provider()]).inc();
-    server.state.audit.access_denied(&ctx.principal.id, ctx.era.as_str(), item.provider(), &what, &decision.by);
-    Err(RpcError::new(code::FORBIDDEN, format!("Forbidden: {} may not use {what}", ctx.principal.id))
-        .with_data(json!({"principal": ctx.principal.id, "rule": decision.by})))
+    tracing::info!(principal = %principal.id, rule = %decision.by, "refused {what}");
+    state.metrics.authorization_denied.with_label_values(&[item.provider()]).inc();
+    state.audit.access_denied(&principal.id, door, item.provider(), &what, &decision.by);
+    Err(RpcError::new(code::FORBIDDEN, format!("Forbidden: {} may not use {what}", principal.id))
+        .with_data(json!({"principal": principal.id, "rule": decision.by})))
 }
 
 /// `tools/call` and `prompts/get`: find the provider by exposed name, call it with its own name.

@@ -80,9 +80,48 @@ enum Record {
     Discovery { at_ms: u64, action: &'static str, provider: String, source: Option<usize>, detail: String },
 }
 
+impl Record {
+    /// The record as the trail (which adds its `seq`) and the live feed show it.
+    fn to_json(&self) -> Value {
+        match self {
+            Record::Provider(e) => {
+                let mut v = json!({"at_ms": e.at_ms, "type": "provider_event", "provider": e.provider,
+                    "from": e.from, "to": e.to, "cause": e.cause, "detail": e.detail, "event_seq": e.seq});
+                if let Some(d) = e.duration_ms {
+                    v["duration_ms"] = d.into();
+                }
+                v
+            }
+            Record::ToolCall { at_ms, call } => {
+                let mut v = json!({"at_ms": at_ms, "type": "tool_call"});
+                if let (Value::Object(o), Ok(Value::Object(c))) = (&mut v, serde_json::to_value(call)) {
+                    o.extend(c);
+                }
+                v
+            }
+            Record::Config { at_ms, generation, providers, change } => json!({"at_ms": at_ms,
+                "type": "config_applied", "generation": generation, "providers": providers, "change": change}),
+            Record::ConfigRejected { at_ms, trigger, error } => json!({"at_ms": at_ms,
+                "type": "config_rejected", "trigger": trigger, "error": error}),
+            Record::AccessDenied { at_ms, principal, era, provider, item, rule } => json!({
+                "at_ms": at_ms, "type": "access_denied", "principal": principal, "era": era, "provider": provider,
+                "item": item, "rule": rule}),
+            Record::Discovery { at_ms, action, provider, source, detail } => json!({"at_ms": at_ms,
+                "type": "discovery", "action": action, "provider": provider, "source": source, "detail": detail}),
+        }
+    }
+}
+
+/// Records the live feed holds for a subscriber that reads slowly; beyond, it skips ahead.
+const LIVE_BACKLOG: usize = 256;
+
 /// The audit trail's front: cheap to call from anywhere.
 pub struct Audit {
     tx: Option<SyncSender<Message>>,
+    /// The trail as it happens, for the admin API's event feed (whether or not it is written),
+    /// without tool calls (their traffic is in the recent statistics). Serialised only while
+    /// someone listens.
+    live: tokio::sync::broadcast::Sender<Arc<str>>,
     settings: hangar_config::Audit,
     metrics: Arc<Metrics>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -105,6 +144,7 @@ impl Audit {
         if !settings.enabled {
             return Ok(Self {
                 tx: None,
+                live: tokio::sync::broadcast::channel(LIVE_BACKLOG).0,
                 settings: settings.clone(),
                 metrics,
                 writer: Mutex::new(None),
@@ -120,6 +160,7 @@ impl Audit {
             .map_err(|source| AuditError { path: settings.path.clone(), source })?;
         Ok(Self {
             tx: Some(tx),
+            live: tokio::sync::broadcast::channel(LIVE_BACKLOG).0,
             settings: settings.clone(),
             metrics,
             writer: Mutex::new(Some(handle)),
@@ -131,6 +172,7 @@ impl Audit {
     pub fn disabled(metrics: Arc<Metrics>) -> Self {
         Self {
             tx: None,
+            live: tokio::sync::broadcast::channel(LIVE_BACKLOG).0,
             settings: hangar_config::Audit::default(),
             metrics,
             writer: Mutex::new(None),
@@ -148,7 +190,15 @@ impl Audit {
         self.enabled() && self.settings.arguments
     }
 
+    /// The records from now on, as JSON, without tool calls.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
+        self.live.subscribe()
+    }
+
     fn send(&self, record: Record) {
+        if self.live.receiver_count() > 0 && !matches!(record, Record::ToolCall { .. }) {
+            let _ = self.live.send(Arc::from(record.to_json().to_string()));
+        }
         let Some(tx) = &self.tx else { return };
         match tx.try_send(Message::Record(record)) {
             Ok(()) => {}
@@ -183,9 +233,6 @@ impl Audit {
     /// Records that authorization refused `item` (a tool, prompt or resource of `provider`) to
     /// `principal`, and the rule that decided.
     pub fn access_denied(&self, principal: &str, era: &'static str, provider: &str, item: &str, rule: &str) {
-        if self.tx.is_none() {
-            return;
-        }
         let (mut principal, mut item) = (principal.to_owned(), item.to_owned());
         truncate(&mut principal, MAX_FIELD);
         truncate(&mut item, MAX_FIELD);
@@ -441,38 +488,16 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, record: Record) {
+    fn write(&mut self, mut record: Record) {
         self.seq += 1;
-        let mut line = match record {
-            Record::Provider(e) => {
-                let mut v = json!({"seq": self.seq, "at_ms": e.at_ms, "type": "provider_event", "provider": e.provider,
-                    "from": e.from, "to": e.to, "cause": e.cause, "detail": e.detail, "event_seq": e.seq});
-                if let Some(d) = e.duration_ms {
-                    v["duration_ms"] = d.into();
-                }
-                v
+        if let Record::ToolCall { call, .. } = &mut record {
+            if let Some(args) = &mut call.arguments {
+                redact(args, &self.settings.redact);
             }
-            Record::ToolCall { at_ms, mut call } => {
-                if let Some(args) = &mut call.arguments {
-                    redact(args, &self.settings.redact);
-                }
-                let mut v = json!({"seq": self.seq, "at_ms": at_ms, "type": "tool_call"});
-                if let (Value::Object(o), Ok(Value::Object(c))) = (&mut v, serde_json::to_value(&call)) {
-                    o.extend(c);
-                }
-                v
-            }
-            Record::Config { at_ms, generation, providers, change } => json!({"seq": self.seq, "at_ms": at_ms,
-                "type": "config_applied", "generation": generation, "providers": providers, "change": change}),
-            Record::ConfigRejected { at_ms, trigger, error } => json!({"seq": self.seq, "at_ms": at_ms,
-                "type": "config_rejected", "trigger": trigger, "error": error}),
-            Record::AccessDenied { at_ms, principal, era, provider, item, rule } => json!({"seq": self.seq,
-                "at_ms": at_ms, "type": "access_denied", "principal": principal, "era": era, "provider": provider,
-                "item": item, "rule": rule}),
-            Record::Discovery { at_ms, action, provider, source, detail } => json!({"seq": self.seq, "at_ms": at_ms,
-                "type": "discovery", "action": action, "provider": provider, "source": source, "detail": detail}),
         }
-        .to_string();
+        let mut json = record.to_json();
+        json["seq"] = self.seq.into();
+        let mut line = json.to_string();
         line.push('\n');
         if self.size > 0 && self.size + line.len() as u64 > self.settings.max_bytes {
             self.rotate();

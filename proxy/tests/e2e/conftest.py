@@ -195,10 +195,11 @@ class Gateway:
         args = [str(HANGAR_BIN), "--http", "--port", str(self.port), "--log-level", "info,mcp_hangar=debug"]
         if config is not None and anonymous_admin:
             config = with_local_admin(config)
+        self.config_path = None
         if config is not None:
-            config_path = LOGS / f"{name}-{self.port}.yaml"
-            config_path.write_text(config)
-            args += ["--config", str(config_path)]
+            self.config_path = LOGS / f"{name}-{self.port}.yaml"
+            self.config_path.write_text(config)
+            args += ["--config", str(self.config_path)]
         self.proc = Proc(f"{name}-{self.port}", args)
         scheme = "https" if ca else "http"
         self.url = f"{scheme}://127.0.0.1:{self.port}/mcp"

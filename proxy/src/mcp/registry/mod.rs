@@ -36,7 +36,7 @@ pub fn is_registry_tool(name: &str) -> bool {
 }
 
 /// A registry tool's failure: the reason, for the `isError` result.
-type Failure = String;
+pub type Failure = String;
 
 /// A registry tool's answer: its structured content, and the text for those who read it (the
 /// structure pretty-printed unless the tool has words of its own).
@@ -81,6 +81,12 @@ pub async fn call(
         Ok(value) => tool_result(value),
         Err(why) => error_result(&why),
     })
+}
+
+/// Runs registry tool `name` with `args` for the admin API: one of those that look, start or
+/// stop (not the invoke tools, which need an MCP caller, nor those that reload).
+pub async fn look(server: &McpServer, routes: &Routes, name: &str, args: &Value) -> Result<Value, Failure> {
+    answer(server, routes, name, args).await.map(|reply| reply.structured)
 }
 
 /// The tools that look (and start or stop a provider).

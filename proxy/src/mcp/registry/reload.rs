@@ -38,7 +38,8 @@ pub async fn dry_run_of(server: &McpServer, candidate: Option<&str>) -> Result<V
     let live = LiveGateway { snap: &snap, server };
     let mut d = crate::state::diff::describe(&snap.config, &candidate, &plan, Some(&live));
     d["status"] = json!("dry_run");
-    d["text"] = json!(crate::state::diff::to_text(&d));
+    let text = if plan.changes_anything() { crate::state::diff::to_text(&d) } else { "nothing would change".into() };
+    d["text"] = json!(text);
     Ok(d)
 }
 

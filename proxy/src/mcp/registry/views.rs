@@ -174,6 +174,7 @@ pub fn status(server: &McpServer, routes: &Routes) -> Value {
         "providers": list(state, routes),
         "sources": sources(state),
         "quarantined": state.reconciler.admission().quarantined(),
+        "audit": {"enabled": state.audit.enabled()},
     })
 }
 

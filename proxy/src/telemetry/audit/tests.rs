@@ -116,6 +116,7 @@ fn a_full_queue_drops_and_counts_instead_of_blocking() {
     let metrics = Arc::new(Metrics::new());
     let audit = Audit {
         tx: None,
+        live: tokio::sync::broadcast::channel(LIVE_BACKLOG).0,
         settings: hangar_config::Audit::default(),
         metrics: metrics.clone(),
         writer: Mutex::new(None),
@@ -173,4 +174,21 @@ fn reverse_lines_handle_blocks_and_missing_final_newline() {
     let got: Vec<Vec<u8>> = std::iter::from_fn(|| r.next_line()).collect();
     assert_eq!(got, vec![b"last".to_vec(), long.into_bytes(), b"a".to_vec()]);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_live_feed_carries_every_record_but_tool_calls_written_or_not() {
+    let audit = Audit::disabled(Arc::new(Metrics::new()));
+    audit.discovery("discovered", "nobody-listens", Some(0), "");
+    let mut live = audit.subscribe();
+    audit.tool_call(call(1));
+    audit.config_rejected("file change", "bad yaml");
+    audit.access_denied("user:eve", "modern", "fx", "tool \"fx__add\"", "default");
+    let next = |live: &mut tokio::sync::broadcast::Receiver<Arc<str>>| {
+        serde_json::from_str::<Value>(&live.try_recv().expect("a record")).expect("json")
+    };
+    let first = next(&mut live);
+    assert_eq!((first["type"].as_str(), first["trigger"].as_str()), (Some("config_rejected"), Some("file change")));
+    assert_eq!(next(&mut live)["principal"], "user:eve", "refusals are shown even with the trail off");
+    assert!(live.try_recv().is_err(), "no tool call, nothing from before subscribing");
 }
