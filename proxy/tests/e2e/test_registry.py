@@ -24,7 +24,10 @@ LOCAL = f'["{sys.executable}", "{FIXTURE}", "stdio", "local"]'
 def gw(fixture_url, tmp_path_factory):
     from conftest import Gateway
 
-    audit_path = tmp_path_factory.mktemp("registry") / "audit.jsonl"
+    here = tmp_path_factory.mktemp("registry")
+    audit_path = here / "audit.jsonl"
+    providers_dir = here / "providers"
+    providers_dir.mkdir()
     dead = f"http://127.0.0.1:{free_port()}/mcp"
     g = Gateway(
         f"""
@@ -52,6 +55,11 @@ providers:
     strategy: round_robin
     members:
       - {{provider: hidden, weight: 2}}
+discovery:
+  enabled: true
+  auto_register: false
+  sources:
+    - {{type: filesystem, path: "{providers_dir}"}}
 observability:
   audit:
     path: {audit_path}
@@ -62,6 +70,7 @@ auth:
 """,
         "gateway-registry",
     )
+    g.providers_dir = providers_dir
     yield g
     g.stop()
 
@@ -107,7 +116,7 @@ async def test_every_tool_answers_within_its_output_schema(gw, mode):
         s = {n: t.output_schema for n, t in listed.items()}
 
         names = [p["name"] for p in (await call(c, s, "registry_list"))["providers"]]
-        assert names == ["fx", "local", "gone", "hidden", "trimmed", "pool"]
+        assert names[:6] == ["fx", "local", "gone", "hidden", "trimmed", "pool"], names
         started = await call(c, s, "registry_start", provider="local")
         assert started["state"] == "READY" and started["pid"]
         tools = await call(c, s, "registry_tools", provider="trimmed")
@@ -116,7 +125,15 @@ async def test_every_tool_answers_within_its_output_schema(gw, mode):
         assert {t["exposedName"] for t in tools["tools"]} >= {"trimmed__echo"}
         health = await call(c, s, "registry_health")
         assert health["providers"]["READY"] >= 1 and health["config"]["generation"] >= 1
-        await call(c, s, "registry_sources")
+        assert (await call(c, s, "registry_sources"))["sources"][0]["type"] == "filesystem"
+        # A provider file found while auto_register is off waits until approved.
+        newcomer = f"found_{mode.replace('-', '_')}"
+        (gw.providers_dir / f"{newcomer}.yaml").write_text(f"name: {newcomer}\nmode: subprocess\nconnection: {{command: {LOCAL}}}\n")
+        await call(c, s, "registry_discover")
+        held = (await call(c, s, "registry_quarantine"))["quarantined"]
+        assert [q["name"] for q in held] == [newcomer], held
+        approved = await call(c, s, "registry_approve", provider=newcomer)
+        assert approved["status"] == "success" and approved["added"] == [newcomer], approved
         assert (await call(c, s, "registry_quarantine"))["quarantined"] == []
         assert (await call(c, s, "registry_reload", dry_run=True))["status"] == "dry_run"
         assert (await call(c, s, "registry_discover"))["status"] in ("unchanged", "success")
