@@ -104,16 +104,11 @@ async fn unauthorized(
     ctx: &RequestCtx,
     refusal: &Refusal,
 ) -> pingora_core::Result<()> {
-    let reason = match refusal {
-        Refusal::Missing => "missing",
-        Refusal::Invalid(_) => "invalid",
-        Refusal::Unavailable(_) => "unavailable",
-    };
-    server.state.metrics.auth_failures.with_label_values(&[reason]).inc();
+    server.state.metrics.auth_failures.with_label_values(&[refusal.label()]).inc();
     let snap = &ctx.snap;
     let resource = crate::front::mcp::resource_url(session, snap, &snap.security);
     let challenge = snap.security.challenge(refusal, &crate::auth::metadata_url(&resource));
-    let status = if matches!(refusal, Refusal::Unavailable(_)) { 503 } else { 401 };
+    let status = refusal.status();
     let body = json!({"error": format!("Unauthorized: {refusal}")}).to_string();
     respond::send(session, status, "application/json", &[("www-authenticate", challenge.as_str())], body).await
 }

@@ -116,6 +116,26 @@ pub enum Refusal {
     Unavailable(String),
 }
 
+impl Refusal {
+    /// The metric label of the refusal (`auth_failures_total{reason}`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Invalid(_) => "invalid",
+            Self::Unavailable(_) => "unavailable",
+        }
+    }
+
+    /// The HTTP status that answers it: 401, or 503 when credentials cannot be checked now.
+    pub fn status(&self) -> u16 {
+        if matches!(self, Self::Unavailable(_)) {
+            503
+        } else {
+            401
+        }
+    }
+}
+
 /// What principals authenticated at one door carry: its name, rules and scope.
 struct Door {
     name: Arc<str>,

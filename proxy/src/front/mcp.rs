@@ -147,15 +147,10 @@ async fn unauthorized(
     security: &Security,
     refusal: &Refusal,
 ) -> pingora_core::Result<()> {
-    let reason = match refusal {
-        Refusal::Missing => "missing",
-        Refusal::Invalid(_) => "invalid",
-        Refusal::Unavailable(_) => "unavailable",
-    };
-    server.state.metrics.auth_failures.with_label_values(&[reason]).inc();
+    server.state.metrics.auth_failures.with_label_values(&[refusal.label()]).inc();
     let client = session.client_addr().map(ToString::to_string).unwrap_or_default();
     tracing::info!(client, "refused a request: {refusal}");
-    let status = if matches!(refusal, Refusal::Unavailable(_)) { 503 } else { 401 };
+    let status = refusal.status();
     let resource = resource_url(session, snap, security);
     let challenge = security.challenge(refusal, &auth::metadata_url(&resource));
     let body = error_bytes(null_id(), &RpcError::new(code::INVALID_REQUEST, format!("Unauthorized: {refusal}")));
