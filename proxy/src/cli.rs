@@ -1,5 +1,5 @@
 //! Command line: `mcp-hangar [--config FILE] [--http] …`, `check-config FILE`, `demo-server`,
-//! `hash-key`, `crds`, `import`.
+//! `hash-key`, `crds`, `import`, `probe`.
 //!
 //! Flags and names follow the Python MCP Hangar so its users keep their commands.
 
@@ -76,6 +76,15 @@ enum Command {
         #[arg(long, value_name = "CONFIG")]
         into: Option<PathBuf>,
     },
+    /// GET an http:// URL and exit 0 when the answer is 2xx, 1 otherwise (the container image's
+    /// health check: it has no shell or curl).
+    Probe {
+        /// For example `http://127.0.0.1:8000/health/live`.
+        url: String,
+        /// Seconds for the whole exchange.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -93,6 +102,7 @@ pub fn main() -> ExitCode {
         Some(Command::HashKey { generate }) => hash_key(generate),
         Some(Command::Crds) => crds(),
         Some(Command::Import { file, into }) => import(&file, into.as_deref()),
+        Some(Command::Probe { url, timeout }) => probe(&url, timeout),
         None => serve(cli),
     }
 }
@@ -107,6 +117,17 @@ fn crds() -> ExitCode {
         }
         Err(e) => {
             eprintln!("mcp-hangar crds: cannot render the manifests: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `probe`: silent on success (a health check runs every few seconds), the reason on failure.
+fn probe(url: &str, timeout_secs: u64) -> ExitCode {
+    match crate::probe::probe(url, std::time::Duration::from_secs(timeout_secs.max(1))) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mcp-hangar probe: {url}: {e}");
             ExitCode::FAILURE
         }
     }

@@ -23,6 +23,7 @@ pub mod jsonrpc;
 pub mod lifecycle;
 pub mod mcp;
 pub mod memory;
+pub mod probe;
 pub mod proto;
 pub mod provider;
 pub mod ratelimit;

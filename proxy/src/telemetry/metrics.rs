@@ -45,9 +45,19 @@ const METHODS: &[&str] = &[
     "notifications/roots/list_changed",
 ];
 
+/// One registered series as the metrics reference lists it.
+struct SeriesInfo {
+    name: String,
+    kind: String,
+    labels: Vec<String>,
+    help: String,
+}
+
 /// The gateway's metric registry and its series.
 pub struct Metrics {
     registry: Registry,
+    /// Name, type, labels and help of every registered series, for the metrics reference.
+    catalogue: Vec<SeriesInfo>,
     /// Generation of the configuration snapshot in use.
     pub config_generation: IntGauge,
     /// HTTP responses, by endpoint class and status code.
@@ -176,7 +186,8 @@ impl Metrics {
         )
         .expect("literal metric definition");
         build_info.set(1);
-        let m = Self {
+        let mut m = Self {
+            catalogue: Vec::new(),
             config_generation: IntGauge::new("config_generation", "Generation of the configuration snapshot in use.")
                 .expect("literal metric definition"),
             http_responses: counter(
@@ -338,6 +349,15 @@ impl Metrics {
             Box::new(m.discovery_quarantined.clone()),
         ];
         for c in collectors {
+            for family in c.collect() {
+                let labels = c.desc().iter().flat_map(|d| d.variable_labels.iter().cloned()).collect();
+                m.catalogue.push(SeriesInfo {
+                    name: format!("mcp_hangar_{}", family.name()),
+                    kind: format!("{:?}", family.get_field_type()).to_lowercase(),
+                    labels,
+                    help: family.help().to_owned(),
+                });
+            }
             // Registration only fails for duplicate or malformed descriptors, which are fixed
             // at compile time above; losing a series is better than refusing to start.
             if let Err(e) = m.registry.register(c) {
@@ -376,6 +396,17 @@ impl Metrics {
     pub fn health_check(&self, provider: &str, ok: bool, elapsed: Duration) {
         self.health_checks.with_label_values(&[provider, if ok { "ok" } else { "failed" }]).inc();
         self.health_check_duration.with_label_values(&[provider]).observe(elapsed.as_secs_f64());
+    }
+
+    /// The metrics reference (`docs/metrics.md`'s table): one Markdown row per series, so the
+    /// document is generated from what is registered and a test keeps the two equal.
+    pub fn reference(&self) -> String {
+        let mut out = String::from("| series | type | labels | meaning |\n|---|---|---|---|\n");
+        for s in &self.catalogue {
+            let labels = s.labels.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ");
+            out.push_str(&format!("| `{}` | {} | {} | {} |\n", s.name, s.kind, labels, s.help));
+        }
+        out
     }
 
     /// Every registered series in the OpenMetrics text format.
