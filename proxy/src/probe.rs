@@ -12,14 +12,24 @@ const MAX_HEAD: usize = 1024;
 /// Why a probe failed, printed on stderr.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
+    /// Not a plain `http://` URL.
     #[error("only http://HOST[:PORT]/PATH URLs can be probed, not {0:?}")]
     Url(String),
+    /// No address of the host accepted a connection.
     #[error("cannot reach {addr}: {source}")]
-    Connect { addr: String, source: std::io::Error },
+    Connect {
+        /// The host and port tried.
+        addr: String,
+        /// The last connection error.
+        source: std::io::Error,
+    },
+    /// Writing, reading or the deadline failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The answer did not start with an HTTP status line.
     #[error("not an HTTP answer: {0:?}")]
     Answer(String),
+    /// A status other than 2xx.
     #[error("HTTP {0}")]
     Status(u16),
 }
@@ -99,8 +109,8 @@ mod tests {
     use std::net::TcpListener;
 
     fn serve_once(answer: &'static str) -> String {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address");
         std::thread::spawn(move || {
             if let Ok((mut s, _)) = listener.accept() {
                 let mut buf = [0u8; 512];
@@ -114,7 +124,7 @@ mod tests {
     #[test]
     fn a_2xx_answer_passes_and_others_fail() {
         let ok = serve_once("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
-        assert_eq!(probe(&ok, Duration::from_secs(2)).unwrap(), 200);
+        assert_eq!(probe(&ok, Duration::from_secs(2)).expect("a 2xx answer"), 200);
         let down = serve_once("HTTP/1.1 503 Service Unavailable\r\n\r\n");
         assert!(matches!(probe(&down, Duration::from_secs(2)), Err(ProbeError::Status(503))));
         let junk = serve_once("SSH-2.0-OpenSSH\r\n");
@@ -123,8 +133,8 @@ mod tests {
 
     #[test]
     fn a_silent_server_times_out_instead_of_hanging() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/", listener.local_addr().expect("address"));
         let started = Instant::now();
         assert!(probe(&url, Duration::from_millis(300)).is_err());
         assert!(started.elapsed() < Duration::from_secs(2));
