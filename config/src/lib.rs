@@ -64,6 +64,16 @@ pub const EMBEDDED_DEFAULT_NAME: &str = "<embedded default config>";
 const TOP_KEYS: &[&str] =
     &["server", "providers", "observability", "config_reload", "discovery", "auth", "rate_limits", "virtual_servers"];
 
+/// What to do with a top-level key of later Python MCP Hangar versions, which this gateway does
+/// not read: said instead of the list of valid keys, so a migrating user knows the fix.
+fn later_python_key(key: &str) -> Option<String> {
+    match key {
+        "mcp_servers" => Some("the Python MCP Hangar's later name for \"providers\": rename it".to_owned()),
+        "logging" => Some("logging is set on the command line: --log-level and --log-format json".to_owned()),
+        _ => None,
+    }
+}
+
 /// Looks variables up in the process environment.
 pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
@@ -88,7 +98,7 @@ pub fn parse(text: &str, source_name: &str, env: EnvLookup<'_>) -> Result<Config
     let top = d.fields("", &root);
     let mut declared: Vec<&str> = Vec::new();
     let config = top.map(|top| {
-        top.deny_unknown(&mut d, TOP_KEYS, |_| None);
+        top.deny_unknown(&mut d, TOP_KEYS, later_python_key);
         let server = sections::decode_server(&mut d, top.get("server"));
         let providers = decode_providers(&mut d, top.get("providers"), &mut declared);
         let observability = observability::decode_observability(&mut d, top.get("observability"));

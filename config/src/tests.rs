@@ -409,3 +409,15 @@ fn virtual_servers() {
     assert!(v.offers("a", "a__echo") && v.offers("hangar", "registry_list"));
     assert!(!v.offers("a", "a__drop_table") && !v.offers("other", "other__echo"));
 }
+
+#[test]
+fn later_python_hangar_keys_say_what_to_do_instead() {
+    let text = "mcp_servers:\n  a: {mode: remote, endpoint: \"http://a\"}\nlogging: {level: INFO}\n";
+    assert_eq!(
+        problems(text),
+        [
+            "mcp_servers: unknown key (the Python MCP Hangar's later name for \"providers\": rename it)",
+            "logging: unknown key (logging is set on the command line: --log-level and --log-format json)",
+        ]
+    );
+}
