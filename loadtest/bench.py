@@ -213,6 +213,23 @@ def wrk(target: Target, connections: int, seconds: float, scripts: Path) -> Resu
     return Result(rps, us("50%"), us("99%"), us("Latency"), cpu, requests, errors)
 
 
+def nginx_head(work: Path) -> str:
+    """The start of an nginx configuration for a load test: one worker in the foreground, its
+    files under `work/nginx`, no access log; the `http` block is left open."""
+    return f"""
+daemon off;
+master_process off;
+worker_processes 1;
+error_log {work}/nginx/error.log warn;
+pid {work}/nginx/nginx.pid;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {work}/nginx/body;
+    proxy_temp_path {work}/nginx/proxy;
+"""
+
+
 def start_everything(procs: Procs, work: Path, real_server: bool) -> tuple[list[Case], dict]:
     up, up_sse, up2 = free_port(), free_port(), free_port()
     upstream = str(RELEASE / "hangar-upstream")
@@ -225,17 +242,7 @@ def start_everything(procs: Procs, work: Path, real_server: bool) -> tuple[list[
     ng = {k: free_port() for k in ("json", "sse", "group")}
     (work / "nginx").mkdir(exist_ok=True)
     nginx_conf = work / "nginx" / "nginx.conf"
-    nginx_conf.write_text(f"""
-daemon off;
-master_process off;
-worker_processes 1;
-error_log {work}/nginx/error.log warn;
-pid {work}/nginx/nginx.pid;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {work}/nginx/body;
-    proxy_temp_path {work}/nginx/proxy;
+    nginx_conf.write_text(nginx_head(work) + f"""
     client_max_body_size 1m;
     client_body_buffer_size 64k;
     upstream json {{ server 127.0.0.1:{up}; keepalive 128; }}

@@ -57,17 +57,7 @@ def main() -> None:
         one, two = free_port(), free_port()
         (work / "nginx").mkdir()
         conf = work / "nginx" / "nginx.conf"
-        conf.write_text(f"""
-daemon off;
-master_process off;
-worker_processes 1;
-error_log {work}/nginx/error.log warn;
-pid {work}/nginx/nginx.pid;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {work}/nginx/body;
-    proxy_temp_path {work}/nginx/proxy;
+        conf.write_text(bench.nginx_head(work) + f"""
     keepalive_requests 1000000;
     keepalive_timeout 300s;
     upstream one {{ server 127.0.0.1:{replicas[0]}; keepalive 128; keepalive_requests 1000000; }}
