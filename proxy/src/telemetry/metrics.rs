@@ -45,6 +45,9 @@ const METHODS: &[&str] = &[
     "notifications/roots/list_changed",
 ];
 
+/// The prefix of every series name.
+const NAMESPACE: &str = "mcp_hangar";
+
 /// One registered series as the metrics reference lists it.
 struct SeriesInfo {
     name: String,
@@ -180,7 +183,7 @@ fn histogram(name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> Histog
 impl Metrics {
     /// Creates the registry with every series registered.
     pub fn new() -> Self {
-        let registry = Registry::new_custom(Some("mcp_hangar".into()), None).unwrap_or_default();
+        let registry = Registry::new_custom(Some(NAMESPACE.into()), None).unwrap_or_default();
         let build_info = IntGauge::with_opts(
             Opts::new("build_info", "Build information; always 1.").const_label("version", env!("CARGO_PKG_VERSION")),
         )
@@ -352,7 +355,7 @@ impl Metrics {
             for family in c.collect() {
                 let labels = c.desc().iter().flat_map(|d| d.variable_labels.iter().cloned()).collect();
                 m.catalogue.push(SeriesInfo {
-                    name: format!("mcp_hangar_{}", family.name()),
+                    name: format!("{NAMESPACE}_{}", family.name()),
                     kind: format!("{:?}", family.get_field_type()).to_lowercase(),
                     labels,
                     help: family.help().to_owned(),
