@@ -38,11 +38,7 @@ pub enum ProbeError {
 pub fn probe(url: &str, timeout: Duration) -> Result<u16, ProbeError> {
     let (authority, path) = split_url(url).ok_or_else(|| ProbeError::Url(url.to_owned()))?;
     let deadline = Instant::now() + timeout;
-    let target = if authority.contains(':') && !authority.ends_with(']') {
-        authority.to_owned()
-    } else {
-        format!("{authority}:80")
-    };
+    let target = format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(80));
     let addrs = target.to_socket_addrs().map_err(|source| ProbeError::Connect { addr: target.clone(), source })?;
     let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
     let mut stream = None;
@@ -92,15 +88,13 @@ fn remaining(deadline: Instant) -> Result<Duration, ProbeError> {
         .ok_or_else(|| ProbeError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out")))
 }
 
-/// `http://authority/path` → (authority, path), the path `/` when absent.
-fn split_url(url: &str) -> Option<(&str, &str)> {
-    let rest = url.strip_prefix("http://")?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let clean = |s: &str| !s.is_empty() && !s.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control());
-    (clean(authority) && clean(path) && !authority.contains('@')).then_some((authority, path))
+/// A plain `http://host[:port]/path` URL's authority and path (`/` when absent); `None` for any
+/// other scheme, a user in the authority, or a URL `http::Uri` does not parse.
+fn split_url(url: &str) -> Option<(http::uri::Authority, String)> {
+    let uri: http::Uri = url.parse().ok()?;
+    let authority = uri.authority().filter(|a| !a.as_str().contains('@') && !a.host().is_empty())?.clone();
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    (uri.scheme_str() == Some("http")).then(|| (authority, if path.is_empty() { "/" } else { path }.to_owned()))
 }
 
 #[cfg(test)]
@@ -146,6 +140,7 @@ mod tests {
         for bad in ["https://x/", "ftp://x", "http://", "http://a b/", "http://u@h/", "localhost:8000"] {
             assert!(matches!(probe(bad, Duration::from_secs(1)), Err(ProbeError::Url(_))), "{bad}");
         }
-        assert_eq!(split_url("http://h:1"), Some(("h:1", "/")));
+        let (authority, path) = split_url("http://h:1").expect("a plain URL");
+        assert_eq!((authority.as_str(), path.as_str()), ("h:1", "/"));
     }
 }

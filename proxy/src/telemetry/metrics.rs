@@ -352,12 +352,13 @@ impl Metrics {
             Box::new(m.discovery_quarantined.clone()),
         ];
         for c in collectors {
+            // Each collector here is one series: one descriptor, one family.
+            let labels: Vec<String> = c.desc().iter().flat_map(|d| d.variable_labels.iter().cloned()).collect();
             for family in c.collect() {
-                let labels = c.desc().iter().flat_map(|d| d.variable_labels.iter().cloned()).collect();
                 m.catalogue.push(SeriesInfo {
                     name: format!("{NAMESPACE}_{}", family.name()),
                     kind: format!("{:?}", family.get_field_type()).to_lowercase(),
-                    labels,
+                    labels: labels.clone(),
                     help: family.help().to_owned(),
                 });
             }
