@@ -126,6 +126,11 @@ def test_discovery_rbac_is_read_only_unless_asked():
     assert {b["metadata"]["namespace"] for b in kind(docs, "RoleBinding")} == {"a", "b"}
     assert not kind(docs, "ClusterRoleBinding")
     assert all(d["kind"] not in ("ClusterRole", "RoleBinding") for d in render())
+    # deploy/rbac.yaml (for kubectl without Helm) grants what the chart does with pod management on.
+    (plain,) = [d for d in yaml.safe_load_all((REPO / "deploy/rbac.yaml").read_text()) if d and d["kind"] == "ClusterRole"]
+    (chart,) = kind(render("rbac.create=true", "rbac.managePods=true"), "ClusterRole")
+    as_set = lambda rules: {(tuple(r["apiGroups"]), tuple(r["resources"]), frozenset(r["verbs"])) for r in rules}  # noqa: E731
+    assert as_set(plain["rules"]) == as_set(chart["rules"])
 
 
 def test_the_compose_file_and_what_it_mounts():
