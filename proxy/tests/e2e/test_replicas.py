@@ -23,9 +23,12 @@ from mcp_types import CreateMessageResult, ElicitResult, TextContent
 
 from conftest import LOGS, Gateway, Proc, free_port, text, wait_port
 
+# /usr/sbin is not on every user's PATH.
+NGINX_BIN = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+
 pytestmark = [
     pytest.mark.anyio,
-    pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed (.ci/run installs nginx-light)"),
+    pytest.mark.skipif(NGINX_BIN is None, reason="nginx is not installed (.ci/run installs nginx-light)"),
 ]
 
 # What docs/deployment.md tells operators to use, with the two replicas' addresses filled in.
@@ -102,7 +105,7 @@ class Pair:
         conf = work / "nginx.conf"
         a, b = (r.port for r in self.replicas)
         conf.write_text(NGINX.format(work=work, a=a, b=b, port=self.port))
-        self.nginx = Proc(f"nginx-{self.port}", ["nginx", "-c", str(conf), "-p", str(work)])
+        self.nginx = Proc(f"nginx-{self.port}", [NGINX_BIN, "-c", str(conf), "-p", str(work)])
         wait_port(self.port, self.nginx.proc, "nginx")
         self.url = f"http://127.0.0.1:{self.port}/mcp"
 
