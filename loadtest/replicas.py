@@ -58,10 +58,8 @@ def main() -> None:
         (work / "nginx").mkdir()
         conf = work / "nginx" / "nginx.conf"
         conf.write_text(bench.nginx_head(work) + f"""
-    keepalive_requests 1000000;
-    keepalive_timeout 300s;
-    upstream one {{ server 127.0.0.1:{replicas[0]}; keepalive 128; keepalive_requests 1000000; }}
-    upstream two {{ server 127.0.0.1:{replicas[0]}; server 127.0.0.1:{replicas[1]}; keepalive 128; keepalive_requests 1000000; }}
+    upstream one {{ server 127.0.0.1:{replicas[0]}; {bench.UPSTREAM_KEEPALIVE} }}
+    upstream two {{ server 127.0.0.1:{replicas[0]}; server 127.0.0.1:{replicas[1]}; {bench.UPSTREAM_KEEPALIVE} }}
     proxy_http_version 1.1;
     proxy_set_header Connection "";
     proxy_set_header Host $http_host;

@@ -4,9 +4,9 @@
 //! reply's bytes go back untouched: a JSON reply is read whole first (so a failed attempt can
 //! still go to another group member, and the client gets one write), an SSE reply streams.
 //!
-//! The exchange uses the gateway's own upstream client (Pingora's connector and connection pool)
-//! rather than Pingora's proxy pipeline, whose per-request phases cost CPU this path has no use
-//! for (README, "Performance").
+//! The exchange uses the gateway's own upstream client (`upstream::http`: Pingora's connector
+//! for making connections, its own HTTP/1.1 exchange and idle pool) rather than Pingora's proxy
+//! pipeline, whose per-request phases cost CPU this path has no use for (README, "Performance").
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,7 +29,7 @@ use crate::mcp::arguments;
 use crate::proto::headers::encode_header_value;
 use crate::proto::lists::ListKind;
 use crate::proto::protocol::{Era, MODERN_VERSION};
-use crate::routing::Backend;
+use crate::routing::{Backend, Routes};
 use crate::state::{AppState, Snapshot};
 use crate::telemetry::calls::{CallOutcome, CallRecord};
 use crate::telemetry::traces::{AttemptTrace, Propagated, RequestTrace};
@@ -69,6 +69,63 @@ pub struct FastRoute {
     started: Instant,
 }
 
+/// Where a fast-path call goes, as the snapshot alone decides it (no request state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Destination {
+    /// The provider or group the call is addressed to.
+    pub target: usize,
+    /// How many leading bytes of the exposed name are the target's prefix.
+    pub prefix_len: usize,
+    /// Whether repeating the call is harmless, as far as is known now.
+    pub idempotent: bool,
+}
+
+/// The destination of a `tools/call` or `prompts/get` of `name` by `principal`: the name's
+/// provider (by the index of listed names, else by prefix), or `None` when the call must take
+/// the slow path — a gateway tool, a name no provider has, a call the caller may not make or of
+/// a trimmed tool (the slow path refuses those, and records it). This is the whole routing
+/// decision of the fast path, timed as it is by the `route` micro-benchmark.
+pub fn destination(routes: &Arc<Routes>, method: &str, name: &str, principal: &Principal) -> Option<Destination> {
+    let kind = match method {
+        "tools/call" => ListKind::Tools,
+        "prompts/get" => ListKind::Prompts,
+        _ => return None,
+    };
+    // The gateway's own tools are answered by the slow path, whatever a provider calls its tools.
+    if kind == ListKind::Tools && routes.admin_tools && crate::mcp::registry::is_registry_tool(name) {
+        return None;
+    }
+    let (target, own, idempotent) = {
+        let index = routes.index.load();
+        let map = if kind == ListKind::Tools { &index.tools } else { &index.prompts };
+        let idempotent = kind == ListKind::Prompts || index.idempotent_tools.contains(name);
+        match map.get(name) {
+            Some((i, own)) => (*i, own.len(), idempotent),
+            None => routes.by_prefix(name).map(|(i, rest)| (i, rest.len(), idempotent))?,
+        }
+    };
+    let prefix_len = name.len().checked_sub(own)?;
+    let (own_name, provider) = (name.get(prefix_len..)?, routes.providers.get(target)?.name());
+    let item = match kind {
+        ListKind::Tools => Item::Tool { provider, own: own_name, exposed: name },
+        _ => Item::Prompt { provider, own: own_name, exposed: name },
+    };
+    if !principal.decide(&item).allowed || !routes.providers[target].config.exposes(own_name) {
+        return None;
+    }
+    // Retry safety comes from the provider's own list, which the gateway fetches by itself when
+    // it has none (a failure looks again).
+    let idempotent = idempotent
+        || (kind == ListKind::Tools && {
+            let known = crate::mcp::aggregate::tool_is_idempotent(routes, target, own_name);
+            if known.is_none() {
+                crate::mcp::aggregate::learn_tools(routes, target);
+            }
+            known == Some(true)
+        });
+    Some(Destination { target, prefix_len, idempotent })
+}
+
 /// The fast route for a validated modern request, or `None` when it must take the slow path.
 /// Only a client that takes both JSON and SSE replies goes fast: the reply is relayed in whatever
 /// form the upstream chose.
@@ -86,56 +143,24 @@ pub fn route(
     if !(accepts.json && accepts.sse) {
         return None;
     }
-    let (kind, method) = match env.method_str() {
-        "tools/call" => (ListKind::Tools, "tools/call"),
-        "prompts/get" => (ListKind::Prompts, "prompts/get"),
+    let method = match env.method_str() {
+        "tools/call" => "tools/call",
+        "prompts/get" => "prompts/get",
         _ => return None,
     };
     let name = head.name.as_ref()?;
     let span = span_in(body, name)?;
     let routes = &snap.routes;
-    // The gateway's own tools are answered by the slow path, whatever a provider calls its tools.
-    if kind == ListKind::Tools && routes.admin_tools && crate::mcp::registry::is_registry_tool(name) {
-        return None;
-    }
-    let (idx, own, idempotent) = {
-        let index = routes.index.load();
-        let map = if kind == ListKind::Tools { &index.tools } else { &index.prompts };
-        let idempotent = kind == ListKind::Prompts || index.idempotent_tools.contains(name.as_ref());
-        match map.get(name.as_ref()) {
-            Some((i, own)) => (*i, own.len(), idempotent),
-            None => routes.by_prefix(name).map(|(i, rest)| (i, rest.len(), idempotent))?,
-        }
-    };
-    // A call the caller may not make, or of a trimmed tool, goes the slow way, which refuses it
-    // (and records that).
-    let (exposed, provider): (&str, &str) = (name, routes.providers[idx].name());
-    let own_name = exposed.get(exposed.len().checked_sub(own)?..)?;
-    let item = match kind {
-        ListKind::Tools => Item::Tool { provider, own: own_name, exposed },
-        _ => Item::Prompt { provider, own: own_name, exposed },
-    };
-    if !principal.decide(&item).allowed || !routes.providers[idx].config.exposes(own_name) {
-        return None;
-    }
-    // Retry safety comes from the provider's own list, which the gateway fetches by itself when
-    // it has none (a failure looks again).
-    let idempotent = idempotent
-        || (kind == ListKind::Tools && {
-            let known = crate::mcp::aggregate::tool_is_idempotent(routes, idx, own_name);
-            if known.is_none() {
-                crate::mcp::aggregate::learn_tools(routes, idx);
-            }
-            known == Some(true)
-        });
+    let Destination { target: idx, prefix_len, idempotent } = destination(routes, method, name, principal)?;
+    let own_name = &name[prefix_len..];
     // Arguments a schema refuses go the slow way too, which answers with the failing path.
-    if kind == ListKind::Tools {
+    if method == "tools/call" {
         if let Some(validator) = arguments::validator(routes, idx, own_name) {
             let parsed = match head.arguments {
                 Some(raw) => Some(serde_json::from_str::<serde_json::Value>(raw.get()).ok()?),
                 None => None,
             };
-            arguments::check(&validator, exposed, parsed.as_ref()).ok()?;
+            arguments::check(&validator, name, parsed.as_ref()).ok()?;
         }
     }
     // Decide before choosing: a member chosen here and then handed to the slow path would be
@@ -157,7 +182,6 @@ pub fn route(
     let credential = forwards_token
         .then(|| session.req_header().headers.get(http::header::AUTHORIZATION)?.to_str().ok().map(Secret::new))
         .flatten();
-    let prefix_len = name.len().checked_sub(own)?;
     let original = body;
     let body = if prefix_len == 0 {
         body.clone()
@@ -185,7 +209,7 @@ pub fn route(
             let client = head.meta.as_ref().and_then(|m| m.client_info.as_ref()).and_then(|c| c.name.as_deref());
             client.map_or_else(|| "anonymous".to_owned(), |n| format!("client:{n}"))
         }),
-        arguments: (kind == ListKind::Tools && audit.records_arguments())
+        arguments: (method == "tools/call" && audit.records_arguments())
             .then(|| serde_json::from_slice::<serde_json::Value>(original).ok()?.pointer("/params/arguments").cloned())
             .flatten(),
         trace: state.traces.enabled().then(|| trace(state, method, name, head, session)).flatten(),

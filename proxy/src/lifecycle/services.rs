@@ -1,7 +1,7 @@
 //! The lifecycle's background service: the start of warm providers, recovery attempts for DEAD
 //! providers (with the backoff the state machine schedules), active health checks,
-//! circuit-breaker timeouts, idle collection of running processes and forgetting quiet callers'
-//! rate-limit buckets. It runs off the request path, acts through the upstreams (which report
+//! circuit-breaker timeouts, idle collection of running processes, forgetting quiet callers'
+//! rate-limit buckets and closing upstream connections idle too long. It runs off the request path, acts through the upstreams (which report
 //! their own transitions) and stops at shutdown.
 
 use std::collections::HashSet;
@@ -16,7 +16,8 @@ use crate::upstream::Upstream;
 
 /// How often the service looks at the providers (recovery delays are not rounded up by more).
 const TICK: Duration = Duration::from_millis(200);
-/// Rate-limit buckets of quiet callers are forgotten once a minute.
+/// Rate-limit buckets of quiet callers are forgotten, and expired idle upstream connections
+/// closed, once a minute.
 const SWEEP_EVERY_TICKS: u64 = 300;
 
 /// Runs until shutdown.
@@ -36,6 +37,7 @@ pub async fn run(state: Arc<AppState>) {
         sweeps += 1;
         if sweeps.is_multiple_of(SWEEP_EVERY_TICKS) {
             snap.rate_limits.sweep();
+            state.http.close_expired();
         }
         warmed.retain(|id| snap.routes.providers.iter().any(|p| p.instance == *id));
         for p in &snap.routes.providers {

@@ -1,28 +1,32 @@
-//! A small HTTP/1.1 client for talking to upstream MCP servers, on Pingora's connector (pooled
-//! keep-alive connections, rustls) and its HTTP/1.1 response reader. Used by every path: the fast
+//! A small HTTP/1.1 client for talking to upstream MCP servers. Used by every path: the fast
 //! path, era probes, legacy sessions, aggregation fan-out, bridging.
 //!
-//! The request is written by this module, header and body in one write: Pingora's client flushes
-//! the header on its own, and on loopback every write wakes the server (about a fifth of the fast
-//! path's CPU went to the second write).
+//! Connections are made by Pingora's transport connector (TCP, rustls, the peer's trust
+//! options); the exchange on them is this module's own (`upstream::wire`): the request head and
+//! body leave in one write (on loopback every write wakes the server), the response head is
+//! parsed once into offsets over its bytes, and connections wait in an idle stack per origin of
+//! our own. Pingora's HTTP client session and pool cost, per request, a `HeaderMap` per head, a
+//! `getpeername` per reuse, a timer per read and write and a watcher task per release (README,
+//! "Performance"); here a reused connection is checked by polling it once without a waker.
 
+use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use sha2::Digest as _;
-use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use bytes::{Bytes, BytesMut};
-use pingora_core::connectors::http::Connector;
-use pingora_core::protocols::http::client::HttpSession;
-use pingora_core::protocols::http::v1::client::{http_req_header_to_wire, HttpSession as HttpSessionV1};
+use pingora_core::connectors::TransportConnector;
 use pingora_core::protocols::tls::CaType;
 use pingora_core::protocols::Stream;
-use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::upstreams::peer::{HttpPeer, Peer as _};
 use pingora_core::utils::tls::{parse_x509, WrappedX509};
-use pingora_http::{RequestHeader, ResponseHeader};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 
+use super::wire::{self, BodyDecoder, ResponseHead};
 use crate::memory::MemoryBudget;
 
 /// Why an HTTP exchange with an upstream failed.
@@ -157,14 +161,23 @@ impl TlsTrust {
 pub struct Endpoint {
     url: String,
     /// The URL as errors show it ([`hangar_config::redact_url`]): errors reach clients and logs.
-    shown: String,
+    shown: Arc<str>,
     tls: bool,
     host: String,
     port: u16,
     authority: String,
     path: String,
     trust: TlsTrust,
-    peer: ArcSwapOption<HttpPeer>,
+    peer: ArcSwapOption<Resolved>,
+}
+
+/// An endpoint's resolved peer and the key its connections are pooled under (Pingora's reuse
+/// hash: address, TLS, SNI, verification and the trusted roots' digest).
+pub struct Resolved {
+    /// How to connect.
+    pub peer: HttpPeer,
+    /// Connections that are interchangeable share this key.
+    pub key: u64,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -210,9 +223,13 @@ impl Endpoint {
         if authority.contains('@') {
             return Err(bad("credentials in the URL are never sent; use headers"));
         }
+        // The path goes on the request line as it is.
+        if path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err(bad("spaces or control characters in the path"));
+        }
         Ok(Self {
             url: url.to_owned(),
-            shown: hangar_config::redact_url(url),
+            shown: hangar_config::redact_url(url).into(),
             tls,
             host,
             port,
@@ -271,7 +288,7 @@ impl Endpoint {
 
     /// The peer to connect to, resolving the host on first use (asynchronously: the resolver
     /// never blocks a worker thread).
-    pub async fn peer(&self, timeouts: &Timeouts) -> Result<Arc<HttpPeer>, HttpError> {
+    pub async fn peer(&self, timeouts: &Timeouts) -> Result<Arc<Resolved>, HttpError> {
         if let Some(p) = self.peer.load_full() {
             return Ok(p);
         }
@@ -295,14 +312,10 @@ impl Endpoint {
             peer.options.ca = Some(roots.clone());
         }
         peer.group_key = self.trust.roots_digest;
-        let peer = Arc::new(peer);
-        self.peer.store(Some(peer.clone()));
-        Ok(peer)
-    }
-
-    /// The resolved peer, if the host was resolved already (the fast path never resolves).
-    pub fn cached_peer(&self) -> Option<Arc<HttpPeer>> {
-        self.peer.load_full()
+        let key = peer.reuse_hash();
+        let resolved = Arc::new(Resolved { peer, key });
+        self.peer.store(Some(resolved.clone()));
+        Ok(resolved)
     }
 
     /// Forgets the resolved address so the next exchange resolves again (after connect failures).
@@ -313,14 +326,21 @@ impl Endpoint {
 
 /// The shared upstream HTTP client.
 pub struct HttpClient {
-    connector: Connector,
+    connector: TransportConnector,
+    idle: IdleConnections,
     budget: Arc<MemoryBudget>,
 }
 
 impl HttpClient {
     /// A client whose reply bodies are read within `budget`.
     pub fn new(budget: Arc<MemoryBudget>) -> Self {
-        Self { connector: Connector::new(None), budget }
+        Self { connector: TransportConnector::new(None), idle: IdleConnections::default(), budget }
+    }
+
+    /// Closes the connections that have been idle longer than the idle limit (a server that
+    /// closed one left it half-closed here until then). Called periodically.
+    pub fn close_expired(&self) {
+        self.idle.close_expired();
     }
 }
 
@@ -329,6 +349,98 @@ impl Default for HttpClient {
     fn default() -> Self {
         Self::new(MemoryBudget::new(usize::MAX, Arc::default()))
     }
+}
+
+/// How long a connection may wait in the idle stack (servers commonly close theirs after 60 s
+/// or more; one closed earlier is noticed when taken).
+const IDLE_LIMIT: Duration = Duration::from_secs(55);
+/// The most idle connections kept per origin (nginx's `keepalive 128`).
+const IDLE_PER_ORIGIN: usize = 128;
+/// What a read asks for at least: a whole small reply in one read.
+const READ_SIZE: usize = 8 << 10;
+/// The most buffer reserved ahead for a body of known length.
+const MAX_RESERVE: usize = 1 << 20;
+
+/// Connections ready for another request, per pool key, the most recently used on top: it is
+/// the one most likely still open and warm in cache. The lock is held for a push or a pop only,
+/// never across an await.
+#[derive(Default)]
+struct IdleConnections {
+    stacks: parking_lot::Mutex<HashMap<u64, VecDeque<Idle>>>,
+}
+
+struct Idle {
+    stream: Stream,
+    since: Instant,
+}
+
+impl IdleConnections {
+    /// The most recent idle connection for `key` that is still open. One the server closed (or
+    /// wrote to unasked) is dropped: polling it once, without a waker, says so without a
+    /// syscall unless the socket has become readable since its last read.
+    fn take(&self, key: u64) -> Option<Stream> {
+        loop {
+            let mut idle = {
+                let mut stacks = self.stacks.lock();
+                let stack = stacks.get_mut(&key)?;
+                match stack.pop_back() {
+                    Some(idle) => idle,
+                    None => {
+                        stacks.remove(&key);
+                        return None;
+                    }
+                }
+            };
+            if idle.since.elapsed() < IDLE_LIMIT && still_open(&mut idle.stream) {
+                return Some(idle.stream);
+            }
+        }
+    }
+
+    /// Puts a connection back on top of its stack; the oldest goes when the stack is full or
+    /// has waited too long.
+    fn put(&self, key: u64, stream: Stream) {
+        let closed: Vec<Idle> = {
+            let mut stacks = self.stacks.lock();
+            let stack = stacks.entry(key).or_default();
+            stack.push_back(Idle { stream, since: Instant::now() });
+            let mut closed = Vec::new();
+            while stack.len() > IDLE_PER_ORIGIN || stack.front().is_some_and(|i| i.since.elapsed() >= IDLE_LIMIT) {
+                closed.extend(stack.pop_front());
+            }
+            closed
+        };
+        drop(closed); // closed outside the lock
+    }
+
+    fn close_expired(&self) {
+        let closed: Vec<Idle> = {
+            let mut stacks = self.stacks.lock();
+            let mut closed = Vec::new();
+            for stack in stacks.values_mut() {
+                while stack.front().is_some_and(|i| i.since.elapsed() >= IDLE_LIMIT) {
+                    closed.extend(stack.pop_front());
+                }
+            }
+            stacks.retain(|_, s| !s.is_empty());
+            closed
+        };
+        drop(closed);
+    }
+
+    #[cfg(test)]
+    fn count(&self) -> usize {
+        self.stacks.lock().values().map(VecDeque::len).sum()
+    }
+}
+
+/// Whether an idle connection can carry a request: a read polled once must find nothing yet.
+/// End of stream, an error or unasked bytes (a late reply, garbage) all make it unusable.
+fn still_open(stream: &mut Stream) -> bool {
+    let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+    let mut byte = [0u8; 1];
+    let mut buf = ReadBuf::new(&mut byte);
+    matches!(Pin::new(stream).poll_read(&mut cx, &mut buf), Poll::Pending)
 }
 
 /// An outgoing request.
@@ -346,14 +458,16 @@ pub struct Request<'a> {
 
 /// A response whose body has not been read yet.
 pub struct Response {
-    session: Option<HttpSession>,
-    peer: Arc<HttpPeer>,
+    /// The connection and what was read from it past the head.
+    conn: Option<(Stream, BytesMut)>,
+    decoder: BodyDecoder,
+    head: ResponseHead,
+    key: u64,
     client: Arc<HttpClient>,
-    url: String,
+    url: Arc<str>,
     idle: Duration,
     /// The status code.
     pub status: u16,
-    header: ResponseHeader,
 }
 
 impl HttpClient {
@@ -367,28 +481,33 @@ impl HttpClient {
         timeouts: &Timeouts,
     ) -> Result<Response, HttpError> {
         // Built before a connection is taken: a request that cannot be written costs nothing.
-        let header = build_header(endpoint, req)?;
-        let peer = endpoint.peer(timeouts).await?;
+        let mut wire =
+            wire::request_head(req.method, &endpoint.path, &endpoint.authority, &req.headers, req.body.len())
+                .map_err(|reason| HttpError::Unbuildable { reason })?;
+        wire.extend_from_slice(&req.body);
+        let resolved = endpoint.peer(timeouts).await?;
+        let shown = || endpoint.shown.to_string();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (session, reused) = match self.connector.get_http_session(peer.as_ref()).await {
-                Ok(s) => s,
-                Err(e) => {
-                    endpoint.forget_peer();
-                    return Err(HttpError::Connect { url: endpoint.shown.clone(), reason: e.to_string() });
-                }
+            let (stream, reused) = match self.idle.take(resolved.key) {
+                Some(stream) => (stream, true),
+                None => match self.connector.new_stream(&resolved.peer).await {
+                    Ok(stream) => (stream, false),
+                    Err(e) => {
+                        endpoint.forget_peer();
+                        return Err(HttpError::Connect { url: shown(), reason: e.to_string() });
+                    }
+                },
             };
-            match exchange(session, &peer, &header, &req.body, timeouts).await {
-                Ok(session) => {
-                    let Some(header) = session.response_header().cloned() else {
-                        return Err(HttpError::Io { url: endpoint.shown.clone(), reason: "no response header".into() });
-                    };
+            match exchange(stream, &wire, req.method == "HEAD", timeouts.first_byte).await {
+                Ok((stream, buf, head)) => {
                     return Ok(Response {
-                        status: header.status.as_u16(),
-                        header,
-                        session: Some(session),
-                        peer,
+                        status: head.status,
+                        decoder: BodyDecoder::new(head.framing),
+                        head,
+                        conn: Some((stream, buf)),
+                        key: resolved.key,
                         client: self.clone(),
                         url: endpoint.shown.clone(),
                         idle: timeouts.idle,
@@ -397,21 +516,19 @@ impl HttpClient {
                 Err(Failure::Unsent) if reused && attempt == 1 => continue,
                 Err(Failure::Unsent) => {
                     return Err(HttpError::Connect {
-                        url: endpoint.shown.clone(),
+                        url: shown(),
                         reason: "connection closed before the request was sent".into(),
                     })
                 }
                 Err(Failure::Closed) if reused && attempt == 1 && req.replayable => continue,
                 Err(Failure::Closed) => {
                     return Err(HttpError::Io {
-                        url: endpoint.shown.clone(),
+                        url: shown(),
                         reason: "connection closed before a response (the request may have been received)".into(),
                     })
                 }
-                Err(Failure::Timeout) => {
-                    return Err(HttpError::Timeout { url: endpoint.shown.clone(), timeout: timeouts.first_byte })
-                }
-                Err(Failure::Io(reason)) => return Err(HttpError::Io { url: endpoint.shown.clone(), reason }),
+                Err(Failure::Timeout) => return Err(HttpError::Timeout { url: shown(), timeout: timeouts.first_byte }),
+                Err(Failure::Io(reason)) => return Err(HttpError::Io { url: shown(), reason }),
             }
         }
     }
@@ -428,70 +545,49 @@ enum Failure {
     Io(String),
 }
 
+/// Writes the request in one write and reads the response head, both within `limit`. Interim
+/// (1xx) responses are skipped; what follows the head stays in the returned buffer.
 async fn exchange(
-    session: HttpSession,
-    peer: &HttpPeer,
-    header: &RequestHeader,
-    body: &[u8],
-    timeouts: &Timeouts,
-) -> Result<HttpSession, Failure> {
-    // Peers are built without ALPN for HTTP/2 (`Endpoint::peer`), so the connector hands out
-    // HTTP/1.1 sessions only.
-    let HttpSession::H1(h1) = session else {
-        return Err(Failure::Io("the upstream connection is not HTTP/1.1".into()));
-    };
-    let stream = write_request(h1.into_inner(), header, body, timeouts.first_byte).await?;
-    let mut session = HttpSession::H1(HttpSessionV1::new_with_options(stream, peer));
-    session.set_read_timeout(Some(timeouts.first_byte));
-    match session.read_response_header().await {
-        Ok(()) => Ok(session),
-        Err(e) if e.etype() == &pingora_core::ErrorType::ReadTimedout => Err(Failure::Timeout),
-        Err(e) if matches!(e.etype(), pingora_core::ErrorType::ConnectionClosed) => Err(Failure::Closed),
-        Err(e) => Err(Failure::Io(e.to_string())),
-    }
-}
-
-/// The request header. A value that cannot be a header (a control character, say) makes the
-/// request unbuildable, which is not the upstream's failure.
-fn build_header(endpoint: &Endpoint, req: &Request<'_>) -> Result<RequestHeader, HttpError> {
-    let bad =
-        |what: &str, e: Box<pingora_core::Error>| HttpError::Unbuildable { reason: format!("invalid {what}: {e}") };
-    let mut header = RequestHeader::build(req.method, endpoint.path.as_bytes(), Some(req.headers.len() + 2))
-        .map_err(|e| bad("request line", e))?;
-    header.insert_header("host", endpoint.authority.as_str()).map_err(|e| bad("Host header", e))?;
-    for (name, value) in &req.headers {
-        header.append_header(name.clone(), value.as_ref()).map_err(|e| bad(&format!("{name} header"), e))?;
-    }
-    if req.method != "GET" || !req.body.is_empty() {
-        header.insert_header("content-length", req.body.len()).map_err(|e| bad("Content-Length", e))?;
-    }
-    Ok(header)
-}
-
-/// Writes `header` and `body` to `stream` in one write, within `limit`.
-async fn write_request(
     mut stream: Stream,
-    header: &RequestHeader,
-    body: &[u8],
+    wire: &[u8],
+    head_request: bool,
     limit: Duration,
-) -> Result<Stream, Failure> {
-    let mut wire = http_req_header_to_wire(header).ok_or_else(|| Failure::Io("invalid request header".into()))?;
-    wire.extend_from_slice(body);
+) -> Result<(Stream, BytesMut, ResponseHead), Failure> {
+    let deadline = tokio::time::Instant::now() + limit;
     let write = async {
-        stream.write_all(&wire).await?;
+        stream.write_all(wire).await?;
         stream.flush().await
     };
-    match tokio::time::timeout(limit, write).await {
-        Ok(Ok(())) => Ok(stream),
-        Ok(Err(_)) => Err(Failure::Unsent),
-        Err(_) => Err(Failure::Timeout),
+    match tokio::time::timeout_at(deadline, write).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => return Err(Failure::Unsent),
+        Err(_) => return Err(Failure::Timeout),
+    }
+    let mut buf = BytesMut::with_capacity(READ_SIZE);
+    let mut read_any = false;
+    loop {
+        match wire::parse_head(&mut buf, head_request) {
+            Ok(Some(head)) if head.status == 101 => return Err(Failure::Io("the upstream switched protocols".into())),
+            Ok(Some(head)) if head.status < 200 => continue,
+            Ok(Some(head)) => return Ok((stream, buf, head)),
+            Ok(None) => {}
+            Err(e) => return Err(Failure::Io(e.to_string())),
+        }
+        buf.reserve(READ_SIZE);
+        match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
+            Err(_) => return Err(Failure::Timeout),
+            Ok(Ok(0)) | Ok(Err(_)) if !read_any => return Err(Failure::Closed),
+            Ok(Ok(0)) => return Err(Failure::Io("the connection closed inside the response head".into())),
+            Ok(Err(e)) => return Err(Failure::Io(e.to_string())),
+            Ok(Ok(_)) => read_any = true,
+        }
     }
 }
 
 impl Response {
     /// A response header value.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.header.headers.get(name).and_then(|v| v.to_str().ok())
+        self.head.field(name)
     }
 
     /// Whether the body is an SSE stream.
@@ -499,40 +595,78 @@ impl Response {
         self.header("content-type").is_some_and(|c| c.trim_start().starts_with("text/event-stream"))
     }
 
+    fn io(&self, reason: String) -> HttpError {
+        HttpError::Io { url: self.url.to_string(), reason }
+    }
+
     /// The next body chunk, `None` at the end. Each wait is bounded by the idle timeout.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, HttpError> {
-        let Some(session) = self.session.as_mut() else { return Ok(None) };
-        session.set_read_timeout(Some(self.idle));
-        session.read_response_body().await.map_err(|e| HttpError::Io { url: self.url.clone(), reason: e.to_string() })
+        loop {
+            let Some((stream, buf)) = self.conn.as_mut() else { return Ok(None) };
+            match self.decoder.decode(buf) {
+                Ok(Some(data)) => return Ok(Some(data)),
+                Ok(None) if self.decoder.done() => return Ok(None),
+                Ok(None) => {}
+                Err(e) => return Err(self.io(e.to_string())),
+            }
+            // Room for the rest of a body of known length (one read once it has arrived).
+            let rest = self.decoder.remaining().and_then(|r| usize::try_from(r).ok()).unwrap_or(0);
+            buf.reserve(rest.clamp(READ_SIZE, MAX_RESERVE));
+            let read = match tokio::time::timeout(self.idle, stream.read_buf(buf)).await {
+                Ok(read) => read,
+                Err(_) => return Err(self.io(format!("no data for {:?}", self.idle))),
+            };
+            match read {
+                Ok(0) => {
+                    // The connection is over either way; whether that ends the body or cuts it
+                    // short depends on the framing.
+                    self.conn = None;
+                    return match self.decoder.closed() {
+                        Ok(()) => Ok(None),
+                        Err(e) => Err(self.io(e.to_string())),
+                    };
+                }
+                Ok(_) => {}
+                Err(e) => return Err(self.io(e.to_string())),
+            }
+        }
     }
 
     /// Reads the whole body, refusing more than `limit` bytes, and returns the connection to the
     /// pool.
     pub async fn body(mut self, limit: usize) -> Result<Bytes, HttpError> {
-        let mut buf = BytesMut::new();
+        if self.decoder.remaining().is_some_and(|r| r > limit as u64) {
+            return Err(HttpError::TooLarge { url: self.url.to_string(), limit });
+        }
         let mut held = self.client.budget.reservation();
+        // Most replies arrive in one piece, which is returned as it is, without a copy.
+        let (mut only, mut joined, mut total) = (None::<Bytes>, BytesMut::new(), 0);
         while let Some(chunk) = self.chunk().await? {
-            if buf.len() + chunk.len() > limit {
-                return Err(HttpError::TooLarge { url: self.url.clone(), limit });
+            total += chunk.len();
+            if total > limit {
+                return Err(HttpError::TooLarge { url: self.url.to_string(), limit });
             }
             held.grow(chunk.len())?;
-            buf.extend_from_slice(&chunk);
+            if only.is_none() && joined.is_empty() {
+                only = Some(chunk);
+                continue;
+            }
+            if let Some(first) = only.take() {
+                joined.extend_from_slice(&first);
+            }
+            joined.extend_from_slice(&chunk);
         }
         self.release().await;
-        Ok(buf.freeze())
+        Ok(only.unwrap_or_else(|| joined.freeze()))
     }
 
-    /// Returns the connection to the pool if the response was read to its end; otherwise the
-    /// connection is closed (a half-read body cannot be reused).
+    /// Returns the connection to the pool if the response was read to its end and the server
+    /// keeps it; otherwise the connection is closed (a half-read body cannot be reused).
     pub async fn release(mut self) {
-        if let Some(mut session) = self.session.take() {
-            if session.response_done() {
-                self.client
-                    .connector
-                    .release_http_session(session, self.peer.as_ref(), Some(Duration::from_secs(60)))
-                    .await;
-            } else {
-                session.shutdown().await;
+        if let Some((stream, buf)) = self.conn.take() {
+            // Bytes past the response (a server answering twice) make the connection unusable.
+            if self.decoder.done() && self.head.keep_alive && buf.is_empty() {
+                self.client.idle.put(self.key, stream);
             }
         }
     }
@@ -558,7 +692,7 @@ mod tests {
         };
         let peer = |trust: TlsTrust| {
             let e = Endpoint::parse("https://127.0.0.1:8443/mcp").expect("url").with_trust(trust);
-            async move { pingora_core::upstreams::peer::Peer::reuse_hash(&*e.peer(&timeouts).await.expect("peer")) }
+            async move { e.peer(&timeouts).await.expect("peer").key }
         };
         let system = peer(TlsTrust::load(None, false).expect("system roots")).await;
         let own = peer(TlsTrust::load(Some(&ca), false).expect("own roots")).await;
@@ -643,6 +777,82 @@ mod tests {
             }
         });
         (addr, seen)
+    }
+
+    /// A server that answers each request on a connection with `reply`, then closes the
+    /// connection when `close_after_first`; returns its address and the connections it accepted.
+    async fn scripted_server(
+        reply: &'static [u8],
+        close_after_first: bool,
+    ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    while matches!(conn.read(&mut buf).await, Ok(n) if n > 0) {
+                        if conn.write_all(reply).await.is_err() || close_after_first {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    fn quick() -> Timeouts {
+        Timeouts { connect: Duration::from_secs(2), first_byte: Duration::from_secs(2), idle: Duration::from_secs(2) }
+    }
+
+    #[tokio::test]
+    async fn connections_are_reused_and_chunked_bodies_decoded() {
+        let reply = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        let (addr, accepted) = scripted_server(reply, false).await;
+        let endpoint = Endpoint::parse(&format!("http://{addr}/mcp")).expect("url");
+        let client = Arc::new(HttpClient::default());
+        for _ in 0..3 {
+            let resp = client.send(&endpoint, &request(false), &quick()).await.expect("reply");
+            assert_eq!(resp.body(1024).await.expect("body").as_ref(), b"abcde");
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1, "one connection carried all three");
+        assert_eq!(client.idle.count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_pooled_connection_the_server_closed_is_not_used() {
+        let (addr, accepted) = scripted_server(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", true).await;
+        let endpoint = Endpoint::parse(&format!("http://{addr}/mcp")).expect("url");
+        let client = Arc::new(HttpClient::default());
+        let first = client.send(&endpoint, &request(false), &quick()).await.expect("first reply");
+        assert_eq!(first.body(1024).await.expect("body").as_ref(), b"ok");
+        assert_eq!(client.idle.count(), 1, "kept: the reply did not say close");
+        tokio::time::sleep(Duration::from_millis(100)).await; // the server's FIN arrives
+                                                              // Not replayable, so it could not be sent again had it gone to the closed connection.
+        let second = client.send(&endpoint, &request(false), &quick()).await.expect("sent on a new connection");
+        assert_eq!(second.body(1024).await.expect("body").as_ref(), b"ok");
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_body_past_the_limit_or_cut_short_is_an_error_and_its_connection_not_kept() {
+        let (addr, _) = scripted_server(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n0123456789", false).await;
+        let endpoint = Endpoint::parse(&format!("http://{addr}/mcp")).expect("url");
+        let client = Arc::new(HttpClient::default());
+        let resp = client.send(&endpoint, &request(false), &quick()).await.expect("reply");
+        assert!(matches!(resp.body(4).await, Err(HttpError::TooLarge { limit: 4, .. })));
+        assert_eq!(client.idle.count(), 0);
+        let (addr, _) = scripted_server(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n01234", true).await;
+        let endpoint = Endpoint::parse(&format!("http://{addr}/mcp")).expect("url");
+        let resp = client.send(&endpoint, &request(false), &quick()).await.expect("reply");
+        let err = resp.body(1024).await.expect_err("truncated");
+        assert!(err.to_string().contains("closed before the response body ended"), "{err}");
+        assert_eq!(client.idle.count(), 0);
     }
 
     fn request(replayable: bool) -> Request<'static> {

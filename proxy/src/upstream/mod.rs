@@ -6,6 +6,7 @@ pub mod list_cache;
 pub mod mux;
 pub mod process;
 pub mod remote;
+pub mod wire;
 
 use std::sync::Arc;
 
