@@ -53,10 +53,11 @@ pub fn probe(url: &str, timeout: Duration) -> Result<u16, ProbeError> {
     }
     let mut stream = stream.ok_or(ProbeError::Connect { addr: target, source: last })?;
     stream.set_write_timeout(Some(remaining(deadline)?))?;
-    write!(
-        stream,
+    // One write: `write!` on a socket would send each piece of the format as its own segment.
+    let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: mcp-hangar-probe\r\nConnection: close\r\n\r\n"
-    )?;
+    );
+    stream.write_all(request.as_bytes())?;
     let mut head = Vec::with_capacity(128);
     let mut buf = [0u8; 256];
     while !head.windows(2).any(|w| w == b"\r\n") && head.len() < MAX_HEAD {
@@ -107,8 +108,14 @@ mod tests {
         let addr = listener.local_addr().expect("address");
         std::thread::spawn(move || {
             if let Ok((mut s, _)) = listener.accept() {
-                let mut buf = [0u8; 512];
-                let _ = s.read(&mut buf);
+                // The whole request first: closing with unread bytes would reset the connection.
+                let (mut request, mut buf) = (Vec::new(), [0u8; 512]);
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
                 let _ = s.write_all(answer.as_bytes());
             }
         });
