@@ -76,7 +76,9 @@ impl HttpFront {
         }
         if crate::admin::owns(path) {
             ctx.endpoint = "admin";
-            return crate::admin::handle(&self.server, session, ctx).await;
+            // Boxed: the MCP fast path's future stays as small as its own states (creating a
+            // future copies its largest state).
+            return Box::pin(crate::admin::handle(&self.server, session, ctx)).await;
         }
         let metrics = &snap.config.observability.metrics;
         if metrics.enabled && path == metrics.endpoint {

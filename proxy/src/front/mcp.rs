@@ -128,13 +128,15 @@ async fn admitted(
     }
     let principal = match security.authenticate(&session.req_header().headers).await {
         Ok(p) => p,
-        Err(refusal) => return unauthorized(server, session, &snap, &security, &refusal).await,
+        Err(refusal) => return Box::pin(unauthorized(server, session, &snap, &security, &refusal)).await,
     };
     ctx.principal = Some(principal.clone());
     match session.req_header().method.as_str() {
         "POST" => post(server, session, ctx, principal).await,
-        "GET" => get(server, session, ctx, &principal).await,
-        _ => delete(server, session, &principal).await,
+        // Boxed, as post's slow branches are: a future is as large as its largest state, and
+        // creating it copies all of it, so the fast path would pay for states it never enters.
+        "GET" => Box::pin(get(server, session, ctx, &principal)).await,
+        _ => Box::pin(delete(server, session, &principal)).await,
     }
 }
 
@@ -331,15 +333,17 @@ async fn post(
     drop(env);
     match era {
         Era::Modern if method == "subscriptions/listen" => {
-            listen(server, session, ctx, accepts, &id, &params, &principal).await?;
+            Box::pin(listen(server, session, ctx, accepts, &id, &params, &principal)).await?;
         }
         Era::Modern => {
             let mut client = ClientCtx::modern(&params, principal);
             client.caller.credential = client_credential(session);
             client.trace = hub::trace_request(state, &client, &method, &params, Some(&session.req_header().headers));
-            run_modern(server, &snap, session, accepts, &client, &id, &method, params).await?;
+            Box::pin(run_modern(server, &snap, session, accepts, &client, &id, &method, params)).await?;
         }
-        Era::Legacy => legacy_post(server, &snap, session, accepts, kind, &id, &method, params, principal).await?,
+        Era::Legacy => {
+            Box::pin(legacy_post(server, &snap, session, accepts, kind, &id, &method, params, principal)).await?;
+        }
     }
     Ok(())
 }

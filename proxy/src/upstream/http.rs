@@ -492,7 +492,9 @@ impl HttpClient {
             attempt += 1;
             let (stream, reused) = match self.idle.take(resolved.key) {
                 Some(stream) => (stream, true),
-                None => match self.connector.new_stream(&resolved.peer).await {
+                // Boxed: connecting (TCP, TLS) is a large future, and every exchange's future
+                // would otherwise be that large and copied whole when created.
+                None => match Box::pin(self.connector.new_stream(&resolved.peer)).await {
                     Ok(stream) => (stream, false),
                     Err(e) => {
                         endpoint.forget_peer();
