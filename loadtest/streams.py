@@ -71,7 +71,9 @@ async def open_get(url, held: list) -> None:
         "content-type": "application/json", "accept": "application/json, text/event-stream",
         "mcp-protocol-version": LEGACY}, init))
     status, headers = await read_head(reader)
-    await reader.readexactly(int(headers.get("content-length", "0")))
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    if status != 200 or "mcp-session-id" not in headers:
+        raise RuntimeError(f"initialize answered {status} without a session: {body[:300]!r}")
     sid = headers["mcp-session-id"]
     writer.write(request(url.path, url.netloc, "GET", {
         "accept": "text/event-stream", "mcp-protocol-version": LEGACY, "mcp-session-id": sid}))
