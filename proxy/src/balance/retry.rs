@@ -38,7 +38,10 @@ pub fn is_read_only_method(method: &str) -> bool {
 
 /// Whether a tool's definition marks it as safe to call twice.
 pub fn is_idempotent_tool(definition: &Value) -> bool {
-    let hint = |k: &str| definition.pointer(&format!("/annotations/{k}")).and_then(Value::as_bool) == Some(true);
+    // Plain lookups: `Value::pointer` allocates for the path and each of its tokens, and the
+    // fast path asks this on every call of a tool not known to be idempotent.
+    let Some(annotations) = definition.get("annotations") else { return false };
+    let hint = |k: &str| annotations.get(k).and_then(Value::as_bool) == Some(true);
     hint("readOnlyHint") || hint("idempotentHint")
 }
 
