@@ -84,7 +84,7 @@ pub struct Destination {
 /// provider (by the index of listed names, else by prefix), or `None` when the call must take
 /// the slow path — a gateway tool, a name no provider has, a call the caller may not make or of
 /// a trimmed tool (the slow path refuses those, and records it). This is the whole routing
-/// decision of the fast path, timed as it is by the `route` micro-benchmark.
+/// decision of the fast path, timed as it is by the routing micro-benchmark (`benches/`).
 pub fn destination(routes: &Arc<Routes>, method: &str, name: &str, principal: &Principal) -> Option<Destination> {
     let kind = match method {
         "tools/call" => ListKind::Tools,
@@ -152,7 +152,7 @@ pub fn route(
     let span = span_in(body, name)?;
     let routes = &snap.routes;
     let Destination { target: idx, prefix_len, idempotent } = destination(routes, method, name, principal)?;
-    let own_name = &name[prefix_len..];
+    let own_name = name.get(prefix_len..)?;
     // Arguments a schema refuses go the slow way too, which answers with the failing path.
     if method == "tools/call" {
         if let Some(validator) = arguments::validator(routes, idx, own_name) {
