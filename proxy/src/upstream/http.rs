@@ -400,37 +400,39 @@ impl IdleConnections {
     /// Puts a connection back on top of its stack; the oldest goes when the stack is full or
     /// has waited too long.
     fn put(&self, key: u64, stream: Stream) {
-        let closed: Vec<Idle> = {
+        let mut closed = Vec::new();
+        {
             let mut stacks = self.stacks.lock();
             let stack = stacks.entry(key).or_default();
             stack.push_back(Idle { stream, since: Instant::now() });
-            let mut closed = Vec::new();
-            while stack.len() > IDLE_PER_ORIGIN || stack.front().is_some_and(|i| i.since.elapsed() >= IDLE_LIMIT) {
-                closed.extend(stack.pop_front());
-            }
-            closed
-        };
+            drop_oldest(stack, IDLE_PER_ORIGIN, &mut closed);
+        }
         drop(closed); // closed outside the lock
     }
 
     fn close_expired(&self) {
-        let closed: Vec<Idle> = {
+        let mut closed = Vec::new();
+        {
             let mut stacks = self.stacks.lock();
-            let mut closed = Vec::new();
             for stack in stacks.values_mut() {
-                while stack.front().is_some_and(|i| i.since.elapsed() >= IDLE_LIMIT) {
-                    closed.extend(stack.pop_front());
-                }
+                drop_oldest(stack, usize::MAX, &mut closed);
             }
             stacks.retain(|_, s| !s.is_empty());
-            closed
-        };
+        }
         drop(closed);
     }
 
     #[cfg(test)]
     fn count(&self) -> usize {
         self.stacks.lock().values().map(VecDeque::len).sum()
+    }
+}
+
+/// Moves into `closed` the oldest connections of `stack` while it holds more than `keep` or its
+/// oldest has waited past the idle limit.
+fn drop_oldest(stack: &mut VecDeque<Idle>, keep: usize, closed: &mut Vec<Idle>) {
+    while stack.len() > keep || stack.front().is_some_and(|i| i.since.elapsed() >= IDLE_LIMIT) {
+        closed.extend(stack.pop_front());
     }
 }
 
@@ -834,8 +836,9 @@ mod tests {
         let first = client.send(&endpoint, &request(false), &quick()).await.expect("first reply");
         assert_eq!(first.body(1024).await.expect("body").as_ref(), b"ok");
         assert_eq!(client.idle.count(), 1, "kept: the reply did not say close");
-        tokio::time::sleep(Duration::from_millis(100)).await; // the server's FIN arrives
-                                                              // Not replayable, so it could not be sent again had it gone to the closed connection.
+        // The server's FIN arrives; the next request is not replayable, so it could not be sent
+        // again had it gone to the closed connection.
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let second = client.send(&endpoint, &request(false), &quick()).await.expect("sent on a new connection");
         assert_eq!(second.body(1024).await.expect("body").as_ref(), b"ok");
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
@@ -865,11 +868,7 @@ mod tests {
     async fn an_unbuildable_request_never_takes_a_connection_and_is_not_the_upstreams_fault() {
         let (addr, seen) = closing_server().await;
         let endpoint = Endpoint::parse(&format!("http://{addr}/mcp")).expect("url");
-        let timeouts = Timeouts {
-            connect: Duration::from_secs(2),
-            first_byte: Duration::from_secs(2),
-            idle: Duration::from_secs(2),
-        };
+        let timeouts = quick();
         let mut req = request(false);
         req.headers.push((http::HeaderName::from_static("traceparent"), "00-1\r\nx-injected: 1".into()));
         let err = Arc::new(HttpClient::default()).send(&endpoint, &req, &timeouts).await.err().expect("unbuildable");
@@ -884,11 +883,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_that_may_have_been_received_is_sent_again_only_if_replayable() {
-        let timeouts = Timeouts {
-            connect: Duration::from_secs(2),
-            first_byte: Duration::from_secs(2),
-            idle: Duration::from_secs(2),
-        };
+        let timeouts = quick();
         for replayable in [false, true] {
             let (addr, seen) = closing_server().await;
             let endpoint = Endpoint::parse(&format!("http://{addr}/mcp")).expect("url");
