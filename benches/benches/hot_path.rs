@@ -1,7 +1,8 @@
 //! Micro-benchmarks of the request path: borrowed JSON-RPC parse and header validation, the
-//! fast path's routing decision, the authorization decision, checking arguments against a tool's schema, each group
-//! selection algorithm, SSE framing, and re-addressing a reply to the client's id. Each also counts heap allocations per operation and asserts the count the code is meant to
-//! have (none for lookups and selection).
+//! fast path's routing decision, the authorization decision, checking arguments against a
+//! tool's schema, each group selection algorithm, SSE framing, and re-addressing a reply to the
+//! client's id. Each also counts heap allocations per operation and asserts the count the code
+//! is meant to have (none for routing and selection).
 //!
 //! `cargo bench -p hangar-benches` (criterion prints ns/op; allocations are printed first).
 

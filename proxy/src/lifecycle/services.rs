@@ -1,8 +1,8 @@
 //! The lifecycle's background service: the start of warm providers, recovery attempts for DEAD
 //! providers (with the backoff the state machine schedules), active health checks,
 //! circuit-breaker timeouts, idle collection of running processes, forgetting quiet callers'
-//! rate-limit buckets and closing upstream connections idle too long. It runs off the request path, acts through the upstreams (which report
-//! their own transitions) and stops at shutdown.
+//! rate-limit buckets and closing upstream connections idle too long. It runs off the request
+//! path, acts through the upstreams (which report their own transitions) and stops at shutdown.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
