@@ -13,8 +13,8 @@ pub mod policy;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::proto::fields::{as_text, Fields};
 use hangar_config::{Auth, Config, VirtualServer, ADMIN_ROLE};
-use http::HeaderMap;
 use serde_json::{json, Value};
 
 pub use policy::{Decision, Item, Policy};
@@ -230,7 +230,7 @@ impl Security {
     }
 
     /// The principal a request with `headers` acts as.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Principal>, Refusal> {
+    pub async fn authenticate(&self, headers: &impl Fields) -> Result<Arc<Principal>, Refusal> {
         if !self.settings.enabled {
             return Ok(self.anonymous.clone());
         }
@@ -308,13 +308,13 @@ pub const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
 
 /// The one value of header `name`; a request carrying it twice is refused (two credentials are
 /// an attempt to have one checked and the other used).
-fn single<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Refusal> {
-    let mut values = headers.get_all(name).iter();
+fn single<'h>(headers: &'h impl Fields, name: &'h str) -> Result<Option<&'h str>, Refusal> {
+    let mut values = headers.each(name);
     let Some(first) = values.next() else { return Ok(None) };
     if values.next().is_some() {
         return Err(Refusal::Invalid(format!("more than one {name} header")));
     }
-    first.to_str().map(Some).map_err(|_| Refusal::Invalid(format!("the {name} header is not text")))
+    as_text(first).map(Some).ok_or_else(|| Refusal::Invalid(format!("the {name} header is not text")))
 }
 
 /// The token of `Bearer <token>` (scheme case-insensitive).
@@ -332,6 +332,7 @@ fn quote_safe(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
 
     #[test]
     fn metadata_urls_insert_the_well_known_path() {

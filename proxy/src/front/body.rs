@@ -12,6 +12,12 @@ use crate::telemetry::metrics::Limit;
 /// Time a request body is given before its rate is held against `min_body_rate`.
 const BODY_RATE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// When the next byte of a body begun at `started` must have come, `received` bytes in: the
+/// [`BODY_RATE_GRACE`], then `min_rate` bytes per second on average.
+pub fn due(started: tokio::time::Instant, received: usize, min_rate: usize) -> tokio::time::Instant {
+    started + BODY_RATE_GRACE + std::time::Duration::from_secs_f64((received + 1) as f64 / min_rate.max(1) as f64)
+}
+
 /// Reads the whole body, refusing more than `limit` bytes, within the gateway's memory budget
 /// (held until the returned reservation is dropped), and at no less than `min_rate` bytes per
 /// second on average after [`BODY_RATE_GRACE`]: a body dripped a byte at a time is cut off.
@@ -39,9 +45,8 @@ pub async fn read_body(
     let expected = held.held();
     let mut buf = BytesMut::with_capacity(expected);
     let started = tokio::time::Instant::now();
-    let min_rate = min_rate.max(1) as f64;
     loop {
-        let due = started + BODY_RATE_GRACE + std::time::Duration::from_secs_f64((buf.len() + 1) as f64 / min_rate);
+        let due = due(started, buf.len(), min_rate);
         let Ok(read) = tokio::time::timeout_at(due, session.read_request_body()).await else {
             state.metrics.limit_hit(Limit::BodyTooSlow);
             return Err((408, RpcError::new(code::INVALID_REQUEST, "the request body arrived too slowly")));

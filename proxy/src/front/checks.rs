@@ -1,7 +1,7 @@
 //! Request checks done before any body is read: `Origin` (DNS-rebinding protection), `Host`,
 //! content negotiation.
 
-use pingora_http::RequestHeader;
+use crate::proto::fields::Fields;
 
 /// Whether `origin` (an `Origin` header value) is allowed by `allowed` (config entries:
 /// `*`, or `scheme://host[:port]`; an entry without a port allows any port).
@@ -62,8 +62,8 @@ pub struct Accepts {
 }
 
 /// Reads `Accept`; no header, or `*/*`, accepts both.
-pub fn accepts(req: &RequestHeader) -> Accepts {
-    let Some(v) = req.headers.get("accept").and_then(|v| v.to_str().ok()) else {
+pub fn accepts(req: &impl Fields) -> Accepts {
+    let Some(v) = req.text("accept") else {
         return Accepts { json: true, sse: true, prefer_sse: false };
     };
     let mut a = Accepts::default();
@@ -102,25 +102,24 @@ const SINGLE_VALUED: [&str; 9] = [
 
 /// The first single-valued header sent twice with different values, if any (identical copies are
 /// harmless and allowed).
-pub fn conflicting_duplicate(req: &RequestHeader) -> Option<&'static str> {
+pub fn conflicting_duplicate(req: &impl Fields) -> Option<&'static str> {
     SINGLE_VALUED.into_iter().find(|name| {
-        let mut values = req.headers.get_all(*name).iter();
+        let mut values = req.each(name);
         let first = values.next();
         values.any(|v| Some(v) != first)
     })
 }
 
 /// Whether `Content-Type` is JSON.
-pub fn is_json_body(req: &RequestHeader) -> bool {
-    req.headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
+pub fn is_json_body(req: &impl Fields) -> bool {
+    req.text("content-type")
         .is_some_and(|v| v.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pingora_http::RequestHeader;
 
     fn allowed() -> Vec<String> {
         vec!["http://localhost".into(), "https://app.example.com:8443".into()]

@@ -14,11 +14,10 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use hangar_config::Secret;
 use http::HeaderName;
-use pingora_core::protocols::http::ServerSession as Session;
-use pingora_http::ResponseHeader;
 use serde_json::value::RawValue;
 
 use super::checks::Accepts;
+use super::replier::Replier;
 use crate::auth::{Item, Principal};
 use crate::balance::retry::{self, MAX_ATTEMPTS};
 use crate::jsonrpc::error_bytes;
@@ -26,6 +25,7 @@ use crate::jsonrpc::outcome::ReplyScan;
 use crate::jsonrpc::parse::{span_in, Envelope, Kind, ParamsHead};
 use crate::jsonrpc::sse;
 use crate::mcp::arguments;
+use crate::proto::fields::Fields;
 use crate::proto::headers::encode_header_value;
 use crate::proto::lists::ListKind;
 use crate::proto::protocol::{Era, MODERN_VERSION};
@@ -136,7 +136,7 @@ pub fn route(
     env: &Envelope<'_>,
     head: &ParamsHead<'_>,
     body: &Bytes,
-    session: &Session,
+    fields: &impl Fields,
     accepts: Accepts,
     principal: &Arc<Principal>,
 ) -> Option<FastRoute> {
@@ -168,20 +168,23 @@ pub fn route(
     match routes.pool(idx) {
         // Hashing needs the parsed caller or arguments: the slow path has them.
         Some(pool) if pool.hash_key.is_some() => return None,
-        Some(pool) if pool.members.iter().all(|&m| speaks_modern(snap, m)) => pool.budget.earn(),
+        Some(pool) if pool.members.iter().all(|&m| speaks_modern(snap, m)) => {}
         Some(_) => return None,
         None if speaks_modern(snap, idx) => {}
         None => return None,
     }
+    // Choosing is the last step that may still send the call the slow way; nothing before it
+    // leaves a trace, so the slow path (or Pingora's reader, for the express path) starts clean.
     let (member, _) = routes.choose(idx, &[], &[]).ok()?;
+    if let Some(pool) = routes.pool(idx) {
+        pool.budget.earn();
+    }
     let remote = modern_remote(snap, member)?;
     let forwards_token = match routes.pool(idx) {
         Some(pool) => pool.members.iter().any(|&m| forwards_client_token(snap, m)),
         None => remote.forwards_client_token(),
     };
-    let credential = forwards_token
-        .then(|| session.req_header().headers.get(http::header::AUTHORIZATION)?.to_str().ok().map(Secret::new))
-        .flatten();
+    let credential = forwards_token.then(|| fields.text("authorization").map(Secret::new)).flatten();
     let original = body;
     let body = if prefix_len == 0 {
         body.clone()
@@ -212,7 +215,7 @@ pub fn route(
         arguments: (method == "tools/call" && audit.records_arguments())
             .then(|| serde_json::from_slice::<serde_json::Value>(original).ok()?.pointer("/params/arguments").cloned())
             .flatten(),
-        trace: state.traces.enabled().then(|| trace(state, method, name, head, session)).flatten(),
+        trace: state.traces.enabled().then(|| trace(state, method, name, head, fields)).flatten(),
         principal: principal.clone(),
         credential,
         started: Instant::now(),
@@ -220,14 +223,20 @@ pub fn route(
 }
 
 /// The span of a fast-path request: a child of the context in `_meta`, else in the headers.
-fn trace(state: &AppState, method: &str, name: &str, head: &ParamsHead<'_>, session: &Session) -> Option<RequestTrace> {
+fn trace(
+    state: &AppState,
+    method: &str,
+    name: &str,
+    head: &ParamsHead<'_>,
+    fields: &impl Fields,
+) -> Option<RequestTrace> {
     let meta = head.meta.as_ref();
     let from_meta = Propagated::new(
         meta.and_then(|m| m.traceparent.as_deref()),
         meta.and_then(|m| m.tracestate.as_deref()),
         meta.and_then(|m| m.baggage.as_deref()),
     );
-    let parent = Propagated::pick(from_meta, Propagated::from_headers(&session.req_header().headers));
+    let parent = Propagated::pick(from_meta, Propagated::from_headers(fields));
     let attrs = vec![
         opentelemetry::KeyValue::new("mcp_hangar.era", "modern"),
         opentelemetry::KeyValue::new("mcp.protocol.version", MODERN_VERSION),
@@ -275,7 +284,7 @@ enum Attempt {
 
 impl FastRoute {
     /// Sends the call, trying another group member when that is safe, and answers the client.
-    pub async fn run(mut self, state: &AppState, session: &mut Session) -> pingora_core::Result<()> {
+    pub async fn run(mut self, state: &AppState, client: &mut impl Replier) -> pingora_core::Result<()> {
         let pool = self.snap.routes.pool(self.target);
         let (outcome, error) = loop {
             let lifecycle = self.snap.routes.providers[self.member].lifecycle.clone();
@@ -284,7 +293,7 @@ impl FastRoute {
                 .trace
                 .as_ref()
                 .map(|t| t.attempt(self.snap.routes.providers[self.member].name(), self.tried.len() + 1));
-            let attempt = self.attempt(session, span.as_ref(), self.deadline()).await;
+            let attempt = self.attempt(client, span.as_ref(), self.deadline()).await;
             match &attempt {
                 Attempt::Answered(_) => record_outcome(&lifecycle, None),
                 Attempt::Failed(e) | Attempt::Broken(e) => record_outcome(&lifecycle, Some(e)),
@@ -321,7 +330,7 @@ impl FastRoute {
                         continue;
                     }
                     let err = e.to_rpc(self.snap.routes.providers[self.member].name());
-                    crate::front::respond::json(session, 200, error_bytes(&self.id, &err)).await?;
+                    client.whole(200, "application/json", error_bytes(&self.id, &err).into()).await?;
                     break (outcome, Some(err.message));
                 }
             }
@@ -371,19 +380,19 @@ impl FastRoute {
     /// the deadline, after which the client gets a timeout error.
     async fn attempt(
         &self,
-        session: &mut Session,
+        client: &mut impl Replier,
         span: Option<&AttemptTrace>,
         deadline: tokio::time::Instant,
     ) -> Attempt {
         let reply = tokio::select! {
             r = tokio::time::timeout_at(deadline, self.exchange(span)) => r.unwrap_or_else(|_| Err(self.timed_out(deadline))),
-            _ = session.read_body_or_idle(true) => return Attempt::Cancelled,
+            () = client.gone() => return Attempt::Cancelled,
         };
         match reply {
             Err(e) => Attempt::Failed(e),
             Ok(Upstream::Stream(resp)) => {
                 let provider = self.snap.routes.providers[self.member].name();
-                stream(session, *resp, &self.id, provider, deadline, || self.timed_out(deadline)).await
+                stream(client, *resp, &self.id, provider, deadline, || self.timed_out(deadline)).await
             }
             Ok(Upstream::Whole { status, content_type, body }) => {
                 if let Err(why) = check_reply(&body, &self.id) {
@@ -391,7 +400,7 @@ impl FastRoute {
                 }
                 let mut scan = ReplyScan::new(false);
                 scan.feed(&body);
-                match crate::front::respond::send(session, status, &content_type, &[], body).await {
+                match client.whole(status, &content_type, body).await {
                     Ok(()) => Attempt::Answered(scan.outcome().into()),
                     Err(e) => Attempt::Broken(CallError::Unavailable {
                         reason: format!("client went away: {e}"),
@@ -526,23 +535,14 @@ const MAX_WATCHED_EVENT: usize = 16 << 20;
 /// that ends or breaks without the response to `id` ends with an error event for it, so the
 /// client is never left with an empty answer.
 async fn stream(
-    session: &mut Session,
+    client: &mut impl Replier,
     mut resp: Response,
     id: &RawValue,
     provider: &str,
     deadline: tokio::time::Instant,
     timed_out: impl Fn() -> CallError,
 ) -> Attempt {
-    let written = async {
-        let mut h = ResponseHeader::build(resp.status, Some(4))?;
-        h.insert_header("content-type", "text/event-stream")?;
-        h.insert_header("cache-control", "no-cache, no-transform")?;
-        // Framed, so the connection stays usable after the stream ends.
-        h.insert_header("transfer-encoding", "chunked")?;
-        crate::front::cors::decorate(&mut h)?;
-        session.write_response_header(Box::new(h)).await
-    };
-    if let Err(e) = written.await {
+    if let Err(e) = client.stream_head(resp.status).await {
         return Attempt::Broken(CallError::Unavailable { reason: format!("client went away: {e}"), never_sent: false });
     }
     let mut scan = ReplyScan::new(true);
@@ -550,14 +550,14 @@ async fn stream(
     let failure = loop {
         let next = tokio::select! {
             next = resp.chunk() => next,
-            _ = session.read_body_or_idle(true) => return Attempt::Cancelled,
+            () = client.gone() => return Attempt::Cancelled,
             () = tokio::time::sleep_until(deadline) => break Some(timed_out()),
         };
         match next {
             Ok(Some(chunk)) => {
                 scan.feed(&chunk);
                 let decoded = watch.feed(&chunk, id);
-                if let Err(e) = session.write_response_body(chunk, false).await {
+                if let Err(e) = client.stream_chunk(chunk).await {
                     return Attempt::Broken(CallError::Unavailable {
                         reason: format!("client went away: {e}"),
                         never_sent: false,
@@ -574,7 +574,7 @@ async fn stream(
     };
     let Some(failure) = failure else {
         resp.release().await;
-        return match session.write_response_body(Bytes::new(), true).await {
+        return match client.stream_end().await {
             Ok(()) => Attempt::Answered(scan.outcome().into()),
             Err(e) => {
                 Attempt::Broken(CallError::Unavailable { reason: format!("client went away: {e}"), never_sent: false })
@@ -586,8 +586,8 @@ async fn stream(
     let error = failure.to_rpc(provider);
     let mut tail = BytesMut::from(&b"\n\n"[..]);
     tail.extend_from_slice(&sse::frame_message(&error_bytes(id, &error)));
-    let _ = session.write_response_body(tail.freeze(), false).await;
-    let _ = session.write_response_body(Bytes::new(), true).await;
+    let _ = client.stream_chunk(tail.freeze()).await;
+    let _ = client.stream_end().await;
     Attempt::Broken(failure)
 }
 

@@ -14,6 +14,8 @@ use pingora_core::{Error, ErrorSource, ErrorType, Result};
 
 use crate::front::connection::{self, ConnectionGate};
 use crate::front::detached::DetachedStream;
+use crate::front::express::{self, Served};
+use crate::front::rewind::Rewind;
 use crate::front::{health, mcp, respond};
 use crate::mcp::server::McpServer;
 use crate::proto::protocol::Era;
@@ -28,7 +30,7 @@ const KEEP_ALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 pub struct HttpFront {
     server: Arc<McpServer>,
     /// The server's gateway state (health, metrics, limits).
-    state: Arc<AppState>,
+    pub(super) state: Arc<AppState>,
     connections: ConnectionGate,
 }
 
@@ -98,17 +100,29 @@ impl HttpFront {
         respond::json(session, 404, r#"{"error":"not found"}"#).await
     }
 
-    /// Counts the response and writes the access-log line.
+    /// Counts the response and writes the access-log line of a request Pingora's session read.
     fn log(&self, session: &Session, error: Option<&Error>, ctx: &RequestCtx) {
-        let code = session.response_written().map_or(0, |r| r.status.as_u16());
+        let req = session.req_header();
+        let client = || session.client_addr().map(ToString::to_string);
+        let line = AccessLine {
+            status: session.response_written().map_or(0, |r| r.status.as_u16()),
+            http_method: req.method.as_str(),
+            path: req.uri.path(),
+            client: &client,
+        };
+        self.record(&line, error, ctx);
+    }
+
+    /// Counts the response and writes the access-log line.
+    pub(super) fn record(&self, line: &AccessLine<'_>, error: Option<&Error>, ctx: &RequestCtx) {
+        let code = line.status;
         self.state.metrics.http_responses.with_label_values(&[ctx.endpoint, status_label(code)]).inc();
         if ctx.endpoint != "health" && ctx.snap.config.observability.access_log {
-            let req = session.req_header();
             tracing::info!(
                 target: "mcp_hangar::access",
-                client = %session.client_addr().map(ToString::to_string).unwrap_or_default(),
-                http_method = %req.method,
-                path = req.uri.path(),
+                client = (line.client)().unwrap_or_default(),
+                http_method = line.http_method,
+                path = line.path,
                 status = code,
                 mcp_method = ctx.method,
                 era = ctx.era.map_or("", Era::as_str),
@@ -122,12 +136,24 @@ impl HttpFront {
     }
 }
 
+/// What the access log says of a request, whichever reader read it.
+pub struct AccessLine<'a> {
+    /// The status written, 0 when none was.
+    pub status: u16,
+    /// The request's method.
+    pub http_method: &'a str,
+    /// The request's path.
+    pub path: &'a str,
+    /// The client's address, looked up only when the line is written.
+    pub client: &'a dyn Fn() -> Option<String>,
+}
+
 /// Per-request state.
 pub struct RequestCtx {
     /// Set for MCP requests only: health probes and scrapes are not work a drain waits for, and
     /// a probe reporting itself as in flight would never see an idle gateway.
-    inflight: Option<InflightGuard>,
-    endpoint: &'static str,
+    pub(super) inflight: Option<InflightGuard>,
+    pub(super) endpoint: &'static str,
     /// Whether the request took the fast path (for the access log).
     pub fast_path: bool,
     /// The request's protocol era, once known.
@@ -139,12 +165,30 @@ pub struct RequestCtx {
     /// The JSON-RPC method, once known (bounded, for logs).
     pub method: &'static str,
     /// When the request arrived.
-    started: std::time::Instant,
+    pub(super) started: std::time::Instant,
     /// A long-lived stream the request opened, to go on without the HTTP session.
     pub detached: Option<DetachedStream>,
     /// The configuration snapshot the request uses throughout: loaded once when it arrives, so a
     /// reload never mixes two configurations in one request.
     pub snap: Arc<Snapshot>,
+}
+
+impl RequestCtx {
+    /// The state of a request that just arrived, under `snap`.
+    pub(super) fn new(snap: Arc<Snapshot>) -> Self {
+        Self {
+            inflight: None,
+            endpoint: "other",
+            fast_path: false,
+            era: None,
+            principal: None,
+            door: None,
+            method: "",
+            started: std::time::Instant::now(),
+            detached: None,
+            snap,
+        }
+    }
 }
 
 #[async_trait]
@@ -175,7 +219,18 @@ impl ServerApp for HttpFront {
         // has the same time for the header (no peek there: it would cost a read per request).
         let mut deadline = accepted + header_timeout;
         let (mut stream, mut settings) = (stream, None);
+        let mut conn = express::Connection::default();
         loop {
+            // The express path first; what it declines goes to Pingora's session, which reads
+            // the request from its first byte.
+            match Box::pin(self.express(&mut stream, &mut conn, shutdown, deadline)).await {
+                Served::Answered { keep: true } => {
+                    deadline = tokio::time::Instant::now() + KEEP_ALIVE_IDLE + header_timeout;
+                    continue;
+                }
+                Served::Answered { keep: false } | Served::Closed => return None,
+                Served::Declined(read) => stream = Rewind::wrap(read, stream),
+            }
             let mut session = Session::new_http1(stream);
             if let Some(s) = settings.take() {
                 HttpPersistentSettings::apply_to_session(s, &mut session);
@@ -183,6 +238,7 @@ impl ServerApp for HttpFront {
             // Boxed, like the request path inside it: the connection's own future, which lives
             // as long as the connection, stays small.
             (stream, settings) = Box::pin(self.process_request(session, shutdown, deadline)).await?.consume();
+            stream = Rewind::unwrap_spent(stream);
             deadline = tokio::time::Instant::now() + KEEP_ALIVE_IDLE + header_timeout;
         }
     }
@@ -226,18 +282,7 @@ impl HttpFront {
         // Transfer-Encoding): only then is it kept, for the idle limit.
         let keep = session.get_keepalive().is_some() && !*shutdown.borrow();
         session.set_keepalive(keep.then_some(KEEP_ALIVE_IDLE.as_secs()));
-        let mut ctx = RequestCtx {
-            inflight: None,
-            endpoint: "other",
-            fast_path: false,
-            era: None,
-            principal: None,
-            door: None,
-            method: "",
-            started: std::time::Instant::now(),
-            detached: None,
-            snap: snap.clone(),
-        };
+        let mut ctx = RequestCtx::new(snap.clone());
         // Boxed: only a request that arrived pays for the request path's (large) future; a
         // connection waiting for its header holds a small one.
         let served = guarded(Box::pin(self.serve(&mut session, &mut ctx))).await;
@@ -280,7 +325,7 @@ impl HttpFront {
 /// Runs a request handler, turning a panic in it into an internal error for this request alone:
 /// the connection closes with a 500, the process and every other request go on. (Shared state
 /// survives too: its locks do not poison and its counters are guards released on unwind.)
-async fn guarded(handler: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+pub(super) async fn guarded(handler: impl std::future::Future<Output = Result<()>>) -> Result<()> {
     use futures_util::FutureExt;
     match std::panic::AssertUnwindSafe(handler).catch_unwind().await {
         Ok(result) => result,
@@ -297,7 +342,7 @@ async fn guarded(handler: impl std::future::Future<Output = Result<()>>) -> Resu
 }
 
 /// The status for a request that failed before its response started (as Pingora's proxy maps it).
-fn error_status(e: &Error) -> u16 {
+pub(super) fn error_status(e: &Error) -> u16 {
     match (e.etype(), e.esource()) {
         (ErrorType::HTTPStatus(code), _) => *code,
         (_, ErrorSource::Downstream) => 400,

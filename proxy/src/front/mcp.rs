@@ -314,7 +314,7 @@ async fn post(
             respond::send(session, 202, "application/json", &[], Bytes::new()).await?;
             return Ok(());
         }
-        if let Some(route) = fast::route(state, &snap, &env, &head, &body, session, accepts, &principal) {
+        if let Some(route) = fast::route(state, &snap, &env, &head, &body, session.req_header(), accepts, &principal) {
             ctx.fast_path = true;
             drop(env);
             route.run(state, session).await?;

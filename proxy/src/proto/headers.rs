@@ -2,15 +2,15 @@
 //! must reject a mismatch (HTTP 400, `HeaderMismatch` -32020): otherwise a router trusting the
 //! headers and an upstream trusting the body could be made to disagree.
 
+use crate::proto::fields::Fields;
 use base64::Engine as _;
-use pingora_http::RequestHeader;
 
 use crate::jsonrpc::parse::ParamsHead;
 use crate::jsonrpc::{code, RpcError};
 use crate::proto::protocol::name_field;
 
 /// Checks `Mcp-Method`, `Mcp-Name` and the protocol version header against the parsed body.
-pub fn check_modern(req: &RequestHeader, method: &str, head: &ParamsHead<'_>, version: &str) -> Result<(), RpcError> {
+pub fn check_modern(req: &impl Fields, method: &str, head: &ParamsHead<'_>, version: &str) -> Result<(), RpcError> {
     let header_method =
         header_str(req, "mcp-method")?.ok_or_else(|| mismatch("required header Mcp-Method is missing".to_owned()))?;
     if header_method != method {
@@ -41,17 +41,13 @@ pub fn check_modern(req: &RequestHeader, method: &str, head: &ParamsHead<'_>, ve
 }
 
 /// A header as text; an error when present but not visible ASCII (RFC 9110 field value).
-fn header_str<'r>(req: &'r RequestHeader, name: &str) -> Result<Option<&'r str>, RpcError> {
-    match req.headers.get(name) {
+fn header_str<'r>(req: &'r impl Fields, name: &str) -> Result<Option<&'r str>, RpcError> {
+    match req.first(name) {
         None => Ok(None),
-        Some(v) => {
-            let bytes = v.as_bytes();
-            if bytes.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)) {
-                Ok(std::str::from_utf8(bytes).ok())
-            } else {
-                Err(mismatch(format!("header {name} contains invalid characters")))
-            }
-        }
+        Some(bytes) => match crate::proto::fields::as_text(bytes) {
+            Some(text) => Ok(Some(text)),
+            None => Err(mismatch(format!("header {name} contains invalid characters"))),
+        },
     }
 }
 
@@ -88,6 +84,7 @@ fn mismatch(message: String) -> RpcError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pingora_http::RequestHeader;
 
     fn req(headers: &[(&str, &str)]) -> RequestHeader {
         let mut r = RequestHeader::build("POST", b"/mcp", None).expect("request header");

@@ -236,9 +236,8 @@ impl<'a> Propagated<'a> {
     }
 
     /// From HTTP headers.
-    pub fn from_headers(headers: &'a http::HeaderMap) -> Self {
-        let get = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
-        Self::new(get("traceparent"), get("tracestate"), get("baggage"))
+    pub fn from_headers(headers: &'a impl crate::proto::fields::Fields) -> Self {
+        Self::new(headers.text("traceparent"), headers.text("tracestate"), headers.text("baggage"))
     }
 
     fn context(&self) -> Context {

@@ -1,0 +1,404 @@
+//! The express path: a modern `tools/call` or `prompts/get` read, checked and answered on the
+//! connection itself, without Pingora's HTTP session. The head is parsed once into views over
+//! the connection's read buffer (`front::request_head`), the body is the next `Content-Length`
+//! bytes of the same buffer (no copy), and the answer goes out with one write.
+//!
+//! It is optimistic: every check the MCP endpoint makes is made here, on the views, by the same
+//! functions (`front::checks`, `proto::headers`, `auth`, `front::fast`). A request that is not
+//! the plain case — any check failing, a browser's `Origin`, rate limits in force, a call the
+//! fast path does not take, a slow or unusual body — is *declined* before anything about it
+//! was recorded, and handed with every byte read so far to Pingora's session (`front::rewind`),
+//! which answers it exactly as it did before this path existed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use pingora_core::protocols::Stream;
+use pingora_core::server::ShutdownWatch;
+use pingora_core::{Error, ErrorType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::body;
+use super::checks::{accepts, conflicting_duplicate, host_allowed, is_json_body};
+use super::fast;
+use super::http::{AccessLine, HttpFront, RequestCtx};
+use super::replier::Replier;
+use super::request_head::{HeadView, RequestHead, Scan, MAX_HEAD};
+use crate::jsonrpc::parse::{Envelope, Kind, ParamsHead};
+use crate::proto::fields::Fields;
+use crate::proto::headers::check_modern;
+use crate::proto::protocol::{Era, MODERN_VERSION};
+use crate::state::Phase;
+use crate::telemetry::metrics::Limit;
+
+/// Room made in the read buffer before each read.
+const READ_CHUNK: usize = 4 << 10;
+/// A whole reply up to this size goes out in the same write as its head (copied once); a larger
+/// one is written after it.
+const COALESCE: usize = 16 << 10;
+
+/// A connection's state kept between its requests.
+#[derive(Default)]
+pub struct Connection {
+    /// Bytes read and not yet used: the next request's, or its start.
+    buf: BytesMut,
+    head: RequestHead,
+}
+
+/// How the express path left a request.
+pub enum Served {
+    /// Answered.
+    Answered {
+        /// Whether the connection carries another request.
+        keep: bool,
+    },
+    /// Not taken: these bytes (the request so far) go to Pingora's reader first.
+    Declined(Bytes),
+    /// The connection is done (closed by the client, timed out, shutting down, broken).
+    Closed,
+}
+
+impl Connection {
+    /// The request so far, for Pingora's reader: its `extent` when known and read whole (what
+    /// follows, a pipelined request, stays for the next turn), else everything read.
+    fn decline(&mut self, extent: Option<usize>) -> Served {
+        match extent {
+            Some(n) if n <= self.buf.len() => Served::Declined(self.buf.split_to(n).freeze()),
+            _ => Served::Declined(self.buf.split().freeze()),
+        }
+    }
+}
+
+/// The body's length, when one plain `Content-Length` gives it (no transfer coding).
+fn content_length(head: HeadView<'_>) -> Option<usize> {
+    if head.first("transfer-encoding").is_some() {
+        return None;
+    }
+    let mut lengths = head.each("content-length");
+    let body = std::str::from_utf8(lengths.next()?).ok()?.parse::<usize>().ok()?;
+    lengths.next().is_none().then_some(body)
+}
+
+impl HttpFront {
+    /// Reads the next request on `stream` and answers it when it is the plain fast-path case.
+    pub async fn express(
+        self: &Arc<Self>,
+        stream: &mut Stream,
+        conn: &mut Connection,
+        shutdown: &ShutdownWatch,
+        header_deadline: tokio::time::Instant,
+    ) -> Served {
+        let len = loop {
+            match conn.head.scan(&conn.buf) {
+                Scan::Complete(len) => break len,
+                Scan::Declined => return conn.decline(None),
+                Scan::Partial => {}
+            }
+            let mut draining = shutdown.clone();
+            conn.buf.reserve(READ_CHUNK);
+            let read = tokio::select! {
+                biased;
+                _ = draining.wait_for(|stop| *stop) => return Served::Closed,
+                read = tokio::time::timeout_at(header_deadline, stream.read_buf(&mut conn.buf)) => read,
+            };
+            match read {
+                Ok(Ok(0)) if conn.buf.is_empty() => return Served::Closed,
+                // A head cut short: Pingora's reader says so as it always has.
+                Ok(Ok(0)) => return conn.decline(None),
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => return Served::Closed,
+                Err(_) => {
+                    self.state.metrics.limit_hit(Limit::HeaderTimeout);
+                    return Served::Closed;
+                }
+            }
+        };
+        let snap = self.state.snapshot();
+        let Some(plan) = self.plain(conn.head.view(&conn.buf[..len]), &snap) else {
+            let extent = content_length(conn.head.view(&conn.buf[..len])).and_then(|n| n.checked_add(len));
+            return conn.decline(extent);
+        };
+        let mut held = self.state.memory.reservation();
+        if held.grow(plan.body_len).is_err() {
+            return conn.decline(Some(len + plan.body_len));
+        }
+        let limits = &snap.config.server.limits;
+        let started = tokio::time::Instant::now();
+        while conn.buf.len() < len + plan.body_len {
+            conn.buf.reserve((len + plan.body_len - conn.buf.len()).min(1 << 20));
+            let due = body::due(started, conn.buf.len() - len, limits.min_body_rate);
+            match tokio::time::timeout_at(due, stream.read_buf(&mut conn.buf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                // Slow, cut short or broken: Pingora's reader goes on from here.
+                _ => return conn.decline(None),
+            }
+        }
+        let request = conn.buf.split_to(len + plan.body_len).freeze();
+        let body = request.slice(len..);
+        let view = conn.head.view(&request[..len]);
+        let Some((route, principal)) = self.route(view, &snap, &plan, &body).await else {
+            return Served::Declined(request);
+        };
+        // Committed: from here on the request is this path's to answer.
+        let mut ctx = RequestCtx::new(snap.clone());
+        ctx.endpoint = "mcp";
+        ctx.inflight = Some(self.state.begin_request());
+        ctx.era = Some(Era::Modern);
+        ctx.method = crate::telemetry::metrics::method_label(plan.method);
+        ctx.fast_path = true;
+        ctx.principal = Some(principal);
+        self.state.metrics.request(ctx.method, Era::Modern.as_str());
+        let keep = !*shutdown.borrow();
+        let mut client = Client::new(stream, &mut conn.buf, limits.client_write_timeout, keep);
+        let served = super::http::guarded(route.run(&self.state, &mut client)).await;
+        drop(held);
+        let error = served.as_ref().err().map(|e| &**e);
+        if let Some(e) = error {
+            if client.status == 0 {
+                let _ = client.whole(super::http::error_status(e), "text/plain", Bytes::new()).await;
+            }
+            if matches!(e.etype(), ErrorType::WriteTimedout) {
+                self.state.metrics.limit_hit(Limit::SlowReader);
+            }
+        }
+        let peer = || client.stream.get_socket_digest().and_then(|d| d.peer_addr().map(ToString::to_string));
+        let line = AccessLine {
+            status: client.status,
+            http_method: "POST",
+            path: std::str::from_utf8(view.target()).unwrap_or_default(),
+            client: &peer,
+        };
+        self.record(&line, error, &ctx);
+        if error.is_some() || !client.clean {
+            return Served::Closed;
+        }
+        Served::Answered { keep }
+    }
+
+    /// The request's plan when its head is the plain fast-path case, else `None`. Only looks.
+    fn plain(&self, head: HeadView<'_>, snap: &crate::state::Snapshot) -> Option<Plan> {
+        let settings = &snap.config.server;
+        if self.state.phase() == Phase::Draining || head.method() != b"POST" || !head.http11() {
+            return None;
+        }
+        let path = std::str::from_utf8(head.target()).ok()?;
+        let door = super::mcp::door_of(snap, path)?;
+        // What only Pingora's reader handles: a browser's CORS, framing other than a plain
+        // length, `Expect`, upgrades, a connection the client wants closed.
+        let unusual = ["origin", "transfer-encoding", "expect", "upgrade"];
+        if unusual.iter().any(|n| head.first(n).is_some())
+            || head.each("connection").any(|v| !v.eq_ignore_ascii_case(b"keep-alive"))
+        {
+            return None;
+        }
+        let body_len = content_length(head)?;
+        if body_len > settings.limits.max_body_bytes {
+            return None;
+        }
+        let header_bytes: usize = head.all().map(|(n, v)| n.len() + v.len() + 4).sum();
+        let accepts = accepts(&head);
+        let method = match head.text("mcp-method")? {
+            "tools/call" => "tools/call",
+            "prompts/get" => "prompts/get",
+            _ => return None,
+        };
+        let plain = header_bytes <= settings.limits.max_header_bytes
+            && conflicting_duplicate(&head).is_none()
+            && host_allowed(head.text("host"), &settings.host)
+            && is_json_body(&head)
+            && accepts.json
+            && accepts.sse
+            && head.text("mcp-protocol-version") == Some(MODERN_VERSION)
+            && !snap.rate_limits.active();
+        plain.then_some(Plan { door, body_len, method, accepts })
+    }
+
+    /// The fast route of a plain request whose body is in, with its caller; `None` declines it
+    /// (nothing was recorded about it yet).
+    async fn route(
+        &self,
+        head: HeadView<'_>,
+        snap: &Arc<crate::state::Snapshot>,
+        plan: &Plan,
+        body: &Bytes,
+    ) -> Option<(fast::FastRoute, Arc<crate::auth::Principal>)> {
+        let (env, kind) = Envelope::parse(body).ok()?;
+        if kind != Kind::Request || env.method_str() != plan.method {
+            return None;
+        }
+        let params = ParamsHead::parse(env.params).ok()?;
+        check_modern(&head, plan.method, &params, MODERN_VERSION).ok()?;
+        let principal = plan.door.authenticate(&head).await.ok()?;
+        let route = fast::route(&self.state, snap, &env, &params, body, &head, plan.accepts, &principal)?;
+        Some((route, principal))
+    }
+}
+
+/// What the head of a plain request says.
+struct Plan {
+    door: Arc<crate::auth::Security>,
+    body_len: usize,
+    method: &'static str,
+    accepts: super::checks::Accepts,
+}
+
+/// The client side of an express call: our response written straight to the connection.
+struct Client<'s> {
+    stream: &'s mut Stream,
+    /// The connection's read buffer, where bytes of a pipelined next request go meanwhile.
+    read: &'s mut BytesMut,
+    write_timeout: Duration,
+    keep: bool,
+    /// The status written, 0 before the head.
+    status: u16,
+    /// Whether the response ended where the connection can carry another.
+    clean: bool,
+    /// A streamed response's head, sent with its first chunk.
+    pending: BytesMut,
+}
+
+impl<'s> Client<'s> {
+    fn new(stream: &'s mut Stream, read: &'s mut BytesMut, write_timeout: Duration, keep: bool) -> Self {
+        Self { stream, read, write_timeout, keep, status: 0, clean: false, pending: BytesMut::new() }
+    }
+
+    /// The status line and the fields every response has, into `out`.
+    fn head(&self, out: &mut BytesMut, status: u16) {
+        let reason = http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
+        out.extend_from_slice(b"HTTP/1.1 ");
+        put_number(out, usize::from(status), 10);
+        out.extend_from_slice(b" ");
+        out.extend_from_slice(reason.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// The fields that end every head, and the blank line.
+    fn end_head(&self, out: &mut BytesMut) {
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(pingora_core::protocols::http::date::get_cached_date().as_bytes());
+        out.extend_from_slice(if self.keep {
+            b"\r\nconnection: keep-alive\r\n\r\n"
+        } else {
+            b"\r\nconnection: close\r\n\r\n"
+        });
+    }
+
+    /// Writes `parts` and flushes, within the write timeout.
+    async fn send(&mut self, parts: &[&[u8]]) -> pingora_core::Result<()> {
+        let stream = &mut *self.stream;
+        let written = tokio::time::timeout(self.write_timeout, async {
+            for part in parts {
+                stream.write_all(part).await?;
+            }
+            stream.flush().await
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Error::e_because(ErrorType::WriteError, "writing the response", e),
+            Err(_) => Error::e_explain(ErrorType::WriteTimedout, "writing the response"),
+        }
+    }
+}
+
+impl Replier for Client<'_> {
+    async fn whole(&mut self, status: u16, content_type: &str, body: Bytes) -> pingora_core::Result<()> {
+        let mut out = BytesMut::with_capacity(160 + if body.len() <= COALESCE { body.len() } else { 0 });
+        self.head(&mut out, status);
+        if !body.is_empty() {
+            out.extend_from_slice(b"content-type: ");
+            out.extend_from_slice(content_type.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"content-length: ");
+        put_number(&mut out, body.len(), 10);
+        out.extend_from_slice(b"\r\ncache-control: no-store\r\n");
+        self.end_head(&mut out);
+        self.status = status;
+        if body.len() <= COALESCE {
+            out.extend_from_slice(&body);
+            self.send(&[&out]).await?;
+        } else {
+            self.send(&[&out, &body]).await?;
+        }
+        self.clean = true;
+        Ok(())
+    }
+
+    async fn stream_head(&mut self, status: u16) -> pingora_core::Result<()> {
+        let mut out = BytesMut::with_capacity(192);
+        self.head(&mut out, status);
+        out.extend_from_slice(
+            b"content-type: text/event-stream\r\ncache-control: no-cache, no-transform\r\ntransfer-encoding: chunked\r\n",
+        );
+        self.end_head(&mut out);
+        self.status = status;
+        self.pending = out;
+        Ok(())
+    }
+
+    async fn stream_chunk(&mut self, chunk: Bytes) -> pingora_core::Result<()> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let mut out = std::mem::take(&mut self.pending);
+        put_number(&mut out, chunk.len(), 16);
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&chunk);
+        out.extend_from_slice(b"\r\n");
+        self.send(&[&out]).await
+    }
+
+    async fn stream_end(&mut self) -> pingora_core::Result<()> {
+        let mut out = std::mem::take(&mut self.pending);
+        out.extend_from_slice(b"0\r\n\r\n");
+        self.send(&[&out]).await?;
+        self.clean = true;
+        Ok(())
+    }
+
+    async fn gone(&mut self) {
+        // A close or an error ends the call. Bytes are the next request of a pipelining client:
+        // kept for its turn, up to a head's worth, after which the socket is left unread (the
+        // client waits for its answers, as TCP makes it).
+        while self.read.len() < MAX_HEAD {
+            self.read.reserve(READ_CHUNK);
+            match self.stream.read_buf(self.read).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+        std::future::pending().await
+    }
+}
+
+/// Appends `n` in base `radix` (10 or 16, lower case) to `out`.
+fn put_number(out: &mut BytesMut, mut n: usize, radix: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b"0123456789abcdef"[n % radix];
+        n /= radix;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_in_both_bases() {
+        let mut out = BytesMut::new();
+        for (n, radix) in [(0, 10), (200, 10), (18_446_744_073_709_551_615, 10), (0, 16), (4095, 16)] {
+            put_number(&mut out, n, radix);
+            out.extend_from_slice(b" ");
+        }
+        assert_eq!(&out[..], b"0 200 18446744073709551615 0 fff ");
+    }
+}

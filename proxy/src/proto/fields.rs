@@ -1,0 +1,48 @@
+//! Request header fields as the checks read them. The front door has two readers of a request
+//! head — Pingora's (a `HeaderMap`) and the fast path's own views over the request bytes — and
+//! every check (Origin, Host, Accept, duplicates, credentials, the 2026-07-28 headers) is written
+//! once against this trait, so both readers are held to the same rules.
+
+/// Header fields looked up by name, case-insensitively, values as raw bytes.
+pub trait Fields {
+    /// The first value of `name`.
+    fn first(&self, name: &str) -> Option<&[u8]>;
+
+    /// Every value of `name`, in order.
+    fn each<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's;
+
+    /// The first value of `name` as text: visible ASCII, spaces and tabs, as
+    /// `HeaderValue::to_str` takes it (so a value one reader takes as text, the other does too).
+    fn text(&self, name: &str) -> Option<&str> {
+        self.first(name).and_then(as_text)
+    }
+}
+
+impl Fields for http::HeaderMap {
+    fn first(&self, name: &str) -> Option<&[u8]> {
+        self.get(name).map(http::HeaderValue::as_bytes)
+    }
+
+    fn each<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
+        self.get_all(name).iter().map(http::HeaderValue::as_bytes)
+    }
+}
+
+impl Fields for pingora_http::RequestHeader {
+    fn first(&self, name: &str) -> Option<&[u8]> {
+        self.headers.first(name)
+    }
+
+    fn each<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
+        self.headers.each(name)
+    }
+}
+
+/// A field value as text, when it is visible ASCII, spaces and tabs (RFC 9110 field content).
+pub fn as_text(value: &[u8]) -> Option<&str> {
+    if value.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+        std::str::from_utf8(value).ok()
+    } else {
+        None
+    }
+}

@@ -1,0 +1,178 @@
+"""The express path (the gateway reading a plain modern `tools/call` itself, without Pingora's
+HTTP session) over the wire: raw HTTP/1.1 on kept-alive connections, where the bytes a client
+sends arrive in any split, requests follow one another (or are pipelined), and requests the
+express path declines are answered by the ordinary path on the same connection, byte-exactly as
+if the express path did not exist."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import pytest
+
+from test_hardening import META, MODERN, modern
+
+pytestmark = pytest.mark.anyio
+
+
+def call(name: str, text: str, rid: int, *, header_name: str | None = None, extra: str = "") -> bytes:
+    """A raw keep-alive modern `tools/call` of `name` (the Mcp-Name header says `header_name`)."""
+    body = json.dumps({"jsonrpc": "2.0", "id": rid, "method": "tools/call",
+                       "params": {"name": name, "arguments": {"text": text}, "_meta": META}}).encode()
+    head = ("POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            "Accept: application/json, text/event-stream\r\n"
+            f"MCP-Protocol-Version: {MODERN}\r\nMcp-Method: tools/call\r\nMcp-Name: {header_name or name}\r\n"
+            f"{extra}Content-Length: {len(body)}\r\n\r\n")
+    return head.encode() + body
+
+
+class Reader:
+    """Reads HTTP/1.1 responses off one socket, by their framing (length or chunked)."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock, self.buf = sock, b""
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed with {self.buf[:200]!r} unread")
+        self.buf += chunk
+
+    def _until(self, marker: bytes) -> bytes:
+        while marker not in self.buf:
+            self._fill()
+        out, self.buf = self.buf.split(marker, 1)
+        return out
+
+    def _take(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            self._fill()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def response(self) -> tuple[int, dict[str, str], bytes]:
+        head = self._until(b"\r\n\r\n").decode()
+        lines = head.split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+        if headers.get("transfer-encoding") == "chunked":
+            body = b""
+            while True:
+                size = int(self._until(b"\r\n").split(b";")[0], 16)
+                if size == 0:
+                    self._until(b"\r\n")
+                    return status, headers, body
+                body += self._take(size)
+                self._take(2)
+        return status, headers, self._take(int(headers.get("content-length", "0")))
+
+
+def answer(body: bytes, headers: dict[str, str]) -> dict:
+    """The JSON-RPC message of a JSON or SSE reply."""
+    if headers.get("content-type", "").startswith("text/event-stream"):
+        data = [line[5:].strip() for line in body.decode().splitlines() if line.startswith("data:")]
+        return json.loads(data[-1])
+    return json.loads(body)
+
+
+@pytest.fixture
+def gw(gateway_factory, fixture_url):
+    gw = gateway_factory(f"providers:\n  fx: {{mode: remote, endpoint: \"{fixture_url}\"}}\n")
+    modern(gw.port, "tools/list")  # the provider's era and tools learnt: calls take the fast path
+    return gw
+
+
+def connect(gw) -> tuple[socket.socket, Reader]:
+    s = socket.create_connection(("127.0.0.1", gw.port), timeout=30)
+    return s, Reader(s)
+
+
+async def test_taken_and_declined_requests_share_one_connection(gw):
+    s, r = connect(gw)
+    with s:
+        steps = [
+            (call("fx__echo", "one", 1), 200, lambda m: m["result"]["content"][0]["text"] == "one"),
+            # Declined after the body was read: the ordinary path answers from the same bytes.
+            (call("fx__echo", "x", 2, header_name="fx__other"), 400, lambda m: m["error"]["code"] == -32020),
+            (call("fx__nope", "x", 3), 200, lambda m: "error" in m or m["result"].get("isError")),
+            (call("fx__echo", "two", 4), 200, lambda m: m["result"]["content"][0]["text"] == "two"),
+            # Declined on its head (a browser's Origin gets CORS headers from the ordinary path).
+            (call("fx__echo", "three", 5, extra="Origin: http://localhost\r\n"), 200,
+             lambda m: m["result"]["content"][0]["text"] == "three"),
+            (call("fx__echo", "four", 6), 200, lambda m: m["result"]["content"][0]["text"] == "four"),
+        ]
+        for i, (data, want, check) in enumerate(steps):
+            s.sendall(data)
+            status, headers, body = r.response()
+            message = answer(body, headers)
+            assert status == want and check(message), (i, status, headers, body)
+            assert message["id"] == json.loads(data.split(b"\r\n\r\n", 1)[1])["id"], (i, message)
+            assert headers.get("connection", "keep-alive").lower() == "keep-alive", (i, headers)
+            if b"Origin:" in data:
+                assert headers.get("access-control-allow-origin") == "http://localhost", headers
+
+
+async def test_a_request_in_pieces_is_answered(gw):
+    """Every byte in its own write, with pauses: the head and the body are put together."""
+    s, r = connect(gw)
+    with s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        data = call("fx__echo", "piecemeal", 9)
+        split = data.index(b"\r\n\r\n") + 4
+        for part in (data[:7], data[7:40], data[40:split - 1], data[split - 1:split + 3], data[split + 3:]):
+            s.sendall(part)
+            time.sleep(0.05)
+        status, headers, body = r.response()
+        assert status == 200 and answer(body, headers)["result"]["content"][0]["text"] == "piecemeal", body
+        s.sendall(call("fx__echo", "after", 10))
+        status, headers, body = r.response()
+        assert answer(body, headers)["result"]["content"][0]["text"] == "after", body
+
+
+async def test_pipelined_requests_are_answered_in_order(gw):
+    """Requests sent back to back in one write (HTTP/1.1 pipelining) are answered one by one,
+    in order, including one the express path declines between two it takes."""
+    s, r = connect(gw)
+    with s:
+        s.sendall(call("fx__echo", "p1", 21) + call("fx__echo", "p2", 22, header_name="fx__other")
+                  + call("fx__echo", "p3", 23))
+        got = []
+        for _ in range(3):
+            status, headers, body = r.response()
+            got.append((status, answer(body, headers)))
+        assert [m["id"] for _, m in got] == [21, 22, 23], got
+        assert got[0][1]["result"]["content"][0]["text"] == "p1"
+        assert got[1][0] == 400 and got[1][1]["error"]["code"] == -32020
+        assert got[2][1]["result"]["content"][0]["text"] == "p3"
+
+
+async def test_a_request_pipelined_during_a_call_waits_its_turn(gw):
+    """The next request arriving while a call runs is the client pipelining, not the client
+    going away: the call is answered, then the next one (Pingora's session cancelled the call)."""
+    s, r = connect(gw)
+    with s:
+        body = json.dumps({"jsonrpc": "2.0", "id": 41, "method": "tools/call",
+                           "params": {"name": "fx__slow", "arguments": {"seconds": 0.5}, "_meta": META}}).encode()
+        s.sendall(call("fx__echo", "x", 41).split(b"Content-Length")[0].replace(b"fx__echo", b"fx__slow")
+                  + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        time.sleep(0.15)
+        s.sendall(call("fx__echo", "next", 42))
+        status, headers, body = r.response()
+        assert status == 200 and answer(body, headers)["result"]["content"][0]["text"] == "slept 0.5", body
+        status, headers, body = r.response()
+        assert answer(body, headers)["result"]["content"][0]["text"] == "next", body
+
+
+async def test_a_client_that_closes_after_its_head_leaves_the_gateway_serving(gw):
+    """A body cut short by a close, and a head cut short: no answer is owed, the gateway goes on."""
+    for cut in (call("fx__echo", "x", 31)[:-5], call("fx__echo", "x", 32)[:50]):
+        s, _ = connect(gw)
+        s.sendall(cut)
+        s.close()
+    s, r = connect(gw)
+    with s:
+        s.sendall(call("fx__echo", "alive", 33))
+        status, headers, body = r.response()
+        assert answer(body, headers)["result"]["content"][0]["text"] == "alive", body
