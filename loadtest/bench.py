@@ -354,6 +354,7 @@ providers:
     info = {"pids": {"nginx": nginx.pid, "gateway": gateway.pid, **pids}, "gateway_url": gw}
     if baseline:
         info["pids"]["baseline"] = baseline.pid
+        info["baseline_url"] = baseline_gw
     if real_server and wanted("Python SDK server"):
         cases.append(real_server_case(procs, work))
     anchor_gateways = gateways(*modern_call("up__echo", "x" * 16))
@@ -526,6 +527,9 @@ def main() -> None:
                           + (f", {r.errors} errors" if r.errors else ""), flush=True)
         rss = {name: peak_rss_kib(pid) for name, pid in info["pids"].items() if Path(f"/proc/{pid}").exists()}
         streams = stream_memory(info["gateway_url"], info["pids"]["gateway"]) if wanted("streams") else {}
+        if streams and "baseline_url" in info:
+            # The same streams held by the baseline build, after the gateway's were closed.
+            streams["baseline"] = stream_memory(info["baseline_url"], info["pids"]["baseline"])
     except BaseException:
         print(f"the processes' logs are kept in {work}", file=sys.stderr)
         raise
@@ -671,6 +675,11 @@ def goals(s: dict, streams: dict) -> list[str]:
     if "get_streams" in streams:
         mib = (streams["get_rss_kib"] - streams["idle_kib"]) / 1024
         row(f"{streams['get_streams']:,} idle legacy GET streams: added RSS", "≤ 64 MiB", mib, mib <= 64, "{:.1f} MiB")
+    base = streams.get("baseline") or {}
+    for key, what in (("listen", "open subscriptions/listen streams"), ("get", "idle legacy GET streams")):
+        if f"{key}_rss_kib" in base:
+            mib = (base[f"{key}_rss_kib"] - base["idle_kib"]) / 1024
+            row(f"{base[f'{key}_streams']:,} {what}: added RSS, baseline build", "report", mib, None, "{:.1f} MiB")
     return out
 
 

@@ -306,7 +306,9 @@ impl HttpFront {
         if let Some(stream) = ctx.detached.take() {
             match session {
                 Session::H1(h1) => {
-                    tokio::spawn(stream.run(h1.into_inner(), ctx.inflight.take()));
+                    // A long-lived stream keeps no wrapper it no longer needs.
+                    let socket = Rewind::unwrap_spent(h1.into_inner());
+                    tokio::spawn(stream.run(socket, ctx.inflight.take()));
                 }
                 // Only HTTP/1.1 is served (no TLS, no h2c), so this is not reached; end cleanly.
                 mut other => {

@@ -70,6 +70,11 @@ impl AsyncRead for Rewind {
             let n = self.replay.len().min(buf.remaining());
             buf.put_slice(&self.replay[..n]);
             self.replay.advance(n);
+            if self.replay.is_empty() {
+                // An empty slice still holds the read buffer it was cut from: let it go (a
+                // long-lived stream would keep it for its whole life).
+                self.replay = Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.inner).poll_read(cx, buf)
@@ -204,6 +209,22 @@ mod tests {
         assert_eq!(&back, b"back");
         let stream = Rewind::unwrap_spent(stream);
         assert!(!stream.as_any().is::<Rewind>(), "a spent wrapper is taken off");
+    }
+
+    #[tokio::test]
+    async fn a_read_replay_lets_its_buffer_go() {
+        let (stream, _client) = pair().await;
+        let mut buf = bytes::BytesMut::with_capacity(4096);
+        buf.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        let replay = buf.split().freeze();
+        buf.clear();
+        let mut stream = Rewind::wrap(replay, stream);
+        let mut got = [0u8; 18];
+        stream.read_exact(&mut got).await.expect("read");
+        // The replay no longer shares the allocation: the buffer has it to itself again (a
+        // long-lived stream through the wrapper would otherwise hold it for its life).
+        assert!(buf.try_reclaim(4096), "the read buffer is free to reuse");
+        drop(stream);
     }
 
     #[tokio::test]
