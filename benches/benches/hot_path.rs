@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the request path: borrowed JSON-RPC parse and header validation, the
-//! fast path's routing decision, the authorization decision, checking arguments against a
+//! express path's request head scan and checks, the fast path's routing decision, the authorization decision, checking arguments against a
 //! tool's schema, each group selection algorithm, SSE framing, and re-addressing a reply to the
 //! client's id. Each also counts heap allocations per operation and asserts the count the code
 //! is meant to have (none for routing and selection).
@@ -62,6 +62,45 @@ fn parse_and_validate(c: &mut Criterion) {
     // buffer each deserializer allocates on first use: one small allocation, nothing else.
     assert!(allocs <= 1.0, "the borrowed parse and validation allocate at most serde_json's skip stack");
     c.bench_function("parse + header validation (tools/call)", |b| b.iter(op));
+}
+
+/// The express path's reading of a request head: `httparse` into views over the bytes, then the
+/// checks every plain call passes on them (duplicates, content type, Accept, the 2026-07-28
+/// headers against the parsed body), with the field table reused as a connection reuses it.
+fn head_scan(c: &mut Criterion) {
+    use mcp_hangar::front::checks::{accepts, conflicting_duplicate, is_json_body};
+    use mcp_hangar::front::request_head::{RequestHead, Scan};
+    use mcp_hangar::proto::fields::Fields;
+    let mut raw = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\n\
+         Mcp-Method: tools/call\r\nMcp-Name: math__add\r\nContent-Length: {}\r\n\r\n",
+        BODY.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(BODY);
+    let (env, _) = Envelope::parse(BODY).expect("valid");
+    let params = ParamsHead::parse(env.params).expect("params");
+    let mut head = RequestHead::default();
+    let mut op = || {
+        let Scan::Complete(len) = head.scan(black_box(&raw)) else { panic!("a whole head") };
+        let view = head.view(&raw[..len]);
+        let a = accepts(&view);
+        let plain = conflicting_duplicate(&view).is_none()
+            && is_json_body(&view)
+            && a.json
+            && a.sse
+            && view.text("mcp-protocol-version") == Some("2026-07-28")
+            && check_modern(&view, "tools/call", &params, "2026-07-28").is_ok();
+        black_box(plain)
+    };
+    assert!(op(), "the head is the plain case");
+    let allocs = allocations(|| {
+        op();
+    });
+    println!("request head scan + checks: {allocs} allocations/op");
+    assert_eq!(allocs, 0.0, "reading and checking a head allocates nothing");
+    c.bench_function("request head scan + checks (express path)", |b| b.iter(&mut op));
 }
 
 /// The fast path's whole routing decision (`front::fast::destination`) for one of 500 tools of 20
@@ -208,6 +247,7 @@ mod group {
     criterion_group!(
         benches,
         parse_and_validate,
+        head_scan,
         route_lookup,
         authorization,
         argument_validation,

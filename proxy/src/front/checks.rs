@@ -68,18 +68,16 @@ pub fn accepts(req: &impl Fields) -> Accepts {
     };
     let mut a = Accepts::default();
     for part in v.split(',') {
-        let mime = part.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-        match mime.as_str() {
-            "application/json" | "application/*" => a.json = true,
-            "text/event-stream" | "text/*" => {
-                a.prefer_sse |= !a.json;
-                a.sse = true;
-            }
-            "*/*" => {
-                a.json = true;
-                a.sse = true;
-            }
-            _ => {}
+        let mime = part.split(';').next().unwrap_or_default().trim();
+        let is = |m: &str| mime.eq_ignore_ascii_case(m);
+        if is("application/json") || is("application/*") {
+            a.json = true;
+        } else if is("text/event-stream") || is("text/*") {
+            a.prefer_sse |= !a.json;
+            a.sse = true;
+        } else if is("*/*") {
+            a.json = true;
+            a.sse = true;
         }
     }
     a
@@ -173,5 +171,7 @@ mod tests {
         assert_eq!(accepts(&r), Accepts { json: false, sse: true, prefer_sse: true });
         r.insert_header("accept", "text/html").expect("h");
         assert_eq!(accepts(&r), Accepts::default());
+        r.insert_header("accept", "Application/JSON; q=1, TEXT/Event-Stream").expect("h");
+        assert_eq!(accepts(&r), Accepts { json: true, sse: true, prefer_sse: false }, "types are case-insensitive");
     }
 }
