@@ -358,6 +358,21 @@ impl Replier for Client<'_> {
         Ok(())
     }
 
+    async fn stream_last(&mut self, chunk: Bytes) -> pingora_core::Result<()> {
+        // Head (if not yet sent), the piece and the last-chunk marker: often the whole reply.
+        let mut out = std::mem::take(&mut self.pending);
+        if !chunk.is_empty() {
+            put_number(&mut out, chunk.len(), 16);
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(&chunk);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"0\r\n\r\n");
+        self.send(&[&out]).await?;
+        self.clean = true;
+        Ok(())
+    }
+
     async fn gone(&mut self) {
         // A close or an error ends the call. Bytes are the next request of a pipelining client:
         // kept for its turn, up to a head's worth, after which the socket is left unread (the

@@ -557,7 +557,11 @@ async fn stream(
             Ok(Some(chunk)) => {
                 scan.feed(&chunk);
                 let decoded = watch.feed(&chunk, id);
-                if let Err(e) = client.stream_chunk(chunk).await {
+                // The answer is in and the upstream's body is over: the last piece and the end
+                // of our response go out together.
+                let last = decoded.is_ok() && watch.answered && resp.ended();
+                let written = if last { client.stream_last(chunk).await } else { client.stream_chunk(chunk).await };
+                if let Err(e) = written {
                     return Attempt::Broken(CallError::Unavailable {
                         reason: format!("client went away: {e}"),
                         never_sent: false,
@@ -565,6 +569,10 @@ async fn stream(
                 }
                 if let Err(why) = decoded {
                     break Some(CallError::Protocol(why));
+                }
+                if last {
+                    resp.release().await;
+                    return Attempt::Answered(scan.outcome().into());
                 }
             }
             Ok(None) if watch.answered => break None,

@@ -24,6 +24,13 @@ pub trait Replier {
     /// Ends a streamed response.
     async fn stream_end(&mut self) -> pingora_core::Result<()>;
 
+    /// Writes the last piece of a streamed response and ends it (in one write where the
+    /// connection allows).
+    async fn stream_last(&mut self, chunk: Bytes) -> pingora_core::Result<()> {
+        self.stream_chunk(chunk).await?;
+        self.stream_end().await
+    }
+
     /// Resolves when the client went away (closed, or sent bytes where none may come): in
     /// 2026-07-28 that cancels the call.
     async fn gone(&mut self);

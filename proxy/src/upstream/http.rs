@@ -463,6 +463,8 @@ pub struct Response {
     /// The connection and what was read from it past the head.
     conn: Option<(Stream, BytesMut)>,
     decoder: BodyDecoder,
+    /// A piece of the body decoded ahead by [`Response::ended`], for the next [`Response::chunk`].
+    ahead: Option<Bytes>,
     head: ResponseHead,
     key: u64,
     client: Arc<HttpClient>,
@@ -509,6 +511,7 @@ impl HttpClient {
                     return Ok(Response {
                         status: head.status,
                         decoder: BodyDecoder::new(head.framing),
+                        ahead: None,
                         head,
                         conn: Some((stream, buf)),
                         key: resolved.key,
@@ -605,6 +608,9 @@ impl Response {
 
     /// The next body chunk, `None` at the end. Each wait is bounded by the idle timeout.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, HttpError> {
+        if let Some(data) = self.ahead.take() {
+            return Ok(Some(data));
+        }
         loop {
             let Some((stream, buf)) = self.conn.as_mut() else { return Ok(None) };
             match self.decoder.decode(buf) {
@@ -633,6 +639,24 @@ impl Response {
                 Ok(_) => {}
                 Err(e) => return Err(self.io(e.to_string())),
             }
+        }
+    }
+
+    /// Whether the body is over, as far as the bytes already read show (no wait): a relay then
+    /// ends its own response in the same write as the last piece.
+    pub fn ended(&mut self) -> bool {
+        if self.ahead.is_some() {
+            return false;
+        }
+        let Some((_, buf)) = self.conn.as_mut() else { return true };
+        match self.decoder.decode(buf) {
+            Ok(Some(data)) => {
+                self.ahead = Some(data);
+                false
+            }
+            Ok(None) => self.decoder.done(),
+            // The next `chunk` meets the same error and reports it.
+            Err(_) => false,
         }
     }
 
@@ -826,6 +850,24 @@ mod tests {
         }
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1, "one connection carried all three");
         assert_eq!(client.idle.count(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_end_of_a_body_is_seen_without_waiting_and_nothing_is_lost_looking() {
+        let reply = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        let (addr, _) = scripted_server(reply, false).await;
+        let endpoint = Endpoint::parse(&format!("http://{addr}/mcp")).expect("url");
+        let client = Arc::new(HttpClient::default());
+        let mut resp = client.send(&endpoint, &request(false), &quick()).await.expect("reply");
+        // The whole reply arrived with the head (one write by the server).
+        let first = resp.chunk().await.expect("ok").expect("a piece");
+        assert_eq!(first.as_ref(), b"abc");
+        assert!(!resp.ended(), "a piece is still buffered");
+        assert_eq!(resp.chunk().await.expect("ok").expect("the piece looked ahead").as_ref(), b"de");
+        assert!(resp.ended(), "the last-chunk marker is in the buffer");
+        assert!(resp.chunk().await.expect("ok").is_none());
+        resp.release().await;
+        assert_eq!(client.idle.count(), 1, "an ended body leaves its connection reusable");
     }
 
     #[tokio::test]

@@ -176,3 +176,24 @@ async def test_a_client_that_closes_after_its_head_leaves_the_gateway_serving(gw
         s.sendall(call("fx__echo", "alive", 33))
         status, headers, body = r.response()
         assert answer(body, headers)["result"]["content"][0]["text"] == "alive", body
+
+
+async def test_a_streamed_reply_keeps_every_event_and_the_connection(gw):
+    """An SSE reply (progress, then the result) relayed by the express path: each event in
+    order, the chunked body properly ended (its end goes out with the last piece), and the
+    connection carries the next request."""
+    s, r = connect(gw)
+    with s:
+        body = json.dumps({"jsonrpc": "2.0", "id": 51, "method": "tools/call",
+                           "params": {"name": "fx__slow", "arguments": {"seconds": 0.2},
+                                      "_meta": {**META, "progressToken": "p51"}}}).encode()
+        s.sendall(call("fx__echo", "x", 51).split(b"Content-Length")[0].replace(b"fx__echo", b"fx__slow")
+                  + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        status, headers, raw = r.response()
+        assert status == 200 and headers["content-type"].startswith("text/event-stream"), (headers, raw)
+        events = [json.loads(line[5:]) for line in raw.decode().splitlines() if line.startswith("data:")]
+        assert events[0]["method"] == "notifications/progress", events
+        assert events[-1]["id"] == 51 and events[-1]["result"]["content"][0]["text"] == "slept 0.2", events
+        s.sendall(call("fx__echo", "next", 52))
+        status, headers, body = r.response()
+        assert answer(body, headers)["result"]["content"][0]["text"] == "next", body
