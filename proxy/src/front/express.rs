@@ -114,6 +114,7 @@ impl HttpFront {
                 }
             }
         };
+        let arrived = std::time::Instant::now();
         let snap = self.state.snapshot();
         let Some(plan) = self.plain(conn.head.view(&conn.buf[..len]), &snap) else {
             let extent = content_length(conn.head.view(&conn.buf[..len])).and_then(|n| n.checked_add(len));
@@ -142,6 +143,7 @@ impl HttpFront {
         };
         // Committed: from here on the request is this path's to answer.
         let mut ctx = RequestCtx::new(snap.clone());
+        ctx.started = arrived;
         ctx.endpoint = "mcp";
         ctx.inflight = Some(self.state.begin_request());
         ctx.era = Some(Era::Modern);
