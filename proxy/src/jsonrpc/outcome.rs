@@ -52,9 +52,24 @@ enum Top {
 
 impl JsonScan {
     fn feed(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.byte(b);
+        let mut at = 0;
+        while at < bytes.len() {
+            if self.in_value_string() {
+                // Nothing inside a value string matters but where it ends: jump there.
+                match memchr::memchr2(b'"', b'\\', &bytes[at..]) {
+                    Some(skip) => at += skip,
+                    None => return,
+                }
+            }
+            self.byte(bytes[at]);
+            at += 1;
         }
+    }
+
+    /// Inside a string that is not a key, past any escape: its bytes change nothing until the
+    /// next quote or backslash (most of a reply's bytes are such strings: its text content).
+    fn in_value_string(&self) -> bool {
+        self.in_string && !self.escaped && !self.reading_key
     }
 
     fn byte(&mut self, b: u8) {
@@ -179,7 +194,19 @@ impl ReplyScan {
             self.json.feed(chunk);
             return;
         }
-        for &b in chunk {
+        let mut at = 0;
+        while at < chunk.len() {
+            if self.data_line && self.json.in_value_string() {
+                // As in `JsonScan::feed`, with the line's end as a third stop.
+                let skip = memchr::memchr3(b'"', b'\\', b'\n', &chunk[at..]).unwrap_or(chunk.len() - at);
+                self.col += skip;
+                at += skip;
+                if at == chunk.len() {
+                    return;
+                }
+            }
+            let b = chunk[at];
+            at += 1;
             if b == b'\n' {
                 if self.col == 0 {
                     // A blank line ends the event.
@@ -259,6 +286,43 @@ mod tests {
         assert_eq!(scan(tricky, false), Outcome::Result);
         let nested = r#"{"result":{"content":[{"isError":true}],"meta":{"error":true}},"id":1}"#;
         assert_eq!(scan(nested, false), Outcome::Result);
+    }
+
+    #[test]
+    fn long_strings_are_skipped_to_their_end_and_no_further() {
+        let text = "lorem \\\" ipsum \\\\".repeat(40);
+        let body = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{{"content":[{{"text":"{text}"}}],"isError":true}}}}"#);
+        assert_eq!(scan(&body, false), Outcome::ToolError);
+        assert_eq!(scan(&format!("data: {body}\n\n"), true), Outcome::ToolError);
+        let body = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{{"note":"{text} \"isError\":true"}}}}"#);
+        assert_eq!(scan(&body, false), Outcome::Result, "a key inside a long string is not a key");
+        let stream = format!("data: {{\"id\":1,\"result\":{{\"a\":\"{text}\r\ndata: x\",\"isError\":true}}}}\n\n");
+        assert_eq!(scan(&stream, true), Outcome::ToolError, "a string continued on the next data line");
+    }
+
+    /// The skipping scan against a byte-at-a-time one, on random streams made of the bytes and
+    /// words the scan reacts to.
+    #[test]
+    fn skipping_changes_no_outcome() {
+        const PIECES: [&str; 16] =
+            ["\"", "\\", "{", "}", "[", "]", ":", ",", "\n", "\r", " ", "data:", "result", "error", "isError", "true"];
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..3000 {
+            let mut text = String::new();
+            for _ in 0..40 {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                text.push_str(PIECES[(seed >> 60) as usize]);
+            }
+            for sse in [false, true] {
+                let mut bytewise = ReplyScan::new(sse);
+                for b in text.bytes() {
+                    bytewise.feed(&[b]);
+                }
+                let mut skipping = ReplyScan::new(sse);
+                skipping.feed(text.as_bytes());
+                assert_eq!(skipping.outcome(), bytewise.outcome(), "sse={sse}: {text:?}");
+            }
+        }
     }
 
     #[test]
