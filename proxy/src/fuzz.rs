@@ -5,11 +5,14 @@
 //! (coverage-guided, nightly) for longer runs.
 
 use pingora_http::RequestHeader;
+use serde_json::value::RawValue;
+use serde_json::Value;
 
 use crate::front::checks;
 use crate::jsonrpc::code;
 use crate::jsonrpc::outcome::ReplyScan;
 use crate::jsonrpc::parse::{span_in, Envelope, ParamsHead};
+use crate::jsonrpc::splice;
 use crate::jsonrpc::sse;
 use crate::proto::headers::{check_modern, decode_header_value, encode_header_value};
 use crate::routing::index::UriTemplate;
@@ -46,9 +49,60 @@ pub fn jsonrpc(data: &[u8]) {
                     }
                 }
                 let _ = head.protocol_version();
+                if let Some(params) = env.params {
+                    spliced_request(params, &head);
+                }
+            }
+            if let (Some(id), Some(result)) = (env.id, env.result) {
+                spliced_response(id, result);
             }
         }
     }
+}
+
+/// The envelope spliced into any params the borrowed parse accepted gives valid JSON, which reads
+/// as the same params plus the envelope; the quick tree check misses nothing serde_json refuses.
+fn spliced_request(params: &RawValue, head: &ParamsHead<'_>) {
+    let text = params.get().as_bytes();
+    let tree = serde_json::from_str::<Value>(params.get());
+    assert!(tree.is_ok() || splice::may_not_make_a_tree(text), "the quick check missed {}", params.get());
+    let meta = head.meta.as_ref().and_then(|m| m.raw).and_then(|m| span_in(text, m.get()));
+    let Some(slot) = splice::meta_slot(text, meta) else { return };
+    let out = splice::modern_request(9, "tools/call", text, 0..0, &slot, br#""k":1"#).expect("offsets fit");
+    let out = valid_json(out);
+    if let Ok(mut want) = tree {
+        match want.get_mut("_meta").and_then(Value::as_object_mut) {
+            Some(m) if !m.contains_key("k") => drop(m.insert("k".into(), 1.into())),
+            Some(_) => return, // a key the envelope repeats: JSON keeps the last, serde the first
+            None => want["_meta"] = serde_json::json!({"k": 1}),
+        }
+        let spliced: Value = serde_json::from_str(&out).expect("a tree, as the params make one");
+        assert_eq!(spliced["params"], want, "only the envelope was added");
+    }
+}
+
+/// A result re-addressed as bytes is valid JSON, and reads as the tree path's result.
+fn spliced_response(id: &RawValue, result: &RawValue) {
+    let Some(out) = splice::legacy_response(id, result.get()) else { return };
+    let out = valid_json(out);
+    if let Ok(tree) = serde_json::from_str::<Value>(result.get()) {
+        let want = crate::mcp::hub::finish_result(tree, crate::proto::protocol::Era::Legacy);
+        // (The id is the client's, echoed as sent: a tree of it is not the point.)
+        #[derive(serde::Deserialize)]
+        struct Response {
+            result: Value,
+        }
+        let spliced: Response = serde_json::from_str(&out).expect("a tree, as the result makes one");
+        assert_eq!(spliced.result, want, "the splice and the tree agree on {}", result.get());
+    }
+}
+
+/// `out` as text, checked to be valid JSON (what the borrowed parse accepts).
+fn valid_json(out: Vec<u8>) -> String {
+    let out = String::from_utf8(out).expect("UTF-8 in, UTF-8 out");
+    let valid = serde_json::from_str::<&RawValue>(&out);
+    assert!(valid.is_ok(), "{valid:?}: {out}");
+    out
 }
 
 /// An upstream's SSE stream, in chunks of sizes the input chooses: the decoder keeps events within

@@ -1,5 +1,5 @@
-//! The express path: a modern `tools/call` or `prompts/get` read, checked and answered on the
-//! connection itself, without Pingora's HTTP session. The head is parsed once into views over
+//! The express path: a `tools/call` or `prompts/get` (modern, or in a legacy session) read,
+//! checked and answered on the connection itself, without Pingora's HTTP session. The head is parsed once into views over
 //! the connection's read buffer (`front::request_head`), the body is the next `Content-Length`
 //! bytes of the same buffer (no copy), and the answer goes out with one write.
 //!
@@ -28,7 +28,7 @@ use super::request_head::{HeadView, RequestHead, Scan, MAX_HEAD};
 use crate::jsonrpc::parse::{Envelope, Kind, ParamsHead};
 use crate::proto::fields::Fields;
 use crate::proto::headers::check_modern;
-use crate::proto::protocol::{Era, MODERN_VERSION};
+use crate::proto::protocol::{Era, LEGACY_VERSIONS, MODERN_VERSION};
 use crate::state::Phase;
 use crate::telemetry::metrics::Limit;
 
@@ -138,7 +138,7 @@ impl HttpFront {
         let request = conn.buf.split_to(len + plan.body_len).freeze();
         let body = request.slice(len..);
         let view = conn.head.view(&request[..len]);
-        let Some((route, principal)) = self.route(view, &snap, &plan, &body).await else {
+        let Some((route, principal, method)) = self.route(view, &snap, &plan, &body).await else {
             return Served::Declined(request);
         };
         // Committed: from here on the request is this path's to answer.
@@ -146,11 +146,11 @@ impl HttpFront {
         ctx.started = arrived;
         ctx.endpoint = "mcp";
         ctx.inflight = Some(self.state.begin_request());
-        ctx.era = Some(Era::Modern);
-        ctx.method = crate::telemetry::metrics::method_label(plan.method);
+        ctx.era = Some(plan.era);
+        ctx.method = crate::telemetry::metrics::method_label(method);
         ctx.fast_path = true;
         ctx.principal = Some(principal);
-        self.state.metrics.request(ctx.method, Era::Modern.as_str());
+        self.state.metrics.request(ctx.method, plan.era.as_str());
         let keep = !*shutdown.borrow();
         let mut client = Client::new(stream, &mut conn.buf, limits.client_write_timeout, keep);
         let served = super::http::guarded(route.run(&self.state, &mut client)).await;
@@ -158,7 +158,7 @@ impl HttpFront {
         let error = served.as_ref().err().map(|e| &**e);
         if let Some(e) = error {
             if client.status == 0 {
-                let _ = client.whole(super::http::error_status(e), "text/plain", Bytes::new()).await;
+                let _ = client.whole(super::http::error_status(e), "text/plain", &[], Bytes::new()).await;
             }
             if matches!(e.etype(), ErrorType::WriteTimedout) {
                 self.state.metrics.limit_hit(Limit::SlowReader);
@@ -200,9 +200,14 @@ impl HttpFront {
         }
         let header_bytes: usize = head.all().map(|(n, v)| n.len() + v.len() + 4).sum();
         let accepts = accepts(&head);
-        let method = match head.text("mcp-method")? {
-            "tools/call" => "tools/call",
-            "prompts/get" => "prompts/get",
+        // A modern call names its method in the head; a legacy one only in its body, read next.
+        let (era, method) = match head.text("mcp-protocol-version")? {
+            MODERN_VERSION => match head.text("mcp-method")? {
+                "tools/call" => (Era::Modern, Some("tools/call")),
+                "prompts/get" => (Era::Modern, Some("prompts/get")),
+                _ => return None,
+            },
+            v if LEGACY_VERSIONS.contains(&v) && head.first("mcp-session-id").is_some() => (Era::Legacy, None),
             _ => return None,
         };
         let plain = header_bytes <= settings.limits.max_header_bytes
@@ -211,29 +216,48 @@ impl HttpFront {
             && is_json_body(&head)
             && accepts.json
             && accepts.sse
-            && head.text("mcp-protocol-version") == Some(MODERN_VERSION)
             && !snap.rate_limits.active();
-        plain.then_some(Plan { door, body_len, method, accepts })
+        plain.then_some(Plan { door, body_len, era, method, accepts })
     }
 
-    /// The fast route of a plain request whose body is in, with its caller; `None` declines it
-    /// (nothing was recorded about it yet).
+    /// The fast route of a plain request whose body is in, with its caller and method; `None`
+    /// declines it (nothing was recorded about it yet).
     async fn route(
         &self,
         head: HeadView<'_>,
         snap: &Arc<crate::state::Snapshot>,
         plan: &Plan,
         body: &Bytes,
-    ) -> Option<(fast::FastRoute, Arc<crate::auth::Principal>)> {
+    ) -> Option<(fast::FastRoute, Arc<crate::auth::Principal>, &'static str)> {
         let (env, kind) = Envelope::parse(body).ok()?;
-        if kind != Kind::Request || env.method_str() != plan.method {
+        let method = match env.method_str() {
+            "tools/call" => "tools/call",
+            "prompts/get" => "prompts/get",
+            _ => return None,
+        };
+        if kind != Kind::Request || plan.method.is_some_and(|m| m != method) {
             return None;
         }
         let params = ParamsHead::parse(env.params).ok()?;
-        check_modern(&head, plan.method, &params, MODERN_VERSION).ok()?;
+        if plan.era == Era::Modern {
+            check_modern(&head, method, &params, MODERN_VERSION).ok()?;
+        }
         let principal = plan.door.authenticate(&head).await.ok()?;
-        let route = fast::route(&self.state, snap, &env, &params, body, &head, plan.accepts, &principal)?;
-        Some((route, principal))
+        let session = match plan.era {
+            Era::Modern => None,
+            Era::Legacy => Some(super::mcp::session_of(&self.server, head.text("mcp-session-id")?, &principal)?),
+        };
+        let call = fast::Call {
+            env: &env,
+            head: &params,
+            body,
+            fields: &head,
+            accepts: plan.accepts,
+            principal: &principal,
+            session: session.as_ref(),
+        };
+        let route = fast::route(&self.state, snap, call)?;
+        Some((route, principal, method))
     }
 }
 
@@ -241,7 +265,9 @@ impl HttpFront {
 struct Plan {
     door: Arc<crate::auth::Security>,
     body_len: usize,
-    method: &'static str,
+    era: Era,
+    /// The method the head names (a modern request's `Mcp-Method`).
+    method: Option<&'static str>,
     accepts: super::checks::Accepts,
 }
 
@@ -305,7 +331,13 @@ impl<'s> Client<'s> {
 }
 
 impl Replier for Client<'_> {
-    async fn whole(&mut self, status: u16, content_type: &str, body: Bytes) -> pingora_core::Result<()> {
+    async fn whole(
+        &mut self,
+        status: u16,
+        content_type: &str,
+        extra: &[(&'static str, String)],
+        body: Bytes,
+    ) -> pingora_core::Result<()> {
         let mut out = BytesMut::with_capacity(160 + if body.len() <= COALESCE { body.len() } else { 0 });
         self.head(&mut out, status);
         if !body.is_empty() {
@@ -316,6 +348,7 @@ impl Replier for Client<'_> {
         out.extend_from_slice(b"content-length: ");
         put_number(&mut out, body.len(), 10);
         out.extend_from_slice(b"\r\ncache-control: no-store\r\n");
+        put_fields(&mut out, extra);
         self.end_head(&mut out);
         self.status = status;
         if body.len() <= COALESCE {
@@ -328,12 +361,12 @@ impl Replier for Client<'_> {
         Ok(())
     }
 
-    async fn stream_head(&mut self, status: u16) -> pingora_core::Result<()> {
-        let mut out = BytesMut::with_capacity(192);
+    async fn stream_head(&mut self, status: u16, extra: &[(&'static str, String)]) -> pingora_core::Result<()> {
+        let mut out = BytesMut::with_capacity(224);
         self.head(&mut out, status);
-        out.extend_from_slice(
-            b"content-type: text/event-stream\r\ncache-control: no-cache, no-transform\r\ntransfer-encoding: chunked\r\n",
-        );
+        out.extend_from_slice(b"content-type: text/event-stream\r\ncache-control: no-cache, no-transform\r\n");
+        out.extend_from_slice(b"x-accel-buffering: no\r\ntransfer-encoding: chunked\r\n");
+        put_fields(&mut out, extra);
         self.end_head(&mut out);
         self.status = status;
         self.pending = out;
@@ -387,6 +420,16 @@ impl Replier for Client<'_> {
             }
         }
         std::future::pending().await
+    }
+}
+
+/// Appends header fields (the gateway's own names and values: no control characters).
+fn put_fields(out: &mut BytesMut, fields: &[(&'static str, String)]) {
+    for (name, value) in fields {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
 }
 

@@ -28,7 +28,7 @@ const KEEP_ALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The HTTP front door.
 pub struct HttpFront {
-    server: Arc<McpServer>,
+    pub(super) server: Arc<McpServer>,
     /// The server's gateway state (health, metrics, limits).
     pub(super) state: Arc<AppState>,
     connections: ConnectionGate,

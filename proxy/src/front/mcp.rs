@@ -19,6 +19,7 @@ use super::cors;
 use super::detached::{DetachedStream, Feed, KEEP_ALIVE_EVERY};
 use super::fast;
 use super::http::RequestCtx;
+use super::replier::Replier;
 use super::reply::Reply;
 use super::respond;
 use crate::auth::{self, Principal, Refusal, Security};
@@ -42,7 +43,7 @@ const RECONNECT_DELAY_MS: u64 = 1000;
 /// cancellation in the 2025-xx protocol (the client may resume with `Last-Event-ID`), but a
 /// request nobody comes back for within this time is cancelled (`notifications/cancelled`
 /// upstream) instead of running until the upstream's timeout.
-const RESUME_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+pub(super) const RESUME_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What the `MCP-Protocol-Version` header says.
 enum VersionHeader {
@@ -314,11 +315,31 @@ async fn post(
             respond::send(session, 202, "application/json", &[], Bytes::new()).await?;
             return Ok(());
         }
-        if let Some(route) = fast::route(state, &snap, &env, &head, &body, session.req_header(), accepts, &principal) {
-            ctx.fast_path = true;
-            drop(env);
-            route.run(state, session).await?;
-            return Ok(());
+    }
+    if kind == Kind::Request {
+        // A legacy call goes fast in its session only: without one, the slow path answers why.
+        let client = match era {
+            Era::Legacy if fast::takes(method) => {
+                header(session, "mcp-session-id").and_then(|sid| session_of(server, sid, &principal))
+            }
+            _ => None,
+        };
+        if era == Era::Modern || client.is_some() {
+            let call = fast::Call {
+                env: &env,
+                head: &head,
+                body: &body,
+                fields: session.req_header(),
+                accepts,
+                principal: &principal,
+                session: client.as_ref(),
+            };
+            if let Some(route) = fast::route(state, &snap, call) {
+                ctx.fast_path = true;
+                drop(env);
+                route.run(state, session).await?;
+                return Ok(());
+            }
         }
     }
     let id: Box<RawValue> = env.id.map(|i| i.to_owned()).unwrap_or_else(|| null_id().to_owned());
@@ -526,41 +547,67 @@ struct LegacyWork {
 /// legacy protocol a dropped connection does not cancel a request (`notifications/cancelled`
 /// does), and the client may come back for the rest with `Last-Event-ID`.
 async fn produce_legacy(server: Arc<McpServer>, snap: Arc<Snapshot>, work: LegacyWork, buf: Arc<ReplyBuffer>) {
-    let _inflight = server.state.begin_request();
-    let LegacyWork { ctx, id, method, params, mut tracked } = work;
-    let Some(client) = ctx.session.clone() else { return };
-    let (tx, mut rx) = mpsc::channel::<CallEvent>(64);
-    let work = hub::request(&server, &snap, &ctx, &method, params, Some(tx));
+    let LegacyWork { ctx, id, method, params, tracked } = work;
+    let (tx, rx) = mpsc::channel::<CallEvent>(64);
+    let request = hub::request(&server, &snap, &ctx, &method, params, Some(tx));
+    let mut tracked = tracked;
+    let outcome = produce_into(&server.state, &ctx, request, rx, &mut tracked.cancelled, &buf).await;
+    if let Some(client) = &ctx.session {
+        client.untrack(id.get());
+    }
+    drop(tracked);
+    hub::end_trace(&ctx, outcome.as_ref());
+    answer_into(&buf, &id, outcome);
+}
+
+/// Runs `work`, a legacy request, relaying the messages it sends meanwhile (`events`) into the
+/// reply buffer, until it ends, the client cancels it or nobody has read the reply for
+/// [`RESUME_GRACE`]; `None` when it was cancelled (`cancelled` resolved).
+pub(super) async fn produce_into(
+    state: &Arc<AppState>,
+    ctx: &ClientCtx,
+    work: impl std::future::Future<Output = Result<Value, RpcError>>,
+    mut events: mpsc::Receiver<CallEvent>,
+    cancelled: impl std::future::Future,
+    buf: &ReplyBuffer,
+) -> Option<Result<Value, RpcError>> {
+    let _inflight = state.begin_request();
     tokio::pin!(work);
+    tokio::pin!(cancelled);
     let outcome = loop {
         tokio::select! {
             out = &mut work => break Some(out),
-            Some(ev) = rx.recv() => {
-                if let Some(bytes) = hub::relay_event(&ctx, ev) {
+            Some(ev) = events.recv() => {
+                if let Some(bytes) = hub::relay_event(ctx, ev) {
                     if buf.push(Bytes::from(bytes)) {
-                        server.state.metrics.limit_hit(Limit::ReplayBuffer);
+                        state.metrics.limit_hit(Limit::ReplayBuffer);
                     }
                 }
             }
-            _ = &mut tracked.cancelled => break None,
+            _ = &mut cancelled => break None,
             () = buf.orphaned(RESUME_GRACE) => {
-                tracing::debug!(session = %client.audit_id, "no client reads the reply any more; cancelling the request");
+                tracing::debug!(
+                    session = ctx.session.as_ref().map_or("", |s| &*s.audit_id),
+                    "no client reads the reply any more; cancelling the request"
+                );
                 break None;
             }
         }
     };
-    while let Ok(ev) = rx.try_recv() {
-        if let Some(bytes) = hub::relay_event(&ctx, ev) {
+    while let Ok(ev) = events.try_recv() {
+        if let Some(bytes) = hub::relay_event(ctx, ev) {
             let _ = buf.push(Bytes::from(bytes));
         }
     }
-    client.untrack(id.get());
-    drop(tracked);
-    hub::end_trace(&ctx, outcome.as_ref());
+    outcome
+}
+
+/// Ends a legacy reply with the request's outcome (none for a cancelled request).
+pub(super) fn answer_into(buf: &ReplyBuffer, id: &RawValue, outcome: Option<Result<Value, RpcError>>) {
     match outcome {
-        Some(Ok(result)) => buf.answer(Bytes::from(result_bytes(&id, &result))),
-        Some(Err(e)) if e.code == code::SESSION_LOST => buf.answer_with_status(Bytes::from(error_bytes(&id, &e)), 404),
-        Some(Err(e)) => buf.answer(Bytes::from(error_bytes(&id, &e))),
+        Some(Ok(result)) => buf.answer(Bytes::from(result_bytes(id, &result))),
+        Some(Err(e)) if e.code == code::SESSION_LOST => buf.answer_with_status(Bytes::from(error_bytes(id, &e)), 404),
+        Some(Err(e)) => buf.answer(Bytes::from(error_bytes(id, &e))),
         // A cancelled request gets no response.
         None => buf.finish(),
     }
@@ -569,8 +616,8 @@ async fn produce_legacy(server: Arc<McpServer>, snap: Arc<Snapshot>, work: Legac
 /// Writes a legacy reply from its buffer, starting after message `from`: as plain JSON when it is
 /// a lone response the client takes as JSON, otherwise as a resumable SSE stream (event ids, a
 /// priming event for 2025-11-25 clients). Returns when the reply ends or the client goes away.
-async fn serve_reply(
-    session: &mut Session,
+pub(super) async fn serve_reply(
+    out: &mut impl Replier,
     accepts: Accepts,
     client: &ClientSession,
     stream: u64,
@@ -587,7 +634,7 @@ async fn serve_reply(
             let (msgs, end, done, answered) = buf.read_from(0);
             if done && answered && (end == 1 || !accepts.sse) {
                 if let Some(response) = msgs.last() {
-                    return reply.finish(session, buf.status(), response.to_vec()).await;
+                    return reply.finish(out, buf.status(), response.to_vec()).await;
                 }
             }
             if done || (accepts.sse && !msgs.is_empty()) {
@@ -595,12 +642,12 @@ async fn serve_reply(
             }
             tokio::select! {
                 () = buf.changed(end) => {}
-                _ = session.read_body_or_idle(true) => return Ok(()),
+                () = out.gone() => return Ok(()),
             }
         }
     }
     if from == 0 && client.version.as_str() >= LEGACY_VERSIONS[0] {
-        reply.priming(session, &replay::event_id(stream, 0), RECONNECT_DELAY_MS).await?;
+        reply.priming(out, &replay::event_id(stream, 0), RECONNECT_DELAY_MS).await?;
     }
     let mut seen = from;
     let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE_EVERY, KEEP_ALIVE_EVERY);
@@ -610,16 +657,15 @@ async fn serve_reply(
         seen = end - msgs.len();
         for m in msgs {
             seen += 1;
-            reply.event_with_id(session, &replay::event_id(stream, seen), &m).await?;
+            reply.event_with_id(out, &replay::event_id(stream, seen), &m).await?;
         }
         if done {
-            reply.start_stream(session).await?;
-            return reply.end(session).await;
+            return reply.end(out).await;
         }
         tokio::select! {
             () = buf.changed(seen) => {}
-            _ = keep_alive.tick() => reply.keep_alive(session).await?,
-            _ = session.read_body_or_idle(true) => return Ok(()),
+            _ = keep_alive.tick() => reply.keep_alive(out).await?,
+            () = out.gone() => return Ok(()),
         }
     }
 }
@@ -660,7 +706,7 @@ fn client_credential(session: &Session) -> Option<Secret> {
 /// The legacy session `sid`, when `principal` opened it through the same door: to anyone else it
 /// does not exist (a session id that leaked does not let another caller in, nor tells them it is
 /// valid).
-fn session_of(server: &McpServer, sid: &str, principal: &Principal) -> Option<Arc<ClientSession>> {
+pub(super) fn session_of(server: &McpServer, sid: &str, principal: &Principal) -> Option<Arc<ClientSession>> {
     server.sessions.get(sid).filter(|c| c.principal.id == principal.id && c.principal.door == principal.door)
 }
 

@@ -12,11 +12,17 @@ use pingora_http::ResponseHeader;
 // inferred where they are used.
 #[allow(async_fn_in_trait)]
 pub trait Replier {
-    /// Writes a whole response and ends it.
-    async fn whole(&mut self, status: u16, content_type: &str, body: Bytes) -> pingora_core::Result<()>;
+    /// Writes a whole response, with `extra` headers (`Mcp-Session-Id`), and ends it.
+    async fn whole(
+        &mut self,
+        status: u16,
+        content_type: &str,
+        extra: &[(&'static str, String)],
+        body: Bytes,
+    ) -> pingora_core::Result<()>;
 
-    /// Starts a streamed (chunked) SSE response.
-    async fn stream_head(&mut self, status: u16) -> pingora_core::Result<()>;
+    /// Starts a streamed (chunked) SSE response, with `extra` headers.
+    async fn stream_head(&mut self, status: u16, extra: &[(&'static str, String)]) -> pingora_core::Result<()>;
 
     /// Writes one piece of a streamed response.
     async fn stream_chunk(&mut self, chunk: Bytes) -> pingora_core::Result<()>;
@@ -37,16 +43,30 @@ pub trait Replier {
 }
 
 impl Replier for Session {
-    async fn whole(&mut self, status: u16, content_type: &str, body: Bytes) -> pingora_core::Result<()> {
-        super::respond::send(self, status, content_type, &[], body).await
+    async fn whole(
+        &mut self,
+        status: u16,
+        content_type: &str,
+        extra: &[(&'static str, String)],
+        body: Bytes,
+    ) -> pingora_core::Result<()> {
+        if extra.is_empty() {
+            return super::respond::send(self, status, content_type, &[], body).await;
+        }
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        super::respond::send(self, status, content_type, &extra, body).await
     }
 
-    async fn stream_head(&mut self, status: u16) -> pingora_core::Result<()> {
-        let mut h = ResponseHeader::build(status, Some(4))?;
+    async fn stream_head(&mut self, status: u16, extra: &[(&'static str, String)]) -> pingora_core::Result<()> {
+        let mut h = ResponseHeader::build(status, Some(5 + extra.len()))?;
         h.insert_header("content-type", "text/event-stream")?;
         h.insert_header("cache-control", "no-cache, no-transform")?;
+        h.insert_header("x-accel-buffering", "no")?;
         // Framed, so the connection stays usable after the stream ends.
         h.insert_header("transfer-encoding", "chunked")?;
+        for (n, v) in extra {
+            h.insert_header(*n, v.as_str())?;
+        }
         super::cors::decorate(&mut h)?;
         self.write_response_header(Box::new(h)).await
     }

@@ -1,11 +1,12 @@
 //! Writing MCP replies: one JSON body, or an SSE stream (`event: message` framing) when
-//! messages precede the response or the client only accepts SSE.
+//! messages precede the response or the client only accepts SSE. Written against
+//! [`Replier`], so the same reply goes out through Pingora's session or the express path's
+//! own connection.
 
 use bytes::Bytes;
-use pingora_core::protocols::http::ServerSession as Session;
-use pingora_http::ResponseHeader;
 
 use super::checks::Accepts;
+use super::replier::Replier;
 use crate::jsonrpc::sse;
 
 /// One reply in the making.
@@ -27,43 +28,32 @@ impl Reply {
     }
 
     /// Starts the SSE stream (idempotent).
-    pub async fn start_stream(&mut self, session: &mut Session) -> pingora_core::Result<()> {
+    pub async fn start_stream(&mut self, out: &mut impl Replier) -> pingora_core::Result<()> {
         if self.sse {
             return Ok(());
         }
-        let mut h = ResponseHeader::build(200, Some(6 + self.extra.len()))?;
-        h.insert_header("content-type", "text/event-stream")?;
-        h.insert_header("cache-control", "no-cache, no-transform")?;
-        h.insert_header("x-accel-buffering", "no")?;
-        // Framed, so the connection stays usable after the stream ends.
-        h.insert_header("transfer-encoding", "chunked")?;
-        for (n, v) in &self.extra {
-            h.insert_header(*n, v.as_str())?;
-        }
-        super::cors::decorate(&mut h)?;
-        session.write_response_header(Box::new(h)).await?;
+        out.stream_head(200, &self.extra).await?;
         self.sse = true;
         Ok(())
     }
 
     /// Writes one message as an SSE event with an event id (resumable legacy streams). A client
     /// that does not take SSE gets only the final response: messages before it are dropped.
-    pub async fn event_with_id(&mut self, session: &mut Session, id: &str, json: &[u8]) -> pingora_core::Result<()> {
+    pub async fn event_with_id(&mut self, out: &mut impl Replier, id: &str, json: &[u8]) -> pingora_core::Result<()> {
         if !self.accepts.sse {
             return Ok(());
         }
-        self.start_stream(session).await?;
-        session.write_response_body(sse::frame_message_with_id(id, json), false).await
+        self.start_stream(out).await?;
+        out.stream_chunk(sse::frame_message_with_id(id, json)).await
     }
 
     /// Writes the priming event of a resumable stream: an id, the reconnection delay, no data.
-    pub async fn priming(&mut self, session: &mut Session, id: &str, retry_ms: u64) -> pingora_core::Result<()> {
+    pub async fn priming(&mut self, out: &mut impl Replier, id: &str, retry_ms: u64) -> pingora_core::Result<()> {
         if !self.accepts.sse {
             return Ok(());
         }
-        self.start_stream(session).await?;
-        let event = format!("id: {id}\nretry: {retry_ms}\ndata: \n\n");
-        session.write_response_body(Bytes::from(event), false).await
+        self.start_stream(out).await?;
+        out.stream_chunk(Bytes::from(format!("id: {id}\nretry: {retry_ms}\ndata: \n\n"))).await
     }
 
     /// Whether a lone response would be written as plain JSON.
@@ -73,45 +63,40 @@ impl Reply {
 
     /// Writes one message as an SSE event (starting the stream if needed). A client that does not
     /// take SSE gets only the final response: messages before it are dropped.
-    pub async fn event(&mut self, session: &mut Session, json: &[u8]) -> pingora_core::Result<()> {
+    pub async fn event(&mut self, out: &mut impl Replier, json: &[u8]) -> pingora_core::Result<()> {
         if !self.accepts.sse {
             return Ok(());
         }
-        self.start_stream(session).await?;
-        session.write_response_body(sse::frame_message(json), false).await
+        self.start_stream(out).await?;
+        out.stream_chunk(sse::frame_message(json)).await
     }
 
     /// Writes a keep-alive comment on a started stream.
-    pub async fn keep_alive(&mut self, session: &mut Session) -> pingora_core::Result<()> {
+    pub async fn keep_alive(&mut self, out: &mut impl Replier) -> pingora_core::Result<()> {
         if self.sse {
-            session.write_response_body(Bytes::from_static(sse::KEEP_ALIVE), false).await?;
+            out.stream_chunk(Bytes::from_static(sse::KEEP_ALIVE)).await?;
         }
         Ok(())
     }
 
     /// Writes the final message and ends the reply. `status` applies to a plain JSON reply.
-    pub async fn finish(mut self, session: &mut Session, status: u16, json: Vec<u8>) -> pingora_core::Result<()> {
-        if !self.sse && self.accepts.json && !self.accepts.prefer_sse {
-            let mut h = ResponseHeader::build(status, Some(3 + self.extra.len()))?;
-            h.insert_header("content-type", "application/json")?;
-            h.insert_header("content-length", json.len())?;
-            for (n, v) in &self.extra {
-                h.insert_header(*n, v.as_str())?;
-            }
-            super::cors::decorate(&mut h)?;
-            session.write_response_header(Box::new(h)).await?;
-            return session.write_response_body(Bytes::from(json), true).await;
+    pub async fn finish(mut self, out: &mut impl Replier, status: u16, json: Vec<u8>) -> pingora_core::Result<()> {
+        if self.plain_json() {
+            return out.whole(status, "application/json", &self.extra, Bytes::from(json)).await;
         }
-        self.event(session, &json).await?;
-        session.write_response_body(Bytes::new(), true).await
+        self.start_stream(out).await?;
+        if self.accepts.sse {
+            out.stream_last(sse::frame_message(&json)).await
+        } else {
+            // Only a stream started already gets here for such a client: no event on it.
+            out.stream_end().await
+        }
     }
 
-    /// Ends a started stream without a final message (cancelled requests, closed streams).
-    pub async fn end(self, session: &mut Session) -> pingora_core::Result<()> {
-        if self.sse {
-            session.write_response_body(Bytes::new(), true).await
-        } else {
-            session.respond_error(204).await
-        }
+    /// Ends the stream without a final message (cancelled requests, closed streams), starting it
+    /// first if it has not started.
+    pub async fn end(mut self, out: &mut impl Replier) -> pingora_core::Result<()> {
+        self.start_stream(out).await?;
+        out.stream_end().await
     }
 }

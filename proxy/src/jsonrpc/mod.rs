@@ -7,6 +7,7 @@
 pub mod lines;
 pub mod outcome;
 pub mod parse;
+pub mod splice;
 pub mod sse;
 
 use serde_json::value::RawValue;

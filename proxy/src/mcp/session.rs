@@ -55,6 +55,8 @@ pub struct ClientSession {
     pub capabilities: Value,
     /// The client's `clientInfo`.
     pub client_info: Value,
+    /// What a modern upstream is told about the client on each request, rendered once.
+    envelope: std::sync::OnceLock<Box<str>>,
     log_level: Mutex<Option<String>>,
     stream: Mutex<Option<mpsc::Sender<Bytes>>>,
     backlog: Mutex<VecDeque<Bytes>>,
@@ -87,6 +89,7 @@ impl ClientSession {
             version,
             capabilities,
             client_info,
+            envelope: std::sync::OnceLock::new(),
             log_level: Mutex::new(None),
             stream: Mutex::new(None),
             backlog: Mutex::new(VecDeque::new()),
@@ -154,6 +157,34 @@ impl ClientSession {
         {
             let mut pins = self.pins.lock();
             pins.retain(|p| p.group != group);
+        }
+    }
+
+    /// The members of the `_meta` a modern upstream gets on this client's requests, as JSON text
+    /// without braces: what `upstream::remote::with_modern_meta` adds for [`Self::caller`] (the
+    /// fast path splices it into the request's bytes).
+    pub fn modern_envelope(&self) -> std::borrow::Cow<'_, str> {
+        use crate::proto::protocol::meta;
+        let fixed = self.envelope.get_or_init(|| {
+            let text = |v: &Value| serde_json::to_string(v).unwrap_or_else(|_| "null".into());
+            format!(
+                r#""{}":"{}","{}":{},"{}":{}"#,
+                meta::PROTOCOL_VERSION,
+                crate::proto::protocol::MODERN_VERSION,
+                meta::CLIENT_CAPABILITIES,
+                text(&self.capabilities),
+                meta::CLIENT_INFO,
+                text(&self.client_info),
+            )
+            .into()
+        });
+        match self.log_level.lock().as_deref() {
+            None => std::borrow::Cow::Borrowed(fixed),
+            Some(level) => std::borrow::Cow::Owned(format!(
+                r#"{fixed},"{}":{}"#,
+                meta::LOG_LEVEL,
+                serde_json::to_string(level).unwrap_or_else(|_| "null".into())
+            )),
         }
     }
 
@@ -510,6 +541,23 @@ mod tests {
         assert!(store.remove(&a.id).is_some());
         assert!(store.get(&a.id).is_none());
         assert!(store.by_audit_id(&a.audit_id).is_none());
+    }
+
+    #[test]
+    fn the_modern_envelope_is_what_a_modern_upstream_is_told() {
+        let store = store(2, 2);
+        let caps = serde_json::json!({"roots": {"listChanged": true}});
+        let info = serde_json::json!({"name": "c\"1", "version": "2"});
+        let s = store.create("2025-11-25".into(), caps, info, None, Principal::local()).expect("s");
+        let told = |s: &ClientSession| {
+            let text = format!("{{{}}}", s.modern_envelope());
+            serde_json::from_str::<Value>(&text).expect("JSON")
+        };
+        let want = |s: &ClientSession| crate::upstream::remote::with_modern_meta(serde_json::json!({}), &s.caller());
+        assert_eq!(told(&s), want(&s)["_meta"]);
+        s.set_log_level("warning");
+        assert_eq!(told(&s), want(&s)["_meta"], "the log level set since");
+        assert_eq!(told(&s)[crate::proto::protocol::meta::LOG_LEVEL], "warning");
     }
 
     #[test]

@@ -245,16 +245,22 @@ impl Inner {
     pub(super) async fn status_error(&self, resp: Response) -> CallError {
         let status = resp.status;
         let body = resp.body(MAX_ERROR_BODY).await.unwrap_or_default();
-        if let Ok(msg) = serde_json::from_slice::<Value>(&body) {
-            if let Some(err) = msg.get("error").filter(|e| e.is_object()) {
-                return CallError::Rpc(RpcError::from_value(err));
-            }
+        status_failure(status, &body)
+    }
+}
+
+/// The error a reply with failure `status` and `body` stands for: the JSON-RPC error in the body
+/// if there is one, else the status and the start of the body.
+pub fn status_failure(status: u16, body: &[u8]) -> CallError {
+    if let Ok(msg) = serde_json::from_slice::<Value>(body) {
+        if let Some(err) = msg.get("error").filter(|e| e.is_object()) {
+            return CallError::Rpc(RpcError::from_value(err));
         }
-        let text = String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_owned();
-        CallError::Unavailable {
-            reason: format!("HTTP {status}{}{text}", if text.is_empty() { "" } else { ": " }),
-            never_sent: false,
-        }
+    }
+    let text = String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_owned();
+    CallError::Unavailable {
+        reason: format!("HTTP {status}{}{text}", if text.is_empty() { "" } else { ": " }),
+        never_sent: false,
     }
 }
 

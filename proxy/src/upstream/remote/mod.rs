@@ -31,6 +31,7 @@ mod lease;
 mod listen;
 mod session;
 
+pub use exchange::status_failure;
 use exchange::Extra;
 
 use http_sse::SseSession;
@@ -203,6 +204,28 @@ impl Remote {
     /// Largest reply body accepted.
     pub fn max_body(&self) -> usize {
         self.inner.max_body
+    }
+
+    /// A new id for a request to this upstream (the fast path's re-addressed legacy calls).
+    pub fn next_request_id(&self) -> u64 {
+        self.inner.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Reads the rest of a reply the fast path handed over (an SSE stream) as the gateway's own
+    /// calls read theirs: what comes before the response to request `id` goes to `events`
+    /// (`credential` is the client's, for resuming the stream).
+    pub async fn read_handed_over(
+        &self,
+        resp: super::http::Response,
+        id: u64,
+        credential: Option<&Secret>,
+        events: Events,
+    ) -> Result<Value, CallError> {
+        match self.inner.read_reply(resp, id, None, credential, &events).await {
+            Ok(v) => Ok(v),
+            Err(Exchange::Failed(e)) => Err(e),
+            Err(Exchange::Expired) => Err(CallError::Protocol("404 from a stateless upstream".into())),
+        }
     }
 
     /// One request to the upstream, in whatever mode it speaks.

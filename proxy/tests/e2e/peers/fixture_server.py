@@ -79,6 +79,13 @@ def trace_context(ctx: Context) -> str:
 
 
 @mcp.tool()
+def request_meta(ctx: Context) -> str:
+    """The `_meta` this call arrived with, and the JSON-RPC id it was sent under (JSON)."""
+    rc = ctx.request_context
+    return json.dumps({"meta": dict((rc.params or {}).get("_meta") or {}), "id": ctx.request_id})
+
+
+@mcp.tool()
 def authorization(ctx: Context) -> str:
     """The Authorization header this call arrived with (empty when none)."""
     request = getattr(ctx.request_context, "request", None)

@@ -1,12 +1,5 @@
-//! The fast path: a modern `tools/call` or `prompts/get` for a modern HTTP upstream is passed
-//! through without building a JSON tree. The body was already validated against the headers; the
-//! only change made to it is cutting the tool prefix out of `params.name` (a byte splice). The
-//! reply's bytes go back untouched: a JSON reply is read whole first (so a failed attempt can
-//! still go to another group member, and the client gets one write), an SSE reply streams.
-//!
-//! The exchange uses the gateway's own upstream client (`upstream::http`: Pingora's connector
-//! for making connections, its own HTTP/1.1 exchange and idle pool) rather than Pingora's proxy
-//! pipeline, whose per-request phases cost CPU this path has no use for (README, "Performance").
+//! A fast-path call on its way: the exchange with the chosen member, another member when a
+//! group's call failed where repeating it is safe, and the reply relayed to the client.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,254 +9,61 @@ use hangar_config::Secret;
 use http::HeaderName;
 use serde_json::value::RawValue;
 
-use super::checks::Accepts;
-use super::replier::Replier;
-use crate::auth::{Item, Principal};
+use super::legacy::{Continuation, LegacyCall};
 use crate::balance::retry::{self, MAX_ATTEMPTS};
+use crate::front::replier::Replier;
 use crate::jsonrpc::error_bytes;
 use crate::jsonrpc::outcome::ReplyScan;
-use crate::jsonrpc::parse::{span_in, Envelope, Kind, ParamsHead};
+use crate::jsonrpc::parse::{Envelope, Kind};
 use crate::jsonrpc::sse;
-use crate::mcp::arguments;
-use crate::proto::fields::Fields;
-use crate::proto::headers::encode_header_value;
-use crate::proto::lists::ListKind;
 use crate::proto::protocol::{Era, MODERN_VERSION};
-use crate::routing::{Backend, Routes};
 use crate::state::{AppState, Snapshot};
 use crate::telemetry::calls::{CallOutcome, CallRecord};
-use crate::telemetry::traces::{AttemptTrace, Propagated, RequestTrace};
+use crate::telemetry::traces::{AttemptTrace, RequestTrace};
 use crate::upstream::http::{Request, Response};
 use crate::upstream::remote::Remote;
 use crate::upstream::{record_outcome, CallError};
 
 /// A call on the fast path: where it goes and what to record about it.
 pub struct FastRoute {
-    snap: Arc<Snapshot>,
+    pub(super) snap: Arc<Snapshot>,
     /// The provider or group the call was addressed to.
-    target: usize,
+    pub(super) target: usize,
     /// The member (or provider) of the current attempt.
-    member: usize,
-    remote: Arc<Remote>,
+    pub(super) member: usize,
+    pub(super) remote: Arc<Remote>,
     /// Members tried and failed, in order.
-    tried: Vec<usize>,
+    pub(super) tried: Vec<usize>,
     /// Whether repeating the call after it reached a member is harmless.
-    idempotent: bool,
-    method: &'static str,
+    pub(super) idempotent: bool,
+    pub(super) method: &'static str,
     /// The exposed tool or prompt name.
-    name: String,
+    pub(super) name: String,
     /// `Mcp-Name` for the upstream.
-    upstream_name: String,
+    pub(super) upstream_name: String,
     /// Where the provider's own tool name starts in `name` (after the prefix).
-    own_at: usize,
+    pub(super) own_at: usize,
     /// The body as the upstream gets it.
-    body: Bytes,
-    id: Box<RawValue>,
-    caller: Option<String>,
-    arguments: Option<serde_json::Value>,
-    trace: Option<RequestTrace>,
-    principal: Arc<Principal>,
+    pub(super) body: Bytes,
+    /// The id the upstream answers: the client's for a modern call, the gateway's for a legacy
+    /// session's.
+    pub(super) id: Box<RawValue>,
+    pub(super) caller: Option<String>,
+    pub(super) arguments: Option<serde_json::Value>,
+    pub(super) trace: Option<RequestTrace>,
+    pub(super) principal: Arc<crate::auth::Principal>,
     /// The client's `Authorization` header, kept only when a provider the call may reach is sent
     /// its clients' tokens.
-    credential: Option<Secret>,
-    started: Instant,
-}
-
-/// Where a fast-path call goes, as the snapshot alone decides it (no request state).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Destination {
-    /// The provider or group the call is addressed to.
-    pub target: usize,
-    /// How many leading bytes of the exposed name are the target's prefix.
-    pub prefix_len: usize,
-    /// Whether repeating the call is harmless, as far as is known now.
-    pub idempotent: bool,
-}
-
-/// The destination of a `tools/call` or `prompts/get` of `name` by `principal`: the name's
-/// provider (by the index of listed names, else by prefix), or `None` when the call must take
-/// the slow path — a gateway tool, a name no provider has, a call the caller may not make or of
-/// a trimmed tool (the slow path refuses those, and records it). This is the whole routing
-/// decision of the fast path, timed as it is by the routing micro-benchmark (`benches/`).
-pub fn destination(routes: &Arc<Routes>, method: &str, name: &str, principal: &Principal) -> Option<Destination> {
-    let kind = match method {
-        "tools/call" => ListKind::Tools,
-        "prompts/get" => ListKind::Prompts,
-        _ => return None,
-    };
-    // The gateway's own tools are answered by the slow path, whatever a provider calls its tools.
-    if kind == ListKind::Tools && routes.admin_tools && crate::mcp::registry::is_registry_tool(name) {
-        return None;
-    }
-    let (target, own, idempotent) = {
-        let index = routes.index.load();
-        let map = if kind == ListKind::Tools { &index.tools } else { &index.prompts };
-        let idempotent = kind == ListKind::Prompts || index.idempotent_tools.contains(name);
-        match map.get(name) {
-            Some((i, own)) => (*i, own.len(), idempotent),
-            None => routes.by_prefix(name).map(|(i, rest)| (i, rest.len(), idempotent))?,
-        }
-    };
-    let prefix_len = name.len().checked_sub(own)?;
-    let (own_name, provider) = (name.get(prefix_len..)?, routes.providers.get(target)?.name());
-    let item = match kind {
-        ListKind::Tools => Item::Tool { provider, own: own_name, exposed: name },
-        _ => Item::Prompt { provider, own: own_name, exposed: name },
-    };
-    if !principal.decide(&item).allowed || !routes.providers[target].config.exposes(own_name) {
-        return None;
-    }
-    // Retry safety comes from the provider's own list, which the gateway fetches by itself when
-    // it has none (a failure looks again).
-    let idempotent = idempotent
-        || (kind == ListKind::Tools && {
-            let known = crate::mcp::aggregate::tool_is_idempotent(routes, target, own_name);
-            if known.is_none() {
-                crate::mcp::aggregate::learn_tools(routes, target);
-            }
-            known == Some(true)
-        });
-    Some(Destination { target, prefix_len, idempotent })
-}
-
-/// The fast route for a validated modern request, or `None` when it must take the slow path.
-/// Only a client that takes both JSON and SSE replies goes fast: the reply is relayed in whatever
-/// form the upstream chose.
-#[allow(clippy::too_many_arguments)]
-pub fn route(
-    state: &AppState,
-    snap: &Arc<Snapshot>,
-    env: &Envelope<'_>,
-    head: &ParamsHead<'_>,
-    body: &Bytes,
-    fields: &impl Fields,
-    accepts: Accepts,
-    principal: &Arc<Principal>,
-) -> Option<FastRoute> {
-    if !(accepts.json && accepts.sse) {
-        return None;
-    }
-    let method = match env.method_str() {
-        "tools/call" => "tools/call",
-        "prompts/get" => "prompts/get",
-        _ => return None,
-    };
-    let name = head.name.as_ref()?;
-    let span = span_in(body, name)?;
-    let routes = &snap.routes;
-    let Destination { target: idx, prefix_len, idempotent } = destination(routes, method, name, principal)?;
-    let own_name = name.get(prefix_len..)?;
-    // Arguments a schema refuses go the slow way too, which answers with the failing path.
-    if method == "tools/call" {
-        if let Some(validator) = arguments::validator(routes, idx, own_name) {
-            let parsed = match head.arguments {
-                Some(raw) => Some(serde_json::from_str::<serde_json::Value>(raw.get()).ok()?),
-                None => None,
-            };
-            arguments::check(&validator, name, parsed.as_ref()).ok()?;
-        }
-    }
-    // Decide before choosing: a member chosen here and then handed to the slow path would be
-    // chosen twice (skewing the strategy, taking two half-open probe permits).
-    match routes.pool(idx) {
-        // Hashing needs the parsed caller or arguments: the slow path has them.
-        Some(pool) if pool.hash_key.is_some() => return None,
-        Some(pool) if pool.members.iter().all(|&m| speaks_modern(snap, m)) => {}
-        Some(_) => return None,
-        None if speaks_modern(snap, idx) => {}
-        None => return None,
-    }
-    // Choosing is the last step that may still send the call the slow way; nothing before it
-    // leaves a trace, so the slow path (or Pingora's reader, for the express path) starts clean.
-    let (member, _) = routes.choose(idx, &[], &[]).ok()?;
-    if let Some(pool) = routes.pool(idx) {
-        pool.budget.earn();
-    }
-    let remote = modern_remote(snap, member)?;
-    let forwards_token = match routes.pool(idx) {
-        Some(pool) => pool.members.iter().any(|&m| forwards_client_token(snap, m)),
-        None => remote.forwards_client_token(),
-    };
-    let credential = forwards_token.then(|| fields.text("authorization").map(Secret::new)).flatten();
-    let original = body;
-    let body = if prefix_len == 0 {
-        body.clone()
-    } else {
-        let mut cut = BytesMut::with_capacity(body.len() - prefix_len);
-        cut.extend_from_slice(&body[..span.start]);
-        cut.extend_from_slice(&body[span.start + prefix_len..]);
-        cut.freeze()
-    };
-    let audit = &state.audit;
-    Some(FastRoute {
-        snap: snap.clone(),
-        target: idx,
-        member,
-        remote,
-        tried: Vec::new(),
-        idempotent,
-        method,
-        upstream_name: encode_header_value(&name[prefix_len..]).into_owned(),
-        name: name.to_string(),
-        own_at: prefix_len,
-        body,
-        id: env.id.map(|i| i.to_owned()).unwrap_or_else(|| crate::jsonrpc::null_id().to_owned()),
-        caller: audit.enabled().then(|| {
-            let client = head.meta.as_ref().and_then(|m| m.client_info.as_ref()).and_then(|c| c.name.as_deref());
-            client.map_or_else(|| "anonymous".to_owned(), |n| format!("client:{n}"))
-        }),
-        arguments: (method == "tools/call" && audit.records_arguments())
-            .then(|| serde_json::from_slice::<serde_json::Value>(original).ok()?.pointer("/params/arguments").cloned())
-            .flatten(),
-        trace: state.traces.enabled().then(|| trace(state, method, name, head, fields)).flatten(),
-        principal: principal.clone(),
-        credential,
-        started: Instant::now(),
-    })
-}
-
-/// The span of a fast-path request: a child of the context in `_meta`, else in the headers.
-fn trace(
-    state: &AppState,
-    method: &str,
-    name: &str,
-    head: &ParamsHead<'_>,
-    fields: &impl Fields,
-) -> Option<RequestTrace> {
-    let meta = head.meta.as_ref();
-    let from_meta = Propagated::new(
-        meta.and_then(|m| m.traceparent.as_deref()),
-        meta.and_then(|m| m.tracestate.as_deref()),
-        meta.and_then(|m| m.baggage.as_deref()),
-    );
-    let parent = Propagated::pick(from_meta, Propagated::from_headers(fields));
-    let attrs = vec![
-        opentelemetry::KeyValue::new("mcp_hangar.era", "modern"),
-        opentelemetry::KeyValue::new("mcp.protocol.version", MODERN_VERSION),
-        opentelemetry::KeyValue::new("mcp_hangar.fast_path", true),
-    ];
-    state.traces.request(method, Some(name), &parent, attrs)
-}
-
-/// Whether provider `idx` is a remote upstream known to speak 2026-07-28.
-fn speaks_modern(snap: &Snapshot, idx: usize) -> bool {
-    matches!(&snap.routes.providers[idx].backend, Backend::Remote(r) if r.known_era() == Some(Era::Modern))
-}
-
-/// Whether provider `idx` is a remote upstream sent its clients' own tokens.
-fn forwards_client_token(snap: &Snapshot, idx: usize) -> bool {
-    matches!(&snap.routes.providers[idx].backend, Backend::Remote(r) if r.forwards_client_token())
-}
-
-fn modern_remote(snap: &Snapshot, idx: usize) -> Option<Arc<Remote>> {
-    match &snap.routes.providers[idx].backend {
-        Backend::Remote(r) if r.known_era() == Some(Era::Modern) => Some(r.clone()),
-        _ => None,
-    }
+    pub(super) credential: Option<Secret>,
+    pub(super) started: Instant,
+    /// The client's era.
+    pub(super) era: Era,
+    /// What a legacy session's call needs besides.
+    pub(super) legacy: Option<Box<LegacyCall>>,
 }
 
 /// What the upstream answered.
-enum Upstream {
+pub(super) enum Upstream {
     /// A reply read whole.
     Whole { status: u16, content_type: String, body: Bytes },
     /// An SSE stream, to relay as it comes.
@@ -271,38 +71,60 @@ enum Upstream {
 }
 
 /// How an attempt ended.
-enum Attempt {
+pub(super) enum Attempt {
     /// The reply went to the client.
     Answered(CallOutcome),
     /// Nothing reached the client; another member may be tried.
     Failed(CallError),
     /// The reply was partly written when it failed: nothing more can be done.
     Broken(CallError),
-    /// The client went away (a cancellation in 2026-07-28): says nothing about the member.
+    /// The client cancelled the call (2026-07-28: by going away; legacy: with
+    /// `notifications/cancelled`): says nothing about the member.
     Cancelled,
+    /// A legacy client went away: the call had its grace, and said this if it ended within it.
+    Abandoned(Option<CallOutcome>),
+    /// A legacy session's call goes on in the slow path's hands.
+    HandOff(Continuation),
 }
 
 impl FastRoute {
     /// Sends the call, trying another group member when that is safe, and answers the client.
-    pub async fn run(mut self, state: &AppState, client: &mut impl Replier) -> pingora_core::Result<()> {
+    pub async fn run(mut self, state: &Arc<AppState>, client: &mut impl Replier) -> pingora_core::Result<()> {
         let pool = self.snap.routes.pool(self.target);
+        let mut legacy = self.legacy.take();
         let (outcome, error) = loop {
             let lifecycle = self.snap.routes.providers[self.member].lifecycle.clone();
-            let _in_flight = lifecycle.begin_call();
+            let in_flight = lifecycle.begin_call();
             let span = self
                 .trace
                 .as_ref()
                 .map(|t| t.attempt(self.snap.routes.providers[self.member].name(), self.tried.len() + 1));
-            let attempt = self.attempt(client, span.as_ref(), self.deadline()).await;
+            let attempt = self.attempt(client, span.as_ref(), self.deadline(), legacy.as_deref_mut()).await;
             match &attempt {
-                Attempt::Answered(_) => record_outcome(&lifecycle, None),
+                Attempt::Answered(_) | Attempt::Abandoned(Some(_)) | Attempt::HandOff(Continuation::Rounds(_)) => {
+                    record_outcome(&lifecycle, None);
+                }
                 Attempt::Failed(e) | Attempt::Broken(e) => record_outcome(&lifecycle, Some(e)),
-                Attempt::Cancelled => {}
+                // A stream handed over is recorded when it has been read.
+                Attempt::Cancelled | Attempt::Abandoned(None) | Attempt::HandOff(Continuation::Stream(_)) => {}
             }
             match attempt {
+                Attempt::HandOff(next) => {
+                    let Some(legacy) = legacy else { return Ok(()) };
+                    return self.hand_off(state, client, legacy, next, in_flight).await;
+                }
                 Attempt::Cancelled => {
                     end(span, CallOutcome::Cancelled, None);
+                    if let Some(l) = &mut legacy {
+                        // The slow path's reply to a cancelled request: an ended stream.
+                        let _ = l.write(client, None).await;
+                    }
                     break (CallOutcome::Cancelled, None);
+                }
+                Attempt::Abandoned(outcome) => {
+                    let outcome = outcome.unwrap_or(CallOutcome::Cancelled);
+                    end(span, outcome, None);
+                    break (outcome, None);
                 }
                 Attempt::Answered(outcome) => {
                     end(span, outcome, None);
@@ -330,11 +152,17 @@ impl FastRoute {
                         continue;
                     }
                     let err = e.to_rpc(self.snap.routes.providers[self.member].name());
-                    client.whole(200, "application/json", error_bytes(&self.id, &err).into()).await?;
+                    match &mut legacy {
+                        Some(l) => l.write(client, Some(error_bytes(&l.client_id, &err))).await?,
+                        None => client.whole(200, "application/json", &[], error_bytes(&self.id, &err).into()).await?,
+                    }
                     break (outcome, Some(err.message));
                 }
             }
         };
+        if let Some(l) = &mut legacy {
+            l.release();
+        }
         self.finish(state, outcome, error.as_deref());
         Ok(())
     }
@@ -354,7 +182,7 @@ impl FastRoute {
         let mut tried = self.tried.clone();
         tried.push(self.member);
         let (member, _) = self.snap.routes.choose(self.target, &[], &tried).ok()?;
-        Some((member, modern_remote(&self.snap, member)?))
+        Some((member, super::modern_remote(&self.snap, member)?))
     }
 
     /// Whether repeating the call is harmless, as far as is known now (the tool's annotations may
@@ -369,38 +197,59 @@ impl FastRoute {
 
     /// When the call must have been answered: the target's `call_timeout_s` (a group's covers its
     /// retries) or the current member's, whichever ends first.
-    fn deadline(&self) -> tokio::time::Instant {
+    pub(super) fn deadline(&self) -> tokio::time::Instant {
         let providers = &self.snap.routes.providers;
         let limit = providers[self.target].config.call_timeout.min(providers[self.member].config.call_timeout);
         tokio::time::Instant::from_std(self.started + limit)
     }
 
-    /// One exchange with the current member. A client that goes away meanwhile cancels the call:
-    /// the upstream connection is dropped, which is how a 2026-07-28 server learns of it; so does
-    /// the deadline, after which the client gets a timeout error.
+    /// One exchange with the current member. A modern client that goes away meanwhile cancels
+    /// the call: the upstream connection is dropped, which is how a 2026-07-28 server learns of
+    /// it; so does the deadline, after which the client gets a timeout error. A legacy session's
+    /// call is cancelled by `notifications/cancelled` instead, and answered as the slow path
+    /// answers it.
     async fn attempt(
         &self,
         client: &mut impl Replier,
         span: Option<&AttemptTrace>,
         deadline: tokio::time::Instant,
+        mut legacy: Option<&mut LegacyCall>,
     ) -> Attempt {
-        let reply = tokio::select! {
-            r = tokio::time::timeout_at(deadline, self.exchange(span)) => r.unwrap_or_else(|_| Err(self.timed_out(deadline))),
-            () = client.gone() => return Attempt::Cancelled,
+        let exchange = async {
+            tokio::time::timeout_at(deadline, self.exchange(span))
+                .await
+                .unwrap_or_else(|_| Err(self.timed_out(deadline)))
         };
-        match reply {
-            Err(e) => Attempt::Failed(e),
-            Ok(Upstream::Stream(resp)) => {
+        tokio::pin!(exchange);
+        let cancelled = async {
+            match legacy.as_deref_mut() {
+                Some(l) => l.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        let reply = tokio::select! {
+            r = &mut exchange => r,
+            () = client.gone() => return match legacy {
+                Some(l) => Self::abandoned(exchange, l).await,
+                None => Attempt::Cancelled,
+            },
+            () = cancelled => return Attempt::Cancelled,
+        };
+        match (reply, legacy) {
+            (Err(e), _) => Attempt::Failed(e),
+            (Ok(Upstream::Stream(resp)), Some(_)) => Attempt::HandOff(Continuation::Stream(resp)),
+            (Ok(Upstream::Whole { body, .. }), Some(l)) => self.answer_legacy(client, l, &body).await,
+            (Ok(Upstream::Stream(resp)), None) => {
                 let provider = self.snap.routes.providers[self.member].name();
                 stream(client, *resp, &self.id, provider, deadline, || self.timed_out(deadline)).await
             }
-            Ok(Upstream::Whole { status, content_type, body }) => {
+            (Ok(Upstream::Whole { status, content_type, body }), None) => {
                 if let Err(why) = check_reply(&body, &self.id) {
                     return Attempt::Failed(CallError::Protocol(why));
                 }
                 let mut scan = ReplyScan::new(false);
                 scan.feed(&body);
-                match client.whole(status, &content_type, body).await {
+                match client.whole(status, &content_type, &[], body).await {
                     Ok(()) => Attempt::Answered(scan.outcome().into()),
                     Err(e) => Attempt::Broken(CallError::Unavailable {
                         reason: format!("client went away: {e}"),
@@ -412,7 +261,7 @@ impl FastRoute {
     }
 
     /// The error of a call that missed its deadline.
-    fn timed_out(&self, deadline: tokio::time::Instant) -> CallError {
+    pub(super) fn timed_out(&self, deadline: tokio::time::Instant) -> CallError {
         let limit = deadline.into_std().saturating_duration_since(self.started);
         CallError::Timeout(format!("no answer within {} s (call_timeout_s)", limit.as_secs_f64().round()))
     }
@@ -441,6 +290,8 @@ impl FastRoute {
         match status {
             200 | 201 => Ok(Upstream::Whole { status, content_type, body }),
             202 => Err(CallError::Protocol("request accepted without an answer (HTTP 202)".into())),
+            // For a legacy client, as the slow path reads a failure status.
+            _ if self.era == Era::Legacy => Err(crate::upstream::remote::status_failure(status, &body)),
             // A JSON-RPC error with a 4xx status is the upstream answering; anything else with a
             // failure status is the upstream failing.
             400..=499 if check_reply(&body, &self.id).is_ok() => Ok(Upstream::Whole { status, content_type, body }),
@@ -452,7 +303,7 @@ impl FastRoute {
     }
 
     /// Records the call: metrics, audit, the request span.
-    fn finish(&self, state: &AppState, outcome: CallOutcome, error: Option<&str>) {
+    pub(super) fn finish(&self, state: &AppState, outcome: CallOutcome, error: Option<&str>) {
         if let Some(t) = &self.trace {
             t.end(outcome.as_str(), error);
         }
@@ -468,7 +319,7 @@ impl FastRoute {
             elapsed: self.started.elapsed(),
             caller: self.caller.as_deref().unwrap_or_default(),
             principal: &self.principal.id,
-            era: Era::Modern,
+            era: self.era,
             error,
             arguments: self.arguments.clone(),
         };
@@ -485,8 +336,13 @@ fn end(span: Option<AttemptTrace>, outcome: CallOutcome, error: Option<&str>) {
 /// Whether a whole reply is a JSON-RPC response to request `id`: anything else (invalid JSON, a
 /// request, another id) must not reach the client as if it were the answer.
 fn check_reply(body: &[u8], id: &RawValue) -> Result<(), String> {
+    response_to(body, id).map(drop)
+}
+
+/// The envelope of a whole reply that is the JSON-RPC response to request `id`, else why not.
+pub(super) fn response_to<'b>(body: &'b [u8], id: &RawValue) -> Result<Envelope<'b>, String> {
     match Envelope::parse(body) {
-        Ok((env, Kind::Response)) if env.id.is_some_and(|got| same_id(got, id)) => Ok(()),
+        Ok((env, Kind::Response)) if env.id.is_some_and(|got| same_id(got, id)) => Ok(env),
         Ok((env, Kind::Response)) => {
             Err(format!("the reply answers id {}, not {}", env.id.map_or("none", RawValue::get), id.get()))
         }
@@ -542,7 +398,7 @@ async fn stream(
     deadline: tokio::time::Instant,
     timed_out: impl Fn() -> CallError,
 ) -> Attempt {
-    if let Err(e) = client.stream_head(resp.status).await {
+    if let Err(e) = client.stream_head(resp.status, &[]).await {
         return Attempt::Broken(CallError::Unavailable { reason: format!("client went away: {e}"), never_sent: false });
     }
     let mut scan = ReplyScan::new(true);

@@ -1,0 +1,355 @@
+//! Editing JSON-RPC messages as bytes: the few changes the fast path makes to a message it
+//! passes between the eras — a legacy client's request given a modern upstream's `_meta`
+//! envelope and the gateway's id, the modern reply given back the client's id without the
+//! fields a legacy client never sees — without building a JSON tree.
+//!
+//! Inputs are texts serde_json has already accepted, so the scanner only has to walk valid
+//! JSON; anything it does not expect (a key written with escapes, say) makes it answer `None`,
+//! and the caller takes the tree-building path instead. It never panics and never reads out of
+//! bounds, whatever the bytes.
+
+use std::io::Write;
+use std::ops::Range;
+
+use serde_json::value::RawValue;
+
+/// One member of a JSON object, as offsets into the object's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The key's bytes between its quotes (escapes not decoded).
+    pub key: Range<usize>,
+    /// The value's text.
+    pub value: Range<usize>,
+}
+
+impl Member {
+    /// The member's whole text: the key's opening quote to the value's end.
+    pub fn text(&self) -> Range<usize> {
+        self.key.start - 1..self.value.end
+    }
+}
+
+/// The top-level members of the object `text`, in order. Yields `Err` (and stops) at anything
+/// that is not an object's member list.
+pub struct Members<'a> {
+    text: &'a [u8],
+    at: usize,
+    done: bool,
+}
+
+/// `text` is not the object the scanner expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unexpected;
+
+impl<'a> Members<'a> {
+    /// The members of `text`, which must be a JSON object (leading whitespace allowed).
+    pub fn of(text: &'a [u8]) -> Result<Self, Unexpected> {
+        let at = skip_ws(text, 0);
+        if text.get(at) != Some(&b'{') {
+            return Err(Unexpected);
+        }
+        let first = skip_ws(text, at + 1);
+        Ok(Self { text, at: first, done: text.get(first) == Some(&b'}') })
+    }
+}
+
+impl Iterator for Members<'_> {
+    type Item = Result<Member, Unexpected>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let member = member_at(self.text, self.at);
+        match &member {
+            Ok((_, next)) => match self.text.get(*next) {
+                Some(b',') => self.at = skip_ws(self.text, next + 1),
+                Some(b'}') => self.done = true,
+                _ => return self.fail(),
+            },
+            Err(_) => return self.fail(),
+        }
+        Some(member.map(|(m, _)| m))
+    }
+}
+
+impl Members<'_> {
+    fn fail(&mut self) -> Option<Result<Member, Unexpected>> {
+        self.done = true;
+        Some(Err(Unexpected))
+    }
+}
+
+/// The member starting at `at` (its key's quote) and the offset of what follows it (past
+/// whitespace).
+fn member_at(text: &[u8], at: usize) -> Result<(Member, usize), Unexpected> {
+    if text.get(at) != Some(&b'"') {
+        return Err(Unexpected);
+    }
+    let key_end = string_end(text, at)?;
+    let colon = skip_ws(text, key_end);
+    if text.get(colon) != Some(&b':') {
+        return Err(Unexpected);
+    }
+    let value_start = skip_ws(text, colon + 1);
+    let value_end = value_end(text, value_start)?;
+    let member = Member { key: at + 1..key_end - 1, value: value_start..value_end };
+    Ok((member, skip_ws(text, value_end)))
+}
+
+fn skip_ws(text: &[u8], mut at: usize) -> usize {
+    while matches!(text.get(at), Some(b' ' | b'\t' | b'\r' | b'\n')) {
+        at += 1;
+    }
+    at
+}
+
+/// The offset past the string whose opening quote is at `at`.
+fn string_end(text: &[u8], at: usize) -> Result<usize, Unexpected> {
+    let mut i = at + 1;
+    loop {
+        let rest = text.get(i..).ok_or(Unexpected)?;
+        let stop = memchr::memchr2(b'"', b'\\', rest).ok_or(Unexpected)?;
+        i += stop;
+        if text[i] == b'"' {
+            return Ok(i + 1);
+        }
+        i += 2; // a backslash and the byte it escapes
+    }
+}
+
+/// The offset past the value starting at `at`.
+fn value_end(text: &[u8], at: usize) -> Result<usize, Unexpected> {
+    match text.get(at).ok_or(Unexpected)? {
+        b'"' => string_end(text, at),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut i = at;
+            loop {
+                let rest = text.get(i..).ok_or(Unexpected)?;
+                // The next byte that matters: a string, or a bracket of either kind.
+                let stop = rest.iter().position(|b| matches!(b, b'"' | b'{' | b'[' | b'}' | b']')).ok_or(Unexpected)?;
+                i += stop;
+                match text[i] {
+                    b'"' => i = string_end(text, i)?,
+                    b'{' | b'[' => {
+                        depth += 1;
+                        i += 1;
+                    }
+                    _ => {
+                        depth -= 1;
+                        i += 1;
+                        if depth == 0 {
+                            return Ok(i);
+                        }
+                    }
+                }
+            }
+        }
+        _ => {
+            let rest = &text[at..];
+            let len = rest.iter().position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n'));
+            Ok(at + len.unwrap_or(rest.len()))
+        }
+    }
+}
+
+/// Result fields of 2026-07-28 that a legacy client never sees.
+const MODERN_RESULT_FIELDS: [&[u8]; 3] = [b"resultType", b"ttlMs", b"cacheScope"];
+
+/// The response to a legacy client's request `id` carrying a modern upstream's `result`:
+/// `{"jsonrpc":"2.0","id":<id>,"result":<result>}` with `resultType`, `ttlMs` and `cacheScope`
+/// left out. `None` when the result needs the tree path: an `input_required` (or any result type
+/// but `complete`), a `_meta` naming 2026-07-28 keys (which go one by one), a key written with
+/// escapes, or text the scanner does not expect.
+pub fn legacy_response(id: &RawValue, result: &str) -> Option<Vec<u8>> {
+    let text = result.as_bytes();
+    let mut out = Vec::with_capacity(text.len() + 40);
+    out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+    out.extend_from_slice(id.get().as_bytes());
+    out.extend_from_slice(br#","result":"#);
+    let Ok(members) = Members::of(text) else {
+        // Not an object (`null`, say): nothing in it to leave out.
+        out.extend_from_slice(text);
+        out.push(b'}');
+        return Some(out);
+    };
+    out.push(b'{');
+    let mut first = true;
+    for member in members {
+        let member = member.ok()?;
+        let key = &text[member.key.clone()];
+        let value = &text[member.value.clone()];
+        if key.contains(&b'\\') {
+            return None;
+        }
+        if key == b"resultType" && value != br#""complete""# {
+            return None;
+        }
+        if key == b"_meta" && memchr::memmem::find(value, b"io.modelcontextprotocol/").is_some() {
+            return None;
+        }
+        if MODERN_RESULT_FIELDS.contains(&key) {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.extend_from_slice(&text[member.text()]);
+    }
+    out.extend_from_slice(b"}}");
+    Some(out)
+}
+
+/// Where a request's `_meta` envelope goes into its `params`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetaSlot {
+    /// `params` has no `_meta`: a new member, right after `params`' opening brace at this
+    /// offset (of `params`).
+    NewAfter(usize),
+    /// `params` has a `_meta` object whose opening brace is at this offset.
+    InsideAt(usize),
+}
+
+/// Where the envelope goes in `params` (an object's text); `None` when `_meta` is not an object
+/// or the text is not what the scanner expects.
+pub fn meta_slot(params: &[u8], meta: Option<Range<usize>>) -> Option<MetaSlot> {
+    match meta {
+        Some(span) => (params.get(span.start) == Some(&b'{')).then_some(MetaSlot::InsideAt(span.start)),
+        None => {
+            let brace = skip_ws(params, 0);
+            (params.get(brace) == Some(&b'{')).then_some(MetaSlot::NewAfter(brace))
+        }
+    }
+}
+
+/// A legacy client's request as a modern upstream takes it:
+/// `{"jsonrpc":"2.0","id":<id>,"method":"<method>","params":<params>}`, where `params` has the
+/// bytes in `cut` (its offsets) left out and `envelope` (members' text, without braces) added
+/// at `slot`. `None` when the offsets do not fit `params`.
+pub fn modern_request(
+    id: u64,
+    method: &str,
+    params: &[u8],
+    cut: Range<usize>,
+    slot: &MetaSlot,
+    envelope: &[u8],
+) -> Option<Vec<u8>> {
+    let (brace, new_member) = match *slot {
+        MetaSlot::NewAfter(at) => (at, true),
+        MetaSlot::InsideAt(at) => (at, false),
+    };
+    let at = brace + 1;
+    // The two edits never overlap: the cut is inside a string, the insertion right after a brace.
+    let (before, between, after) = if cut.end <= at {
+        (params.get(..cut.start)?, params.get(cut.end..at)?, params.get(at..)?)
+    } else {
+        (params.get(..at)?, params.get(at..cut.start)?, params.get(cut.end..)?)
+    };
+    // A comma after the envelope when members follow it.
+    let followed = params.get(skip_ws(params, at)) != Some(&b'}');
+    let mut out = Vec::with_capacity(params.len() + envelope.len() + 80);
+    out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+    let _ = write!(out, "{id}");
+    out.extend_from_slice(br#","method":""#);
+    out.extend_from_slice(method.as_bytes());
+    out.extend_from_slice(br#"","params":"#);
+    let insert = |out: &mut Vec<u8>| {
+        if new_member {
+            out.extend_from_slice(br#""_meta":{"#);
+            out.extend_from_slice(envelope);
+            out.push(b'}');
+        } else {
+            out.extend_from_slice(envelope);
+        }
+        if followed {
+            out.push(b',');
+        }
+    };
+    out.extend_from_slice(before);
+    if cut.end <= at {
+        out.extend_from_slice(between);
+        insert(&mut out);
+    } else {
+        insert(&mut out);
+        out.extend_from_slice(between);
+    }
+    out.extend_from_slice(after);
+    out.push(b'}');
+    Some(out)
+}
+
+/// Nesting the quick check lets pass; serde_json's trees stop at 128.
+const SAFE_DEPTH: usize = 64;
+/// Number tokens this long (or with an exponent) may not fit an `f64`: the quick check stops.
+const SAFE_NUMBER_LEN: usize = 16;
+
+/// Whether the JSON `text` (which serde_json accepted as raw) may hold something serde_json
+/// cannot make a tree of: nesting deeper than [`SAFE_DEPTH`], a surrogate escape (a lone one is
+/// refused), a number with an exponent or of [`SAFE_NUMBER_LEN`] characters (out of an `f64`'s
+/// range is refused). `false` means a tree can be made; `true` means it has to be tried (the
+/// slow path refuses what it cannot read, so the fast path must not pass it on).
+pub fn may_not_make_a_tree(text: &[u8]) -> bool {
+    let mut depth = 0usize;
+    let mut i = 0;
+    loop {
+        let Some(stop) = text.get(i..).and_then(|rest| {
+            rest.iter().position(|b| matches!(b, b'"' | b'{' | b'[' | b'}' | b']' | b'-' | b'0'..=b'9'))
+        }) else {
+            return false;
+        };
+        i += stop;
+        match text[i] {
+            b'"' => match string_with_plain_escapes(text, i) {
+                Some(end) => i = end,
+                None => return true,
+            },
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > SAFE_DEPTH {
+                    return true;
+                }
+                i += 1;
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            _ => {
+                let len = text[i..]
+                    .iter()
+                    .take_while(|b| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                    .count();
+                let number = &text[i..i + len];
+                if len >= SAFE_NUMBER_LEN || number.iter().any(|b| matches!(b, b'e' | b'E')) {
+                    return true;
+                }
+                i += len;
+            }
+        }
+    }
+}
+
+/// [`string_end`] for a string without surrogate escapes; `None` for one with any (or for a
+/// string the scanner does not expect).
+fn string_with_plain_escapes(text: &[u8], at: usize) -> Option<usize> {
+    let mut i = at + 1;
+    loop {
+        let stop = memchr::memchr2(b'"', b'\\', text.get(i..)?)?;
+        i += stop;
+        if text[i] == b'"' {
+            return Some(i + 1);
+        }
+        let surrogate = text.get(i + 1) == Some(&b'u')
+            && matches!(text.get(i + 2), Some(b'd' | b'D'))
+            && matches!(text.get(i + 3), Some(b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F'));
+        if surrogate {
+            return None;
+        }
+        i += 2;
+    }
+}
+
+#[cfg(test)]
+mod tests;
