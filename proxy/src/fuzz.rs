@@ -66,8 +66,12 @@ fn spliced_request(params: &RawValue, head: &ParamsHead<'_>) {
     let text = params.get().as_bytes();
     let tree = serde_json::from_str::<Value>(params.get());
     assert!(tree.is_ok() || splice::may_not_make_a_tree(text), "the quick check missed {}", params.get());
-    let meta = head.meta.as_ref().and_then(|m| m.raw).and_then(|m| span_in(text, m.get()));
-    let Some(slot) = splice::meta_slot(text, meta) else { return };
+    let Some(slot) = splice::meta_slot(text) else { return };
+    if let splice::MetaSlot::Inside(meta) = &slot {
+        let own = head.meta.as_ref().map(|m| m.protocol_version.as_deref());
+        assert!(own.is_some(), "a _meta the scan finds is the _meta serde read");
+        assert_eq!(text.get(meta.start), Some(&b'{'));
+    }
     let out = splice::modern_request(9, "tools/call", text, 0..0, &slot, br#""k":1"#).expect("offsets fit");
     let out = valid_json(out);
     if let Ok(mut want) = tree {

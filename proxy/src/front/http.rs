@@ -327,9 +327,14 @@ impl HttpFront {
 /// Runs a request handler, turning a panic in it into an internal error for this request alone:
 /// the connection closes with a 500, the process and every other request go on. (Shared state
 /// survives too: its locks do not poison and its counters are guards released on unwind.)
-pub(super) async fn guarded(handler: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+/// A plain function returning the wrapped future, not an `async fn`: an `async fn` keeps its
+/// argument beside the future it makes of it, which would double the handler's size in every
+/// future that awaits this one (and moving those futures costs in proportion).
+pub(super) fn guarded(
+    handler: impl std::future::Future<Output = Result<()>>,
+) -> impl std::future::Future<Output = Result<()>> {
     use futures_util::FutureExt;
-    match std::panic::AssertUnwindSafe(handler).catch_unwind().await {
+    std::panic::AssertUnwindSafe(handler).catch_unwind().map(|caught| match caught {
         Ok(result) => result,
         Err(panic) => {
             let what = panic
@@ -340,7 +345,7 @@ pub(super) async fn guarded(handler: impl std::future::Future<Output = Result<()
             tracing::error!("a request handler panicked (the request gets a 500, nothing else is affected): {what}");
             Error::e_explain(ErrorType::InternalError, "the request handler panicked")
         }
-    }
+    })
 }
 
 /// The status for a request that failed before its response started (as Pingora's proxy maps it).

@@ -146,7 +146,7 @@ pub struct ParamsHead<'a> {
     #[serde(borrow, default, deserialize_with = "opt_cow")]
     pub uri: Option<Cow<'a, str>>,
     /// `params._meta`.
-    #[serde(borrow, default, rename = "_meta", deserialize_with = "meta_with_text")]
+    #[serde(borrow, default, rename = "_meta")]
     pub meta: Option<MetaHead<'a>>,
     /// `params.arguments` (tools/call), unparsed: read only when a schema is to check it.
     #[serde(borrow, default)]
@@ -156,9 +156,6 @@ pub struct ParamsHead<'a> {
 /// The `_meta` fields the gateway reads.
 #[derive(Debug, Default, Deserialize)]
 pub struct MetaHead<'a> {
-    /// The whole `_meta` text as the request has it (for splicing into it, `jsonrpc::splice`).
-    #[serde(skip)]
-    pub raw: Option<&'a RawValue>,
     /// The request's protocol version (modern requests).
     #[serde(borrow, default, rename = "io.modelcontextprotocol/protocolVersion", deserialize_with = "opt_cow")]
     pub protocol_version: Option<Cow<'a, str>>,
@@ -174,17 +171,6 @@ pub struct MetaHead<'a> {
     /// W3C baggage.
     #[serde(borrow, default, deserialize_with = "opt_cow")]
     pub baggage: Option<Cow<'a, str>>,
-}
-
-/// Reads `_meta` as its head, keeping its text beside it.
-fn meta_with_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<MetaHead<'de>>, D::Error> {
-    let raw = <&'de RawValue>::deserialize(d)?;
-    if raw.get() == "null" {
-        return Ok(None);
-    }
-    let mut head: MetaHead<'de> = serde_json::from_str(raw.get()).map_err(serde::de::Error::custom)?;
-    head.raw = Some(raw);
-    Ok(Some(head))
 }
 
 /// The part of `clientInfo` the gateway reads.
@@ -270,13 +256,6 @@ mod tests {
         assert_eq!(head.protocol_version(), Some("2026-07-28"));
         let span = span_in(body, name).expect("borrowed");
         assert_eq!(&body[span], b"math__add");
-        let meta = head.meta.as_ref().and_then(|m| m.raw).expect("the _meta text is kept");
-        assert_eq!(meta.get(), r#"{"io.modelcontextprotocol/protocolVersion":"2026-07-28","x":{}}"#);
-        assert!(span_in(body, meta.get()).is_some(), "and borrowed from the body");
-        let null = RawValue::from_string(r#"{"_meta":null}"#.into()).expect("raw");
-        assert!(ParamsHead::parse(Some(&null)).expect("a null _meta is no _meta").meta.is_none());
-        let number = RawValue::from_string(r#"{"_meta":3}"#.into()).expect("raw");
-        assert!(ParamsHead::parse(Some(&number)).is_err());
     }
 
     #[test]

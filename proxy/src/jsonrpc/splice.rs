@@ -208,20 +208,30 @@ pub enum MetaSlot {
     /// `params` has no `_meta`: a new member, right after `params`' opening brace at this
     /// offset (of `params`).
     NewAfter(usize),
-    /// `params` has a `_meta` object whose opening brace is at this offset.
-    InsideAt(usize),
+    /// `params` has a `_meta` object, whose text is at these offsets: the envelope goes in
+    /// right after its opening brace.
+    Inside(Range<usize>),
 }
 
-/// Where the envelope goes in `params` (an object's text); `None` when `_meta` is not an object
-/// or the text is not what the scanner expects.
-pub fn meta_slot(params: &[u8], meta: Option<Range<usize>>) -> Option<MetaSlot> {
-    match meta {
-        Some(span) => (params.get(span.start) == Some(&b'{')).then_some(MetaSlot::InsideAt(span.start)),
-        None => {
-            let brace = skip_ws(params, 0);
-            (params.get(brace) == Some(&b'{')).then_some(MetaSlot::NewAfter(brace))
+/// Where the envelope goes in `params` (an object's text); `None` when `_meta` is not an object,
+/// a key is written with escapes (it could be `_meta`), or the text is not what the scanner
+/// expects.
+pub fn meta_slot(params: &[u8]) -> Option<MetaSlot> {
+    let mut slot = MetaSlot::NewAfter(skip_ws(params, 0));
+    for member in Members::of(params).ok()? {
+        let member = member.ok()?;
+        let key = params.get(member.key.clone())?;
+        if key.contains(&b'\\') {
+            return None;
+        }
+        if key == b"_meta" {
+            if params.get(member.value.start) != Some(&b'{') {
+                return None;
+            }
+            slot = MetaSlot::Inside(member.value);
         }
     }
+    Some(slot)
 }
 
 /// A legacy client's request as a modern upstream takes it:
@@ -236,9 +246,9 @@ pub fn modern_request(
     slot: &MetaSlot,
     envelope: &[u8],
 ) -> Option<Vec<u8>> {
-    let (brace, new_member) = match *slot {
-        MetaSlot::NewAfter(at) => (at, true),
-        MetaSlot::InsideAt(at) => (at, false),
+    let (brace, new_member) = match slot {
+        MetaSlot::NewAfter(at) => (*at, true),
+        MetaSlot::Inside(meta) => (meta.start, false),
     };
     let at = brace + 1;
     // The two edits never overlap: the cut is inside a string, the insertion right after a brace.

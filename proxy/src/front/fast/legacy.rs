@@ -55,7 +55,7 @@ pub(super) struct Admission<'a> {
     session: &'a Arc<ClientSession>,
     client_id: &'a RawValue,
     params: &'a RawValue,
-    meta: Option<&'a RawValue>,
+    slot: MetaSlot,
     accepts: Accepts,
     tracked: Option<Tracked>,
 }
@@ -76,7 +76,8 @@ impl<'a> Admission<'a> {
     /// - a trace context to pass on: tracing on, or one in `_meta` (the slow path puts it in
     ///   `_meta` and in headers);
     /// - a group this session is pinned in;
-    /// - a `_meta` naming 2026-07-28 keys already, or params the slow path cannot read;
+    /// - a `_meta` that is no object or names 2026-07-28 keys already, a key written with
+    ///   escapes, or params the slow path cannot read;
     /// - an id already in flight, or a session at its limits (the slow path says which).
     pub(super) fn check(
         state: &AppState,
@@ -96,18 +97,21 @@ impl<'a> Admission<'a> {
         if head.meta.as_ref().is_some_and(|m| m.traceparent.is_some()) {
             return None;
         }
-        let meta = head.meta.as_ref().and_then(|m| m.raw);
-        if meta.is_some_and(|m| memchr::memmem::find(m.get().as_bytes(), b"io.modelcontextprotocol/").is_some()) {
-            return None;
-        }
         let (client_id, params) = (env.id?, env.params?);
+        let text = params.get().as_bytes();
+        let slot = splice::meta_slot(text)?;
+        if let MetaSlot::Inside(meta) = &slot {
+            let meta = text.get(meta.clone())?;
+            if memchr::memmem::find(meta, b"io.modelcontextprotocol/").is_some() {
+                return None;
+            }
+        }
         // What the slow path cannot read it refuses (and says why): it must not pass here.
-        if splice::may_not_make_a_tree(params.get().as_bytes()) && serde_json::from_str::<Value>(params.get()).is_err()
-        {
+        if splice::may_not_make_a_tree(text) && serde_json::from_str::<Value>(params.get()).is_err() {
             return None;
         }
         let tracked = Some(session.track(client_id.get()).ok()?);
-        Some(Self { session, client_id, params, meta, accepts, tracked })
+        Some(Self { session, client_id, params, slot, accepts, tracked })
     }
 
     /// The request as `remote` gets it (`body`'s params with `cut`, the tool prefix's offsets in
@@ -137,13 +141,8 @@ impl<'a> Admission<'a> {
         let params = self.params.get().as_bytes();
         let at = span_in(body, self.params.get())?.start;
         let cut = cut.start.checked_sub(at)?..cut.end.checked_sub(at)?;
-        let meta = match self.meta {
-            Some(m) => Some(span_in(params, m.get())?),
-            None => None,
-        };
-        let slot: MetaSlot = splice::meta_slot(params, meta)?;
         let envelope = self.session.modern_envelope();
-        splice::modern_request(upstream_id, method, params, cut, &slot, envelope.as_bytes())
+        splice::modern_request(upstream_id, method, params, cut, &self.slot, envelope.as_bytes())
     }
 }
 
@@ -220,19 +219,19 @@ impl LegacyCall {
         }
     }
 
-    /// Writes the call's final reply (`None`: it was cancelled) as the slow path writes it to a
-    /// client that takes a lone response as JSON (the only kind admitted): the response in one
-    /// write; the end of a cancelled call through a reply buffer (an ended stream, with its
-    /// priming event for a 2025-11-25 client). The call's place is released first.
-    pub(super) async fn write(
-        &mut self,
-        client: &mut impl Replier,
-        reply: Option<Vec<u8>>,
-    ) -> pingora_core::Result<()> {
+    /// Writes the call's response as the slow path writes it to a client that takes a lone
+    /// response as JSON (the only kind admitted): in one write. The call's place is released
+    /// first.
+    pub(super) async fn write(&mut self, client: &mut impl Replier, response: Vec<u8>) -> pingora_core::Result<()> {
         self.release();
-        if let Some(bytes) = reply {
-            return client.whole(200, "application/json", &[], Bytes::from(bytes)).await;
-        }
+        client.whole(200, "application/json", &[], Bytes::from(response)).await
+    }
+
+    /// Ends a cancelled call's reply as the slow path ends it: through a reply buffer, an ended
+    /// stream (with its priming event for a 2025-11-25 client). The call's place is released
+    /// first.
+    pub(super) async fn write_cancelled(&mut self, client: &mut impl Replier) -> pingora_core::Result<()> {
+        self.release();
         let (stream, buf) = self.session.replies.open();
         buf.finish();
         serve_reply(client, self.accepts, &self.session, stream, &buf, 0).await
@@ -251,7 +250,7 @@ impl FastRoute {
         match answer(body, &self.id, &legacy.client_id) {
             Answer::Failed(e) => Attempt::Failed(e),
             Answer::Rounds(result) => Attempt::HandOff(Continuation::Rounds(result)),
-            Answer::Ready(bytes, outcome) => match legacy.write(client, Some(bytes)).await {
+            Answer::Ready(bytes, outcome) => match legacy.write(client, bytes).await {
                 Ok(()) => Attempt::Answered(outcome),
                 Err(e) => Attempt::Broken(CallError::Unavailable {
                     reason: format!("client went away: {e}"),

@@ -111,13 +111,15 @@ impl FastRoute {
             match attempt {
                 Attempt::HandOff(next) => {
                     let Some(legacy) = legacy else { return Ok(()) };
-                    return self.hand_off(state, client, legacy, next, in_flight).await;
+                    // Boxed, as every branch a plain call never takes: a future is as large as
+                    // its largest state, and the plain call would pay for moving it.
+                    return Box::pin(self.hand_off(state, client, legacy, next, in_flight)).await;
                 }
                 Attempt::Cancelled => {
                     end(span, CallOutcome::Cancelled, None);
                     if let Some(l) = &mut legacy {
                         // The slow path's reply to a cancelled request: an ended stream.
-                        let _ = l.write(client, None).await;
+                        let _ = Box::pin(l.write_cancelled(client)).await;
                     }
                     break (CallOutcome::Cancelled, None);
                 }
@@ -153,7 +155,7 @@ impl FastRoute {
                     }
                     let err = e.to_rpc(self.snap.routes.providers[self.member].name());
                     match &mut legacy {
-                        Some(l) => l.write(client, Some(error_bytes(&l.client_id, &err))).await?,
+                        Some(l) => l.write(client, error_bytes(&l.client_id, &err)).await?,
                         None => client.whole(200, "application/json", &[], error_bytes(&self.id, &err).into()).await?,
                     }
                     break (outcome, Some(err.message));
@@ -208,6 +210,10 @@ impl FastRoute {
     /// it; so does the deadline, after which the client gets a timeout error. A legacy session's
     /// call is cancelled by `notifications/cancelled` instead, and answered as the slow path
     /// answers it.
+    ///
+    /// Waiting for the reply and relaying it are functions of their own: a future keeps a local
+    /// apart from every other one whose storage is live at the same time, so the exchange's
+    /// state and the relay's would otherwise be kept side by side (a third of this future).
     async fn attempt(
         &self,
         client: &mut impl Replier,
@@ -215,6 +221,21 @@ impl FastRoute {
         deadline: tokio::time::Instant,
         mut legacy: Option<&mut LegacyCall>,
     ) -> Attempt {
+        match self.reply(client, span, deadline, legacy.as_deref_mut()).await {
+            Err(ended) => ended,
+            Ok(Err(e)) => Attempt::Failed(e),
+            Ok(Ok(reply)) => self.relay(client, reply, deadline, legacy).await,
+        }
+    }
+
+    /// The member's reply, or how the attempt ended without one (see [`Self::attempt`]).
+    async fn reply(
+        &self,
+        client: &mut impl Replier,
+        span: Option<&AttemptTrace>,
+        deadline: tokio::time::Instant,
+        mut legacy: Option<&mut LegacyCall>,
+    ) -> Result<Result<Upstream, CallError>, Attempt> {
         let exchange = async {
             tokio::time::timeout_at(deadline, self.exchange(span))
                 .await
@@ -227,36 +248,50 @@ impl FastRoute {
                 None => std::future::pending().await,
             }
         };
-        let reply = tokio::select! {
-            r = &mut exchange => r,
-            () = client.gone() => return match legacy {
-                Some(l) => Self::abandoned(exchange, l).await,
+        tokio::select! {
+            r = &mut exchange => Ok(r),
+            () = client.gone() => Err(match legacy {
+                Some(l) => Box::pin(Self::abandoned(exchange, l)).await,
                 None => Attempt::Cancelled,
-            },
-            () = cancelled => return Attempt::Cancelled,
+            }),
+            () = cancelled => Err(Attempt::Cancelled),
+        }
+    }
+
+    /// Relays what the member answered to the client (a legacy session's call: or hands it
+    /// over). A function of its own, so the attempt's future holds one state for all of this.
+    async fn relay(
+        &self,
+        client: &mut impl Replier,
+        reply: Upstream,
+        deadline: tokio::time::Instant,
+        legacy: Option<&mut LegacyCall>,
+    ) -> Attempt {
+        let Some(legacy) = legacy else {
+            return match reply {
+                Upstream::Stream(resp) => {
+                    let provider = self.snap.routes.providers[self.member].name();
+                    stream(client, *resp, &self.id, provider, deadline, || self.timed_out(deadline)).await
+                }
+                Upstream::Whole { status, content_type, body } => {
+                    if let Err(why) = check_reply(&body, &self.id) {
+                        return Attempt::Failed(CallError::Protocol(why));
+                    }
+                    let mut scan = ReplyScan::new(false);
+                    scan.feed(&body);
+                    match client.whole(status, &content_type, &[], body).await {
+                        Ok(()) => Attempt::Answered(scan.outcome().into()),
+                        Err(e) => Attempt::Broken(CallError::Unavailable {
+                            reason: format!("client went away: {e}"),
+                            never_sent: false,
+                        }),
+                    }
+                }
+            };
         };
-        match (reply, legacy) {
-            (Err(e), _) => Attempt::Failed(e),
-            (Ok(Upstream::Stream(resp)), Some(_)) => Attempt::HandOff(Continuation::Stream(resp)),
-            (Ok(Upstream::Whole { body, .. }), Some(l)) => self.answer_legacy(client, l, &body).await,
-            (Ok(Upstream::Stream(resp)), None) => {
-                let provider = self.snap.routes.providers[self.member].name();
-                stream(client, *resp, &self.id, provider, deadline, || self.timed_out(deadline)).await
-            }
-            (Ok(Upstream::Whole { status, content_type, body }), None) => {
-                if let Err(why) = check_reply(&body, &self.id) {
-                    return Attempt::Failed(CallError::Protocol(why));
-                }
-                let mut scan = ReplyScan::new(false);
-                scan.feed(&body);
-                match client.whole(status, &content_type, &[], body).await {
-                    Ok(()) => Attempt::Answered(scan.outcome().into()),
-                    Err(e) => Attempt::Broken(CallError::Unavailable {
-                        reason: format!("client went away: {e}"),
-                        never_sent: false,
-                    }),
-                }
-            }
+        match reply {
+            Upstream::Stream(resp) => Attempt::HandOff(Continuation::Stream(resp)),
+            Upstream::Whole { body, .. } => self.answer_legacy(client, legacy, &body).await,
         }
     }
 

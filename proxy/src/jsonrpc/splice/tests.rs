@@ -82,10 +82,7 @@ fn results_the_splice_cannot_take_go_the_tree_path() {
 }
 
 fn slot_of(params: &str) -> MetaSlot {
-    let head: crate::jsonrpc::parse::ParamsHead<'_> = serde_json::from_str(params).expect("head");
-    let meta =
-        head.meta.as_ref().and_then(|m| m.raw).and_then(|r| crate::jsonrpc::parse::span_in(params.as_bytes(), r.get()));
-    meta_slot(params.as_bytes(), meta).expect("slot")
+    meta_slot(params.as_bytes()).expect("slot")
 }
 
 #[test]
@@ -127,8 +124,11 @@ fn modern_requests_get_the_envelope_and_lose_the_prefix() {
 
 #[test]
 fn a_meta_that_is_not_an_object_has_no_slot() {
-    assert_eq!(meta_slot(br#"{"_meta":1}"#, Some(9..10)), None);
-    assert_eq!(meta_slot(b"  {}", None), Some(MetaSlot::NewAfter(2)));
+    assert_eq!(meta_slot(br#"{"_meta":1}"#), None);
+    assert_eq!(meta_slot(br#"{"_meta":null,"name":"x"}"#), None);
+    assert_eq!(meta_slot(br#"{"\u005fmeta":{},"name":"x"}"#), None, "an escaped key could be _meta");
+    assert_eq!(meta_slot(b"  {}"), Some(MetaSlot::NewAfter(2)));
+    assert_eq!(meta_slot(br#"{"a":{"_meta":{}}, "_meta" : {"p":1}}"#), Some(MetaSlot::Inside(29..36)));
 }
 
 /// The property the fast path relies on: where the quick check sees nothing, serde_json can
