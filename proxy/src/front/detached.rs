@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::jsonrpc::{result_bytes, sse};
 use crate::mcp::server::McpServer;
-use crate::mcp::session::ClientSession;
+use crate::mcp::session::StreamReader;
 use crate::mcp::subscriptions::{self, ListenerGuard};
 use crate::state::{InflightGuard, StreamSlot};
 use crate::telemetry::metrics::Limit;
@@ -39,13 +39,9 @@ pub enum Feed {
         /// The `subscriptions/listen` request's id.
         id: Box<RawValue>,
     },
-    /// A legacy session's GET stream: messages the session pushes, already serialised.
-    Session {
-        /// The messages.
-        rx: mpsc::Receiver<Bytes>,
-        /// The session, kept while its stream is open.
-        client: Arc<ClientSession>,
-    },
+    /// A legacy session's GET stream: messages the session pushes, already serialised (the
+    /// reader keeps the session while its stream is open).
+    Session(StreamReader),
     /// The admin API's event feed: the audit trail as it happens.
     Admin {
         /// The records, as JSON.
@@ -95,7 +91,7 @@ impl DetachedStream {
         if ended_by_server {
             let last = match &self.feed {
                 Feed::Listen { id, .. } => Some(result_bytes(id, &subscriptions::closing_result(id))),
-                Feed::Session { .. } | Feed::Admin { .. } => None,
+                Feed::Session(_) | Feed::Admin { .. } => None,
             };
             let mut tail = BytesMut::new();
             if let Some(json) = last {
@@ -152,7 +148,7 @@ impl Feed {
                 let n = rx.recv().await?;
                 Some(serde_json::to_vec(&subscriptions::tag(n, id)).unwrap_or_default().into())
             }
-            Feed::Session { rx, .. } => rx.recv().await,
+            Feed::Session(reader) => reader.next().await,
             Feed::Admin { rx } => match rx.recv().await {
                 Ok(json) => Some(Bytes::copy_from_slice(json.as_bytes())),
                 // A reader that fell behind is told how much it missed, and goes on.

@@ -759,14 +759,11 @@ async fn get(
         let accepts = Accepts { json: false, sse: true, prefer_sse: true };
         return serve_reply(session, accepts, &client, stream, &buf, seq).await;
     }
-    let (tx, rx) = mpsc::channel::<Bytes>(256);
-    let backlog = client.attach_stream(tx);
+    let reader = client.attach_stream();
     let mut reply = Reply::new(Accepts { json: false, sse: true, prefer_sse: true }, Vec::new());
     reply.start_stream(session).await?;
-    for msg in backlog {
-        reply.event(session, &msg).await?;
-    }
-    ctx.detached = Some(DetachedStream::new(server, Feed::Session { rx, client }, slot));
+    // The messages kept for the session go first, from the stream itself.
+    ctx.detached = Some(DetachedStream::new(server, Feed::Session(reader), slot));
     Ok(())
 }
 

@@ -149,13 +149,10 @@ impl Connection {
         if method == "initialize" {
             let reply = match hub::initialize(&self.server, &snap, &params, None, Principal::local()).await {
                 Ok((session, result)) => {
-                    let (tx, mut rx) = mpsc::channel::<Bytes>(256);
-                    for msg in session.attach_stream(tx) {
-                        let _ = self.out.send(msg).await;
-                    }
+                    let mut reader = session.attach_stream();
                     let out = self.out.clone();
                     tokio::spawn(async move {
-                        while let Some(m) = rx.recv().await {
+                        while let Some(m) = reader.next().await {
                             if out.send(m).await.is_err() {
                                 return;
                             }

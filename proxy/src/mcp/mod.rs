@@ -7,6 +7,7 @@ pub mod bridge;
 pub mod dispatch;
 pub mod fanout;
 pub mod hub;
+pub mod outbox;
 pub mod registry;
 pub mod replay;
 pub mod server;

@@ -1,8 +1,8 @@
 //! Legacy (2025-xx) client sessions at the gateway: created by `initialize`, named by
-//! `Mcp-Session-Id`, ended by DELETE or by idling out. A session owns the client's GET stream (or
-//! a bounded backlog while none is open) and the server→client requests awaiting its answers.
+//! `Mcp-Session-Id`, ended by DELETE or by idling out. A session owns the messages for its GET
+//! stream (`mcp::outbox`) and the server→client requests awaiting its answers.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -12,15 +12,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::auth::Principal;
 use crate::jsonrpc::{code, RpcError};
 use crate::telemetry::metrics::{Limit, Metrics};
 use crate::upstream::{Caller, SessionKey};
 
-/// Messages kept for a session while no GET stream is open; older ones are dropped first.
-const BACKLOG_LIMIT: usize = 256;
 /// Server→client requests awaiting one client's answers at most.
 pub const MAX_PENDING_REQUESTS: usize = 64;
 
@@ -58,8 +56,7 @@ pub struct ClientSession {
     /// What a modern upstream is told about the client on each request, rendered once.
     envelope: std::sync::OnceLock<Box<str>>,
     log_level: Mutex<Option<String>>,
-    stream: Mutex<Option<mpsc::Sender<Bytes>>>,
-    backlog: Mutex<VecDeque<Bytes>>,
+    outbox: crate::mcp::outbox::Outbox,
     pending: Mutex<HashMap<i64, oneshot::Sender<Result<Value, RpcError>>>>,
     inflight: Mutex<HashMap<String, oneshot::Sender<()>>>,
     subscriptions: Mutex<std::collections::BTreeSet<String>>,
@@ -91,8 +88,7 @@ impl ClientSession {
             client_info,
             envelope: std::sync::OnceLock::new(),
             log_level: Mutex::new(None),
-            stream: Mutex::new(None),
-            backlog: Mutex::new(VecDeque::new()),
+            outbox: crate::mcp::outbox::Outbox::default(),
             pending: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
             subscriptions: Mutex::new(std::collections::BTreeSet::new()),
@@ -200,38 +196,21 @@ impl ClientSession {
         }
     }
 
-    /// Attaches a GET stream, replacing any previous one; returns the backlog to write first.
-    pub fn attach_stream(&self, tx: mpsc::Sender<Bytes>) -> Vec<Bytes> {
-        {
-            let mut g = self.stream.lock();
-            *g = Some(tx);
-        }
-        self.backlog.lock().drain(..).collect()
+    /// Attaches a GET stream, in place of any previous one (which then ends): it reads the
+    /// messages kept so far first.
+    pub fn attach_stream(self: &Arc<Self>) -> StreamReader {
+        StreamReader { number: self.outbox.attach(), session: self.clone() }
     }
 
     /// Whether a GET stream is attached and still open (an open stream keeps the session alive).
     pub fn has_open_stream(&self) -> bool {
-        self.stream.lock().as_ref().is_some_and(|tx| !tx.is_closed())
+        self.outbox.is_read()
     }
 
-    /// Sends a message to the client outside of any request: on the GET stream if one is open,
-    /// otherwise into the bounded backlog.
+    /// Sends a message to the client outside of any request: to its GET stream, or kept
+    /// (boundedly) for the next one.
     pub fn push(&self, message: Bytes) {
-        let tx = self.stream.lock().clone();
-        let message = match tx {
-            Some(tx) => match tx.try_send(message) {
-                Ok(()) => return,
-                Err(mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m)) => m,
-            },
-            None => message,
-        };
-        {
-            let mut b = self.backlog.lock();
-            if b.len() >= BACKLOG_LIMIT {
-                b.pop_front();
-            }
-            b.push_back(message);
-        }
+        self.outbox.push(message);
     }
 
     /// Registers a server→client request; returns the id to send it under. Requests whose asker
@@ -328,6 +307,26 @@ impl ClientSession {
         for (_, tx) in waiters {
             let _ = tx.send(Err(RpcError::new(code::INTERNAL_ERROR, "the client session ended")));
         }
+    }
+}
+
+/// A GET stream's hold on its session: the messages to write, while it is the session's stream.
+pub struct StreamReader {
+    session: Arc<ClientSession>,
+    number: u64,
+}
+
+impl StreamReader {
+    /// The next message to write, waiting for one; `None` once another stream took this one's
+    /// place.
+    pub async fn next(&mut self) -> Option<Bytes> {
+        self.session.outbox.next(self.number).await
+    }
+}
+
+impl Drop for StreamReader {
+    fn drop(&mut self) {
+        self.session.outbox.detach(self.number);
     }
 }
 
@@ -473,10 +472,11 @@ impl SessionStore {
         self.sessions.lock().by_audit_id.get(audit_id).cloned()
     }
 
-    /// Removes and returns the session, failing its pending requests.
+    /// Removes and returns the session, failing its pending requests and ending its GET stream.
     pub fn remove(&self, id: &str) -> Option<Arc<ClientSession>> {
         let s = self.sessions.lock().take(id)?;
         s.fail_pending();
+        s.outbox.close();
         Some(s)
     }
 
@@ -606,17 +606,20 @@ mod tests {
         assert!(s.register_request(tx).is_some(), "abandoned requests no longer count");
     }
 
-    #[test]
-    fn backlog_is_bounded_and_flushed_on_attach() {
+    #[tokio::test]
+    async fn messages_wait_for_the_get_stream_which_keeps_the_session() {
         let store = store(8, 8);
         let s = store.create("2025-11-25".into(), Value::Null, Value::Null, None, Principal::local()).expect("s");
-        for i in 0..(BACKLOG_LIMIT + 10) {
-            s.push(Bytes::from(i.to_string()));
-        }
-        let (tx, _rx) = mpsc::channel(4);
-        let backlog = s.attach_stream(tx);
-        assert_eq!(backlog.len(), BACKLOG_LIMIT);
-        assert_eq!(backlog[0], Bytes::from("10"));
+        s.push(Bytes::from("kept"));
+        assert!(!s.has_open_stream());
+        let mut reader = s.attach_stream();
+        assert!(s.has_open_stream());
+        assert_eq!(reader.next().await, Some(Bytes::from("kept")));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(store.expire(Duration::from_millis(1)).is_empty(), "an open stream keeps an idle session");
+        drop(reader);
+        assert!(!s.has_open_stream());
+        assert_eq!(store.expire(Duration::from_millis(1)).len(), 1);
     }
 
     #[test]

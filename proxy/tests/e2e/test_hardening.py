@@ -469,3 +469,36 @@ async def test_a_json_only_legacy_client_gets_the_response_alone(gateway_factory
     assert status == 200 and h["content-type"].startswith("application/json"), (status, h, body)
     reply = json.loads(body)
     assert reply["id"] == 21 and "result" in reply, body
+
+
+async def test_a_sessions_get_stream_ends_with_the_session(gateway_factory, fixture_url):
+    """A session's GET stream carries its messages (a tool list change here) and ends when the
+    session does (a DELETE): it used to stay open until the client closed it."""
+    gw = gateway_factory(f"providers:\n  fx: {{mode: remote, endpoint: \"{fixture_url}\"}}\n")
+    legacy = LegacySession(gw.port)
+    s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    s.sendall((f"GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
+               f"Mcp-Session-Id: {legacy.sid}\r\nMCP-Protocol-Version: 2025-11-25\r\n\r\n").encode())
+    seen = s.recv(65536)
+    assert seen.startswith(b"HTTP/1.1 200"), seen
+    # Watching the provider (a subscription) brings its list changes to the gateway.
+    status, _, body = legacy.request("resources/subscribe", {"uri": "fixture://static"}, rid=2)
+    assert status == 200 and "error" not in json.loads(body), body
+    status, _, body = legacy.request("tools/call", {"name": "fx__change_tools", "arguments": {}}, rid=3)
+    assert status == 200 and "error" not in json.loads(body), body
+    while b"notifications/tools/list_changed" not in seen:
+        chunk = s.recv(65536)
+        assert chunk, f"the stream ended before the message: {seen!r}"
+        seen += chunk
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+    conn.request("DELETE", "/mcp", headers={"Mcp-Session-Id": legacy.sid, "MCP-Protocol-Version": "2025-11-25"})
+    assert conn.getresponse().status == 200
+    conn.close()
+    ended = time.monotonic() + 5
+    while not seen.endswith(b"0\r\n\r\n"):
+        assert time.monotonic() < ended, f"the stream outlived its session: {seen[-200:]!r}"
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        seen += chunk
+    s.close()
