@@ -1,7 +1,8 @@
 //! Micro-benchmarks of the request path: borrowed JSON-RPC parse and header validation, the
-//! express path's request head scan and checks, the fast path's routing decision, the authorization decision, checking arguments against a
-//! tool's schema, each group selection algorithm, SSE framing, and re-addressing a reply to the
-//! client's id. Each also counts heap allocations per operation and asserts the count the code
+//! express path's request head scan and checks, the fast path's routing decision, the
+//! authorization decision, checking arguments against a tool's schema, each group selection
+//! algorithm, SSE framing, re-addressing a reply to the client's id, a legacy call re-addressed
+//! by byte splices against JSON trees, and the reply's outcome scan. Each also counts heap allocations per operation and asserts the count the code
 //! is meant to have (none for routing and selection).
 //!
 //! `cargo bench -p hangar-benches` (criterion prints ns/op; allocations are printed first).
@@ -188,6 +189,97 @@ fn id_remapping(c: &mut Criterion) {
     c.bench_function("reply re-addressed to the client's id", |b| b.iter(|| black_box(result_bytes(&id, &result))));
 }
 
+/// A legacy session's call to a modern upstream, both ways, as the fast path does it (byte
+/// splices: the `_meta` envelope into the params, the gateway's id; the reply's result back under
+/// the client's id without the modern-only fields) and as the slow path does it (the params and
+/// the reply as JSON trees, re-serialised), in the same run.
+fn legacy_readdressing(c: &mut Criterion) {
+    use mcp_hangar::jsonrpc::splice;
+    use mcp_hangar::mcp::hub::finish_result;
+    use mcp_hangar::proto::protocol::Era;
+    use mcp_hangar::upstream::remote::with_modern_meta;
+    use mcp_hangar::upstream::{Caller, SessionKey};
+    const REQUEST: &[u8] = br#"{"jsonrpc":"2.0","id":"client-7","method":"tools/call","params":{"name":"math__add","arguments":{"a":1,"b":2},"_meta":{"progressToken":"p-7"}}}"#;
+    const REPLY: &[u8] = br#"{"jsonrpc":"2.0","id":912,"result":{"content":[{"type":"text","text":"3"}],"isError":false,"resultType":"complete","ttlMs":0,"cacheScope":"private"}}"#;
+    let caller = Caller {
+        session: SessionKey::Client("audit".into()),
+        capabilities: serde_json::json!({"roots": {"listChanged": true}}),
+        client_info: serde_json::json!({"name": "desktop", "version": "1.0"}),
+        log_level: None,
+        credential: None,
+        owner: None,
+    };
+    let envelope = r#""io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"roots":{"listChanged":true}},"io.modelcontextprotocol/clientInfo":{"name":"desktop","version":"1.0"}"#;
+    let spliced = || {
+        let (env, _) = Envelope::parse(black_box(REQUEST)).expect("valid");
+        let head = ParamsHead::parse(env.params).expect("params");
+        let params = env.params.expect("params").get();
+        let name = head.name.as_deref().expect("name");
+        let at = name.as_ptr() as usize - params.as_ptr() as usize;
+        let slot = splice::meta_slot(params.as_bytes()).expect("slot");
+        let request =
+            splice::modern_request(912, "tools/call", params.as_bytes(), at..at + 6, &slot, envelope.as_bytes());
+        let (reply, _) = Envelope::parse(black_box(REPLY)).expect("valid");
+        let answer = splice::legacy_response(env.id.expect("id"), reply.result.expect("result").get());
+        black_box((request, answer))
+    };
+    let tree = || {
+        let (env, kind) = Envelope::parse(black_box(REQUEST)).expect("valid");
+        let mut params = env.payload(kind).expect("params");
+        params["name"] = serde_json::Value::String("add".into());
+        let params = with_modern_meta(params, &caller);
+        let message = serde_json::json!({"jsonrpc": "2.0", "id": 912, "method": "tools/call", "params": params});
+        let request = serde_json::to_vec(&message).expect("serialised");
+        let reply: serde_json::Value = serde_json::from_slice(black_box(REPLY)).expect("valid");
+        let result = finish_result(reply["result"].clone(), Era::Legacy);
+        let answer = result_bytes(env.id.expect("id"), &result);
+        black_box((request, answer))
+    };
+    let (fast, slow) = (spliced(), tree());
+    let read = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).expect("JSON");
+    assert_eq!(read(&fast.0.expect("fits")), read(&slow.0), "the same request either way");
+    assert_eq!(read(&fast.1.expect("spliced")), read(&slow.1), "the same answer either way");
+    for (label, allocs) in [("splices", allocations(|| drop(spliced()))), ("JSON trees", allocations(|| drop(tree())))]
+    {
+        println!("legacy call re-addressed with {label}: {allocs} allocations/op");
+    }
+    c.bench_function("legacy call re-addressed, request and reply: byte splices (fast path)", |b| b.iter(spliced));
+    c.bench_function("legacy call re-addressed, request and reply: JSON trees (slow path)", |b| b.iter(tree));
+}
+
+/// The outcome scan every fast-path reply goes through (was it a tool error?), over a small reply
+/// and over 16 KiB of text content, as JSON and as an SSE event.
+fn outcome_scan(c: &mut Criterion) {
+    use mcp_hangar::jsonrpc::outcome::{Outcome, ReplyScan};
+    let small =
+        br#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"ok"}],"isError":false}}"#.to_vec();
+    let text = "lorem ipsum dolor sit amet, ".repeat((16 << 10) / 28);
+    let large = format!(
+        r#"{{"jsonrpc":"2.0","id":7,"result":{{"content":[{{"type":"text","text":"{text}"}}],"isError":true}}}}"#
+    );
+    for (label, body, outcome) in
+        [("small reply", small, Outcome::Result), ("16 KiB of text", large.into_bytes(), Outcome::ToolError)]
+    {
+        let sse = [b"event: message\ndata: ".as_slice(), &body, b"\n\n"].concat();
+        for (framing, bytes, is_sse) in [("JSON", &body, false), ("SSE", &sse, true)] {
+            let op = || {
+                let mut scan = ReplyScan::new(is_sse);
+                scan.feed(black_box(bytes));
+                black_box(scan.outcome())
+            };
+            assert_eq!(op(), outcome, "{label}, {framing}");
+            assert_eq!(
+                allocations(|| {
+                    op();
+                }),
+                0.0,
+                "the scan allocates nothing"
+            );
+            c.bench_function(&format!("outcome scan, {label}, {framing}"), |b| b.iter(op));
+        }
+    }
+}
+
 fn authorization(c: &mut Criterion) {
     use hangar_config::{Effect, Rule};
     use mcp_hangar::auth::{Item, Policy, Principal};
@@ -253,7 +345,9 @@ mod group {
         argument_validation,
         selection,
         sse_framing,
-        id_remapping
+        id_remapping,
+        legacy_readdressing,
+        outcome_scan
     );
 }
 criterion_main!(group::benches);

@@ -188,7 +188,7 @@ pub fn unknown_method(method: &str) -> RpcError {
 /// Modern results carry `resultType` (legacy upstreams omit it); legacy clients get none of the
 /// modern-only fields a modern upstream (another gateway, say) put in (`resultType`, `ttlMs`,
 /// `cacheScope`, the 2026-07-28 `_meta` keys).
-pub(crate) fn finish_result(mut result: Value, era: Era) -> Value {
+pub fn finish_result(mut result: Value, era: Era) -> Value {
     let Some(obj) = result.as_object_mut() else { return result };
     match era {
         Era::Modern => {
