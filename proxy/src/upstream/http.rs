@@ -452,10 +452,57 @@ pub struct Request<'a> {
     /// Headers besides `Host` and `Content-Length`.
     pub headers: Vec<(http::HeaderName, std::borrow::Cow<'a, str>)>,
     /// Body (empty for GET/DELETE).
-    pub body: Bytes,
+    pub body: Body,
     /// Whether sending it twice is harmless. A pooled connection that closes after the request
     /// was written may or may not have delivered it; only a replayable request is then sent again.
     pub replayable: bool,
+}
+
+/// A request body: one piece, or two — a body with a span cut out of it (the fast path's tool
+/// prefix), sent as it lies in the client's read buffer. A small body is copied after the head
+/// into one buffer; a large one leaves with the head in one vectored write, never copied.
+#[derive(Debug, Clone, Default)]
+pub struct Body {
+    first: Bytes,
+    second: Bytes,
+}
+
+/// Bodies up to this size are copied after the request head (one buffer, one plain write);
+/// larger ones are written from where they lie.
+const COPIED_BODY: usize = 4 << 10;
+
+impl Body {
+    /// `whole` without the bytes in `cut` (`whole` itself when `cut` does not fit it).
+    pub fn without(whole: &Bytes, cut: std::ops::Range<usize>) -> Self {
+        if cut.start > cut.end || cut.end > whole.len() {
+            return Self::from(whole.clone());
+        }
+        Self { first: whole.slice(..cut.start), second: whole.slice(cut.end..) }
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.first.len() + self.second.len()
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Its bytes in one piece (joined only when it is in two).
+    pub fn contiguous(&self) -> std::borrow::Cow<'_, [u8]> {
+        if self.second.is_empty() {
+            return std::borrow::Cow::Borrowed(&self.first);
+        }
+        std::borrow::Cow::Owned([&self.first[..], &self.second[..]].concat())
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(first: Bytes) -> Self {
+        Self { first, second: Bytes::new() }
+    }
 }
 
 /// A response whose body has not been read yet.
@@ -485,10 +532,18 @@ impl HttpClient {
         timeouts: &Timeouts,
     ) -> Result<Response, HttpError> {
         // Built before a connection is taken: a request that cannot be written costs nothing.
-        let mut wire =
+        let mut head =
             wire::request_head(req.method, &endpoint.path, &endpoint.authority, &req.headers, req.body.len())
                 .map_err(|reason| HttpError::Unbuildable { reason })?;
-        wire.extend_from_slice(&req.body);
+        let body = &req.body;
+        let wire: [&[u8]; 3] = if body.len() <= COPIED_BODY {
+            head.reserve(body.len());
+            head.extend_from_slice(&body.first);
+            head.extend_from_slice(&body.second);
+            [&head, &[], &[]]
+        } else {
+            [&head, &body.first, &body.second]
+        };
         let resolved = endpoint.peer(timeouts).await?;
         let shown = || endpoint.shown.to_string();
         let mut attempt = 0;
@@ -506,7 +561,7 @@ impl HttpClient {
                     }
                 },
             };
-            match exchange(stream, &wire, req.method == "HEAD", timeouts.first_byte).await {
+            match exchange(stream, wire, req.method == "HEAD", timeouts.first_byte).await {
                 Ok((stream, buf, head)) => {
                     return Ok(Response {
                         status: head.status,
@@ -552,17 +607,18 @@ enum Failure {
     Io(String),
 }
 
-/// Writes the request in one write and reads the response head, both within `limit`. Interim
-/// (1xx) responses are skipped; what follows the head stays in the returned buffer.
+/// Writes the request (its pieces in one vectored write, as far as the socket takes them) and
+/// reads the response head, both within `limit`. Interim (1xx) responses are skipped; what
+/// follows the head stays in the returned buffer.
 async fn exchange(
     mut stream: Stream,
-    wire: &[u8],
+    wire: [&[u8]; 3],
     head_request: bool,
     limit: Duration,
 ) -> Result<(Stream, BytesMut, ResponseHead), Failure> {
     let deadline = tokio::time::Instant::now() + limit;
     let write = async {
-        stream.write_all(wire).await?;
+        write_all_vectored(&mut stream, wire).await?;
         stream.flush().await
     };
     match tokio::time::timeout_at(deadline, write).await {
@@ -589,6 +645,19 @@ async fn exchange(
             Ok(Ok(_)) => read_any = true,
         }
     }
+}
+
+/// Writes every byte of `pieces`, as few writes as the socket allows.
+async fn write_all_vectored(stream: &mut Stream, pieces: [&[u8]; 3]) -> std::io::Result<()> {
+    let mut slices = pieces.map(std::io::IoSlice::new);
+    let mut left: &mut [std::io::IoSlice<'_>] = &mut slices;
+    while !left.is_empty() {
+        match stream.write_vectored(left).await? {
+            0 => return Err(std::io::ErrorKind::WriteZero.into()),
+            n => std::io::IoSlice::advance_slices(&mut left, n),
+        }
+    }
+    Ok(())
 }
 
 impl Response {
@@ -834,6 +903,70 @@ mod tests {
         (addr, accepted)
     }
 
+    /// A server that answers each request with the body it received (read by its
+    /// `content-length`), on a kept-alive connection.
+    async fn echoing_server() -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            let mut more = [0u8; 4096];
+                            match conn.read(&mut more).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&more[..n]),
+                            }
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length: "))
+                            .and_then(|n| n.trim().parse().ok())
+                            .unwrap_or(0);
+                        while buf.len() < end + 4 + len {
+                            let mut more = [0u8; 4096];
+                            match conn.read(&mut more).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&more[..n]),
+                            }
+                        }
+                        let body: Vec<u8> = buf.drain(..end + 4 + len).skip(end + 4).collect();
+                        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+                        if conn.write_all(&[head.as_bytes(), &body].concat()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn bodies_with_a_span_cut_out_arrive_whole_small_or_large() {
+        let endpoint = Endpoint::parse(&format!("http://{}/mcp", echoing_server().await)).expect("url");
+        let client = Arc::new(HttpClient::default());
+        for size in [10, COPIED_BODY, COPIED_BODY + 1, 256 << 10] {
+            let whole = Bytes::from((0..size + 6).map(|i| b'a' + (i % 26) as u8).collect::<Vec<u8>>());
+            let body = Body::without(&whole, 3..9);
+            assert_eq!(body.len(), size);
+            let want = [&whole[..3], &whole[9..]].concat();
+            assert_eq!(body.contiguous().as_ref(), want.as_slice());
+            let req = Request { method: "POST", headers: Vec::new(), body, replayable: false };
+            let resp = client.send(&endpoint, &req, &quick()).await.expect("reply");
+            let echoed = resp.body(1 << 20).await.expect("body");
+            assert_eq!(echoed.as_ref(), want.as_slice(), "{size} bytes, the pieces in order");
+        }
+        assert_eq!(client.idle.count(), 1, "one connection carried them all");
+        let whole = Bytes::from_static(b"abc");
+        assert_eq!(Body::without(&whole, 2..5).contiguous().as_ref(), b"abc", "a cut past the end cuts nothing");
+    }
+
     fn quick() -> Timeouts {
         Timeouts { connect: Duration::from_secs(2), first_byte: Duration::from_secs(2), idle: Duration::from_secs(2) }
     }
@@ -903,7 +1036,7 @@ mod tests {
     }
 
     fn request(replayable: bool) -> Request<'static> {
-        Request { method: "POST", headers: Vec::new(), body: Bytes::from_static(b"{}"), replayable }
+        Request { method: "POST", headers: Vec::new(), body: Bytes::from_static(b"{}").into(), replayable }
     }
 
     #[tokio::test]

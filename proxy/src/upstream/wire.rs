@@ -47,7 +47,7 @@ pub fn request_head(
     body_len: usize,
 ) -> Result<BytesMut, String> {
     let fields_len: usize = fields.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
-    let mut head = BytesMut::with_capacity(method.len() + target.len() + authority.len() + fields_len + 64 + body_len);
+    let mut head = BytesMut::with_capacity(method.len() + target.len() + authority.len() + fields_len + 64);
     head.extend_from_slice(method.as_bytes());
     head.extend_from_slice(b" ");
     head.extend_from_slice(target.as_bytes());

@@ -341,7 +341,8 @@ impl FastRoute {
             return Ok(finish_result(result, Era::Legacy));
         }
         let upstream = self.snap.routes.concrete(self.member)?;
-        let params = match Envelope::parse(&self.body) {
+        let body = self.body.contiguous();
+        let params = match Envelope::parse(&body) {
             Ok((env, kind)) if kind == Kind::Request => env.payload(kind)?,
             _ => {
                 return Err(RpcError::new(crate::jsonrpc::code::INTERNAL_ERROR, "the call's own request is unreadable"))

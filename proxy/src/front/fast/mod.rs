@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use hangar_config::Secret;
 
 use super::checks::Accepts;
@@ -32,6 +32,7 @@ use crate::proto::protocol::{Era, MODERN_VERSION};
 use crate::routing::{Backend, Routes};
 use crate::state::{AppState, Snapshot};
 use crate::telemetry::traces::{Propagated, RequestTrace};
+use crate::upstream::http::Body;
 use crate::upstream::remote::Remote;
 
 mod legacy;
@@ -177,20 +178,14 @@ pub fn route(state: &AppState, snap: &Arc<Snapshot>, call: Call<'_, impl Fields>
     let credential = forwards_token.then(|| fields.text("authorization").map(Secret::new)).flatten();
     let (upstream_body, id, legacy) = match legacy {
         None => {
-            let body = if prefix_len == 0 {
-                body.clone()
-            } else {
-                let mut cut = BytesMut::with_capacity(body.len() - prefix_len);
-                cut.extend_from_slice(&body[..span.start]);
-                cut.extend_from_slice(&body[span.start + prefix_len..]);
-                cut.freeze()
-            };
+            // The prefix cut out where the body lies: the pieces around it are sent as they are.
+            let body = Body::without(body, span.start..span.start + prefix_len);
             let id = env.id.map(|i| i.to_owned()).unwrap_or_else(|| crate::jsonrpc::null_id().to_owned());
             (body, id, None)
         }
         Some(admitted) => {
             let (body, id, call) = admitted.address(&remote, method, body, span.start..span.start + prefix_len)?;
-            (body, id, Some(Box::new(call)))
+            (body.into(), id, Some(Box::new(call)))
         }
     };
     let audit = &state.audit;

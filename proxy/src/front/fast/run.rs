@@ -20,7 +20,7 @@ use crate::proto::protocol::{Era, MODERN_VERSION};
 use crate::state::{AppState, Snapshot};
 use crate::telemetry::calls::{CallOutcome, CallRecord};
 use crate::telemetry::traces::{AttemptTrace, RequestTrace};
-use crate::upstream::http::{Request, Response};
+use crate::upstream::http::{Body, Request, Response};
 use crate::upstream::remote::Remote;
 use crate::upstream::{record_outcome, CallError};
 
@@ -44,7 +44,7 @@ pub struct FastRoute {
     /// Where the provider's own tool name starts in `name` (after the prefix).
     pub(super) own_at: usize,
     /// The body as the upstream gets it.
-    pub(super) body: Bytes,
+    pub(super) body: Body,
     /// The id the upstream answers: the client's for a modern call, the gateway's for a legacy
     /// session's.
     pub(super) id: Box<RawValue>,

@@ -19,7 +19,7 @@ use crate::jsonrpc::sse;
 use crate::jsonrpc::{code, RpcError};
 use crate::proto::headers::encode_header_value;
 use crate::proto::protocol::MODERN_VERSION;
-use crate::upstream::http::{Request, Response};
+use crate::upstream::http::{Body, Request, Response};
 use crate::upstream::{CallError, CallEvent, Events, ServerRequest, SessionKey};
 
 /// Per-request headers besides the protocol's own.
@@ -72,7 +72,7 @@ impl Inner {
         let credential = extra.credential.or_else(|| session.and_then(|s| s.credential.as_ref()));
         headers.extend(self.headers_for(credential));
         let replayable = crate::balance::retry::is_read_only_method(method);
-        let req = Request { method: "POST", headers, body, replayable };
+        let req = Request { method: "POST", headers, body: body.into(), replayable };
         Ok(self.client.send(&self.endpoint, &req, &self.timeouts).await?)
     }
 
@@ -182,7 +182,7 @@ impl Inner {
             }
         }
         headers.extend(self.headers_for(credential.or_else(|| session.and_then(|s| s.credential.as_ref()))));
-        let req = Request { method: "GET", headers, body: Bytes::new(), replayable: true };
+        let req = Request { method: "GET", headers, body: Body::default(), replayable: true };
         let resp = self.client.send(&self.endpoint, &req, &self.timeouts).await.map_err(CallError::from)?;
         if resp.status == 404 && session.is_some() {
             resp.release().await;

@@ -438,7 +438,7 @@ impl Inner {
             .into_iter()
             .chain(self.headers_for(session.credential.as_ref()))
             .collect(),
-            body: Bytes::new(),
+            body: super::http::Body::default(),
             replayable: true,
         };
         match self.client.send(&self.endpoint, &req, &self.timeouts).await {

@@ -5,7 +5,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use bytes::Bytes;
 use hangar_config::Secret;
 use http::HeaderName;
 use serde_json::{json, Value};
@@ -14,7 +13,7 @@ use tokio::sync::oneshot;
 use super::{message_bytes, Exchange, Extra, Inner, GET_STREAM_WAIT, MAX_EVENT_BYTES};
 use crate::jsonrpc::sse;
 use crate::proto::protocol::{self, Era, LEGACY_VERSIONS};
-use crate::upstream::http::Request;
+use crate::upstream::http::{Body, Request};
 use crate::upstream::{CallError, Caller, Events, SessionKey, UpstreamInfo};
 
 /// One upstream session of a legacy server.
@@ -145,7 +144,7 @@ pub(super) async fn get_stream(inner: Arc<Inner>, session: Weak<LegacySession>, 
             headers.push((HeaderName::from_static("mcp-session-id"), id.clone().into()));
         }
         headers.extend(inner.headers_for(credential.as_ref()));
-        let req = Request { method: "GET", headers, body: Bytes::new(), replayable: true };
+        let req = Request { method: "GET", headers, body: Body::default(), replayable: true };
         let mut timeouts = inner.timeouts;
         timeouts.idle = Duration::from_secs(24 * 3600);
         let sent = inner.client.send(&inner.endpoint, &req, &timeouts).await;
