@@ -1,7 +1,8 @@
 //! The express path: a `tools/call` or `prompts/get` (modern, or in a legacy session) read,
-//! checked and answered on the connection itself, without Pingora's HTTP session. The head is parsed once into views over
-//! the connection's read buffer (`front::request_head`), the body is the next `Content-Length`
-//! bytes of the same buffer (no copy), and the answer goes out with one write.
+//! checked and answered on the connection itself, without Pingora's HTTP session. The head is
+//! parsed once into views over the connection's read buffer (`front::request_head`), the body is
+//! the next `Content-Length` bytes of the same buffer (no copy), and the answer goes out with
+//! one write.
 //!
 //! It is optimistic: every check the MCP endpoint makes is made here, on the views, by the same
 //! functions (`front::checks`, `proto::headers`, `auth`, `front::fast`). A request that is not

@@ -180,18 +180,17 @@ fn answer(body: &[u8], id: &RawValue, client_id: &RawValue) -> Answer {
     let Some(result) = env.result else {
         return Answer::Failed(CallError::Protocol("the reply has neither a result nor an error".into()));
     };
-    if let Some(bytes) = splice::legacy_response(client_id, result.get()) {
+    let outcome = || {
         let mut scan = ReplyScan::new(false);
         scan.feed(body);
-        return Answer::Ready(bytes, scan.outcome().into());
+        scan.outcome().into()
+    };
+    if let Some(bytes) = splice::legacy_response(client_id, result.get()) {
+        return Answer::Ready(bytes, outcome());
     }
     match tree(result) {
         Ok(result) if bridge::is_input_required(&result) => Answer::Rounds(result),
-        Ok(result) => {
-            let result = finish_result(result, Era::Legacy);
-            let outcome = CallOutcome::of(&Ok(result.clone()));
-            Answer::Ready(result_bytes(client_id, &result), outcome)
-        }
+        Ok(result) => Answer::Ready(result_bytes(client_id, &finish_result(result, Era::Legacy)), outcome()),
         Err(e) => Answer::Failed(CallError::Protocol(format!("the reply is not valid JSON: {e}"))),
     }
 }
