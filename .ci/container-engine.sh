@@ -37,6 +37,9 @@ CONF
     for _ in $(seq 100); do curl -sf --unix-socket "$sock" http://d/_ping >/dev/null && break; sleep 0.1; done
   fi
   curl -sf --unix-socket "$sock" http://d/_ping >/dev/null || { cat "$dir/service.log" >&2; exit 1; }
+  # Containers of the test image left by an earlier run that was killed mid-test (so its cleanup
+  # never ran) would be discovered by this run's label-discovery tests as extra providers.
+  podman ps -aq --filter ancestor=localhost/hangar-upstream:test | xargs -r podman rm -f -t 0 >/dev/null
   # The test image: the static tiny MCP server, nothing else.
   (cd "$root" && RUSTFLAGS="-C target-feature=+crt-static" cargo build -q --release --locked \
      -p hangar-upstream --target x86_64-unknown-linux-gnu --target-dir target/static)
