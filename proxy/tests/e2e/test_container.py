@@ -121,7 +121,8 @@ def port_open(port: int) -> bool:
 async def test_labelled_containers_come_and_go_as_providers(gateway_factory):
     """Docker discovery against the real engine: a labelled container appears as a provider within
     2 s of serving and goes within 2 s of stopping (event-driven: the periodic relist is 30 s away);
-    containers with a bad port or a name already taken are reported by registry_sources, not added."""
+    containers with a bad port or a name already taken are reported by registry_sources, not added,
+    and a container waiting for a taken name takes it over when its holder stops."""
     ports = [free_port() for _ in range(3)]
     # Sorted by name, the first container keeps "boxed" and the third is the clash.
     names = [f"hangar-disc-{tag}{p}" for tag, p in zip("abc", ports)]
@@ -162,7 +163,19 @@ async def test_labelled_containers_come_and_go_as_providers(gateway_factory):
             assert f'container {names[1]}: mcp.hangar.port "abc" is not a port number' in problems, problems
             assert f'provider name "boxed" is taken by another workload' in problems, problems
 
+            # The holder goes: the container that waited for the name takes it over (its clash
+            # is no longer reported) and serves the same tools; when it goes too, so do they.
             podman("rm", "-f", "-t", "0", names[0])
+            started = time.monotonic()
+            while True:
+                report = json.loads(text(await c.call_tool("registry_sources", {})))["sources"]
+                if len(report[0]["problems"]) == 1 or time.monotonic() - started > 2:
+                    break
+                await anyio.sleep(0.05)
+            assert report[0]["providers"] == ["boxed"] and "taken" not in report[0]["problems"][0], report
+            await within(2, lambda t: "boxed__add" in t)
+            assert text(await c.call_tool("boxed__add", {"a": 2, "b": 5})) == "ok"
+            podman("rm", "-f", "-t", "0", names[2])
             await within(2, lambda t: "boxed__add" not in t)
     finally:
         for name in names:
