@@ -31,7 +31,8 @@ pub const TARGETS: &[(&str, Target)] = &[
 ];
 
 /// A client's JSON-RPC body: the borrowed envelope parse, the params head, the payload as a tree.
-/// Errors carry only JSON-RPC's own codes; a name located in the body is really there.
+/// Errors carry only JSON-RPC's own codes; a name located in the body is really there; the
+/// params head walked and the tree built are serde_json's own reading.
 pub fn jsonrpc(data: &[u8]) {
     match Envelope::parse(data) {
         Err(invalid) => {
@@ -42,7 +43,20 @@ pub fn jsonrpc(data: &[u8]) {
             if let Err(e) = env.payload(kind) {
                 assert_eq!(e.code, code::INVALID_PARAMS);
             }
-            if let Ok(head) = ParamsHead::parse(env.params) {
+            for raw in [env.params, env.result, env.error].into_iter().flatten() {
+                same_tree(raw.get());
+            }
+            let head = ParamsHead::parse(env.params);
+            if let Some(params) = env.params {
+                let parsed = ParamsHead::parsed(params.get());
+                assert_eq!(
+                    format!("{head:?}"),
+                    format!("{parsed:?}"),
+                    "walked and parsed heads differ: {}",
+                    params.get()
+                );
+            }
+            if let Ok(head) = head {
                 for field in [head.name.as_deref(), head.uri.as_deref()].into_iter().flatten() {
                     if let Some(range) = span_in(data, field) {
                         assert_eq!(data.get(range), Some(field.as_bytes()), "a located field is the field");
@@ -57,6 +71,16 @@ pub fn jsonrpc(data: &[u8]) {
                 spliced_response(id, result);
             }
         }
+    }
+}
+
+/// The tree built from accepted text is serde_json's own, and so is its error.
+fn same_tree(text: &str) {
+    let (built, parsed) = (crate::jsonrpc::tree::tree(text), serde_json::from_str::<Value>(text));
+    match (&built, &parsed) {
+        (Ok(b), Ok(p)) => assert!(b == p, "trees differ: {text}"),
+        (Err(b), Err(p)) => assert_eq!(b.to_string(), p.to_string()),
+        _ => panic!("built {built:?}, parsed {parsed:?}: {text}"),
     }
 }
 

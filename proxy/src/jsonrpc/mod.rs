@@ -7,8 +7,10 @@
 pub mod lines;
 pub mod outcome;
 pub mod parse;
+pub mod scan;
 pub mod splice;
 pub mod sse;
+pub mod tree;
 
 use serde_json::value::RawValue;
 use serde_json::Value;

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::scan::Members;
 use super::{code, RpcError};
 
 /// The top-level fields of a JSON-RPC message, borrowed from the input.
@@ -106,7 +107,7 @@ impl<'a> Envelope<'a> {
     /// string.
     pub fn payload(&self, kind: Kind) -> Result<serde_json::Value, RpcError> {
         let tree = |raw: &RawValue, what: &str| {
-            serde_json::from_str::<serde_json::Value>(raw.get())
+            super::tree::tree(raw.get())
                 .map_err(|e| RpcError::new(code::INVALID_PARAMS, format!("{what} cannot be read: {e}")))
         };
         match (kind, self.params, self.result, self.error) {
@@ -132,6 +133,21 @@ fn opt_cow<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str
     Ok(Option::<Borrowed<'de>>::deserialize(d)?.map(|b| b.0))
 }
 
+/// A raw value's text (`null` reads as absent, as for any `Option`).
+fn raw_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de str>, D::Error> {
+    Option::<&'de RawValue>::deserialize(d).map(|raw| raw.map(RawValue::get))
+}
+
+/// A string value without escapes, borrowed (`Some(None)` for `null`); `None` for anything
+/// else, which serde_json then reads.
+fn plain_string(value: &str) -> Option<Option<Cow<'_, str>>> {
+    if value == "null" {
+        return Some(None);
+    }
+    let inner = value.strip_prefix('"')?.strip_suffix('"')?;
+    (!inner.contains('\\')).then_some(Some(Cow::Borrowed(inner)))
+}
+
 fn invalid(code: i64, message: impl Into<String>, id: Option<Box<RawValue>>) -> Invalid {
     Invalid { error: RpcError::new(code, message), id }
 }
@@ -148,9 +164,10 @@ pub struct ParamsHead<'a> {
     /// `params._meta`.
     #[serde(borrow, default, rename = "_meta")]
     pub meta: Option<MetaHead<'a>>,
-    /// `params.arguments` (tools/call), unparsed: read only when a schema is to check it.
-    #[serde(borrow, default)]
-    pub arguments: Option<&'a serde_json::value::RawValue>,
+    /// `params.arguments` (tools/call) as its JSON text, unparsed: read only when a schema is to
+    /// check it.
+    #[serde(borrow, default, deserialize_with = "raw_text")]
+    pub arguments: Option<&'a str>,
 }
 
 /// The `_meta` fields the gateway reads.
@@ -182,13 +199,49 @@ pub struct ClientInfoHead<'a> {
 }
 
 impl<'a> ParamsHead<'a> {
-    /// Reads the head of `params`; `None` params read as empty.
+    /// Reads the head of `params`; `None` params read as empty. `params` was accepted by the
+    /// envelope's parse, so its members are walked rather than parsed again (on a large body
+    /// that pass costs as much as the envelope's); whatever the walk does not read exactly as
+    /// serde_json would (a key or name with escapes, a repeated field, a field of the wrong type)
+    /// is parsed by serde_json, whose answer, or error, it is.
     pub fn parse(params: Option<&'a RawValue>) -> Result<Self, RpcError> {
         match params {
             None => Ok(Self::default()),
-            Some(raw) => serde_json::from_str(raw.get())
-                .map_err(|e| RpcError::new(code::INVALID_PARAMS, format!("invalid params: {e}"))),
+            Some(raw) => Self::walk(raw.get()).map_or_else(|| Self::parsed(raw.get()), Ok),
         }
+    }
+
+    /// The head as serde_json reads it.
+    pub(crate) fn parsed(params: &'a str) -> Result<Self, RpcError> {
+        serde_json::from_str(params).map_err(|e| RpcError::new(code::INVALID_PARAMS, format!("invalid params: {e}")))
+    }
+
+    /// The head read from `params`' top-level members; `None` to leave it to [`Self::parsed`].
+    fn walk(params: &'a str) -> Option<Self> {
+        let mut head = Self::default();
+        let mut seen = [false; 4];
+        for member in Members::of(params.as_bytes()).ok()? {
+            let member = member.ok()?;
+            let (key, value) = (params.get(member.key)?, params.get(member.value)?);
+            let field = match key {
+                "name" => 0,
+                "uri" => 1,
+                "_meta" => 2,
+                "arguments" => 3,
+                _ if key.contains('\\') => return None,
+                _ => continue,
+            };
+            if std::mem::replace(&mut seen[field], true) {
+                return None;
+            }
+            match field {
+                0 => head.name = plain_string(value)?,
+                1 => head.uri = plain_string(value)?,
+                2 => head.meta = serde_json::from_str(value).ok()?,
+                _ => head.arguments = (value != "null").then_some(value),
+            }
+        }
+        Some(head)
     }
 
     /// The protocol version in `_meta`, if any.
@@ -256,6 +309,31 @@ mod tests {
         assert_eq!(head.protocol_version(), Some("2026-07-28"));
         let span = span_in(body, name).expect("borrowed");
         assert_eq!(&body[span], b"math__add");
+    }
+
+    #[test]
+    fn walked_heads_are_what_serde_json_reads() {
+        let many = format!(r#"{{"arguments":{{"text":"{}","name":"inner"}},"name":"t"}}"#, "x".repeat(5000));
+        for params in [
+            r#"{"name":"a__b","arguments":{"x":[1,{"name":"no"}]},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"c"},"traceparent":"t"}}"#,
+            r#"{ "uri" : "file:///x" , "other": {"name": 1}, "name": null, "arguments": null }"#,
+            r#"{"name":"a","name":"b"}"#,
+            r#"{"name":"a"}"#,
+            r#"{"name":"aé"}"#,
+            r#"{"name":5}"#,
+            r#"{"_meta":5}"#,
+            r#"{"_meta":null,"arguments":[]}"#,
+            r#"{"_meta":{"traceparent":1}}"#,
+            r#"{"_meta":{"traceparent":"a","traceparent":"b"}}"#,
+            r#"{}"#,
+            &many,
+        ] {
+            let raw: &RawValue = serde_json::from_str(params).expect("json");
+            let (walked, parsed) = (ParamsHead::parse(Some(raw)), ParamsHead::parsed(params));
+            assert_eq!(format!("{walked:?}"), format!("{parsed:?}"), "{params}");
+        }
+        let raw: &RawValue = serde_json::from_str(&many).expect("json");
+        assert!(ParamsHead::walk(raw.get()).is_some(), "a plain head is walked, not parsed");
     }
 
     #[test]

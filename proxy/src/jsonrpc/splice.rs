@@ -3,156 +3,16 @@
 //! envelope and the gateway's id, the modern reply given back the client's id without the
 //! fields a legacy client never sees — without building a JSON tree.
 //!
-//! Inputs are texts serde_json has already accepted, so the scanner only has to walk valid
-//! JSON; anything it does not expect (a key written with escapes, say) makes it answer `None`,
-//! and the caller takes the tree-building path instead. It never panics and never reads out of
-//! bounds, whatever the bytes.
+//! Inputs are texts serde_json has already accepted, walked by [`super::scan`]; anything the
+//! edits do not expect (a key written with escapes, say) makes them answer `None`, and the
+//! caller takes the tree-building path instead.
 
 use std::io::Write;
 use std::ops::Range;
 
 use serde_json::value::RawValue;
 
-/// One member of a JSON object, as offsets into the object's text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
-    /// The key's bytes between its quotes (escapes not decoded).
-    pub key: Range<usize>,
-    /// The value's text.
-    pub value: Range<usize>,
-}
-
-impl Member {
-    /// The member's whole text: the key's opening quote to the value's end.
-    pub fn text(&self) -> Range<usize> {
-        self.key.start - 1..self.value.end
-    }
-}
-
-/// The top-level members of the object `text`, in order. Yields `Err` (and stops) at anything
-/// that is not an object's member list.
-pub struct Members<'a> {
-    text: &'a [u8],
-    at: usize,
-    done: bool,
-}
-
-/// `text` is not the object the scanner expected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Unexpected;
-
-impl<'a> Members<'a> {
-    /// The members of `text`, which must be a JSON object (leading whitespace allowed).
-    pub fn of(text: &'a [u8]) -> Result<Self, Unexpected> {
-        let at = skip_ws(text, 0);
-        if text.get(at) != Some(&b'{') {
-            return Err(Unexpected);
-        }
-        let first = skip_ws(text, at + 1);
-        Ok(Self { text, at: first, done: text.get(first) == Some(&b'}') })
-    }
-}
-
-impl Iterator for Members<'_> {
-    type Item = Result<Member, Unexpected>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        let member = member_at(self.text, self.at);
-        match &member {
-            Ok((_, next)) => match self.text.get(*next) {
-                Some(b',') => self.at = skip_ws(self.text, next + 1),
-                Some(b'}') => self.done = true,
-                _ => return self.fail(),
-            },
-            Err(_) => return self.fail(),
-        }
-        Some(member.map(|(m, _)| m))
-    }
-}
-
-impl Members<'_> {
-    fn fail(&mut self) -> Option<Result<Member, Unexpected>> {
-        self.done = true;
-        Some(Err(Unexpected))
-    }
-}
-
-/// The member starting at `at` (its key's quote) and the offset of what follows it (past
-/// whitespace).
-fn member_at(text: &[u8], at: usize) -> Result<(Member, usize), Unexpected> {
-    if text.get(at) != Some(&b'"') {
-        return Err(Unexpected);
-    }
-    let key_end = string_end(text, at)?;
-    let colon = skip_ws(text, key_end);
-    if text.get(colon) != Some(&b':') {
-        return Err(Unexpected);
-    }
-    let value_start = skip_ws(text, colon + 1);
-    let value_end = value_end(text, value_start)?;
-    let member = Member { key: at + 1..key_end - 1, value: value_start..value_end };
-    Ok((member, skip_ws(text, value_end)))
-}
-
-fn skip_ws(text: &[u8], mut at: usize) -> usize {
-    while matches!(text.get(at), Some(b' ' | b'\t' | b'\r' | b'\n')) {
-        at += 1;
-    }
-    at
-}
-
-/// The offset past the string whose opening quote is at `at`.
-fn string_end(text: &[u8], at: usize) -> Result<usize, Unexpected> {
-    let mut i = at + 1;
-    loop {
-        let rest = text.get(i..).ok_or(Unexpected)?;
-        let stop = memchr::memchr2(b'"', b'\\', rest).ok_or(Unexpected)?;
-        i += stop;
-        if text[i] == b'"' {
-            return Ok(i + 1);
-        }
-        i += 2; // a backslash and the byte it escapes
-    }
-}
-
-/// The offset past the value starting at `at`.
-fn value_end(text: &[u8], at: usize) -> Result<usize, Unexpected> {
-    match text.get(at).ok_or(Unexpected)? {
-        b'"' => string_end(text, at),
-        b'{' | b'[' => {
-            let mut depth = 0usize;
-            let mut i = at;
-            loop {
-                let rest = text.get(i..).ok_or(Unexpected)?;
-                // The next byte that matters: a string, or a bracket of either kind.
-                let stop = rest.iter().position(|b| matches!(b, b'"' | b'{' | b'[' | b'}' | b']')).ok_or(Unexpected)?;
-                i += stop;
-                match text[i] {
-                    b'"' => i = string_end(text, i)?,
-                    b'{' | b'[' => {
-                        depth += 1;
-                        i += 1;
-                    }
-                    _ => {
-                        depth -= 1;
-                        i += 1;
-                        if depth == 0 {
-                            return Ok(i);
-                        }
-                    }
-                }
-            }
-        }
-        _ => {
-            let rest = &text[at..];
-            let len = rest.iter().position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n'));
-            Ok(at + len.unwrap_or(rest.len()))
-        }
-    }
-}
+use super::scan::{skip_ws, Members};
 
 /// Result fields of 2026-07-28 that a legacy client never sees.
 const MODERN_RESULT_FIELDS: [&[u8]; 3] = [b"resultType", b"ttlMs", b"cacheScope"];
@@ -341,7 +201,7 @@ pub fn may_not_make_a_tree(text: &[u8]) -> bool {
     }
 }
 
-/// [`string_end`] for a string without surrogate escapes; `None` for one with any (or for a
+/// [`super::scan`]'s string end for a string without surrogate escapes; `None` for one with any (or for a
 /// string the scanner does not expect).
 fn string_with_plain_escapes(text: &[u8], at: usize) -> Option<usize> {
     let mut i = at + 1;

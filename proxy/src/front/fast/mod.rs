@@ -143,7 +143,7 @@ pub fn route(state: &AppState, snap: &Arc<Snapshot>, call: Call<'_, impl Fields>
     if method == "tools/call" {
         if let Some(validator) = arguments::validator(routes, idx, own_name) {
             let parsed = match head.arguments {
-                Some(raw) => Some(serde_json::from_str::<serde_json::Value>(raw.get()).ok()?),
+                Some(text) => Some(crate::jsonrpc::tree::tree(text).ok()?),
                 None => None,
             };
             arguments::check(&validator, name, parsed.as_ref()).ok()?;

@@ -7,46 +7,6 @@ fn raw(text: &str) -> Box<RawValue> {
     RawValue::from_string(text.to_owned()).expect("raw")
 }
 
-fn members(text: &str) -> Vec<(String, String)> {
-    Members::of(text.as_bytes())
-        .expect("object")
-        .map(|m| {
-            let m = m.expect("member");
-            (text[m.key].to_owned(), text[m.value].to_owned())
-        })
-        .collect()
-}
-
-#[test]
-fn walks_the_top_level_members_only() {
-    let text = r#" { "a" : 1 , "b":{"a":[1,{"x":"}"}]},"c\"d":"e\\",
-        "f":[ ], "g":null,"h":-1.5e3,"i":true}"#;
-    let got = members(text);
-    let want = [
-        ("a", "1"),
-        ("b", r#"{"a":[1,{"x":"}"}]}"#),
-        (r#"c\"d"#, r#""e\\""#),
-        ("f", "[ ]"),
-        ("g", "null"),
-        ("h", "-1.5e3"),
-        ("i", "true"),
-    ];
-    assert_eq!(got, want.map(|(k, v)| (k.to_owned(), v.to_owned())));
-    assert!(members("{}").is_empty());
-    assert!(members(" {  } ").is_empty());
-}
-
-#[test]
-fn unexpected_text_is_an_error_not_a_panic() {
-    assert!(Members::of(b"[1]").is_err());
-    assert!(Members::of(b"").is_err());
-    for text in [&b"{\"a\""[..], b"{\"a\":", b"{\"a\":\"", b"{\"a\":{", b"{\"a\":1 \"b\":2}", b"{a:1}", b"{\"a\":\"\\"]
-    {
-        let all: Vec<_> = Members::of(text).expect("starts as an object").collect();
-        assert_eq!(all.last(), Some(&Err(Unexpected)), "{}", String::from_utf8_lossy(text));
-    }
-}
-
 /// What the slow path sends a legacy client for `result`, as a tree.
 fn tree_path(id: &str, result: &str) -> Value {
     let result: Value = serde_json::from_str(result).expect("result");
@@ -175,7 +135,7 @@ fn the_quick_tree_check_misses_nothing_serde_refuses() {
             text.push_str(PIECES[(seed % 16) as usize]);
         }
         check_tree_property(&text);
-        let _ = Members::of(text.as_bytes()).map(Iterator::count);
+        let _ = crate::jsonrpc::scan::Members::of(text.as_bytes()).map(Iterator::count);
         let _ = legacy_response(&raw("1"), &text);
     }
 }
