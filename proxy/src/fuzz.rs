@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::front::checks;
 use crate::jsonrpc::code;
-use crate::jsonrpc::outcome::ReplyScan;
+use crate::jsonrpc::outcome::{self, ReplyScan};
 use crate::jsonrpc::parse::{span_in, Envelope, ParamsHead};
 use crate::jsonrpc::splice;
 use crate::jsonrpc::sse;
@@ -34,6 +34,7 @@ pub const TARGETS: &[(&str, Target)] = &[
 /// Errors carry only JSON-RPC's own codes; a name located in the body is really there; the
 /// params head walked and the tree built are serde_json's own reading.
 pub fn jsonrpc(data: &[u8]) {
+    same_outcome(data);
     match Envelope::parse(data) {
         Err(invalid) => {
             assert!(matches!(invalid.error.code, code::PARSE_ERROR | code::INVALID_REQUEST), "{:?}", invalid.error);
@@ -157,9 +158,14 @@ pub fn sse(data: &[u8]) {
     let mut whole = ReplyScan::new(true);
     whole.feed(body);
     assert_eq!(whole.outcome(), chunked.outcome(), "chunking changed what the scan saw");
+    same_outcome(body);
+}
+
+/// A whole JSON reply's outcome, walked, is the state machine's.
+fn same_outcome(body: &[u8]) {
     let mut json = ReplyScan::new(false);
     json.feed(body);
-    let _ = json.outcome();
+    assert_eq!(outcome::of_json(body), json.outcome(), "the walk and the scan disagree");
 }
 
 /// A provider's URI template and a client's URI (split at the first NUL): compiling and matching

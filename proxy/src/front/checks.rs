@@ -101,6 +101,9 @@ const SINGLE_VALUED: [&str; 9] = [
 /// The first single-valued header sent twice with different values, if any (identical copies are
 /// harmless and allowed).
 pub fn conflicting_duplicate(req: &impl Fields) -> Option<&'static str> {
+    if !req.may_repeat() {
+        return None;
+    }
     SINGLE_VALUED.into_iter().find(|name| {
         let mut values = req.each(name);
         let first = values.next();

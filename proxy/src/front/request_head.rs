@@ -33,6 +33,8 @@ pub struct RequestHead {
     target: Range<usize>,
     http11: bool,
     fields: Vec<(Range<usize>, Range<usize>)>,
+    /// Some field name occurs more than once.
+    repeats: bool,
 }
 
 impl RequestHead {
@@ -56,6 +58,8 @@ impl RequestHead {
         self.http11 = req.version == Some(1);
         self.fields.clear();
         self.fields.extend(req.headers.iter().map(|h| (offset(h.name.as_bytes()), offset(h.value))));
+        let names = || req.headers.iter().map(|h| h.name.as_bytes());
+        self.repeats = names().enumerate().any(|(i, a)| names().take(i).any(|b| a.eq_ignore_ascii_case(b)));
         Scan::Complete(len)
     }
 
@@ -106,6 +110,10 @@ impl Fields for HeadView<'_> {
     fn each<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
         self.all().filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
     }
+
+    fn may_repeat(&self) -> bool {
+        self.head.repeats
+    }
 }
 
 #[cfg(test)]
@@ -125,7 +133,11 @@ mod tests {
         assert_eq!(view.text("host"), Some("localhost"));
         assert_eq!(view.each("MCP-NAME").collect::<Vec<_>>(), [&b"a"[..], &b"b"[..]]);
         assert_eq!(view.first("origin"), None);
+        assert!(view.may_repeat(), "Mcp-Name twice");
         assert_eq!(view.all().count(), 4);
+        let once = b"POST /mcp HTTP/1.1\r\nHost: a\r\nMcp-Name: b\r\n\r\n";
+        let Scan::Complete(_) = head.scan(once) else { panic!("complete") };
+        assert!(!head.view(once).may_repeat(), "the head read last decides");
     }
 
     #[test]

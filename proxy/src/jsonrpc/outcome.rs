@@ -4,7 +4,12 @@
 //! event's `data` scanned on its own; the response is the event that says something).
 //!
 //! It is a small state machine over bytes: string and escape tracking, nesting depth, and the
-//! keys at the two levels that matter. No allocation, one pass.
+//! keys at the two levels that matter. No allocation, one pass. A whole JSON reply is first
+//! walked member by member ([`of_json`]), which skips strings with `memchr` where the state
+//! machine steps through every byte; the walk answers only where it reads the reply exactly as
+//! the state machine does, and leaves everything else to it.
+
+use super::scan::{skip_ws, Members};
 
 /// How a reply ended, as far as the scan can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +175,54 @@ impl JsonScan {
     }
 }
 
+/// What a whole JSON reply says: what [`ReplyScan`] would say of it, learnt more quickly.
+pub fn of_json(body: &[u8]) -> Outcome {
+    walked(body).unwrap_or_else(|| {
+        let mut scan = ReplyScan::new(false);
+        scan.feed(body);
+        scan.outcome()
+    })
+}
+
+/// The outcome read from the reply's members (an `error`, or a `result` with `isError: true`);
+/// `None` where the walk could read the bytes differently from the state machine: a key with
+/// escapes (the state machine drops them), an `isError` value that is not a JSON token, text
+/// after the object, anything the walk does not expect.
+fn walked(body: &[u8]) -> Option<Outcome> {
+    let mut outcome = Outcome::Result;
+    let mut top = Members::of(body).ok()?;
+    for member in top.by_ref() {
+        let member = member.ok()?;
+        match body.get(member.key.clone())? {
+            b"error" => outcome = Outcome::Error,
+            b"result" if body.get(member.value.start) == Some(&b'{') => {
+                let result = body.get(member.value)?;
+                let mut fields = Members::of(result).ok()?;
+                for field in fields.by_ref() {
+                    let field = field.ok()?;
+                    match (result.get(field.key)?, result.get(field.value)?) {
+                        (b"isError", b"true") if outcome == Outcome::Result => outcome = Outcome::ToolError,
+                        (b"isError", value) if !is_token(value) => return None,
+                        (key, _) if key.contains(&b'\\') => return None,
+                        _ => {}
+                    }
+                }
+                fields.end()?;
+            }
+            key if key.contains(&b'\\') => return None,
+            _ => {}
+        }
+    }
+    (skip_ws(body, top.end()?) == body.len()).then_some(outcome)
+}
+
+/// Whether a member's value is one JSON token the state machine reads as the walk does: a
+/// literal spelt out, or a value starting as a string, number, object or array does.
+fn is_token(value: &[u8]) -> bool {
+    matches!(value, b"true" | b"false" | b"null")
+        || matches!(value.first(), Some(b'"' | b'{' | b'[' | b'-' | b'0'..=b'9'))
+}
+
 /// Scans a reply body of either kind.
 #[derive(Debug, Clone)]
 pub struct ReplyScan {
@@ -265,6 +318,9 @@ mod tests {
             s.feed(&bytes[split..]);
             assert_eq!(s.outcome(), whole, "split at {split} of {body}");
         }
+        if !sse {
+            assert_eq!(of_json(bytes), whole, "walked: {body}");
+        }
         whole
     }
 
@@ -300,6 +356,35 @@ mod tests {
         assert_eq!(scan(&stream, true), Outcome::ToolError, "a string continued on the next data line");
     }
 
+    #[test]
+    fn the_walk_reads_replies_as_the_state_machine_does() {
+        let walked_too = [
+            r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"ok"}],"isError":false}}"#,
+            r#" {"result":{"isError":true},"id":"a"} "#,
+            r#"{"result":{"isError":true,"isError":false}}"#,
+            r#"{"result":{},"error":{"code":1},"result":{"isError":true}}"#,
+            r#"{"result":[{"isError":true}]}"#,
+            r#"{"result":"isError","error":null}"#,
+        ];
+        for body in walked_too {
+            assert!(walked(body.as_bytes()).is_some(), "walked: {body}");
+            scan(body, false);
+        }
+        let left_to_the_state_machine = [
+            r#"{"result":{"isError":trueish}}"#,
+            r#"{"result":{"isError":tru}}"#,
+            r#"{"error\"":1}"#,
+            r#"{"result":{"isErr\u006fr":true}}"#,
+            r#"{"result":{}} {"error":1}"#,
+            r#"{"result":{"isError":true}"#,
+            r#"[{"error":1}]"#,
+        ];
+        for body in left_to_the_state_machine {
+            assert!(walked(body.as_bytes()).is_none(), "not walked: {body}");
+            scan(body, false);
+        }
+    }
+
     /// The skipping scan against a byte-at-a-time one, on random streams made of the bytes and
     /// words the scan reacts to.
     #[test]
@@ -321,6 +406,9 @@ mod tests {
                 let mut skipping = ReplyScan::new(sse);
                 skipping.feed(text.as_bytes());
                 assert_eq!(skipping.outcome(), bytewise.outcome(), "sse={sse}: {text:?}");
+                if !sse {
+                    assert_eq!(of_json(text.as_bytes()), bytewise.outcome(), "walked: {text:?}");
+                }
             }
         }
     }

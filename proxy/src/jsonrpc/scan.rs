@@ -28,6 +28,8 @@ pub struct Members<'a> {
     text: &'a [u8],
     at: usize,
     done: bool,
+    /// Past the closing brace, once every member has been read.
+    end: Option<usize>,
 }
 
 /// `text` is not the object the scanner expected.
@@ -42,7 +44,14 @@ impl<'a> Members<'a> {
             return Err(Unexpected);
         }
         let first = skip_ws(text, at + 1);
-        Ok(Self { text, at: first, done: text.get(first) == Some(&b'}') })
+        let empty = text.get(first) == Some(&b'}');
+        Ok(Self { text, at: first, done: empty, end: empty.then_some(first + 1) })
+    }
+
+    /// The offset just past the object's closing brace, once every member has been read without
+    /// a fault (`None` before, or after an [`Unexpected`]).
+    pub fn end(&self) -> Option<usize> {
+        self.end
     }
 }
 
@@ -57,7 +66,10 @@ impl Iterator for Members<'_> {
         match &member {
             Ok((_, next)) => match self.text.get(*next) {
                 Some(b',') => self.at = skip_ws(self.text, next + 1),
-                Some(b'}') => self.done = true,
+                Some(b'}') => {
+                    self.done = true;
+                    self.end = Some(next + 1);
+                }
                 _ => return self.fail(),
             },
             Err(_) => return self.fail(),
@@ -186,6 +198,14 @@ mod tests {
         assert_eq!(got, want.map(|(k, v)| (k.to_owned(), v.to_owned())));
         assert!(members("{}").is_empty());
         assert!(members(" {  } ").is_empty());
+        let mut walk = Members::of(br#"{"a":[1]} "#).expect("object");
+        assert_eq!(walk.end(), None, "not read yet");
+        walk.by_ref().for_each(drop);
+        assert_eq!(walk.end(), Some(9));
+        assert_eq!(Members::of(b" {} x").expect("object").end(), Some(3));
+        let mut bad = Members::of(br#"{"a":1 "b"}"#).expect("object");
+        bad.by_ref().for_each(drop);
+        assert_eq!(bad.end(), None);
     }
 
     #[test]

@@ -16,6 +16,12 @@ pub trait Fields {
     fn text(&self, name: &str) -> Option<&str> {
         self.first(name).and_then(as_text)
     }
+
+    /// Whether some field name may occur more than once (`true` unless the reader knows): lets
+    /// the check for conflicting copies skip its lookups when no name repeats.
+    fn may_repeat(&self) -> bool {
+        true
+    }
 }
 
 impl Fields for http::HeaderMap {

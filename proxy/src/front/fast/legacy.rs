@@ -21,7 +21,7 @@ use crate::front::checks::Accepts;
 use crate::front::mcp::{answer_into, produce_into, serve_reply, RESUME_GRACE};
 use crate::front::replier::Replier;
 use crate::front::reply::Reply;
-use crate::jsonrpc::outcome::ReplyScan;
+use crate::jsonrpc::outcome;
 use crate::jsonrpc::parse::{span_in, Envelope, Kind, ParamsHead};
 use crate::jsonrpc::splice::{self, MetaSlot};
 use crate::jsonrpc::{result_bytes, RpcError};
@@ -180,11 +180,7 @@ fn answer(body: &[u8], id: &RawValue, client_id: &RawValue) -> Answer {
     let Some(result) = env.result else {
         return Answer::Failed(CallError::Protocol("the reply has neither a result nor an error".into()));
     };
-    let outcome = || {
-        let mut scan = ReplyScan::new(false);
-        scan.feed(body);
-        scan.outcome().into()
-    };
+    let outcome = || outcome::of_json(body).into();
     if let Some(bytes) = splice::legacy_response(client_id, result.get()) {
         return Answer::Ready(bytes, outcome());
     }
@@ -269,11 +265,7 @@ impl FastRoute {
         use super::run::Attempt;
         tokio::select! {
             reply = tokio::time::timeout(RESUME_GRACE, exchange) => match reply {
-                Ok(Ok(Upstream::Whole { body, .. })) => {
-                    let mut scan = ReplyScan::new(false);
-                    scan.feed(&body);
-                    Attempt::Abandoned(Some(scan.outcome().into()))
-                }
+                Ok(Ok(Upstream::Whole { body, .. })) => Attempt::Abandoned(Some(outcome::of_json(&body).into())),
                 _ => Attempt::Abandoned(None),
             },
             () = legacy.cancelled() => Attempt::Abandoned(None),

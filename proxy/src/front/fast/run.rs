@@ -13,7 +13,7 @@ use super::legacy::{Continuation, LegacyCall};
 use crate::balance::retry::{self, MAX_ATTEMPTS};
 use crate::front::replier::Replier;
 use crate::jsonrpc::error_bytes;
-use crate::jsonrpc::outcome::ReplyScan;
+use crate::jsonrpc::outcome::{self, ReplyScan};
 use crate::jsonrpc::parse::{Envelope, Kind};
 use crate::jsonrpc::sse;
 use crate::proto::protocol::{Era, MODERN_VERSION};
@@ -277,10 +277,9 @@ impl FastRoute {
                     if let Err(why) = check_reply(&body, &self.id) {
                         return Attempt::Failed(CallError::Protocol(why));
                     }
-                    let mut scan = ReplyScan::new(false);
-                    scan.feed(&body);
+                    let outcome = outcome::of_json(&body);
                     match client.whole(status, &content_type, &[], body).await {
-                        Ok(()) => Attempt::Answered(scan.outcome().into()),
+                        Ok(()) => Attempt::Answered(outcome.into()),
                         Err(e) => Attempt::Broken(CallError::Unavailable {
                             reason: format!("client went away: {e}"),
                             never_sent: false,
