@@ -274,37 +274,27 @@ fn legacy_readdressing(c: &mut Criterion) {
 /// The outcome scan every fast-path reply goes through (was it a tool error?), over a small reply
 /// and over 16 KiB of text content, as JSON and as an SSE event.
 fn outcome_scan(c: &mut Criterion) {
-    use mcp_hangar::jsonrpc::outcome::{of_json, Outcome, ReplyScan};
+    use mcp_hangar::jsonrpc::outcome::{of_json, Outcome};
     let small =
         br#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"ok"}],"isError":false}}"#.to_vec();
     let text = "lorem ipsum dolor sit amet, ".repeat((16 << 10) / 28);
     let large = format!(
         r#"{{"jsonrpc":"2.0","id":7,"result":{{"content":[{{"type":"text","text":"{text}"}}],"isError":true}}}}"#
     );
+    // A whole JSON reply, or one SSE event's data (the fast path reads each decoded event so).
     for (label, body, outcome) in
         [("small reply", small, Outcome::Result), ("16 KiB of text", large.into_bytes(), Outcome::ToolError)]
     {
-        let sse = [b"event: message\ndata: ".as_slice(), &body, b"\n\n"].concat();
-        for (framing, bytes, is_sse) in [("JSON", &body, false), ("SSE", &sse, true)] {
-            // A whole JSON reply is walked (`of_json`); an SSE stream is scanned as it passes.
-            let op = || {
-                if !is_sse {
-                    return black_box(of_json(black_box(bytes)));
-                }
-                let mut scan = ReplyScan::new(is_sse);
-                scan.feed(black_box(bytes));
-                black_box(scan.outcome())
-            };
-            assert_eq!(op(), outcome, "{label}, {framing}");
-            assert_eq!(
-                allocations(|| {
-                    op();
-                }),
-                0.0,
-                "the scan allocates nothing"
-            );
-            c.bench_function(&format!("outcome scan, {label}, {framing}"), |b| b.iter(op));
-        }
+        let op = || black_box(of_json(black_box(&body)));
+        assert_eq!(op(), outcome, "{label}");
+        assert_eq!(
+            allocations(|| {
+                op();
+            }),
+            0.0,
+            "the walk allocates nothing"
+        );
+        c.bench_function(&format!("outcome scan, {label}"), |b| b.iter(op));
     }
 }
 

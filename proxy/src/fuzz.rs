@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::front::checks;
 use crate::jsonrpc::code;
-use crate::jsonrpc::outcome::{self, ReplyScan};
+use crate::jsonrpc::outcome;
 use crate::jsonrpc::parse::{span_in, Envelope, ParamsHead};
 use crate::jsonrpc::splice;
 use crate::jsonrpc::sse;
@@ -135,37 +135,31 @@ fn valid_json(out: Vec<u8>) -> String {
 }
 
 /// An upstream's SSE stream, in chunks of sizes the input chooses: the decoder keeps events within
-/// its bound, and the reply scan says the same whatever the chunking.
+/// its bound, and each event's outcome, walked, is the state machine's.
 pub fn sse(data: &[u8]) {
     const MAX_EVENT: usize = 4096;
     let Some((&step, body)) = data.split_first() else { return };
     let step = usize::from(step % 64) + 1;
     let mut decoder = Some(sse::Decoder::new(MAX_EVENT));
-    let mut chunked = ReplyScan::new(true);
     for chunk in body.chunks(step) {
-        chunked.feed(chunk);
         // A stream the decoder refuses (too large, not UTF-8) is not decoded further.
         match decoder.as_mut().map(|d| d.feed(chunk)) {
             Some(Ok(events)) => {
                 for e in events {
                     assert!(e.data.len() <= MAX_EVENT, "an event past the bound");
+                    same_outcome(e.data.as_bytes());
                 }
             }
             Some(Err(_)) => decoder = None,
             None => {}
         }
     }
-    let mut whole = ReplyScan::new(true);
-    whole.feed(body);
-    assert_eq!(whole.outcome(), chunked.outcome(), "chunking changed what the scan saw");
     same_outcome(body);
 }
 
-/// A whole JSON reply's outcome, walked, is the state machine's.
+/// A reply's outcome, walked, is the state machine's.
 fn same_outcome(body: &[u8]) {
-    let mut json = ReplyScan::new(false);
-    json.feed(body);
-    assert_eq!(outcome::of_json(body), json.outcome(), "the walk and the scan disagree");
+    assert_eq!(outcome::of_json(body), outcome::scanned(body), "the walk and the scan disagree");
 }
 
 /// A provider's URI template and a client's URI (split at the first NUL): compiling and matching

@@ -134,6 +134,8 @@ mod tests {
         assert_eq!(view.each("MCP-NAME").collect::<Vec<_>>(), [&b"a"[..], &b"b"[..]]);
         assert_eq!(view.first("origin"), None);
         assert!(view.may_repeat(), "Mcp-Name twice");
+        assert_eq!(view.first("mcp-nam"), None, "a prefix is another name");
+        assert_eq!(view.first("CONTENT-LENGTH"), Some(&b"2"[..]));
         assert_eq!(view.all().count(), 4);
         let once = b"POST /mcp HTTP/1.1\r\nHost: a\r\nMcp-Name: b\r\n\r\n";
         let Scan::Complete(_) = head.scan(once) else { panic!("complete") };

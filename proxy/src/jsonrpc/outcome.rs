@@ -1,13 +1,13 @@
-//! What a proxied reply said, learnt from its bytes as they stream past, without parsing them
-//! into anything: whether the response object has a top-level `error`, or a `result` with
-//! `"isError": true`. Works across chunk boundaries, on a JSON body or on an SSE stream (each
-//! event's `data` scanned on its own; the response is the event that says something).
+//! What a proxied reply said, learnt from its bytes without parsing them into anything: whether
+//! the response object has a top-level `error`, or a `result` with `"isError": true`. Used on a
+//! whole JSON reply and on each event of an SSE reply (where the response is the event that says
+//! something).
 //!
-//! It is a small state machine over bytes: string and escape tracking, nesting depth, and the
-//! keys at the two levels that matter. No allocation, one pass. A whole JSON reply is first
-//! walked member by member ([`of_json`]), which skips strings with `memchr` where the state
-//! machine steps through every byte; the walk answers only where it reads the reply exactly as
-//! the state machine does, and leaves everything else to it.
+//! The reply is walked member by member ([`of_json`]), strings skipped with `memchr`. Where the
+//! walk could read the bytes differently from a plain reading of them (a key with escapes, text
+//! after the object, a value that is not JSON), a small state machine decides instead: string
+//! and escape tracking, nesting depth, and the keys at the two levels that matter; no
+//! allocation, one pass.
 
 use super::scan::{skip_ws, Members};
 
@@ -175,13 +175,16 @@ impl JsonScan {
     }
 }
 
-/// What a whole JSON reply says: what [`ReplyScan`] would say of it, learnt more quickly.
+/// What a whole JSON reply (or one SSE event's data) says.
 pub fn of_json(body: &[u8]) -> Outcome {
-    walked(body).unwrap_or_else(|| {
-        let mut scan = ReplyScan::new(false);
-        scan.feed(body);
-        scan.outcome()
-    })
+    walked(body).unwrap_or_else(|| scanned(body))
+}
+
+/// What the state machine alone reads in `body` (the fuzz target holds the walk to it).
+pub(crate) fn scanned(body: &[u8]) -> Outcome {
+    let mut scan = JsonScan::default();
+    scan.feed(body);
+    scan.outcome().unwrap_or(Outcome::Result)
 }
 
 /// The outcome read from the reply's members (an `error`, or a `result` with `isError: true`);
@@ -223,137 +226,48 @@ fn is_token(value: &[u8]) -> bool {
         || matches!(value.first(), Some(b'"' | b'{' | b'[' | b'-' | b'0'..=b'9'))
 }
 
-/// Scans a reply body of either kind.
-#[derive(Debug, Clone)]
-pub struct ReplyScan {
-    sse: bool,
-    json: JsonScan,
-    /// SSE: position in the current line (0 = line start), and whether it is a `data:` line.
-    col: usize,
-    data_line: bool,
-    /// SSE: what an earlier event said.
-    found: Option<Outcome>,
-}
-
-impl ReplyScan {
-    /// A scanner for a body that is an SSE stream (`sse`) or one JSON value.
-    pub fn new(sse: bool) -> Self {
-        Self { sse, json: JsonScan::default(), col: 0, data_line: false, found: None }
-    }
-
-    /// Scans the next chunk.
-    pub fn feed(&mut self, chunk: &[u8]) {
-        if !self.sse {
-            self.json.feed(chunk);
-            return;
-        }
-        let mut at = 0;
-        while at < chunk.len() {
-            if self.data_line && self.json.in_value_string() {
-                // As in `JsonScan::feed`, with the line's end as a third stop.
-                let skip = memchr::memchr3(b'"', b'\\', b'\n', &chunk[at..]).unwrap_or(chunk.len() - at);
-                self.col += skip;
-                at += skip;
-                if at == chunk.len() {
-                    return;
-                }
-            }
-            let b = chunk[at];
-            at += 1;
-            if b == b'\n' {
-                if self.col == 0 {
-                    // A blank line ends the event.
-                    if let Some(o) = self.json.outcome() {
-                        self.found = Some(o);
-                    }
-                    self.json = JsonScan::default();
-                } else if self.data_line {
-                    self.json.byte(b'\n');
-                }
-                self.col = 0;
-                self.data_line = false;
-                continue;
-            }
-            if b == b'\r' {
-                continue;
-            }
-            const DATA: &[u8] = b"data:";
-            if self.col < DATA.len() {
-                if b != DATA[self.col] {
-                    self.col = usize::MAX / 2; // not a data line: skip to its end
-                } else {
-                    self.col += 1;
-                    self.data_line = self.col == DATA.len();
-                }
-                continue;
-            }
-            self.col += 1;
-            if self.data_line {
-                self.json.byte(b);
-            }
-        }
-    }
-
-    /// The outcome so far: an error or tool error if one was seen, else a result.
-    pub fn outcome(&self) -> Outcome {
-        self.found.or_else(|| self.json.outcome()).unwrap_or(Outcome::Result)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn scan(body: &str, sse: bool) -> Outcome {
-        // Every split point, to exercise chunk boundaries.
+    /// The outcome of `body`, which the walk, the state machine and the state machine fed a
+    /// byte at a time all agree on.
+    fn scan(body: &str) -> Outcome {
         let bytes = body.as_bytes();
-        let whole = {
-            let mut s = ReplyScan::new(sse);
-            s.feed(bytes);
-            s.outcome()
-        };
-        for split in 0..bytes.len() {
-            let mut s = ReplyScan::new(sse);
-            s.feed(&bytes[..split]);
-            s.feed(&bytes[split..]);
-            assert_eq!(s.outcome(), whole, "split at {split} of {body}");
+        let whole = scanned(bytes);
+        let mut bytewise = JsonScan::default();
+        for b in bytes {
+            bytewise.feed(std::slice::from_ref(b));
         }
-        if !sse {
-            assert_eq!(of_json(bytes), whole, "walked: {body}");
-        }
+        assert_eq!(bytewise.outcome().unwrap_or(Outcome::Result), whole, "a byte at a time: {body}");
+        assert_eq!(of_json(bytes), whole, "walked: {body}");
         whole
     }
 
     #[test]
     fn tells_results_tool_errors_and_errors_apart() {
-        assert_eq!(scan(r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#, false), Outcome::Result);
-        assert_eq!(
-            scan(r#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":true}}"#, false),
-            Outcome::ToolError
-        );
-        assert_eq!(scan(r#"{"jsonrpc":"2.0","id":1,"result":{"isError" : false}}"#, false), Outcome::Result);
-        assert_eq!(scan(r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"x"}}"#, false), Outcome::Error);
-        assert_eq!(scan(r#"{"error":null,"id":2}"#, false), Outcome::Error, "a key named error at the top");
+        assert_eq!(scan(r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#), Outcome::Result);
+        assert_eq!(scan(r#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":true}}"#), Outcome::ToolError);
+        assert_eq!(scan(r#"{"jsonrpc":"2.0","id":1,"result":{"isError" : false}}"#), Outcome::Result);
+        assert_eq!(scan(r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"x"}}"#), Outcome::Error);
+        assert_eq!(scan(r#"{"error":null,"id":2}"#), Outcome::Error, "a key named error at the top");
     }
 
     #[test]
     fn is_not_fooled_by_content() {
         let tricky = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"\"error\": \"isError\":true"}],"structuredContent":{"error":1,"isError":true}}}"#;
-        assert_eq!(scan(tricky, false), Outcome::Result);
+        assert_eq!(scan(tricky), Outcome::Result);
         let nested = r#"{"result":{"content":[{"isError":true}],"meta":{"error":true}},"id":1}"#;
-        assert_eq!(scan(nested, false), Outcome::Result);
+        assert_eq!(scan(nested), Outcome::Result);
     }
 
     #[test]
     fn long_strings_are_skipped_to_their_end_and_no_further() {
         let text = "lorem \\\" ipsum \\\\".repeat(40);
         let body = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{{"content":[{{"text":"{text}"}}],"isError":true}}}}"#);
-        assert_eq!(scan(&body, false), Outcome::ToolError);
-        assert_eq!(scan(&format!("data: {body}\n\n"), true), Outcome::ToolError);
+        assert_eq!(scan(&body), Outcome::ToolError);
         let body = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{{"note":"{text} \"isError\":true"}}}}"#);
-        assert_eq!(scan(&body, false), Outcome::Result, "a key inside a long string is not a key");
-        let stream = format!("data: {{\"id\":1,\"result\":{{\"a\":\"{text}\r\ndata: x\",\"isError\":true}}}}\n\n");
-        assert_eq!(scan(&stream, true), Outcome::ToolError, "a string continued on the next data line");
+        assert_eq!(scan(&body), Outcome::Result, "a key inside a long string is not a key");
     }
 
     #[test]
@@ -368,7 +282,7 @@ mod tests {
         ];
         for body in walked_too {
             assert!(walked(body.as_bytes()).is_some(), "walked: {body}");
-            scan(body, false);
+            scan(body);
         }
         let left_to_the_state_machine = [
             r#"{"result":{"isError":trueish}}"#,
@@ -381,16 +295,16 @@ mod tests {
         ];
         for body in left_to_the_state_machine {
             assert!(walked(body.as_bytes()).is_none(), "not walked: {body}");
-            scan(body, false);
+            scan(body);
         }
     }
 
-    /// The skipping scan against a byte-at-a-time one, on random streams made of the bytes and
-    /// words the scan reacts to.
+    /// The walk and the skipping scan against a byte-at-a-time one, on random texts made of the
+    /// bytes and words the scan reacts to.
     #[test]
-    fn skipping_changes_no_outcome() {
+    fn skipping_and_walking_change_no_outcome() {
         const PIECES: [&str; 16] =
-            ["\"", "\\", "{", "}", "[", "]", ":", ",", "\n", "\r", " ", "data:", "result", "error", "isError", "true"];
+            ["\"", "\\", "{", "}", "[", "]", ":", ",", "\n", "\r", " ", "1", "result", "error", "isError", "true"];
         let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
         for _ in 0..3000 {
             let mut text = String::new();
@@ -398,31 +312,7 @@ mod tests {
                 seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
                 text.push_str(PIECES[(seed >> 60) as usize]);
             }
-            for sse in [false, true] {
-                let mut bytewise = ReplyScan::new(sse);
-                for b in text.bytes() {
-                    bytewise.feed(&[b]);
-                }
-                let mut skipping = ReplyScan::new(sse);
-                skipping.feed(text.as_bytes());
-                assert_eq!(skipping.outcome(), bytewise.outcome(), "sse={sse}: {text:?}");
-                if !sse {
-                    assert_eq!(of_json(text.as_bytes()), bytewise.outcome(), "walked: {text:?}");
-                }
-            }
+            scan(&text);
         }
-    }
-
-    #[test]
-    fn reads_sse_events() {
-        let stream = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"error\":1}}\n\n\
-                      id: 1\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\n data: \"result\":{\"isError\":true}}\n\n";
-        // The second event's data spans two lines; the first line of the pair starts with "data:"
-        // and the second with " data:", which is not a data line per the SSE rules.
-        assert_eq!(scan(stream, true), Outcome::Result);
-        let stream = "data: {\"jsonrpc\":\"2.0\",\"id\":1,\r\ndata: \"result\":{\"isError\":true}}\r\n\r\n";
-        assert_eq!(scan(stream, true), Outcome::ToolError);
-        let stream = ": keep-alive\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":1}}\n\n";
-        assert_eq!(scan(stream, true), Outcome::Error);
     }
 }

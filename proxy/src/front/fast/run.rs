@@ -13,7 +13,7 @@ use super::legacy::{Continuation, LegacyCall};
 use crate::balance::retry::{self, MAX_ATTEMPTS};
 use crate::front::replier::Replier;
 use crate::jsonrpc::error_bytes;
-use crate::jsonrpc::outcome::{self, ReplyScan};
+use crate::jsonrpc::outcome::{self, Outcome};
 use crate::jsonrpc::parse::{Envelope, Kind};
 use crate::jsonrpc::sse;
 use crate::proto::protocol::{Era, MODERN_VERSION};
@@ -394,26 +394,40 @@ fn same_id(a: &RawValue, b: &RawValue) -> bool {
         )
 }
 
-/// Watches a relayed SSE reply for the response to the request, decoding events as they pass.
+/// Watches a relayed SSE reply for the response to the request, and for what the reply said (an
+/// error or a tool error in any event), decoding events as they pass.
 struct ResponseWatch {
     decoder: sse::Decoder,
     answered: bool,
+    said: Option<Outcome>,
 }
 
 impl ResponseWatch {
     fn new() -> Self {
-        Self { decoder: sse::Decoder::new(MAX_WATCHED_EVENT), answered: false }
+        Self { decoder: sse::Decoder::new(MAX_WATCHED_EVENT), answered: false, said: None }
     }
 
     /// Feeds a chunk; an error when the stream cannot be decoded.
     fn feed(&mut self, chunk: &[u8], id: &RawValue) -> Result<(), String> {
         let events = self.decoder.feed(chunk).map_err(|e| e.to_string())?;
-        for ev in events.iter().filter(|e| e.is_message() && !e.data.is_empty()) {
+        for ev in events.iter().filter(|e| !e.data.is_empty()) {
+            let said = outcome::of_json(ev.data.as_bytes());
+            if said != Outcome::Result {
+                self.said = Some(said);
+            }
+            if !ev.is_message() {
+                continue;
+            }
             if let Ok((env, Kind::Response)) = Envelope::parse(ev.data.as_bytes()) {
                 self.answered |= env.id.is_some_and(|got| same_id(got, id));
             }
         }
         Ok(())
+    }
+
+    /// What the reply said: the last event that said something, else a result.
+    fn outcome(&self) -> Outcome {
+        self.said.unwrap_or(Outcome::Result)
     }
 }
 
@@ -435,7 +449,6 @@ async fn stream(
     if let Err(e) = client.stream_head(resp.status, &[]).await {
         return Attempt::Broken(CallError::Unavailable { reason: format!("client went away: {e}"), never_sent: false });
     }
-    let mut scan = ReplyScan::new(true);
     let mut watch = ResponseWatch::new();
     let failure = loop {
         let next = tokio::select! {
@@ -445,7 +458,6 @@ async fn stream(
         };
         match next {
             Ok(Some(chunk)) => {
-                scan.feed(&chunk);
                 let decoded = watch.feed(&chunk, id);
                 // The answer is in and the upstream's body is over: the last piece and the end
                 // of our response go out together.
@@ -462,7 +474,7 @@ async fn stream(
                 }
                 if last {
                     resp.release().await;
-                    return Attempt::Answered(scan.outcome().into());
+                    return Attempt::Answered(watch.outcome().into());
                 }
             }
             Ok(None) if watch.answered => break None,
@@ -473,7 +485,7 @@ async fn stream(
     let Some(failure) = failure else {
         resp.release().await;
         return match client.stream_end().await {
-            Ok(()) => Attempt::Answered(scan.outcome().into()),
+            Ok(()) => Attempt::Answered(watch.outcome().into()),
             Err(e) => {
                 Attempt::Broken(CallError::Unavailable { reason: format!("client went away: {e}"), never_sent: false })
             }
@@ -524,5 +536,24 @@ mod tests {
         w.feed(b"\"result\":{}}\n\n", &seven).expect("rest");
         assert!(w.answered);
         assert!(ResponseWatch::new().feed(b"data: \xff\n\n", &seven).is_err(), "not UTF-8");
+    }
+
+    #[test]
+    fn the_sse_watch_learns_what_the_reply_said() {
+        let seven = id("7");
+        let said = |stream: &str| {
+            let mut w = ResponseWatch::new();
+            for chunk in stream.as_bytes().chunks(7) {
+                w.feed(chunk, &seven).expect("decodes");
+            }
+            w.outcome()
+        };
+        let progress = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"error\":1}}\n\n";
+        let ok = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"isError\":false}}\n\n";
+        assert_eq!(said(&format!("{progress}{ok}")), Outcome::Result, "an `error` in params says nothing");
+        let failed = "data: {\"jsonrpc\":\"2.0\",\"id\":7,\r\ndata: \"result\":{\"isError\":true}}\r\n\r\n";
+        assert_eq!(said(failed), Outcome::ToolError, "data lines joined, CRLF line ends");
+        let error = ": keep-alive\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"error\":{\"code\":1,\"message\":\"m\"}}\n\n";
+        assert_eq!(said(error), Outcome::Error);
     }
 }
