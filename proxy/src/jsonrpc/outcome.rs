@@ -188,42 +188,52 @@ pub(crate) fn scanned(body: &[u8]) -> Outcome {
 }
 
 /// The outcome read from the reply's members (an `error`, or a `result` with `isError: true`);
-/// `None` where the walk could read the bytes differently from the state machine: a key with
-/// escapes (the state machine drops them), an `isError` value that is not a JSON token, text
-/// after the object, anything the walk does not expect.
+/// `None` where the walk could read the bytes differently from the state machine: a member that
+/// is not [`plain`], text after the object, anything the walk does not expect.
 fn walked(body: &[u8]) -> Option<Outcome> {
     let mut outcome = Outcome::Result;
     let mut top = Members::of(body).ok()?;
     for member in top.by_ref() {
         let member = member.ok()?;
-        match body.get(member.key.clone())? {
+        let (key, value) = (body.get(member.key)?, body.get(member.value)?);
+        if !plain(key, value) {
+            return None;
+        }
+        match key {
             b"error" => outcome = Outcome::Error,
-            b"result" if body.get(member.value.start) == Some(&b'{') => {
-                let result = body.get(member.value)?;
-                let mut fields = Members::of(result).ok()?;
+            b"result" if value.first() == Some(&b'{') => {
+                let mut fields = Members::of(value).ok()?;
                 for field in fields.by_ref() {
                     let field = field.ok()?;
-                    match (result.get(field.key)?, result.get(field.value)?) {
-                        (b"isError", b"true") if outcome == Outcome::Result => outcome = Outcome::ToolError,
-                        (b"isError", value) if !is_token(value) => return None,
-                        (key, _) if key.contains(&b'\\') => return None,
-                        _ => {}
+                    let (key, field_value) = (value.get(field.key)?, value.get(field.value)?);
+                    if !plain(key, field_value) {
+                        return None;
+                    }
+                    // The state machine takes any value spelt from `true` on as true.
+                    if key == b"isError" && field_value.starts_with(b"true") && outcome == Outcome::Result {
+                        outcome = Outcome::ToolError;
                     }
                 }
                 fields.end()?;
             }
-            key if key.contains(&b'\\') => return None,
             _ => {}
         }
     }
     (skip_ws(body, top.end()?) == body.len()).then_some(outcome)
 }
 
-/// Whether a member's value is one JSON token the state machine reads as the walk does: a
-/// literal spelt out, or a value starting as a string, number, object or array does.
-fn is_token(value: &[u8]) -> bool {
-    matches!(value, b"true" | b"false" | b"null")
-        || matches!(value.first(), Some(b'"' | b'{' | b'[' | b'-' | b'0'..=b'9'))
+/// Whether a member reads the same to the walk and to the state machine: a key without escapes
+/// (the state machine drops them), and a value that is a string, an object or an array (whose
+/// ends both find alike) or one bare token (a literal, a number) with nothing in it the state
+/// machine would take for a string or structure.
+fn plain(key: &[u8], value: &[u8]) -> bool {
+    let bare = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.');
+    !key.contains(&b'\\')
+        && match value.first() {
+            Some(b'"' | b'{' | b'[') => true,
+            Some(_) => value.iter().all(bare),
+            None => false,
+        }
 }
 
 #[cfg(test)]
@@ -276,6 +286,8 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"ok"}],"isError":false}}"#,
             r#" {"result":{"isError":true},"id":"a"} "#,
             r#"{"result":{"isError":true,"isError":false}}"#,
+            r#"{"result":{"isError":trueish}}"#,
+            r#"{"result":{"isError":tru}}"#,
             r#"{"result":{},"error":{"code":1},"result":{"isError":true}}"#,
             r#"{"result":[{"isError":true}]}"#,
             r#"{"result":"isError","error":null}"#,
@@ -285,8 +297,8 @@ mod tests {
             scan(body);
         }
         let left_to_the_state_machine = [
-            r#"{"result":{"isError":trueish}}"#,
-            r#"{"result":{"isError":tru}}"#,
+            "{\"id\":\x17\",\"error\":{}}",
+            r#"{"id":1{,"error":1}"#,
             r#"{"error\"":1}"#,
             r#"{"result":{"isErr\u006fr":true}}"#,
             r#"{"result":{}} {"error":1}"#,
