@@ -46,7 +46,7 @@ pub fn legacy_response(id: &RawValue, result: &str) -> Option<Vec<u8>> {
         if key == b"resultType" && value != br#""complete""# {
             return None;
         }
-        if key == b"_meta" && memchr::memmem::find(value, b"io.modelcontextprotocol/").is_some() {
+        if key == b"_meta" && names_modern_keys(value) {
             return None;
         }
         if MODERN_RESULT_FIELDS.contains(&key) {
@@ -60,6 +60,13 @@ pub fn legacy_response(id: &RawValue, result: &str) -> Option<Vec<u8>> {
     }
     out.extend_from_slice(b"}}");
     Some(out)
+}
+
+/// Whether a `_meta` object's text may name keys of the 2026-07-28 namespace, which the tree
+/// path handles key by key (a mention inside a value counts too: the answer errs towards the
+/// tree path).
+pub fn names_modern_keys(meta: &[u8]) -> bool {
+    memchr::memmem::find(meta, crate::proto::protocol::meta::NAMESPACE.as_bytes()).is_some()
 }
 
 /// Where a request's `_meta` envelope goes into its `params`.

@@ -14,6 +14,8 @@ pub const HEADERLESS_LEGACY_VERSION: &str = "2025-03-26";
 
 /// `_meta` keys defined by the 2026-07-28 revision.
 pub mod meta {
+    /// What every key below starts with: the namespace the revision reserves in `_meta`.
+    pub const NAMESPACE: &str = "io.modelcontextprotocol/";
     /// Protocol version of a request.
     pub const PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
     /// Client identity.

@@ -102,7 +102,7 @@ impl<'a> Admission<'a> {
         let slot = splice::meta_slot(text)?;
         if let MetaSlot::Inside(meta) = &slot {
             let meta = text.get(meta.clone())?;
-            if memchr::memmem::find(meta, b"io.modelcontextprotocol/").is_some() {
+            if splice::names_modern_keys(meta) {
                 return None;
             }
         }
