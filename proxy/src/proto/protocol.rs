@@ -36,14 +36,15 @@ pub mod meta {
         &[PROTOCOL_VERSION, CLIENT_CAPABILITIES, CLIENT_INFO, LOG_LEVEL, SUBSCRIPTION_ID, SERVER_INFO];
 
     /// Removes `keys` from the `_meta` of a request's params or a result (and `_meta` itself
-    /// when nothing else is left in it); other `_meta` keys (progress tokens, trace context)
-    /// stay.
+    /// when they were all it held); other `_meta` keys (progress tokens, trace context) stay,
+    /// and so does a `_meta` that came empty, as the byte splice of a reply leaves it.
     pub fn strip_modern(obj: &mut serde_json::Map<String, serde_json::Value>, keys: &[&str]) {
         let Some(m) = obj.get_mut("_meta").and_then(serde_json::Value::as_object_mut) else { return };
+        let mut removed = false;
         for key in keys {
-            m.remove(*key);
+            removed |= m.remove(*key).is_some();
         }
-        if m.is_empty() {
+        if removed && m.is_empty() {
             obj.remove("_meta");
         }
     }
@@ -96,6 +97,22 @@ pub fn name_field(method: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stripping_drops_a_meta_it_emptied_and_keeps_one_that_came_empty() {
+        let strip = |v: serde_json::Value| {
+            let mut obj = v.as_object().cloned().expect("object");
+            meta::strip_modern(&mut obj, meta::MODERN_ONLY);
+            serde_json::Value::Object(obj)
+        };
+        let modern = serde_json::json!({"x": 1, "_meta": {"io.modelcontextprotocol/serverInfo": {}}});
+        assert_eq!(strip(modern), serde_json::json!({"x": 1}));
+        let mixed = serde_json::json!({"_meta": {"io.modelcontextprotocol/serverInfo": {}, "progressToken": 1}});
+        assert_eq!(strip(mixed), serde_json::json!({"_meta": {"progressToken": 1}}));
+        // As the byte splice of a legacy reply leaves it: the two paths answer alike.
+        let empty = serde_json::json!({"x": 1, "_meta": {}});
+        assert_eq!(strip(empty.clone()), empty);
+    }
 
     #[test]
     fn eras() {
