@@ -35,6 +35,7 @@ pub const TARGETS: &[(&str, Target)] = &[
 /// params head walked and the tree built are serde_json's own reading.
 pub fn jsonrpc(data: &[u8]) {
     same_outcome(data);
+    same_envelope(data);
     match Envelope::parse(data) {
         Err(invalid) => {
             assert!(matches!(invalid.error.code, code::PARSE_ERROR | code::INVALID_REQUEST), "{:?}", invalid.error);
@@ -45,17 +46,12 @@ pub fn jsonrpc(data: &[u8]) {
                 assert_eq!(e.code, code::INVALID_PARAMS);
             }
             for raw in [env.params, env.result, env.error].into_iter().flatten() {
-                same_tree(raw.get());
+                same_tree(raw);
             }
             let head = ParamsHead::parse(env.params);
             if let Some(params) = env.params {
-                let parsed = ParamsHead::parsed(params.get());
-                assert_eq!(
-                    format!("{head:?}"),
-                    format!("{parsed:?}"),
-                    "walked and parsed heads differ: {}",
-                    params.get()
-                );
+                let parsed = ParamsHead::parsed(params);
+                assert_eq!(format!("{head:?}"), format!("{parsed:?}"), "walked and parsed heads differ: {params}");
             }
             if let Ok(head) = head {
                 for field in [head.name.as_deref(), head.uri.as_deref()].into_iter().flatten() {
@@ -75,6 +71,18 @@ pub fn jsonrpc(data: &[u8]) {
     }
 }
 
+/// An envelope the validating walk reads is the one serde_json reads: the walk never accepts
+/// what serde_json refuses.
+fn same_envelope(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Some(walked) = Envelope::walked(text) {
+        match Envelope::parsed(text) {
+            Ok(parsed) => assert_eq!(format!("{walked:?}"), format!("{parsed:?}"), "walked and parsed differ: {text}"),
+            Err(e) => panic!("the walk accepted what serde_json refuses ({:?}): {text}", e.error),
+        }
+    }
+}
+
 /// The tree built from accepted text is serde_json's own, and so is its error.
 fn same_tree(text: &str) {
     let (built, parsed) = (crate::jsonrpc::tree::tree(text), serde_json::from_str::<Value>(text));
@@ -87,10 +95,10 @@ fn same_tree(text: &str) {
 
 /// The envelope spliced into any params the borrowed parse accepted gives valid JSON, which reads
 /// as the same params plus the envelope; the quick tree check misses nothing serde_json refuses.
-fn spliced_request(params: &RawValue, head: &ParamsHead<'_>) {
-    let text = params.get().as_bytes();
-    let tree = serde_json::from_str::<Value>(params.get());
-    assert!(tree.is_ok() || splice::may_not_make_a_tree(text), "the quick check missed {}", params.get());
+fn spliced_request(params: &str, head: &ParamsHead<'_>) {
+    let text = params.as_bytes();
+    let tree = serde_json::from_str::<Value>(params);
+    assert!(tree.is_ok() || splice::may_not_make_a_tree(text), "the quick check missed {params}");
     let Some(slot) = splice::meta_slot(text) else { return };
     if let splice::MetaSlot::Inside(meta) = &slot {
         let own = head.meta.as_ref().map(|m| m.protocol_version.as_deref());
@@ -111,10 +119,10 @@ fn spliced_request(params: &RawValue, head: &ParamsHead<'_>) {
 }
 
 /// A result re-addressed as bytes is valid JSON, and reads as the tree path's result.
-fn spliced_response(id: &RawValue, result: &RawValue) {
-    let Some(out) = splice::legacy_response(id, result.get()) else { return };
+fn spliced_response(id: &RawValue, result: &str) {
+    let Some(out) = splice::legacy_response(id, result) else { return };
     let out = valid_json(out);
-    if let Ok(tree) = serde_json::from_str::<Value>(result.get()) {
+    if let Ok(tree) = serde_json::from_str::<Value>(result) {
         let want = crate::mcp::hub::finish_result(tree, crate::proto::protocol::Era::Legacy);
         // (The id is the client's, echoed as sent: a tree of it is not the point.)
         #[derive(serde::Deserialize)]
@@ -122,7 +130,7 @@ fn spliced_response(id: &RawValue, result: &RawValue) {
             result: Value,
         }
         let spliced: Response = serde_json::from_str(&out).expect("a tree, as the result makes one");
-        assert_eq!(spliced.result, want, "the splice and the tree agree on {}", result.get());
+        assert_eq!(spliced.result, want, "the splice and the tree agree on {result}");
     }
 }
 

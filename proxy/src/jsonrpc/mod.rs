@@ -11,6 +11,7 @@ pub mod scan;
 pub mod splice;
 pub mod sse;
 pub mod tree;
+pub mod valid;
 
 use serde_json::value::RawValue;
 use serde_json::Value;

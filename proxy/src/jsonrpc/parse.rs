@@ -8,29 +8,43 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::scan::Members;
+use super::valid;
 use super::{code, RpcError};
+use crate::proto::protocol::meta;
 
-/// The top-level fields of a JSON-RPC message, borrowed from the input.
-#[derive(Debug, Deserialize)]
+/// The top-level fields of a JSON-RPC message, borrowed from the input. The raw fields other
+/// than `id` are each value's JSON text, as serde_json's `RawValue` would hold it.
+#[derive(Debug)]
 pub struct Envelope<'a> {
-    #[serde(borrow, default, deserialize_with = "opt_cow")]
     jsonrpc: Option<Cow<'a, str>>,
     /// Request or response id (string or number), raw. Present even when it is `null`: a
     /// request with `"id": null` is invalid, not a notification.
-    #[serde(borrow, default, deserialize_with = "present")]
     pub id: Option<&'a RawValue>,
     /// Method name of requests and notifications.
-    #[serde(borrow, default, deserialize_with = "opt_cow")]
     pub method: Option<Cow<'a, str>>,
     /// Parameters, raw.
-    #[serde(borrow, default, deserialize_with = "present")]
-    pub params: Option<&'a RawValue>,
+    pub params: Option<&'a str>,
     /// Result of a success response, raw (`null` is a result).
-    #[serde(borrow, default, deserialize_with = "present")]
-    pub result: Option<&'a RawValue>,
+    pub result: Option<&'a str>,
     /// Error of a failed response, raw.
+    pub error: Option<&'a str>,
+}
+
+/// The envelope as serde_json reads it, for what the validating walk leaves to it.
+#[derive(Deserialize)]
+struct Parsed<'a> {
+    #[serde(borrow, default, deserialize_with = "opt_cow")]
+    jsonrpc: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "present")]
-    pub error: Option<&'a RawValue>,
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "opt_cow")]
+    method: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    params: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    result: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    error: Option<&'a RawValue>,
 }
 
 /// What kind of message an [`Envelope`] holds.
@@ -61,10 +75,10 @@ impl<'a> Envelope<'a> {
         if first == Some(b'[') {
             return Err(invalid(code::INVALID_REQUEST, "JSON-RPC batches are not supported by MCP", None));
         }
-        let env: Envelope<'a> = serde_json::from_str(text).map_err(|e| {
-            let c = if e.is_data() { code::INVALID_REQUEST } else { code::PARSE_ERROR };
-            invalid(c, format!("invalid JSON-RPC message: {e}"), None)
-        })?;
+        let env = match Self::walked(text) {
+            Some(env) => env,
+            None => Self::parsed(text)?,
+        };
         let id_owned = || env.id.map(|i| i.to_owned());
         if env.jsonrpc.as_deref() != Some("2.0") {
             return Err(invalid(code::INVALID_REQUEST, "\"jsonrpc\" must be \"2.0\"", id_owned()));
@@ -76,7 +90,7 @@ impl<'a> Envelope<'a> {
             }
         }
         if let Some(p) = env.params {
-            if !p.get().starts_with('{') {
+            if !p.starts_with('{') {
                 return Err(invalid(code::INVALID_REQUEST, "\"params\" must be an object", id_owned()));
             }
         }
@@ -95,6 +109,60 @@ impl<'a> Envelope<'a> {
         Ok((env, kind))
     }
 
+    /// The envelope read by the validating walk; `None` to leave it to serde_json (text the walk
+    /// is not sure of, a key with escapes, a repeated field, a `jsonrpc` or `method` that is not
+    /// a plain string).
+    pub fn walked(text: &'a str) -> Option<Self> {
+        let mut env = Self { jsonrpc: None, id: None, method: None, params: None, result: None, error: None };
+        let mut seen = [false; 6];
+        valid::object(text.as_bytes(), |member| {
+            if member.key_escaped {
+                return None;
+            }
+            let value = text.get(member.value)?;
+            let field = match text.get(member.key)? {
+                "jsonrpc" => 0,
+                "id" => 1,
+                "method" => 2,
+                "params" => 3,
+                "result" => 4,
+                "error" => 5,
+                _ => return Some(()),
+            };
+            if std::mem::replace(&mut seen[field], true) {
+                return None;
+            }
+            match field {
+                0 => env.jsonrpc = plain_string(value)?,
+                // An id is short: serde_json makes its `RawValue` from the walked text.
+                1 => env.id = Some(serde_json::from_str(value).ok()?),
+                2 => env.method = plain_string(value)?,
+                3 => env.params = Some(value),
+                4 => env.result = Some(value),
+                _ => env.error = Some(value),
+            }
+            Some(())
+        })?;
+        Some(env)
+    }
+
+    /// The envelope as serde_json reads it, or its error: what the walk falls back to, and
+    /// what tests, the fuzz target and the benchmarks hold it to.
+    pub fn parsed(text: &'a str) -> Result<Self, Invalid> {
+        let env: Parsed<'a> = serde_json::from_str(text).map_err(|e| {
+            let c = if e.is_data() { code::INVALID_REQUEST } else { code::PARSE_ERROR };
+            invalid(c, format!("invalid JSON-RPC message: {e}"), None)
+        })?;
+        Ok(Self {
+            jsonrpc: env.jsonrpc,
+            id: env.id,
+            method: env.method,
+            params: env.params.map(RawValue::get),
+            result: env.result.map(RawValue::get),
+            error: env.error.map(RawValue::get),
+        })
+    }
+
     /// The method name (`""` for responses).
     pub fn method_str(&self) -> &str {
         self.method.as_deref().unwrap_or("")
@@ -106,8 +174,8 @@ impl<'a> Envelope<'a> {
     /// a tree: nesting deeper than serde_json's limit, or a lone surrogate (`"\ud800"`) in a
     /// string.
     pub fn payload(&self, kind: Kind) -> Result<serde_json::Value, RpcError> {
-        let tree = |raw: &RawValue, what: &str| {
-            super::tree::tree(raw.get())
+        let tree = |raw: &str, what: &str| {
+            super::tree::tree(raw)
                 .map_err(|e| RpcError::new(code::INVALID_PARAMS, format!("{what} cannot be read: {e}")))
         };
         match (kind, self.params, self.result, self.error) {
@@ -204,10 +272,10 @@ impl<'a> ParamsHead<'a> {
     /// that pass costs as much as the envelope's); whatever the walk does not read exactly as
     /// serde_json would (a key or name with escapes, a repeated field, a field of the wrong type)
     /// is parsed by serde_json, whose answer, or error, it is.
-    pub fn parse(params: Option<&'a RawValue>) -> Result<Self, RpcError> {
+    pub fn parse(params: Option<&'a str>) -> Result<Self, RpcError> {
         match params {
             None => Ok(Self::default()),
-            Some(raw) => Self::walk(raw.get()).map_or_else(|| Self::parsed(raw.get()), Ok),
+            Some(raw) => Self::walk(raw).map_or_else(|| Self::parsed(raw), Ok),
         }
     }
 
@@ -219,34 +287,83 @@ impl<'a> ParamsHead<'a> {
     /// The head read from `params`' top-level members; `None` to leave it to [`Self::parsed`].
     fn walk(params: &'a str) -> Option<Self> {
         let mut head = Self::default();
-        let mut seen = [false; 4];
-        for member in Members::of(params.as_bytes()).ok()? {
-            let member = member.ok()?;
-            let (key, value) = (params.get(member.key)?, params.get(member.value)?);
-            let field = match key {
-                "name" => 0,
-                "uri" => 1,
-                "_meta" => 2,
-                "arguments" => 3,
-                _ if key.contains('\\') => return None,
-                _ => continue,
-            };
-            if std::mem::replace(&mut seen[field], true) {
-                return None;
-            }
+        named_members(params, ["name", "uri", "_meta", "arguments"], |field, value| {
             match field {
                 0 => head.name = plain_string(value)?,
                 1 => head.uri = plain_string(value)?,
-                2 => head.meta = serde_json::from_str(value).ok()?,
+                2 => head.meta = plain_object(value, MetaHead::walk)?,
                 _ => head.arguments = (value != "null").then_some(value),
             }
-        }
+            Some(())
+        })?;
         Some(head)
     }
 
     /// The protocol version in `_meta`, if any.
     pub fn protocol_version(&self) -> Option<&str> {
         self.meta.as_ref().and_then(|m| m.protocol_version.as_deref())
+    }
+}
+
+impl<'a> MetaHead<'a> {
+    /// The fields read from `_meta`'s members, as [`ParamsHead::walk`] reads `params`.
+    fn walk(meta: &'a str) -> Option<Self> {
+        let mut head = Self::default();
+        let names = [meta::PROTOCOL_VERSION, meta::CLIENT_INFO, "traceparent", "tracestate", "baggage"];
+        named_members(meta, names, |field, value| {
+            match field {
+                0 => head.protocol_version = plain_string(value)?,
+                1 => head.client_info = plain_object(value, ClientInfoHead::walk)?,
+                2 => head.traceparent = plain_string(value)?,
+                3 => head.tracestate = plain_string(value)?,
+                _ => head.baggage = plain_string(value)?,
+            }
+            Some(())
+        })?;
+        Some(head)
+    }
+}
+
+impl<'a> ClientInfoHead<'a> {
+    fn walk(info: &'a str) -> Option<Self> {
+        let mut head = Self::default();
+        named_members(info, ["name"], |_, value| {
+            head.name = plain_string(value)?;
+            Some(())
+        })?;
+        Some(head)
+    }
+}
+
+/// Calls `each` with the position in `names` and the value of every member of the object
+/// `text` (accepted JSON) whose key is one of `names`. `None`, to leave the object to
+/// serde_json, when a key has escapes (it could be one of `names`), a named key repeats (an
+/// error there), or `each` says so.
+fn named_members<'a, const N: usize>(
+    text: &'a str,
+    names: [&str; N],
+    mut each: impl FnMut(usize, &'a str) -> Option<()>,
+) -> Option<()> {
+    let mut seen = [false; N];
+    for member in Members::of(text.as_bytes()).ok()? {
+        let member = member.ok()?;
+        let (key, value) = (text.get(member.key)?, text.get(member.value)?);
+        match names.iter().position(|name| *name == key) {
+            Some(field) if !std::mem::replace(&mut seen[field], true) => each(field, value)?,
+            Some(_) => return None,
+            None if key.contains('\\') => return None,
+            None => {}
+        }
+    }
+    Some(())
+}
+
+/// An optional object read by `walk` (`Some(None)` for `null`); `None` for anything else, which
+/// serde_json then reads.
+fn plain_object<'a, T>(value: &'a str, walk: impl FnOnce(&'a str) -> Option<T>) -> Option<Option<T>> {
+    match value.as_bytes().first() {
+        Some(b'{') => walk(value).map(Some),
+        _ => (value == "null").then_some(None),
     }
 }
 
@@ -300,6 +417,40 @@ mod tests {
     }
 
     #[test]
+    fn walked_envelopes_are_what_serde_json_reads() {
+        let big =
+            format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"text":"{}"}}}}"#, "x".repeat(5000));
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__b","arguments":{"t":[1,2.5,null]}}}"#,
+            r#" { "id" : "a\"b" , "result" : null , "jsonrpc" : "2.0" , "extra" : [ ] } "#,
+            r#"{"jsonrpc":"2.0","id":-7,"error":{"code":-32600,"message":"m\u00e9"}}"#,
+            r#"{"jsonrpc":null,"method":null,"id":null}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/x","other":1,"other":2}"#,
+            &big,
+        ] {
+            let walked = Envelope::walked(body).expect("plain JSON is walked");
+            let parsed = Envelope::parsed(body).expect("serde_json reads it");
+            assert_eq!(format!("{walked:?}"), format!("{parsed:?}"), "{body}");
+        }
+        // Left to serde_json, whose answer stands: escapes where the walk would have to decode,
+        // repeated fields, fields of the wrong type, text it is not sure of.
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools\/call"}"#,
+            r#"{"jsonrpc":"2.0","\u0069d":1,"method":"x"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"x"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":3}"#,
+            r#"{"jsonrpc":2,"id":1,"method":"x"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"s":"\ud83d\ude00"}}"#,
+            r#"{"jsonrpc":"2.0","id":01,"method":"x"}"#,
+            r#"[{"jsonrpc":"2.0"}]"#,
+        ] {
+            assert!(Envelope::walked(body).is_none(), "{body}");
+        }
+        let (env, kind) = Envelope::parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools\/call"}"#).expect("serde's");
+        assert_eq!((env.method_str(), kind), ("tools/call", Kind::Request));
+    }
+
+    #[test]
     fn reads_the_params_head_and_locates_the_name() {
         let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{"big":[1,2,{"name":"inner"}]},"name":"math__add","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","x":{}}}}"#;
         let (env, _) = Envelope::parse(body).expect("valid");
@@ -325,15 +476,24 @@ mod tests {
             r#"{"_meta":null,"arguments":[]}"#,
             r#"{"_meta":{"traceparent":1}}"#,
             r#"{"_meta":{"traceparent":"a","traceparent":"b"}}"#,
+            r#"{"_meta":{"tracestate":"s","baggage":"b=1","io.modelcontextprotocol/clientInfo":null,"x":[{}]}}"#,
+            r#"{"_meta":{"io.modelcontextprotocol/clientInfo":{"version":"1","name":"n"}}}"#,
+            r#"{"_meta":{"io.modelcontextprotocol/clientInfo":{"name":"a","name":"b"}}}"#,
+            r#"{"_meta":{"io.modelcontextprotocol/clientInfo":"n"}}"#,
+            r#"{"_meta":{"io.modelcontextprotocol/clientInfo":{"name":"a"}}}"#,
+            r#"{"_meta":{"io.modelcontextprotocol\/protocolVersion":"2026-07-28"}}"#,
+            r#"{"_meta":{"baggage":"ab"}}"#,
             r#"{}"#,
             &many,
         ] {
             let raw: &RawValue = serde_json::from_str(params).expect("json");
-            let (walked, parsed) = (ParamsHead::parse(Some(raw)), ParamsHead::parsed(params));
+            let (walked, parsed) = (ParamsHead::parse(Some(raw.get())), ParamsHead::parsed(params));
             assert_eq!(format!("{walked:?}"), format!("{parsed:?}"), "{params}");
         }
         let raw: &RawValue = serde_json::from_str(&many).expect("json");
         assert!(ParamsHead::walk(raw.get()).is_some(), "a plain head is walked, not parsed");
+        let meta = r#"{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"c"},"traceparent":"t"}}"#;
+        assert!(ParamsHead::walk(meta).is_some(), "so is a plain _meta");
     }
 
     #[test]

@@ -80,7 +80,7 @@ impl RuntimeLimits {
     }
 
     fn timeouts(&self) -> Timeouts {
-        Timeouts { connect: self.timeouts.0, first_byte: self.timeouts.1, idle: self.timeouts.2 }
+        Timeouts { connect: self.timeouts.0, first_byte: self.timeouts.1, idle: self.timeouts.2, deadline: None }
     }
 }
 

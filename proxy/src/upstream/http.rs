@@ -64,6 +64,12 @@ pub enum HttpError {
         /// The limit.
         timeout: Duration,
     },
+    /// The exchange's deadline ([`Timeouts::deadline`]) passed before it was over.
+    #[error("{url} did not answer before the call's deadline")]
+    Deadline {
+        /// The URL.
+        url: String,
+    },
     /// The certificate authorities to trust cannot be loaded.
     #[error("cannot load the certificate authorities in {path}: {reason}")]
     Trust {
@@ -116,6 +122,36 @@ pub struct Timeouts {
     pub first_byte: Duration,
     /// Longest gap between two body chunks.
     pub idle: Duration,
+    /// When the whole exchange, body included, must be over (a call's deadline): every wait
+    /// in it ends by then at the latest. A caller bounded by it needs no timer of its own
+    /// around the exchange, which would be a second one to arm and clear on every call.
+    pub deadline: Option<tokio::time::Instant>,
+}
+
+impl Timeouts {
+    /// When a wait that may last `limit` must end: `limit` from now, or the deadline if sooner;
+    /// and whether the deadline is what ends it.
+    fn until(&self, limit: Duration) -> (tokio::time::Instant, bool) {
+        let by_limit = tokio::time::Instant::now() + limit;
+        match self.deadline {
+            Some(deadline) if deadline <= by_limit => (deadline, true),
+            _ => (by_limit, false),
+        }
+    }
+}
+
+/// `wait`, ended with a [`HttpError::Deadline`] for `url` if `deadline` comes first.
+async fn by<T>(
+    deadline: Option<tokio::time::Instant>,
+    url: impl FnOnce() -> String,
+    wait: impl std::future::Future<Output = Result<T, HttpError>>,
+) -> Result<T, HttpError> {
+    match deadline {
+        Some(deadline) => {
+            tokio::time::timeout_at(deadline, wait).await.unwrap_or_else(|_| Err(HttpError::Deadline { url: url() }))
+        }
+        None => wait.await,
+    }
 }
 
 /// How an `https` endpoint's certificate is checked: against the system's roots (the default),
@@ -516,7 +552,8 @@ pub struct Response {
     key: u64,
     client: Arc<HttpClient>,
     url: Arc<str>,
-    idle: Duration,
+    /// The body's waits: `idle` each, and the exchange's deadline.
+    timeouts: Timeouts,
     /// The status code.
     pub status: u16,
 }
@@ -544,8 +581,11 @@ impl HttpClient {
         } else {
             [&head, &body.first, &body.second]
         };
-        let resolved = endpoint.peer(timeouts).await?;
         let shown = || endpoint.shown.to_string();
+        let resolved = match endpoint.peer.load_full() {
+            Some(resolved) => resolved,
+            None => by(timeouts.deadline, shown, endpoint.peer(timeouts)).await?,
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -553,15 +593,18 @@ impl HttpClient {
                 Some(stream) => (stream, true),
                 // Boxed: connecting (TCP, TLS) is a large future, and every exchange's future
                 // would otherwise be that large and copied whole when created.
-                None => match Box::pin(self.connector.new_stream(&resolved.peer)).await {
-                    Ok(stream) => (stream, false),
-                    Err(e) => {
-                        endpoint.forget_peer();
-                        return Err(HttpError::Connect { url: shown(), reason: e.to_string() });
-                    }
-                },
+                None => {
+                    let connect = async {
+                        Box::pin(self.connector.new_stream(&resolved.peer)).await.map_err(|e| {
+                            endpoint.forget_peer();
+                            HttpError::Connect { url: shown(), reason: e.to_string() }
+                        })
+                    };
+                    (by(timeouts.deadline, shown, connect).await?, false)
+                }
             };
-            match exchange(stream, wire, req.method == "HEAD", timeouts.first_byte).await {
+            let (due, deadline_first) = timeouts.until(timeouts.first_byte);
+            match exchange(stream, wire, req.method == "HEAD", due).await {
                 Ok((stream, buf, head)) => {
                     return Ok(Response {
                         status: head.status,
@@ -572,7 +615,7 @@ impl HttpClient {
                         key: resolved.key,
                         client: self.clone(),
                         url: endpoint.shown.clone(),
-                        idle: timeouts.idle,
+                        timeouts: *timeouts,
                     });
                 }
                 Err(Failure::Unsent) if reused && attempt == 1 => continue,
@@ -589,6 +632,7 @@ impl HttpClient {
                         reason: "connection closed before a response (the request may have been received)".into(),
                     })
                 }
+                Err(Failure::Timeout) if deadline_first => return Err(HttpError::Deadline { url: shown() }),
                 Err(Failure::Timeout) => return Err(HttpError::Timeout { url: shown(), timeout: timeouts.first_byte }),
                 Err(Failure::Io(reason)) => return Err(HttpError::Io { url: shown(), reason }),
             }
@@ -608,15 +652,14 @@ enum Failure {
 }
 
 /// Writes the request (its pieces in one vectored write, as far as the socket takes them) and
-/// reads the response head, both within `limit`. Interim (1xx) responses are skipped; what
+/// reads the response head, both by `deadline`. Interim (1xx) responses are skipped; what
 /// follows the head stays in the returned buffer.
 async fn exchange(
     mut stream: Stream,
     wire: [&[u8]; 3],
     head_request: bool,
-    limit: Duration,
+    deadline: tokio::time::Instant,
 ) -> Result<(Stream, BytesMut, ResponseHead), Failure> {
-    let deadline = tokio::time::Instant::now() + limit;
     let write = async {
         write_all_vectored(&mut stream, wire).await?;
         stream.flush().await
@@ -691,9 +734,11 @@ impl Response {
             // Room for the rest of a body of known length (one read once it has arrived).
             let rest = self.decoder.remaining().and_then(|r| usize::try_from(r).ok()).unwrap_or(0);
             buf.reserve(rest.clamp(READ_SIZE, MAX_RESERVE));
-            let read = match tokio::time::timeout(self.idle, stream.read_buf(buf)).await {
+            let (due, deadline_first) = self.timeouts.until(self.timeouts.idle);
+            let read = match tokio::time::timeout_at(due, stream.read_buf(buf)).await {
                 Ok(read) => read,
-                Err(_) => return Err(self.io(format!("no data for {:?}", self.idle))),
+                Err(_) if deadline_first => return Err(HttpError::Deadline { url: self.url.to_string() }),
+                Err(_) => return Err(self.io(format!("no data for {:?}", self.timeouts.idle))),
             };
             match read {
                 Ok(0) => {
@@ -786,6 +831,7 @@ mod tests {
             connect: Duration::from_secs(1),
             first_byte: Duration::from_secs(1),
             idle: Duration::from_secs(1),
+            deadline: None,
         };
         let peer = |trust: TlsTrust| {
             let e = Endpoint::parse("https://127.0.0.1:8443/mcp").expect("url").with_trust(trust);
@@ -968,7 +1014,12 @@ mod tests {
     }
 
     fn quick() -> Timeouts {
-        Timeouts { connect: Duration::from_secs(2), first_byte: Duration::from_secs(2), idle: Duration::from_secs(2) }
+        Timeouts {
+            connect: Duration::from_secs(2),
+            first_byte: Duration::from_secs(2),
+            idle: Duration::from_secs(2),
+            deadline: None,
+        }
     }
 
     #[tokio::test]

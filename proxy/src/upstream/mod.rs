@@ -216,7 +216,7 @@ impl CallError {
 impl From<http::HttpError> for CallError {
     fn from(e: http::HttpError) -> Self {
         match e {
-            http::HttpError::Timeout { .. } => Self::Timeout(e.to_string()),
+            http::HttpError::Timeout { .. } | http::HttpError::Deadline { .. } => Self::Timeout(e.to_string()),
             http::HttpError::TooLarge { .. } => Self::Protocol(e.to_string()),
             http::HttpError::Unbuildable { reason } => {
                 Self::Rejected(RpcError::new(code::INVALID_PARAMS, format!("the request cannot be sent: {reason}")))

@@ -54,7 +54,7 @@ pub(super) struct LegacyCall {
 pub(super) struct Admission<'a> {
     session: &'a Arc<ClientSession>,
     client_id: &'a RawValue,
-    params: &'a RawValue,
+    params: &'a str,
     slot: MetaSlot,
     accepts: Accepts,
     tracked: Option<Tracked>,
@@ -98,7 +98,7 @@ impl<'a> Admission<'a> {
             return None;
         }
         let (client_id, params) = (env.id?, env.params?);
-        let text = params.get().as_bytes();
+        let text = params.as_bytes();
         let slot = splice::meta_slot(text)?;
         if let MetaSlot::Inside(meta) = &slot {
             let meta = text.get(meta.clone())?;
@@ -107,7 +107,7 @@ impl<'a> Admission<'a> {
             }
         }
         // What the slow path cannot read it refuses (and says why): it must not pass here.
-        if splice::may_not_make_a_tree(text) && serde_json::from_str::<Value>(params.get()).is_err() {
+        if splice::may_not_make_a_tree(text) && serde_json::from_str::<Value>(params).is_err() {
             return None;
         }
         let tracked = Some(session.track(client_id.get()).ok()?);
@@ -138,8 +138,8 @@ impl<'a> Admission<'a> {
     }
 
     fn request(&self, upstream_id: u64, method: &str, body: &[u8], cut: std::ops::Range<usize>) -> Option<Vec<u8>> {
-        let params = self.params.get().as_bytes();
-        let at = span_in(body, self.params.get())?.start;
+        let params = self.params.as_bytes();
+        let at = span_in(body, self.params)?.start;
         let cut = cut.start.checked_sub(at)?..cut.end.checked_sub(at)?;
         let envelope = self.session.modern_envelope();
         splice::modern_request(upstream_id, method, params, cut, &self.slot, envelope.as_bytes())
@@ -172,7 +172,7 @@ fn answer(body: &[u8], id: &RawValue, client_id: &RawValue) -> Answer {
         Ok(env) => env,
         Err(why) => return Answer::Failed(CallError::Protocol(why)),
     };
-    let tree = |raw: &RawValue| serde_json::from_str::<Value>(raw.get());
+    let tree = |raw: &str| serde_json::from_str::<Value>(raw);
     if let Some(error) = env.error {
         let error = tree(error).unwrap_or(Value::Null);
         return Answer::Failed(CallError::Rpc(RpcError::from_value(&error)));
@@ -181,7 +181,7 @@ fn answer(body: &[u8], id: &RawValue, client_id: &RawValue) -> Answer {
         return Answer::Failed(CallError::Protocol("the reply has neither a result nor an error".into()));
     };
     let outcome = || outcome::of_json(body).into();
-    if let Some(bytes) = splice::legacy_response(client_id, result.get()) {
+    if let Some(bytes) = splice::legacy_response(client_id, result) {
         return Answer::Ready(bytes, outcome());
     }
     match tree(result) {
@@ -322,6 +322,7 @@ impl FastRoute {
                 let read = self.remote.read_handed_over(*resp, upstream_id, self.credential.as_ref(), events.clone());
                 let read =
                     tokio::time::timeout_at(deadline, read).await.unwrap_or_else(|_| Err(self.timed_out(deadline)));
+                let read = self.by_deadline(read, deadline);
                 record_outcome(&self.snap.routes.providers[self.member].lifecycle, read.as_ref().err());
                 read.map_err(|e| e.to_rpc(provider))?
             }

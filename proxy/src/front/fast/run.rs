@@ -20,7 +20,7 @@ use crate::proto::protocol::{Era, MODERN_VERSION};
 use crate::state::{AppState, Snapshot};
 use crate::telemetry::calls::{CallOutcome, CallRecord};
 use crate::telemetry::traces::{AttemptTrace, RequestTrace};
-use crate::upstream::http::{Body, Request, Response};
+use crate::upstream::http::{Body, HttpError, Request, Response};
 use crate::upstream::remote::Remote;
 use crate::upstream::{record_outcome, CallError};
 
@@ -236,11 +236,8 @@ impl FastRoute {
         deadline: tokio::time::Instant,
         mut legacy: Option<&mut LegacyCall>,
     ) -> Result<Result<Upstream, CallError>, Attempt> {
-        let exchange = async {
-            tokio::time::timeout_at(deadline, self.exchange(span))
-                .await
-                .unwrap_or_else(|_| Err(self.timed_out(deadline)))
-        };
+        // The exchange's every wait ends by the deadline: no timer of its own around it.
+        let exchange = async { self.by_deadline(self.exchange(span, deadline).await, deadline) };
         tokio::pin!(exchange);
         let cancelled = async {
             match legacy.as_deref_mut() {
@@ -271,7 +268,7 @@ impl FastRoute {
             return match reply {
                 Upstream::Stream(resp) => {
                     let provider = self.snap.routes.providers[self.member].name();
-                    stream(client, *resp, &self.id, provider, deadline, || self.timed_out(deadline)).await
+                    stream(client, *resp, &self.id, provider, || self.timed_out(deadline)).await
                 }
                 Upstream::Whole { status, content_type, body } => {
                     if let Err(why) = check_reply(&body, &self.id) {
@@ -294,6 +291,19 @@ impl FastRoute {
         }
     }
 
+    /// `result`, with a timeout that ended at `deadline` said as the call's own (not as the
+    /// upstream wait that the deadline cut short).
+    pub(super) fn by_deadline<T>(
+        &self,
+        result: Result<T, CallError>,
+        deadline: tokio::time::Instant,
+    ) -> Result<T, CallError> {
+        match result {
+            Err(CallError::Timeout(_)) if tokio::time::Instant::now() >= deadline => Err(self.timed_out(deadline)),
+            other => other,
+        }
+    }
+
     /// The error of a call that missed its deadline.
     pub(super) fn timed_out(&self, deadline: tokio::time::Instant) -> CallError {
         let limit = deadline.into_std().saturating_duration_since(self.started);
@@ -301,7 +311,11 @@ impl FastRoute {
     }
 
     /// Sends the request and, for a JSON reply, reads it whole.
-    async fn exchange(&self, span: Option<&AttemptTrace>) -> Result<Upstream, CallError> {
+    async fn exchange(
+        &self,
+        span: Option<&AttemptTrace>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Upstream, CallError> {
         let mut headers: Vec<(HeaderName, std::borrow::Cow<'_, str>)> = Vec::with_capacity(8);
         headers.push((http::header::CONTENT_TYPE, "application/json".into()));
         headers.push((http::header::ACCEPT, "application/json, text/event-stream".into()));
@@ -314,7 +328,7 @@ impl FastRoute {
             }
         }
         let req = Request { method: "POST", headers, body: self.body.clone(), replayable: self.idempotent };
-        let resp = self.remote.pass_through(req, self.credential.as_ref()).await?;
+        let resp = self.remote.pass_through(req, self.credential.as_ref(), deadline).await?;
         if resp.is_event_stream() {
             return Ok(Upstream::Stream(Box::new(resp)));
         }
@@ -437,13 +451,13 @@ const MAX_WATCHED_EVENT: usize = 16 << 20;
 
 /// Relays an SSE reply as it arrives. Once its header is written nothing can be retried. A stream
 /// that ends or breaks without the response to `id` ends with an error event for it, so the
-/// client is never left with an empty answer.
+/// client is never left with an empty answer. The call's deadline ends the reads of `resp`
+/// (it was sent with it), and with them the stream.
 async fn stream(
     client: &mut impl Replier,
     mut resp: Response,
     id: &RawValue,
     provider: &str,
-    deadline: tokio::time::Instant,
     timed_out: impl Fn() -> CallError,
 ) -> Attempt {
     if let Err(e) = client.stream_head(resp.status, &[]).await {
@@ -454,7 +468,6 @@ async fn stream(
         let next = tokio::select! {
             next = resp.chunk() => next,
             () = client.gone() => return Attempt::Cancelled,
-            () = tokio::time::sleep_until(deadline) => break Some(timed_out()),
         };
         match next {
             Ok(Some(chunk)) => {
@@ -479,6 +492,7 @@ async fn stream(
             }
             Ok(None) if watch.answered => break None,
             Ok(None) => break Some(CallError::Protocol("the stream ended before the response".into())),
+            Err(HttpError::Deadline { .. }) => break Some(timed_out()),
             Err(e) => break Some(e.into()),
         }
     };

@@ -188,17 +188,20 @@ impl Remote {
     /// Sends a request the fast path built (a modern call, its body passed through) with the
     /// upstream's headers added (the client's `credential` among them when this provider takes
     /// it); returns once the reply's header has arrived. The caller reads the reply and reports
-    /// the outcome to the lifecycle.
+    /// the outcome to the lifecycle. Every wait of the exchange, the reply's body included,
+    /// ends by `deadline` (see [`super::http::Timeouts::deadline`]).
     pub async fn pass_through(
         &self,
         mut req: Request<'_>,
         credential: Option<&Secret>,
+        deadline: tokio::time::Instant,
     ) -> Result<super::http::Response, CallError> {
         if self.inner.lifecycle.retired() {
             return Err(super::retired_error());
         }
         req.headers.extend(self.inner.headers_for(credential));
-        Ok(self.inner.client.send(&self.inner.endpoint, &req, &self.inner.timeouts).await?)
+        let timeouts = super::http::Timeouts { deadline: Some(deadline), ..self.inner.timeouts };
+        Ok(self.inner.client.send(&self.inner.endpoint, &req, &timeouts).await?)
     }
 
     /// Largest reply body accepted.

@@ -1,0 +1,366 @@
+//! A validating walk over JSON text: where a value ends, and the members of the top-level object,
+//! for text no other pass has checked yet (a request's or a reply's body). It takes only what
+//! it is sure serde_json accepts and reads alike: plain JSON with strings free of control
+//! characters, simple escapes and `\u` escapes that are not surrogates, numbers of JSON's
+//! grammar, nesting under [`MAX_DEPTH`]. Anything else is `None`, for the caller to hand to
+//! serde_json, whose answer (or error message) then stands, so that a walk accepting what
+//! serde_json refuses is a bug the fuzz target looks for.
+//!
+//! Why: serde_json's derive reads a message's envelope at about 18 instructions a byte; the
+//! walk skips strings eight bytes at a time and builds nothing.
+
+use std::ops::Range;
+
+use super::scan::skip_ws;
+
+/// Nesting the walk follows; deeper text is serde_json's (its limit is 128).
+const MAX_DEPTH: usize = 100;
+
+/// One member of the walked object: its key's text between the quotes and its value's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The key's bytes between its quotes, escapes not decoded.
+    pub key: Range<usize>,
+    /// Whether the key has escapes (its bytes are not its name).
+    pub key_escaped: bool,
+    /// The value's text, without the whitespace around it.
+    pub value: Range<usize>,
+}
+
+/// Walks the JSON object that is the whole of `text` (whitespace around it allowed), calling
+/// `each` on its members in order; `None` when `text` is not such an object, when the walk is
+/// not sure serde_json reads it alike, or when `each` says `None`.
+pub fn object(text: &[u8], mut each: impl FnMut(Member) -> Option<()>) -> Option<()> {
+    let start = skip_ws(text, 0);
+    let end = object_at(text, start, 0, &mut each)?;
+    (skip_ws(text, end) == text.len()).then_some(())
+}
+
+/// The offset past the valid value starting at `at`.
+fn value(text: &[u8], at: usize, depth: usize) -> Option<usize> {
+    match *text.get(at)? {
+        b'"' => string(text, at).map(|(end, _)| end),
+        b'{' => object_at(text, at, depth + 1, &mut |_| Some(())),
+        b'[' => array(text, at, depth + 1),
+        b't' => literal(text, at, b"true"),
+        b'f' => literal(text, at, b"false"),
+        b'n' => literal(text, at, b"null"),
+        b'-' | b'0'..=b'9' => number(text, at),
+        _ => None,
+    }
+}
+
+fn object_at(text: &[u8], at: usize, depth: usize, each: &mut impl FnMut(Member) -> Option<()>) -> Option<usize> {
+    if depth >= MAX_DEPTH || text.get(at) != Some(&b'{') {
+        return None;
+    }
+    let mut i = skip_ws(text, at + 1);
+    if text.get(i) == Some(&b'}') {
+        return Some(i + 1);
+    }
+    loop {
+        if text.get(i) != Some(&b'"') {
+            return None;
+        }
+        let (key_end, key_escaped) = string(text, i)?;
+        let colon = skip_ws(text, key_end);
+        if text.get(colon) != Some(&b':') {
+            return None;
+        }
+        let value_start = skip_ws(text, colon + 1);
+        let value_end = value(text, value_start, depth)?;
+        each(Member { key: i + 1..key_end - 1, key_escaped, value: value_start..value_end })?;
+        i = skip_ws(text, value_end);
+        match *text.get(i)? {
+            b',' => i = skip_ws(text, i + 1),
+            b'}' => return Some(i + 1),
+            _ => return None,
+        }
+    }
+}
+
+fn array(text: &[u8], at: usize, depth: usize) -> Option<usize> {
+    if depth >= MAX_DEPTH {
+        return None;
+    }
+    let mut i = skip_ws(text, at + 1);
+    if text.get(i) == Some(&b']') {
+        return Some(i + 1);
+    }
+    loop {
+        i = skip_ws(text, value(text, i, depth)?);
+        match *text.get(i)? {
+            b',' => i = skip_ws(text, i + 1),
+            b']' => return Some(i + 1),
+            _ => return None,
+        }
+    }
+}
+
+/// The offset past the string whose opening quote is at `at`, and whether it has escapes.
+fn string(text: &[u8], at: usize) -> Option<(usize, bool)> {
+    let mut i = at + 1;
+    let mut escaped = false;
+    loop {
+        i += plain_run(text.get(i..)?);
+        match *text.get(i)? {
+            b'"' => return Some((i + 1, escaped)),
+            b'\\' => {
+                escaped = true;
+                i += match *text.get(i + 1)? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => 2,
+                    b'u' => {
+                        let hex = std::str::from_utf8(text.get(i + 2..i + 6)?).ok()?;
+                        let unit = u16::from_str_radix(hex, 16).ok()?;
+                        // Surrogates (pairs, lone halves) are serde_json's to judge.
+                        if hex.starts_with(['+', '-']) || (0xD800..0xE000).contains(&unit) {
+                            return None;
+                        }
+                        6
+                    }
+                    _ => return None,
+                };
+            }
+            _ => return None, // a control character
+        }
+    }
+}
+
+/// How many bytes at the start of `s` need no look in a string: not a quote, not a backslash,
+/// not a control character. A word at a time for the first [`WORDS`] words (most strings in a
+/// message end there), then `memchr` for the quote or backslash and one branch-free pass for
+/// control characters, which the compiler vectorises.
+fn plain_run(s: &[u8]) -> usize {
+    let mut n = 0;
+    while n < WORDS * 8 {
+        let Some(&bytes) = s.get(n..).and_then(<[u8]>::first_chunk::<8>) else { break };
+        let word = u64::from_le_bytes(bytes);
+        let found = equal(word, b'"') | equal(word, b'\\') | below(word, 0x20);
+        if found != 0 {
+            return n + first(found);
+        }
+        n += 8;
+    }
+    let rest = s.get(n..).unwrap_or_default();
+    let run = &rest[..memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len())];
+    let control = run.chunks(64).any(|chunk| chunk.iter().fold(false, |any, &b| any | (b < 0x20)));
+    n + match control {
+        false => run.len(),
+        true => run.iter().position(|&b| b < 0x20).unwrap_or(run.len()),
+    }
+}
+
+/// Words [`plain_run`] looks at one by one before `memchr` takes over: its start-up costs
+/// more than the scan of a short string.
+const WORDS: usize = 8;
+
+const ONES: u64 = u64::from_ne_bytes([1; 8]);
+const HIGH: u64 = ONES << 7;
+
+/// The high bit of every byte of `word` (eight bytes read little-endian) that is `byte`. Only
+/// the lowest flagged byte is sure to be one: a borrow can flag bytes above it.
+fn equal(word: u64, byte: u8) -> u64 {
+    let x = word ^ (ONES * u64::from(byte));
+    x.wrapping_sub(ONES) & !x & HIGH
+}
+
+/// The high bit of every byte of `word` under `limit` (at most 128), with [`equal`]'s caveat.
+fn below(word: u64, limit: u8) -> u64 {
+    word.wrapping_sub(ONES * u64::from(limit)) & !word & HIGH
+}
+
+/// The offset of the lowest flagged byte of a non-zero mask from [`equal`] or [`below`].
+fn first(found: u64) -> usize {
+    (found.trailing_zeros() / 8) as usize
+}
+
+/// The offset past the number at `at`: `-`? (`0` | digits) (`.` digits)? (`e` sign? digits)?.
+fn number(text: &[u8], at: usize) -> Option<usize> {
+    let mut i = at + usize::from(text.get(at) == Some(&b'-'));
+    match *text.get(i)? {
+        b'0' => i += 1,
+        b'1'..=b'9' => i = digits(text, i),
+        _ => return None,
+    }
+    if text.get(i) == Some(&b'.') {
+        let end = digits(text, i + 1);
+        if end == i + 1 {
+            return None;
+        }
+        i = end;
+    }
+    if matches!(text.get(i), Some(b'e' | b'E')) {
+        i += 1 + usize::from(matches!(text.get(i + 1), Some(b'+' | b'-')));
+        let end = digits(text, i);
+        if end == i {
+            return None;
+        }
+        i = end;
+    }
+    Some(i)
+}
+
+fn digits(text: &[u8], at: usize) -> usize {
+    at + text.get(at..).unwrap_or_default().iter().take_while(|b| b.is_ascii_digit()).count()
+}
+
+fn literal(text: &[u8], at: usize, word: &[u8]) -> Option<usize> {
+    text.get(at..)?.starts_with(word).then_some(at + word.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::value::RawValue;
+
+    use super::*;
+
+    /// The walk accepts `text` only when serde_json does (reading the members' values raw, as
+    /// the envelope does), and then finds each member's value where serde_json does.
+    fn agrees(text: &str) -> bool {
+        let mut members = Vec::new();
+        let walked = object(text.as_bytes(), |m| {
+            members.push((text[m.key.clone()].to_owned(), text[m.value].to_owned()));
+            Some(())
+        });
+        let parsed = serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(text);
+        if walked.is_some() {
+            let parsed = parsed.unwrap_or_else(|e| panic!("the walk accepted what serde_json refuses: {text}: {e}"));
+            for (key, value) in &members {
+                // A repeated key keeps its last value there; an escaped one is decoded.
+                let last = members.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v);
+                if !key.contains('\\') {
+                    assert_eq!(parsed.get(key).map(|v| v.get()), last.map(String::as_str), "{text}: {key}");
+                }
+                assert!(last.is_some() && !value.is_empty());
+            }
+        }
+        walked.is_some()
+    }
+
+    #[test]
+    fn plain_json_is_walked() {
+        for text in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"t":"x"}}}"#,
+            r#" { "a" : [ 1 , -2.5e+3 , 0 , -0 , 0.25E-2 , true , false , null , { } , [ ] ] , "b" : "c\"\\\/\b\f\n\r\t\u00e9" } "#,
+            r#"{"k\u0065y":{"deep":[[[[{"x":"y"}]]]]}}"#,
+            "{}",
+            r#"{"é":"ünïcödé ✓"}"#,
+        ] {
+            assert!(agrees(text), "{text}");
+        }
+        assert!(agrees(&format!(r#"{{"text":"{}","n":1}}"#, "x".repeat(16_000))));
+        assert!(agrees(&format!("{}1{}", r#"{"a":["#.repeat(49), "]}".repeat(49))));
+    }
+
+    #[test]
+    fn anything_else_is_left_to_serde_json() {
+        for text in [
+            "",
+            "[]",
+            r#""s""#,
+            "{",
+            r#"{"a":1,}"#,
+            r#"{"a":01}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":.5}"#,
+            r#"{"a":1e}"#,
+            r#"{"a":-}"#,
+            r#"{"a":+1}"#,
+            r#"{"a":tru}"#,
+            r#"{"a":nul}"#,
+            "{\"a\":\"tab\there\"}",
+            "{\"a\":\"\u{1}\"}",
+            r#"{"a":"\x"}"#,
+            r#"{"a":"\u12"}"#,
+            r#"{"a":"\u+123"}"#,
+            r#"{"a":"\ud800"}"#,
+            r#"{"a":"\ud83d\ude00"}"#,
+            r#"{"a":1} x"#,
+            r#"{"a" 1}"#,
+            r#"{a:1}"#,
+            r#"{"a":[1 2]}"#,
+            r#"{"a":"unterminated}"#,
+        ] {
+            assert!(!agrees(text), "{text}");
+        }
+        assert!(!agrees(&format!("{}1{}", "[".repeat(100), "]".repeat(100)).replacen('[', r#"{"a":["#, 1)));
+        assert!(!agrees(&format!("{}1{}", r#"{"a":"#.repeat(150), "}".repeat(150))));
+    }
+
+    #[test]
+    fn the_quick_skip_stops_where_a_byte_loop_would() {
+        // Finds in the first word, past it (memchr, the control pass), at and around chunk
+        // edges; a high byte is no find.
+        let mut bytes = vec![b'x'; 300];
+        for at in 0..300 {
+            for stop in [b'"', b'\\', 0x00, 0x1f] {
+                bytes[at] = stop;
+                assert_eq!(plain_run(&bytes), at);
+                bytes[at] = b'x';
+            }
+            bytes[at] = 0xff;
+            assert_eq!(plain_run(&bytes), 300);
+            bytes[at] = b'x';
+        }
+        assert_eq!(plain_run(b"ab\x01\"cdefghijk"), 2);
+        assert_eq!(plain_run(b""), 0);
+        assert_eq!(plain_run(b"abc\""), 3);
+        let control_first = [&[b'x'; 300][..], b"\x1f", &[b'x'; 10], b"\""].concat();
+        assert_eq!(plain_run(&control_first), 300);
+        assert_eq!(plain_run(&[b'x'; 300]), 300);
+    }
+
+    fn next(seed: &mut u64, n: usize) -> usize {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        (*seed % n as u64) as usize
+    }
+
+    /// Random near-JSON: valid pieces, broken pieces, odd escapes and numbers, so that both
+    /// answers of the walk meet serde_json's.
+    #[test]
+    fn random_texts_agree_with_serde_json() {
+        const PIECES: [&str; 24] = [
+            r#""k""#,
+            r#""v\"w""#,
+            r#""\u00e9""#,
+            r#""\ud800""#,
+            r#""\q""#,
+            "\"\t\"",
+            "1",
+            "-0",
+            "01",
+            "1.5e3",
+            "1.",
+            "-",
+            "true",
+            "nul",
+            "null",
+            "{",
+            "}",
+            "[",
+            "]",
+            ",",
+            ":",
+            " ",
+            r#""\u0000""#,
+            r#""é""#,
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut walked = 0;
+        for _ in 0..50_000 {
+            let mut text = String::from(r#"{"a":"#);
+            for _ in 0..next(&mut seed, 12) {
+                text.push_str(PIECES[next(&mut seed, PIECES.len())]);
+            }
+            if next(&mut seed, 2) == 0 {
+                text.push('}');
+            }
+            walked += usize::from(agrees(&text));
+        }
+        assert!(walked > 100, "the random texts should include valid ones ({walked})");
+    }
+}
