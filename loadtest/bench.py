@@ -59,10 +59,10 @@ def wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 30)
     raise SystemExit(f"{what} did not open port {port} within {timeout}s")
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of every thread of `pid`."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """utime and stime (user and kernel time) of every thread of `pid`."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
 def peak_rss_kib(pid: int) -> int:
@@ -168,6 +168,8 @@ class Result:
     cpu_us: float | None
     requests: int
     errors: int
+    # The user-space part of cpu_us (the rest is the kernel's).
+    user_us: float | None = None
 
 
 @dataclass
@@ -212,8 +214,11 @@ def wrk(target: Target, connections: int, seconds: float, scripts: Path) -> Resu
         value, unit = float(m.group(1)), m.group(2)
         return value * {"us": 1, "ms": 1000, "s": 1_000_000}[unit]
 
-    cpu = (after - before) * 1e6 / requests if before is not None and requests else None
-    return Result(rps, us("50%"), us("99%"), us("Latency"), cpu, requests, errors)
+    cpu = user = None
+    if before is not None and after is not None and requests:
+        user = (after[0] - before[0]) * 1e6 / requests
+        cpu = user + (after[1] - before[1]) * 1e6 / requests
+    return Result(rps, us("50%"), us("99%"), us("Latency"), cpu, requests, errors, user)
 
 
 # An nginx upstream block's connection reuse: enough idle connections for every client
@@ -558,13 +563,14 @@ def report(cases: list[Case], runs: dict, rss: dict, streams: dict, args) -> Non
     lines = [f"Machine: {machine()}", "",
              f"{args.rounds} interleaved rounds of {args.seconds:g} s per case and target; medians. "
              "wrk on core 0, upstreams and the proxy under test on core 1. CPU is the proxy process's "
-             "user+system time per request (/proc/<pid>/stat).", ""]
+             "user+system time per request (/proc/<pid>/stat); the user column is its user-space part, "
+             "the rest is kernel time.", ""]
     if ab:
         lines += [f"A/B: `gateway` is this checkout's build, `baseline` is {args.baseline.name}, same "
                   "configuration and requests, loaded one after the other in every round.", ""]
     extra = " vs baseline: req/s | vs baseline: CPU |" if ab else ""
-    lines += ["| case | target | req/s | p50 µs | p99 µs | CPU µs/req | vs nginx: req/s | vs nginx: CPU | vs direct: req/s | errors | load check |" + extra,
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if ab else "")]
+    lines += ["| case | target | req/s | p50 µs | p99 µs | CPU µs/req | of which user | vs nginx: req/s | vs nginx: CPU | vs direct: req/s | errors | load check |" + extra,
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if ab else "")]
     per_round_lines = ["", "Per-round gateway/nginx throughput ratios:", ""]
     ab_lines = ["", "Per-round gateway/baseline CPU-per-request ratios:", ""]
     summary = {}
@@ -573,9 +579,11 @@ def report(cases: list[Case], runs: dict, rss: dict, streams: dict, args) -> Non
         for t in case.targets:
             rs = runs[(case.name, t.name)]
             cpu = [r.cpu_us for r in rs if r.cpu_us is not None]
+            user = [r.user_us for r in rs if r.user_us is not None]
             med[t.name] = {
                 "rps": median([r.rps for r in rs]), "p50": median([r.p50_us for r in rs]),
                 "p99": median([r.p99_us for r in rs]), "cpu": median(cpu) if cpu else None,
+                "user": median(user) if user else None,
                 "errors": sum(r.errors for r in rs),
                 # Little's law: throughput × mean latency ≈ connections when the load was real.
                 "little": median([r.rps * r.avg_us / 1e6 / case.connections for r in rs]),
@@ -590,7 +598,8 @@ def report(cases: list[Case], runs: dict, rss: dict, streams: dict, args) -> Non
             if name != "direct" and "direct" in med:
                 vs_direct = f"{m['rps'] / med['direct']['rps']:.2f}×"
             cpu = f"{m['cpu']:.1f}" if m["cpu"] is not None else "–"
-            row = (f"| {case.name} | {name} | {m['rps']:,.0f} | {m['p50']:.0f} | {m['p99']:.0f} | {cpu} | "
+            user = f"{m['user']:.1f}" if m["user"] is not None else "–"
+            row = (f"| {case.name} | {name} | {m['rps']:,.0f} | {m['p50']:.0f} | {m['p99']:.0f} | {cpu} | {user} | "
                    f"{vs_nginx} | {vs_cpu} | {vs_direct} | {m['errors']} | {m['little']:.2f} |")
             if ab:
                 vs_base = vs_base_cpu = ""

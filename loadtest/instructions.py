@@ -12,6 +12,11 @@ table per case and build, and the ratio of each build to the first.
     loadtest/instructions.py target/release/mcp-hangar /tmp/mcp-hangar-before
     loadtest/instructions.py --requests 2000 --only legacy BINARY...
 
+`--nginx` adds nginx (one worker, the load test's configuration) in front of the same
+upstreams, counted the same way, as the reference: its instructions are user space only, like
+the gateway's, which is where the two differ (their kernel time per request is about the same,
+see the "of which user" column of `bench.py`'s report).
+
 Needs valgrind (Debian's `valgrind`) and a release build of `hangar-upstream`; everything
 listens on 127.0.0.1.
 """
@@ -30,7 +35,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import LEGACY, MODERN, RELEASE, Procs, free_port, modern_call, wait_port  # noqa: E402
+from bench import (LEGACY, MODERN, RELEASE, UPSTREAM_KEEPALIVE, Procs, free_port, modern_call,  # noqa: E402
+                   nginx_head, wait_port)
 
 CASES = ("modern", "legacy", "16 KiB", "SSE")
 
@@ -86,15 +92,15 @@ def legacy_session(conn: Connection) -> str:
     return headers["mcp-session-id"]
 
 
-def cases(conn: Connection) -> dict[str, tuple[dict, dict]]:
+def cases(conn: Connection, prefix: str = "up__", sse_prefix: str = "sse__") -> dict[str, tuple[dict, dict]]:
     sid = legacy_session(conn)
     legacy = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-              "params": {"name": "up__echo", "arguments": {"text": "x" * 16}}}
+              "params": {"name": f"{prefix}echo", "arguments": {"text": "x" * 16}}}
     return {
-        "modern": modern_call("up__echo", "x" * 16),
+        "modern": modern_call(f"{prefix}echo", "x" * 16),
         "legacy": (legacy, {"mcp-protocol-version": LEGACY, "mcp-session-id": sid}),
-        "16 KiB": modern_call("up__echo", "x" * 16_000),
-        "SSE": modern_call("sse__echo", "x" * 16),
+        "16 KiB": modern_call(f"{prefix}echo", "x" * 16_000),
+        "SSE": modern_call(f"{sse_prefix}echo", "x" * 16),
     }
 
 
@@ -119,13 +125,73 @@ def instructions(dump_dir: Path, pid: int, port: int, label: str) -> int:
     raise SystemExit(f"no callgrind dump appeared for {label} in {dump_dir}: {listing}; {asked.stdout}{asked.stderr}")
 
 
+def count(proxy: subprocess.Popen, dumps: Path, port: int, conns: dict[str, Connection],
+          per_case: dict[str, tuple[dict, dict]], wanted: list[str], requests: int, label: str) -> dict[str, float]:
+    """Instructions per request of `proxy` (under callgrind, dumping to `dumps`) in each wanted
+    case, sent on that case's connection."""
+    out = {}
+    for name in wanted:
+        conn = conns[name]
+        body, headers = per_case[name]
+        for rid in range(1, 51):  # warm-up: eras learnt, pools filled, tool lists fetched
+            status, _, reply = conn.exchange(request_bytes(body, headers, rid))
+            if status != 200:
+                raise SystemExit(f"{label}: {name}: HTTP {status}: {reply[:300]!r}")
+        time.sleep(1)
+        subprocess.run(["callgrind_control", "-z", str(proxy.pid)], check=True, capture_output=True, timeout=120)
+        for rid in range(1000, 1000 + requests):
+            conn.exchange(request_bytes(body, headers, rid))
+        out[name] = instructions(dumps, proxy.pid, port, name) / requests
+        print(f"{label}: {name}: {out[name]:,.0f} instructions per request", flush=True)
+    return out
+
+
+def start_upstreams(procs: Procs) -> tuple[int, int]:
+    up, up_sse = free_port(), free_port()
+    for port, extra in ((up, []), (up_sse, ["sse"])):
+        p = procs.start(f"upstream-{port}", [str(RELEASE / "hangar-upstream"), "http", str(port), *extra])
+        wait_port(port, p, "upstream")
+    return up, up_sse
+
+
+def measure_nginx(wanted: list[str], requests: int, work: Path) -> dict[str, float]:
+    """The same cases through nginx configured as in the load test (the SSE upstream on a port
+    of its own, tools without the gateway's prefixes)."""
+    procs = Procs(work)
+    try:
+        up, up_sse = start_upstreams(procs)
+        json_port, sse_port = free_port(), free_port()
+        (work / "nginx").mkdir(exist_ok=True)
+        conf = work / "nginx" / "nginx.conf"
+        conf.write_text(nginx_head(work) + f"""
+    client_max_body_size 1m;
+    client_body_buffer_size 64k;
+    upstream json {{ server 127.0.0.1:{up}; {UPSTREAM_KEEPALIVE} }}
+    upstream sse {{ server 127.0.0.1:{up_sse}; {UPSTREAM_KEEPALIVE} }}
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    server {{ listen 127.0.0.1:{json_port}; location / {{ proxy_pass http://json; }} }}
+    server {{ listen 127.0.0.1:{sse_port}; location / {{ proxy_pass http://sse; proxy_buffering off; }} }}
+}}
+""")
+        dumps = work / "callgrind-nginx"
+        dumps.mkdir()
+        nginx = procs.start("nginx", ["valgrind", "--tool=callgrind", f"--callgrind-out-file={dumps}/out.%p",
+                                      "--dump-instr=no", "--dump-line=no", "nginx", "-c", str(conf), "-p",
+                                      str(work / "nginx")], core="0,1")
+        wait_port(json_port, nginx, "nginx under callgrind", timeout=300)
+        json_conn, sse_conn = Connection(json_port), Connection(sse_port)
+        conns = {name: sse_conn if name == "SSE" else json_conn for name in wanted}
+        return count(nginx, dumps, json_port, conns, cases(json_conn, "", ""), wanted, requests, "nginx")
+    finally:
+        procs.stop()
+
+
 def measure(binary: Path, wanted: list[str], requests: int, work: Path) -> dict[str, float]:
     procs = Procs(work)
     try:
-        up, up_sse, gw = free_port(), free_port(), free_port()
-        for port, extra in ((up, []), (up_sse, ["sse"])):
-            p = procs.start(f"upstream-{port}", [str(RELEASE / "hangar-upstream"), "http", str(port), *extra])
-            wait_port(port, p, "upstream")
+        up, up_sse = start_upstreams(procs)
+        gw = free_port()
         conf = work / f"gateway-{gw}.yaml"
         conf.write_text(f"""
 server: {{port: {gw}}}
@@ -140,21 +206,7 @@ providers:
             "--dump-line=no", str(binary), "--http", "--config", str(conf)], core="0,1")
         wait_port(gw, gateway, f"{binary} under callgrind", timeout=300)
         conn = Connection(gw)
-        per_case = cases(conn)
-        out = {}
-        for name in wanted:
-            body, headers = per_case[name]
-            for rid in range(1, 51):  # warm-up: eras learnt, pools filled, tool lists fetched
-                status, _, reply = conn.exchange(request_bytes(body, headers, rid))
-                if status != 200:
-                    raise SystemExit(f"{name}: HTTP {status}: {reply[:300]!r}")
-            time.sleep(1)
-            subprocess.run(["callgrind_control", "-z", str(gateway.pid)], check=True, capture_output=True, timeout=120)
-            for rid in range(1000, 1000 + requests):
-                conn.exchange(request_bytes(body, headers, rid))
-            out[name] = instructions(dumps, gateway.pid, gw, name) / requests
-            print(f"{binary}: {name}: {out[name]:,.0f} instructions per request", flush=True)
-        return out
+        return count(gateway, dumps, gw, {name: conn for name in wanted}, cases(conn), wanted, requests, str(binary))
     finally:
         procs.stop()
 
@@ -165,19 +217,23 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=1000, help="requests counted per case (after 50 of warm-up)")
     ap.add_argument("--only", help="comma-separated cases: " + ", ".join(CASES))
     ap.add_argument("--keep", type=Path, help="copy the callgrind dumps here (for callgrind_annotate)")
+    ap.add_argument("--nginx", action="store_true", help="count nginx in front of the same upstreams too, as the reference")
     args = ap.parse_args()
     wanted = [c for c in CASES if not args.only or any(w.strip().lower() in c.lower() for w in args.only.split(","))]
     with tempfile.TemporaryDirectory(prefix="hangar-instr-") as tmp:
         results = [measure(b.resolve(), wanted, args.requests, Path(tmp)) for b in args.binaries]
+        reference = measure_nginx(wanted, args.requests, Path(tmp)) if args.nginx else None
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)
             for dump in Path(tmp).glob("callgrind-*/out.*"):
                 shutil.copy(dump, args.keep / f"{dump.parent.name}.{dump.name}")
-    print("\n| case | " + " | ".join(str(b) for b in args.binaries) + " |")
-    print("|---|" + "---:|" * len(args.binaries))
+    print("\n| case | " + " | ".join(str(b) for b in args.binaries) + (" | nginx (first build ÷ nginx)" if reference else "") + " |")
+    print("|---|" + "---:|" * (len(args.binaries) + bool(reference)))
     for name in wanted:
         first = results[0][name]
         cells = [f"{r[name]:,.0f}" + ("" if i == 0 else f" ({r[name] / first:.2f}×)") for i, r in enumerate(results)]
+        if reference:
+            cells.append(f"{reference[name]:,.0f} ({first / reference[name]:.2f}×)")
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
