@@ -53,6 +53,39 @@ fn a_header_sent_a_byte_at_a_time_is_cut_at_the_header_deadline() {
     assert_eq!(http_get(gw.port, "/health/ready").expect("ready").status, 200);
 }
 
+/// The connection's header deadline is one timer moved on after each request: a kept-alive
+/// connection's next header still has the idle limit (60 s) and the header timeout, no more, and
+/// the one before it does not cut it short.
+#[test]
+fn a_kept_alive_connections_next_header_is_cut_at_its_own_deadline() {
+    let cfg = temp_config("server:\n  limits: {header_timeout_s: 1}\n");
+    let gw = Gateway::start(Some(&cfg), &[]);
+    let mut s = connect(gw.port);
+    s.write_all(b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").expect("first request");
+    let mut first = [0u8; 512];
+    let n = s.read(&mut first).expect("first response");
+    assert!(first[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&first[..n]));
+    // Past the first request's deadline (1 s) the connection is still open for the next one.
+    std::thread::sleep(Duration::from_millis(1500));
+    let started = Instant::now();
+    let request = format!("GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: {}\r\n\r\n", "a".repeat(200));
+    let mut cut = false;
+    for b in request.as_bytes() {
+        if s.write_all(&[*b]).is_err() {
+            cut = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let rest = read_to_close(&mut s);
+    let elapsed = started.elapsed();
+    assert!(cut || rest.is_empty(), "no answer to a header that missed its deadline: {rest:?}");
+    // 60 s of idle limit and 1 s of header timeout from the end of the first response.
+    assert!(elapsed > Duration::from_secs(55), "cut before its own deadline: {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(70), "closed at the deadline, not after the bytes ran out: {elapsed:?}");
+    assert_eq!(limit_hits(gw.port, "header_timeout"), 1);
+}
+
 #[test]
 fn a_dripped_body_is_cut_by_the_rate_floor() {
     let cfg = temp_config("server:\n  limits: {min_body_rate_bytes_s: 1000}\n");

@@ -88,7 +88,7 @@ impl HttpFront {
         stream: &mut Stream,
         conn: &mut Connection,
         shutdown: &ShutdownWatch,
-        header_deadline: tokio::time::Instant,
+        mut header_deadline: std::pin::Pin<&mut tokio::time::Sleep>,
     ) -> Served {
         let len = loop {
             match conn.head.scan(&conn.buf) {
@@ -101,7 +101,8 @@ impl HttpFront {
             let read = tokio::select! {
                 biased;
                 _ = draining.wait_for(|stop| *stop) => return Served::Closed,
-                read = tokio::time::timeout_at(header_deadline, stream.read_buf(&mut conn.buf)) => read,
+                read = stream.read_buf(&mut conn.buf) => Ok(read),
+                () = header_deadline.as_mut() => Err(()),
             };
             match read {
                 Ok(Ok(0)) if conn.buf.is_empty() => return Served::Closed,

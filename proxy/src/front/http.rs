@@ -217,15 +217,19 @@ impl ServerApp for HttpFront {
         // The whole first header within the deadline from the accept, whatever the pace of its
         // bytes. A kept-alive connection waits up to the idle limit for its next request, then
         // has the same time for the header (no peek there: it would cost a read per request).
-        let mut deadline = accepted + header_timeout;
+        // One timer for the connection, moved on for each request: moving it later costs an
+        // atomic store (the timer wheel learns of it only when the old time comes), where a new
+        // timer per request would be registered with the wheel, and removed, every time.
+        let header_deadline = tokio::time::sleep_until(accepted + header_timeout);
+        tokio::pin!(header_deadline);
         let (mut stream, mut settings) = (stream, None);
         let mut conn = express::Connection::default();
         loop {
             // The express path first; what it declines goes to Pingora's session, which reads
             // the request from its first byte.
-            match Box::pin(self.express(&mut stream, &mut conn, shutdown, deadline)).await {
+            match Box::pin(self.express(&mut stream, &mut conn, shutdown, header_deadline.as_mut())).await {
                 Served::Answered { keep: true } => {
-                    deadline = tokio::time::Instant::now() + KEEP_ALIVE_IDLE + header_timeout;
+                    header_deadline.as_mut().reset(tokio::time::Instant::now() + KEEP_ALIVE_IDLE + header_timeout);
                     continue;
                 }
                 Served::Answered { keep: false } | Served::Closed => return None,
@@ -237,9 +241,10 @@ impl ServerApp for HttpFront {
             }
             // Boxed, like the request path inside it: the connection's own future, which lives
             // as long as the connection, stays small.
-            (stream, settings) = Box::pin(self.process_request(session, shutdown, deadline)).await?.consume();
+            (stream, settings) =
+                Box::pin(self.process_request(session, shutdown, header_deadline.as_mut())).await?.consume();
             stream = Rewind::unwrap_spent(stream);
-            deadline = tokio::time::Instant::now() + KEEP_ALIVE_IDLE + header_timeout;
+            header_deadline.as_mut().reset(tokio::time::Instant::now() + KEEP_ALIVE_IDLE + header_timeout);
         }
     }
 }
@@ -250,14 +255,15 @@ impl HttpFront {
         self: &Arc<Self>,
         mut session: Session,
         shutdown: &ShutdownWatch,
-        header_deadline: tokio::time::Instant,
+        mut header_deadline: std::pin::Pin<&mut tokio::time::Sleep>,
     ) -> Option<ReusedHttpStream> {
         let snap = self.state.snapshot();
         let limits = &snap.config.server.limits;
         let mut draining = shutdown.clone();
         let read = tokio::select! {
             biased;
-            read = tokio::time::timeout_at(header_deadline, session.read_request()) => read,
+            read = session.read_request() => Ok(read),
+            () = header_deadline.as_mut() => Err(()),
             _ = draining.wait_for(|stop| *stop) => return None,
         };
         match read {
