@@ -21,7 +21,7 @@ use crate::jsonrpc::{result_bytes, sse};
 use crate::mcp::server::McpServer;
 use crate::mcp::session::StreamReader;
 use crate::mcp::subscriptions::{self, ListenerGuard};
-use crate::state::{InflightGuard, StreamSlot};
+use crate::state::{AppState, InflightGuard, StreamSlot};
 use crate::telemetry::metrics::Limit;
 
 /// Interval of keep-alive comments on open SSE streams.
@@ -126,7 +126,7 @@ impl DetachedStream {
                     None => return true,
                 },
                 _ = keep_alive.tick() => chunk(sse::KEEP_ALIVE),
-                _ = shutdown.changed() => return true,
+                () = AppState::shutdown_begun(&mut shutdown) => return true,
                 read = io.read(&mut probe) => match read {
                     // Bytes from the client on a streaming connection are not requests; ignored.
                     Ok(n) if n > 0 => continue,

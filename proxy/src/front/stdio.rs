@@ -24,6 +24,7 @@ use crate::mcp::server::McpServer;
 use crate::mcp::session::ClientSession;
 use crate::mcp::subscriptions;
 use crate::proto::protocol::{era_of, Era, SUPPORTED_VERSIONS};
+use crate::state::AppState;
 use crate::upstream::CallEvent;
 
 /// Serves one client on stdin/stdout until stdin closes or `stop` resolves.
@@ -264,7 +265,7 @@ impl Connection {
                     None => break true,
                 },
                 _ = &mut cancelled => break false,
-                _ = shutdown.changed() => break true,
+                () = AppState::shutdown_begun(&mut shutdown) => break true,
             }
         };
         drop(guard);

@@ -190,6 +190,15 @@ impl AppState {
         self.shutdown.subscribe()
     }
 
+    /// Completes once shutdown has begun, even when it began before `signal` (from
+    /// [`Self::shutdown_signal`]) was made: a receiver made after the change counts it as seen,
+    /// so waiting for the next change would wait for ever. A stream that subscribes after its
+    /// first bytes went out (a listen stream's acknowledgment) needs exactly that.
+    pub async fn shutdown_begun(signal: &mut watch::Receiver<bool>) {
+        // An error means the state is gone, which ends everything too.
+        let _ = signal.wait_for(|stop| *stop).await;
+    }
+
     /// Counts a request as in flight until the guard is dropped.
     pub fn begin_request(self: &Arc<Self>) -> InflightGuard {
         self.inflight.fetch_add(1, Ordering::AcqRel);
@@ -265,6 +274,15 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         drop(guard);
         assert_eq!(waiter.await.expect("join"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_signal_made_after_shutdown_began_still_sees_it() {
+        let s = state();
+        s.set_phase(Phase::Draining);
+        let mut late = s.shutdown_signal();
+        let seen = tokio::time::timeout(Duration::from_secs(5), AppState::shutdown_begun(&mut late)).await;
+        assert!(seen.is_ok(), "a stream that subscribed after the drain began must still end");
     }
 
     #[test]
