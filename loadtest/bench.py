@@ -247,6 +247,25 @@ http {{
 """
 
 
+def write_nginx_conf(work: Path, up: int, up_sse: int, ports: dict[str, int], up2: int | None = None) -> Path:
+    """The load test's nginx (`work/nginx/nginx.conf`): a server on `ports["json"]` in front of
+    the JSON upstream, one on `ports["sse"]` in front of the SSE upstream (unbuffered), and, given
+    `up2`, one on `ports["group"]` in front of both JSON upstreams."""
+    upstreams = [f"upstream json {{ server 127.0.0.1:{up}; {UPSTREAM_KEEPALIVE} }}",
+                 f"upstream sse {{ server 127.0.0.1:{up_sse}; {UPSTREAM_KEEPALIVE} }}"]
+    servers = [f"server {{ listen 127.0.0.1:{ports['json']}; location / {{ proxy_pass http://json; }} }}",
+               f"server {{ listen 127.0.0.1:{ports['sse']}; location / {{ proxy_pass http://sse; proxy_buffering off; }} }}"]
+    if up2 is not None:
+        upstreams.append(f"upstream pair {{ server 127.0.0.1:{up}; server 127.0.0.1:{up2}; {UPSTREAM_KEEPALIVE} }}")
+        servers.append(f"server {{ listen 127.0.0.1:{ports['group']}; location / {{ proxy_pass http://pair; }} }}")
+    body = ["client_max_body_size 1m;", "client_body_buffer_size 64k;", *upstreams,
+            "proxy_http_version 1.1;", 'proxy_set_header Connection "";', *servers]
+    (work / "nginx").mkdir(exist_ok=True)
+    conf = work / "nginx" / "nginx.conf"
+    conf.write_text(nginx_head(work) + "".join(f"    {line}\n" for line in body) + "}\n")
+    return conf
+
+
 def start_everything(procs: Procs, work: Path, real_server: bool, baseline_binary: Path | None,
                      wanted) -> tuple[list[Case], dict]:
     up, up_sse, up2 = free_port(), free_port(), free_port()
@@ -258,21 +277,7 @@ def start_everything(procs: Procs, work: Path, real_server: bool, baseline_binar
         pids[name] = p.pid
 
     ng = {k: free_port() for k in ("json", "sse", "group")}
-    (work / "nginx").mkdir(exist_ok=True)
-    nginx_conf = work / "nginx" / "nginx.conf"
-    nginx_conf.write_text(nginx_head(work) + f"""
-    client_max_body_size 1m;
-    client_body_buffer_size 64k;
-    upstream json {{ server 127.0.0.1:{up}; {UPSTREAM_KEEPALIVE} }}
-    upstream sse {{ server 127.0.0.1:{up_sse}; {UPSTREAM_KEEPALIVE} }}
-    upstream pair {{ server 127.0.0.1:{up}; server 127.0.0.1:{up2}; {UPSTREAM_KEEPALIVE} }}
-    proxy_http_version 1.1;
-    proxy_set_header Connection "";
-    server {{ listen 127.0.0.1:{ng['json']}; location / {{ proxy_pass http://json; }} }}
-    server {{ listen 127.0.0.1:{ng['sse']}; location / {{ proxy_pass http://sse; proxy_buffering off; }} }}
-    server {{ listen 127.0.0.1:{ng['group']}; location / {{ proxy_pass http://pair; }} }}
-}}
-""")
+    nginx_conf = write_nginx_conf(work, up, up_sse, ng, up2)
     nginx = procs.start("nginx", ["nginx", "-c", str(nginx_conf), "-p", str(work / "nginx")])
     wait_port(ng["json"], nginx, "nginx")
 

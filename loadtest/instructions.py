@@ -35,8 +35,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import (LEGACY, MODERN, RELEASE, UPSTREAM_KEEPALIVE, Procs, free_port, modern_call,  # noqa: E402
-                   nginx_head, wait_port)
+from bench import (LEGACY, MODERN, RELEASE, Procs, free_port, modern_call, wait_port,  # noqa: E402
+                   write_nginx_conf)
 
 CASES = ("modern", "legacy", "16 KiB", "SSE")
 
@@ -161,19 +161,7 @@ def measure_nginx(wanted: list[str], requests: int, work: Path) -> dict[str, flo
     try:
         up, up_sse = start_upstreams(procs)
         json_port, sse_port = free_port(), free_port()
-        (work / "nginx").mkdir(exist_ok=True)
-        conf = work / "nginx" / "nginx.conf"
-        conf.write_text(nginx_head(work) + f"""
-    client_max_body_size 1m;
-    client_body_buffer_size 64k;
-    upstream json {{ server 127.0.0.1:{up}; {UPSTREAM_KEEPALIVE} }}
-    upstream sse {{ server 127.0.0.1:{up_sse}; {UPSTREAM_KEEPALIVE} }}
-    proxy_http_version 1.1;
-    proxy_set_header Connection "";
-    server {{ listen 127.0.0.1:{json_port}; location / {{ proxy_pass http://json; }} }}
-    server {{ listen 127.0.0.1:{sse_port}; location / {{ proxy_pass http://sse; proxy_buffering off; }} }}
-}}
-""")
+        conf = write_nginx_conf(work, up, up_sse, {"json": json_port, "sse": sse_port})
         dumps = work / "callgrind-nginx"
         dumps.mkdir()
         nginx = procs.start("nginx", ["valgrind", "--tool=callgrind", f"--callgrind-out-file={dumps}/out.%p",

@@ -17,6 +17,17 @@ fn connect(port: u16) -> TcpStream {
 }
 
 /// Reads until the server closes the connection; returns what it sent.
+/// Writes `bytes` one at a time, `pause` apart; `true` when the gateway cut the connection first.
+fn drip(s: &mut TcpStream, bytes: &[u8], pause: Duration) -> bool {
+    for b in bytes {
+        if s.write_all(&[*b]).is_err() {
+            return true;
+        }
+        std::thread::sleep(pause);
+    }
+    false
+}
+
 fn read_to_close(s: &mut TcpStream) -> String {
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
@@ -37,14 +48,7 @@ fn a_header_sent_a_byte_at_a_time_is_cut_at_the_header_deadline() {
     let started = Instant::now();
     let request =
         b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
-    let mut cut = false;
-    for b in request {
-        if s.write_all(&[*b]).is_err() {
-            cut = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let cut = drip(&mut s, request, Duration::from_millis(100));
     let rest = read_to_close(&mut s);
     let elapsed = started.elapsed();
     assert!(cut || rest.is_empty(), "no answer to a header that missed its deadline: {rest:?}");
@@ -69,14 +73,7 @@ fn a_kept_alive_connections_next_header_is_cut_at_its_own_deadline() {
     std::thread::sleep(Duration::from_millis(1500));
     let started = Instant::now();
     let request = format!("GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: {}\r\n\r\n", "a".repeat(200));
-    let mut cut = false;
-    for b in request.as_bytes() {
-        if s.write_all(&[*b]).is_err() {
-            cut = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let cut = drip(&mut s, request.as_bytes(), Duration::from_millis(500));
     let rest = read_to_close(&mut s);
     let elapsed = started.elapsed();
     assert!(cut || rest.is_empty(), "no answer to a header that missed its deadline: {rest:?}");
