@@ -150,9 +150,12 @@ impl JsonScan {
     fn end_key(&mut self) {
         let key = &self.key[..self.key_len];
         match self.depth {
-            1 if !self.key_overflow => {
-                self.top_key = if key == b"result" { Top::Result } else { Top::Other };
-                if key == b"error" {
+            // Every top-level key ends the previous one's value, a long one too: `result` is
+            // only the key just read if it is spelt exactly so.
+            1 => {
+                let known = !self.key_overflow;
+                self.top_key = if known && key == b"result" { Top::Result } else { Top::Other };
+                if known && key == b"error" {
                     self.saw_error = true;
                 }
             }
@@ -291,6 +294,9 @@ mod tests {
             r#"{"result":{},"error":{"code":1},"result":{"isError":true}}"#,
             r#"{"result":[{"isError":true}]}"#,
             r#"{"result":"isError","error":null}"#,
+            // A top-level key longer than any the scan looks for ends `result`'s value too.
+            r#"{"result":1,"resultult":{"isError":true}}"#,
+            r#"{"result":{},"errorerrorerror":1}"#,
         ];
         for body in walked_too {
             assert!(walked(body.as_bytes()).is_some(), "walked: {body}");
