@@ -166,8 +166,13 @@ pub fn sse(data: &[u8]) {
 }
 
 /// A reply's outcome, walked, is the state machine's.
+/// Read with the envelope, the outcome and the envelope are what each says on its own.
 fn same_outcome(body: &[u8]) {
-    assert_eq!(outcome::of_json(body), outcome::scanned(body), "the walk and the scan disagree");
+    let said = outcome::of_json(body);
+    assert_eq!(said, outcome::scanned(body), "the walk and the scan disagree");
+    let (envelope, read) = outcome::reply(body);
+    assert_eq!(read, said, "the envelope's walk and the reply's disagree");
+    assert_eq!(format!("{envelope:?}"), format!("{:?}", Envelope::parse(body)), "the envelopes differ");
 }
 
 /// A provider's URI template and a client's URI (split at the first NUL): compiling and matching

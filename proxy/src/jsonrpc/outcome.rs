@@ -9,6 +9,7 @@
 //! and escape tracking, nesting depth, and the keys at the two levels that matter; no
 //! allocation, one pass.
 
+use super::parse::{Envelope, Invalid, Kind};
 use super::scan::{skip_ws, Members};
 
 /// How a reply ended, as far as the scan can tell.
@@ -178,6 +179,27 @@ impl JsonScan {
     }
 }
 
+/// A reply's envelope ([`Envelope::parse`]) and what it says ([`of_json`]), read in one pass
+/// where the validating walk reads the reply: it walks `result`'s members as it checks them, and
+/// an `isError` among them that is `true` is what [`of_json`] looks for (the walk accepts only
+/// valid JSON, so `true` is the whole value). Elsewhere each is read as it is on its own.
+pub fn reply(body: &[u8]) -> (Result<(Envelope<'_>, Kind), Invalid>, Outcome) {
+    let mut tool_error = false;
+    let (envelope, walked) = Envelope::parse_and_inner(body, b"result", |member| {
+        tool_error |= !member.key_escaped
+            && body.get(member.key) == Some(b"isError".as_slice())
+            && body.get(member.value) == Some(b"true".as_slice());
+        Some(())
+    });
+    let outcome = match &envelope {
+        Ok((env, _)) if walked && env.error.is_some() => Outcome::Error,
+        Ok(_) if walked && tool_error => Outcome::ToolError,
+        Ok(_) if walked => Outcome::Result,
+        _ => of_json(body),
+    };
+    (envelope, outcome)
+}
+
 /// What a whole JSON reply (or one SSE event's data) says.
 pub fn of_json(body: &[u8]) -> Outcome {
     walked(body).unwrap_or_else(|| scanned(body))
@@ -254,7 +276,36 @@ mod tests {
         }
         assert_eq!(bytewise.outcome().unwrap_or(Outcome::Result), whole, "a byte at a time: {body}");
         assert_eq!(of_json(bytes), whole, "walked: {body}");
+        assert_eq!(reply(bytes).1, whole, "with the envelope: {body}");
         whole
+    }
+
+    #[test]
+    fn the_envelopes_walk_says_what_the_reply_says() {
+        let cases = [
+            (
+                r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"x"}],"isError":true}}"#,
+                Outcome::ToolError,
+            ),
+            (r#"{"jsonrpc":"2.0","id":1,"result":{"isError":false,"content":[{"isError":true}]}}"#, Outcome::Result),
+            (r#"{"jsonrpc":"2.0","id":1,"result":{"isError":"true"}}"#, Outcome::Result),
+            (r#"{"jsonrpc":"2.0","id":1,"result":{"structuredContent":{"isError":true}}}"#, Outcome::Result),
+            (r#"{"jsonrpc":"2.0","id":1,"result":[{"isError":true}]}"#, Outcome::Result),
+            (r#"{"jsonrpc":"2.0","id":1,"result":{"isError":true,"isError":false}}"#, Outcome::ToolError),
+            (r#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"isError"}}"#, Outcome::Error),
+            (r#"{"jsonrpc":"2.0","id":1,"error":null}"#, Outcome::Error),
+            (r#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"m"},"result":{"isError":true}}"#, Outcome::Error),
+            // Read by serde_json and the state machine instead: what each says stands.
+            (r#"{"jsonrpc":"2.0","id":1,"result":{"isErr\u006fr":true}}"#, Outcome::Result),
+            (r#"{"jsonrpc":"2.0","id":1,"result":{"isError":true},"result":{}}"#, Outcome::ToolError),
+            (r#"{"jsonrpc":"1.0","id":1,"result":{"isError":true}}"#, Outcome::ToolError),
+        ];
+        for (body, said) in cases {
+            let (envelope, read) = reply(body.as_bytes());
+            assert_eq!((read, of_json(body.as_bytes())), (said, said), "{body}");
+            let parsed = Envelope::parse(body.as_bytes());
+            assert_eq!(format!("{envelope:?}"), format!("{parsed:?}"), "{body}");
+        }
     }
 
     #[test]

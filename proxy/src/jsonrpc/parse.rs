@@ -70,31 +70,56 @@ pub struct Invalid {
 impl<'a> Envelope<'a> {
     /// Parses and checks one message (not a batch).
     pub fn parse(body: &'a [u8]) -> Result<(Self, Kind), Invalid> {
-        let text = std::str::from_utf8(body).map_err(|_| invalid(code::PARSE_ERROR, "body is not UTF-8", None))?;
+        Self::parse_with(body, None::<(&[u8], &mut fn(valid::Member) -> Option<()>)>).0
+    }
+
+    /// [`Self::parse`], also giving `each_inner` the members of the top-level member named
+    /// `inner` (when its value is an object) as the walk validates them; says too whether the
+    /// walk read the message. When it did not (serde_json read it), what `each_inner` was given
+    /// is to be ignored: the walk may have stopped halfway.
+    pub fn parse_and_inner(
+        body: &'a [u8],
+        inner: &[u8],
+        mut each_inner: impl FnMut(valid::Member) -> Option<()>,
+    ) -> (Result<(Self, Kind), Invalid>, bool) {
+        Self::parse_with(body, Some((inner, &mut each_inner)))
+    }
+
+    fn parse_with<G: FnMut(valid::Member) -> Option<()>>(
+        body: &'a [u8],
+        inner: Option<(&[u8], &mut G)>,
+    ) -> (Result<(Self, Kind), Invalid>, bool) {
+        let Ok(text) = std::str::from_utf8(body) else {
+            return (Err(invalid(code::PARSE_ERROR, "body is not UTF-8", None)), false);
+        };
         let first = text.trim_start().as_bytes().first().copied();
         if first == Some(b'[') {
-            return Err(invalid(code::INVALID_REQUEST, "JSON-RPC batches are not supported by MCP", None));
+            return (Err(invalid(code::INVALID_REQUEST, "JSON-RPC batches are not supported by MCP", None)), false);
         }
-        let env = match Self::walked(text) {
-            Some(env) => env,
-            None => Self::parsed(text)?,
-        };
-        let id_owned = || env.id.map(|i| i.to_owned());
-        if env.jsonrpc.as_deref() != Some("2.0") {
+        match Self::walk(text, inner) {
+            Some(env) => (env.checked(), true),
+            None => (Self::parsed(text).and_then(Self::checked), false),
+        }
+    }
+
+    /// The message's kind, or why it is no JSON-RPC message MCP allows.
+    fn checked(self) -> Result<(Self, Kind), Invalid> {
+        let id_owned = || self.id.map(|i| i.to_owned());
+        if self.jsonrpc.as_deref() != Some("2.0") {
             return Err(invalid(code::INVALID_REQUEST, "\"jsonrpc\" must be \"2.0\"", id_owned()));
         }
-        if let Some(id) = env.id {
+        if let Some(id) = self.id {
             let b = id.get().as_bytes().first().copied();
             if !matches!(b, Some(b'"' | b'-' | b'0'..=b'9')) {
                 return Err(invalid(code::INVALID_REQUEST, "\"id\" must be a string or a number", None));
             }
         }
-        if let Some(p) = env.params {
+        if let Some(p) = self.params {
             if !p.starts_with('{') {
                 return Err(invalid(code::INVALID_REQUEST, "\"params\" must be an object", id_owned()));
             }
         }
-        let kind = match (&env.method, env.id, env.result.is_some() || env.error.is_some()) {
+        let kind = match (&self.method, self.id, self.result.is_some() || self.error.is_some()) {
             (Some(_), Some(_), false) => Kind::Request,
             (Some(_), None, false) => Kind::Notification,
             (None, Some(_), true) => Kind::Response,
@@ -106,16 +131,20 @@ impl<'a> Envelope<'a> {
                 ))
             }
         };
-        Ok((env, kind))
+        Ok((self, kind))
     }
 
     /// The envelope read by the validating walk; `None` to leave it to serde_json (text the walk
     /// is not sure of, a key with escapes, a repeated field, a `jsonrpc` or `method` that is not
     /// a plain string).
     pub fn walked(text: &'a str) -> Option<Self> {
+        Self::walk(text, None::<(&[u8], &mut fn(valid::Member) -> Option<()>)>)
+    }
+
+    fn walk<G: FnMut(valid::Member) -> Option<()>>(text: &'a str, inner: Option<(&[u8], &mut G)>) -> Option<Self> {
         let mut env = Self { jsonrpc: None, id: None, method: None, params: None, result: None, error: None };
         let mut seen = [false; 6];
-        valid::object(text.as_bytes(), |member| {
+        let each = |member: valid::Member| {
             if member.key_escaped {
                 return None;
             }
@@ -142,7 +171,11 @@ impl<'a> Envelope<'a> {
                 _ => env.error = Some(value),
             }
             Some(())
-        })?;
+        };
+        match inner {
+            Some((name, each_inner)) => valid::object_and_inner(text.as_bytes(), each, name, each_inner)?,
+            None => valid::object(text.as_bytes(), each)?,
+        }
         Some(env)
     }
 

@@ -32,15 +32,36 @@ pub struct Member {
 /// not sure serde_json reads it alike, or when `each` says `None`.
 pub fn object(text: &[u8], mut each: impl FnMut(Member) -> Option<()>) -> Option<()> {
     let start = skip_ws(text, 0);
-    let end = object_at(text, start, 0, &mut each)?;
+    let end = object_at(text, start, 0, &mut each, None::<Inner<'_, Skip>>)?;
     (skip_ws(text, end) == text.len()).then_some(())
 }
+
+/// [`object`], also calling `each_inner` on the members of the top-level member named `inner`
+/// (when its key has no escapes and its value is an object), as the walk validates them: a
+/// reply's `result` is read in the pass that checks it, not in a second one.
+pub fn object_and_inner(
+    text: &[u8],
+    mut each: impl FnMut(Member) -> Option<()>,
+    inner: &[u8],
+    mut each_inner: impl FnMut(Member) -> Option<()>,
+) -> Option<()> {
+    let start = skip_ws(text, 0);
+    let end = object_at(text, start, 0, &mut each, Some((inner, &mut each_inner)))?;
+    (skip_ws(text, end) == text.len()).then_some(())
+}
+
+/// The member whose object value's members are walked for a caller too, and what is called on
+/// them.
+type Inner<'a, G> = (&'a [u8], &'a mut G);
+
+/// What nested objects' members are given to: nothing.
+type Skip = fn(Member) -> Option<()>;
 
 /// The offset past the valid value starting at `at`.
 fn value(text: &[u8], at: usize, depth: usize) -> Option<usize> {
     match *text.get(at)? {
         b'"' => string(text, at).map(|(end, _)| end),
-        b'{' => object_at(text, at, depth + 1, &mut |_| Some(())),
+        b'{' => object_at(text, at, depth + 1, &mut |_| Some(()), None::<Inner<'_, Skip>>),
         b'[' => array(text, at, depth + 1),
         b't' => literal(text, at, b"true"),
         b'f' => literal(text, at, b"false"),
@@ -50,7 +71,11 @@ fn value(text: &[u8], at: usize, depth: usize) -> Option<usize> {
     }
 }
 
-fn object_at(text: &[u8], at: usize, depth: usize, each: &mut impl FnMut(Member) -> Option<()>) -> Option<usize> {
+fn object_at<F, G>(text: &[u8], at: usize, depth: usize, each: &mut F, mut inner: Option<Inner<'_, G>>) -> Option<usize>
+where
+    F: FnMut(Member) -> Option<()>,
+    G: FnMut(Member) -> Option<()>,
+{
     if depth >= MAX_DEPTH || text.get(at) != Some(&b'{') {
         return None;
     }
@@ -68,7 +93,16 @@ fn object_at(text: &[u8], at: usize, depth: usize, each: &mut impl FnMut(Member)
             return None;
         }
         let value_start = skip_ws(text, colon + 1);
-        let value_end = value(text, value_start, depth)?;
+        let value_end = match inner.as_mut() {
+            Some((name, each_inner))
+                if !key_escaped
+                    && text.get(i + 1..key_end - 1) == Some(*name)
+                    && text.get(value_start) == Some(&b'{') =>
+            {
+                object_at(text, value_start, depth + 1, *each_inner, None::<Inner<'_, G>>)?
+            }
+            _ => value(text, value_start, depth)?,
+        };
         each(Member { key: i + 1..key_end - 1, key_escaped, value: value_start..value_end })?;
         i = skip_ws(text, value_end);
         match *text.get(i)? {
@@ -237,6 +271,34 @@ mod tests {
             }
         }
         walked.is_some()
+    }
+
+    #[test]
+    fn the_inner_members_are_walked_once_and_checked() {
+        let inner_keys = |text: &str| {
+            let (mut top, mut inner) = (Vec::new(), Vec::new());
+            let walked = object_and_inner(
+                text.as_bytes(),
+                |m| {
+                    top.push(text[m.key].to_owned());
+                    Some(())
+                },
+                b"result",
+                |m| {
+                    inner.push((text[m.key].to_owned(), text[m.value].to_owned()));
+                    Some(())
+                },
+            );
+            walked.map(|()| (top, inner))
+        };
+        let (top, inner) =
+            inner_keys(r#"{"id":1,"result":{"a":[1,{"b":2}],"isError":true},"x":{"c":3}}"#).expect("valid");
+        assert_eq!(top, ["id", "result", "x"]);
+        assert_eq!(inner, [("a".to_owned(), r#"[1,{"b":2}]"#.to_owned()), ("isError".to_owned(), "true".to_owned())]);
+        let (_, inner) = inner_keys(r#"{"result":[{"a":1}],"res\u0075lt":{"b":1}}"#).expect("valid");
+        assert!(inner.is_empty(), "only an object value under the plain key is walked into");
+        assert!(inner_keys(r#"{"result":{"a":tru}}"#).is_none(), "the inner object is still checked");
+        assert!(inner_keys(r#"{"result":{"a":1}"#).is_none());
     }
 
     #[test]

@@ -168,8 +168,8 @@ enum Answer {
 /// `client_id`, as the slow path reads it: an error is the upstream failing; a result is
 /// re-addressed and trimmed as bytes where it can be, as a tree where it cannot.
 fn answer(body: &[u8], id: &RawValue, client_id: &RawValue) -> Answer {
-    let env = match super::run::response_to(body, id) {
-        Ok(env) => env,
+    let (env, outcome) = match super::run::response_to(body, id) {
+        Ok(read) => read,
         Err(why) => return Answer::Failed(CallError::Protocol(why)),
     };
     let tree = |raw: &str| serde_json::from_str::<Value>(raw);
@@ -180,13 +180,12 @@ fn answer(body: &[u8], id: &RawValue, client_id: &RawValue) -> Answer {
     let Some(result) = env.result else {
         return Answer::Failed(CallError::Protocol("the reply has neither a result nor an error".into()));
     };
-    let outcome = || outcome::of_json(body).into();
     if let Some(bytes) = splice::legacy_response(client_id, result) {
-        return Answer::Ready(bytes, outcome());
+        return Answer::Ready(bytes, outcome.into());
     }
     match tree(result) {
         Ok(result) if bridge::is_input_required(&result) => Answer::Rounds(result),
-        Ok(result) => Answer::Ready(result_bytes(client_id, &finish_result(result, Era::Legacy)), outcome()),
+        Ok(result) => Answer::Ready(result_bytes(client_id, &finish_result(result, Era::Legacy)), outcome.into()),
         Err(e) => Answer::Failed(CallError::Protocol(format!("the reply is not valid JSON: {e}"))),
     }
 }

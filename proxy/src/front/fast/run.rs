@@ -271,10 +271,10 @@ impl FastRoute {
                     stream(client, *resp, &self.id, provider, || self.timed_out(deadline)).await
                 }
                 Upstream::Whole { status, content_type, body } => {
-                    if let Err(why) = check_reply(&body, &self.id) {
-                        return Attempt::Failed(CallError::Protocol(why));
-                    }
-                    let outcome = outcome::of_json(&body);
+                    let outcome = match response_to(&body, &self.id) {
+                        Ok((_, outcome)) => outcome,
+                        Err(why) => return Attempt::Failed(CallError::Protocol(why)),
+                    };
                     match client.whole(status, &content_type, &[], body).await {
                         Ok(()) => Attempt::Answered(outcome.into()),
                         Err(e) => Attempt::Broken(CallError::Unavailable {
@@ -387,10 +387,12 @@ fn check_reply(body: &[u8], id: &RawValue) -> Result<(), String> {
     response_to(body, id).map(drop)
 }
 
-/// The envelope of a whole reply that is the JSON-RPC response to request `id`, else why not.
-pub(super) fn response_to<'b>(body: &'b [u8], id: &RawValue) -> Result<Envelope<'b>, String> {
-    match Envelope::parse(body) {
-        Ok((env, Kind::Response)) if env.id.is_some_and(|got| same_id(got, id)) => Ok(env),
+/// The envelope of a whole reply that is the JSON-RPC response to request `id`, and what it
+/// said; else why it is not that response.
+pub(super) fn response_to<'b>(body: &'b [u8], id: &RawValue) -> Result<(Envelope<'b>, Outcome), String> {
+    let (envelope, outcome) = outcome::reply(body);
+    match envelope {
+        Ok((env, Kind::Response)) if env.id.is_some_and(|got| same_id(got, id)) => Ok((env, outcome)),
         Ok((env, Kind::Response)) => {
             Err(format!("the reply answers id {}, not {}", env.id.map_or("none", RawValue::get), id.get()))
         }
@@ -425,15 +427,18 @@ impl ResponseWatch {
     fn feed(&mut self, chunk: &[u8], id: &RawValue) -> Result<(), String> {
         let events = self.decoder.feed(chunk).map_err(|e| e.to_string())?;
         for ev in events.iter().filter(|e| !e.data.is_empty()) {
-            let said = outcome::of_json(ev.data.as_bytes());
+            let data = ev.data.as_bytes();
+            let said = if ev.is_message() {
+                let (envelope, said) = outcome::reply(data);
+                if let Ok((env, Kind::Response)) = envelope {
+                    self.answered |= env.id.is_some_and(|got| same_id(got, id));
+                }
+                said
+            } else {
+                outcome::of_json(data)
+            };
             if said != Outcome::Result {
                 self.said = Some(said);
-            }
-            if !ev.is_message() {
-                continue;
-            }
-            if let Ok((env, Kind::Response)) = Envelope::parse(ev.data.as_bytes()) {
-                self.answered |= env.id.is_some_and(|got| same_id(got, id));
             }
         }
         Ok(())
