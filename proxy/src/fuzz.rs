@@ -36,6 +36,7 @@ pub const TARGETS: &[(&str, Target)] = &[
 pub fn jsonrpc(data: &[u8]) {
     same_outcome(data);
     same_envelope(data);
+    same_request(data);
     match Envelope::parse(data) {
         Err(invalid) => {
             assert!(matches!(invalid.error.code, code::PARSE_ERROR | code::INVALID_REQUEST), "{:?}", invalid.error);
@@ -81,6 +82,16 @@ fn same_envelope(data: &[u8]) {
             Err(e) => panic!("the walk accepted what serde_json refuses ({:?}): {text}", e.error),
         }
     }
+}
+
+/// A request's envelope and params head read in one walk are each what it is read alone.
+fn same_request(data: &[u8]) {
+    let together = Envelope::parse_request(data);
+    let apart = Envelope::parse(data).map(|(env, kind)| {
+        let head = ParamsHead::parse(env.params);
+        (env, kind, head)
+    });
+    assert_eq!(format!("{together:?}"), format!("{apart:?}"), "read in one walk and apart differ");
 }
 
 /// The tree built from accepted text is serde_json's own, and so is its error.

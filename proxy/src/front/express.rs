@@ -26,7 +26,7 @@ use super::fast;
 use super::http::{AccessLine, HttpFront, RequestCtx};
 use super::replier::Replier;
 use super::request_head::{HeadView, RequestHead, Scan, MAX_HEAD};
-use crate::jsonrpc::parse::{Envelope, Kind, ParamsHead};
+use crate::jsonrpc::parse::{Envelope, Kind};
 use crate::proto::fields::Fields;
 use crate::proto::headers::check_modern;
 use crate::proto::protocol::{Era, LEGACY_VERSIONS, MODERN_VERSION};
@@ -231,7 +231,7 @@ impl HttpFront {
         plan: &Plan,
         body: &Bytes,
     ) -> Option<(fast::FastRoute, Arc<crate::auth::Principal>, &'static str)> {
-        let (env, kind) = Envelope::parse(body).ok()?;
+        let (env, kind, params) = Envelope::parse_request(body).ok()?;
         let method = match env.method_str() {
             "tools/call" => "tools/call",
             "prompts/get" => "prompts/get",
@@ -240,7 +240,7 @@ impl HttpFront {
         if kind != Kind::Request || plan.method.is_some_and(|m| m != method) {
             return None;
         }
-        let params = ParamsHead::parse(env.params).ok()?;
+        let params = params.ok()?;
         if plan.era == Era::Modern {
             check_modern(&head, method, &params, MODERN_VERSION).ok()?;
         }

@@ -23,7 +23,7 @@ use super::replier::Replier;
 use super::reply::Reply;
 use super::respond;
 use crate::auth::{self, Principal, Refusal, Security};
-use crate::jsonrpc::parse::{Envelope, Kind, ParamsHead};
+use crate::jsonrpc::parse::{Envelope, Kind};
 use crate::jsonrpc::{code, error_bytes, null_id, result_bytes, RpcError};
 use crate::mcp::hub::{self, ClientCtx};
 use crate::mcp::replay::{self, ReplyBuffer};
@@ -259,7 +259,7 @@ async fn post(
             return Ok(());
         }
     };
-    let (env, kind) = match Envelope::parse(&body) {
+    let (env, kind, head) = match Envelope::parse_request(&body) {
         Ok(x) => x,
         Err(invalid) => {
             let id = invalid.id.as_deref().unwrap_or(null_id());
@@ -268,7 +268,7 @@ async fn post(
         }
     };
     let method = env.method_str();
-    let head = match ParamsHead::parse(env.params) {
+    let head = match head {
         Ok(h) => h,
         Err(e) => {
             respond::json(session, 400, error_bytes(env.id.unwrap_or(null_id()), &e)).await?;

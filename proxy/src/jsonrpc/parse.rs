@@ -85,13 +85,41 @@ impl<'a> Envelope<'a> {
         Self::parse_with(body, Some((inner, &mut each_inner)))
     }
 
+    /// [`Self::parse`] and [`ParamsHead::parse`] of the message's `params`, from one walk
+    /// where the walk reads the message (it hands `params`' members over as it checks them);
+    /// else each as it reads on its own.
+    pub fn parse_request(body: &'a [u8]) -> Result<(Self, Kind, Result<ParamsHead<'a>, RpcError>), Invalid> {
+        let text = utf8(body)?;
+        let mut head = HeadWalk::default();
+        let (parsed, walked) = Self::parse_text_with(
+            text,
+            Some((b"params".as_slice(), &mut |member: valid::Member| {
+                head.member(text, member);
+                Some(())
+            })),
+        );
+        let (env, kind) = parsed?;
+        let head = match head {
+            HeadWalk { head, failed: false, .. } if walked => Ok(head),
+            _ => ParamsHead::parse(env.params),
+        };
+        Ok((env, kind, head))
+    }
+
     fn parse_with<G: FnMut(valid::Member) -> Option<()>>(
         body: &'a [u8],
         inner: Option<(&[u8], &mut G)>,
     ) -> (Result<(Self, Kind), Invalid>, bool) {
-        let Ok(text) = std::str::from_utf8(body) else {
-            return (Err(invalid(code::PARSE_ERROR, "body is not UTF-8", None)), false);
-        };
+        match utf8(body) {
+            Ok(text) => Self::parse_text_with(text, inner),
+            Err(e) => (Err(e), false),
+        }
+    }
+
+    fn parse_text_with<G: FnMut(valid::Member) -> Option<()>>(
+        text: &'a str,
+        inner: Option<(&[u8], &mut G)>,
+    ) -> (Result<(Self, Kind), Invalid>, bool) {
         let first = text.trim_start().as_bytes().first().copied();
         if first == Some(b'[') {
             return (Err(invalid(code::INVALID_REQUEST, "JSON-RPC batches are not supported by MCP", None)), false);
@@ -249,6 +277,10 @@ fn plain_string(value: &str) -> Option<Option<Cow<'_, str>>> {
     (!inner.contains('\\')).then_some(Some(Cow::Borrowed(inner)))
 }
 
+fn utf8(body: &[u8]) -> Result<&str, Invalid> {
+    std::str::from_utf8(body).map_err(|_| invalid(code::PARSE_ERROR, "body is not UTF-8", None))
+}
+
 fn invalid(code: i64, message: impl Into<String>, id: Option<Box<RawValue>>) -> Invalid {
     Invalid { error: RpcError::new(code, message), id }
 }
@@ -320,16 +352,20 @@ impl<'a> ParamsHead<'a> {
     /// The head read from `params`' top-level members; `None` to leave it to [`Self::parsed`].
     fn walk(params: &'a str) -> Option<Self> {
         let mut head = Self::default();
-        named_members(params, ["name", "uri", "_meta", "arguments"], |field, value| {
-            match field {
-                0 => head.name = plain_string(value)?,
-                1 => head.uri = plain_string(value)?,
-                2 => head.meta = plain_object(value, MetaHead::walk)?,
-                _ => head.arguments = (value != "null").then_some(value),
-            }
-            Some(())
-        })?;
+        named_members(params, PARAMS_FIELDS, |field, value| head.set(field, value))?;
         Some(head)
+    }
+
+    /// Reads the value of field `field` of [`PARAMS_FIELDS`]; `None` to leave the head to
+    /// [`Self::parsed`].
+    fn set(&mut self, field: usize, value: &'a str) -> Option<()> {
+        match field {
+            0 => self.name = plain_string(value)?,
+            1 => self.uri = plain_string(value)?,
+            2 => self.meta = plain_object(value, MetaHead::walk)?,
+            _ => self.arguments = (value != "null").then_some(value),
+        }
+        Some(())
     }
 
     /// The protocol version in `_meta`, if any.
@@ -368,6 +404,9 @@ impl<'a> ClientInfoHead<'a> {
     }
 }
 
+/// The `params` fields [`ParamsHead`] reads, in the order [`ParamsHead::set`] numbers them.
+const PARAMS_FIELDS: [&str; 4] = ["name", "uri", "_meta", "arguments"];
+
 /// Calls `each` with the position in `names` and the value of every member of the object
 /// `text` (accepted JSON) whose key is one of `names`. `None`, to leave the object to
 /// serde_json, when a key has escapes (it could be one of `names`), a named key repeats (an
@@ -381,14 +420,44 @@ fn named_members<'a, const N: usize>(
     for member in Members::of(text.as_bytes()).ok()? {
         let member = member.ok()?;
         let (key, value) = (text.get(member.key)?, text.get(member.value)?);
-        match names.iter().position(|name| *name == key) {
-            Some(field) if !std::mem::replace(&mut seen[field], true) => each(field, value)?,
-            Some(_) => return None,
-            None if key.contains('\\') => return None,
-            None => {}
+        if let Some(field) = named(&names, &mut seen, key)? {
+            each(field, value)?;
         }
     }
     Some(())
+}
+
+/// Which of `names` `key` is (`Some(None)`: none of them), its first time; `None`, to leave the
+/// object to serde_json, when a named key repeats or a key has escapes (it could be one).
+fn named<const N: usize>(names: &[&str; N], seen: &mut [bool; N], key: &str) -> Option<Option<usize>> {
+    match names.iter().position(|name| *name == key) {
+        Some(field) if !std::mem::replace(&mut seen[field], true) => Some(Some(field)),
+        Some(_) => None,
+        None if key.contains('\\') => None,
+        None => Some(None),
+    }
+}
+
+/// [`ParamsHead`] read from `params`' members as the envelope's walk hands them over.
+#[derive(Default)]
+struct HeadWalk<'a> {
+    head: ParamsHead<'a>,
+    seen: [bool; PARAMS_FIELDS.len()],
+    /// A member the walk does not read as serde_json would: the head is serde_json's.
+    failed: bool,
+}
+
+impl<'a> HeadWalk<'a> {
+    fn member(&mut self, text: &'a str, member: valid::Member) {
+        let read = || -> Option<()> {
+            let key = text.get(member.key)?;
+            match named(&PARAMS_FIELDS, &mut self.seen, key)? {
+                Some(field) => self.head.set(field, text.get(member.value)?),
+                None => Some(()),
+            }
+        };
+        self.failed = self.failed || read().is_none();
+    }
 }
 
 /// An optional object read by `walk` (`Some(None)` for `null`); `None` for anything else, which
@@ -481,6 +550,35 @@ mod tests {
         }
         let (env, kind) = Envelope::parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools\/call"}"#).expect("serde's");
         assert_eq!((env.method_str(), kind), ("tools/call", Kind::Request));
+    }
+
+    #[test]
+    fn a_requests_head_read_in_the_envelopes_walk_is_the_one_read_apart() {
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__b","arguments":{"x":[1,{"name":"no"}]},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///x","arguments":null}}"#,
+            // The walk hands these to serde_json: an escaped name, an escaped key, a repeat, a
+            // field of the wrong type.
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"b"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","name":"y"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":7}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"traceparent":1}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":[1]}"#,
+        ] {
+            let together = Envelope::parse_request(body.as_bytes());
+            let apart = Envelope::parse(body.as_bytes()).map(|(env, kind)| {
+                let head = ParamsHead::parse(env.params);
+                (env, kind, head)
+            });
+            assert_eq!(format!("{together:?}"), format!("{apart:?}"), "{body}");
+        }
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__b"}}"#;
+        let (_, _, head) = Envelope::parse_request(body).expect("valid");
+        let name = head.expect("head").name.expect("name");
+        assert_eq!(span_in(body, &name).map(|r| &body[r]), Some(b"a__b".as_slice()), "borrowed from the body");
     }
 
     #[test]
