@@ -35,6 +35,45 @@ pub struct RequestHead {
     fields: Vec<(Range<usize>, Range<usize>)>,
     /// Some field name occurs more than once.
     repeats: bool,
+    /// Where each of [`INDEXED`]'s names first occurs: its index in `fields` plus one, 0 when
+    /// absent.
+    first_at: [u8; INDEXED.len()],
+}
+
+/// Field names every request looks up (several of them more than once): found in the pass that
+/// reads the head, so that their lookups are an index, not a walk over every field comparing
+/// names. Spelt lowercase, as the lookups spell them.
+const INDEXED: [&str; 12] = [
+    "host",
+    "accept",
+    "origin",
+    "connection",
+    "mcp-method",
+    "mcp-name",
+    "content-type",
+    "authorization",
+    "content-length",
+    "mcp-session-id",
+    "transfer-encoding",
+    "mcp-protocol-version",
+];
+
+/// The position in [`INDEXED`] of `lowercase`. Inlined, so that a lookup by a literal name
+/// (every lookup there is) comes down to its position.
+#[inline(always)]
+fn indexed(lowercase: &[u8]) -> Option<usize> {
+    INDEXED.iter().position(|name| name.as_bytes() == lowercase)
+}
+
+/// The position in [`INDEXED`] of a field name as sent, in any case.
+fn indexed_field(name: &[u8]) -> Option<usize> {
+    const LONGEST: usize = 20;
+    let mut lower = [0u8; LONGEST];
+    let lower = lower.get_mut(..name.len())?;
+    for (l, b) in lower.iter_mut().zip(name) {
+        *l = b.to_ascii_lowercase();
+    }
+    indexed(lower)
 }
 
 impl RequestHead {
@@ -58,6 +97,15 @@ impl RequestHead {
         self.http11 = req.version == Some(1);
         self.fields.clear();
         self.fields.extend(req.headers.iter().map(|h| (offset(h.name.as_bytes()), offset(h.value))));
+        self.first_at = [0; INDEXED.len()];
+        for (i, h) in req.headers.iter().enumerate() {
+            if let Some(slot) = indexed_field(h.name.as_bytes()) {
+                if self.first_at[slot] == 0 {
+                    // At most MAX_FIELDS (64) fields: the index fits.
+                    self.first_at[slot] = u8::try_from(i + 1).unwrap_or(u8::MAX);
+                }
+            }
+        }
         let names = || req.headers.iter().map(|h| h.name.as_bytes());
         self.repeats = names().enumerate().any(|(i, a)| names().take(i).any(|b| a.eq_ignore_ascii_case(b)));
         Scan::Complete(len)
@@ -104,7 +152,13 @@ impl<'a> HeadView<'a> {
 
 impl Fields for HeadView<'_> {
     fn first(&self, name: &str) -> Option<&[u8]> {
-        self.all().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
+        match indexed(name.as_bytes()) {
+            Some(slot) => {
+                let at = usize::from(self.head.first_at[slot]).checked_sub(1)?;
+                self.head.fields.get(at).map(|(_, v)| self.part(v))
+            }
+            None => self.all().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v),
+        }
     }
 
     fn each<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
@@ -140,6 +194,32 @@ mod tests {
         let once = b"POST /mcp HTTP/1.1\r\nHost: a\r\nMcp-Name: b\r\n\r\n";
         let Scan::Complete(_) = head.scan(once) else { panic!("complete") };
         assert!(!head.view(once).may_repeat(), "the head read last decides");
+    }
+
+    #[test]
+    fn indexed_fields_are_found_as_a_walk_finds_them() {
+        let mut head = RequestHead::default();
+        let request = b"POST /mcp HTTP/1.1\r\nMCP-Method: tools/call\r\nx-mcp-name: no\r\nMcp-Name: a\r\n\
+            mcp-name: b\r\nHOST: h\r\nAccept-Language: en\r\nMcp-Protocol-Version-X: 1\r\n\r\n";
+        let Scan::Complete(_) = head.scan(request) else { panic!("complete") };
+        let view = head.view(request);
+        let walked = |name: &str| view.all().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v);
+        for (slot, name) in INDEXED.iter().enumerate() {
+            assert_eq!(indexed(name.as_bytes()), Some(slot), "{name}");
+        }
+        for name in INDEXED.into_iter().chain(["accept-language", "x-mcp-name", "MCP-NAME", "mcp-protocol-version-x"]) {
+            assert_eq!(view.first(name), walked(name), "{name}");
+        }
+        assert_eq!(view.first("mcp-name"), Some(&b"a"[..]), "the first of two");
+        assert_eq!(view.first("host"), Some(&b"h"[..]));
+        assert_eq!(view.first("accept"), None, "a longer name is another name");
+        let next = b"GET / HTTP/1.1\r\nOrigin: o\r\n\r\n";
+        let Scan::Complete(_) = head.scan(next) else { panic!("complete") };
+        assert_eq!(
+            (head.view(next).first("host"), head.view(next).first("origin")),
+            (None, Some(&b"o"[..])),
+            "refilled"
+        );
     }
 
     #[test]
