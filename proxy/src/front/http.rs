@@ -116,7 +116,7 @@ impl HttpFront {
     /// Counts the response and writes the access-log line.
     pub(super) fn record(&self, line: &AccessLine<'_>, error: Option<&Error>, ctx: &RequestCtx) {
         let code = line.status;
-        self.state.metrics.http_responses.with_label_values(&[ctx.endpoint, status_label(code)]).inc();
+        self.state.metrics.response(ctx.endpoint, code);
         if ctx.endpoint != "health" && ctx.snap.config.observability.access_log {
             tracing::info!(
                 target: "mcp_hangar::access",
@@ -360,30 +360,6 @@ pub(super) fn error_status(e: &Error) -> u16 {
         (ErrorType::HTTPStatus(code), _) => *code,
         (_, ErrorSource::Downstream) => 400,
         _ => 500,
-    }
-}
-
-/// A `'static` label for common status codes, so the counter never allocates per request.
-fn status_label(code: u16) -> &'static str {
-    match code {
-        200 => "200",
-        202 => "202",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        405 => "405",
-        406 => "406",
-        413 => "413",
-        415 => "415",
-        429 => "429",
-        431 => "431",
-        500 => "500",
-        502 => "502",
-        503 => "503",
-        504 => "504",
-        0 => "none",
-        _ => "other",
     }
 }
 

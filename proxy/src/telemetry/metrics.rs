@@ -5,10 +5,11 @@
 //! providers' lists (anything else is `other`), methods from the MCP method set, states and
 //! outcomes from fixed sets. Nothing from raw input becomes a label.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::lifecycle::events::{EventSink, ProviderEvent};
@@ -45,6 +46,18 @@ const METHODS: &[&str] = &[
     "notifications/roots/list_changed",
 ];
 
+/// Protocol eras, as the `era` label of `requests_total`.
+const ERAS: [&str; 2] = ["modern", "legacy"];
+
+/// Endpoint classes, as the `endpoint` label of `http_responses_total`.
+const ENDPOINTS: [&str; 7] = ["mcp", "health", "metrics", "admin", "oauth_metadata", "not_found", "other"];
+
+/// Status codes counted under their own label, then `none` (nothing written) and `other`.
+const CODES: [&str; 18] = [
+    "200", "202", "400", "401", "403", "404", "405", "406", "413", "415", "429", "431", "500", "502", "503", "504",
+    "none", "other",
+];
+
 /// The prefix of every series name.
 const NAMESPACE: &str = "mcp_hangar";
 
@@ -56,9 +69,30 @@ struct SeriesInfo {
     help: String,
 }
 
+/// Counters of a family whose two labels take their values from fixed lists, each bound on its
+/// first count (so the exposition shows the combinations that happened, as `with_label_values`
+/// alone would) and from then on found by position: counting hashes no labels.
+struct Cells<const A: usize, const B: usize>([[OnceLock<IntCounter>; B]; A]);
+
+impl<const A: usize, const B: usize> Cells<A, B> {
+    fn new() -> Self {
+        Self(std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new())))
+    }
+
+    /// The counter of labels `(a, b)` of `family`: `labels[0]` is the `a`th value of its list,
+    /// `labels[1]` the `b`th; `None` for a position past a list.
+    fn get(&self, family: &IntCounterVec, (a, b): (usize, usize), labels: [&str; 2]) -> Option<&IntCounter> {
+        Some(self.0.get(a)?.get(b)?.get_or_init(|| family.with_label_values(&labels)))
+    }
+}
+
 /// The gateway's metric registry and its series.
 pub struct Metrics {
     registry: Registry,
+    /// `requests_total`'s counters by method and era position.
+    request_cells: Cells<{ METHODS.len() + 1 }, { ERAS.len() }>,
+    /// `http_responses_total`'s counters by endpoint and code position.
+    response_cells: Cells<{ ENDPOINTS.len() }, { CODES.len() }>,
     /// Name, type, labels and help of every registered series, for the metrics reference.
     catalogue: Vec<SeriesInfo>,
     /// Generation of the configuration snapshot in use.
@@ -190,6 +224,8 @@ impl Metrics {
         .expect("literal metric definition");
         build_info.set(1);
         let mut m = Self {
+            request_cells: Cells::new(),
+            response_cells: Cells::new(),
             catalogue: Vec::new(),
             config_generation: IntGauge::new("config_generation", "Generation of the configuration snapshot in use.")
                 .expect("literal metric definition"),
@@ -382,7 +418,24 @@ impl Metrics {
 
     /// Counts a JSON-RPC request.
     pub fn request(&self, method: &str, era: &'static str) {
-        self.requests.with_label_values(&[method_label(method), era]).inc();
+        let at = method_index(method);
+        let labels = [METHODS.get(at).copied().unwrap_or("other"), era];
+        match ERAS.iter().position(|e| *e == era).and_then(|e| self.request_cells.get(&self.requests, (at, e), labels))
+        {
+            Some(counter) => counter.inc(),
+            None => self.requests.with_label_values(&labels).inc(),
+        }
+    }
+
+    /// Counts an HTTP response of `code` (0: none was written) from endpoint class `endpoint`.
+    pub fn response(&self, endpoint: &'static str, code: u16) {
+        let at = code_index(code);
+        let labels = [endpoint, CODES[at]];
+        let cell = ENDPOINTS.iter().position(|e| *e == endpoint);
+        match cell.and_then(|e| self.response_cells.get(&self.http_responses, (e, at), labels)) {
+            Some(counter) => counter.inc(),
+            None => self.http_responses.with_label_values(&labels).inc(),
+        }
     }
 
     /// Records one tool call; `tool` must be a bounded name (see the module docs).
@@ -436,7 +489,36 @@ impl Default for Metrics {
 
 /// `method` if it is an MCP method, else `other`.
 pub fn method_label(method: &str) -> &'static str {
-    METHODS.iter().find(|m| **m == method).copied().unwrap_or("other")
+    METHODS.get(method_index(method)).copied().unwrap_or("other")
+}
+
+/// The position of `method` in [`METHODS`], its length for any other.
+fn method_index(method: &str) -> usize {
+    METHODS.iter().position(|m| *m == method).unwrap_or(METHODS.len())
+}
+
+/// The position in [`CODES`] of status `code`'s label.
+fn code_index(code: u16) -> usize {
+    match code {
+        200 => 0,
+        202 => 1,
+        400 => 2,
+        401 => 3,
+        403 => 4,
+        404 => 5,
+        405 => 6,
+        406 => 7,
+        413 => 8,
+        415 => 9,
+        429 => 10,
+        431 => 11,
+        500 => 12,
+        502 => 13,
+        503 => 14,
+        504 => 15,
+        0 => 16,
+        _ => 17,
+    }
 }
 
 impl EventSink for Metrics {
@@ -468,6 +550,49 @@ impl EventSink for Metrics {
             "breaker_half_open" => self.breaker_state.with_label_values(&[p]).set(2),
             "breaker_closed" => self.breaker_state.with_label_values(&[p]).set(0),
             _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of the sample of `family` whose labels are exactly `labels`.
+    fn sample(m: &Metrics, family: &str, labels: &[(&str, &str)]) -> Option<u64> {
+        let family = m.registry.gather().into_iter().find(|f| f.name() == format!("{NAMESPACE}_{family}"))?;
+        let metric = family.get_metric().iter().find(|s| {
+            let got: Vec<(&str, &str)> = s.get_label().iter().map(|l| (l.name(), l.value())).collect();
+            labels.iter().all(|want| got.contains(want)) && got.len() == labels.len()
+        })?;
+        Some(metric.get_counter().get_value() as u64)
+    }
+
+    #[test]
+    fn counts_by_position_land_on_their_labelled_series() {
+        let m = Metrics::new();
+        m.request("tools/call", "modern");
+        m.request("tools/call", "modern");
+        m.request("tools/call", "legacy");
+        m.request("x/unknown", "legacy");
+        m.request("ping", "neither");
+        let requests = |method, era| sample(&m, "requests_total", &[("method", method), ("era", era)]);
+        assert_eq!(requests("tools/call", "modern"), Some(2));
+        assert_eq!(requests("tools/call", "legacy"), Some(1));
+        assert_eq!(requests("other", "legacy"), Some(1), "an unknown method counts as other");
+        assert_eq!(requests("ping", "neither"), Some(1), "a label off the lists is still counted");
+        assert_eq!(requests("ping", "modern"), None, "only combinations that happened are shown");
+        m.response("mcp", 200);
+        m.response("mcp", 299);
+        m.response("health", 0);
+        m.response("elsewhere", 404);
+        let responses = |endpoint, code| sample(&m, "http_responses_total", &[("endpoint", endpoint), ("code", code)]);
+        assert_eq!(responses("mcp", "200"), Some(1));
+        assert_eq!(responses("mcp", "other"), Some(1));
+        assert_eq!(responses("health", "none"), Some(1));
+        assert_eq!(responses("elsewhere", "404"), Some(1));
+        for (i, code) in CODES.iter().enumerate().take(16) {
+            assert_eq!(code_index(code.parse().expect("a number")), i, "{code}");
         }
     }
 }
