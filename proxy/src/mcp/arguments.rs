@@ -6,7 +6,6 @@
 //! run), are compiled once per list and cached with the provider's runtime. A tool whose schema is
 //! unknown or does not compile is not checked here (the provider checks it).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use jsonschema::Validator;
@@ -27,7 +26,7 @@ type Compiled = (usize, Option<Arc<Validator>>);
 /// One provider's compiled schemas, by tool (its own name).
 #[derive(Default)]
 pub struct SchemaCache {
-    compiled: Mutex<HashMap<String, Compiled>>,
+    compiled: Mutex<foldhash::HashMap<String, Compiled>>,
 }
 
 impl SchemaCache {

@@ -1,6 +1,8 @@
 //! Indexes from exposed names and resource URIs to providers, rebuilt from each merged list.
 
-use std::collections::{HashMap, HashSet};
+// foldhash, not SipHash: a call looks names up here on its way (keys come from the providers'
+// lists, which no client writes).
+use foldhash::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// Exposed names and URIs → provider index (and the provider's own name for prefixed kinds).

@@ -9,7 +9,7 @@
 //! `getpeername` per reuse, a timer per read and write and a watcher task per release (README,
 //! "Performance"); here a reused connection is checked by polling it once without a waker.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -402,7 +402,7 @@ const MAX_RESERVE: usize = 1 << 20;
 /// never across an await.
 #[derive(Default)]
 struct IdleConnections {
-    stacks: parking_lot::Mutex<HashMap<u64, VecDeque<Idle>>>,
+    stacks: parking_lot::Mutex<foldhash::HashMap<u64, VecDeque<Idle>>>,
 }
 
 struct Idle {

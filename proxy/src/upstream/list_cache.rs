@@ -1,7 +1,6 @@
 //! A provider's cached lists (tools, prompts, resources, templates). They live with the provider's
 //! runtime, not with a routing snapshot, so a reload that leaves a provider unchanged keeps them.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,55 +29,65 @@ struct Cached {
     expires: Instant,
 }
 
-/// Per-provider list cache.
+/// Per-provider list cache. Each kind has its slot (a call reads two on its way: no hashing).
 #[derive(Default)]
 pub struct ListCache {
-    entries: Mutex<HashMap<ListKind, Cached>>,
+    entries: Mutex<[Option<Cached>; KINDS]>,
     /// The latest list of each kind, fresh or not, until a `list_changed` says it is wrong: tool
     /// schemas are read from it (an upstream that says `ttlMs: 0` must not make every call list).
-    latest: Mutex<HashMap<ListKind, Arc<Vec<Value>>>>,
+    latest: Mutex<[Option<Arc<Vec<Value>>>; KINDS]>,
     /// Set while the gateway fetches the tools list for itself (to learn their annotations), so
     /// concurrent first calls start one fetch.
     pub learning: std::sync::atomic::AtomicBool,
 }
 
+/// How many kinds there are.
+const KINDS: usize = 4;
+
+/// The slot of `kind`.
+fn slot(kind: ListKind) -> usize {
+    match kind {
+        ListKind::Tools => 0,
+        ListKind::Prompts => 1,
+        ListKind::Resources => 2,
+        ListKind::Templates => 3,
+    }
+}
+
 impl ListCache {
     /// The list of `kind`, if cached and fresh.
     pub fn get(&self, kind: ListKind) -> Option<Fetched> {
-        let map = self.entries.lock();
-        map.get(&kind).filter(|c| c.expires > Instant::now()).map(|c| c.fetched.clone())
+        let slots = self.entries.lock();
+        slots[slot(kind)].as_ref().filter(|c| c.expires > Instant::now()).map(|c| c.fetched.clone())
     }
 
     /// The latest list of `kind` fetched, even if stale (none after a `list_changed`).
     pub fn latest(&self, kind: ListKind) -> Option<Arc<Vec<Value>>> {
-        self.latest.lock().get(&kind).cloned()
+        self.latest.lock()[slot(kind)].clone()
     }
 
     /// Caches a list for `ttl` (not at all when it is zero; it is the latest either way).
     pub fn put(&self, kind: ListKind, fetched: Fetched, ttl: Duration) {
-        self.latest.lock().insert(kind, fetched.items.clone());
+        self.latest.lock()[slot(kind)] = Some(fetched.items.clone());
         if ttl.is_zero() {
             return;
         }
         // An upstream's `ttlMs` may say anything (u64::MAX ms would overflow an Instant).
         let ttl = ttl.min(MAX_LIST_TTL);
-        {
-            let mut map = self.entries.lock();
-            map.insert(kind, Cached { fetched, expires: Instant::now() + ttl });
-        }
+        self.entries.lock()[slot(kind)] = Some(Cached { fetched, expires: Instant::now() + ttl });
     }
 
     /// Forgets the cached lists of `kinds`.
     pub fn invalidate(&self, kinds: &[ListKind]) {
         {
-            let mut map = self.entries.lock();
-            for k in kinds {
-                map.remove(k);
+            let mut slots = self.entries.lock();
+            for &k in kinds {
+                slots[slot(k)] = None;
             }
         }
         let mut latest = self.latest.lock();
-        for k in kinds {
-            latest.remove(k);
+        for &k in kinds {
+            latest[slot(k)] = None;
         }
     }
 }
