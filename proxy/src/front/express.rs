@@ -32,6 +32,7 @@ use crate::proto::headers::check_modern;
 use crate::proto::protocol::{Era, LEGACY_VERSIONS, MODERN_VERSION};
 use crate::state::Phase;
 use crate::telemetry::metrics::Limit;
+use crate::upstream::wire::put_number;
 
 /// Room made in the read buffer before each read.
 const READ_CHUNK: usize = 4 << 10;
@@ -432,35 +433,5 @@ fn put_fields(out: &mut BytesMut, fields: &[(&'static str, String)]) {
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
-    }
-}
-
-/// Appends `n` in base `radix` (10 or 16, lower case) to `out`.
-fn put_number(out: &mut BytesMut, mut n: usize, radix: usize) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b"0123456789abcdef"[n % radix];
-        n /= radix;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numbers_in_both_bases() {
-        let mut out = BytesMut::new();
-        for (n, radix) in [(0, 10), (200, 10), (18_446_744_073_709_551_615, 10), (0, 16), (4095, 16)] {
-            put_number(&mut out, n, radix);
-            out.extend_from_slice(b" ");
-        }
-        assert_eq!(&out[..], b"0 200 18446744073709551615 0 fff ");
     }
 }

@@ -64,12 +64,28 @@ pub fn request_head(
         head.extend_from_slice(b"\r\n");
     }
     if method != "GET" || body_len > 0 {
-        use std::fmt::Write as _;
-        // Writing a number into a BytesMut cannot fail.
-        let _ = write!(head, "content-length: {body_len}\r\n");
+        head.extend_from_slice(b"content-length: ");
+        put_number(&mut head, body_len, 10);
+        head.extend_from_slice(b"\r\n");
     }
     head.extend_from_slice(b"\r\n");
     Ok(head)
+}
+
+/// Appends `n` in base `radix` (10 or 16, lower case) to `out`: the numbers of HTTP/1 heads and
+/// chunk lines, without `fmt`'s machinery.
+pub fn put_number(out: &mut BytesMut, mut n: usize, radix: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b"0123456789abcdef"[n % radix];
+        n /= radix;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// How the body of a response ends.
@@ -332,6 +348,16 @@ fn parse_hex(s: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_in_both_bases() {
+        let mut out = BytesMut::new();
+        for (n, radix) in [(0, 10), (200, 10), (18_446_744_073_709_551_615, 10), (0, 16), (4095, 16)] {
+            put_number(&mut out, n, radix);
+            out.extend_from_slice(b" ");
+        }
+        assert_eq!(&out[..], b"0 200 18446744073709551615 0 fff ");
+    }
 
     fn head(text: &str) -> ResponseHead {
         let mut buf = BytesMut::from(text);
