@@ -311,13 +311,12 @@ fn publish(index: &ArcSwap<NameIndex>, kind: ListKind, section: &NameIndex) {
 pub fn tool_is_idempotent(routes: &Routes, idx: usize, own: &str) -> Option<bool> {
     let single = [idx];
     let candidates: &[usize] = routes.pool(idx).map_or(&single[..], |p| &p.members[..]);
-    let named = |t: &&Value| t.get("name").and_then(Value::as_str) == Some(own);
     for &m in candidates {
         let p = &routes.providers[m];
-        if let Some(list) = p.lists.latest(ListKind::Tools) {
-            return Some(list.iter().find(named).is_some_and(crate::balance::retry::is_idempotent_tool));
+        if let Some(known) = p.lists.tool_is_idempotent(own) {
+            return Some(known);
         }
-        if let Some(t) = p.config.tools.iter().find(|t| t.definition.get("name").and_then(Value::as_str) == Some(own)) {
+        if let Some(t) = p.config.tools.iter().find(|t| t.name == own) {
             return Some(crate::balance::retry::is_idempotent_tool(&t.definition));
         }
     }

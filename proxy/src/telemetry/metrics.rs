@@ -591,6 +591,17 @@ mod tests {
         assert_eq!(responses("mcp", "other"), Some(1));
         assert_eq!(responses("health", "none"), Some(1));
         assert_eq!(responses("elsewhere", "404"), Some(1));
+        for outcome in ["ok", "ok", "tool_error"] {
+            m.tool_call("p", "t", outcome, Duration::from_millis(3));
+        }
+        m.tool_call("p", "u", "ok", Duration::from_millis(3));
+        let calls =
+            |tool, outcome| sample(&m, "tool_calls_total", &[("provider", "p"), ("tool", tool), ("outcome", outcome)]);
+        assert_eq!((calls("t", "ok"), calls("t", "tool_error"), calls("u", "ok")), (Some(2), Some(1), Some(1)));
+        let family = m.registry.gather().into_iter().find(|f| f.name() == "mcp_hangar_tool_call_duration_seconds");
+        let observed: u64 =
+            family.map_or(0, |f| f.get_metric().iter().map(|s| s.get_histogram().get_sample_count()).sum());
+        assert_eq!(observed, 4, "every call's duration");
         for (i, code) in CODES.iter().enumerate().take(16) {
             assert_eq!(code_index(code.parse().expect("a number")), i, "{code}");
         }

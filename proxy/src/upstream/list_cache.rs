@@ -35,10 +35,19 @@ pub struct ListCache {
     entries: Mutex<[Option<Cached>; KINDS]>,
     /// The latest list of each kind, fresh or not, until a `list_changed` says it is wrong: tool
     /// schemas are read from it (an upstream that says `ttlMs: 0` must not make every call list).
-    latest: Mutex<[Option<Arc<Vec<Value>>>; KINDS]>,
+    latest: Mutex<Latest>,
     /// Set while the gateway fetches the tools list for itself (to learn their annotations), so
     /// concurrent first calls start one fetch.
     pub learning: std::sync::atomic::AtomicBool,
+}
+
+/// The latest lists, and what was learnt from the tools list.
+#[derive(Default)]
+struct Latest {
+    lists: [Option<Arc<Vec<Value>>>; KINDS],
+    /// Per tool name (its first definition in the list), whether it is safe to repeat; learnt
+    /// once per list.
+    marked: Option<foldhash::HashMap<String, bool>>,
 }
 
 /// How many kinds there are.
@@ -63,12 +72,32 @@ impl ListCache {
 
     /// The latest list of `kind` fetched, even if stale (none after a `list_changed`).
     pub fn latest(&self, kind: ListKind) -> Option<Arc<Vec<Value>>> {
-        self.latest.lock()[slot(kind)].clone()
+        self.latest.lock().lists[slot(kind)].clone()
+    }
+
+    /// Whether the latest tools list marks tool `own` safe to repeat (`readOnlyHint` or
+    /// `idempotentHint` on its first definition); `None` while there is no list. Learnt for
+    /// every tool at once, the first time a list is asked: calls ask on their way, and a scan of
+    /// the list per call would cost as much as the list is long.
+    pub fn tool_is_idempotent(&self, own: &str) -> Option<bool> {
+        let mut latest = self.latest.lock();
+        let Latest { lists, marked } = &mut *latest;
+        let list = lists[slot(ListKind::Tools)].as_ref()?;
+        let marked = marked.get_or_insert_with(|| {
+            let mut marked = foldhash::HashMap::default();
+            for tool in list.iter() {
+                if let Some(name) = tool.get("name").and_then(Value::as_str) {
+                    marked.entry(name.to_owned()).or_insert_with(|| crate::balance::retry::is_idempotent_tool(tool));
+                }
+            }
+            marked
+        });
+        Some(marked.get(own).copied().unwrap_or(false))
     }
 
     /// Caches a list for `ttl` (not at all when it is zero; it is the latest either way).
     pub fn put(&self, kind: ListKind, fetched: Fetched, ttl: Duration) {
-        self.latest.lock()[slot(kind)] = Some(fetched.items.clone());
+        self.latest.lock().set(kind, Some(fetched.items.clone()));
         if ttl.is_zero() {
             return;
         }
@@ -87,7 +116,16 @@ impl ListCache {
         }
         let mut latest = self.latest.lock();
         for &k in kinds {
-            latest[slot(k)] = None;
+            latest.set(k, None);
+        }
+    }
+}
+
+impl Latest {
+    fn set(&mut self, kind: ListKind, list: Option<Arc<Vec<Value>>>) {
+        self.lists[slot(kind)] = list;
+        if kind == ListKind::Tools {
+            self.marked = None;
         }
     }
 }
@@ -100,6 +138,43 @@ mod tests {
 
     fn fetched(n: usize) -> Fetched {
         Fetched { items: Arc::new(vec![json!({"name": format!("t{n}")})]), ttl_ms: 0, private: false }
+    }
+
+    #[test]
+    fn retry_safety_is_learnt_once_per_list_and_forgotten_with_it() {
+        let cache = ListCache::default();
+        assert_eq!(cache.tool_is_idempotent("a"), None, "no list yet");
+        let list = |items: Value| Fetched {
+            items: Arc::new(items.as_array().cloned().unwrap_or_default()),
+            ttl_ms: 0,
+            private: false,
+        };
+        cache.put(
+            ListKind::Tools,
+            list(json!([{"name": "a", "annotations": {"readOnlyHint": true}}, {"name": "b"}, {"name": "a"}])),
+            Duration::ZERO,
+        );
+        assert_eq!(cache.tool_is_idempotent("a"), Some(true), "the first definition of a name counts");
+        assert_eq!(cache.tool_is_idempotent("b"), Some(false));
+        assert_eq!(cache.tool_is_idempotent("zz"), Some(false), "a name the list lacks");
+        cache.put(
+            ListKind::Tools,
+            list(json!([{"name": "b", "annotations": {"idempotentHint": true}}])),
+            Duration::ZERO,
+        );
+        assert_eq!(
+            (cache.tool_is_idempotent("a"), cache.tool_is_idempotent("b")),
+            (Some(false), Some(true)),
+            "a new list"
+        );
+        cache.put(
+            ListKind::Prompts,
+            list(json!([{"name": "a", "annotations": {"readOnlyHint": true}}])),
+            Duration::ZERO,
+        );
+        assert_eq!(cache.tool_is_idempotent("a"), Some(false), "another kind's list changes nothing");
+        cache.invalidate(&[ListKind::Tools]);
+        assert_eq!(cache.tool_is_idempotent("b"), None, "forgotten with its list");
     }
 
     #[test]
