@@ -50,8 +50,8 @@ fn request_header() -> RequestHeader {
 fn parse_and_validate(c: &mut Criterion) {
     let header = request_header();
     let op = || {
-        let (env, _) = Envelope::parse(black_box(BODY)).expect("valid");
-        let head = ParamsHead::parse(env.params).expect("params");
+        let (env, _, head) = Envelope::parse_request(black_box(BODY)).expect("valid");
+        let head = head.expect("params");
         check_modern(&header, env.method_str(), &head, "2026-07-28").expect("headers match");
         black_box(head.name.is_some())
     };
@@ -71,18 +71,18 @@ fn parse_and_validate(c: &mut Criterion) {
 }
 
 /// A `tools/call` with 16 KiB of arguments read as the fast path reads it (the envelope's
-/// validating walk, then `params`' head walked and the arguments' tree built from the accepted
-/// text), against three serde_json passes (the envelope, the head parsed, the arguments parsed),
-/// which is how it was read before.
+/// validating walk, which hands `params`' members over for its head, then the arguments' tree
+/// built from the accepted text), against three serde_json passes (the envelope, the head
+/// parsed, the arguments parsed), which is how it was read before.
 fn large_body(c: &mut Criterion) {
     let body = format!(
         r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"up__echo","arguments":{{"text":"{}"}}}}}}"#,
         "x".repeat(16_000)
     );
     let walked = || {
-        let (env, _) = Envelope::parse(black_box(body.as_bytes())).expect("valid");
-        let head = ParamsHead::parse(env.params).expect("params");
-        black_box(mcp_hangar::jsonrpc::tree::tree(head.arguments.expect("arguments")).expect("tree"))
+        let (_, _, head) = Envelope::parse_request(black_box(body.as_bytes())).expect("valid");
+        let arguments = head.expect("params").arguments.expect("arguments");
+        black_box(mcp_hangar::jsonrpc::tree::tree(arguments).expect("tree"))
     };
     let parsed = || {
         let env = Envelope::parsed(black_box(&body)).expect("valid");

@@ -67,9 +67,9 @@ pub fn accepts(req: &impl Fields) -> Accepts {
         return Accepts { json: true, sse: true, prefer_sse: false };
     };
     let mut a = Accepts::default();
-    for part in v.split(',') {
-        let mime = part.split(';').next().unwrap_or_default().trim();
-        let is = |m: &str| mime.eq_ignore_ascii_case(m);
+    for part in v.as_bytes().split(|&b| b == b',') {
+        let mime = media_type(part);
+        let is = |m: &str| mime.eq_ignore_ascii_case(m.as_bytes());
         if is("application/json") || is("application/*") {
             a.json = true;
         } else if is("text/event-stream") || is("text/*") {
@@ -113,8 +113,14 @@ pub fn conflicting_duplicate(req: &impl Fields) -> Option<&'static str> {
 
 /// Whether `Content-Type` is JSON.
 pub fn is_json_body(req: &impl Fields) -> bool {
-    req.text("content-type")
-        .is_some_and(|v| v.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json"))
+    req.text("content-type").is_some_and(|v| media_type(v.as_bytes()).eq_ignore_ascii_case(b"application/json"))
+}
+
+/// A media type without its parameters and the blanks around it (`text/html; q=1` → `text/html`).
+/// Bytes, split by a plain loop: the values are a few dozen bytes, read on every request, and a
+/// `str` pattern search costs more to set up than the loop takes.
+fn media_type(value: &[u8]) -> &[u8] {
+    value.split(|&b| b == b';').next().unwrap_or_default().trim_ascii()
 }
 
 #[cfg(test)]
@@ -176,5 +182,22 @@ mod tests {
         assert_eq!(accepts(&r), Accepts::default());
         r.insert_header("accept", "Application/JSON; q=1, TEXT/Event-Stream").expect("h");
         assert_eq!(accepts(&r), Accepts { json: true, sse: true, prefer_sse: false }, "types are case-insensitive");
+    }
+
+    #[test]
+    fn json_bodies_by_media_type() {
+        let mut r = RequestHeader::build("POST", b"/mcp", None).expect("req");
+        assert!(!is_json_body(&r), "no content type");
+        for (value, json) in [
+            ("application/json", true),
+            ("Application/JSON ; charset=utf-8", true),
+            ("\tapplication/json", true),
+            ("application/json-seq", false),
+            ("application/jsonx; a=b", false),
+            ("text/plain; application/json", false),
+        ] {
+            r.insert_header("content-type", value).expect("h");
+            assert_eq!(is_json_body(&r), json, "{value}");
+        }
     }
 }

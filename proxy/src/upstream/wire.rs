@@ -55,7 +55,7 @@ pub fn request_head(
     head.extend_from_slice(authority.as_bytes());
     head.extend_from_slice(b"\r\n");
     for (name, value) in fields {
-        if let Some(bad) = value.bytes().find(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        if let Some(bad) = field_breaker(value.as_bytes()) {
             return Err(format!("invalid {name} header: control character 0x{bad:02x} in its value"));
         }
         head.extend_from_slice(name.as_str().as_bytes());
@@ -86,6 +86,17 @@ pub fn put_number(out: &mut BytesMut, mut n: usize, radix: usize) {
         }
     }
     out.extend_from_slice(&digits[at..]);
+}
+
+/// The first byte of `value` that would end a header field early (a control character other than
+/// a tab, or DEL): a branch-free pass, which the compiler vectorises, and a search only when
+/// there is one (every call's head checks each of its values).
+fn field_breaker(value: &[u8]) -> Option<u8> {
+    let breaks = |b: u8| ((b < 0x20) & (b != b'\t')) | (b == 0x7f);
+    if !value.iter().fold(false, |any, &b| any | breaks(b)) {
+        return None;
+    }
+    value.iter().copied().find(|&b| breaks(b))
 }
 
 /// How the body of a response ends.
@@ -483,5 +494,9 @@ mod tests {
         let bad = [(http::HeaderName::from_static("traceparent"), "00-1\r\nx-injected: 1".into())];
         let err = request_head("POST", "/mcp", "h", &bad, 0).expect_err("refused");
         assert!(err.contains("traceparent"), "{err}");
+        let long = format!("{}\u{7f}{}", "a\t".repeat(100), "é".repeat(50));
+        assert_eq!(field_breaker(long.as_bytes()), Some(0x7f), "DEL deep in a long value");
+        assert_eq!(field_breaker("tab\there, and é".as_bytes()), None, "a tab and UTF-8 pass");
+        assert_eq!(field_breaker(b"a\x1fb\x00"), Some(0x1f), "the first breaker");
     }
 }
