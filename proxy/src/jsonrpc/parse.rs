@@ -561,8 +561,8 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///x","arguments":null}}"#,
             // The walk hands these to serde_json: an escaped name, an escaped key, a repeat, a
             // field of the wrong type.
-            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"b"}}"#,
-            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a\"b"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"n\u0061me":"x"}}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","name":"y"}}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":7}}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"traceparent":1}}}"#,
@@ -575,6 +575,9 @@ mod tests {
             });
             assert_eq!(format!("{together:?}"), format!("{apart:?}"), "{body}");
         }
+        let escaped = Envelope::parse_request(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"name":"a\"b"}}"#);
+        let name = escaped.ok().and_then(|(_, _, head)| head.ok()?.name);
+        assert_eq!(name.as_deref(), Some("a\"b"), "an escaped name is serde_json's, unescaped");
         let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__b"}}"#;
         let (_, _, head) = Envelope::parse_request(body).expect("valid");
         let name = head.expect("head").name.expect("name");
