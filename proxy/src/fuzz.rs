@@ -176,8 +176,8 @@ pub fn sse(data: &[u8]) {
     same_outcome(body);
 }
 
-/// A reply's outcome, walked, is the state machine's.
-/// Read with the envelope, the outcome and the envelope are what each says on its own.
+/// A reply's outcome, walked, is the state machine's; read together with the envelope, the
+/// outcome and the envelope are each what they are read alone.
 fn same_outcome(body: &[u8]) {
     let said = outcome::of_json(body);
     assert_eq!(said, outcome::scanned(body), "the walk and the scan disagree");

@@ -150,10 +150,9 @@ impl HttpFront {
         ctx.endpoint = "mcp";
         ctx.inflight = Some(self.state.begin_request());
         ctx.era = Some(plan.era);
-        ctx.method = crate::telemetry::metrics::method_label(method);
+        ctx.method = self.state.metrics.request(method, plan.era.as_str());
         ctx.fast_path = true;
         ctx.principal = Some(principal);
-        self.state.metrics.request(ctx.method, plan.era.as_str());
         let keep = !*shutdown.borrow();
         let mut client = Client::new(stream, &mut conn.buf, limits.client_write_timeout, keep);
         let served = super::http::guarded(route.run(&self.state, &mut client)).await;

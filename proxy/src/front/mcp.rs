@@ -290,8 +290,7 @@ async fn post(
     };
     ctx.era = Some(era);
     if kind != Kind::Response {
-        ctx.method = crate::telemetry::metrics::method_label(method);
-        state.metrics.request(ctx.method, era.as_str());
+        ctx.method = state.metrics.request(method, era.as_str());
     }
     if kind == Kind::Request {
         let client = session.client_addr().and_then(|a| a.as_inet()).map(std::net::SocketAddr::ip);

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::Principal;
 use crate::jsonrpc::lines::{read_bounded_line, LineError};
-use crate::jsonrpc::parse::{Envelope, Kind, ParamsHead};
+use crate::jsonrpc::parse::{Envelope, Kind};
 use crate::jsonrpc::{code, error_bytes, null_id, result_bytes, RpcError};
 use crate::mcp::hub::{self, ClientCtx};
 use crate::mcp::server::McpServer;
@@ -78,7 +78,7 @@ impl Connection {
         if line.iter().all(u8::is_ascii_whitespace) {
             return;
         }
-        let (env, kind) = match Envelope::parse(&line) {
+        let (env, kind, head) = match Envelope::parse_request(&line) {
             Ok(x) => x,
             Err(invalid) => {
                 self.send(error_bytes(invalid.id.as_deref().unwrap_or(null_id()), &invalid.error)).await;
@@ -87,7 +87,7 @@ impl Connection {
         };
         let id: Box<RawValue> = env.id.map(|i| i.to_owned()).unwrap_or_else(|| null_id().to_owned());
         let method = env.method_str().to_owned();
-        let version = ParamsHead::parse(env.params).ok().and_then(|h| h.protocol_version().map(str::to_owned));
+        let version = head.ok().and_then(|h| h.protocol_version().map(str::to_owned));
         let params = match env.payload(kind) {
             Ok(p) => p,
             Err(e) => {

@@ -416,15 +416,18 @@ impl Metrics {
         self.breaker_state.with_label_values(&[provider]).set(0);
     }
 
-    /// Counts a JSON-RPC request.
-    pub fn request(&self, method: &str, era: &'static str) {
-        let at = method_index(method);
-        let labels = [METHODS.get(at).copied().unwrap_or("other"), era];
+    /// Counts a JSON-RPC request; returns the label it was counted under (`method` if it is an
+    /// MCP method, else `other`), which the access log uses too.
+    pub fn request(&self, method: &str, era: &'static str) -> &'static str {
+        let at = METHODS.iter().position(|m| *m == method).unwrap_or(METHODS.len());
+        let label = METHODS.get(at).copied().unwrap_or("other");
+        let labels = [label, era];
         match ERAS.iter().position(|e| *e == era).and_then(|e| self.request_cells.get(&self.requests, (at, e), labels))
         {
             Some(counter) => counter.inc(),
             None => self.requests.with_label_values(&labels).inc(),
         }
+        label
     }
 
     /// Counts an HTTP response of `code` (0: none was written) from endpoint class `endpoint`.
@@ -485,16 +488,6 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// `method` if it is an MCP method, else `other`.
-pub fn method_label(method: &str) -> &'static str {
-    METHODS.get(method_index(method)).copied().unwrap_or("other")
-}
-
-/// The position of `method` in [`METHODS`], its length for any other.
-fn method_index(method: &str) -> usize {
-    METHODS.iter().position(|m| *m == method).unwrap_or(METHODS.len())
 }
 
 /// The position in [`CODES`] of status `code`'s label.
@@ -571,10 +564,10 @@ mod tests {
     #[test]
     fn counts_by_position_land_on_their_labelled_series() {
         let m = Metrics::new();
-        m.request("tools/call", "modern");
+        assert_eq!(m.request("tools/call", "modern"), "tools/call");
         m.request("tools/call", "modern");
         m.request("tools/call", "legacy");
-        m.request("x/unknown", "legacy");
+        assert_eq!(m.request("x/unknown", "legacy"), "other");
         m.request("ping", "neither");
         let requests = |method, era| sample(&m, "requests_total", &[("method", method), ("era", era)]);
         assert_eq!(requests("tools/call", "modern"), Some(2));
