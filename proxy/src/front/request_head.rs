@@ -79,9 +79,11 @@ fn indexed_field(name: &[u8]) -> Option<usize> {
 impl RequestHead {
     /// Parses the head at the start of `buf` into `self` (its field table reused).
     pub fn scan(&mut self, buf: &[u8]) -> Scan {
-        let mut storage = [httparse::EMPTY_HEADER; MAX_FIELDS];
-        let mut req = httparse::Request::new(&mut storage);
-        let len = match req.parse(buf) {
+        // Left uninitialised: the parser writes the fields it finds (zeroing the whole table
+        // for every request cost more than reading a small head).
+        let mut storage = [const { std::mem::MaybeUninit::uninit() }; MAX_FIELDS];
+        let mut req = httparse::Request::new(&mut []);
+        let len = match req.parse_with_uninit_headers(buf, &mut storage) {
             Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => len,
             Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Scan::Partial,
             _ => return Scan::Declined,

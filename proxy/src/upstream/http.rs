@@ -282,6 +282,12 @@ impl Endpoint {
         self
     }
 
+    /// The start of a `method` request's head to this endpoint with `fields`, for a
+    /// [`Request::start`] rendered once and sent many times.
+    pub fn head_start(&self, method: &str, fields: &[wire::Field<'_>]) -> Result<Bytes, String> {
+        wire::head_start(method, &self.path, &self.authority, fields, 0).map(BytesMut::freeze)
+    }
+
     /// The URL as configured.
     pub fn url(&self) -> &str {
         &self.url
@@ -485,8 +491,12 @@ fn still_open(stream: &mut Stream) -> bool {
 pub struct Request<'a> {
     /// `GET`, `POST` or `DELETE`.
     pub method: &'static str,
-    /// Headers besides `Host` and `Content-Length`.
-    pub headers: Vec<(http::HeaderName, std::borrow::Cow<'a, str>)>,
+    /// The head's start for this endpoint and method, rendered ahead ([`wire::head_start`]):
+    /// what every request of a kind shares is rendered and checked once. `None` starts the head
+    /// with the request line and `Host` alone.
+    pub start: Option<&'a [u8]>,
+    /// Headers besides `Host`, `Content-Length` and those in `start`.
+    pub headers: Vec<wire::Field<'a>>,
     /// Body (empty for GET/DELETE).
     pub body: Body,
     /// Whether sending it twice is harmless. A pooled connection that closes after the request
@@ -569,12 +579,20 @@ impl HttpClient {
         timeouts: &Timeouts,
     ) -> Result<Response, HttpError> {
         // Built before a connection is taken: a request that cannot be written costs nothing.
-        let mut head =
-            wire::request_head(req.method, &endpoint.path, &endpoint.authority, &req.headers, req.body.len())
-                .map_err(|reason| HttpError::Unbuildable { reason })?;
         let body = &req.body;
+        let fields: usize = req.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+        let room = fields + 24 + if body.len() <= COPIED_BODY { body.len() } else { 0 };
+        let mut head = match req.start {
+            Some(start) => {
+                let mut head = BytesMut::with_capacity(start.len() + room);
+                head.extend_from_slice(start);
+                Ok(head)
+            }
+            None => wire::head_start(req.method, &endpoint.path, &endpoint.authority, &[], room),
+        }
+        .and_then(|mut head| wire::end_head(&mut head, &req.headers, req.method, body.len()).map(|()| head))
+        .map_err(|reason| HttpError::Unbuildable { reason })?;
         let wire: [&[u8]; 3] = if body.len() <= COPIED_BODY {
-            head.reserve(body.len());
             head.extend_from_slice(&body.first);
             head.extend_from_slice(&body.second);
             [&head, &[], &[]]
@@ -709,9 +727,14 @@ impl Response {
         self.head.field(name)
     }
 
+    /// The `Content-Type` value, as sent.
+    pub fn content_type(&self) -> Option<&[u8]> {
+        self.head.content_type()
+    }
+
     /// Whether the body is an SSE stream.
     pub fn is_event_stream(&self) -> bool {
-        self.header("content-type").is_some_and(|c| c.trim_start().starts_with("text/event-stream"))
+        self.content_type().is_some_and(|c| c.trim_ascii_start().starts_with(b"text/event-stream"))
     }
 
     fn io(&self, reason: String) -> HttpError {
@@ -1003,7 +1026,7 @@ mod tests {
             assert_eq!(body.len(), size);
             let want = [&whole[..3], &whole[9..]].concat();
             assert_eq!(body.contiguous().as_ref(), want.as_slice());
-            let req = Request { method: "POST", headers: Vec::new(), body, replayable: false };
+            let req = Request { method: "POST", start: None, headers: Vec::new(), body, replayable: false };
             let resp = client.send(&endpoint, &req, &quick()).await.expect("reply");
             let echoed = resp.body(1 << 20).await.expect("body");
             assert_eq!(echoed.as_ref(), want.as_slice(), "{size} bytes, the pieces in order");
@@ -1087,7 +1110,7 @@ mod tests {
     }
 
     fn request(replayable: bool) -> Request<'static> {
-        Request { method: "POST", headers: Vec::new(), body: Bytes::from_static(b"{}").into(), replayable }
+        Request { method: "POST", start: None, headers: Vec::new(), body: Bytes::from_static(b"{}").into(), replayable }
     }
 
     #[tokio::test]

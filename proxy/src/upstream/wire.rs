@@ -36,24 +36,47 @@ pub enum WireError {
     Truncated,
 }
 
-/// A request head: the request line, `Host`, the given fields and `Content-Length`, in one
-/// buffer with room for the body after it. A field value with a control character (other than
-/// a tab) is refused: it would end the field early and inject another.
-pub fn request_head(
+/// A request header field: its name and value.
+pub type Field<'a> = (http::HeaderName, std::borrow::Cow<'a, str>);
+
+/// The start of a request head: the request line, `Host` and `fields`, with `room` bytes to
+/// spare. A start that many requests share is rendered once (an upstream's pass-through calls)
+/// and copied; [`end_head`] completes it.
+pub fn head_start(
     method: &str,
     target: &str,
     authority: &str,
-    fields: &[(http::HeaderName, std::borrow::Cow<'_, str>)],
-    body_len: usize,
+    fields: &[Field<'_>],
+    room: usize,
 ) -> Result<BytesMut, String> {
     let fields_len: usize = fields.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
-    let mut head = BytesMut::with_capacity(method.len() + target.len() + authority.len() + fields_len + 64);
+    let mut head = BytesMut::with_capacity(method.len() + target.len() + authority.len() + fields_len + 32 + room);
     head.extend_from_slice(method.as_bytes());
     head.extend_from_slice(b" ");
     head.extend_from_slice(target.as_bytes());
     head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     head.extend_from_slice(authority.as_bytes());
     head.extend_from_slice(b"\r\n");
+    put_fields(&mut head, fields)?;
+    Ok(head)
+}
+
+/// Ends a head begun by [`head_start`]: `fields`, `Content-Length` (left out of a GET without
+/// a body) and the empty line.
+pub fn end_head(head: &mut BytesMut, fields: &[Field<'_>], method: &str, body_len: usize) -> Result<(), String> {
+    put_fields(head, fields)?;
+    if method != "GET" || body_len > 0 {
+        head.extend_from_slice(b"content-length: ");
+        put_number(head, body_len, 10);
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    Ok(())
+}
+
+/// Appends `fields`. A value with a control character (other than a tab) is refused: it would
+/// end the field early and inject another.
+fn put_fields(head: &mut BytesMut, fields: &[Field<'_>]) -> Result<(), String> {
     for (name, value) in fields {
         if let Some(bad) = field_breaker(value.as_bytes()) {
             return Err(format!("invalid {name} header: control character 0x{bad:02x} in its value"));
@@ -63,13 +86,7 @@ pub fn request_head(
         head.extend_from_slice(value.as_bytes());
         head.extend_from_slice(b"\r\n");
     }
-    if method != "GET" || body_len > 0 {
-        head.extend_from_slice(b"content-length: ");
-        put_number(&mut head, body_len, 10);
-        head.extend_from_slice(b"\r\n");
-    }
-    head.extend_from_slice(b"\r\n");
-    Ok(head)
+    Ok(())
 }
 
 /// Appends `n` in base `radix` (10 or 16, lower case) to `out`: the numbers of HTTP/1 heads and
@@ -118,6 +135,8 @@ pub enum Framing {
 pub struct ResponseHead {
     bytes: Bytes,
     fields: Vec<(Range<usize>, Range<usize>)>,
+    /// The first `Content-Type` value, located as the head is parsed: every reply is sorted by it.
+    content_type: Option<Range<usize>>,
     /// The status code.
     pub status: u16,
     /// How the body ends.
@@ -135,6 +154,11 @@ impl ResponseHead {
             .and_then(|(_, v)| std::str::from_utf8(&self.bytes[v.clone()]).ok())
     }
 
+    /// The first `Content-Type` value, as sent.
+    pub fn content_type(&self) -> Option<&[u8]> {
+        self.content_type.clone().and_then(|r| self.bytes.get(r))
+    }
+
     /// Every value of field `name`, for fields that are lists.
     fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.fields
@@ -147,9 +171,15 @@ impl ResponseHead {
 /// Parses a response head at the start of `buf`. `Ok(None)` while it is incomplete; once whole,
 /// the head is split off `buf`. `head_request` says the request was HEAD (no body follows).
 pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<ResponseHead>, WireError> {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_FIELDS];
-    let mut parsed = httparse::Response::new(&mut storage);
-    let len = match parsed.parse(buf) {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    // Left uninitialised: the parser writes the fields it finds (zeroing the whole table for
+    // every response cost more than reading a small head).
+    let mut storage = [const { std::mem::MaybeUninit::uninit() }; MAX_FIELDS];
+    let mut parsed = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut parsed, buf, &mut storage)
+    {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(WireError::HeadTooLarge),
         Ok(httparse::Status::Partial) => return Ok(None),
@@ -166,9 +196,20 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Respo
         let start = s.as_ptr() as usize - base;
         start..start + s.len()
     };
-    let fields: Vec<_> = parsed.headers.iter().map(|h| (offset(h.name.as_bytes()), offset(h.value))).collect();
+    let mut content_type = None;
+    let fields: Vec<_> = parsed
+        .headers
+        .iter()
+        .map(|h| {
+            if content_type.is_none() && h.name.eq_ignore_ascii_case("content-type") {
+                content_type = Some(offset(h.value));
+            }
+            (offset(h.name.as_bytes()), offset(h.value))
+        })
+        .collect();
     let bytes = buf.split_to(len).freeze();
-    let mut head = ResponseHead { bytes, fields, status, framing: Framing::UntilClose, keep_alive: false };
+    let mut head =
+        ResponseHead { bytes, fields, content_type, status, framing: Framing::UntilClose, keep_alive: false };
     head.framing = framing(&head, head_request)?;
     let connection = |token: &str| head.values("connection").any(|v| has_token(v, token));
     head.keep_alive =
@@ -396,7 +437,11 @@ mod tests {
         let h = parse_head(&mut buf, false).expect("valid").expect("complete");
         assert_eq!((h.status, h.framing, h.keep_alive), (200, Framing::Length(2), true));
         assert_eq!(h.field("CONTENT-TYPE"), Some("application/json"));
+        assert_eq!(h.content_type(), Some(&b"application/json"[..]));
         assert_eq!(h.field("x-missing"), None);
+        let two = head("HTTP/1.1 200 OK\r\ncontent-TYPE: text/event-stream\r\ncontent-type: x/y\r\n\r\n");
+        assert_eq!(two.content_type(), Some(&b"text/event-stream"[..]), "the first of two");
+        assert_eq!(head("HTTP/1.1 204 No Content\r\n\r\n").content_type(), None);
         assert_eq!(&buf[..], b"{}", "the body stays in the buffer");
     }
 
@@ -481,19 +526,30 @@ mod tests {
         assert!(d.done());
     }
 
+    /// A whole head, started and ended with the given fields.
+    fn request_head(method: &str, start: &[Field<'_>], end: &[Field<'_>], body_len: usize) -> Result<BytesMut, String> {
+        let mut head = head_start(method, "/mcp", "127.0.0.1:9", start, 0)?;
+        end_head(&mut head, end, method, body_len)?;
+        Ok(head)
+    }
+
     #[test]
     fn request_heads_refuse_injected_fields() {
-        let fields = [(http::header::CONTENT_TYPE, "application/json".into())];
-        let head = request_head("POST", "/mcp", "127.0.0.1:9", &fields, 2).expect("valid");
+        let json = [(http::header::CONTENT_TYPE, "application/json".into())];
+        let name = [(http::HeaderName::from_static("mcp-name"), "echo".into())];
+        let head = request_head("POST", &json, &name, 2).expect("valid");
         assert_eq!(
             &head[..],
-            b"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:9\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n"
+            &b"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:9\r\ncontent-type: application/json\r\nmcp-name: echo\r\n\
+               content-length: 2\r\n\r\n"[..]
         );
-        let get = request_head("GET", "/mcp", "h", &[], 0).expect("valid");
+        let get = request_head("GET", &[], &[], 0).expect("valid");
         assert!(!get.windows(14).any(|w| w == b"content-length"), "no length on a GET without a body");
         let bad = [(http::HeaderName::from_static("traceparent"), "00-1\r\nx-injected: 1".into())];
-        let err = request_head("POST", "/mcp", "h", &bad, 0).expect_err("refused");
-        assert!(err.contains("traceparent"), "{err}");
+        for (start, end) in [(&bad[..], &[][..]), (&[][..], &bad[..])] {
+            let err = request_head("POST", start, end, 0).expect_err("refused");
+            assert!(err.contains("traceparent"), "{err}");
+        }
         let long = format!("{}\u{7f}{}", "a\t".repeat(100), "é".repeat(50));
         assert_eq!(field_breaker(long.as_bytes()), Some(0x7f), "DEL deep in a long value");
         assert_eq!(field_breaker("tab\there, and é".as_bytes()), None, "a tab and UTF-8 pass");

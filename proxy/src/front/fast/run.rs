@@ -16,7 +16,7 @@ use crate::jsonrpc::error_bytes;
 use crate::jsonrpc::outcome::{self, Outcome};
 use crate::jsonrpc::parse::{Envelope, Kind};
 use crate::jsonrpc::sse;
-use crate::proto::protocol::{Era, MODERN_VERSION};
+use crate::proto::protocol::Era;
 use crate::state::{AppState, Snapshot};
 use crate::telemetry::calls::{CallOutcome, CallRecord};
 use crate::telemetry::traces::{AttemptTrace, RequestTrace};
@@ -65,9 +65,19 @@ pub struct FastRoute {
 /// What the upstream answered.
 pub(super) enum Upstream {
     /// A reply read whole.
-    Whole { status: u16, content_type: String, body: Bytes },
+    Whole { status: u16, content_type: std::borrow::Cow<'static, str>, body: Bytes },
     /// An SSE stream, to relay as it comes.
     Stream(Box<Response>),
+}
+
+/// The content type a whole reply is relayed with: the upstream's, or JSON when it sent none
+/// (or one that is not text). The usual one is not copied.
+fn relayed_type(sent: Option<&[u8]>) -> std::borrow::Cow<'static, str> {
+    const JSON: &str = "application/json";
+    match sent {
+        Some(b"application/json") | None => JSON.into(),
+        Some(other) => std::str::from_utf8(other).map_or(JSON.into(), |t| t.to_owned().into()),
+    }
 }
 
 /// How an attempt ended.
@@ -316,24 +326,22 @@ impl FastRoute {
         span: Option<&AttemptTrace>,
         deadline: tokio::time::Instant,
     ) -> Result<Upstream, CallError> {
-        let mut headers: Vec<(HeaderName, std::borrow::Cow<'_, str>)> = Vec::with_capacity(8);
-        headers.push((http::header::CONTENT_TYPE, "application/json".into()));
-        headers.push((http::header::ACCEPT, "application/json, text/event-stream".into()));
-        headers.push((HeaderName::from_static("mcp-protocol-version"), MODERN_VERSION.into()));
-        headers.push((HeaderName::from_static("mcp-method"), self.method.into()));
-        headers.push((HeaderName::from_static("mcp-name"), self.upstream_name.as_str().into()));
+        // The fields every call carries are in the upstream's pass-through start.
+        let mut headers: Vec<(HeaderName, std::borrow::Cow<'_, str>)> = Vec::with_capacity(5);
+        headers.push((const { HeaderName::from_static("mcp-method") }, self.method.into()));
+        headers.push((const { HeaderName::from_static("mcp-name") }, self.upstream_name.as_str().into()));
         if let Some(s) = span {
             for (k, v) in s.propagation() {
                 headers.push((HeaderName::from_static(k), v.into()));
             }
         }
-        let req = Request { method: "POST", headers, body: self.body.clone(), replayable: self.idempotent };
+        let req =
+            Request { method: "POST", start: None, headers, body: self.body.clone(), replayable: self.idempotent };
         let resp = self.remote.pass_through(req, self.credential.as_ref(), deadline).await?;
         if resp.is_event_stream() {
             return Ok(Upstream::Stream(Box::new(resp)));
         }
-        let (status, content_type) =
-            (resp.status, resp.header("content-type").unwrap_or("application/json").to_owned());
+        let (status, content_type) = (resp.status, relayed_type(resp.content_type()));
         let body = resp.body(self.remote.max_body()).await?;
         match status {
             200 | 201 => Ok(Upstream::Whole { status, content_type, body }),
@@ -540,6 +548,14 @@ mod tests {
         assert!(check_reply(b"<html>oops</html>", &seven).is_err());
         assert!(check_reply(br#"{"jsonrpc":"2.0","id":7,"method":"x"}"#, &seven).is_err(), "a request");
         assert_eq!(check_reply(br#"{"jsonrpc":"2.0","id":"a\u0062","result":{}}"#, &id(r#""ab""#)), Ok(()));
+    }
+
+    #[test]
+    fn whole_replies_keep_the_upstreams_content_type() {
+        assert_eq!(relayed_type(Some(b"application/json")), "application/json");
+        assert_eq!(relayed_type(Some(b"application/json; charset=utf-8")), "application/json; charset=utf-8");
+        assert_eq!(relayed_type(None), "application/json", "none sent");
+        assert_eq!(relayed_type(Some(b"application/\xff")), "application/json", "not text");
     }
 
     #[test]

@@ -72,7 +72,7 @@ impl Inner {
         let credential = extra.credential.or_else(|| session.and_then(|s| s.credential.as_ref()));
         headers.extend(self.headers_for(credential));
         let replayable = crate::balance::retry::is_read_only_method(method);
-        let req = Request { method: "POST", headers, body: body.into(), replayable };
+        let req = Request { method: "POST", start: None, headers, body: body.into(), replayable };
         Ok(self.client.send(&self.endpoint, &req, &self.timeouts).await?)
     }
 
@@ -182,7 +182,7 @@ impl Inner {
             }
         }
         headers.extend(self.headers_for(credential.or_else(|| session.and_then(|s| s.credential.as_ref()))));
-        let req = Request { method: "GET", headers, body: Body::default(), replayable: true };
+        let req = Request { method: "GET", start: None, headers, body: Body::default(), replayable: true };
         let resp = self.client.send(&self.endpoint, &req, &self.timeouts).await.map_err(CallError::from)?;
         if resp.status == 404 && session.is_some() {
             resp.release().await;

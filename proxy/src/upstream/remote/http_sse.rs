@@ -50,7 +50,7 @@ impl Link for PostLink {
         let headers = std::iter::once((http::header::CONTENT_TYPE, "application/json".into()))
             .chain(self.inner.headers_for(self.credential.as_ref()))
             .collect();
-        let req = Request { method: "POST", headers, body: msg.into(), replayable: false };
+        let req = Request { method: "POST", start: None, headers, body: msg.into(), replayable: false };
         let resp = self.inner.client.send(&self.post, &req, &self.inner.timeouts).await?;
         if (200..300).contains(&resp.status) {
             resp.release().await;
@@ -70,7 +70,7 @@ impl Inner {
         let headers = std::iter::once((http::header::ACCEPT, "text/event-stream".into()))
             .chain(self.headers_for(credential))
             .collect::<Vec<(HeaderName, std::borrow::Cow<'_, str>)>>();
-        let req = Request { method: "GET", headers, body: Body::default(), replayable: true };
+        let req = Request { method: "GET", start: None, headers, body: Body::default(), replayable: true };
         let mut timeouts = self.timeouts;
         timeouts.idle = Duration::from_secs(24 * 3600);
         let mut resp = self.client.send(&self.endpoint, &req, &timeouts).await?;

@@ -33,7 +33,7 @@ pub(super) async fn listen_stream(inner: Arc<Inner>, uris: Vec<String>, acked: t
                 (HeaderName::from_static("mcp-method"), "subscriptions/listen".into()),
             ];
             headers.extend(inner.configured());
-            Request { method: "POST", headers, body: body.into(), replayable: true }
+            Request { method: "POST", start: None, headers, body: body.into(), replayable: true }
         };
         match inner.client.send(&inner.endpoint, &req, &timeouts).await {
             Ok(mut resp) if resp.status == 200 && resp.is_event_stream() => {

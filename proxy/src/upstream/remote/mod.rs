@@ -90,6 +90,7 @@ struct Inner {
     name: Arc<str>,
     endpoint: Endpoint,
     headers: Vec<(HeaderName, String)>,
+    pass_through_start: PassThroughStart,
     forward_client_token: bool,
     client: Arc<HttpClient>,
     timeouts: Timeouts,
@@ -106,6 +107,39 @@ struct Inner {
     info: ArcSwapOption<UpstreamInfo>,
     watching: tokio::sync::Mutex<Watching>,
     lifecycle: Arc<Lifecycle>,
+}
+
+/// The start of every pass-through call's head, rendered once per upstream: the request line,
+/// `Host`, the fields every modern call carries and the configured headers. `forwarded` leaves
+/// out a configured `Authorization`, for a client whose own token takes its place. An `Err`
+/// says why a configured header cannot be sent: each call fails with it, as it would if the
+/// head were rendered per call.
+struct PassThroughStart {
+    own: Result<Bytes, String>,
+    forwarded: Result<Bytes, String>,
+}
+
+impl PassThroughStart {
+    fn new(endpoint: &Endpoint, configured: &[(HeaderName, String)]) -> Self {
+        let render = |authorization: bool| {
+            let fields: Vec<_> = [
+                (http::header::CONTENT_TYPE, "application/json"),
+                (http::header::ACCEPT, "application/json, text/event-stream"),
+                (HeaderName::from_static("mcp-protocol-version"), MODERN_VERSION),
+            ]
+            .into_iter()
+            .chain(
+                configured
+                    .iter()
+                    .filter(|(n, _)| authorization || *n != http::header::AUTHORIZATION)
+                    .map(|(n, v)| (n.clone(), v.as_str())),
+            )
+            .map(|(n, v)| (n, v.into()))
+            .collect();
+            endpoint.head_start("POST", &fields)
+        };
+        Self { own: render(true), forwarded: render(false) }
+    }
 }
 
 /// What the gateway is watching on this upstream.
@@ -149,6 +183,7 @@ impl Remote {
         Ok(Self {
             inner: Arc::new(Inner {
                 name: settings.name,
+                pass_through_start: PassThroughStart::new(&endpoint, &settings.headers),
                 endpoint,
                 headers: settings.headers,
                 forward_client_token: settings.forward_client_token,
@@ -185,21 +220,28 @@ impl Remote {
         self.inner.forward_client_token
     }
 
-    /// Sends a request the fast path built (a modern call, its body passed through) with the
-    /// upstream's headers added (the client's `credential` among them when this provider takes
-    /// it); returns once the reply's header has arrived. The caller reads the reply and reports
+    /// Sends a request the fast path built (a modern call, its body passed through, with the
+    /// fields that differ by call) with the upstream's headers added (the client's `credential`
+    /// among them when this provider takes it); returns once the reply's header has arrived. The caller reads the reply and reports
     /// the outcome to the lifecycle. Every wait of the exchange, the reply's body included,
     /// ends by `deadline` (see [`super::http::Timeouts::deadline`]).
-    pub async fn pass_through(
-        &self,
-        mut req: Request<'_>,
-        credential: Option<&Secret>,
+    pub async fn pass_through<'a>(
+        &'a self,
+        mut req: Request<'a>,
+        credential: Option<&'a Secret>,
         deadline: tokio::time::Instant,
     ) -> Result<super::http::Response, CallError> {
         if self.inner.lifecycle.retired() {
             return Err(super::retired_error());
         }
-        req.headers.extend(self.inner.headers_for(credential));
+        let starts = &self.inner.pass_through_start;
+        let forwarded = credential.filter(|_| self.inner.forward_client_token);
+        let start = if forwarded.is_some() { &starts.forwarded } else { &starts.own };
+        let start = start.as_ref().map_err(|reason| super::http::HttpError::Unbuildable { reason: reason.clone() })?;
+        req.start = Some(start);
+        if let Some(token) = forwarded {
+            req.headers.push((http::header::AUTHORIZATION, token.expose().into()));
+        }
         let timeouts = super::http::Timeouts { deadline: Some(deadline), ..self.inner.timeouts };
         Ok(self.inner.client.send(&self.inner.endpoint, &req, &timeouts).await?)
     }
@@ -434,6 +476,7 @@ impl Inner {
         let Some(id) = &session.id else { return };
         let req = Request {
             method: "DELETE",
+            start: None,
             headers: vec![
                 (HeaderName::from_static("mcp-session-id"), id.as_str().into()),
                 (HeaderName::from_static("mcp-protocol-version"), session.version.as_str().into()),

@@ -144,7 +144,7 @@ pub(super) async fn get_stream(inner: Arc<Inner>, session: Weak<LegacySession>, 
             headers.push((HeaderName::from_static("mcp-session-id"), id.clone().into()));
         }
         headers.extend(inner.headers_for(credential.as_ref()));
-        let req = Request { method: "GET", headers, body: Body::default(), replayable: true };
+        let req = Request { method: "GET", start: None, headers, body: Body::default(), replayable: true };
         let mut timeouts = inner.timeouts;
         timeouts.idle = Duration::from_secs(24 * 3600);
         let sent = inner.client.send(&inner.endpoint, &req, &timeouts).await;
