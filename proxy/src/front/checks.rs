@@ -63,11 +63,11 @@ pub struct Accepts {
 
 /// Reads `Accept`; no header, or `*/*`, accepts both.
 pub fn accepts(req: &impl Fields) -> Accepts {
-    let Some(v) = req.text("accept") else {
+    let Some(v) = req.text_bytes("accept") else {
         return Accepts { json: true, sse: true, prefer_sse: false };
     };
     let mut a = Accepts::default();
-    for part in v.as_bytes().split(|&b| b == b',') {
+    for part in v.split(|&b| b == b',') {
         let mime = media_type(part);
         let is = |m: &str| mime.eq_ignore_ascii_case(m.as_bytes());
         if is("application/json") || is("application/*") {
@@ -113,7 +113,7 @@ pub fn conflicting_duplicate(req: &impl Fields) -> Option<&'static str> {
 
 /// Whether `Content-Type` is JSON.
 pub fn is_json_body(req: &impl Fields) -> bool {
-    req.text("content-type").is_some_and(|v| media_type(v.as_bytes()).eq_ignore_ascii_case(b"application/json"))
+    req.text_bytes("content-type").is_some_and(|v| media_type(v).eq_ignore_ascii_case(b"application/json"))
 }
 
 /// A media type without its parameters and the blanks around it (`text/html; q=1` → `text/html`).

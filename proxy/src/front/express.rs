@@ -78,7 +78,7 @@ fn content_length(head: HeadView<'_>) -> Option<usize> {
         return None;
     }
     let mut lengths = head.each("content-length");
-    let body = std::str::from_utf8(lengths.next()?).ok()?.parse::<usize>().ok()?;
+    let body = usize::try_from(crate::upstream::wire::parse_decimal(lengths.next()?)?).ok()?;
     lengths.next().is_none().then_some(body)
 }
 
@@ -203,13 +203,15 @@ impl HttpFront {
         let header_bytes: usize = head.all().map(|(n, v)| n.len() + v.len() + 4).sum();
         let accepts = accepts(&head);
         // A modern call names its method in the head; a legacy one only in its body, read next.
-        let (era, method) = match head.text("mcp-protocol-version")? {
-            MODERN_VERSION => match head.text("mcp-method")? {
-                "tools/call" => (Era::Modern, Some("tools/call")),
-                "prompts/get" => (Era::Modern, Some("prompts/get")),
+        let (era, method) = match head.text_bytes("mcp-protocol-version")? {
+            v if v == MODERN_VERSION.as_bytes() => match head.text_bytes("mcp-method")? {
+                b"tools/call" => (Era::Modern, Some("tools/call")),
+                b"prompts/get" => (Era::Modern, Some("prompts/get")),
                 _ => return None,
             },
-            v if LEGACY_VERSIONS.contains(&v) && head.first("mcp-session-id").is_some() => (Era::Legacy, None),
+            v if LEGACY_VERSIONS.iter().any(|l| l.as_bytes() == v) && head.first("mcp-session-id").is_some() => {
+                (Era::Legacy, None)
+            }
             _ => return None,
         };
         let plain = header_bytes <= settings.limits.max_header_bytes
@@ -432,5 +434,30 @@ fn put_fields(out: &mut BytesMut, fields: &[(&'static str, String)]) {
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::front::request_head::{RequestHead, Scan};
+
+    fn length_of(fields: &str) -> Option<usize> {
+        let text = format!("POST /mcp HTTP/1.1\r\nHost: h\r\n{fields}\r\n");
+        let mut head = RequestHead::default();
+        assert!(matches!(head.scan(text.as_bytes()), Scan::Complete(_)), "{fields}");
+        content_length(head.view(text.as_bytes()))
+    }
+
+    #[test]
+    fn only_a_plain_length_is_the_express_paths() {
+        assert_eq!(length_of("Content-Length: 42\r\n"), Some(42));
+        assert_eq!(length_of("content-length: 0\r\n"), Some(0));
+        assert_eq!(length_of("Content-Length: 2\r\nContent-Length: 2\r\n"), None, "two copies: Pingora's to judge");
+        for odd in ["+5", "-1", "5 5", "0x10", "", "99999999999999999999", "1,1"] {
+            assert_eq!(length_of(&format!("Content-Length: {odd}\r\n")), None, "{odd:?}");
+        }
+        assert_eq!(length_of("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n"), None);
+        assert_eq!(length_of(""), None, "no length");
     }
 }

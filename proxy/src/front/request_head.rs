@@ -43,10 +43,12 @@ pub struct RequestHead {
 /// Field names every request looks up (several of them more than once): found in the pass that
 /// reads the head, so that their lookups are an index, not a walk over every field comparing
 /// names. Spelt lowercase, as the lookups spell them.
-const INDEXED: [&str; 12] = [
+const INDEXED: [&str; 14] = [
     "host",
     "accept",
+    "expect",
     "origin",
+    "upgrade",
     "connection",
     "mcp-method",
     "mcp-name",
@@ -152,14 +154,24 @@ impl<'a> HeadView<'a> {
     }
 }
 
+impl<'a> HeadView<'a> {
+    /// The first value of a name that is not in [`INDEXED`]: a walk over the fields.
+    #[inline(never)]
+    fn search(&self, name: &str) -> Option<&'a [u8]> {
+        self.all().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
+    }
+}
+
 impl Fields for HeadView<'_> {
+    // Inlined, so that a lookup by a literal name finds its index when compiled.
+    #[inline]
     fn first(&self, name: &str) -> Option<&[u8]> {
         match indexed(name.as_bytes()) {
             Some(slot) => {
                 let at = usize::from(self.head.first_at[slot]).checked_sub(1)?;
                 self.head.fields.get(at).map(|(_, v)| self.part(v))
             }
-            None => self.all().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v),
+            None => self.search(name),
         }
     }
 
@@ -202,7 +214,8 @@ mod tests {
     fn indexed_fields_are_found_as_a_walk_finds_them() {
         let mut head = RequestHead::default();
         let request = b"POST /mcp HTTP/1.1\r\nMCP-Method: tools/call\r\nx-mcp-name: no\r\nMcp-Name: a\r\n\
-            mcp-name: b\r\nHOST: h\r\nAccept-Language: en\r\nMcp-Protocol-Version-X: 1\r\n\r\n";
+            mcp-name: b\r\nHOST: h\r\nAccept-Language: en\r\nMcp-Protocol-Version-X: 1\r\nEXPECT: 100-continue\r\n\
+            upgrade: h2c\r\n\r\n";
         let Scan::Complete(_) = head.scan(request) else { panic!("complete") };
         let view = head.view(request);
         let walked = |name: &str| view.all().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v);
@@ -214,6 +227,7 @@ mod tests {
         }
         assert_eq!(view.first("mcp-name"), Some(&b"a"[..]), "the first of two");
         assert_eq!(view.first("host"), Some(&b"h"[..]));
+        assert_eq!((view.first("expect"), view.first("Upgrade")), (Some(&b"100-continue"[..]), Some(&b"h2c"[..])));
         assert_eq!(view.first("accept"), None, "a longer name is another name");
         let next = b"GET / HTTP/1.1\r\nOrigin: o\r\n\r\n";
         let Scan::Complete(_) = head.scan(next) else { panic!("complete") };

@@ -254,7 +254,8 @@ fn has_token(value: &[u8], token: &str) -> bool {
     value.split(|&b| b == b',').any(|t| trim(t).eq_ignore_ascii_case(token.as_bytes()))
 }
 
-fn parse_decimal(s: &[u8]) -> Option<u64> {
+/// A length field's value: decimal digits only (no sign, no blanks), at most 19 of them.
+pub fn parse_decimal(s: &[u8]) -> Option<u64> {
     if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
         return None;
     }
