@@ -31,7 +31,7 @@ pub fn host_allowed(host_header: Option<&str>, bind_host: &str) -> bool {
     }
     let Some(h) = host_header else { return true };
     let (name, _) = split_host_port(h);
-    matches!(name.to_ascii_lowercase().as_str(), "localhost" | "127.0.0.1" | "::1" | "[::1]")
+    ["127.0.0.1", "localhost", "::1", "[::1]"].iter().any(|l| name.eq_ignore_ascii_case(l))
         || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
@@ -69,7 +69,7 @@ pub fn accepts(req: &impl Fields) -> Accepts {
     let mut a = Accepts::default();
     for part in v.split(|&b| b == b',') {
         let mime = media_type(part);
-        let is = |m: &str| mime.eq_ignore_ascii_case(m.as_bytes());
+        let is = |m: &str| mime == m.as_bytes() || mime.eq_ignore_ascii_case(m.as_bytes());
         if is("application/json") || is("application/*") {
             a.json = true;
         } else if is("text/event-stream") || is("text/*") {

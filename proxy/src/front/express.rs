@@ -92,10 +92,13 @@ impl HttpFront {
         mut header_deadline: std::pin::Pin<&mut tokio::time::Sleep>,
     ) -> Served {
         let len = loop {
-            match conn.head.scan(&conn.buf) {
-                Scan::Complete(len) => break len,
-                Scan::Declined => return conn.decline(None),
-                Scan::Partial => {}
+            // An empty buffer (the usual start: the last request was read whole) is read first.
+            if !conn.buf.is_empty() {
+                match conn.head.scan(&conn.buf) {
+                    Scan::Complete(len) => break len,
+                    Scan::Declined => return conn.decline(None),
+                    Scan::Partial => {}
+                }
             }
             let mut draining = shutdown.clone();
             conn.buf.reserve(READ_CHUNK);

@@ -175,8 +175,13 @@ impl Fields for HeadView<'_> {
         }
     }
 
+    #[inline]
     fn each<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
-        self.all().filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
+        // An indexed name in a head where no name repeats has its first value only.
+        let single = !self.head.repeats && indexed(name.as_bytes()).is_some();
+        let walked = self.all().take(if single { 0 } else { usize::MAX });
+        let first = if single { self.first(name) } else { None };
+        first.into_iter().chain(walked.filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v))
     }
 
     fn may_repeat(&self) -> bool {
@@ -225,6 +230,24 @@ mod tests {
         for name in INDEXED.into_iter().chain(["accept-language", "x-mcp-name", "MCP-NAME", "mcp-protocol-version-x"]) {
             assert_eq!(view.first(name), walked(name), "{name}");
         }
+        let walked_all = |view: &HeadView<'_>, name: &str| -> Vec<Vec<u8>> {
+            let all = view.all().filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()));
+            all.map(|(_, v)| v.to_vec()).collect()
+        };
+        let each = |view: &HeadView<'_>, name: &str| -> Vec<Vec<u8>> { view.each(name).map(<[u8]>::to_vec).collect() };
+        assert!(view.may_repeat());
+        for name in INDEXED.into_iter().chain(["MCP-NAME", "x-mcp-name"]) {
+            assert_eq!(each(&view, name), walked_all(&view, name), "{name}, names repeat");
+        }
+        let single = b"POST /mcp HTTP/1.1\r\nConnection: keep-alive\r\ncontent-length: 2\r\nX-Other: 1\r\n\r\n";
+        let mut other = RequestHead::default();
+        let Scan::Complete(_) = other.scan(single) else { panic!("complete") };
+        let single_view = other.view(single);
+        assert!(!single_view.may_repeat());
+        for name in INDEXED.into_iter().chain(["x-other", "CONNECTION"]) {
+            assert_eq!(each(&single_view, name), walked_all(&single_view, name), "{name}, no name repeats");
+        }
+        assert_eq!(each(&single_view, "content-length"), [b"2".to_vec()]);
         assert_eq!(view.first("mcp-name"), Some(&b"a"[..]), "the first of two");
         assert_eq!(view.first("host"), Some(&b"h"[..]));
         assert_eq!((view.first("expect"), view.first("Upgrade")), (Some(&b"100-continue"[..]), Some(&b"h2c"[..])));

@@ -12,10 +12,11 @@ use crate::proto::protocol::name_field;
 /// Checks `Mcp-Method`, `Mcp-Name` and the protocol version header against the parsed body.
 pub fn check_modern(req: &impl Fields, method: &str, head: &ParamsHead<'_>, version: &str) -> Result<(), RpcError> {
     let header_method =
-        header_str(req, "mcp-method")?.ok_or_else(|| mismatch("required header Mcp-Method is missing".to_owned()))?;
-    if header_method != method {
+        header_text(req, "mcp-method")?.ok_or_else(|| mismatch("required header Mcp-Method is missing".to_owned()))?;
+    if header_method != method.as_bytes() {
         return Err(mismatch(format!(
-            "Mcp-Method header value '{header_method}' does not match body method '{method}'"
+            "Mcp-Method header value '{}' does not match body method '{method}'",
+            String::from_utf8_lossy(header_method)
         )));
     }
     if let Some(body_version) = head.protocol_version() {
@@ -30,24 +31,29 @@ pub fn check_modern(req: &impl Fields, method: &str, head: &ParamsHead<'_>, vers
     let Some(body_value) = body_value else {
         return Err(RpcError::new(code::INVALID_PARAMS, format!("params.{field} is required for {method}")));
     };
-    let raw = header_str(req, "mcp-name")?
+    let raw = header_text(req, "mcp-name")?
         .ok_or_else(|| mismatch(format!("required header Mcp-Name is missing for {method}")))?;
+    // The usual case, a plain value equal to the body's, compared as it lies.
+    let sentinel = raw.starts_with(b"=?base64?") && raw.ends_with(b"?=");
+    if !sentinel && raw == body_value.as_bytes() {
+        return Ok(());
+    }
+    let raw = String::from_utf8_lossy(raw); // text, so never lossy
     let decoded =
-        decode_header_value(raw).ok_or_else(|| mismatch(format!("Mcp-Name header value '{raw}' is not valid")))?;
+        decode_header_value(&raw).ok_or_else(|| mismatch(format!("Mcp-Name header value '{raw}' is not valid")))?;
     if decoded != body_value {
         return Err(mismatch(format!("Mcp-Name header value '{decoded}' does not match body value '{body_value}'")));
     }
     Ok(())
 }
 
-/// A header as text; an error when present but not visible ASCII (RFC 9110 field value).
-fn header_str<'r>(req: &'r impl Fields, name: &str) -> Result<Option<&'r str>, RpcError> {
+/// A header that must be text (visible ASCII, RFC 9110 field value), as bytes; an error when
+/// present but not text.
+fn header_text<'r>(req: &'r impl Fields, name: &str) -> Result<Option<&'r [u8]>, RpcError> {
     match req.first(name) {
         None => Ok(None),
-        Some(bytes) => match crate::proto::fields::as_text(bytes) {
-            Some(text) => Ok(Some(text)),
-            None => Err(mismatch(format!("header {name} contains invalid characters"))),
-        },
+        Some(bytes) if crate::proto::fields::is_text(bytes) => Ok(Some(bytes)),
+        Some(_) => Err(mismatch(format!("header {name} contains invalid characters"))),
     }
 }
 
@@ -139,5 +145,14 @@ mod tests {
         let r = req(&[("mcp-method", "resources/read"), ("mcp-name", &enc)]);
         assert_eq!(check_modern(&r, "resources/read", &h, "2026-07-28"), Ok(()));
         assert_eq!(decode_header_value("=?base64?!!!?="), None);
+        // A name that looks like the sentinel is sent encoded; sent as it is, it is decoded and
+        // no longer matches, even though the bytes are the body's.
+        let h = head(r#"{"name":"=?base64?YQ==?="}"#);
+        let literal = req(&[("mcp-method", "tools/call"), ("mcp-name", "=?base64?YQ==?=")]);
+        let err = check_modern(&literal, "tools/call", &h, "2026-07-28").expect_err("decoded to 'a'");
+        assert!(err.message.contains("'a' does not match"), "{}", err.message);
+        let encoded = encode_header_value("=?base64?YQ==?=");
+        let r = req(&[("mcp-method", "tools/call"), ("mcp-name", &encoded)]);
+        assert_eq!(check_modern(&r, "tools/call", &h, "2026-07-28"), Ok(()));
     }
 }
