@@ -83,8 +83,30 @@ fn content_length(head: HeadView<'_>) -> Option<usize> {
 }
 
 impl HttpFront {
+    /// Answers requests on `stream` by the express path while they are plain and the
+    /// connection stays open, each kept-alive request given the idle limit and then the header
+    /// time; what ends the run (a request declined, the connection closed) is returned.
+    pub async fn express_run(
+        self: &Arc<Self>,
+        stream: &mut Stream,
+        conn: &mut Connection,
+        shutdown: &ShutdownWatch,
+        mut header_deadline: std::pin::Pin<&mut tokio::time::Sleep>,
+        header_timeout: std::time::Duration,
+    ) -> Served {
+        loop {
+            match self.express(stream, conn, shutdown, header_deadline.as_mut()).await {
+                Served::Answered { keep: true } => {
+                    let next = tokio::time::Instant::now() + super::http::KEEP_ALIVE_IDLE + header_timeout;
+                    header_deadline.as_mut().reset(next);
+                }
+                ended => return ended,
+            }
+        }
+    }
+
     /// Reads the next request on `stream` and answers it when it is the plain fast-path case.
-    pub async fn express(
+    async fn express(
         self: &Arc<Self>,
         stream: &mut Stream,
         conn: &mut Connection,

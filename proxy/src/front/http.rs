@@ -24,7 +24,7 @@ use crate::telemetry::metrics::Limit;
 use crate::telemetry::openmetrics;
 
 /// How long an idle keep-alive connection waits for its next request.
-const KEEP_ALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+pub(super) const KEEP_ALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The HTTP front door.
 pub struct HttpFront {
@@ -226,13 +226,11 @@ impl ServerApp for HttpFront {
         let mut conn = express::Connection::default();
         loop {
             // The express path first; what it declines goes to Pingora's session, which reads
-            // the request from its first byte.
-            match Box::pin(self.express(&mut stream, &mut conn, shutdown, header_deadline.as_mut())).await {
-                Served::Answered { keep: true } => {
-                    header_deadline.as_mut().reset(tokio::time::Instant::now() + KEEP_ALIVE_IDLE + header_timeout);
-                    continue;
-                }
-                Served::Answered { keep: false } | Served::Closed => return None,
+            // the request from its first byte. Boxed, like the request path below, and for a run
+            // of requests rather than each one (boxing copies the whole future).
+            let express = self.express_run(&mut stream, &mut conn, shutdown, header_deadline.as_mut(), header_timeout);
+            match Box::pin(express).await {
+                Served::Answered { .. } | Served::Closed => return None,
                 Served::Declined(read) => stream = Rewind::wrap(read, stream),
             }
             let mut session = Session::new_http1(stream);

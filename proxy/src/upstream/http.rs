@@ -1,8 +1,8 @@
 //! A small HTTP/1.1 client for talking to upstream MCP servers. Used by every path: the fast
 //! path, era probes, legacy sessions, aggregation fan-out, bridging.
 //!
-//! Connections are made by Pingora's transport connector (TCP, rustls, the peer's trust
-//! options); the exchange on them is this module's own (`upstream::wire`): the request head and
+//! TLS connections are made by Pingora's transport connector (rustls, the peer's trust options),
+//! plain TCP ones here (`upstream::conn`); the exchange on them is this module's own (`upstream::wire`): the request head and
 //! body leave in one write (on loopback every write wakes the server), the response head is
 //! parsed once into offsets over its bytes, and connections wait in an idle stack per origin of
 //! our own. Pingora's HTTP client session and pool cost, per request, a `HeaderMap` per head, a
@@ -21,11 +21,11 @@ use arc_swap::ArcSwapOption;
 use bytes::{Bytes, BytesMut};
 use pingora_core::connectors::TransportConnector;
 use pingora_core::protocols::tls::CaType;
-use pingora_core::protocols::Stream;
 use pingora_core::upstreams::peer::{HttpPeer, Peer as _};
 use pingora_core::utils::tls::{parse_x509, WrappedX509};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 
+use super::conn::Conn;
 use super::wire::{self, BodyDecoder, ResponseHead};
 use crate::memory::MemoryBudget;
 
@@ -210,8 +210,10 @@ pub struct Endpoint {
 /// An endpoint's resolved peer and the key its connections are pooled under (Pingora's reuse
 /// hash: address, TLS, SNI, verification and the trusted roots' digest).
 pub struct Resolved {
-    /// How to connect.
+    /// How to connect over TLS.
     pub peer: HttpPeer,
+    /// The address, for plain TCP.
+    pub addr: std::net::SocketAddr,
     /// Connections that are interchangeable share this key.
     pub key: u64,
 }
@@ -355,7 +357,7 @@ impl Endpoint {
         }
         peer.group_key = self.trust.roots_digest;
         let key = peer.reuse_hash();
-        let resolved = Arc::new(Resolved { peer, key });
+        let resolved = Arc::new(Resolved { peer, addr, key });
         self.peer.store(Some(resolved.clone()));
         Ok(resolved)
     }
@@ -377,6 +379,19 @@ impl HttpClient {
     /// A client whose reply bodies are read within `budget`.
     pub fn new(budget: Arc<MemoryBudget>) -> Self {
         Self { connector: TransportConnector::new(None), idle: IdleConnections::default(), budget }
+    }
+
+    /// A new connection to `resolved`, within `limit`: plain TCP made here, TLS by Pingora's
+    /// connector (boxed: its future is large, and every exchange's would otherwise be as large).
+    async fn connect(&self, resolved: &Resolved, limit: Duration) -> Result<Conn, String> {
+        if resolved.peer.is_tls() {
+            let tls = Box::pin(self.connector.new_stream(&resolved.peer)).await;
+            return tls.map(Conn::Pingora).map_err(|e| e.to_string());
+        }
+        match tokio::time::timeout(limit, Conn::tcp(resolved.addr)).await {
+            Ok(tcp) => tcp.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no connection within {limit:?}")),
+        }
     }
 
     /// Closes the connections that have been idle longer than the idle limit (a server that
@@ -412,7 +427,7 @@ struct IdleConnections {
 }
 
 struct Idle {
-    stream: Stream,
+    stream: Conn,
     since: Instant,
 }
 
@@ -420,7 +435,7 @@ impl IdleConnections {
     /// The most recent idle connection for `key` that is still open. One the server closed (or
     /// wrote to unasked) is dropped: polling it once, without a waker, says so without a
     /// syscall unless the socket has become readable since its last read.
-    fn take(&self, key: u64) -> Option<Stream> {
+    fn take(&self, key: u64) -> Option<Conn> {
         loop {
             let mut idle = {
                 let mut stacks = self.stacks.lock();
@@ -441,7 +456,7 @@ impl IdleConnections {
 
     /// Puts a connection back on top of its stack; the oldest goes when the stack is full or
     /// has waited too long.
-    fn put(&self, key: u64, stream: Stream) {
+    fn put(&self, key: u64, stream: Conn) {
         let mut closed = Vec::new();
         {
             let mut stacks = self.stacks.lock();
@@ -480,7 +495,7 @@ fn drop_oldest(stack: &mut VecDeque<Idle>, keep: usize, closed: &mut Vec<Idle>) 
 
 /// Whether an idle connection can carry a request: a read polled once must find nothing yet.
 /// End of stream, an error or unasked bytes (a late reply, garbage) all make it unusable.
-fn still_open(stream: &mut Stream) -> bool {
+fn still_open(stream: &mut Conn) -> bool {
     let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
     let mut byte = [0u8; 1];
     let mut buf = ReadBuf::new(&mut byte);
@@ -554,7 +569,7 @@ impl From<Bytes> for Body {
 /// A response whose body has not been read yet.
 pub struct Response {
     /// The connection and what was read from it past the head.
-    conn: Option<(Stream, BytesMut)>,
+    conn: Option<(Conn, BytesMut)>,
     decoder: BodyDecoder,
     /// A piece of the body decoded ahead by [`Response::ended`], for the next [`Response::chunk`].
     ahead: Option<Bytes>,
@@ -613,9 +628,9 @@ impl HttpClient {
                 // would otherwise be that large and copied whole when created.
                 None => {
                     let connect = async {
-                        Box::pin(self.connector.new_stream(&resolved.peer)).await.map_err(|e| {
+                        self.connect(&resolved, timeouts.connect).await.map_err(|reason| {
                             endpoint.forget_peer();
-                            HttpError::Connect { url: shown(), reason: e.to_string() }
+                            HttpError::Connect { url: shown(), reason }
                         })
                     };
                     (by(timeouts.deadline, shown, connect).await?, false)
@@ -673,11 +688,11 @@ enum Failure {
 /// reads the response head, both by `deadline`. Interim (1xx) responses are skipped; what
 /// follows the head stays in the returned buffer.
 async fn exchange(
-    mut stream: Stream,
+    mut stream: Conn,
     wire: [&[u8]; 3],
     head_request: bool,
     deadline: tokio::time::Instant,
-) -> Result<(Stream, BytesMut, ResponseHead), Failure> {
+) -> Result<(Conn, BytesMut, ResponseHead), Failure> {
     let write = async {
         write_all_vectored(&mut stream, wire).await?;
         stream.flush().await
@@ -709,7 +724,7 @@ async fn exchange(
 }
 
 /// Writes every byte of `pieces`, as few writes as the socket allows.
-async fn write_all_vectored(stream: &mut Stream, pieces: [&[u8]; 3]) -> std::io::Result<()> {
+async fn write_all_vectored(stream: &mut Conn, pieces: [&[u8]; 3]) -> std::io::Result<()> {
     let mut slices = pieces.map(std::io::IoSlice::new);
     let mut left: &mut [std::io::IoSlice<'_>] = &mut slices;
     while !left.is_empty() {

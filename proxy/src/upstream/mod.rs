@@ -1,6 +1,7 @@
 //! Upstream MCP servers ("providers") as the gateway talks to them: one [`Upstream`] trait, with
 //! transports for streamable HTTP (both eras) and, in later modules, stdio and containers.
 
+pub mod conn;
 pub mod http;
 pub mod list_cache;
 pub mod mux;
