@@ -67,7 +67,7 @@ pub fn accepts(req: &impl Fields) -> Accepts {
         return Accepts { json: true, sse: true, prefer_sse: false };
     };
     let mut a = Accepts::default();
-    for part in v.split(|&b| b == b',') {
+    for part in list_items(v) {
         let mime = media_type(part);
         let is = |m: &str| mime == m.as_bytes() || mime.eq_ignore_ascii_case(m.as_bytes());
         if is("application/json") || is("application/*") {
@@ -117,10 +117,25 @@ pub fn is_json_body(req: &impl Fields) -> bool {
 }
 
 /// A media type without its parameters and the blanks around it (`text/html; q=1` → `text/html`).
-/// Bytes, split by a plain loop: the values are a few dozen bytes, read on every request, and a
-/// `str` pattern search costs more to set up than the loop takes.
+/// Bytes, cut where `memchr` finds the `;` (a byte-at-a-time loop cost five instructions a byte,
+/// and these values are read on every request).
 fn media_type(value: &[u8]) -> &[u8] {
-    value.split(|&b| b == b';').next().unwrap_or_default().trim_ascii()
+    memchr::memchr(b';', value).map_or(value, |end| &value[..end]).trim_ascii()
+}
+
+/// The items of a comma-separated field value, found by `memchr`.
+fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(value);
+    std::iter::from_fn(move || {
+        let left = rest?;
+        match memchr::memchr(b',', left) {
+            Some(comma) => {
+                rest = Some(&left[comma + 1..]);
+                Some(&left[..comma])
+            }
+            None => rest.take(),
+        }
+    })
 }
 
 #[cfg(test)]
@@ -182,6 +197,38 @@ mod tests {
         assert_eq!(accepts(&r), Accepts::default());
         r.insert_header("accept", "Application/JSON; q=1, TEXT/Event-Stream").expect("h");
         assert_eq!(accepts(&r), Accepts { json: true, sse: true, prefer_sse: false }, "types are case-insensitive");
+        for (value, json, sse) in [
+            ("text/html,,application/json", true, false),
+            (",text/event-stream,", false, true),
+            ("text/html;q=0.1,*/*;q=0.5", true, true),
+            ("application/json;q=1;x=y", true, false),
+            ("", false, false),
+        ] {
+            r.insert_header("accept", value).expect("h");
+            let got = accepts(&r);
+            assert_eq!((got.json, got.sse), (json, sse), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn single_valued_names_are_indexed_by_the_express_reader() {
+        // Its `may_repeat` knows of repeats among the names it indexes only.
+        for name in SINGLE_VALUED {
+            assert!(crate::front::request_head::INDEXED.contains(&name), "{name}");
+        }
+    }
+
+    #[test]
+    fn list_items_are_split_at_every_comma() {
+        let items =
+            |v: &str| list_items(v.as_bytes()).map(|i| String::from_utf8_lossy(i).into_owned()).collect::<Vec<_>>();
+        assert_eq!(items("a, b,c"), ["a", " b", "c"]);
+        assert_eq!(items(""), [""]);
+        assert_eq!(items(",a,"), ["", "a", ""]);
+        let split = |v: &str| v.split(',').map(str::to_owned).collect::<Vec<_>>();
+        for v in ["a,,b", "x", "text/html;q=1, */*"] {
+            assert_eq!(items(v), split(v), "as str::split does");
+        }
     }
 
     #[test]

@@ -33,7 +33,8 @@ pub struct RequestHead {
     target: Range<usize>,
     http11: bool,
     fields: Vec<(Range<usize>, Range<usize>)>,
-    /// Some field name occurs more than once.
+    /// One of [`INDEXED`]'s names occurs more than once (every name whose copies are checked
+    /// is among them).
     repeats: bool,
     /// Where each of [`INDEXED`]'s names first occurs: its index in `fields` plus one, 0 when
     /// absent.
@@ -43,7 +44,7 @@ pub struct RequestHead {
 /// Field names every request looks up (several of them more than once): found in the pass that
 /// reads the head, so that their lookups are an index, not a walk over every field comparing
 /// names. Spelt lowercase, as the lookups spell them.
-const INDEXED: [&str; 14] = [
+pub(super) const INDEXED: [&str; 15] = [
     "host",
     "accept",
     "expect",
@@ -54,6 +55,7 @@ const INDEXED: [&str; 14] = [
     "mcp-name",
     "content-type",
     "authorization",
+    "last-event-id",
     "content-length",
     "mcp-session-id",
     "transfer-encoding",
@@ -102,16 +104,17 @@ impl RequestHead {
         self.fields.clear();
         self.fields.extend(req.headers.iter().map(|h| (offset(h.name.as_bytes()), offset(h.value))));
         self.first_at = [0; INDEXED.len()];
+        self.repeats = false;
         for (i, h) in req.headers.iter().enumerate() {
             if let Some(slot) = indexed_field(h.name.as_bytes()) {
                 if self.first_at[slot] == 0 {
                     // At most MAX_FIELDS (64) fields: the index fits.
                     self.first_at[slot] = u8::try_from(i + 1).unwrap_or(u8::MAX);
+                } else {
+                    self.repeats = true;
                 }
             }
         }
-        let names = || req.headers.iter().map(|h| h.name.as_bytes());
-        self.repeats = names().enumerate().any(|(i, a)| names().take(i).any(|b| a.eq_ignore_ascii_case(b)));
         Scan::Complete(len)
     }
 
@@ -177,7 +180,7 @@ impl Fields for HeadView<'_> {
 
     #[inline]
     fn each<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
-        // An indexed name in a head where no name repeats has its first value only.
+        // An indexed name in a head where no indexed name repeats has its first value only.
         let single = !self.head.repeats && indexed(name.as_bytes()).is_some();
         let walked = self.all().take(if single { 0 } else { usize::MAX });
         let first = if single { self.first(name) } else { None };

@@ -25,8 +25,8 @@ pub trait Fields {
         self.first(name).filter(|v| is_text(v))
     }
 
-    /// Whether some field name may occur more than once (`true` unless the reader knows): lets
-    /// the check for conflicting copies skip its lookups when no name repeats.
+    /// Whether a name the checks read may occur more than once (`true` unless the reader
+    /// knows): lets the check for conflicting copies skip its lookups when none repeats.
     fn may_repeat(&self) -> bool {
         true
     }
