@@ -35,14 +35,21 @@ pub fn run_http(start: Start) -> anyhow::Result<()> {
 /// was stopped and flushed by then: a blocking task still running (a DNS lookup, a read of stdin)
 /// must not keep the process alive after "shutdown complete".
 fn run(main: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("hangar-worker")
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime =
+        scheduler().enable_all().thread_name("hangar-worker").build().context("cannot start the async runtime")?;
     let result = runtime.block_on(main);
     runtime.shutdown_timeout(EXIT_WAIT);
     result
+}
+
+/// The scheduler for the cores the process may run on: with one, a single-threaded one (the
+/// multi-threaded scheduler's single worker would still pay for its run queues' atomics, its
+/// idle bookkeeping and its busy-time clock reads on every turn).
+fn scheduler() -> tokio::runtime::Builder {
+    match std::thread::available_parallelism() {
+        Ok(cores) if cores.get() == 1 => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    }
 }
 
 /// How long the process waits at exit for tasks still running after the shutdown completed.
