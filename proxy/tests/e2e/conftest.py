@@ -186,13 +186,17 @@ def with_local_admin(config: str) -> str:
 class Gateway:
     """A running `mcp-hangar --http` on a free port."""
 
-    def __init__(self, config: str | None, name: str = "gateway", anonymous_admin: bool = True, ca: str | None = None):
+    def __init__(self, config: str | None, name: str = "gateway", anonymous_admin: bool = True, ca: str | None = None,
+                 cores: str | None = None):
         """`config` is YAML text; `None` runs on the embedded default configuration. Unless the
         config has an `auth` section, or `anonymous_admin` is false, unauthenticated callers are
         admins (as on stdio), so tests can use the registry tools. `ca`: the gateway serves HTTPS
-        (`server.tls` in the config) with a certificate from this CA (a PEM file)."""
+        (`server.tls` in the config) with a certificate from this CA (a PEM file). `cores`: the
+        CPUs it may run on (`taskset -c`), all by default."""
         self.port = free_port()
         args = [str(HANGAR_BIN), "--http", "--port", str(self.port), "--log-level", "info,mcp_hangar=debug"]
+        if cores is not None:
+            args = ["taskset", "-c", cores, *args]
         if config is not None and anonymous_admin:
             config = with_local_admin(config)
         self.config_path = None
@@ -225,8 +229,9 @@ class Gateway:
 def gateway_factory():
     started: list[Gateway] = []
 
-    def start(config: str | None, name: str = "gateway", anonymous_admin: bool = True, ca: str | None = None) -> Gateway:
-        gw = Gateway(config, name, anonymous_admin, ca)
+    def start(config: str | None, name: str = "gateway", anonymous_admin: bool = True, ca: str | None = None,
+              cores: str | None = None) -> Gateway:
+        gw = Gateway(config, name, anonymous_admin, ca, cores)
         started.append(gw)
         return gw
 

@@ -6,9 +6,12 @@ if the express path did not exist."""
 
 from __future__ import annotations
 
+import glob
 import json
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -112,6 +115,31 @@ async def test_taken_and_declined_requests_share_one_connection(gw):
             assert headers.get("connection", "keep-alive").lower() == "keep-alive", (i, headers)
             if b"Origin:" in data:
                 assert headers.get("access-control-allow-origin") == "http://localhost", headers
+
+
+async def test_a_gateway_on_one_core_runs_one_scheduler_thread(gateway_factory, fixture_url):
+    """Allowed a single core, the gateway runs the current-thread scheduler (no worker threads),
+    and calls on many connections at once, taken and declined ones, are all answered."""
+    gw = gateway_factory(f"providers:\n  fx: {{mode: remote, endpoint: \"{fixture_url}\"}}\n", cores="0")
+    modern(gw.port, "tools/list")
+    threads = [Path(t, "comm").read_text().strip() for t in glob.glob(f"/proc/{gw.proc.proc.pid}/task/*")]
+    assert threads and "hangar-worker" not in threads, threads
+
+    def client(n: int) -> list[str]:
+        s, r = connect(gw)
+        texts = []
+        with s:
+            for i in range(5):
+                declined = i == 2  # Mcp-Name disagrees with the body: the ordinary path's 400
+                s.sendall(call("fx__echo", f"c{n}-{i}", i, header_name="fx__other" if declined else None))
+                status, headers, body = r.response()
+                message = answer(body, headers)
+                texts.append("declined" if status == 400 else message["result"]["content"][0]["text"])
+        return texts
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(client, range(16)))
+    assert results == [[f"c{n}-0", f"c{n}-1", "declined", f"c{n}-3", f"c{n}-4"] for n in range(16)]
 
 
 async def test_a_request_in_pieces_is_answered(gw):
