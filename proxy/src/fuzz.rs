@@ -201,16 +201,22 @@ pub fn uri_template(data: &[u8]) {
 
 /// A request's headers (lines up to a blank line) and body: the header/body check, content
 /// negotiation, duplicate detection, Origin/Host checks, the `Mcp-Name` codec (which must round
-/// trip) and the trace-context validators.
+/// trip) and the trace-context validators; and the express path's reading of the same head,
+/// which every check must read as Pingora's is read.
 pub fn headers(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
     let Ok(mut req) = RequestHeader::build("POST", b"/mcp", None) else { return };
+    let mut raw = b"POST /mcp HTTP/1.1\r\n".to_vec();
     for line in head.lines() {
         if let Some((name, value)) = line.split_once(':') {
-            let _ = req.append_header(name.trim().to_owned(), value.trim());
+            if req.append_header(name.trim().to_owned(), value.trim()).is_ok() {
+                raw.extend_from_slice(format!("{}: {}\r\n", name.trim(), value.trim()).as_bytes());
+            }
         }
     }
+    raw.extend_from_slice(b"\r\n");
+    same_head_reading(&req, &raw, body);
     let _ = checks::accepts(&req);
     let _ = checks::is_json_body(&req);
     let _ = checks::conflicting_duplicate(&req);
@@ -236,6 +242,36 @@ pub fn headers(data: &[u8]) {
         }
         if w3c::tracestate_ok(s) || w3c::baggage_ok(s) {
             assert!(!s.bytes().any(|b| b < 0x20 && b != b'\t'), "no control characters pass");
+        }
+    }
+}
+
+/// The express path's views over `raw` (the head `req` was built from) answer every lookup and
+/// check as Pingora's header map does.
+fn same_head_reading(req: &RequestHeader, raw: &[u8], body: &str) {
+    use crate::front::request_head::{RequestHead, Scan, INDEXED};
+    use crate::proto::fields::Fields;
+    let mut scanned = RequestHead::default();
+    // A head the express path does not read (too many fields, a byte httparse refuses) is
+    // Pingora's alone.
+    let Scan::Complete(len) = scanned.scan(raw) else { return };
+    let view = scanned.view(&raw[..len]);
+    for name in INDEXED.into_iter().chain(["x-other", "traceparent", "mcp-param-region"]) {
+        assert_eq!(view.first(name), req.first(name), "{name}");
+        assert_eq!(view.each(name).collect::<Vec<_>>(), req.each(name).collect::<Vec<_>>(), "{name}");
+        assert_eq!(view.text_bytes(name), req.text_bytes(name), "{name}");
+        assert_eq!(view.text(name), req.text(name), "{name}");
+    }
+    assert_eq!(checks::accepts(&view), checks::accepts(req));
+    assert_eq!(checks::is_json_body(&view), checks::is_json_body(req));
+    assert_eq!(checks::conflicting_duplicate(&view), checks::conflicting_duplicate(req));
+    if let Ok((env, _)) = Envelope::parse(body.as_bytes()) {
+        if let Ok(head) = ParamsHead::parse(env.params) {
+            let method = env.method_str();
+            assert_eq!(
+                check_modern(&view, method, &head, "2026-07-28"),
+                check_modern(req, method, &head, "2026-07-28")
+            );
         }
     }
 }

@@ -44,7 +44,7 @@ pub struct RequestHead {
 /// Field names every request looks up (several of them more than once): found in the pass that
 /// reads the head, so that their lookups are an index, not a walk over every field comparing
 /// names. Spelt lowercase, as the lookups spell them.
-pub(super) const INDEXED: [&str; 15] = [
+pub(crate) const INDEXED: [&str; 15] = [
     "host",
     "accept",
     "expect",
