@@ -160,6 +160,7 @@ pub fn sse(data: &[u8]) {
     let Some((&step, body)) = data.split_first() else { return };
     let step = usize::from(step % 64) + 1;
     let mut decoder = Some(sse::Decoder::new(MAX_EVENT));
+    let mut decoded = Vec::new();
     for chunk in body.chunks(step) {
         // A stream the decoder refuses (too large, not UTF-8) is not decoded further.
         match decoder.as_mut().map(|d| d.feed(chunk)) {
@@ -167,11 +168,17 @@ pub fn sse(data: &[u8]) {
                 for e in events {
                     assert!(e.data.len() <= MAX_EVENT, "an event past the bound");
                     same_outcome(e.data.as_bytes());
+                    decoded.push(e);
                 }
             }
             Some(Err(_)) => decoder = None,
             None => {}
         }
+    }
+    // However the stream was cut into chunks, the same events come out of it.
+    if decoder.is_some() {
+        let whole = sse::Decoder::new(MAX_EVENT).feed(body);
+        assert_eq!(whole.as_ref().ok(), Some(&decoded), "decoded in pieces of {step} and whole");
     }
     same_outcome(body);
 }
