@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -149,6 +150,9 @@ discovery:
         assert "Reload configuration…" in seen and "Details of fx" in seen, seen
         while browser("focused")["name"] != "Details of fx":
             browser("press", key="Shift+Tab")
+        # The page refreshes its tables every 5 s, replacing their rows: the focus stays.
+        time.sleep(5.5)
+        assert browser("focused")["name"] == "Details of fx"
         browser("press", key="Enter")
         browser("wait", selector="#details-dialog[open]")
         browser("wait", selector="#details-body h3")

@@ -157,6 +157,18 @@ function providerRow(p, member = null) {
     el("td", {}, actions));
 }
 
+/** Runs `render`, which replaces elements; the control that had the keyboard focus gets it back
+ * in its new element (found by its label), so a keyboard user is not sent back to the top of the
+ * page by every refresh. */
+function keepingFocus(render) {
+  const was = document.activeElement;
+  const label = was && was !== document.body ? was.getAttribute("aria-label") : null;
+  render();
+  if (label && !was.isConnected) {
+    [...document.querySelectorAll("[aria-label]")].find((e) => e.getAttribute("aria-label") === label)?.focus();
+  }
+}
+
 function renderOverview(o) {
   const g = o.gateway;
   const health = g.providers.DEAD ? "Some providers are down" : g.providers.DEGRADED ? "Some providers are degraded" : "All providers serving or idle";
@@ -239,7 +251,7 @@ async function refresh() {
       const [o, s] = await Promise.all([api("/overview"), api("/stats")]);
       stats = s;
       auditEnabled = o.audit.enabled;
-      renderOverview(o);
+      keepingFocus(() => renderOverview(o));
       $("signin").hidden = true;
       if ($("notice").dataset.kind !== "action") notice("");
       return o;
