@@ -86,7 +86,7 @@ impl HttpFront {
     /// Answers requests on `stream` by the express path while they are plain and the
     /// connection stays open, each kept-alive request given the idle limit and then the header
     /// time; what ends the run (a request declined, the connection closed) is returned.
-    pub async fn express_run(
+    pub(super) async fn express_run(
         self: &Arc<Self>,
         stream: &mut Stream,
         conn: &mut Connection,

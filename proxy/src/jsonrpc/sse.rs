@@ -96,18 +96,14 @@ impl Decoder {
             self.scanned = scanned;
         } else {
             self.buf.extend_from_slice(chunk);
+            // Taken out while its lines are read (`take_lines` updates the event in `self`).
             let mut buf = std::mem::take(&mut self.buf);
             let taken = self.take_lines(&buf, self.scanned, &mut events);
-            let (used, scanned) = match taken {
-                Ok(taken) => taken,
-                Err(e) => {
-                    self.buf = buf;
-                    return Err(e);
-                }
-            };
-            bytes::Buf::advance(&mut buf, used);
+            if let Ok((used, _)) = taken {
+                bytes::Buf::advance(&mut buf, used);
+            }
             self.buf = buf;
-            self.scanned = scanned;
+            self.scanned = taken?.1;
         }
         if self.buf.len() + self.current.data.len() > self.max_event {
             return Err(DecodeError::TooLarge(self.max_event));

@@ -71,7 +71,7 @@ pub(super) enum Upstream {
 }
 
 /// The content type a whole reply is relayed with: the upstream's, or JSON when it sent none
-/// (or one that is not text). The usual one is not copied.
+/// (or one that is not UTF-8). The usual one is not copied.
 fn relayed_type(sent: Option<&[u8]>) -> std::borrow::Cow<'static, str> {
     const JSON: &str = "application/json";
     match sent {

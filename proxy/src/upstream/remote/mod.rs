@@ -121,25 +121,31 @@ struct PassThroughStart {
 
 impl PassThroughStart {
     fn new(endpoint: &Endpoint, configured: &[(HeaderName, String)]) -> Self {
-        let render = |authorization: bool| {
+        let render = |token_forwarded: bool| {
             let fields: Vec<_> = [
-                (http::header::CONTENT_TYPE, "application/json"),
-                (http::header::ACCEPT, "application/json, text/event-stream"),
-                (HeaderName::from_static("mcp-protocol-version"), MODERN_VERSION),
+                (http::header::CONTENT_TYPE, "application/json".into()),
+                (http::header::ACCEPT, "application/json, text/event-stream".into()),
+                (HeaderName::from_static("mcp-protocol-version"), MODERN_VERSION.into()),
             ]
             .into_iter()
-            .chain(
-                configured
-                    .iter()
-                    .filter(|(n, _)| authorization || *n != http::header::AUTHORIZATION)
-                    .map(|(n, v)| (n.clone(), v.as_str())),
-            )
-            .map(|(n, v)| (n, v.into()))
+            .chain(configured_headers(configured, token_forwarded))
             .collect();
             endpoint.head_start("POST", &fields)
         };
-        Self { own: render(true), forwarded: render(false) }
+        Self { own: render(false), forwarded: render(true) }
     }
+}
+
+/// The configured headers, less a configured `Authorization` when a client's own token is sent
+/// in its place.
+fn configured_headers(
+    headers: &[(HeaderName, String)],
+    token_forwarded: bool,
+) -> impl Iterator<Item = (HeaderName, std::borrow::Cow<'_, str>)> {
+    headers
+        .iter()
+        .filter(move |(n, _)| !token_forwarded || *n != http::header::AUTHORIZATION)
+        .map(|(n, v)| (n.clone(), std::borrow::Cow::Borrowed(v.as_str())))
 }
 
 /// What the gateway is watching on this upstream.
@@ -222,8 +228,8 @@ impl Remote {
 
     /// Sends a request the fast path built (a modern call, its body passed through, with the
     /// fields that differ by call) with the upstream's headers added (the client's `credential`
-    /// among them when this provider takes it); returns once the reply's header has arrived. The caller reads the reply and reports
-    /// the outcome to the lifecycle. Every wait of the exchange, the reply's body included,
+    /// among them when this provider takes it); returns once the reply's header has arrived.
+    /// The caller reads the reply and reports the outcome to the lifecycle. Every wait of the exchange, the reply's body included,
     /// ends by `deadline` (see [`super::http::Timeouts::deadline`]).
     pub async fn pass_through<'a>(
         &'a self,
@@ -235,12 +241,12 @@ impl Remote {
             return Err(super::retired_error());
         }
         let starts = &self.inner.pass_through_start;
-        let forwarded = credential.filter(|_| self.inner.forward_client_token);
+        let forwarded = self.inner.forwarded_token(credential);
         let start = if forwarded.is_some() { &starts.forwarded } else { &starts.own };
         let start = start.as_ref().map_err(|reason| super::http::HttpError::Unbuildable { reason: reason.clone() })?;
         req.start = Some(start);
         if let Some(token) = forwarded {
-            req.headers.push((http::header::AUTHORIZATION, token.expose().into()));
+            req.headers.push((http::header::AUTHORIZATION, token.into()));
         }
         let timeouts = super::http::Timeouts { deadline: Some(deadline), ..self.inner.timeouts };
         Ok(self.inner.client.send(&self.inner.endpoint, &req, &timeouts).await?)
@@ -506,12 +512,15 @@ impl Inner {
         &'a self,
         credential: Option<&'a Secret>,
     ) -> impl Iterator<Item = (HeaderName, std::borrow::Cow<'a, str>)> {
-        let forwarded = credential.filter(|_| self.forward_client_token).map(Secret::expose);
-        self.headers
-            .iter()
-            .filter(move |(n, _)| forwarded.is_none() || *n != http::header::AUTHORIZATION)
-            .map(|(n, v)| (n.clone(), std::borrow::Cow::Borrowed(v.as_str())))
+        let forwarded = self.forwarded_token(credential);
+        configured_headers(&self.headers, forwarded.is_some())
             .chain(forwarded.map(|c| (http::header::AUTHORIZATION, std::borrow::Cow::Borrowed(c))))
+    }
+
+    /// The client's token, when this provider is sent it (`credential` is the client's
+    /// `Authorization` header).
+    fn forwarded_token<'a>(&self, credential: Option<&'a Secret>) -> Option<&'a str> {
+        credential.filter(|_| self.forward_client_token).map(Secret::expose)
     }
 
     /// How to talk to the upstream, probing once (concurrent first calls share one probe).
