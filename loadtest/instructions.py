@@ -154,7 +154,7 @@ def start_upstreams(procs: Procs) -> tuple[int, int]:
     return up, up_sse
 
 
-def measure_nginx(wanted: list[str], requests: int, work: Path) -> dict[str, float]:
+def measure_nginx(wanted: list[str], requests: int, work: Path, cores: str) -> dict[str, float]:
     """The same cases through nginx configured as in the load test (the SSE upstream on a port
     of its own, tools without the gateway's prefixes)."""
     procs = Procs(work)
@@ -166,7 +166,7 @@ def measure_nginx(wanted: list[str], requests: int, work: Path) -> dict[str, flo
         dumps.mkdir()
         nginx = procs.start("nginx", ["valgrind", "--tool=callgrind", f"--callgrind-out-file={dumps}/out.%p",
                                       "--dump-instr=no", "--dump-line=no", "nginx", "-c", str(conf), "-p",
-                                      str(work / "nginx")], core="0,1")
+                                      str(work / "nginx")], core=cores)
         wait_port(json_port, nginx, "nginx under callgrind", timeout=300)
         json_conn, sse_conn = Connection(json_port), Connection(sse_port)
         conns = {name: sse_conn if name == "SSE" else json_conn for name in wanted}
@@ -175,7 +175,7 @@ def measure_nginx(wanted: list[str], requests: int, work: Path) -> dict[str, flo
         procs.stop()
 
 
-def measure(binary: Path, wanted: list[str], requests: int, work: Path) -> dict[str, float]:
+def measure(binary: Path, wanted: list[str], requests: int, work: Path, cores: str) -> dict[str, float]:
     procs = Procs(work)
     try:
         up, up_sse = start_upstreams(procs)
@@ -191,7 +191,7 @@ providers:
         dumps.mkdir()
         gateway = procs.start(f"gateway-{gw}", [
             "valgrind", "--tool=callgrind", f"--callgrind-out-file={dumps}/out.%p", "--dump-instr=no",
-            "--dump-line=no", str(binary), "--http", "--config", str(conf)], core="0,1")
+            "--dump-line=no", str(binary), "--http", "--config", str(conf)], core=cores)
         wait_port(gw, gateway, f"{binary} under callgrind", timeout=300)
         conn = Connection(gw)
         return count(gateway, dumps, gw, {name: conn for name in wanted}, cases(conn), wanted, requests, str(binary))
@@ -206,11 +206,13 @@ def main() -> None:
     ap.add_argument("--only", help="comma-separated cases: " + ", ".join(CASES))
     ap.add_argument("--keep", type=Path, help="copy the callgrind dumps here (for callgrind_annotate)")
     ap.add_argument("--nginx", action="store_true", help="count nginx in front of the same upstreams too, as the reference")
+    ap.add_argument("--cores", default="0,1",
+                    help="CPUs the gateway (and nginx) may run on; `1` counts a one-core gateway, as the load test runs it")
     args = ap.parse_args()
     wanted = [c for c in CASES if not args.only or any(w.strip().lower() in c.lower() for w in args.only.split(","))]
     with tempfile.TemporaryDirectory(prefix="hangar-instr-") as tmp:
-        results = [measure(b.resolve(), wanted, args.requests, Path(tmp)) for b in args.binaries]
-        reference = measure_nginx(wanted, args.requests, Path(tmp)) if args.nginx else None
+        results = [measure(b.resolve(), wanted, args.requests, Path(tmp), args.cores) for b in args.binaries]
+        reference = measure_nginx(wanted, args.requests, Path(tmp), args.cores) if args.nginx else None
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)
             for dump in Path(tmp).glob("callgrind-*/out.*"):

@@ -15,7 +15,7 @@ use mcp_hangar::balance::{Selector, Weighted};
 use mcp_hangar::jsonrpc::parse::{Envelope, ParamsHead};
 use mcp_hangar::jsonrpc::{result_bytes, sse};
 use mcp_hangar::proto::headers::check_modern;
-use mcp_hangar::routing::index::NameIndex;
+use mcp_hangar::routing::index::{Listed, NameIndex};
 use pingora_http::RequestHeader;
 
 /// Heap allocations per call of `f`, over many calls (`allocation-counter` installs a counting
@@ -138,7 +138,7 @@ fn head_scan(c: &mut Criterion) {
 /// tool's retry safety from its definition, as a request pays for them.
 fn route_lookup(c: &mut Criterion) {
     use mcp_hangar::auth::Principal;
-    use mcp_hangar::front::fast::{destination, Destination};
+    use mcp_hangar::front::fast::destination;
     let tools: String = (0..25)
         .map(|t| {
             format!(
@@ -159,14 +159,15 @@ fn route_lookup(c: &mut Criterion) {
     let mut index = NameIndex::default();
     for p in 0..20 {
         for t in 0..25 {
-            index.tools.insert(format!("provider{p}__tool{t}"), (p, format!("tool{t}")));
+            index.tools.insert(format!("provider{p}__tool{t}"), Listed::new(p, format!("tool{t}")));
         }
     }
     snap.routes.index.store(std::sync::Arc::new(index));
     let who = Principal::local();
     let routes = &snap.routes;
     let op = || black_box(destination(routes, "tools/call", black_box("provider13__tool17"), &who));
-    assert_eq!(op(), Some(Destination { target: 13, prefix_len: "provider13__".len(), idempotent: false }));
+    let found = op().map(|d| (d.target, d.prefix_len, d.idempotent, d.series.is_some()));
+    assert_eq!(found, Some((13, "provider13__".len(), false, true)), "found in the index, with its series");
     let allocs = allocations(|| {
         op();
     });

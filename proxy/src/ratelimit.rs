@@ -163,7 +163,7 @@ pub fn admit(
             let Some(name) = head.name.as_deref() else { return Ok(()) };
             let index = routes.index.load();
             let map = if method == "tools/call" { &index.tools } else { &index.prompts };
-            let hit = map.get(name).map(|(i, own)| (*i, own.clone()));
+            let hit = map.get(name).map(|l| (l.provider, l.own.clone()));
             let Some((idx, own)) = hit.or_else(|| routes.by_prefix(name).map(|(i, rest)| (i, rest.to_owned()))) else {
                 return Ok(());
             };

@@ -16,7 +16,7 @@ use crate::jsonrpc::{code, RpcError};
 use crate::lifecycle::State;
 use crate::proto::lists::ListKind;
 use crate::proto::protocol::Era;
-use crate::routing::index::{NameIndex, UriTemplate};
+use crate::routing::index::{Listed, NameIndex, UriTemplate};
 use crate::routing::{Backend, Routes};
 use crate::telemetry::metrics::Limit;
 use crate::upstream::list_cache::Fetched;
@@ -218,7 +218,7 @@ pub async fn merged(routes: &Routes, kind: ListKind, era: Era, viewer: Option<Vi
                     item["name"] = Value::String(exposed.clone());
                     let map = if kind == ListKind::Tools { &mut section.tools } else { &mut section.prompts };
                     if let std::collections::hash_map::Entry::Vacant(slot) = map.entry(exposed.clone()) {
-                        slot.insert((i, name));
+                        slot.insert(Listed::new(i, name));
                         if kind == ListKind::Tools && crate::balance::retry::is_idempotent_tool(&item) {
                             section.idempotent_tools.insert(exposed.clone());
                         }
@@ -370,7 +370,7 @@ async fn in_service(routes: &Routes, idx: usize) -> bool {
 pub async fn resolve_named(routes: &Routes, kind: ListKind, name: &str) -> Option<(usize, String)> {
     let lookup = |index: &NameIndex| {
         let map = if kind == ListKind::Tools { &index.tools } else { &index.prompts };
-        map.get(name).cloned()
+        map.get(name).map(|l| (l.provider, l.own.clone()))
     };
     let exposed = |(i, own): (usize, String)| routes.providers[i].config.exposes(&own).then_some((i, own));
     if let Some(hit) = lookup(&routes.index.load()) {
@@ -433,8 +433,8 @@ mod tests {
                         let mut section = NameIndex::default();
                         let key = format!("{round}");
                         match kind {
-                            ListKind::Tools => drop(section.tools.insert(key, (round, String::new()))),
-                            ListKind::Prompts => drop(section.prompts.insert(key, (round, String::new()))),
+                            ListKind::Tools => drop(section.tools.insert(key, Listed::new(round, String::new()))),
+                            ListKind::Prompts => drop(section.prompts.insert(key, Listed::new(round, String::new()))),
                             ListKind::Resources => drop(section.resources.insert(key, round)),
                             ListKind::Templates => section.templates.push((Arc::new(UriTemplate::parse(&key)), round)),
                         }

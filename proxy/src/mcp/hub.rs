@@ -391,6 +391,7 @@ pub async fn call_tool(
         provider: routes.providers[idx].name(),
         tool: exposed,
         tool_label: routes.tool_label(exposed),
+        series: None,
         outcome: CallOutcome::of(&result),
         elapsed: started.elapsed(),
         caller: &caller,

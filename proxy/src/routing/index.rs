@@ -5,13 +5,33 @@
 use foldhash::{HashMap, HashSet};
 use std::sync::Arc;
 
+use crate::telemetry::calls::ToolSeries;
+
+/// A listed tool or prompt, under its exposed name.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// The provider (or group) listing it.
+    pub provider: usize,
+    /// Its name there.
+    pub own: String,
+    /// Its call series (a tool's), found with the entry instead of by label.
+    pub series: Arc<ToolSeries>,
+}
+
+impl Listed {
+    /// The entry of a tool or prompt `provider` lists as `own`.
+    pub fn new(provider: usize, own: String) -> Self {
+        Self { provider, own, series: Arc::default() }
+    }
+}
+
 /// Exposed names and URIs → provider index (and the provider's own name for prefixed kinds).
 #[derive(Debug, Default, Clone)]
 pub struct NameIndex {
-    /// Exposed tool name → (provider, original name).
-    pub tools: HashMap<String, (usize, String)>,
-    /// Exposed prompt name → (provider, original name).
-    pub prompts: HashMap<String, (usize, String)>,
+    /// Exposed tool name → who lists it.
+    pub tools: HashMap<String, Listed>,
+    /// Exposed prompt name → who lists it.
+    pub prompts: HashMap<String, Listed>,
     /// Resource URI → provider.
     pub resources: HashMap<String, usize>,
     /// Resource templates, in declaration order of their providers (shared between indexes, so

@@ -31,6 +31,7 @@ use crate::proto::lists::ListKind;
 use crate::proto::protocol::{Era, MODERN_VERSION};
 use crate::routing::{Backend, Routes};
 use crate::state::{AppState, Snapshot};
+use crate::telemetry::calls::ToolSeries;
 use crate::telemetry::traces::{Propagated, RequestTrace};
 use crate::upstream::http::Body;
 use crate::upstream::remote::Remote;
@@ -41,7 +42,7 @@ mod run;
 pub use run::FastRoute;
 
 /// Where a fast-path call goes, as the snapshot alone decides it (no request state).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Destination {
     /// The provider or group the call is addressed to.
     pub target: usize,
@@ -49,6 +50,9 @@ pub struct Destination {
     pub prefix_len: usize,
     /// Whether repeating the call is harmless, as far as is known now.
     pub idempotent: bool,
+    /// The tool's call series, when a provider lists it (a name routed by its prefix alone is
+    /// counted as `other`).
+    pub series: Option<Arc<ToolSeries>>,
 }
 
 /// The destination of a `tools/call` or `prompts/get` of `name` by `principal`: the name's
@@ -66,13 +70,16 @@ pub fn destination(routes: &Arc<Routes>, method: &str, name: &str, principal: &P
     if kind == ListKind::Tools && routes.admin_tools && crate::mcp::registry::is_registry_tool(name) {
         return None;
     }
-    let (target, own, idempotent) = {
+    let (target, own, idempotent, series) = {
         let index = routes.index.load();
         let map = if kind == ListKind::Tools { &index.tools } else { &index.prompts };
         let idempotent = kind == ListKind::Prompts || index.idempotent_tools.contains(name);
         match map.get(name) {
-            Some((i, own)) => (*i, own.len(), idempotent),
-            None => routes.by_prefix(name).map(|(i, rest)| (i, rest.len(), idempotent))?,
+            Some(listed) => {
+                let series = (kind == ListKind::Tools).then(|| listed.series.clone());
+                (listed.provider, listed.own.len(), idempotent, series)
+            }
+            None => routes.by_prefix(name).map(|(i, rest)| (i, rest.len(), idempotent, None))?,
         }
     };
     let prefix_len = name.len().checked_sub(own)?;
@@ -94,7 +101,7 @@ pub fn destination(routes: &Arc<Routes>, method: &str, name: &str, principal: &P
             }
             known == Some(true)
         });
-    Some(Destination { target, prefix_len, idempotent })
+    Some(Destination { target, prefix_len, idempotent, series })
 }
 
 /// Whether calls of `method` may take the fast path at all.
@@ -137,7 +144,7 @@ pub fn route(state: &AppState, snap: &Arc<Snapshot>, call: Call<'_, impl Fields>
     let name = head.name.as_ref()?;
     let span = span_in(body, name)?;
     let routes = &snap.routes;
-    let Destination { target: idx, prefix_len, idempotent } = destination(routes, method, name, principal)?;
+    let Destination { target: idx, prefix_len, idempotent, series } = destination(routes, method, name, principal)?;
     let own_name = name.get(prefix_len..)?;
     // Arguments a schema refuses go the slow way too, which answers with the failing path.
     if method == "tools/call" {
@@ -198,6 +205,7 @@ pub fn route(state: &AppState, snap: &Arc<Snapshot>, call: Call<'_, impl Fields>
         tried: Vec::new(),
         idempotent,
         method,
+        series,
         upstream_name: encode_header_value(&name[prefix_len..]).into_owned(),
         name: name.to_string(),
         own_at: prefix_len,

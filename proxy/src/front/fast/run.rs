@@ -18,7 +18,7 @@ use crate::jsonrpc::parse::{Envelope, Kind};
 use crate::jsonrpc::sse;
 use crate::proto::protocol::Era;
 use crate::state::{AppState, Snapshot};
-use crate::telemetry::calls::{CallOutcome, CallRecord};
+use crate::telemetry::calls::{CallOutcome, CallRecord, ToolSeries};
 use crate::telemetry::traces::{AttemptTrace, RequestTrace};
 use crate::upstream::http::{Body, HttpError, Request, Response};
 use crate::upstream::remote::Remote;
@@ -37,6 +37,8 @@ pub struct FastRoute {
     /// Whether repeating the call after it reached a member is harmless.
     pub(super) idempotent: bool,
     pub(super) method: &'static str,
+    /// The tool's call series (see [`super::Destination::series`]).
+    pub(super) series: Option<Arc<ToolSeries>>,
     /// The exposed tool or prompt name.
     pub(super) name: String,
     /// `Mcp-Name` for the upstream.
@@ -370,7 +372,9 @@ impl FastRoute {
         let record = CallRecord {
             provider: routes.providers[self.target].name(),
             tool: &self.name,
-            tool_label: routes.tool_label(&self.name),
+            // A listed tool's series were found with its entry: the label is its name.
+            tool_label: if self.series.is_some() { &self.name } else { routes.tool_label(&self.name) },
+            series: self.series.as_deref(),
             outcome,
             elapsed: self.started.elapsed(),
             caller: self.caller.as_deref().unwrap_or_default(),
