@@ -39,6 +39,8 @@ from bench import (LEGACY, MODERN, RELEASE, Procs, free_port, modern_call, wait_
                    write_nginx_conf)
 
 CASES = ("modern", "legacy", "16 KiB", "SSE")
+# `--dump-instr=yes` (per-instruction costs, for a look at one function's lines) with `--by-line`.
+DUMP_INSTR = ["--dump-instr=no"]
 
 
 def request_bytes(body: dict, headers: dict, rid: int) -> bytes:
@@ -165,7 +167,7 @@ def measure_nginx(wanted: list[str], requests: int, work: Path, cores: str) -> d
         dumps = work / "callgrind-nginx"
         dumps.mkdir()
         nginx = procs.start("nginx", ["valgrind", "--tool=callgrind", f"--callgrind-out-file={dumps}/out.%p",
-                                      "--dump-instr=no", "--dump-line=no", "nginx", "-c", str(conf), "-p",
+                                      DUMP_INSTR[0], "--dump-line=no", "nginx", "-c", str(conf), "-p",
                                       str(work / "nginx")], core=cores)
         wait_port(json_port, nginx, "nginx under callgrind", timeout=300)
         json_conn, sse_conn = Connection(json_port), Connection(sse_port)
@@ -190,7 +192,7 @@ providers:
         dumps = work / f"callgrind-{gw}"
         dumps.mkdir()
         gateway = procs.start(f"gateway-{gw}", [
-            "valgrind", "--tool=callgrind", f"--callgrind-out-file={dumps}/out.%p", "--dump-instr=no",
+            "valgrind", "--tool=callgrind", f"--callgrind-out-file={dumps}/out.%p", DUMP_INSTR[0],
             "--dump-line=no", str(binary), "--http", "--config", str(conf)], core=cores)
         wait_port(gw, gateway, f"{binary} under callgrind", timeout=300)
         conn = Connection(gw)
@@ -208,7 +210,10 @@ def main() -> None:
     ap.add_argument("--nginx", action="store_true", help="count nginx in front of the same upstreams too, as the reference")
     ap.add_argument("--cores", default="0,1",
                     help="CPUs the gateway (and nginx) may run on; `1` counts a one-core gateway, as the load test runs it")
+    ap.add_argument("--by-line", action="store_true", help="dump costs per instruction too (callgrind's --dump-instr)")
     args = ap.parse_args()
+    if args.by_line:
+        DUMP_INSTR[0] = "--dump-instr=yes"
     wanted = [c for c in CASES if not args.only or any(w.strip().lower() in c.lower() for w in args.only.split(","))]
     with tempfile.TemporaryDirectory(prefix="hangar-instr-") as tmp:
         results = [measure(b.resolve(), wanted, args.requests, Path(tmp), args.cores) for b in args.binaries]

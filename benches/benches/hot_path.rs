@@ -166,8 +166,8 @@ fn route_lookup(c: &mut Criterion) {
     let who = Principal::local();
     let routes = &snap.routes;
     let op = || black_box(destination(routes, "tools/call", black_box("provider13__tool17"), &who));
-    let found = op().map(|d| (d.target, d.prefix_len, d.idempotent, d.series.is_some()));
-    assert_eq!(found, Some((13, "provider13__".len(), false, true)), "found in the index, with its series");
+    let found = op().map(|d| (d.target, d.prefix_len, d.idempotent, d.listed, d.series.is_some()));
+    assert_eq!(found, Some((13, "provider13__".len(), false, true, true)), "found in the index, with its series");
     let allocs = allocations(|| {
         op();
     });

@@ -153,7 +153,7 @@ impl HttpFront {
             return conn.decline(Some(len + plan.body_len));
         }
         let limits = &snap.config.server.limits;
-        let started = tokio::time::Instant::now();
+        let started = tokio::time::Instant::from_std(arrived);
         while conn.buf.len() < len + plan.body_len {
             conn.buf.reserve((len + plan.body_len - conn.buf.len()).min(1 << 20));
             let due = body::due(started, conn.buf.len() - len, limits.min_body_rate);
@@ -166,12 +166,11 @@ impl HttpFront {
         let request = conn.buf.split_to(len + plan.body_len).freeze();
         let body = request.slice(len..);
         let view = conn.head.view(&request[..len]);
-        let Some((route, principal, method)) = self.route(view, &snap, &plan, &body).await else {
+        let Some((route, principal, method)) = self.route(view, &snap, &plan, &body, arrived).await else {
             return Served::Declined(request);
         };
         // Committed: from here on the request is this path's to answer.
-        let mut ctx = RequestCtx::new(snap.clone());
-        ctx.started = arrived;
+        let mut ctx = RequestCtx::arrived(snap.clone(), arrived);
         ctx.endpoint = "mcp";
         ctx.inflight = Some(self.state.begin_request());
         ctx.era = Some(plan.era);
@@ -257,6 +256,7 @@ impl HttpFront {
         snap: &Arc<crate::state::Snapshot>,
         plan: &Plan,
         body: &Bytes,
+        arrived: std::time::Instant,
     ) -> Option<(fast::FastRoute, Arc<crate::auth::Principal>, &'static str)> {
         let (env, kind, params) = Envelope::parse_request(body).ok()?;
         let method = match env.method_str() {
@@ -284,6 +284,7 @@ impl HttpFront {
             accepts: plan.accepts,
             principal: &principal,
             session: session.as_ref(),
+            arrived,
         };
         let route = fast::route(&self.state, snap, call)?;
         Some((route, principal, method))
@@ -472,6 +473,43 @@ mod tests {
         let mut head = RequestHead::default();
         assert!(matches!(head.scan(text.as_bytes()), Scan::Complete(_)), "{fields}");
         content_length(head.view(text.as_bytes()))
+    }
+
+    /// The body of chunked HTTP/1.1 response `raw`, and whether its last chunk ended it.
+    fn dechunk(raw: &[u8]) -> (Vec<u8>, bool) {
+        let at = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a head") + 4;
+        let (mut rest, mut body) = (&raw[at..], Vec::new());
+        while let Some(line) = rest.windows(2).position(|w| w == b"\r\n") {
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[..line]).expect("hex"), 16).expect("size");
+            if size == 0 {
+                return (body, &rest[line..] == b"\r\n\r\n");
+            }
+            body.extend_from_slice(&rest[line + 2..line + 2 + size]);
+            assert_eq!(&rest[line + 2 + size..line + 4 + size], b"\r\n", "a chunk's end");
+            rest = &rest[line + 4 + size..];
+        }
+        (body, false)
+    }
+
+    #[tokio::test]
+    async fn streamed_pieces_are_framed_as_chunks_whatever_their_size() {
+        let (ours, mut theirs) = tokio::net::UnixStream::pair().expect("a socket pair");
+        let mut stream: Stream = Box::new(pingora_core::protocols::l4::stream::Stream::from(ours));
+        let pieces = [vec![b'a'; 10], vec![b'b'; COALESCE + 1], vec![b'c'; COALESCE], vec![b'd'; 3 * COALESCE]];
+        let write = async {
+            let mut read = BytesMut::new();
+            let mut client = Client::new(&mut stream, &mut read, Duration::from_secs(5), true);
+            client.stream_head(200, &[]).await.expect("head");
+            for piece in &pieces[..3] {
+                client.stream_chunk(Bytes::from(piece.clone())).await.expect("a piece");
+            }
+            client.stream_last(Bytes::from(pieces[3].clone())).await.expect("the last piece");
+            drop(stream);
+        };
+        let mut raw = Vec::new();
+        let (_, read) = tokio::join!(write, theirs.read_to_end(&mut raw));
+        read.expect("read");
+        assert_eq!(dechunk(&raw), (pieces.concat(), true));
     }
 
     #[test]

@@ -176,6 +176,11 @@ pub struct RequestCtx {
 impl RequestCtx {
     /// The state of a request that just arrived, under `snap`.
     pub(super) fn new(snap: Arc<Snapshot>) -> Self {
+        Self::arrived(snap, std::time::Instant::now())
+    }
+
+    /// The state of a request that arrived at `started`, under `snap`.
+    pub(super) fn arrived(snap: Arc<Snapshot>, started: std::time::Instant) -> Self {
         Self {
             inflight: None,
             endpoint: "other",
@@ -184,7 +189,7 @@ impl RequestCtx {
             principal: None,
             door: None,
             method: "",
-            started: std::time::Instant::now(),
+            started,
             detached: None,
             snap,
         }

@@ -332,6 +332,7 @@ async fn post(
                 accepts,
                 principal: &principal,
                 session: client.as_ref(),
+                arrived: ctx.started,
             };
             if let Some(route) = fast::route(state, &snap, call) {
                 ctx.fast_path = true;

@@ -55,6 +55,38 @@ impl Event {
     }
 }
 
+/// One decoded event as [`Decoder::feed_with`] shows it: borrowed from the bytes fed or from the
+/// decoder, so that the usual event (one `data:` line in one chunk) is read where it lies,
+/// without a copy or an allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventView<'a> {
+    /// `event:` field (`message` when absent).
+    pub event: Option<&'a str>,
+    /// `data:` lines joined with `\n`.
+    pub data: &'a str,
+    /// `id:` field.
+    pub id: Option<&'a str>,
+    /// `retry:` field (milliseconds).
+    pub retry: Option<u64>,
+}
+
+impl EventView<'_> {
+    /// Whether the event carries a JSON-RPC message (type `message` or untyped).
+    pub fn is_message(&self) -> bool {
+        matches!(self.event, None | Some("message"))
+    }
+
+    /// The event, owned.
+    pub fn to_event(&self) -> Event {
+        Event {
+            event: self.event.map(str::to_owned),
+            data: self.data.to_owned(),
+            id: self.id.map(str::to_owned),
+            retry: self.retry,
+        }
+    }
+}
+
 /// Why a stream could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -66,6 +98,30 @@ pub enum DecodeError {
     NotUtf8,
 }
 
+/// The fields of the event being read.
+#[derive(Debug, Default)]
+struct Pending {
+    /// `event:`; `message`, the usual name, is kept without an allocation.
+    event: Option<std::borrow::Cow<'static, str>>,
+    /// The `data:` lines read so far, joined, unless they are one line still lying in the text
+    /// being read (then [`Lines::data`] says where).
+    data: String,
+    has_data: bool,
+    id: Option<String>,
+    retry: Option<u64>,
+}
+
+impl Pending {
+    /// Forgets the event, keeping the data's allocation for the next one.
+    fn clear(&mut self) {
+        self.event = None;
+        self.data.clear();
+        self.has_data = false;
+        self.id = None;
+        self.retry = None;
+    }
+}
+
 /// Incremental decoder: feed it chunks as they arrive, take complete events out.
 #[derive(Debug)]
 pub struct Decoder {
@@ -73,32 +129,38 @@ pub struct Decoder {
     /// How much of `buf` is known to hold no line break (so a long line is scanned once, not
     /// once per chunk: a hostile upstream dripping a 16 MiB line must not cost quadratic time).
     scanned: usize,
-    current: Event,
-    has_data: bool,
+    current: Pending,
     max_event: usize,
 }
 
 impl Decoder {
     /// A decoder refusing events larger than `max_event` bytes.
     pub fn new(max_event: usize) -> Self {
-        Self { buf: BytesMut::new(), scanned: 0, current: Event::default(), has_data: false, max_event }
+        Self { buf: BytesMut::new(), scanned: 0, current: Pending::default(), max_event }
     }
 
     /// Adds bytes and returns the events they complete.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<Vec<Event>, DecodeError> {
         let mut events = Vec::new();
+        self.feed_with(chunk, |event| events.push(event.to_event()))?;
+        Ok(events)
+    }
+
+    /// Adds bytes and shows each event they complete to `on_event`, in order. On an error the
+    /// events of the lines before the faulty one may have been shown.
+    pub fn feed_with(&mut self, chunk: &[u8], mut on_event: impl FnMut(EventView<'_>)) -> Result<(), DecodeError> {
         if self.buf.is_empty() {
             // The usual case: the lines are read where they lie in the chunk, and only an
             // unfinished one is kept (copying every chunk into the buffer first cost a copy
             // and, for each stream, the buffer's allocation).
-            let (taken, scanned) = self.take_lines(chunk, 0, &mut events)?;
+            let (taken, scanned) = self.take_lines(chunk, 0, &mut on_event)?;
             self.buf.extend_from_slice(&chunk[taken..]);
             self.scanned = scanned;
         } else {
             self.buf.extend_from_slice(chunk);
             // Taken out while its lines are read (`take_lines` updates the event in `self`).
             let mut buf = std::mem::take(&mut self.buf);
-            let taken = self.take_lines(&buf, self.scanned, &mut events);
+            let taken = self.take_lines(&buf, self.scanned, &mut on_event);
             if let Ok((used, _)) = taken {
                 bytes::Buf::advance(&mut buf, used);
             }
@@ -108,24 +170,29 @@ impl Decoder {
         if self.buf.len() + self.current.data.len() > self.max_event {
             return Err(DecodeError::TooLarge(self.max_event));
         }
-        Ok(events)
+        Ok(())
     }
 
     /// Reads the complete lines at the start of `data` (whose first `from` bytes hold no line
-    /// break), pushing the events they finish onto `events`. Returns how many bytes the lines
+    /// break), showing the events they finish to `on_event`. Returns how many bytes the lines
     /// took, and how many of the rest are known to hold no line break: a long line is scanned
     /// once, not once per chunk (a hostile upstream dripping a 16 MiB line must not cost
-    /// quadratic time).
+    /// quadratic time). The complete lines are checked as UTF-8 together, once.
     fn take_lines(
         &mut self,
         data: &[u8],
-        mut from: usize,
-        events: &mut Vec<Event>,
+        from: usize,
+        on_event: &mut impl FnMut(EventView<'_>),
     ) -> Result<(usize, usize), DecodeError> {
-        let mut start = 0;
-        loop {
+        let Some(last) = memchr::memrchr2(b'\n', b'\r', &data[from..]) else {
+            return Ok((0, data.len()));
+        };
+        let text = std::str::from_utf8(&data[..=from + last]).map_err(|_| DecodeError::NotUtf8)?;
+        let mut lines = Lines { text, data: None };
+        let (mut start, mut from) = (0, from);
+        let taken = loop {
             let Some(found) = memchr::memchr2(b'\n', b'\r', &data[from..]) else {
-                return Ok((start, data.len() - start));
+                break (start, data.len() - start);
             };
             let pos = from + found;
             // A lone '\r' at the end may be the first half of "\r\n": wait for more.
@@ -133,59 +200,97 @@ impl Decoder {
                 match data.get(pos + 1) {
                     Some(b'\n') => 2,
                     Some(_) => 1,
-                    None => return Ok((start, pos - start)),
+                    None => break (start, pos - start),
                 }
             } else {
                 1
             };
-            let line = std::str::from_utf8(&data[start..pos]).map_err(|_| DecodeError::NotUtf8)?;
-            if let Some(ev) = self.line(line) {
-                events.push(ev);
-            }
+            lines.line(&mut self.current, start..pos, on_event);
             // Checked per line: data lines of one chunk could otherwise build an event past the
             // bound and complete it before the check in `feed`.
-            if self.current.data.len() > self.max_event {
+            if lines.data_len(&self.current) > self.max_event {
                 return Err(DecodeError::TooLarge(self.max_event));
             }
             start = pos + skip;
             from = start;
+        };
+        // A data line still read where it lies is copied before the text goes.
+        lines.keep(&mut self.current);
+        Ok(taken)
+    }
+}
+
+/// Complete lines being read from one text.
+struct Lines<'t> {
+    /// The text, checked as UTF-8 (its lines end where it ends).
+    text: &'t str,
+    /// Where in `text` the pending event's only data line so far lies, while it does.
+    data: Option<std::ops::Range<usize>>,
+}
+
+impl Lines<'_> {
+    /// Reads the line at `at` (without its line break) into `event`, showing the event a blank
+    /// line ends to `on_event`.
+    fn line(&mut self, event: &mut Pending, at: std::ops::Range<usize>, on_event: &mut impl FnMut(EventView<'_>)) {
+        let line = self.text.get(at.clone()).unwrap_or_default();
+        if line.is_empty() {
+            if event.has_data || event.id.is_some() || event.retry.is_some() {
+                let data = match self.data.take() {
+                    Some(lies) => self.text.get(lies).unwrap_or_default(),
+                    None => &event.data,
+                };
+                on_event(EventView {
+                    event: event.event.as_deref(),
+                    data,
+                    id: event.id.as_deref(),
+                    retry: event.retry,
+                });
+            }
+            self.data = None;
+            event.clear();
+            return;
+        }
+        if line.starts_with(':') {
+            return;
+        }
+        // Found as a byte: a `str` search for one character cost more than the short name.
+        let (field, value, value_at) = match line.bytes().position(|b| b == b':') {
+            Some(colon) => {
+                let skip = colon + 1 + usize::from(line.as_bytes().get(colon + 1) == Some(&b' '));
+                (&line[..colon], &line[skip..], at.start + skip)
+            }
+            None => (line, "", at.end),
+        };
+        match field {
+            "event" if value == "message" => event.event = Some("message".into()),
+            "event" => event.event = Some(value.to_owned().into()),
+            "data" if !event.has_data => {
+                // The first data line is read where it lies, until a second one or the end
+                // of the text.
+                self.data = Some(value_at..at.end);
+                event.has_data = true;
+            }
+            "data" => {
+                self.keep(event);
+                event.data.push('\n');
+                event.data.push_str(value);
+            }
+            "id" => event.id = Some(value.to_owned()),
+            "retry" => event.retry = value.trim().parse().ok(),
+            _ => {}
         }
     }
 
-    fn line(&mut self, line: &str) -> Option<Event> {
-        if line.is_empty() {
-            if !self.has_data && self.current.id.is_none() && self.current.retry.is_none() {
-                self.current = Event::default();
-                return None;
-            }
-            self.has_data = false;
-            return Some(std::mem::take(&mut self.current));
+    /// The length of the pending event's data.
+    fn data_len(&self, event: &Pending) -> usize {
+        self.data.as_ref().map_or(event.data.len(), |lies| lies.len())
+    }
+
+    /// Copies a data line still read where it lies into the event.
+    fn keep(&mut self, event: &mut Pending) {
+        if let Some(lies) = self.data.take() {
+            event.data.push_str(self.text.get(lies).unwrap_or_default());
         }
-        if line.starts_with(':') {
-            return None;
-        }
-        // Found as a byte: a `str` search for one character cost more than the short name.
-        let (field, value) = match line.bytes().position(|b| b == b':') {
-            Some(colon) => {
-                let value = &line[colon + 1..];
-                (&line[..colon], value.strip_prefix(' ').unwrap_or(value))
-            }
-            None => (line, ""),
-        };
-        match field {
-            "event" => self.current.event = Some(value.to_owned()),
-            "data" => {
-                if self.has_data {
-                    self.current.data.push('\n');
-                }
-                self.current.data.push_str(value);
-                self.has_data = true;
-            }
-            "id" => self.current.id = Some(value.to_owned()),
-            "retry" => self.current.retry = value.trim().parse().ok(),
-            _ => {}
-        }
-        None
     }
 }
 
@@ -217,6 +322,21 @@ mod tests {
             ]
         );
         assert!(all.iter().all(Event::is_message));
+    }
+
+    #[test]
+    fn a_one_line_event_is_read_where_it_lies() {
+        let chunk = b"event: message\ndata: {\"a\":1}\n\nevent: other\ndata: x\ndata: y\n\ndata: z";
+        let (mut d, mut seen) = (Decoder::new(1024), Vec::new());
+        d.feed_with(chunk, |ev| {
+            let inside = chunk.as_ptr_range().contains(&ev.data.as_ptr());
+            seen.push((ev.event.map(str::to_owned), ev.data.to_owned(), inside));
+        })
+        .expect("decode");
+        let event = |name: &str, data: &str, inside| (Some(name.to_owned()), data.to_owned(), inside);
+        assert_eq!(seen, [event("message", "{\"a\":1}", true), event("other", "x\ny", false)]);
+        // The unfinished event's data line was kept: the rest of it completes it.
+        assert_eq!(d.feed(b"z\n\n").expect("rest"), [Event { data: "zz".into(), ..Event::default() }]);
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub struct ProviderRuntime {
     pub schemas: crate::mcp::arguments::SchemaCache,
     /// Its lifecycle state (groups have one too, though they never start: it stays COLD).
     pub lifecycle: Arc<Lifecycle>,
+    /// The call series of its tools that no list names (their label is `other`).
+    pub unlisted: Arc<crate::telemetry::calls::ToolSeries>,
 }
 
 /// What building runtimes needs from the gateway.
@@ -148,6 +150,7 @@ impl ProviderRuntime {
             lists: Arc::default(),
             schemas: Default::default(),
             lifecycle,
+            unlisted: Arc::default(),
         }
     }
 
@@ -167,6 +170,7 @@ impl ProviderRuntime {
             lists: self.lists.clone(),
             schemas: Default::default(),
             lifecycle: self.lifecycle.clone(),
+            unlisted: self.unlisted.clone(),
         }
     }
 

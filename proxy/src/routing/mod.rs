@@ -132,7 +132,7 @@ impl Routes {
         if self.index.load().tools.contains_key(name) {
             name
         } else {
-            "other"
+            crate::telemetry::calls::UNLISTED_TOOL
         }
     }
 

@@ -86,6 +86,9 @@ impl From<Outcome> for CallOutcome {
     }
 }
 
+/// The metrics label of a tool no provider lists (a client cannot mint label values).
+pub const UNLISTED_TOOL: &str = "other";
+
 /// One listed tool's call series, bound on its first call and kept with the tool's entry in the
 /// name index: counting a call of a listed tool then hashes no labels (the two
 /// `with_label_values` lookups cost about 600 instructions a call, a sixtieth of the fast path).

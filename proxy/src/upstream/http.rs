@@ -461,8 +461,9 @@ impl IdleConnections {
         {
             let mut stacks = self.stacks.lock();
             let stack = stacks.entry(key).or_default();
-            stack.push_back(Idle { stream, since: Instant::now() });
-            drop_oldest(stack, IDLE_PER_ORIGIN, &mut closed);
+            let now = Instant::now();
+            stack.push_back(Idle { stream, since: now });
+            drop_oldest(stack, IDLE_PER_ORIGIN, now, &mut closed);
         }
         drop(closed); // closed outside the lock
     }
@@ -471,8 +472,9 @@ impl IdleConnections {
         let mut closed = Vec::new();
         {
             let mut stacks = self.stacks.lock();
+            let now = Instant::now();
             for stack in stacks.values_mut() {
-                drop_oldest(stack, usize::MAX, &mut closed);
+                drop_oldest(stack, usize::MAX, now, &mut closed);
             }
             stacks.retain(|_, s| !s.is_empty());
         }
@@ -486,9 +488,9 @@ impl IdleConnections {
 }
 
 /// Moves into `closed` the oldest connections of `stack` while it holds more than `keep` or its
-/// oldest has waited past the idle limit.
-fn drop_oldest(stack: &mut VecDeque<Idle>, keep: usize, closed: &mut Vec<Idle>) {
-    while stack.len() > keep || stack.front().is_some_and(|i| i.since.elapsed() >= IDLE_LIMIT) {
+/// oldest has waited past the idle limit by `now`.
+fn drop_oldest(stack: &mut VecDeque<Idle>, keep: usize, now: Instant, closed: &mut Vec<Idle>) {
+    while stack.len() > keep || stack.front().is_some_and(|i| now.saturating_duration_since(i.since) >= IDLE_LIMIT) {
         closed.extend(stack.pop_front());
     }
 }

@@ -225,3 +225,33 @@ async def test_a_streamed_reply_keeps_every_event_and_the_connection(gw):
         s.sendall(call("fx__echo", "next", 52))
         status, headers, body = r.response()
         assert answer(body, headers)["result"]["content"][0]["text"] == "next", body
+
+
+async def test_replies_larger_than_one_coalesced_write_arrive_whole(gw):
+    """Replies past the size the express path copies into one write (16 KiB) go out after their
+    head or chunk size line: byte for byte, and the connection carries the next request."""
+    s, r = connect(gw)
+    with s:
+        for rid, size in ((61, 40_000), (62, 16 << 10), (63, 300_000)):
+            text = "".join(chr(ord("a") + i % 26) for i in range(size))
+            s.sendall(call("fx__echo", text, rid))
+            status, headers, body = r.response()
+            got = answer(body, headers)
+            assert status == 200 and got["id"] == rid, (status, headers, body[:200])
+            assert got["result"]["content"][0]["text"] == text, (rid, len(body))
+        # A streamed reply: progress, then a large last event.
+        pad = 300_000
+        body = json.dumps({"jsonrpc": "2.0", "id": 64, "method": "tools/call",
+                           "params": {"name": "fx__slow", "arguments": {"seconds": 0.05, "pad": pad},
+                                      "_meta": {**META, "progressToken": "p64"}}}).encode()
+        s.sendall(call("fx__echo", "x", 64).split(b"Content-Length")[0].replace(b"fx__echo", b"fx__slow")
+                  + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        status, headers, raw = r.response()
+        assert status == 200 and headers["content-type"].startswith("text/event-stream"), (headers, raw[:200])
+        events = [json.loads(line[5:]) for line in raw.decode().splitlines() if line.startswith("data:")]
+        assert events[0]["method"] == "notifications/progress", events[0]
+        text = events[-1]["result"]["content"][0]["text"]
+        assert text == "slept 0.05" + "".join(chr(ord("a") + i % 26) for i in range(pad)), len(text)
+        s.sendall(call("fx__echo", "next", 65))
+        status, headers, body = r.response()
+        assert answer(body, headers)["result"]["content"][0]["text"] == "next", body

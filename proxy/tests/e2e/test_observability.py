@@ -139,6 +139,29 @@ async def test_metrics_and_audit_after_a_scripted_scenario(gateway_factory, fixt
     assert "hunter2" not in audit_path.read_text()
 
 
+async def test_calls_of_a_tool_no_list_names_count_as_other(gateway_factory, fixture_url):
+    """A name routed by its provider's prefix alone is counted under `other`, listed or not
+    before (a client cannot mint label values); a listed tool under its name."""
+    gw = gateway_factory(f"providers:\n  fx: {{mode: remote, endpoint: {fixture_url}}}\n", "gateway-unlisted")
+    outcomes = []
+    async with Client(gw.url, mode="2026-07-28", read_timeout_seconds=30) as c:
+        for listed in (False, True):
+            try:
+                outcomes.append("tool_error" if (await c.call_tool("fx__unlisted", {})).is_error else "ok")
+            except MCPError:
+                outcomes.append("error")
+            assert text(await c.call_tool("fx__add", {"a": 1, "b": 2})) == "3.0"
+            if not listed:
+                await c.list_tools()
+    m = metrics(gw)
+    assert outcomes[0] == outcomes[1], outcomes
+    assert sample(m, "mcp_hangar_tool_calls_total", provider="fx", tool="other", outcome=outcomes[0]) == 2, m
+    assert sample(m, "mcp_hangar_tool_calls_total", provider="fx", tool="other", outcome="ok") == 1, "fx__add unlisted"
+    assert sample(m, "mcp_hangar_tool_calls_total", provider="fx", tool="fx__add", outcome="ok") == 1, "fx__add listed"
+    assert sample(m, "mcp_hangar_tool_call_duration_seconds_count", provider="fx", tool="other") == 3
+    assert "fx__unlisted" not in m
+
+
 async def test_concurrent_calls_each_leave_one_whole_audit_line(gateway_factory, fixture_url):
     audit_path = LOGS / f"audit-concurrent-{free_port()}.jsonl"
     gw = audited_gateway(gateway_factory, fixture_url, audit_path)

@@ -50,8 +50,10 @@ pub struct Destination {
     pub prefix_len: usize,
     /// Whether repeating the call is harmless, as far as is known now.
     pub idempotent: bool,
-    /// The tool's call series, when a provider lists it (a name routed by its prefix alone is
-    /// counted as `other`).
+    /// Whether a provider lists the name (else it was routed by its prefix alone, and a tool's
+    /// calls count as `other`).
+    pub listed: bool,
+    /// A tool's call series: its own, or its provider's for unlisted tools.
     pub series: Option<Arc<ToolSeries>>,
 }
 
@@ -70,16 +72,18 @@ pub fn destination(routes: &Arc<Routes>, method: &str, name: &str, principal: &P
     if kind == ListKind::Tools && routes.admin_tools && crate::mcp::registry::is_registry_tool(name) {
         return None;
     }
-    let (target, own, idempotent, series) = {
+    let (target, own, idempotent, listed, series) = {
         let index = routes.index.load();
         let map = if kind == ListKind::Tools { &index.tools } else { &index.prompts };
         let idempotent = kind == ListKind::Prompts || index.idempotent_tools.contains(name);
+        let tool = kind == ListKind::Tools;
         match map.get(name) {
-            Some(listed) => {
-                let series = (kind == ListKind::Tools).then(|| listed.series.clone());
-                (listed.provider, listed.own.len(), idempotent, series)
+            Some(entry) => (entry.provider, entry.own.len(), idempotent, true, tool.then(|| entry.series.clone())),
+            None => {
+                let (i, rest) = routes.by_prefix(name)?;
+                let series = tool.then(|| routes.providers.get(i).map(|p| p.unlisted.clone())).flatten();
+                (i, rest.len(), idempotent, false, series)
             }
-            None => routes.by_prefix(name).map(|(i, rest)| (i, rest.len(), idempotent, None))?,
         }
     };
     let prefix_len = name.len().checked_sub(own)?;
@@ -101,7 +105,7 @@ pub fn destination(routes: &Arc<Routes>, method: &str, name: &str, principal: &P
             }
             known == Some(true)
         });
-    Some(Destination { target, prefix_len, idempotent, series })
+    Some(Destination { target, prefix_len, idempotent, listed, series })
 }
 
 /// Whether calls of `method` may take the fast path at all.
@@ -125,6 +129,9 @@ pub struct Call<'a, F> {
     pub principal: &'a Arc<Principal>,
     /// The legacy session the call is made in; `None` for a modern call.
     pub session: Option<&'a Arc<ClientSession>>,
+    /// When the request arrived: the call's time at the gateway counts from then (and the clock
+    /// is read once for both).
+    pub arrived: Instant,
 }
 
 /// The fast route for a validated request, or `None` when it must take the slow path. Only a
@@ -132,7 +139,7 @@ pub struct Call<'a, F> {
 /// whatever form the upstream chose (a legacy session's reply is written as the slow path
 /// writes it, to a client that takes a lone response as JSON).
 pub fn route(state: &AppState, snap: &Arc<Snapshot>, call: Call<'_, impl Fields>) -> Option<FastRoute> {
-    let Call { env, head, body, fields, accepts, principal, session } = call;
+    let Call { env, head, body, fields, accepts, principal, session, arrived } = call;
     if session.is_none() && !(accepts.json && accepts.sse) {
         return None;
     }
@@ -144,7 +151,8 @@ pub fn route(state: &AppState, snap: &Arc<Snapshot>, call: Call<'_, impl Fields>
     let name = head.name.as_ref()?;
     let span = span_in(body, name)?;
     let routes = &snap.routes;
-    let Destination { target: idx, prefix_len, idempotent, series } = destination(routes, method, name, principal)?;
+    let Destination { target: idx, prefix_len, idempotent, listed, series } =
+        destination(routes, method, name, principal)?;
     let own_name = name.get(prefix_len..)?;
     // Arguments a schema refuses go the slow way too, which answers with the failing path.
     if method == "tools/call" {
@@ -205,6 +213,7 @@ pub fn route(state: &AppState, snap: &Arc<Snapshot>, call: Call<'_, impl Fields>
         tried: Vec::new(),
         idempotent,
         method,
+        listed,
         series,
         upstream_name: encode_header_value(&name[prefix_len..]).into_owned(),
         name: name.to_string(),
@@ -224,7 +233,7 @@ pub fn route(state: &AppState, snap: &Arc<Snapshot>, call: Call<'_, impl Fields>
         trace: state.traces.enabled().then(|| trace(state, method, name, head, fields)).flatten(),
         principal: principal.clone(),
         credential,
-        started: Instant::now(),
+        started: arrived,
         era,
         legacy,
     })

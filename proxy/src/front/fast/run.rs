@@ -18,7 +18,7 @@ use crate::jsonrpc::parse::{Envelope, Kind};
 use crate::jsonrpc::sse;
 use crate::proto::protocol::Era;
 use crate::state::{AppState, Snapshot};
-use crate::telemetry::calls::{CallOutcome, CallRecord, ToolSeries};
+use crate::telemetry::calls::{CallOutcome, CallRecord, ToolSeries, UNLISTED_TOOL};
 use crate::telemetry::traces::{AttemptTrace, RequestTrace};
 use crate::upstream::http::{Body, HttpError, Request, Response};
 use crate::upstream::remote::Remote;
@@ -37,6 +37,8 @@ pub struct FastRoute {
     /// Whether repeating the call after it reached a member is harmless.
     pub(super) idempotent: bool,
     pub(super) method: &'static str,
+    /// Whether a provider lists the name (see [`super::Destination::listed`]).
+    pub(super) listed: bool,
     /// The tool's call series (see [`super::Destination::series`]).
     pub(super) series: Option<Arc<ToolSeries>>,
     /// The exposed tool or prompt name.
@@ -372,8 +374,7 @@ impl FastRoute {
         let record = CallRecord {
             provider: routes.providers[self.target].name(),
             tool: &self.name,
-            // A listed tool's series were found with its entry: the label is its name.
-            tool_label: if self.series.is_some() { &self.name } else { routes.tool_label(&self.name) },
+            tool_label: if self.listed { &self.name } else { UNLISTED_TOOL },
             series: self.series.as_deref(),
             outcome,
             elapsed: self.started.elapsed(),
@@ -437,23 +438,26 @@ impl ResponseWatch {
 
     /// Feeds a chunk; an error when the stream cannot be decoded.
     fn feed(&mut self, chunk: &[u8], id: &RawValue) -> Result<(), String> {
-        let events = self.decoder.feed(chunk).map_err(|e| e.to_string())?;
-        for ev in events.iter().filter(|e| !e.data.is_empty()) {
+        let (answered, said) = (&mut self.answered, &mut self.said);
+        let decoded = self.decoder.feed_with(chunk, |ev| {
             let data = ev.data.as_bytes();
-            let said = if ev.is_message() {
-                let (envelope, said) = outcome::reply(data);
+            if data.is_empty() {
+                return;
+            }
+            let this = if ev.is_message() {
+                let (envelope, this) = outcome::reply(data);
                 if let Ok((env, Kind::Response)) = envelope {
-                    self.answered |= env.id.is_some_and(|got| same_id(got, id));
+                    *answered |= env.id.is_some_and(|got| same_id(got, id));
                 }
-                said
+                this
             } else {
                 outcome::of_json(data)
             };
-            if said != Outcome::Result {
-                self.said = Some(said);
+            if this != Outcome::Result {
+                *said = Some(this);
             }
-        }
-        Ok(())
+        });
+        decoded.map_err(|e| e.to_string())
     }
 
     /// What the reply said: the last event that said something, else a result.

@@ -94,12 +94,12 @@ def authorization(ctx: Context) -> str:
 
 
 @mcp.tool()
-async def slow(seconds: float, ctx: Context) -> str:
-    """Sleep, reporting progress ten times."""
+async def slow(seconds: float, ctx: Context, pad: int = 0) -> str:
+    """Sleep, reporting progress ten times; `pad` letters more in the answer make it large."""
     for i in range(10):
         await ctx.report_progress(i + 1, 10, f"step {i + 1}")
         await asyncio.sleep(seconds / 10)
-    return f"slept {seconds}"
+    return f"slept {seconds}" + "".join(chr(ord("a") + i % 26) for i in range(pad))
 
 
 @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
