@@ -175,12 +175,59 @@ pub fn sse(data: &[u8]) {
             None => {}
         }
     }
-    // However the stream was cut into chunks, the same events come out of it.
+    // However the stream was cut into chunks, the same events come out of it, and they are the
+    // events the plain reading of the whole stream finds.
     if decoder.is_some() {
         let whole = sse::Decoder::new(MAX_EVENT).feed(body);
         assert_eq!(whole.as_ref().ok(), Some(&decoded), "decoded in pieces of {step} and whole");
+        if let Ok(text) = std::str::from_utf8(body) {
+            assert_eq!(decoded, sse_events(text), "the decoder and the plain reading disagree");
+        }
     }
     same_outcome(body);
+}
+
+/// The events of a whole SSE stream read the plain way, as the format describes it, one line
+/// after another: the decoder's oracle. A line ends at CRLF, LF or CR; a CR that ends the text
+/// may be the first half of a CRLF, so its line waits, as the decoder's does.
+fn sse_events(text: &str) -> Vec<sse::Event> {
+    let (mut events, mut event, mut has_data) = (Vec::new(), sse::Event::default(), false);
+    let mut rest = text;
+    while let Some(end) = rest.find(['\r', '\n']) {
+        let ending = &rest[end..];
+        if ending == "\r" {
+            break;
+        }
+        let line = &rest[..end];
+        rest = &rest[end + if ending.starts_with("\r\n") { 2 } else { 1 }..];
+        if line.is_empty() {
+            let ended = std::mem::take(&mut event);
+            if has_data || ended.id.is_some() || ended.retry.is_some() {
+                events.push(ended);
+            }
+            has_data = false;
+            continue;
+        }
+        if line.starts_with(':') {
+            continue;
+        }
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "event" => event.event = Some(value.to_owned()),
+            "data" => {
+                if has_data {
+                    event.data.push('\n');
+                }
+                event.data.push_str(value);
+                has_data = true;
+            }
+            "id" => event.id = Some(value.to_owned()),
+            "retry" => event.retry = value.trim().parse().ok(),
+            _ => {}
+        }
+    }
+    events
 }
 
 /// A reply's outcome, walked, is the state machine's; read together with the envelope, the
