@@ -147,7 +147,8 @@ impl Decoder {
     }
 
     /// Adds bytes and shows each event they complete to `on_event`, in order. On an error the
-    /// events of the lines before the faulty one may have been shown.
+    /// events of the lines before the faulty one may have been shown, and the stream is over:
+    /// the decoder is not fed again.
     pub fn feed_with(&mut self, chunk: &[u8], mut on_event: impl FnMut(EventView<'_>)) -> Result<(), DecodeError> {
         if self.buf.is_empty() {
             // The usual case: the lines are read where they lie in the chunk, and only an
