@@ -111,11 +111,19 @@ struct Pending {
     retry: Option<u64>,
 }
 
+/// The largest data allocation a decoder keeps between events: a long-lived stream that once
+/// carried a large event does not hold its size for the rest of its life.
+const KEPT_DATA: usize = 16 << 10;
+
 impl Pending {
-    /// Forgets the event, keeping the data's allocation for the next one.
+    /// Forgets the event, keeping the data's allocation for the next one unless it is large.
     fn clear(&mut self) {
         self.event = None;
-        self.data.clear();
+        if self.data.capacity() > KEPT_DATA {
+            self.data = String::new();
+        } else {
+            self.data.clear();
+        }
         self.has_data = false;
         self.id = None;
         self.retry = None;
@@ -165,7 +173,10 @@ impl Decoder {
             if let Ok((used, _)) = taken {
                 bytes::Buf::advance(&mut buf, used);
             }
-            self.buf = buf;
+            // An emptied buffer is let go: what it grew to for a split event (up to the event
+            // bound) is not held by a long-lived stream (its `capacity` would not say: advanced
+            // bytes no longer count there, and a later `reserve` takes them back).
+            self.buf = if buf.is_empty() { BytesMut::new() } else { buf };
             self.scanned = taken?.1;
         }
         if self.buf.len() + self.current.data.len() > self.max_event {
@@ -361,6 +372,22 @@ mod tests {
         let mut d = Decoder::new(64);
         assert!(d.feed(b"data: a\r").expect("half a line break").is_empty());
         assert_eq!(d.feed(b"\n\n").expect("rest")[0].data, "a");
+    }
+
+    #[test]
+    fn a_large_event_leaves_no_large_allocation_behind() {
+        let mut d = Decoder::new(1 << 20);
+        let big = format!("data: {}\ndata: {}\n\n", "x".repeat(100_000), "y".repeat(100_000));
+        assert_eq!(d.feed(big.as_bytes()).expect("decode")[0].data.len(), 200_001);
+        assert!(d.current.data.capacity() <= KEPT_DATA, "{}", d.current.data.capacity());
+        d.feed(b"data: a\ndata: b\n\n").expect("decode");
+        assert!(d.current.data.capacity() > 0, "a small event's allocation is kept for the next");
+        // The same event in pieces, through the decoder's buffer.
+        for piece in big.as_bytes().chunks(30_000) {
+            d.feed(piece).expect("decode");
+        }
+        assert!(d.buf.is_empty() && d.buf.capacity() == 0, "{}", d.buf.capacity());
+        assert!(d.current.data.capacity() <= KEPT_DATA);
     }
 
     #[test]
