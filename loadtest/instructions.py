@@ -39,8 +39,6 @@ from bench import (LEGACY, MODERN, RELEASE, Procs, free_port, modern_call, wait_
                    write_nginx_conf)
 
 CASES = ("modern", "legacy", "16 KiB", "SSE")
-# `--dump-instr=yes` (per-instruction costs, for a look at one function's lines) with `--by-line`.
-DUMP_INSTR = ["--dump-instr=no"]
 
 
 def request_bytes(body: dict, headers: dict, rid: int) -> bytes:
@@ -156,7 +154,16 @@ def start_upstreams(procs: Procs) -> tuple[int, int]:
     return up, up_sse
 
 
-def measure_nginx(wanted: list[str], requests: int, work: Path, cores: str) -> dict[str, float]:
+class Where:
+    """How a process is counted: the CPUs it may run on, and whether callgrind keeps costs per
+    instruction (for a look at one function's lines) or only per function."""
+
+    def __init__(self, cores: str, by_line: bool):
+        self.cores = cores
+        self.callgrind = ["valgrind", "--tool=callgrind", f"--dump-instr={'yes' if by_line else 'no'}", "--dump-line=no"]
+
+
+def measure_nginx(wanted: list[str], requests: int, work: Path, where: Where) -> dict[str, float]:
     """The same cases through nginx configured as in the load test (the SSE upstream on a port
     of its own, tools without the gateway's prefixes)."""
     procs = Procs(work)
@@ -166,9 +173,8 @@ def measure_nginx(wanted: list[str], requests: int, work: Path, cores: str) -> d
         conf = write_nginx_conf(work, up, up_sse, {"json": json_port, "sse": sse_port})
         dumps = work / "callgrind-nginx"
         dumps.mkdir()
-        nginx = procs.start("nginx", ["valgrind", "--tool=callgrind", f"--callgrind-out-file={dumps}/out.%p",
-                                      DUMP_INSTR[0], "--dump-line=no", "nginx", "-c", str(conf), "-p",
-                                      str(work / "nginx")], core=cores)
+        nginx = procs.start("nginx", [*where.callgrind, f"--callgrind-out-file={dumps}/out.%p", "nginx", "-c",
+                                      str(conf), "-p", str(work / "nginx")], core=where.cores)
         wait_port(json_port, nginx, "nginx under callgrind", timeout=300)
         json_conn, sse_conn = Connection(json_port), Connection(sse_port)
         conns = {name: sse_conn if name == "SSE" else json_conn for name in wanted}
@@ -177,7 +183,7 @@ def measure_nginx(wanted: list[str], requests: int, work: Path, cores: str) -> d
         procs.stop()
 
 
-def measure(binary: Path, wanted: list[str], requests: int, work: Path, cores: str) -> dict[str, float]:
+def measure(binary: Path, wanted: list[str], requests: int, work: Path, where: Where) -> dict[str, float]:
     procs = Procs(work)
     try:
         up, up_sse = start_upstreams(procs)
@@ -192,8 +198,8 @@ providers:
         dumps = work / f"callgrind-{gw}"
         dumps.mkdir()
         gateway = procs.start(f"gateway-{gw}", [
-            "valgrind", "--tool=callgrind", f"--callgrind-out-file={dumps}/out.%p", DUMP_INSTR[0],
-            "--dump-line=no", str(binary), "--http", "--config", str(conf)], core=cores)
+            *where.callgrind, f"--callgrind-out-file={dumps}/out.%p", str(binary), "--http", "--config", str(conf)],
+            core=where.cores)
         wait_port(gw, gateway, f"{binary} under callgrind", timeout=300)
         conn = Connection(gw)
         return count(gateway, dumps, gw, {name: conn for name in wanted}, cases(conn), wanted, requests, str(binary))
@@ -212,12 +218,11 @@ def main() -> None:
                     help="CPUs the gateway (and nginx) may run on; `1` counts a one-core gateway, as the load test runs it")
     ap.add_argument("--by-line", action="store_true", help="dump costs per instruction too (callgrind's --dump-instr)")
     args = ap.parse_args()
-    if args.by_line:
-        DUMP_INSTR[0] = "--dump-instr=yes"
+    where = Where(args.cores, args.by_line)
     wanted = [c for c in CASES if not args.only or any(w.strip().lower() in c.lower() for w in args.only.split(","))]
     with tempfile.TemporaryDirectory(prefix="hangar-instr-") as tmp:
-        results = [measure(b.resolve(), wanted, args.requests, Path(tmp), args.cores) for b in args.binaries]
-        reference = measure_nginx(wanted, args.requests, Path(tmp), args.cores) if args.nginx else None
+        results = [measure(b.resolve(), wanted, args.requests, Path(tmp), where) for b in args.binaries]
+        reference = measure_nginx(wanted, args.requests, Path(tmp), where) if args.nginx else None
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)
             for dump in Path(tmp).glob("callgrind-*/out.*"):

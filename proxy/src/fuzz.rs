@@ -15,6 +15,7 @@ use crate::jsonrpc::parse::{span_in, Envelope, ParamsHead};
 use crate::jsonrpc::splice;
 use crate::jsonrpc::sse;
 use crate::proto::headers::{check_modern, decode_header_value, encode_header_value};
+use crate::proto::protocol::MODERN_VERSION;
 use crate::routing::index::UriTemplate;
 use crate::telemetry::w3c;
 
@@ -279,7 +280,7 @@ pub fn headers(data: &[u8]) {
     let _ = checks::host_allowed(value("host"), "127.0.0.1");
     if let Ok((env, _)) = Envelope::parse(body.as_bytes()) {
         if let Ok(head) = ParamsHead::parse(env.params) {
-            if let Err(e) = check_modern(&req, env.method_str(), &head, "2026-07-28") {
+            if let Err(e) = check_modern(&req, env.method_str(), &head, MODERN_VERSION) {
                 assert!(matches!(e.code, code::HEADER_MISMATCH | code::INVALID_PARAMS), "{e:?}");
             }
         }
@@ -323,8 +324,8 @@ fn same_head_reading(req: &RequestHeader, raw: &[u8], body: &str) {
         if let Ok(head) = ParamsHead::parse(env.params) {
             let method = env.method_str();
             assert_eq!(
-                check_modern(&view, method, &head, "2026-07-28"),
-                check_modern(req, method, &head, "2026-07-28")
+                check_modern(&view, method, &head, MODERN_VERSION),
+                check_modern(req, method, &head, MODERN_VERSION)
             );
         }
     }

@@ -219,7 +219,7 @@ impl Decoder {
             };
             lines.line(&mut self.current, start..pos, on_event);
             // Checked per line: data lines of one chunk could otherwise build an event past the
-            // bound and complete it before the check in `feed`.
+            // bound and complete it before the check in `feed_with`.
             if lines.data_len(&self.current) > self.max_event {
                 return Err(DecodeError::TooLarge(self.max_event));
             }
@@ -258,7 +258,6 @@ impl Lines<'_> {
                     retry: event.retry,
                 });
             }
-            self.data = None;
             event.clear();
             return;
         }

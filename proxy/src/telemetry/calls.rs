@@ -89,10 +89,11 @@ impl From<Outcome> for CallOutcome {
 /// The metrics label of a tool no provider lists (a client cannot mint label values).
 pub const UNLISTED_TOOL: &str = "other";
 
-/// One listed tool's call series, bound on its first call and kept with the tool's entry in the
-/// name index: counting a call of a listed tool then hashes no labels (the two
-/// `with_label_values` lookups cost about 600 instructions a call, a sixtieth of the fast path).
-/// Bound lazily, so the exposition shows only the outcomes that happened, as before.
+/// One tool's call series (or a provider's, for the tools no list names), bound on its first call
+/// and kept where routing finds it anyway (the tool's entry in the name index, the provider's
+/// runtime): counting a call then hashes no labels (the two `with_label_values` lookups cost about
+/// 600 instructions a call, a sixtieth of the fast path). Bound lazily, so the exposition shows
+/// only the outcomes that happened, as before.
 #[derive(Debug, Default)]
 pub struct ToolSeries {
     calls: [OnceLock<IntCounter>; CallOutcome::COUNT],
@@ -119,8 +120,8 @@ pub struct CallRecord<'a> {
     /// The tool's metrics label: bounded (a name no provider lists is `other`), so a client
     /// cannot mint label values.
     pub tool_label: &'a str,
-    /// The series of `tool_label` at `provider`, when the call found it (the tool's entry in
-    /// the name index); `None` looks them up by label.
+    /// The series of `tool_label` at `provider`, when the call found it on its way (the tool's
+    /// entry in the name index, or the provider's for `other`); `None` looks them up by label.
     pub series: Option<&'a ToolSeries>,
     /// How it ended.
     pub outcome: CallOutcome,

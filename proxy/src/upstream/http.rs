@@ -3,9 +3,9 @@
 //!
 //! TLS connections are made by Pingora's transport connector (rustls, the peer's trust options),
 //! plain TCP ones here (`upstream::conn`); the exchange on them is this module's own
-//! (`upstream::wire`): the request head and body leave in one write (on loopback every write wakes the server), the response head is
-//! parsed once into offsets over its bytes, and connections wait in an idle stack per origin of
-//! our own. Pingora's HTTP client session and pool cost, per request, a `HeaderMap` per head, a
+//! (`upstream::wire`): the request head and body leave in one write (on loopback every write
+//! wakes the server), the response head is parsed once into offsets over its bytes, and
+//! connections wait in an idle stack per origin of our own. Pingora's HTTP client session and pool cost, per request, a `HeaderMap` per head, a
 //! `getpeername` per reuse, a timer per read and write and a watcher task per release (README,
 //! "Performance"); here a reused connection is checked by polling it once without a waker.
 

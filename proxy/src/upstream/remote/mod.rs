@@ -229,8 +229,9 @@ impl Remote {
     /// Sends a request the fast path built (a modern call, its body passed through, with the
     /// fields that differ by call) with the upstream's headers added (the client's `credential`
     /// among them when this provider takes it); returns once the reply's header has arrived.
-    /// The caller reads the reply and reports the outcome to the lifecycle. Every wait of the exchange, the reply's body included,
-    /// ends by `deadline` (see [`super::http::Timeouts::deadline`]).
+    /// The caller reads the reply and reports the outcome to the lifecycle. Every wait of the
+    /// exchange, the reply's body included, ends by `deadline` (see
+    /// [`super::http::Timeouts::deadline`]).
     pub async fn pass_through<'a>(
         &'a self,
         mut req: Request<'a>,
