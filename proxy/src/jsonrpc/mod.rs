@@ -10,6 +10,7 @@ pub mod parse;
 pub mod scan;
 pub mod splice;
 pub mod sse;
+mod stops;
 pub mod tree;
 pub mod valid;
 

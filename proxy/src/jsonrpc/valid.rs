@@ -7,11 +7,12 @@
 //! serde_json refuses is a bug the fuzz target looks for.
 //!
 //! Why: serde_json's derive reads a message's envelope at about 18 instructions a byte; the
-//! walk skips strings eight bytes at a time and builds nothing.
+//! walk skips strings sixteen bytes at a time and builds nothing.
 
 use std::ops::Range;
 
 use super::scan::skip_ws;
+use super::stops;
 
 /// Nesting the walk follows; deeper text is serde_json's (its limit is 128).
 const MAX_DEPTH: usize = 100;
@@ -161,19 +162,18 @@ fn string(text: &[u8], at: usize) -> Option<(usize, bool)> {
 }
 
 /// How many bytes at the start of `s` need no look in a string: not a quote, not a backslash,
-/// not a control character. A word at a time for the first [`WORDS`] words (most strings in a
-/// message end there), then `memchr` for the quote or backslash and one branch-free pass for
+/// not a control character. A block at a time for the first [`BLOCKS`] blocks (most strings in
+/// a message end there), then `memchr` for the quote or backslash and one branch-free pass for
 /// control characters, which the compiler vectorises.
 fn plain_run(s: &[u8]) -> usize {
     let mut n = 0;
-    while n < WORDS * 8 {
-        let Some(&bytes) = s.get(n..).and_then(<[u8]>::first_chunk::<8>) else { break };
-        let word = u64::from_le_bytes(bytes);
-        let found = equal(word, b'"') | equal(word, b'\\') | below(word, 0x20);
-        if found != 0 {
-            return n + first(found);
+    while n < BLOCKS * stops::BLOCK {
+        let rest = s.get(n..).unwrap_or_default();
+        let Some(block) = rest.first_chunk() else { return n + stops::first_in_short(rest) };
+        if let Some(at) = stops::first(block) {
+            return n + at;
         }
-        n += 8;
+        n += stops::BLOCK;
     }
     let rest = s.get(n..).unwrap_or_default();
     let run = &rest[..memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len())];
@@ -184,29 +184,9 @@ fn plain_run(s: &[u8]) -> usize {
     }
 }
 
-/// Words [`plain_run`] looks at one by one before `memchr` takes over: its start-up costs
+/// Blocks [`plain_run`] looks at one by one before `memchr` takes over: its start-up costs
 /// more than the scan of a short string.
-const WORDS: usize = 8;
-
-const ONES: u64 = u64::from_ne_bytes([1; 8]);
-const HIGH: u64 = ONES << 7;
-
-/// The high bit of every byte of `word` (eight bytes read little-endian) that is `byte`. Only
-/// the lowest flagged byte is sure to be one: a borrow can flag bytes above it.
-fn equal(word: u64, byte: u8) -> u64 {
-    let x = word ^ (ONES * u64::from(byte));
-    x.wrapping_sub(ONES) & !x & HIGH
-}
-
-/// The high bit of every byte of `word` under `limit` (at most 128), with [`equal`]'s caveat.
-fn below(word: u64, limit: u8) -> u64 {
-    word.wrapping_sub(ONES * u64::from(limit)) & !word & HIGH
-}
-
-/// The offset of the lowest flagged byte of a non-zero mask from [`equal`] or [`below`].
-fn first(found: u64) -> usize {
-    (found.trailing_zeros() / 8) as usize
-}
+const BLOCKS: usize = 4;
 
 /// The offset past the number at `at`: `-`? (`0` | digits) (`.` digits)? (`e` sign? digits)?.
 fn number(text: &[u8], at: usize) -> Option<usize> {
