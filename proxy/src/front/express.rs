@@ -191,12 +191,7 @@ impl HttpFront {
             }
         }
         let peer = || client.stream.get_socket_digest().and_then(|d| d.peer_addr().map(ToString::to_string));
-        let line = AccessLine {
-            status: client.status,
-            http_method: "POST",
-            path: std::str::from_utf8(view.target()).unwrap_or_default(),
-            client: &peer,
-        };
+        let line = AccessLine { status: client.status, http_method: "POST", path: view.target(), client: &peer };
         self.record(&line, error, &ctx);
         if error.is_some() || !client.clean {
             return Served::Closed;
@@ -443,7 +438,11 @@ impl Replier for Client<'_> {
         // kept for its turn, up to a head's worth, after which the socket is left unread (the
         // client waits for its answers, as TCP makes it).
         while self.read.len() < MAX_HEAD {
-            self.read.reserve(READ_CHUNK);
+            // The room left behind the request is read into first: the request's bytes still
+            // share the buffer, so a reservation now would allocate a new one.
+            if self.read.capacity() == self.read.len() {
+                self.read.reserve(READ_CHUNK);
+            }
             match self.stream.read_buf(self.read).await {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}

@@ -107,7 +107,7 @@ impl HttpFront {
         let line = AccessLine {
             status: session.response_written().map_or(0, |r| r.status.as_u16()),
             http_method: req.method.as_str(),
-            path: req.uri.path(),
+            path: req.uri.path().as_bytes(),
             client: &client,
         };
         self.record(&line, error, ctx);
@@ -122,7 +122,7 @@ impl HttpFront {
                 target: "mcp_hangar::access",
                 client = (line.client)().unwrap_or_default(),
                 http_method = line.http_method,
-                path = line.path,
+                path = %String::from_utf8_lossy(line.path),
                 status = code,
                 mcp_method = ctx.method,
                 era = ctx.era.map_or("", Era::as_str),
@@ -142,8 +142,9 @@ pub struct AccessLine<'a> {
     pub status: u16,
     /// The request's method.
     pub http_method: &'a str,
-    /// The request's path.
-    pub path: &'a str,
+    /// The request's path, as bytes: the express path's are its head's, UTF-8 checked only when
+    /// a line is written.
+    pub path: &'a [u8],
     /// The client's address, looked up only when the line is written.
     pub client: &'a dyn Fn() -> Option<String>,
 }

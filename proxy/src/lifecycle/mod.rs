@@ -274,16 +274,17 @@ impl Lifecycle {
         self.retired.load(Ordering::Acquire)
     }
 
-    /// Counts a call in flight (for idle collection) until the guard is dropped.
+    /// Counts a call in flight (for idle collection) until the guard is dropped, which marks
+    /// the time. Its start needs no mark (and no clock read): a call in flight keeps the
+    /// instance from being collected, so idle time counts from the last call's end.
     pub fn begin_call(self: &Arc<Self>) -> CallGuard {
         self.inflight.fetch_add(1, Ordering::AcqRel);
-        self.touch();
         CallGuard(self.clone())
     }
 
     fn touch(&self) {
         let ms = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_used_ms.store(ms, Ordering::Relaxed);
+        self.last_used_ms.store(ms, Ordering::Release);
     }
 
     /// Calls in flight.
@@ -291,9 +292,11 @@ impl Lifecycle {
         self.inflight.load(Ordering::Acquire)
     }
 
-    /// Time since the last call began or ended.
+    /// Time since the last call ended (or the instance was made). Read it before
+    /// [`Self::inflight`]: a call that begins between the two reads is then seen in flight
+    /// (the acquiring load keeps the later read after it).
     pub fn idle_for(&self) -> Duration {
-        let last = Duration::from_millis(self.last_used_ms.load(Ordering::Relaxed));
+        let last = Duration::from_millis(self.last_used_ms.load(Ordering::Acquire));
         self.born.elapsed().saturating_sub(last)
     }
 

@@ -117,6 +117,6 @@ fn idle_collectable(p: &ProviderRuntime) -> bool {
     matches!(p.backend, Backend::Process(_))
         && !p.config.warm
         && matches!(p.lifecycle.state(), State::Ready | State::Degraded)
-        && p.lifecycle.inflight() == 0
         && p.lifecycle.idle_for() >= p.config.idle_ttl
+        && p.lifecycle.inflight() == 0
 }
