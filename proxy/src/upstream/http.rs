@@ -287,7 +287,7 @@ impl Endpoint {
     /// The start of a `method` request's head to this endpoint with `fields`, for a
     /// [`Request::start`] rendered once and sent many times.
     pub fn head_start(&self, method: &str, fields: &[wire::Field<'_>]) -> Result<Bytes, String> {
-        wire::head_start(method, &self.path, &self.authority, fields, 0).map(BytesMut::freeze)
+        wire::head_start(method, &self.path, &self.authority, fields).map(BytesMut::freeze)
     }
 
     /// The URL as configured.
@@ -415,6 +415,10 @@ const IDLE_LIMIT: Duration = Duration::from_secs(55);
 const IDLE_PER_ORIGIN: usize = 128;
 /// What a read asks for at least: a whole small reply in one read.
 const READ_SIZE: usize = 8 << 10;
+/// The largest buffer an idle connection keeps for its next exchange (one that grew past it,
+/// for a large reply, is let go): the head of the next request is written from it and its
+/// reply read into it, without an allocation.
+const KEPT_BUFFER: usize = 2 * READ_SIZE;
 /// The most buffer reserved ahead for a body of known length.
 const MAX_RESERVE: usize = 1 << 20;
 
@@ -428,6 +432,8 @@ struct IdleConnections {
 
 struct Idle {
     stream: Conn,
+    /// The buffer of its last exchange, emptied ([`KEPT_BUFFER`] at most).
+    buf: BytesMut,
     since: Instant,
 }
 
@@ -435,7 +441,7 @@ impl IdleConnections {
     /// The most recent idle connection for `key` that is still open. One the server closed (or
     /// wrote to unasked) is dropped: polling it once, without a waker, says so without a
     /// syscall unless the socket has become readable since its last read.
-    fn take(&self, key: u64) -> Option<Conn> {
+    fn take(&self, key: u64) -> Option<(Conn, BytesMut)> {
         loop {
             let mut idle = {
                 let mut stacks = self.stacks.lock();
@@ -449,20 +455,20 @@ impl IdleConnections {
                 }
             };
             if idle.since.elapsed() < IDLE_LIMIT && still_open(&mut idle.stream) {
-                return Some(idle.stream);
+                return Some((idle.stream, idle.buf));
             }
         }
     }
 
-    /// Puts a connection back on top of its stack; the oldest goes when the stack is full or
-    /// has waited too long.
-    fn put(&self, key: u64, stream: Conn) {
+    /// Puts a connection back on top of its stack, with its emptied buffer; the oldest goes when
+    /// the stack is full or has waited too long.
+    fn put(&self, key: u64, stream: Conn, buf: BytesMut) {
         let mut closed = Vec::new();
         {
             let mut stacks = self.stacks.lock();
             let stack = stacks.entry(key).or_default();
             let now = Instant::now();
-            stack.push_back(Idle { stream, since: now });
+            stack.push_back(Idle { stream, buf, since: now });
             drop_oldest(stack, IDLE_PER_ORIGIN, now, &mut closed);
         }
         drop(closed); // closed outside the lock
@@ -484,6 +490,12 @@ impl IdleConnections {
     #[cfg(test)]
     fn count(&self) -> usize {
         self.stacks.lock().values().map(VecDeque::len).sum()
+    }
+
+    /// The capacities of the buffers the idle connections keep.
+    #[cfg(test)]
+    fn kept_buffers(&self) -> Vec<usize> {
+        self.stacks.lock().values().flatten().map(|i| i.buf.capacity()).collect()
     }
 }
 
@@ -572,6 +584,10 @@ impl From<Bytes> for Body {
 pub struct Response {
     /// The connection and what was read from it past the head.
     conn: Option<(Conn, BytesMut)>,
+    /// Whether the buffer never grew past [`KEPT_BUFFER`]: a buffer's capacity right after each
+    /// reservation covers every allocation it has made (within one earlier allocation), so the
+    /// connection keeps only buffers that are small.
+    keeps_buffer: bool,
     decoder: BodyDecoder,
     /// A piece of the body decoded ahead by [`Response::ended`], for the next [`Response::chunk`].
     ahead: Option<Bytes>,
@@ -595,27 +611,10 @@ impl HttpClient {
         req: &Request<'_>,
         timeouts: &Timeouts,
     ) -> Result<Response, HttpError> {
-        // Built before a connection is taken: a request that cannot be written costs nothing.
+        // Checked before a connection is taken: a request that cannot be written costs nothing.
+        let fields = wire::check_fields(&req.headers).map_err(|reason| HttpError::Unbuildable { reason })?;
         let body = &req.body;
-        let fields: usize = req.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
-        let room = fields + 24 + if body.len() <= COPIED_BODY { body.len() } else { 0 };
-        let mut head = match req.start {
-            Some(start) => {
-                let mut head = BytesMut::with_capacity(start.len() + room);
-                head.extend_from_slice(start);
-                Ok(head)
-            }
-            None => wire::head_start(req.method, &endpoint.path, &endpoint.authority, &[], room),
-        }
-        .and_then(|mut head| wire::end_head(&mut head, &req.headers, req.method, body.len()).map(|()| head))
-        .map_err(|reason| HttpError::Unbuildable { reason })?;
-        let wire: [&[u8]; 3] = if body.len() <= COPIED_BODY {
-            head.extend_from_slice(&body.first);
-            head.extend_from_slice(&body.second);
-            [&head, &[], &[]]
-        } else {
-            [&head, &body.first, &body.second]
-        };
+        let copied = body.len() <= COPIED_BODY;
         let shown = || endpoint.shown.to_string();
         let resolved = match endpoint.peer.load_full() {
             Some(resolved) => resolved,
@@ -624,8 +623,8 @@ impl HttpClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (stream, reused) = match self.idle.take(resolved.key) {
-                Some(stream) => (stream, true),
+            let (stream, mut buf, reused) = match self.idle.take(resolved.key) {
+                Some((stream, buf)) => (stream, buf, true),
                 // Boxed: connecting (TCP, TLS) is a large future, and every exchange's future
                 // would otherwise be that large and copied whole when created.
                 None => {
@@ -635,18 +634,34 @@ impl HttpClient {
                             HttpError::Connect { url: shown(), reason }
                         })
                     };
-                    (by(timeouts.deadline, shown, connect).await?, false)
+                    (by(timeouts.deadline, shown, connect).await?, BytesMut::with_capacity(READ_SIZE), false)
                 }
             };
+            // The head, and a small body after it, in the connection's buffer; a large body
+            // leaves from where it lies, in the same vectored write.
+            buf.clear();
+            match req.start {
+                Some(start) => buf.extend_from_slice(start),
+                None => wire::put_request_line(&mut buf, req.method, &endpoint.path, &endpoint.authority),
+            }
+            wire::end_head(&mut buf, fields, req.method, body.len());
+            let rest: [&[u8]; 2] = if copied {
+                buf.extend_from_slice(&body.first);
+                buf.extend_from_slice(&body.second);
+                [&[], &[]]
+            } else {
+                [&body.first, &body.second]
+            };
             let (due, deadline_first) = timeouts.until(timeouts.first_byte);
-            match exchange(stream, wire, req.method == "HEAD", due).await {
-                Ok((stream, buf, head)) => {
+            match exchange(stream, buf, rest, req.method == "HEAD", due).await {
+                Ok((stream, buf, head, keeps_buffer)) => {
                     return Ok(Response {
                         status: head.status,
                         decoder: BodyDecoder::new(head.framing),
                         ahead: None,
                         head,
                         conn: Some((stream, buf)),
+                        keeps_buffer,
                         key: resolved.key,
                         client: self.clone(),
                         url: endpoint.shown.clone(),
@@ -686,17 +701,19 @@ enum Failure {
     Io(String),
 }
 
-/// Writes the request (its pieces in one vectored write, as far as the socket takes them) and
-/// reads the response head, both by `deadline`. Interim (1xx) responses are skipped; what
-/// follows the head stays in the returned buffer.
+/// Writes the request (`buf`, then the `rest` of its body: one vectored write, as far as the
+/// socket takes them) and reads the response head into `buf`, both by `deadline`. Interim
+/// (1xx) responses are skipped; what follows the head stays in the returned buffer, with
+/// whether it is small enough for the connection to keep ([`KEPT_BUFFER`]).
 async fn exchange(
     mut stream: Conn,
-    wire: [&[u8]; 3],
+    mut buf: BytesMut,
+    rest: [&[u8]; 2],
     head_request: bool,
     deadline: tokio::time::Instant,
-) -> Result<(Conn, BytesMut, ResponseHead), Failure> {
+) -> Result<(Conn, BytesMut, ResponseHead, bool), Failure> {
     let write = async {
-        write_all_vectored(&mut stream, wire).await?;
+        write_all_vectored(&mut stream, [&buf, rest[0], rest[1]]).await?;
         stream.flush().await
     };
     match tokio::time::timeout_at(deadline, write).await {
@@ -704,17 +721,19 @@ async fn exchange(
         Ok(Err(_)) => return Err(Failure::Unsent),
         Err(_) => return Err(Failure::Timeout),
     }
-    let mut buf = BytesMut::with_capacity(READ_SIZE);
+    let mut small = buf.capacity() <= KEPT_BUFFER;
+    buf.clear();
     let mut read_any = false;
     loop {
         match wire::parse_head(&mut buf, head_request) {
             Ok(Some(head)) if head.status == 101 => return Err(Failure::Io("the upstream switched protocols".into())),
             Ok(Some(head)) if head.status < 200 => continue,
-            Ok(Some(head)) => return Ok((stream, buf, head)),
+            Ok(Some(head)) => return Ok((stream, buf, head, small)),
             Ok(None) => {}
             Err(e) => return Err(Failure::Io(e.to_string())),
         }
         buf.reserve(READ_SIZE);
+        small &= buf.capacity() <= KEPT_BUFFER;
         match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
             Err(_) => return Err(Failure::Timeout),
             Ok(Ok(0)) | Ok(Err(_)) if !read_any => return Err(Failure::Closed),
@@ -774,6 +793,7 @@ impl Response {
             // Room for the rest of a body of known length (one read once it has arrived).
             let rest = self.decoder.remaining().and_then(|r| usize::try_from(r).ok()).unwrap_or(0);
             buf.reserve(rest.clamp(READ_SIZE, MAX_RESERVE));
+            self.keeps_buffer &= buf.capacity() <= KEPT_BUFFER;
             let (due, deadline_first) = self.timeouts.until(self.timeouts.idle);
             let read = match tokio::time::timeout_at(due, stream.read_buf(buf)).await {
                 Ok(read) => read,
@@ -848,7 +868,8 @@ impl Response {
         if let Some((stream, buf)) = self.conn.take() {
             // Bytes past the response (a server answering twice) make the connection unusable.
             if self.decoder.done() && self.head.keep_alive && buf.is_empty() {
-                self.client.idle.put(self.key, stream);
+                let buf = if self.keeps_buffer { buf } else { BytesMut::new() };
+                self.client.idle.put(self.key, stream, buf);
             }
         }
     }
@@ -1051,6 +1072,36 @@ mod tests {
         assert_eq!(client.idle.count(), 1, "one connection carried them all");
         let whole = Bytes::from_static(b"abc");
         assert_eq!(Body::without(&whole, 2..5).contiguous().as_ref(), b"abc", "a cut past the end cuts nothing");
+    }
+
+    #[tokio::test]
+    async fn a_connection_keeps_its_buffer_for_the_next_exchange_unless_a_large_reply_grew_it() {
+        let endpoint = Endpoint::parse(&format!("http://{}/mcp", echoing_server().await)).expect("url");
+        let client = Arc::new(HttpClient::default());
+        let (client, endpoint) = (&client, &endpoint);
+        let send = |text: Vec<u8>| async move {
+            let body = Bytes::from(text).into();
+            let req = Request { method: "POST", start: None, headers: Vec::new(), body, replayable: false };
+            client.send(endpoint, &req, &quick()).await.expect("reply").body(1 << 20).await.expect("body")
+        };
+        // The first reply is still held while the next request is written and its reply read
+        // on the same connection, into what is left of the same buffer: neither may be touched.
+        let first = send(b"first".to_vec()).await;
+        assert_eq!(client.idle.kept_buffers().len(), 1);
+        assert!(client.idle.kept_buffers()[0] > 0, "a small exchange's buffer is kept");
+        let second = send(vec![b'2'; 3000]).await;
+        assert_eq!(first.as_ref(), b"first");
+        assert_eq!(second.as_ref(), vec![b'2'; 3000].as_slice());
+        drop((first, second));
+        for _ in 0..3 {
+            assert_eq!(send(b"again".to_vec()).await.as_ref(), b"again");
+        }
+        // A large reply grows the buffer: the connection is kept, its buffer is not.
+        let large = send(vec![b'L'; 100 << 10]).await;
+        assert_eq!(large.len(), 100 << 10);
+        assert_eq!(client.idle.kept_buffers(), [0], "one connection, its grown buffer let go");
+        assert_eq!(send(b"after".to_vec()).await.as_ref(), b"after");
+        assert!(client.idle.kept_buffers()[0] > 0, "a new buffer is kept again");
     }
 
     fn quick() -> Timeouts {

@@ -39,54 +39,63 @@ pub enum WireError {
 /// A request header field: its name and value.
 pub type Field<'a> = (http::HeaderName, std::borrow::Cow<'a, str>);
 
-/// The start of a request head: the request line, `Host` and `fields`, with `room` bytes to
-/// spare. A start that many requests share is rendered once (an upstream's pass-through calls)
-/// and copied; [`end_head`] completes it.
-pub fn head_start(
-    method: &str,
-    target: &str,
-    authority: &str,
-    fields: &[Field<'_>],
-    room: usize,
-) -> Result<BytesMut, String> {
-    let fields_len: usize = fields.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
-    let mut head = BytesMut::with_capacity(method.len() + target.len() + authority.len() + fields_len + 32 + room);
+/// Request header fields checked by [`check_fields`]: the only fields a head takes, so none is
+/// written unchecked, and none twice checked.
+#[derive(Clone, Copy)]
+pub struct Checked<'f, 'a>(&'f [Field<'a>]);
+
+/// `fields`, when they can be written: a value with a control character (other than a tab) is
+/// refused, as it would end the field early and inject another.
+pub fn check_fields<'f, 'a>(fields: &'f [Field<'a>]) -> Result<Checked<'f, 'a>, String> {
+    for (name, value) in fields {
+        if let Some(bad) = field_breaker(value.as_bytes()) {
+            return Err(format!("invalid {name} header: control character 0x{bad:02x} in its value"));
+        }
+    }
+    Ok(Checked(fields))
+}
+
+/// The start of a request head: the request line, `Host` and `fields`. A start that many
+/// requests share is rendered once (an upstream's pass-through calls) and copied; [`end_head`]
+/// completes it.
+pub fn head_start(method: &str, target: &str, authority: &str, fields: &[Field<'_>]) -> Result<BytesMut, String> {
+    let fields = check_fields(fields)?;
+    let fields_len: usize = fields.0.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+    let mut head = BytesMut::with_capacity(method.len() + target.len() + authority.len() + fields_len + 32);
+    put_request_line(&mut head, method, target, authority);
+    put_fields(&mut head, fields);
+    Ok(head)
+}
+
+/// Appends the request line and `Host`: a head's start when none was rendered ahead.
+pub fn put_request_line(head: &mut BytesMut, method: &str, target: &str, authority: &str) {
     head.extend_from_slice(method.as_bytes());
     head.extend_from_slice(b" ");
     head.extend_from_slice(target.as_bytes());
     head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     head.extend_from_slice(authority.as_bytes());
     head.extend_from_slice(b"\r\n");
-    put_fields(&mut head, fields)?;
-    Ok(head)
 }
 
-/// Ends a head begun by [`head_start`]: `fields`, `Content-Length` (left out of a GET without
-/// a body) and the empty line.
-pub fn end_head(head: &mut BytesMut, fields: &[Field<'_>], method: &str, body_len: usize) -> Result<(), String> {
-    put_fields(head, fields)?;
+/// Ends a head begun by [`head_start`] or [`put_request_line`]: `fields`, `Content-Length`
+/// (left out of a GET without a body) and the empty line.
+pub fn end_head(head: &mut BytesMut, fields: Checked<'_, '_>, method: &str, body_len: usize) {
+    put_fields(head, fields);
     if method != "GET" || body_len > 0 {
         head.extend_from_slice(b"content-length: ");
         put_number(head, body_len, 10);
         head.extend_from_slice(b"\r\n");
     }
     head.extend_from_slice(b"\r\n");
-    Ok(())
 }
 
-/// Appends `fields`. A value with a control character (other than a tab) is refused: it would
-/// end the field early and inject another.
-fn put_fields(head: &mut BytesMut, fields: &[Field<'_>]) -> Result<(), String> {
-    for (name, value) in fields {
-        if let Some(bad) = field_breaker(value.as_bytes()) {
-            return Err(format!("invalid {name} header: control character 0x{bad:02x} in its value"));
-        }
+fn put_fields(head: &mut BytesMut, fields: Checked<'_, '_>) {
+    for (name, value) in fields.0 {
         head.extend_from_slice(name.as_str().as_bytes());
         head.extend_from_slice(b": ");
         head.extend_from_slice(value.as_bytes());
         head.extend_from_slice(b"\r\n");
     }
-    Ok(())
 }
 
 /// Appends `n` in base `radix` (10 or 16, lower case) to `out`: the numbers of HTTP/1 heads and
@@ -529,8 +538,8 @@ mod tests {
 
     /// A whole head, started and ended with the given fields.
     fn request_head(method: &str, start: &[Field<'_>], end: &[Field<'_>], body_len: usize) -> Result<BytesMut, String> {
-        let mut head = head_start(method, "/mcp", "127.0.0.1:9", start, 0)?;
-        end_head(&mut head, end, method, body_len)?;
+        let mut head = head_start(method, "/mcp", "127.0.0.1:9", start)?;
+        end_head(&mut head, check_fields(end)?, method, body_len);
         Ok(head)
     }
 
