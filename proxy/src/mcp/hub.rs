@@ -370,8 +370,8 @@ pub async fn call_tool(
 ) -> Result<Value, RpcError> {
     let provider = routes.providers[idx].name();
     authorize(server, ctx, Item::Tool { provider, own: &own_name, exposed })?;
-    if let Some(validator) = arguments::validator(routes, idx, &own_name) {
-        arguments::check(&validator, exposed, params.get("arguments"))?;
+    if let Some(checker) = arguments::checker(routes, idx, &own_name) {
+        arguments::check(&checker.validator, exposed, params.get("arguments"))?;
     }
     let idempotent = routes.index.load().idempotent_tools.contains(exposed) || {
         // Retry safety comes from the provider's own list, which the gateway fetches by itself

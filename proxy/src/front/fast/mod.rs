@@ -156,12 +156,14 @@ pub fn route(state: &AppState, snap: &Arc<Snapshot>, call: Call<'_, impl Fields>
     let own_name = name.get(prefix_len..)?;
     // Arguments a schema refuses go the slow way too, which answers with the failing path.
     if method == "tools/call" {
-        if let Some(validator) = arguments::validator(routes, idx, own_name) {
-            let parsed = match head.arguments {
-                Some(text) => Some(crate::jsonrpc::tree::tree(text).ok()?),
-                None => None,
-            };
-            arguments::check(&validator, name, parsed.as_ref()).ok()?;
+        if let Some(checker) = arguments::checker(routes, idx, own_name) {
+            if !checker.shape.as_ref().is_some_and(|shape| shape.surely_valid(head.arguments)) {
+                let parsed = match head.arguments {
+                    Some(text) => Some(crate::jsonrpc::tree::tree(text).ok()?),
+                    None => None,
+                };
+                arguments::check(&checker.validator, name, parsed.as_ref()).ok()?;
+            }
         }
     }
     // Decide before choosing: a member chosen here and then handed to the slow path would be

@@ -4,7 +4,9 @@
 //!
 //! Schemas come from the provider's latest tools list (or its predefined tools before it has
 //! run), are compiled once per list and cached with the provider's runtime. A tool whose schema is
-//! unknown or does not compile is not checked here (the provider checks it).
+//! unknown or does not compile is not checked here (the provider checks it). A schema of the
+//! usual simple kind is also kept as a [`Shape`], which the fast path checks on the arguments'
+//! text before it builds a tree for the validator.
 
 use std::sync::Arc;
 
@@ -17,11 +19,22 @@ use crate::proto::lists::ListKind;
 use crate::provider::ProviderRuntime;
 use crate::routing::Routes;
 
+mod shape;
+pub use shape::Shape;
+
 /// Most validation errors reported for one call.
 const MAX_ERRORS: usize = 5;
 
-/// A tool's validator (`None`: not checked) and the identity of the list it was compiled from.
-type Compiled = (usize, Option<Arc<Validator>>);
+/// A tool's checker (`None`: not checked) and the identity of the list it was compiled from.
+type Compiled = (usize, Option<Arc<Checker>>);
+
+/// A tool's compiled schema.
+pub struct Checker {
+    /// The schema's validator: the judge of every call.
+    pub validator: Validator,
+    /// The schema's shape, when it is of the simple kind: what surely meets it needs no tree.
+    pub shape: Option<Shape>,
+}
 
 /// One provider's compiled schemas, by tool (its own name).
 #[derive(Default)]
@@ -30,8 +43,8 @@ pub struct SchemaCache {
 }
 
 impl SchemaCache {
-    /// The validator of `tool` in the list whose identity is `version`, compiled on first use.
-    fn validator(&self, version: usize, tool: &str, schema: impl FnOnce() -> Option<Value>) -> Option<Arc<Validator>> {
+    /// The checker of `tool` in the list whose identity is `version`, compiled on first use.
+    fn checker(&self, version: usize, tool: &str, schema: impl FnOnce() -> Option<Value>) -> Option<Arc<Checker>> {
         if let Some((v, validator)) = self.compiled.lock().get(tool) {
             if *v == version {
                 return validator.clone();
@@ -43,11 +56,11 @@ impl SchemaCache {
     }
 }
 
-/// The validator of `schema` (`tool`'s, for the log when it does not compile). Remote `$ref`s
+/// The checker of `schema` (`tool`'s, for the log when it does not compile). Remote `$ref`s
 /// are never fetched: the crate is built without resolvers.
-pub fn compile(schema: &Value, tool: &str) -> Option<Arc<Validator>> {
+pub fn compile(schema: &Value, tool: &str) -> Option<Arc<Checker>> {
     match jsonschema::validator_for(schema) {
-        Ok(v) => Some(Arc::new(v)),
+        Ok(validator) => Some(Arc::new(Checker { validator, shape: Shape::of(schema) })),
         Err(e) => {
             tracing::debug!(tool, "the tool's inputSchema does not compile; its arguments are not checked: {e}");
             None
@@ -55,9 +68,9 @@ pub fn compile(schema: &Value, tool: &str) -> Option<Arc<Validator>> {
     }
 }
 
-/// The validator for `tool` (the provider's own name) of provider or group `idx`, when its
+/// The checker for `tool` (the provider's own name) of provider or group `idx`, when its
 /// arguments are to be checked and its schema is known (for a group: from its members' lists).
-pub fn validator(routes: &Routes, idx: usize, tool: &str) -> Option<Arc<Validator>> {
+pub fn checker(routes: &Routes, idx: usize, tool: &str) -> Option<Arc<Checker>> {
     if !routes.providers[idx].config.validate_arguments {
         return None;
     }
@@ -67,8 +80,8 @@ pub fn validator(routes: &Routes, idx: usize, tool: &str) -> Option<Arc<Validato
     }
 }
 
-/// The validator of `tool` from `p`'s latest tools list, or its predefined tools before it ran.
-fn known(p: &ProviderRuntime, tool: &str) -> Option<Arc<Validator>> {
+/// The checker of `tool` from `p`'s latest tools list, or its predefined tools before it ran.
+fn known(p: &ProviderRuntime, tool: &str) -> Option<Arc<Checker>> {
     let find = |items: &[Value]| {
         items
             .iter()
@@ -77,10 +90,10 @@ fn known(p: &ProviderRuntime, tool: &str) -> Option<Arc<Validator>> {
             .cloned()
     };
     match p.lists.latest(ListKind::Tools) {
-        Some(list) => p.schemas.validator(Arc::as_ptr(&list) as usize, tool, || find(&list)),
+        Some(list) => p.schemas.checker(Arc::as_ptr(&list) as usize, tool, || find(&list)),
         None => {
             let predefined = p.config.tools.iter().find(|t| t.name == tool)?;
-            p.schemas.validator(0, tool, || predefined.definition.get("inputSchema").cloned())
+            p.schemas.checker(0, tool, || predefined.definition.get("inputSchema").cloned())
         }
     }
 }
@@ -115,12 +128,13 @@ mod tests {
     #[test]
     fn errors_name_the_failing_path() {
         let schema = json!({"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]});
-        let v = compile(&schema, "add").expect("compiles");
-        assert!(check(&v, "m__add", Some(&json!({"a": 1, "b": 2}))).is_ok());
-        let e = check(&v, "m__add", Some(&json!({"a": "one", "b": 2}))).expect_err("a string");
+        let checker = compile(&schema, "add").expect("compiles");
+        let v = &checker.validator;
+        assert!(check(v, "m__add", Some(&json!({"a": 1, "b": 2}))).is_ok());
+        let e = check(v, "m__add", Some(&json!({"a": "one", "b": 2}))).expect_err("a string");
         assert_eq!(e.code, code::INVALID_PARAMS);
         assert!(e.message.contains("m__add") && e.message.contains("/a"), "{}", e.message);
-        let e = check(&v, "m__add", None).expect_err("missing");
+        let e = check(v, "m__add", None).expect_err("missing");
         assert!(e.message.contains("required"), "{}", e.message);
     }
 
@@ -129,13 +143,13 @@ mod tests {
         let cache = SchemaCache::default();
         let mut compiles = 0;
         for _ in 0..3 {
-            cache.validator(7, "t", || {
+            cache.checker(7, "t", || {
                 compiles += 1;
                 Some(json!({"type": "object"}))
             });
         }
         assert_eq!(compiles, 1);
-        assert!(cache.validator(8, "t", || Some(json!({"type": "object"}))).is_some(), "a new list compiles again");
-        assert!(cache.validator(8, "u", || Some(json!({"type": 5}))).is_none(), "a broken schema is not checked");
+        assert!(cache.checker(8, "t", || Some(json!({"type": "object"}))).is_some(), "a new list compiles again");
+        assert!(cache.checker(8, "u", || Some(json!({"type": 5}))).is_none(), "a broken schema is not checked");
     }
 }
