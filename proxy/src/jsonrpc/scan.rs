@@ -1,8 +1,8 @@
 //! Walking JSON text that serde_json has already accepted, without building anything: the
-//! members of an object as offsets, the end of a value. Strings are skipped with `memchr` (they
-//! are most of a large body's bytes), which is why this is several times quicker than another
-//! serde pass over the same text; what the scan does not expect is an [`Unexpected`], never a
-//! panic or a read out of bounds, whatever the bytes.
+//! members of an object as offsets, the end of a value. Strings are skipped sixteen bytes at a
+//! time, then with `memchr` (they are most of a large body's bytes), which is why this is
+//! several times quicker than another serde pass over the same text; what the scan does not
+//! expect is an [`Unexpected`], never a panic or a read out of bounds, whatever the bytes.
 
 use std::ops::Range;
 
@@ -121,7 +121,12 @@ pub fn string_at(text: &[u8], at: usize) -> Result<(usize, bool), Unexpected> {
     let mut escaped = false;
     loop {
         let rest = text.get(i..).ok_or(Unexpected)?;
-        let stop = memchr::memchr2(b'"', b'\\', rest).ok_or(Unexpected)?;
+        // Most strings end within a block, which one look covers; `memchr` for the others (and
+        // past a control character, which text serde_json accepted has none of).
+        let stop = match rest.first_chunk().and_then(super::stops::first) {
+            Some(stop) if matches!(rest[stop], b'"' | b'\\') => stop,
+            _ => memchr::memchr2(b'"', b'\\', rest).ok_or(Unexpected)?,
+        };
         i += stop;
         if text[i] == b'"' {
             return Ok((i + 1, escaped));
