@@ -387,11 +387,12 @@ pub async fn call_tool(
     let started = Instant::now();
     let result = forward(server, routes, ctx, Target { idx, idempotent }, "tools/call", params, events).await;
     let caller = if server.state.audit.enabled() { ctx.identity() } else { String::new() };
+    let (tool_label, series) = routes.tool_series(idx, exposed);
     let record = CallRecord {
         provider: routes.providers[idx].name(),
         tool: exposed,
-        tool_label: routes.tool_label(exposed),
-        series: None,
+        tool_label,
+        series: series.as_deref(),
         outcome: CallOutcome::of(&result),
         elapsed: started.elapsed(),
         caller: &caller,

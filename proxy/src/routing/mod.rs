@@ -15,6 +15,7 @@ use hangar_config::{Config, ProviderKind};
 use crate::jsonrpc::{code, RpcError};
 use crate::lifecycle::State;
 pub use crate::provider::{Backend, ProviderRuntime};
+use crate::telemetry::calls::{ToolSeries, UNLISTED_TOOL};
 use crate::upstream::Upstream;
 use index::NameIndex;
 use pool::Pool;
@@ -126,13 +127,18 @@ impl Routes {
         (runtime.config.kind == *kind && pool.members == fresh.members).then(|| pool.clone())
     }
 
-    /// The metrics label for exposed tool `name`: itself if a provider lists it, else `other`
-    /// (so a client cannot mint label values).
-    pub fn tool_label<'n>(&self, name: &'n str) -> &'n str {
-        if self.index.load().tools.contains_key(name) {
-            name
-        } else {
-            crate::telemetry::calls::UNLISTED_TOOL
+    /// The metrics label for a call of exposed tool `name` made to provider or group `idx`, and
+    /// its series when they can be counted through it. The label is the name itself if a
+    /// provider lists it, else `other` (so a client cannot mint label values). The series is the
+    /// tool's index entry's when `idx` lists it, the provider's `other` series when no list has
+    /// it, and `None` (count by label) when the entry is another provider's: the index can be
+    /// swapped between routing and recording, and a series is bound to the labels of its first
+    /// count.
+    pub fn tool_series<'n>(&self, idx: usize, name: &'n str) -> (&'n str, Option<Arc<ToolSeries>>) {
+        match self.index.load().tools.get(name) {
+            Some(entry) if entry.provider == idx => (name, Some(entry.series.clone())),
+            Some(_) => (name, None),
+            None => (UNLISTED_TOOL, self.providers.get(idx).map(|p| p.unlisted.clone())),
         }
     }
 

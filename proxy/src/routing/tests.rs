@@ -112,3 +112,23 @@ fn round_robin_alternates() {
     let picks: Vec<String> = (0..6).map(|_| chosen(&r, &[]).expect("member")).collect();
     assert_eq!(picks, ["a", "b", "c", "a", "b", "c"]);
 }
+
+#[test]
+fn a_tool_calls_series_is_its_entrys_only_when_the_call_went_to_the_entrys_provider() {
+    let (r, _) = routes("priority");
+    let (a, b) = (ready(&r, "a"), ready(&r, "b"));
+    let mut index = NameIndex::default();
+    index.tools.insert("a__echo".to_owned(), index::Listed::new(a, "echo".to_owned()));
+    r.index.store(Arc::new(index));
+    let entry = r.index.load().tools["a__echo"].series.clone();
+    let (label, series) = r.tool_series(a, "a__echo");
+    assert_eq!(label, "a__echo");
+    assert!(series.is_some_and(|s| Arc::ptr_eq(&s, &entry)), "the entry's series");
+    // The index says another provider lists it (it was swapped after the call was routed): the
+    // entry's series must not be bound to this provider's label.
+    let (label, series) = r.tool_series(b, "a__echo");
+    assert_eq!((label, series.is_none()), ("a__echo", true));
+    let (label, series) = r.tool_series(b, "nobody__lists");
+    assert_eq!(label, crate::telemetry::calls::UNLISTED_TOOL);
+    assert!(series.is_some_and(|s| Arc::ptr_eq(&s, &r.providers[b].unlisted)), "b's own 'other' series");
+}

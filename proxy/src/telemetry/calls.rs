@@ -121,7 +121,8 @@ pub struct CallRecord<'a> {
     /// cannot mint label values.
     pub tool_label: &'a str,
     /// The series of `tool_label` at `provider`, when the call found it on its way (the tool's
-    /// entry in the name index, or the provider's for `other`); `None` looks them up by label.
+    /// entry in the name index, or the provider's for `other`; see
+    /// [`crate::routing::Routes::tool_series`]); `None` looks them up by label.
     pub series: Option<&'a ToolSeries>,
     /// How it ended.
     pub outcome: CallOutcome,
