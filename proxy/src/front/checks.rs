@@ -66,6 +66,16 @@ pub fn accepts(req: &impl Fields) -> Accepts {
     let Some(v) = req.text_bytes("accept") else {
         return Accepts { json: true, sse: true, prefer_sse: false };
     };
+    // The values the SDKs send, known whole before any is taken apart.
+    match v {
+        b"application/json, text/event-stream" => Accepts { json: true, sse: true, prefer_sse: false },
+        b"text/event-stream, application/json" => Accepts { json: true, sse: true, prefer_sse: true },
+        _ => accepts_list(v),
+    }
+}
+
+/// `Accept`'s value read item by item.
+fn accepts_list(v: &[u8]) -> Accepts {
     let mut a = Accepts::default();
     for part in list_items(v) {
         let mime = media_type(part);
@@ -181,6 +191,15 @@ mod tests {
         r.append_header("mcp-protocol-version", "2026-07-28").expect("h");
         r.append_header("mcp-protocol-version", "2025-11-25").expect("h");
         assert_eq!(conflicting_duplicate(&r), Some("mcp-protocol-version"));
+    }
+
+    #[test]
+    fn the_usual_accept_values_read_as_their_items_do() {
+        let mut r = RequestHeader::build("POST", b"/mcp", None).expect("req");
+        for value in ["application/json, text/event-stream", "text/event-stream, application/json"] {
+            r.insert_header("accept", value).expect("h");
+            assert_eq!(accepts(&r), accepts_list(value.as_bytes()), "{value}");
+        }
     }
 
     #[test]
