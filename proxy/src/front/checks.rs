@@ -35,16 +35,26 @@ pub fn host_allowed(host_header: Option<&str>, bind_host: &str) -> bool {
         || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// `host[:port]` (an IPv6 address in brackets; anything from a `/` on left out) as its host and
+/// port; a name with more than one colon is a bare IPv6 address, all host. One pass over the
+/// bytes: these values are short, and every request's `Host` is split.
 fn split_host_port(s: &str) -> (&str, Option<&str>) {
-    let s = s.split('/').next().unwrap_or_default();
+    let s = s.get(..s.bytes().position(|b| b == b'/').unwrap_or(s.len())).unwrap_or_default();
     if let Some(v6) = s.strip_prefix('[') {
         return match v6.split_once(']') {
             Some((h, after)) => (h, after.strip_prefix(':')),
             None => (s, None),
         };
     }
-    match s.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => (h, Some(p)),
+    let (mut colons, mut last) = (0, 0);
+    for (at, b) in s.bytes().enumerate() {
+        if b == b':' {
+            colons += 1;
+            last = at;
+        }
+    }
+    match colons {
+        1 => (s.get(..last).unwrap_or_default(), s.get(last + 1..)),
         _ => (s, None),
     }
 }
@@ -167,6 +177,24 @@ mod tests {
         assert!(!origin_allowed("http://evil.example", &allowed()));
         assert!(!origin_allowed("null", &allowed()));
         assert!(origin_allowed("null", &["*".into()]));
+    }
+
+    #[test]
+    fn hosts_and_ports_are_split_as_written() {
+        for (value, host, port) in [
+            ("127.0.0.1:8000", "127.0.0.1", Some("8000")),
+            ("localhost", "localhost", None),
+            ("example.com:", "example.com", Some("")),
+            ("[::1]:80", "::1", Some("80")),
+            ("[::1]", "::1", None),
+            ("::1", "::1", None),
+            ("fe80::1:8080", "fe80::1:8080", None),
+            ("app.example:443/path:x", "app.example", Some("443")),
+            ("/x", "", None),
+            ("[broken", "[broken", None),
+        ] {
+            assert_eq!(split_host_port(value), (host, port), "{value}");
+        }
     }
 
     #[test]
