@@ -136,7 +136,9 @@ fn type_named(name: &str) -> Option<Types> {
 
 /// Whether the JSON value `text` is surely of one of `types`. A number passes as an integer
 /// only when it is plainly one (digits, at most 18 of them): what drafts read differently
-/// (`1.0`, `1e2`, integers past 64 bits) is left to the validator.
+/// (`1.0`, `1e2`, integers past 64 bits) is left to the validator. Any number passes as a
+/// number only without an exponent and within 20 characters: `1e400` is JSON that the
+/// validator's tree cannot hold, and its refusal stands.
 fn has_type(text: &[u8], types: Types) -> bool {
     let kind = match text.first() {
         Some(b'"') => STRING,
@@ -144,10 +146,11 @@ fn has_type(text: &[u8], types: Types) -> bool {
         Some(b'[') => ARRAY,
         Some(b't' | b'f') => BOOLEAN,
         Some(b'n') => NULL,
-        Some(_) if types & NUMBER != 0 => return true,
         Some(_) => {
             let digits = text.strip_prefix(b"-").unwrap_or(text);
-            return types & INTEGER != 0 && (1..=18).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit);
+            let integer = (1..=18).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit);
+            let finite = digits.len() <= 20 && !digits.iter().any(|b| matches!(b, b'e' | b'E'));
+            return (types & INTEGER != 0 && integer) || (types & NUMBER != 0 && finite);
         }
         None => return false,
     };
@@ -191,14 +194,16 @@ mod tests {
         let s = shape(&json!({"type": "object", "required": ["a", "extra"],
             "properties": {"a": {"type": "string"}, "n": {"type": "integer"}, "x": {"type": ["number", "null"]}}}));
         assert!(s.surely_valid(Some(r#"{"a": "x", "extra": [1], "n": -12, "x": null, "other": {}}"#)));
-        assert!(s.surely_valid(Some(r#"{"a":"x","extra":0,"x":1.5e3}"#)));
+        assert!(s.surely_valid(Some(r#"{"a":"x","extra":0,"x":-1.25}"#)));
         for unsure in [
             r#"{"a": 1, "extra": 0}"#,             // wrong type
             r#"{"a": "x"}"#,                       // a required member missing
             r#"{"a": "x", "extra": 0, "n": 1.0}"#, // an integer only some drafts take
             r#"{"a": "x", "extra": 0, "n": 1234567890123456789}"#,
-            r#"{"a": "x", "a": "y", "extra": 0}"#, // repeated
-            r#"{"\u0061": "x", "extra": 0}"#,      // escaped
+            r#"{"a": "x", "extra": 0, "x": 1e400}"#, // a number no tree holds
+            r#"{"a": "x", "extra": 0, "x": 1.5e3}"#, // an exponent: left to the validator
+            r#"{"a": "x", "a": "y", "extra": 0}"#,   // repeated
+            r#"{"\u0061": "x", "extra": 0}"#,        // escaped
             r#"["a"]"#,
         ] {
             assert!(!s.surely_valid(Some(unsure)), "{unsure}");
