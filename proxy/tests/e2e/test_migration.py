@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -38,8 +40,17 @@ async def test_the_gateway_serves_it_with_the_python_hangars_flags():
                 env={"GITHUB_TOKEN": "t"})
     try:
         wait_port(port, proc.proc, "gateway")
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=5) as r:
-            assert r.status == 200
+        # The port is bound before the gateway is ready (it answers 503 until then): wait for
+        # readiness, as a load balancer would.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=5) as r:
+                    assert r.status == 200
+                    break
+            except urllib.error.HTTPError as e:
+                assert e.code == 503 and time.monotonic() < deadline, f"not ready: {e}"
+                time.sleep(0.05)
         async with Client(f"http://127.0.0.1:{port}/mcp", mode="2026-07-28", read_timeout_seconds=30) as c:
             tools = {t.name: t for t in (await c.list_tools()).tools}
         assert "math__add" in tools, sorted(tools)
