@@ -1,8 +1,8 @@
 //! Where a JSON string's plain run stops, sixteen bytes at a time: the first quote, backslash or
 //! control character of a block.
 //!
-//! Why: the validating walk ([`super::valid`]) spends most of its time in strings, and most of
-//! a message's strings are short. One SSE2 block compare (through `safe_arch`, since the crate
+//! Why: the validating walk ([`super::valid`]) and the scan ([`super::scan`]) spend most of
+//! their time in strings, and most of a message's strings are short. One SSE2 block compare (through `safe_arch`, since the crate
 //! forbids `unsafe`) reads sixteen bytes in about as many instructions as the word-at-a-time
 //! test needs for eight. Targets without SSE2 use that word test.
 

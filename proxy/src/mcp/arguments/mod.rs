@@ -45,9 +45,9 @@ pub struct SchemaCache {
 impl SchemaCache {
     /// The checker of `tool` in the list whose identity is `version`, compiled on first use.
     fn checker(&self, version: usize, tool: &str, schema: impl FnOnce() -> Option<Value>) -> Option<Arc<Checker>> {
-        if let Some((v, validator)) = self.compiled.lock().get(tool) {
+        if let Some((v, checker)) = self.compiled.lock().get(tool) {
             if *v == version {
-                return validator.clone();
+                return checker.clone();
             }
         }
         let compiled = schema().and_then(|s| compile(&s, tool));

@@ -58,11 +58,18 @@ impl Shape {
         for (name, property) in schema.get("properties").map_or(Some(&Map::new()), Value::as_object)? {
             properties.push((name.as_str().into(), property_types(property)?));
         }
+        let closed = match schema.get("additionalProperties") {
+            None => false,
+            Some(allowed) => !allowed.as_bool()?,
+        };
         let mut required = 0u64;
         for name in schema.get("required").map_or(Some(&Vec::new()), Value::as_array)? {
             let name = name.as_str()?;
             let at = match properties.iter().position(|(n, _): &(Box<str>, Types)| &**n == name) {
                 Some(at) => at,
+                // Required but refused as an additional property: nothing meets such a schema,
+                // and the validator says so.
+                None if closed => return None,
                 None => {
                     properties.push((name.into(), ANY));
                     properties.len() - 1
@@ -70,10 +77,6 @@ impl Shape {
             };
             required |= 1u64.checked_shl(u32::try_from(at).ok()?)?;
         }
-        let closed = match schema.get("additionalProperties") {
-            None => false,
-            Some(allowed) => !allowed.as_bool()?,
-        };
         (properties.len() <= MAX_PROPERTIES).then_some(Self { properties, required, closed })
     }
 
@@ -181,6 +184,8 @@ mod tests {
             json!({"type": "object", "properties": {"s": {"type": []}}}),
             json!({"type": "object", "additionalProperties": {"type": "string"}}),
             json!({"type": "object", "$defs": {}}),
+            // `x` is required and, not being a property, refused: no arguments meet it.
+            json!({"type": "object", "required": ["x"], "additionalProperties": false}),
             json!({"type": "array"}),
             json!({"properties": {}}),
             json!(true),
