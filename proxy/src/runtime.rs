@@ -56,6 +56,10 @@ fn scheduler() -> tokio::runtime::Builder {
 const EXIT_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
 async fn serve_http(start: Start) -> anyhow::Result<()> {
+    // Pingora's own timeouts (its HTTP session's reads and writes, the TLS handshake) run on a
+    // timer thread that, once started, wakes every 10 ms for the life of the process, busy or
+    // idle. From a second up they are tokio's timers instead, which wake only when one is due.
+    pingora_timeout::fast_timeout::set_fast_timeout_to_tokio_threshold(Some(std::time::Duration::ZERO));
     let config = start.config();
     let addr = listen_address(&config.server.host, config.server.port);
     let shutdown_timeout = config.server.limits.shutdown_timeout;

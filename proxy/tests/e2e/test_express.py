@@ -142,6 +142,22 @@ async def test_a_gateway_on_one_core_runs_one_scheduler_thread(gateway_factory, 
     assert results == [[f"c{n}-0", f"c{n}-1", "declined", f"c{n}-3", f"c{n}-4"] for n in range(16)]
 
 
+async def test_an_idle_gateway_runs_no_ticking_timer_thread(gateway_factory, fixture_url):
+    """Requests taken by Pingora's HTTP session (a `tools/list`, a declined call) arm its read
+    and write timeouts: those are tokio's timers, which wake only when one is due, not Pingora's
+    timer thread, which would wake every 10 ms for the life of the process."""
+    gw = gateway_factory(f"providers:\n  fx: {{mode: remote, endpoint: \"{fixture_url}\"}}\n")
+    modern(gw.port, "tools/list")
+    s, r = connect(gw)
+    with s:
+        s.sendall(call("fx__echo", "declined", 1, header_name="fx__other"))
+        assert r.response()[0] == 400
+        s.sendall(call("fx__echo", "express", 2))
+        assert r.response()[0] == 200
+    threads = [Path(t, "comm").read_text().strip() for t in glob.glob(f"/proc/{gw.proc.proc.pid}/task/*")]
+    assert threads and "Timer thread" not in threads, threads
+
+
 async def test_a_request_in_pieces_is_answered(gw):
     """Every byte in its own write, with pauses: the head and the body are put together."""
     s, r = connect(gw)
