@@ -272,6 +272,9 @@ pub fn headers(data: &[u8]) {
     }
     raw.extend_from_slice(b"\r\n");
     same_head_reading(&req, &raw, body);
+    // The express path's two head readers agree on the built head and on the input as it came.
+    crate::front::request_head::read_alike(&raw);
+    crate::front::request_head::read_alike(data);
     let _ = checks::accepts(&req);
     let _ = checks::is_json_body(&req);
     let _ = checks::conflicting_duplicate(&req);
