@@ -3,12 +3,12 @@
 //! reused from one request to the next.
 //!
 //! A whole head of the usual kind (tokens, printable ASCII, CRLF line ends: what every client
-//! sends) is read in one pass that also indexes the fields; `httparse` reads anything else (a
-//! head not yet whole, other bytes, bare LF line ends, leading empty lines), so the express path
-//! takes exactly the heads `httparse` reads, and reads them as it does: the plain pass accepts a
-//! subset of its grammar. For the load test's head of seven fields the plain pass, indexing
-//! included, costs about 1,950 instructions, where `httparse`'s reading and a second walk over
-//! its fields to index them cost 2,600.
+//! sends) is read in one pass (`proto::field_lines`) that also indexes the fields; `httparse`
+//! reads anything else (a head not yet whole, other bytes, bare LF line ends, leading empty
+//! lines), so the express path takes exactly the heads `httparse` reads, and reads them as it
+//! does: the plain pass accepts a subset of its grammar. For the load test's head of seven
+//! fields the plain pass, indexing included, costs about 1,950 instructions, where `httparse`'s
+//! reading and a second walk over its fields to index them cost 2,600.
 //!
 //! Anything unusual to `httparse` too — a head too large or not yet whole at [`MAX_HEAD`], too
 //! many fields, a grammar error — is *declined*: Pingora's reader then reads the same bytes and
@@ -16,6 +16,7 @@
 
 use std::ops::Range;
 
+use crate::proto::field_lines::{folded_eq, is_token, is_token_byte, read_fields};
 use crate::proto::fields::Fields;
 
 /// The largest head the express path reads; a larger one is left to Pingora's reader.
@@ -111,132 +112,6 @@ fn indexed_field(name: &[u8]) -> Option<usize> {
     None
 }
 
-/// Whether printable ASCII `name` is `lowercase` (of small letters and hyphens, as long) in any
-/// case, compared eight or four bytes at a time. Setting a byte's 0x20 bit folds a capital
-/// letter onto its small one, and of the printable bytes only a letter folds onto a letter and
-/// only a hyphen onto a hyphen, so the folded comparison is exact.
-fn folded_eq(name: &[u8], lowercase: &[u8]) -> bool {
-    let len = name.len();
-    if len != lowercase.len() {
-        return false;
-    }
-    if len >= 8 {
-        let word = |s: &[u8], i: usize| s.get(i..).and_then(|s| s.first_chunk::<8>()).map(|w| u64::from_ne_bytes(*w));
-        let differs = |i: usize| word(name, i).map(|w| w | u64::from_ne_bytes([0x20; 8])) != word(lowercase, i);
-        // Whole words from the start, then the last word, which may overlap the one before.
-        let mut i = 0;
-        while i + 8 < len {
-            if differs(i) {
-                return false;
-            }
-            i += 8;
-        }
-        !differs(len - 8)
-    } else if len >= 4 {
-        let word = |s: &[u8], i: usize| s.get(i..).and_then(|s| s.first_chunk::<4>()).map(|w| u32::from_ne_bytes(*w));
-        let differs = |i: usize| word(name, i).map(|w| w | u32::from_ne_bytes([0x20; 4])) != word(lowercase, i);
-        !differs(0) && !differs(len - 4)
-    } else {
-        name.iter().zip(lowercase).all(|(a, b)| a | 0x20 == *b)
-    }
-}
-
-/// RFC 9110's `tchar`: the bytes of a method and of a field name, as `httparse` takes them.
-static TOKEN: [bool; 256] = {
-    let mut map = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        map[b] = matches!(b as u8, b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9')
-            || matches!(
-                b as u8,
-                b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
-            );
-        b += 1;
-    }
-    map
-};
-
-fn is_token(bytes: &[u8]) -> bool {
-    bytes.iter().all(|&b| TOKEN[usize::from(b)])
-}
-
-/// Where a field name's or value's plain run stops.
-#[derive(Clone, Copy)]
-enum Stop {
-    /// At a colon, or at a byte outside printable ASCII (a blank among them).
-    Name,
-    /// At a byte outside printable ASCII and the space (a tab among them).
-    Value,
-}
-
-/// Bytes one look covers.
-const BLOCK: usize = 16;
-
-/// The bytes of `block` where `stop` stops, as a mask (bit `i` for byte `i`).
-fn look(block: &[u8; BLOCK], stop: Stop) -> u32 {
-    #[cfg(target_feature = "sse2")]
-    {
-        use safe_arch::{cmp_eq_mask_i8_m128i, cmp_lt_mask_i8_m128i, m128i, move_mask_i8_m128i, set_splat_i8_m128i};
-        let bytes = m128i::from(*block);
-        let splat = |byte: u8| set_splat_i8_m128i(i8::from_ne_bytes([byte]));
-        // Signed: the bytes from 0x80 up are below the limit too.
-        let (limit, colon) = match stop {
-            Stop::Name => (b'!', cmp_eq_mask_i8_m128i(bytes, splat(b':'))),
-            Stop::Value => (b' ', m128i::default()),
-        };
-        let outside = cmp_lt_mask_i8_m128i(bytes, splat(limit)) | cmp_eq_mask_i8_m128i(bytes, splat(0x7f));
-        move_mask_i8_m128i(outside | colon) as u32
-    }
-    #[cfg(not(target_feature = "sse2"))]
-    {
-        block.iter().enumerate().fold(0, |mask, (i, &b)| mask | u32::from(stops(b, stop)) << i)
-    }
-}
-
-/// Whether `stop` stops at `b` (what [`look`] does, a byte at a time).
-#[cfg_attr(target_feature = "sse2", allow(dead_code))]
-fn stops(b: u8, stop: Stop) -> bool {
-    match stop {
-        Stop::Name => !(b'!'..=b'~').contains(&b) || b == b':',
-        Stop::Value => !(b' '..=b'~').contains(&b),
-    }
-}
-
-/// The offset of the first byte of `bytes` where `stop` stops, a block at a time; `None` when
-/// none does.
-fn first_stop(bytes: &[u8], stop: Stop) -> Option<usize> {
-    let mut at = 0;
-    while let Some(block) = bytes.get(at..).and_then(|rest| rest.first_chunk::<BLOCK>()) {
-        let found = look(block, stop);
-        if found != 0 {
-            return Some(at + found.trailing_zeros() as usize);
-        }
-        at += BLOCK;
-    }
-    // The last few bytes, padded with NULs (where both kinds stop).
-    let rest = bytes.get(at..).unwrap_or_default();
-    let mut block = [0; BLOCK];
-    block.get_mut(..rest.len())?.copy_from_slice(rest);
-    let found = at + look(&block, stop).trailing_zeros() as usize;
-    (found < bytes.len()).then_some(found)
-}
-
-/// Where the plain part of a field value starting at `bytes` ends: the offset of its `\r`,
-/// when every byte before it is printable ASCII or a tab and a `\n` follows it. `None` for
-/// anything else: other bytes (`httparse` takes bytes from 0x80 up too), a bare line feed, or
-/// the end of the bytes.
-fn value_end(bytes: &[u8]) -> Option<usize> {
-    let mut from = 0;
-    loop {
-        let end = from + first_stop(bytes.get(from..)?, Stop::Value)?;
-        match bytes[end] {
-            b'\t' => from = end + 1,
-            b'\r' if bytes.get(end + 1) == Some(&b'\n') => return Some(end),
-            _ => return None,
-        }
-    }
-}
-
 impl RequestHead {
     /// Parses the head at the start of `buf` into `self` (its field table reused).
     pub fn scan(&mut self, buf: &[u8]) -> Scan {
@@ -253,7 +128,7 @@ impl RequestHead {
     fn read_plain(&mut self, buf: &[u8]) -> Option<usize> {
         let head = &buf[..buf.len().min(MAX_HEAD)];
         // The request line: a token, a space, printable ASCII, a space, the version, CRLF.
-        let method_len = head.iter().position(|&b| !TOKEN[usize::from(b)])?;
+        let method_len = head.iter().position(|&b| !is_token_byte(b))?;
         if method_len == 0 || head[method_len] != b' ' {
             return None;
         }
@@ -274,45 +149,25 @@ impl RequestHead {
         self.fields.clear();
         self.first_at = [0; INDEXED.len()];
         self.repeats = false;
-        // The fields: a token, a colon, optional blanks, the value (its trailing blanks not
-        // part of it, as `httparse` reads it), CRLF; an empty line ends the head.
-        let mut at = target_end + 11;
-        loop {
-            let line = &head[at..];
-            if line.starts_with(b"\r\n") {
-                return Some(at + 2);
-            }
-            let name_len = first_stop(line, Stop::Name)?;
-            let name = &line[..name_len];
-            if name_len == 0 || line[name_len] != b':' || self.fields.len() == MAX_FIELDS {
-                return None;
-            }
+        let fields = &mut self.fields;
+        let (first_at, repeats) = (&mut self.first_at, &mut self.repeats);
+        read_fields(head, target_end + 11, |name, name_at, value_at| {
             // An indexed name is made of tokens; any other is checked byte by byte.
             let slot = indexed_field(name);
-            if slot.is_none() && !is_token(name) {
-                return None;
-            }
-            let mut value_start = name_len + 1;
-            while matches!(line.get(value_start), Some(b' ' | b'\t')) {
-                value_start += 1;
-            }
-            let value_len = value_end(&line[value_start..])?;
-            let mut trimmed = value_len;
-            while trimmed > 0 && matches!(line[value_start + trimmed - 1], b' ' | b'\t') {
-                trimmed -= 1;
+            if fields.len() == MAX_FIELDS || slot.is_none() && !is_token(name) {
+                return false;
             }
             if let Some(slot) = slot {
-                if self.first_at[slot] == 0 {
+                if first_at[slot] == 0 {
                     // At most MAX_FIELDS (64) fields: the index fits.
-                    self.first_at[slot] = u8::try_from(self.fields.len() + 1).unwrap_or(u8::MAX);
+                    first_at[slot] = u8::try_from(fields.len() + 1).unwrap_or(u8::MAX);
                 } else {
-                    self.repeats = true;
+                    *repeats = true;
                 }
             }
-            let value_at = at + value_start;
-            self.fields.push((at..at + name_len, value_at..value_at + trimmed));
-            at = value_at + value_len + 2;
-        }
+            fields.push((name_at, value_at));
+            true
+        })
     }
 
     /// Reads any head `httparse` reads (the field table reused).
@@ -568,27 +423,6 @@ mod tests {
         assert!(read_alike(&repeated), "as many fields as the table holds");
         many.extend_from_slice(b"one-more: 1\r\n\r\n");
         assert!(!read_alike(&many), "one more is left to httparse (which declines it)");
-    }
-
-    #[test]
-    fn a_look_stops_where_a_byte_loop_would() {
-        for stop in [Stop::Name, Stop::Value] {
-            for background in [[b'x'; BLOCK], *b"abcdefghijklmn:\r"] {
-                for at in 0..BLOCK {
-                    for byte in 0..=u8::MAX {
-                        let mut block = background;
-                        block[at] = byte;
-                        let want = block.iter().position(|&b| stops(b, stop));
-                        assert_eq!(first_stop(&block, stop), want, "{byte:#x} at {at} in {background:?}");
-                        assert_eq!(
-                            first_stop(&block[..at], stop),
-                            want.filter(|&i| i < at),
-                            "short: {byte:#x} at {at}"
-                        );
-                    }
-                }
-            }
-        }
     }
 
     #[test]

@@ -10,6 +10,8 @@ use std::ops::Range;
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::proto::field_lines::{folded_eq, is_token, read_fields, value_end};
+
 /// The largest response head accepted (status line and fields).
 pub const MAX_HEAD: usize = 64 << 10;
 /// The most header fields a response head may have.
@@ -183,6 +185,61 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Respo
     if buf.is_empty() {
         return Ok(None);
     }
+    let (len, status, http11, fields, content_type) = match read_plain(buf) {
+        Some(plain) => plain,
+        None => match read_any(buf)? {
+            Some(read) => read,
+            None => return Ok(None),
+        },
+    };
+    let bytes = buf.split_to(len).freeze();
+    let mut head =
+        ResponseHead { bytes, fields, content_type, status, framing: Framing::UntilClose, keep_alive: false };
+    head.framing = framing(&head, head_request)?;
+    let connection = |token: &str| head.values("connection").any(|v| has_token(v, token));
+    head.keep_alive =
+        head.framing != Framing::UntilClose && if http11 { !connection("close") } else { connection("keep-alive") };
+    Ok(Some(head))
+}
+
+/// A response head as read: its length, status, whether HTTP/1.1, its fields and where its
+/// first `Content-Type` value lies.
+type HeadRead = (usize, u16, bool, Vec<(Range<usize>, Range<usize>)>, Option<Range<usize>>);
+
+/// Reads a whole head of the usual kind (`proto::field_lines`): a status line of a version, a
+/// three-digit status and a printable reason, and plain fields; `None` for anything else,
+/// which [`read_any`] reads. Every head this accepts, `httparse` accepts and reads alike (the
+/// tests compare the two).
+fn read_plain(buf: &[u8]) -> Option<HeadRead> {
+    let head = &buf[..buf.len().min(MAX_HEAD)];
+    let http11 = match head.get(..9)? {
+        b"HTTP/1.1 " => true,
+        b"HTTP/1.0 " => false,
+        _ => return None,
+    };
+    let [hundreds, tens, ones, b' '] = *head.get(9..13)?.first_chunk::<4>()? else { return None };
+    if ![hundreds, tens, ones].iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let status = [hundreds, tens, ones].iter().fold(0, |n, d| n * 10 + u16::from(d - b'0'));
+    let reason_len = value_end(&head[13..])?;
+    let mut fields = Vec::with_capacity(8);
+    let mut content_type = None;
+    let len = read_fields(head, 13 + reason_len + 2, |name, name_at, value_at| {
+        if fields.len() == MAX_FIELDS || !is_token(name) {
+            return false;
+        }
+        if content_type.is_none() && folded_eq(name, b"content-type") {
+            content_type = Some(value_at.clone());
+        }
+        fields.push((name_at, value_at));
+        true
+    })?;
+    Some((len, status, http11, fields, content_type))
+}
+
+/// Reads any head `httparse` reads; `None` while it is not yet whole.
+fn read_any(buf: &[u8]) -> Result<Option<HeadRead>, WireError> {
     // Left uninitialised: the parser writes the fields it finds (zeroing the whole table for
     // every response cost more than reading a small head).
     let mut storage = [const { std::mem::MaybeUninit::uninit() }; MAX_FIELDS];
@@ -216,14 +273,7 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Respo
             (offset(h.name.as_bytes()), offset(h.value))
         })
         .collect();
-    let bytes = buf.split_to(len).freeze();
-    let mut head =
-        ResponseHead { bytes, fields, content_type, status, framing: Framing::UntilClose, keep_alive: false };
-    head.framing = framing(&head, head_request)?;
-    let connection = |token: &str| head.values("connection").any(|v| has_token(v, token));
-    head.keep_alive =
-        head.framing != Framing::UntilClose && if http11 { !connection("close") } else { connection("keep-alive") };
-    Ok(Some(head))
+    Ok(Some((len, status, http11, fields, content_type)))
 }
 
 /// The body's framing, as RFC 9112 §6.3 orders the rules.
@@ -410,6 +460,58 @@ fn parse_hex(s: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether the plain reader reads `buf`; when it does, that `httparse` reads it alike.
+    fn read_alike(buf: &[u8]) -> bool {
+        let shown = |(len, status, http11, fields, content_type): HeadRead| {
+            let part = |r: Range<usize>| String::from_utf8_lossy(&buf[r]).into_owned();
+            let fields: Vec<_> = fields.into_iter().map(|(n, v)| (n, part(v))).collect();
+            format!("{len} {status} {http11} {fields:?} {:?}", content_type.map(part))
+        };
+        let Some(plain) = read_plain(buf) else { return false };
+        let any = read_any(buf);
+        assert_eq!(
+            Ok(shown(plain)),
+            any.map(|a| a.map(shown).unwrap_or_default()),
+            "{:?}",
+            String::from_utf8_lossy(buf)
+        );
+        true
+    }
+
+    #[test]
+    fn the_plain_reader_reads_what_httparse_reads_and_as_it_does() {
+        let heads: [&[u8]; 3] = [
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\ndate: x\r\n\r\n{}",
+            b"HTTP/1.0 404 Not\tFound \r\nContent-Type:\ttext/event-stream  \r\nX_Y.z: \r\nCONTENT-TYPE: b\r\n\r\n",
+            b"HTTP/1.1 204 \r\n\r\n",
+        ];
+        for head in heads {
+            assert!(read_alike(head), "the usual head is the plain reader's: {:?}", String::from_utf8_lossy(head));
+            let mut taken = 0;
+            for at in 0..head.len() {
+                for byte in 0..=u8::MAX {
+                    let mut changed = head.to_vec();
+                    changed[at] = byte;
+                    taken += usize::from(read_alike(&changed));
+                }
+                let mut shorter = head.to_vec();
+                shorter.remove(at);
+                read_alike(&shorter);
+                for byte in [b'\n', b'\r', b' ', b'\t', b':', 0x80] {
+                    let mut longer = head.to_vec();
+                    longer.insert(at, byte);
+                    read_alike(&longer);
+                }
+            }
+            assert!(taken > head.len(), "changes that keep a head plain: {taken}");
+            let whole = read_plain(head).map_or(0, |read| read.0);
+            assert!(
+                (0..whole).all(|cut| read_plain(&head[..cut]).is_none()),
+                "a head not yet whole is httparse's to judge"
+            );
+        }
+    }
 
     #[test]
     fn numbers_in_both_bases() {
