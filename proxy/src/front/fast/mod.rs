@@ -217,7 +217,10 @@ pub fn route(state: &AppState, snap: &Arc<Snapshot>, call: Call<'_, impl Fields>
         method,
         listed,
         series,
-        upstream_name: encode_header_value(&name[prefix_len..]).into_owned(),
+        encoded_name: match encode_header_value(&name[prefix_len..]) {
+            std::borrow::Cow::Borrowed(_) => None,
+            std::borrow::Cow::Owned(encoded) => Some(encoded),
+        },
         name: name.to_string(),
         own_at: prefix_len,
         body: upstream_body,
