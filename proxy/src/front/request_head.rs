@@ -7,7 +7,7 @@
 //! reads anything else (a head not yet whole, other bytes, bare LF line ends, leading empty
 //! lines), so the express path takes exactly the heads `httparse` reads, and reads them as it
 //! does: the plain pass accepts a subset of its grammar. For the load test's head of seven
-//! fields the plain pass, indexing included, costs about 1,950 instructions, where `httparse`'s
+//! fields the plain pass, indexing included, costs about 1,850 instructions, where `httparse`'s
 //! reading and a second walk over its fields to index them cost 2,600.
 //!
 //! Anything unusual to `httparse` too — a head too large or not yet whole at [`MAX_HEAD`], too
