@@ -431,17 +431,42 @@ struct IdleConnections {
 }
 
 struct Idle {
-    stream: Conn,
-    /// The buffer of its last exchange, emptied ([`KEPT_BUFFER`] at most).
-    buf: BytesMut,
+    link: Link,
     since: Instant,
+}
+
+/// An upstream connection with what goes with it from one exchange to the next: the buffer of
+/// its last exchange (emptied, [`KEPT_BUFFER`] at most) and the timer that bounds its waits.
+/// The timer is reset for each exchange and each wait for the rest of a body: moving a
+/// registered timer later is an atomic store, where a timer made for each wait was registered
+/// with tokio's timer wheel, and taken out of it, every time.
+struct Link {
+    stream: Conn,
+    buf: BytesMut,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Link {
+    fn new(stream: Conn) -> Self {
+        let timer = Box::pin(tokio::time::sleep_until(tokio::time::Instant::now()));
+        Link { stream, buf: BytesMut::with_capacity(READ_SIZE), timer }
+    }
+}
+
+/// `wait`, or `None` if `timer` fires first.
+async fn within<F: std::future::Future>(timer: Pin<&mut tokio::time::Sleep>, wait: F) -> Option<F::Output> {
+    tokio::select! {
+        biased;
+        out = wait => Some(out),
+        () = timer => None,
+    }
 }
 
 impl IdleConnections {
     /// The most recent idle connection for `key` that is still open. One the server closed (or
     /// wrote to unasked) is dropped: polling it once, without a waker, says so without a
     /// syscall unless the socket has become readable since its last read.
-    fn take(&self, key: u64) -> Option<(Conn, BytesMut)> {
+    fn take(&self, key: u64) -> Option<Link> {
         loop {
             let mut idle = {
                 let mut stacks = self.stacks.lock();
@@ -454,21 +479,25 @@ impl IdleConnections {
                     }
                 }
             };
-            if idle.since.elapsed() < IDLE_LIMIT && still_open(&mut idle.stream) {
-                return Some((idle.stream, idle.buf));
+            if idle.since.elapsed() < IDLE_LIMIT && still_open(&mut idle.link.stream) {
+                return Some(idle.link);
             }
         }
     }
 
     /// Puts a connection back on top of its stack, with its emptied buffer; the oldest goes when
     /// the stack is full or has waited too long.
-    fn put(&self, key: u64, stream: Conn, buf: BytesMut) {
+    fn put(&self, key: u64, mut link: Link) {
+        // The timer forgets the waker of the task that last waited on it (that task may end
+        // now; a waker held until the timer fires would keep its memory).
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        let _ = std::future::Future::poll(link.timer.as_mut(), &mut cx);
         let mut closed = Vec::new();
         {
             let mut stacks = self.stacks.lock();
             let stack = stacks.entry(key).or_default();
             let now = Instant::now();
-            stack.push_back(Idle { stream, buf, since: now });
+            stack.push_back(Idle { link, since: now });
             drop_oldest(stack, IDLE_PER_ORIGIN, now, &mut closed);
         }
         drop(closed); // closed outside the lock
@@ -495,7 +524,7 @@ impl IdleConnections {
     /// The capacities of the buffers the idle connections keep.
     #[cfg(test)]
     fn kept_buffers(&self) -> Vec<usize> {
-        self.stacks.lock().values().flatten().map(|i| i.buf.capacity()).collect()
+        self.stacks.lock().values().flatten().map(|i| i.link.buf.capacity()).collect()
     }
 }
 
@@ -582,8 +611,8 @@ impl From<Bytes> for Body {
 
 /// A response whose body has not been read yet.
 pub struct Response {
-    /// The connection and what was read from it past the head.
-    conn: Option<(Conn, BytesMut)>,
+    /// The connection, and in its buffer what was read from it past the head.
+    conn: Option<Link>,
     /// Whether the buffer never grew past [`KEPT_BUFFER`]: a buffer's capacity right after each
     /// reservation covers every allocation it has made (within one earlier allocation), so the
     /// connection keeps only buffers that are small.
@@ -623,8 +652,8 @@ impl HttpClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (stream, mut buf, reused) = match self.idle.take(resolved.key) {
-                Some((stream, buf)) => (stream, buf, true),
+            let (mut link, reused) = match self.idle.take(resolved.key) {
+                Some(link) => (link, true),
                 // Boxed: connecting (TCP, TLS) is a large future, and every exchange's future
                 // would otherwise be that large and copied whole when created.
                 None => {
@@ -634,17 +663,18 @@ impl HttpClient {
                             HttpError::Connect { url: shown(), reason }
                         })
                     };
-                    (by(timeouts.deadline, shown, connect).await?, BytesMut::with_capacity(READ_SIZE), false)
+                    (Link::new(by(timeouts.deadline, shown, connect).await?), false)
                 }
             };
+            let buf = &mut link.buf;
             // The head, and a small body after it, in the connection's buffer; a large body
             // leaves from where it lies, in the same vectored write.
             buf.clear();
             match req.start {
                 Some(start) => buf.extend_from_slice(start),
-                None => wire::put_request_line(&mut buf, req.method, &endpoint.path, &endpoint.authority),
+                None => wire::put_request_line(buf, req.method, &endpoint.path, &endpoint.authority),
             }
-            wire::end_head(&mut buf, fields, req.method, body.len());
+            wire::end_head(buf, fields, req.method, body.len());
             let rest: [&[u8]; 2] = if copied {
                 buf.extend_from_slice(&body.first);
                 buf.extend_from_slice(&body.second);
@@ -653,14 +683,14 @@ impl HttpClient {
                 [&body.first, &body.second]
             };
             let (due, deadline_first) = timeouts.until(timeouts.first_byte);
-            match exchange(stream, buf, rest, req.method == "HEAD", due).await {
-                Ok((stream, buf, head, keeps_buffer)) => {
+            match exchange(link, rest, req.method == "HEAD", due).await {
+                Ok((link, head, keeps_buffer)) => {
                     return Ok(Response {
                         status: head.status,
                         decoder: BodyDecoder::new(head.framing),
                         ahead: None,
                         head,
-                        conn: Some((stream, buf)),
+                        conn: Some(link),
                         keeps_buffer,
                         key: resolved.key,
                         client: self.clone(),
@@ -701,45 +731,47 @@ enum Failure {
     Io(String),
 }
 
-/// Writes the request (`buf`, then the `rest` of its body: one vectored write, as far as the
-/// socket takes them) and reads the response head into `buf`, both by `deadline`. Interim
-/// (1xx) responses are skipped; what follows the head stays in the returned buffer, with
-/// whether it is small enough for the connection to keep ([`KEPT_BUFFER`]).
+/// Writes the request (the link's buffer, then the `rest` of its body: one vectored write, as
+/// far as the socket takes them) and reads the response head into the buffer, both by
+/// `deadline`. Interim (1xx) responses are skipped; what follows the head stays in the buffer,
+/// with whether it is small enough for the connection to keep ([`KEPT_BUFFER`]).
 async fn exchange(
-    mut stream: Conn,
-    mut buf: BytesMut,
+    mut link: Link,
     rest: [&[u8]; 2],
     head_request: bool,
     deadline: tokio::time::Instant,
-) -> Result<(Conn, BytesMut, ResponseHead, bool), Failure> {
+) -> Result<(Link, ResponseHead, bool), Failure> {
+    let Link { stream, buf, timer } = &mut link;
+    // One reset for the write and the head's reads: each costs a clock-to-tick conversion.
+    timer.as_mut().reset(deadline);
     let write = async {
-        write_all_vectored(&mut stream, [&buf, rest[0], rest[1]]).await?;
+        write_all_vectored(stream, [buf, rest[0], rest[1]]).await?;
         stream.flush().await
     };
-    match tokio::time::timeout_at(deadline, write).await {
-        Ok(Ok(())) => {}
-        Ok(Err(_)) => return Err(Failure::Unsent),
-        Err(_) => return Err(Failure::Timeout),
+    match within(timer.as_mut(), write).await {
+        Some(Ok(())) => {}
+        Some(Err(_)) => return Err(Failure::Unsent),
+        None => return Err(Failure::Timeout),
     }
     let mut small = buf.capacity() <= KEPT_BUFFER;
     buf.clear();
     let mut read_any = false;
     loop {
-        match wire::parse_head(&mut buf, head_request) {
+        match wire::parse_head(buf, head_request) {
             Ok(Some(head)) if head.status == 101 => return Err(Failure::Io("the upstream switched protocols".into())),
             Ok(Some(head)) if head.status < 200 => continue,
-            Ok(Some(head)) => return Ok((stream, buf, head, small)),
+            Ok(Some(head)) => return Ok((link, head, small)),
             Ok(None) => {}
             Err(e) => return Err(Failure::Io(e.to_string())),
         }
         buf.reserve(READ_SIZE);
         small &= buf.capacity() <= KEPT_BUFFER;
-        match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
-            Err(_) => return Err(Failure::Timeout),
-            Ok(Ok(0)) | Ok(Err(_)) if !read_any => return Err(Failure::Closed),
-            Ok(Ok(0)) => return Err(Failure::Io("the connection closed inside the response head".into())),
-            Ok(Err(e)) => return Err(Failure::Io(e.to_string())),
-            Ok(Ok(_)) => read_any = true,
+        match within(timer.as_mut(), stream.read_buf(buf)).await {
+            None => return Err(Failure::Timeout),
+            Some(Ok(0)) | Some(Err(_)) if !read_any => return Err(Failure::Closed),
+            Some(Ok(0)) => return Err(Failure::Io("the connection closed inside the response head".into())),
+            Some(Err(e)) => return Err(Failure::Io(e.to_string())),
+            Some(Ok(_)) => read_any = true,
         }
     }
 }
@@ -783,7 +815,7 @@ impl Response {
             return Ok(Some(data));
         }
         loop {
-            let Some((stream, buf)) = self.conn.as_mut() else { return Ok(None) };
+            let Some(Link { stream, buf, timer }) = self.conn.as_mut() else { return Ok(None) };
             match self.decoder.decode(buf) {
                 Ok(Some(data)) => return Ok(Some(data)),
                 Ok(None) if self.decoder.done() => return Ok(None),
@@ -795,10 +827,11 @@ impl Response {
             buf.reserve(rest.clamp(READ_SIZE, MAX_RESERVE));
             self.keeps_buffer &= buf.capacity() <= KEPT_BUFFER;
             let (due, deadline_first) = self.timeouts.until(self.timeouts.idle);
-            let read = match tokio::time::timeout_at(due, stream.read_buf(buf)).await {
-                Ok(read) => read,
-                Err(_) if deadline_first => return Err(HttpError::Deadline { url: self.url.to_string() }),
-                Err(_) => return Err(self.io(format!("no data for {:?}", self.timeouts.idle))),
+            timer.as_mut().reset(due);
+            let read = match within(timer.as_mut(), stream.read_buf(buf)).await {
+                Some(read) => read,
+                None if deadline_first => return Err(HttpError::Deadline { url: self.url.to_string() }),
+                None => return Err(self.io(format!("no data for {:?}", self.timeouts.idle))),
             };
             match read {
                 Ok(0) => {
@@ -822,7 +855,7 @@ impl Response {
         if self.ahead.is_some() {
             return false;
         }
-        let Some((_, buf)) = self.conn.as_mut() else { return true };
+        let Some(Link { buf, .. }) = self.conn.as_mut() else { return true };
         match self.decoder.decode(buf) {
             Ok(Some(data)) => {
                 self.ahead = Some(data);
@@ -865,11 +898,13 @@ impl Response {
     /// Returns the connection to the pool if the response was read to its end and the server
     /// keeps it; otherwise the connection is closed (a half-read body cannot be reused).
     pub async fn release(mut self) {
-        if let Some((stream, buf)) = self.conn.take() {
+        if let Some(mut link) = self.conn.take() {
             // Bytes past the response (a server answering twice) make the connection unusable.
-            if self.decoder.done() && self.head.keep_alive && buf.is_empty() {
-                let buf = if self.keeps_buffer { buf } else { BytesMut::new() };
-                self.client.idle.put(self.key, stream, buf);
+            if self.decoder.done() && self.head.keep_alive && link.buf.is_empty() {
+                if !self.keeps_buffer {
+                    link.buf = BytesMut::new();
+                }
+                self.client.idle.put(self.key, link);
             }
         }
     }
@@ -1011,7 +1046,8 @@ mod tests {
     }
 
     /// A server that answers each request with the body it received (read by its
-    /// `content-length`), on a kept-alive connection.
+    /// `content-length`), on a kept-alive connection; a request whose body is `stall` it reads
+    /// and leaves unanswered.
     async fn echoing_server() -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -1043,6 +1079,9 @@ mod tests {
                             }
                         }
                         let body: Vec<u8> = buf.drain(..end + 4 + len).skip(end + 4).collect();
+                        if body == b"stall" {
+                            continue;
+                        }
                         let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
                         if conn.write_all(&[head.as_bytes(), &body].concat()).await.is_err() {
                             return;
@@ -1102,6 +1141,38 @@ mod tests {
         assert_eq!(client.idle.kept_buffers(), [0], "one connection, its grown buffer let go");
         assert_eq!(send(b"after".to_vec()).await.as_ref(), b"after");
         assert!(client.idle.kept_buffers()[0] > 0, "a new buffer is kept again");
+    }
+
+    #[tokio::test]
+    async fn a_connection_s_timer_bounds_each_exchange_by_its_own_deadline() {
+        let endpoint = Endpoint::parse(&format!("http://{}/mcp", echoing_server().await)).expect("url");
+        let client = Arc::new(HttpClient::default());
+        let (client, endpoint) = (&client, &endpoint);
+        let send = |text: &'static [u8], first_byte: Duration| async move {
+            let body = Bytes::from_static(text).into();
+            let req = Request { method: "POST", start: None, headers: Vec::new(), body, replayable: false };
+            let timeouts = Timeouts { first_byte, ..quick() };
+            let started = std::time::Instant::now();
+            let reply = match client.send(endpoint, &req, &timeouts).await {
+                Ok(resp) => resp.body(1024).await.map(|b| b.to_vec()),
+                Err(e) => Err(e),
+            };
+            (reply, started.elapsed())
+        };
+        // A short wait after a long one on the same connection: its timer is moved earlier.
+        let (reply, _) = send(b"one", Duration::from_secs(10)).await;
+        assert_eq!(reply.expect("reply"), b"one");
+        let (reply, took) = send(b"stall", Duration::from_millis(200)).await;
+        assert!(matches!(reply, Err(HttpError::Timeout { .. })), "{reply:?}");
+        assert!(took < Duration::from_secs(5), "bounded by its own 200 ms, not the 10 s before it: {took:?}");
+        // A connection whose timer fired while it waited in the pool: the next exchange sets
+        // it again, and is not cut short by the old firing.
+        let (reply, _) = send(b"two", Duration::from_millis(50)).await;
+        assert_eq!(reply.expect("reply"), b"two");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let (reply, _) = send(b"three", Duration::from_secs(2)).await;
+        assert_eq!(reply.expect("reply"), b"three");
+        assert_eq!(client.idle.count(), 1, "the connection that timed out was not kept");
     }
 
     fn quick() -> Timeouts {

@@ -260,7 +260,10 @@ impl FastRoute {
                 None => std::future::pending().await,
             }
         };
+        // Biased, the exchange first: no random draw to pick an order on every poll (an
+        // exchange that is over wins over a client that left at the same moment).
         tokio::select! {
+            biased;
             r = &mut exchange => Ok(r),
             () = client.gone() => Err(match legacy {
                 Some(l) => Box::pin(Self::abandoned(exchange, l)).await,
@@ -489,6 +492,7 @@ async fn stream(
     let mut watch = ResponseWatch::new();
     let failure = loop {
         let next = tokio::select! {
+            biased;
             next = resp.chunk() => next,
             () = client.gone() => return Attempt::Cancelled,
         };
