@@ -340,13 +340,22 @@ impl<'s> Client<'s> {
     /// Writes `parts` and flushes, within the write timeout.
     async fn send(&mut self, parts: &[&[u8]]) -> pingora_core::Result<()> {
         let stream = &mut *self.stream;
-        let written = tokio::time::timeout(self.write_timeout, async {
+        let mut write = std::pin::pin!(async {
             for part in parts {
                 stream.write_all(part).await?;
             }
             stream.flush().await
+        });
+        // The socket takes nearly every response at once: the timeout's timer (and the clock
+        // reading for its deadline) is made only for a write that has to wait.
+        let written = match std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(std::future::Future::poll(write.as_mut(), cx))
         })
-        .await;
+        .await
+        {
+            std::task::Poll::Ready(done) => Ok(done),
+            std::task::Poll::Pending => tokio::time::timeout(self.write_timeout, write).await,
+        };
         match written {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Error::e_because(ErrorType::WriteError, "writing the response", e),
@@ -509,6 +518,22 @@ mod tests {
         let (_, read) = tokio::join!(write, theirs.read_to_end(&mut raw));
         read.expect("read");
         assert_eq!(dechunk(&raw), (pieces.concat(), true));
+    }
+
+    #[tokio::test]
+    async fn a_write_the_client_never_reads_ends_at_the_write_timeout() {
+        let (ours, _theirs) = tokio::net::UnixStream::pair().expect("a socket pair");
+        let mut stream: Stream = Box::new(pingora_core::protocols::l4::stream::Stream::from(ours));
+        let mut read = BytesMut::new();
+        let mut client = Client::new(&mut stream, &mut read, Duration::from_millis(200), true);
+        // A small write the socket takes at once makes no timer and succeeds.
+        client.whole(200, "application/json", &[], Bytes::from_static(b"{}")).await.expect("taken at once");
+        // One larger than the socket's buffers, never read: it waits, and the timer ends it.
+        let started = std::time::Instant::now();
+        let body = Bytes::from(vec![b'x'; 64 << 20]);
+        let err = client.whole(200, "application/json", &[], body).await.expect_err("never read");
+        assert_eq!(err.etype(), &ErrorType::WriteTimedout, "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     }
 
     #[test]
