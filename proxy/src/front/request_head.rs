@@ -310,6 +310,7 @@ pub(crate) fn read_alike(buf: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::field_lines::variants;
 
     const REQUEST: &[u8] = b"POST /mcp HTTP/1.1\r\nHost: localhost\r\nMcp-Name: a\r\nmcp-name: b\r\n\
         Content-Length: 2\r\n\r\n{}";
@@ -389,24 +390,8 @@ mod tests {
         ];
         for head in heads {
             assert!(read_alike(head), "the usual head is the plain pass's: {:?}", String::from_utf8_lossy(head));
-            // Every byte value at every place, every byte left out, a line feed or a blank put
-            // in anywhere: whatever the plain pass takes, httparse takes and reads alike.
-            let mut taken = 0;
-            for at in 0..head.len() {
-                for byte in 0..=u8::MAX {
-                    let mut changed = head.to_vec();
-                    changed[at] = byte;
-                    taken += usize::from(read_alike(&changed));
-                }
-                let mut shorter = head.to_vec();
-                shorter.remove(at);
-                read_alike(&shorter);
-                for byte in [b'\n', b'\r', b' ', b'\t', b':', 0x80] {
-                    let mut longer = head.to_vec();
-                    longer.insert(at, byte);
-                    read_alike(&longer);
-                }
-            }
+            // Whatever the plain pass takes, httparse takes and reads alike.
+            let taken = variants(head).filter(|(replaced, head)| read_alike(head) && *replaced).count();
             assert!(taken > head.len() * 16, "many changes keep a head plain: {taken}");
             let mut plain = RequestHead::default();
             let whole = plain.read_plain(head).unwrap_or_default();

@@ -178,6 +178,28 @@ pub(crate) fn read_fields(
     }
 }
 
+/// The variants of `head` the head readers' tests try on both readers, each with whether it
+/// replaced a byte: every byte replaced by every value, every byte left out, and a line feed, a
+/// carriage return, a blank, a tab, a colon or a byte from 0x80 up put in anywhere.
+#[cfg(test)]
+pub(crate) fn variants(head: &[u8]) -> impl Iterator<Item = (bool, Vec<u8>)> + '_ {
+    (0..head.len()).flat_map(move |at| {
+        let replaced = (0..=u8::MAX).map(move |byte| {
+            let mut changed = head.to_vec();
+            changed[at] = byte;
+            (true, changed)
+        });
+        let mut shorter = head.to_vec();
+        shorter.remove(at);
+        let longer = [b'\n', b'\r', b' ', b'\t', b':', 0x80].into_iter().map(move |byte| {
+            let mut longer = head.to_vec();
+            longer.insert(at, byte);
+            (false, longer)
+        });
+        replaced.chain([(false, shorter)]).chain(longer)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -460,6 +460,7 @@ fn parse_hex(s: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::field_lines::variants;
 
     /// Whether the plain reader reads `buf`; when it does, that `httparse` reads it alike.
     fn read_alike(buf: &[u8]) -> bool {
@@ -488,22 +489,7 @@ mod tests {
         ];
         for head in heads {
             assert!(read_alike(head), "the usual head is the plain reader's: {:?}", String::from_utf8_lossy(head));
-            let mut taken = 0;
-            for at in 0..head.len() {
-                for byte in 0..=u8::MAX {
-                    let mut changed = head.to_vec();
-                    changed[at] = byte;
-                    taken += usize::from(read_alike(&changed));
-                }
-                let mut shorter = head.to_vec();
-                shorter.remove(at);
-                read_alike(&shorter);
-                for byte in [b'\n', b'\r', b' ', b'\t', b':', 0x80] {
-                    let mut longer = head.to_vec();
-                    longer.insert(at, byte);
-                    read_alike(&longer);
-                }
-            }
+            let taken = variants(head).filter(|(replaced, head)| read_alike(head) && *replaced).count();
             assert!(taken > head.len(), "changes that keep a head plain: {taken}");
             let whole = read_plain(head).map_or(0, |read| read.0);
             assert!(
