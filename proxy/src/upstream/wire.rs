@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::proto::field_lines::{folded_eq, is_token, read_fields, value_end};
+use crate::proto::field_lines::{is_token, read_fields, value_end};
 
 /// The largest response head accepted (status line and fields).
 pub const MAX_HEAD: usize = 64 << 10;
@@ -185,7 +185,7 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Respo
     if buf.is_empty() {
         return Ok(None);
     }
-    let (len, status, http11, fields, content_type) = match read_plain(buf) {
+    let (len, status, http11, fields) = match read_plain(buf) {
         Some(plain) => plain,
         None => match read_any(buf)? {
             Some(read) => read,
@@ -193,6 +193,9 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Respo
         },
     };
     let bytes = buf.split_to(len).freeze();
+    // Kept as a range: every response is asked for it (whether it is a stream, what to relay).
+    let content_type = fields.iter().find(|(n, _)| bytes[n.clone()].eq_ignore_ascii_case(b"content-type"));
+    let content_type = content_type.map(|(_, v)| v.clone());
     let mut head =
         ResponseHead { bytes, fields, content_type, status, framing: Framing::UntilClose, keep_alive: false };
     head.framing = framing(&head, head_request)?;
@@ -202,9 +205,8 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Respo
     Ok(Some(head))
 }
 
-/// A response head as read: its length, status, whether HTTP/1.1, its fields and where its
-/// first `Content-Type` value lies.
-type HeadRead = (usize, u16, bool, Vec<(Range<usize>, Range<usize>)>, Option<Range<usize>>);
+/// A response head as read: its length, status, whether HTTP/1.1, and its fields.
+type HeadRead = (usize, u16, bool, Vec<(Range<usize>, Range<usize>)>);
 
 /// Reads a whole head of the usual kind (`proto::field_lines`): a status line of a version, a
 /// three-digit status and a printable reason, and plain fields; `None` for anything else,
@@ -224,18 +226,14 @@ fn read_plain(buf: &[u8]) -> Option<HeadRead> {
     let status = [hundreds, tens, ones].iter().fold(0, |n, d| n * 10 + u16::from(d - b'0'));
     let reason_len = value_end(&head[13..])?;
     let mut fields = Vec::with_capacity(8);
-    let mut content_type = None;
     let len = read_fields(head, 13 + reason_len + 2, |name, name_at, value_at| {
         if fields.len() == MAX_FIELDS || !is_token(name) {
             return false;
         }
-        if content_type.is_none() && folded_eq(name, b"content-type") {
-            content_type = Some(value_at.clone());
-        }
         fields.push((name_at, value_at));
         true
     })?;
-    Some((len, status, http11, fields, content_type))
+    Some((len, status, http11, fields))
 }
 
 /// Reads any head `httparse` reads; `None` while it is not yet whole.
@@ -262,18 +260,8 @@ fn read_any(buf: &[u8]) -> Result<Option<HeadRead>, WireError> {
         let start = s.as_ptr() as usize - base;
         start..start + s.len()
     };
-    let mut content_type = None;
-    let fields: Vec<_> = parsed
-        .headers
-        .iter()
-        .map(|h| {
-            if content_type.is_none() && h.name.eq_ignore_ascii_case("content-type") {
-                content_type = Some(offset(h.value));
-            }
-            (offset(h.name.as_bytes()), offset(h.value))
-        })
-        .collect();
-    Ok(Some((len, status, http11, fields, content_type)))
+    let fields = parsed.headers.iter().map(|h| (offset(h.name.as_bytes()), offset(h.value))).collect();
+    Ok(Some((len, status, http11, fields)))
 }
 
 /// The body's framing, as RFC 9112 §6.3 orders the rules.
@@ -464,10 +452,10 @@ mod tests {
 
     /// Whether the plain reader reads `buf`; when it does, that `httparse` reads it alike.
     fn read_alike(buf: &[u8]) -> bool {
-        let shown = |(len, status, http11, fields, content_type): HeadRead| {
+        let shown = |(len, status, http11, fields): HeadRead| {
             let part = |r: Range<usize>| String::from_utf8_lossy(&buf[r]).into_owned();
             let fields: Vec<_> = fields.into_iter().map(|(n, v)| (n, part(v))).collect();
-            format!("{len} {status} {http11} {fields:?} {:?}", content_type.map(part))
+            format!("{len} {status} {http11} {fields:?}")
         };
         let Some(plain) = read_plain(buf) else { return false };
         let any = read_any(buf);
