@@ -220,13 +220,14 @@ impl Routes {
 
     /// Reports a priority group moving to another tier as an event.
     fn note_shift(&self, idx: usize, pool: &Pool, member: usize) {
-        let Some((previous, shift)) = pool.note_choice(member) else { return };
-        let (from, to) = (self.providers[previous].name(), self.providers[member].name());
-        let (cause, why) = match shift {
-            pool::Shift::Failover => ("failover", format!("{from} is unavailable; serving from {to}")),
-            pool::Shift::Failback => ("failback", format!("{to} is available again (was serving from {from})")),
-        };
-        self.events.note_group(self.providers[idx].name(), cause, &why);
+        pool.note_choice(member, |previous, shift| {
+            let (from, to) = (self.providers[previous].name(), self.providers[member].name());
+            let (cause, why) = match shift {
+                pool::Shift::Failover => ("failover", format!("{from} is unavailable; serving from {to}")),
+                pool::Shift::Failback => ("failback", format!("{to} is available again (was serving from {from})")),
+            };
+            self.events.note_group(self.providers[idx].name(), cause, &why);
+        });
     }
 
     /// Why no member of group `idx` can take a call, member by member.

@@ -57,6 +57,10 @@ pub struct Pool {
     tiers: Vec<(usize, u32)>,
     /// The member first attempts went to last (`usize::MAX`: none yet), for failover events.
     active: AtomicUsize,
+    /// Held while the active member changes and the change is reported, so that reports of
+    /// shifts racing each other (calls flapping between tiers) come out in the order of the
+    /// shifts themselves. Only a change takes it.
+    shifting: parking_lot::Mutex<()>,
 }
 
 /// A change of the member a priority group serves from.
@@ -91,21 +95,24 @@ impl Pool {
             hash_key: group.hash_key.as_deref().map(HashKey::parse),
             tiers: weighted.iter().map(|w| (w.provider, w.priority)).collect(),
             active: AtomicUsize::new(usize::MAX),
+            shifting: parking_lot::Mutex::new(()),
         }
     }
 
-    /// Notes that a first attempt went to `member`; for a priority group, reports when that moves
-    /// it to another tier.
-    pub fn note_choice(&self, member: usize) -> Option<(usize, Shift)> {
+    /// Notes that a first attempt went to `member`; for a priority group, calls `report` with
+    /// the member it moved from and the shift when that moves it to another tier. `report` runs
+    /// in the order of the moves.
+    pub fn note_choice(&self, member: usize, report: impl FnOnce(usize, Shift)) {
         if self.strategy != Strategy::Priority || self.active.load(Ordering::Relaxed) == member {
-            return None;
+            return;
         }
+        let _in_order = self.shifting.lock();
         let previous = self.active.swap(member, Ordering::AcqRel);
         let tier = |m: usize| self.tiers.iter().find(|(p, _)| *p == m).map(|(_, t)| *t);
         match (tier(previous), tier(member)) {
-            (Some(from), Some(to)) if to > from => Some((previous, Shift::Failover)),
-            (Some(from), Some(to)) if to < from => Some((previous, Shift::Failback)),
-            _ => None,
+            (Some(from), Some(to)) if to > from => report(previous, Shift::Failover),
+            (Some(from), Some(to)) if to < from => report(previous, Shift::Failback),
+            _ => {}
         }
     }
 

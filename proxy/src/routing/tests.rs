@@ -132,3 +132,26 @@ fn a_tool_calls_series_is_its_entrys_only_when_the_call_went_to_the_entrys_provi
     assert_eq!(label, crate::telemetry::calls::UNLISTED_TOOL);
     assert!(series.is_some_and(|s| Arc::ptr_eq(&s, &r.providers[b].unlisted)), "b's own 'other' series");
 }
+
+#[test]
+fn racing_tier_shifts_are_reported_in_the_order_they_happen() {
+    let (r, events) = routes("priority");
+    let (a, b) = (ready(&r, "a"), ready(&r, "b"));
+    ready(&r, "c");
+    let (g, _) = r.provider("pool").expect("group");
+    let pool = r.pool(g).expect("a group");
+    // Calls flapping between the tiers on four threads at once.
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let r = &r;
+            s.spawn(move || {
+                for i in 0..500 {
+                    r.note_shift(g, pool, if (i + t) % 2 == 0 { a } else { b });
+                }
+            });
+        }
+    });
+    let causes: Vec<&str> = events.recent(Some("pool"), 100_000).iter().map(|e| e.cause).collect();
+    assert!(causes.len() > 1, "{causes:?}");
+    assert!(causes.windows(2).all(|w| w[0] != w[1]), "a failover and a failback by turns: {causes:?}");
+}
