@@ -70,6 +70,24 @@ def wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 30.
     raise RuntimeError(f"{what} did not open port {port} within {timeout}s; see {LOGS}")
 
 
+def wait_ready(port: int, proc: subprocess.Popen, scheme: str = "http", context: ssl.SSLContext | None = None,
+               timeout: float = 30.0) -> None:
+    """Waits until the gateway on `port` says it is ready, as a load balancer would see it: the
+    port is bound before the gateway is ready, and `/health/ready` answers 503 until it is."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gateway exited with {proc.returncode}; see {LOGS}")
+        with contextlib.suppress(OSError):
+            ready = f"{scheme}://127.0.0.1:{port}/health/ready"
+            with urllib.request.urlopen(ready, timeout=1, context=context) as r:
+                if r.status == 200:
+                    return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"gateway on port {port} not ready within {timeout}s; see {LOGS}")
+        time.sleep(0.05)
+
+
 class Proc:
     """A background process with its output in LOGS/<name>.log, stopped on close."""
 
@@ -208,18 +226,10 @@ class Gateway:
         scheme = "https" if ca else "http"
         self.url = f"{scheme}://127.0.0.1:{self.port}/mcp"
         self.ssl = ssl.create_default_context(cafile=ca) if ca else None
-        deadline = time.monotonic() + 30
-        while True:
-            if self.proc.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited: {self.proc.output()}")
-            with contextlib.suppress(OSError):
-                ready = f"{scheme}://127.0.0.1:{self.port}/health/ready"
-                with urllib.request.urlopen(ready, timeout=1, context=self.ssl) as r:
-                    if r.status == 200:
-                        break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"gateway not ready: {self.proc.output()}")
-            time.sleep(0.05)
+        try:
+            wait_ready(self.port, self.proc.proc, scheme, self.ssl)
+        except RuntimeError as e:
+            raise RuntimeError(f"{e}: {self.proc.output()}") from None
 
     def stop(self) -> None:
         self.proc.stop()

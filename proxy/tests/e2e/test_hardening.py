@@ -264,37 +264,38 @@ providers:
     assert lists <= int(elapsed) + 2, f"{lists} list refreshes in {elapsed:.1f}s for 30 unknown URIs"
 
 
-async def test_a_draining_gateway_answers_503_until_its_listener_closes(fixture_url):
-    port = free_port()
-    cfg = LOGS / f"drain-{port}.yaml"
-    cfg.write_text(f"providers:\n  fx: {{mode: remote, endpoint: \"{fixture_url}\"}}\n")
-    from conftest import HANGAR_BIN
-    proc = Proc(f"drain-{port}", [str(HANGAR_BIN), "--http", "--port", str(port), "--config", str(cfg)])
-    try:
-        wait_port(port, proc.proc, "gateway")
-        time.sleep(0.3)
-        modern(port, "tools/list")
-        result = {}
+async def test_a_draining_gateway_answers_503_until_its_listener_closes(gateway_factory, counted_fixture):
+    gw = gateway_factory(f"providers:\n  fx: {{mode: remote, endpoint: \"http://127.0.0.1:{counted_fixture}/mcp\"}}\n")
+    port, proc = gw.port, gw.proc.proc
+    modern(port, "tools/list")
+    result = {}
 
-        def slow_call():
-            result["reply"] = modern(port, "tools/call", {"name": "fx__slow", "arguments": {"seconds": 3}}, name="fx__slow", rid=9)
+    def slow_call():
+        result["reply"] = modern(port, "tools/call", {"name": "fx__slow", "arguments": {"seconds": 3}}, name="fx__slow", rid=9)
 
-        caller = threading.Thread(target=slow_call)
-        caller.start()
-        time.sleep(0.7)
-        proc.proc.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
-        with pytest.raises(urllib.error.HTTPError) as ready:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=5)
-        assert ready.value.code == 503, "a load balancer sees the drain, not a refused connection"
-        status, headers, body = modern(port, "tools/list", rid=10)
-        assert status == 503 and headers.get("retry-after") == "1", body
-        caller.join(20)
-        status, h, body = result["reply"]
-        assert status == 200 and "slept 3" in body, body
-        assert proc.proc.wait(15) == 0
-    finally:
-        proc.stop()
+    caller = threading.Thread(target=slow_call)
+    caller.start()
+    # The drain starts once the call is in flight: it has reached the upstream.
+    deadline = time.monotonic() + 10
+    while fixture_counts(counted_fixture).get("tools/call", 0) == 0:
+        assert time.monotonic() < deadline, "the slow call never reached the upstream"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 2
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=5).close()
+        except urllib.error.HTTPError as ready:
+            assert ready.code == 503, "a load balancer sees the drain, not a refused connection"
+            break
+        assert time.monotonic() < deadline, "readiness still says ready 2 s after SIGTERM"
+        time.sleep(0.02)
+    status, headers, body = modern(port, "tools/list", rid=10)
+    assert status == 503 and headers.get("retry-after") == "1", body
+    caller.join(20)
+    status, h, body = result["reply"]
+    assert status == 200 and "slept 3" in body, body
+    assert proc.wait(15) == 0
 
 
 async def test_legacy_request_ids_null_ids_and_unreadable_params(gateway_factory, fixture_url):

@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
-import urllib.error
-import urllib.request
 
 import pytest
 from mcp.client import Client
 
-from conftest import HANGAR_BIN, REPO, Proc, free_port, wait_port
+from conftest import HANGAR_BIN, REPO, Proc, free_port, wait_ready
 
 pytestmark = pytest.mark.anyio
 
@@ -39,18 +36,7 @@ async def test_the_gateway_serves_it_with_the_python_hangars_flags():
     proc = Proc(f"python-config-{port}", [str(HANGAR_BIN), "--config", str(PYTHON_CONFIG), "--http", "--port", str(port)],
                 env={"GITHUB_TOKEN": "t"})
     try:
-        wait_port(port, proc.proc, "gateway")
-        # The port is bound before the gateway is ready (it answers 503 until then): wait for
-        # readiness, as a load balancer would.
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=5) as r:
-                    assert r.status == 200
-                    break
-            except urllib.error.HTTPError as e:
-                assert e.code == 503 and time.monotonic() < deadline, f"not ready: {e}"
-                time.sleep(0.05)
+        wait_ready(port, proc.proc)
         async with Client(f"http://127.0.0.1:{port}/mcp", mode="2026-07-28", read_timeout_seconds=30) as c:
             tools = {t.name: t for t in (await c.list_tools()).tools}
         assert "math__add" in tools, sorted(tools)
