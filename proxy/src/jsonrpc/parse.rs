@@ -7,8 +7,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::scan::Members;
-use super::valid;
+use super::valid::{self, Member, TopLevel, Unread, Visit};
 use super::{code, RpcError};
 use crate::proto::protocol::meta;
 
@@ -70,7 +69,7 @@ pub struct Invalid {
 impl<'a> Envelope<'a> {
     /// Parses and checks one message (not a batch).
     pub fn parse(body: &'a [u8]) -> Result<(Self, Kind), Invalid> {
-        Self::parse_with(body, None::<(&[u8], &mut fn(valid::Member) -> Option<()>)>).0
+        Self::parse_with(body, None::<(&[u8], &mut Unread)>).0
     }
 
     /// [`Self::parse`], also giving `each_inner` the members of the top-level member named
@@ -80,9 +79,9 @@ impl<'a> Envelope<'a> {
     pub fn parse_and_inner(
         body: &'a [u8],
         inner: &[u8],
-        mut each_inner: impl FnMut(valid::Member) -> Option<()>,
+        each_inner: impl FnMut(Member) -> Option<()>,
     ) -> (Result<(Self, Kind), Invalid>, bool) {
-        Self::parse_with(body, Some((inner, &mut each_inner)))
+        Self::parse_with(body, Some((inner, &mut TopLevel(each_inner))))
     }
 
     /// [`Self::parse`] and [`ParamsHead::parse`] of the message's `params`, from one walk
@@ -90,35 +89,26 @@ impl<'a> Envelope<'a> {
     /// else each as it reads on its own.
     pub fn parse_request(body: &'a [u8]) -> Result<(Self, Kind, Result<ParamsHead<'a>, RpcError>), Invalid> {
         let text = utf8(body)?;
-        let mut head = HeadWalk::default();
-        let (parsed, walked) = Self::parse_text_with(
-            text,
-            Some((b"params".as_slice(), &mut |member: valid::Member| {
-                head.member(text, member);
-                Some(())
-            })),
-        );
+        let mut head = HeadWalk::new(text);
+        let (parsed, walked) = Self::parse_text_with(text, Some((b"params".as_slice(), &mut head)));
         let (env, kind) = parsed?;
-        let head = match head {
-            HeadWalk { head, failed: false, .. } if walked => Ok(head),
+        let head = match head.finish() {
+            Some(head) if walked => Ok(head),
             _ => ParamsHead::parse(env.params),
         };
         Ok((env, kind, head))
     }
 
-    fn parse_with<G: FnMut(valid::Member) -> Option<()>>(
-        body: &'a [u8],
-        inner: Option<(&[u8], &mut G)>,
-    ) -> (Result<(Self, Kind), Invalid>, bool) {
+    fn parse_with<I: Visit>(body: &'a [u8], inner: Option<(&[u8], &mut I)>) -> (Result<(Self, Kind), Invalid>, bool) {
         match utf8(body) {
             Ok(text) => Self::parse_text_with(text, inner),
             Err(e) => (Err(e), false),
         }
     }
 
-    fn parse_text_with<G: FnMut(valid::Member) -> Option<()>>(
+    fn parse_text_with<I: Visit>(
         text: &'a str,
-        inner: Option<(&[u8], &mut G)>,
+        inner: Option<(&[u8], &mut I)>,
     ) -> (Result<(Self, Kind), Invalid>, bool) {
         let first = text.trim_start().as_bytes().first().copied();
         if first == Some(b'[') {
@@ -166,45 +156,14 @@ impl<'a> Envelope<'a> {
     /// is not sure of, a key with escapes, a repeated field, a `jsonrpc` or `method` that is not
     /// a plain string).
     pub fn walked(text: &'a str) -> Option<Self> {
-        Self::walk(text, None::<(&[u8], &mut fn(valid::Member) -> Option<()>)>)
+        Self::walk(text, None::<(&[u8], &mut Unread)>)
     }
 
-    fn walk<G: FnMut(valid::Member) -> Option<()>>(text: &'a str, inner: Option<(&[u8], &mut G)>) -> Option<Self> {
-        let mut env = Self { jsonrpc: None, id: None, method: None, params: None, result: None, error: None };
-        let mut seen = [false; 6];
-        let each = |member: valid::Member| {
-            if member.key_escaped {
-                return None;
-            }
-            let value = text.get(member.value)?;
-            let field = match text.get(member.key)? {
-                "jsonrpc" => 0,
-                "id" => 1,
-                "method" => 2,
-                "params" => 3,
-                "result" => 4,
-                "error" => 5,
-                _ => return Some(()),
-            };
-            if std::mem::replace(&mut seen[field], true) {
-                return None;
-            }
-            match field {
-                0 => env.jsonrpc = plain_string(value)?,
-                // An id is short: serde_json makes its `RawValue` from the walked text.
-                1 => env.id = Some(serde_json::from_str(value).ok()?),
-                2 => env.method = plain_string(value)?,
-                3 => env.params = Some(value),
-                4 => env.result = Some(value),
-                _ => env.error = Some(value),
-            }
-            Some(())
-        };
-        match inner {
-            Some((name, each_inner)) => valid::object_and_inner(text.as_bytes(), each, name, each_inner)?,
-            None => valid::object(text.as_bytes(), each)?,
-        }
-        Some(env)
+    fn walk<I: Visit>(text: &'a str, inner: Option<(&[u8], &mut I)>) -> Option<Self> {
+        let env = Self { jsonrpc: None, id: None, method: None, params: None, result: None, error: None };
+        let mut walk = EnvelopeWalk { text, env, seen: [false; 6], inner };
+        valid::walk(text.as_bytes(), &mut walk)?;
+        Some(walk.env)
     }
 
     /// The envelope as serde_json reads it, or its error: what the walk falls back to, and
@@ -248,6 +207,60 @@ impl<'a> Envelope<'a> {
     }
 }
 
+/// The envelope's fields read from the top-level members as the walk gives them; the members
+/// of the one named in `inner` (and what they lead into) go on to its visitor.
+struct EnvelopeWalk<'a, 'i, I> {
+    text: &'a str,
+    env: Envelope<'a>,
+    /// Which of the six fields were given (a repeated one is left to serde_json, whose error
+    /// it is).
+    seen: [bool; 6],
+    inner: Option<(&'i [u8], &'i mut I)>,
+}
+
+impl<I: Visit> Visit for EnvelopeWalk<'_, '_, I> {
+    fn enters(&mut self, depth: usize, key: &[u8]) -> bool {
+        match (depth, self.inner.as_mut()) {
+            (0, Some((name, _))) => key == *name,
+            (_, Some((_, inner))) if depth > 0 => inner.enters(depth - 1, key),
+            _ => false,
+        }
+    }
+
+    fn member(&mut self, depth: usize, member: Member) -> Option<()> {
+        if depth > 0 {
+            return self.inner.as_mut().map_or(Some(()), |(_, inner)| inner.member(depth - 1, member));
+        }
+        if member.key_escaped {
+            return None;
+        }
+        let value = self.text.get(member.value)?;
+        let field = match self.text.get(member.key)? {
+            "jsonrpc" => 0,
+            "id" => 1,
+            "method" => 2,
+            "params" => 3,
+            "result" => 4,
+            "error" => 5,
+            _ => return Some(()),
+        };
+        if std::mem::replace(&mut self.seen[field], true) {
+            return None;
+        }
+        let env = &mut self.env;
+        match field {
+            0 => env.jsonrpc = plain_string(value, member.plain_string)?,
+            // An id is short: serde_json makes its `RawValue` from the walked text.
+            1 => env.id = Some(serde_json::from_str(value).ok()?),
+            2 => env.method = plain_string(value, member.plain_string)?,
+            3 => env.params = Some(value),
+            4 => env.result = Some(value),
+            _ => env.error = Some(value),
+        }
+        Some(())
+    }
+}
+
 /// A field that is present, whatever its value: serde reads a JSON `null` into `Option` as `None`,
 /// which would make `"id": null` look like no id at all.
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
@@ -267,14 +280,13 @@ fn raw_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de str>, 
     Option::<&'de RawValue>::deserialize(d).map(|raw| raw.map(RawValue::get))
 }
 
-/// A string value without escapes, borrowed (`Some(None)` for `null`); `None` for anything
-/// else, which serde_json then reads.
-fn plain_string(value: &str) -> Option<Option<Cow<'_, str>>> {
-    if value == "null" {
-        return Some(None);
+/// A string value without escapes (`plain`, as the walk found it), borrowed (`Some(None)` for
+/// `null`); `None` for anything else, which serde_json then reads.
+fn plain_string(value: &str, plain: bool) -> Option<Option<Cow<'_, str>>> {
+    match plain {
+        true => value.get(1..value.len().saturating_sub(1)).map(|inner| Some(Cow::Borrowed(inner))),
+        false => (value == "null").then_some(None),
     }
-    let inner = value.strip_prefix('"')?.strip_suffix('"')?;
-    (!inner.contains('\\')).then_some(Some(Cow::Borrowed(inner)))
 }
 
 fn utf8(body: &[u8]) -> Result<&str, Invalid> {
@@ -332,11 +344,11 @@ pub struct ClientInfoHead<'a> {
 }
 
 impl<'a> ParamsHead<'a> {
-    /// Reads the head of `params`; `None` params read as empty. `params` was accepted by the
-    /// envelope's parse, so its members are walked rather than parsed again (on a large body
-    /// that pass costs as much as the envelope's); whatever the walk does not read exactly as
-    /// serde_json would (a key or name with escapes, a repeated field, a field of the wrong type)
-    /// is parsed by serde_json, whose answer, or error, it is.
+    /// Reads the head of `params` on its own (a request's usually comes with its envelope, from
+    /// [`Envelope::parse_request`]'s one walk); `None` params read as empty. Whatever the
+    /// validating walk does not read exactly as serde_json would (a key or name with escapes, a
+    /// repeated field, a field of the wrong type, text the walk is not sure of) is parsed by
+    /// serde_json, whose answer, or error, it is.
     pub fn parse(params: Option<&'a str>) -> Result<Self, RpcError> {
         match params {
             None => Ok(Self::default()),
@@ -349,23 +361,11 @@ impl<'a> ParamsHead<'a> {
         serde_json::from_str(params).map_err(|e| RpcError::new(code::INVALID_PARAMS, format!("invalid params: {e}")))
     }
 
-    /// The head read from `params`' top-level members; `None` to leave it to [`Self::parsed`].
+    /// The head read by the validating walk; `None` to leave it to [`Self::parsed`].
     fn walk(params: &'a str) -> Option<Self> {
-        let mut head = Self::default();
-        named_members(params, PARAMS_FIELDS, |field, value| head.set(field, value))?;
-        Some(head)
-    }
-
-    /// Reads the value of field `field` of [`PARAMS_FIELDS`]; `None` to leave the head to
-    /// [`Self::parsed`].
-    fn set(&mut self, field: usize, value: &'a str) -> Option<()> {
-        match field {
-            0 => self.name = plain_string(value)?,
-            1 => self.uri = plain_string(value)?,
-            2 => self.meta = plain_object(value, MetaHead::walk)?,
-            _ => self.arguments = (value != "null").then_some(value),
-        }
-        Some(())
+        let mut head = HeadWalk::new(params);
+        valid::walk(params.as_bytes(), &mut head)?;
+        head.finish()
     }
 
     /// The protocol version in `_meta`, if any.
@@ -374,97 +374,117 @@ impl<'a> ParamsHead<'a> {
     }
 }
 
-impl<'a> MetaHead<'a> {
-    /// The fields read from `_meta`'s members, as [`ParamsHead::walk`] reads `params`.
-    fn walk(meta: &'a str) -> Option<Self> {
-        let mut head = Self::default();
-        let names = [meta::PROTOCOL_VERSION, meta::CLIENT_INFO, "traceparent", "tracestate", "baggage"];
-        named_members(meta, names, |field, value| {
-            match field {
-                0 => head.protocol_version = plain_string(value)?,
-                1 => head.client_info = plain_object(value, ClientInfoHead::walk)?,
-                2 => head.traceparent = plain_string(value)?,
-                3 => head.tracestate = plain_string(value)?,
-                _ => head.baggage = plain_string(value)?,
-            }
-            Some(())
-        })?;
-        Some(head)
+/// The fields [`ParamsHead`] reads: in `params`, in its `_meta`, in that one's `clientInfo`.
+#[derive(Debug, Clone, Copy)]
+enum HeadField {
+    Name,
+    Uri,
+    Meta,
+    Arguments,
+    ProtocolVersion,
+    ClientInfo,
+    Traceparent,
+    Tracestate,
+    Baggage,
+    ClientName,
+}
+
+impl HeadField {
+    /// The field that member `key` of an object `depth` deep (0: `params`) is, if any.
+    fn of(depth: usize, key: &str) -> Option<Self> {
+        Some(match (depth, key) {
+            (0, "name") => Self::Name,
+            (0, "uri") => Self::Uri,
+            (0, "_meta") => Self::Meta,
+            (0, "arguments") => Self::Arguments,
+            (1, meta::PROTOCOL_VERSION) => Self::ProtocolVersion,
+            (1, meta::CLIENT_INFO) => Self::ClientInfo,
+            (1, "traceparent") => Self::Traceparent,
+            (1, "tracestate") => Self::Tracestate,
+            (1, "baggage") => Self::Baggage,
+            (2, "name") => Self::ClientName,
+            _ => return None,
+        })
     }
 }
 
-impl<'a> ClientInfoHead<'a> {
-    fn walk(info: &'a str) -> Option<Self> {
-        let mut head = Self::default();
-        named_members(info, ["name"], |_, value| {
-            head.name = plain_string(value)?;
-            Some(())
-        })?;
-        Some(head)
-    }
-}
-
-/// The `params` fields [`ParamsHead`] reads, in the order [`ParamsHead::set`] numbers them.
-const PARAMS_FIELDS: [&str; 4] = ["name", "uri", "_meta", "arguments"];
-
-/// Calls `each` with the position in `names` and the value of every member of the object
-/// `text` (accepted JSON) whose key is one of `names`. `None`, to leave the object to
-/// serde_json, when a key has escapes (it could be one of `names`), a named key repeats (an
-/// error there), or `each` says so.
-fn named_members<'a, const N: usize>(
-    text: &'a str,
-    names: [&str; N],
-    mut each: impl FnMut(usize, &'a str) -> Option<()>,
-) -> Option<()> {
-    let mut seen = [false; N];
-    for member in Members::of(text.as_bytes()).ok()? {
-        let member = member.ok()?;
-        let (key, value) = (text.get(member.key)?, text.get(member.value)?);
-        if let Some(field) = named(&names, &mut seen, key)? {
-            each(field, value)?;
-        }
-    }
-    Some(())
-}
-
-/// Which of `names` `key` is (`Some(None)`: none of them), its first time; `None`, to leave the
-/// object to serde_json, when a named key repeats or a key has escapes (it could be one).
-fn named<const N: usize>(names: &[&str; N], seen: &mut [bool; N], key: &str) -> Option<Option<usize>> {
-    match names.iter().position(|name| *name == key) {
-        Some(field) if !std::mem::replace(&mut seen[field], true) => Some(Some(field)),
-        Some(_) => None,
-        None if key.contains('\\') => None,
-        None => Some(None),
-    }
-}
-
-/// [`ParamsHead`] read from `params`' members as the envelope's walk hands them over.
-#[derive(Default)]
+/// [`ParamsHead`] read from `params`' members as a walk gives them, with the members of
+/// `_meta` and of its `clientInfo` in the same pass. Whatever it does not read as serde_json
+/// would (a key with escapes, a repeated field, a field of the wrong type) fails it, and the
+/// head is then serde_json's; the walk goes on all the same (it is checking the message).
 struct HeadWalk<'a> {
+    text: &'a str,
     head: ParamsHead<'a>,
-    seen: [bool; PARAMS_FIELDS.len()],
-    /// A member the walk does not read as serde_json would: the head is serde_json's.
+    /// `_meta`'s fields, given before `_meta` itself.
+    meta: MetaHead<'a>,
+    /// `clientInfo`'s, given before `clientInfo` itself.
+    client_info: ClientInfoHead<'a>,
+    /// The fields given so far, a bit per [`HeadField`].
+    seen: u16,
     failed: bool,
 }
 
 impl<'a> HeadWalk<'a> {
-    fn member(&mut self, text: &'a str, member: valid::Member) {
-        let read = || -> Option<()> {
-            let key = text.get(member.key)?;
-            match named(&PARAMS_FIELDS, &mut self.seen, key)? {
-                Some(field) => self.head.set(field, text.get(member.value)?),
-                None => Some(()),
-            }
-        };
-        self.failed = self.failed || read().is_none();
+    fn new(text: &'a str) -> Self {
+        let (head, meta, client_info) = Default::default();
+        Self { text, head, meta, client_info, seen: 0, failed: false }
+    }
+
+    /// The head, unless a member failed it.
+    fn finish(self) -> Option<ParamsHead<'a>> {
+        (!self.failed).then_some(self.head)
+    }
+
+    /// Reads one member of `params` (depth 0), `_meta` (1) or `clientInfo` (2); `None` when
+    /// it is not read as serde_json would read it. A key with escapes could be a field's.
+    fn read(&mut self, depth: usize, member: Member) -> Option<()> {
+        if member.key_escaped {
+            return None;
+        }
+        let Some(field) = HeadField::of(depth, self.text.get(member.key)?) else { return Some(()) };
+        let bit = 1 << field as u16;
+        if self.seen & bit != 0 {
+            return None;
+        }
+        self.seen |= bit;
+        let value = self.text.get(member.value)?;
+        let string = || plain_string(value, member.plain_string);
+        match field {
+            HeadField::Name => self.head.name = string()?,
+            HeadField::Uri => self.head.uri = string()?,
+            HeadField::Meta => self.head.meta = entered(value, std::mem::take(&mut self.meta))?,
+            HeadField::Arguments => self.head.arguments = (value != "null").then_some(value),
+            HeadField::ProtocolVersion => self.meta.protocol_version = string()?,
+            HeadField::ClientInfo => self.meta.client_info = entered(value, std::mem::take(&mut self.client_info))?,
+            HeadField::Traceparent => self.meta.traceparent = string()?,
+            HeadField::Tracestate => self.meta.tracestate = string()?,
+            HeadField::Baggage => self.meta.baggage = string()?,
+            HeadField::ClientName => self.client_info.name = string()?,
+        }
+        Some(())
     }
 }
 
-/// An optional object read by `walk` (`Some(None)` for `null`); `None` for anything else, which
-/// serde_json then reads.
-fn plain_object<'a, T>(value: &'a str, walk: impl FnOnce(&'a str) -> Option<T>) -> Option<Option<T>> {
+impl Visit for HeadWalk<'_> {
+    fn enters(&mut self, depth: usize, key: &[u8]) -> bool {
+        match depth {
+            0 => key == b"_meta",
+            1 => key == meta::CLIENT_INFO.as_bytes(),
+            _ => false,
+        }
+    }
+
+    fn member(&mut self, depth: usize, member: Member) -> Option<()> {
+        self.failed = self.failed || self.read(depth, member).is_none();
+        Some(())
+    }
+}
+
+/// An optional object whose members were read as the walk entered it (`Some(None)` for
+/// `null`); `None` for anything else, which serde_json then reads.
+fn entered<T>(value: &str, read: T) -> Option<Option<T>> {
     match value.as_bytes().first() {
-        Some(b'{') => walk(value).map(Some),
+        Some(b'{') => Some(Some(read)),
         _ => (value == "null").then_some(None),
     }
 }
@@ -567,6 +587,19 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":7}}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"traceparent":1}}}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":[1]}"#,
+            // `_meta` and its `clientInfo`, read as the walk enters them.
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientInfo":{"name":"c","version":"1"},"traceparent":"t","tracestate":"s","baggage":"b","x":{"name":"no"}},"name":"n"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientInfo":null},"arguments":{"_meta":{"traceparent":"no"}}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","_meta":{"traceparent":"not params'"},"params":{"_meta":null}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{}}}"#,
+            // ... and what they hand to serde_json.
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"traceparent":"a"},"_meta":{"traceparent":"b"}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":"x"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"tr\u0061ceparent":"t"}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"baggage":"a\"b"}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientInfo":{"name":"a","name":"b"}}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientInfo":{"name":1}}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientInfo":[]}}}"#,
         ] {
             let together = Envelope::parse_request(body.as_bytes());
             let apart = Envelope::parse(body.as_bytes()).map(|(env, kind)| {
@@ -574,6 +607,11 @@ mod tests {
                 (env, kind, head)
             });
             assert_eq!(format!("{together:?}"), format!("{apart:?}"), "{body}");
+            // Both are serde_json's reading of `params`, or its error.
+            if let Ok((env, _, head)) = &together {
+                let serdes = env.params.map_or_else(|| Ok(ParamsHead::default()), ParamsHead::parsed);
+                assert_eq!(format!("{head:?}"), format!("{serdes:?}"), "{body}");
+            }
         }
         let escaped = Envelope::parse_request(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"name":"a\"b"}}"#);
         let name = escaped.ok().and_then(|(_, _, head)| head.ok()?.name);

@@ -17,7 +17,8 @@ use super::stops;
 /// Nesting the walk follows; deeper text is serde_json's (its limit is 128).
 const MAX_DEPTH: usize = 100;
 
-/// One member of the walked object: its key's text between the quotes and its value's text.
+/// One member of an object the walk gives: its key's text between the quotes and its value's
+/// text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
     /// The key's bytes between its quotes, escapes not decoded.
@@ -26,57 +27,85 @@ pub struct Member {
     pub key_escaped: bool,
     /// The value's text, without the whitespace around it.
     pub value: Range<usize>,
+    /// Whether the value is a string without escapes: its bytes between the quotes are the
+    /// string (read as the walk went, so that a reader need not look for a backslash again).
+    pub plain_string: bool,
 }
 
-/// Walks the JSON object that is the whole of `text` (whitespace around it allowed), calling
-/// `each` on its members in order; `None` when `text` is not such an object, when the walk is
-/// not sure serde_json reads it alike, or when `each` says `None`.
-pub fn object(text: &[u8], mut each: impl FnMut(Member) -> Option<()>) -> Option<()> {
+/// What the walk gives its caller: the members of the top-level object, and of the objects the
+/// caller asks to be led into, as the walk checks them, so that what a caller reads from a
+/// message takes no second pass over it (a request's `params` and their `_meta`, a reply's
+/// `result`).
+pub trait Visit {
+    /// Whether the members of the object value of member `key` are wanted too. Asked only of a
+    /// key without escapes whose value is an object; `depth` is that of the object the member
+    /// is in (0: the top level). The inner object's members come, at `depth + 1`, before the
+    /// member itself.
+    fn enters(&mut self, depth: usize, key: &[u8]) -> bool;
+
+    /// One member of the top-level object or of an object entered; `None` stops the walk.
+    fn member(&mut self, depth: usize, member: Member) -> Option<()>;
+}
+
+/// Walks the JSON object that is the whole of `text` (whitespace around it allowed), giving
+/// `visit` its members and those of the objects it enters; `None` when `text` is not such an
+/// object, when the walk is not sure serde_json reads it alike, or when `visit` says `None`.
+pub fn walk(text: &[u8], visit: &mut impl Visit) -> Option<()> {
     let start = skip_ws(text, 0);
-    let end = object_at(text, start, 0, &mut each, None::<Inner<'_, Skip>>)?;
+    let end = object_at(text, start, 0, Some(visit))?;
     (skip_ws(text, end) == text.len()).then_some(())
 }
 
-/// [`object`], also calling `each_inner` on the members of the top-level member named `inner`
-/// (when its key has no escapes and its value is an object), as the walk validates them: a
-/// reply's `result` is read in the pass that checks it, not in a second one.
-pub fn object_and_inner(
-    text: &[u8],
-    mut each: impl FnMut(Member) -> Option<()>,
-    inner: &[u8],
-    mut each_inner: impl FnMut(Member) -> Option<()>,
-) -> Option<()> {
-    let start = skip_ws(text, 0);
-    let end = object_at(text, start, 0, &mut each, Some((inner, &mut each_inner)))?;
-    (skip_ws(text, end) == text.len()).then_some(())
+/// [`walk`] calling `each` on the top-level members only.
+pub fn object(text: &[u8], each: impl FnMut(Member) -> Option<()>) -> Option<()> {
+    walk(text, &mut TopLevel(each))
 }
 
-/// The member whose object value's members are walked for a caller too, and what is called on
-/// them.
-type Inner<'a, G> = (&'a [u8], &'a mut G);
+/// A visitor of the top-level members alone.
+pub struct TopLevel<F>(pub F);
 
-/// What nested objects' members are given to: nothing.
-type Skip = fn(Member) -> Option<()>;
+impl<F: FnMut(Member) -> Option<()>> Visit for TopLevel<F> {
+    fn enters(&mut self, _: usize, _: &[u8]) -> bool {
+        false
+    }
 
-/// The offset past the valid value starting at `at`.
-fn value(text: &[u8], at: usize, depth: usize) -> Option<usize> {
-    match *text.get(at)? {
-        b'"' => string(text, at).map(|(end, _)| end),
-        b'{' => object_at(text, at, depth + 1, &mut |_| Some(()), None::<Inner<'_, Skip>>),
+    fn member(&mut self, _: usize, member: Member) -> Option<()> {
+        (self.0)(member)
+    }
+}
+
+/// The visitor of objects no caller reads: the walk only checks them.
+pub enum Unread {}
+
+impl Visit for Unread {
+    fn enters(&mut self, _: usize, _: &[u8]) -> bool {
+        match *self {}
+    }
+
+    fn member(&mut self, _: usize, _: Member) -> Option<()> {
+        match *self {}
+    }
+}
+
+/// The offset past the valid value starting at `at`, and whether it is a string without
+/// escapes.
+fn value(text: &[u8], at: usize, depth: usize) -> Option<(usize, bool)> {
+    let end = match *text.get(at)? {
+        b'"' => return string(text, at).map(|(end, escaped)| (end, !escaped)),
+        b'{' => object_at(text, at, depth + 1, None::<&mut Unread>),
         b'[' => array(text, at, depth + 1),
         b't' => literal(text, at, b"true"),
         b'f' => literal(text, at, b"false"),
         b'n' => literal(text, at, b"null"),
         b'-' | b'0'..=b'9' => number(text, at),
         _ => None,
-    }
+    };
+    end.map(|end| (end, false))
 }
 
-fn object_at<F, G>(text: &[u8], at: usize, depth: usize, each: &mut F, mut inner: Option<Inner<'_, G>>) -> Option<usize>
-where
-    F: FnMut(Member) -> Option<()>,
-    G: FnMut(Member) -> Option<()>,
-{
+/// The offset past the valid object starting at `at` (nested `depth` deep), giving its members
+/// to `visit` when there is one.
+fn object_at<V: Visit>(text: &[u8], at: usize, depth: usize, mut visit: Option<&mut V>) -> Option<usize> {
     if depth >= MAX_DEPTH || text.get(at) != Some(&b'{') {
         return None;
     }
@@ -89,22 +118,23 @@ where
             return None;
         }
         let (key_end, key_escaped) = string(text, i)?;
+        let key = i + 1..key_end - 1;
         let colon = skip_ws(text, key_end);
         if text.get(colon) != Some(&b':') {
             return None;
         }
         let value_start = skip_ws(text, colon + 1);
-        let value_end = match inner.as_mut() {
-            Some((name, each_inner))
-                if !key_escaped
-                    && text.get(i + 1..key_end - 1) == Some(*name)
-                    && text.get(value_start) == Some(&b'{') =>
-            {
-                object_at(text, value_start, depth + 1, *each_inner, None::<Inner<'_, G>>)?
-            }
-            _ => value(text, value_start, depth)?,
+        let entered = match visit.as_deref_mut() {
+            Some(v) if !key_escaped && text.get(value_start) == Some(&b'{') => v.enters(depth, text.get(key.clone())?),
+            _ => false,
         };
-        each(Member { key: i + 1..key_end - 1, key_escaped, value: value_start..value_end })?;
+        let (value_end, plain_string) = match entered {
+            true => (object_at(text, value_start, depth + 1, visit.as_deref_mut())?, false),
+            false => value(text, value_start, depth)?,
+        };
+        if let Some(v) = visit.as_deref_mut() {
+            v.member(depth, Member { key, key_escaped, value: value_start..value_end, plain_string })?;
+        }
         i = skip_ws(text, value_end);
         match *text.get(i)? {
             b',' => i = skip_ws(text, i + 1),
@@ -123,7 +153,7 @@ fn array(text: &[u8], at: usize, depth: usize) -> Option<usize> {
         return Some(i + 1);
     }
     loop {
-        i = skip_ws(text, value(text, i, depth)?);
+        i = skip_ws(text, value(text, i, depth)?.0);
         match *text.get(i)? {
             b',' => i = skip_ws(text, i + 1),
             b']' => return Some(i + 1),
@@ -235,7 +265,15 @@ mod tests {
     fn agrees(text: &str) -> bool {
         let mut members = Vec::new();
         let walked = object(text.as_bytes(), |m| {
-            members.push((text[m.key.clone()].to_owned(), text[m.value].to_owned()));
+            let value = &text[m.value];
+            // A plain string is its text between the quotes, as serde_json reads it.
+            let read = serde_json::from_str::<String>(value).ok();
+            assert_eq!(
+                m.plain_string,
+                value.len() >= 2 && read.as_deref() == Some(&value[1..value.len() - 1]),
+                "{text}: {value}"
+            );
+            members.push((text[m.key.clone()].to_owned(), value.to_owned()));
             Some(())
         });
         let parsed = serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(text);
@@ -253,32 +291,66 @@ mod tests {
         walked.is_some()
     }
 
+    /// Records what a walk gives: `(depth, key, value)` in the order given, entering the objects
+    /// under the keys in `path` at their depths.
+    struct Recorder<'t> {
+        text: &'t str,
+        path: &'t [&'t str],
+        given: Vec<(usize, String, String)>,
+    }
+
+    impl Visit for Recorder<'_> {
+        fn enters(&mut self, depth: usize, key: &[u8]) -> bool {
+            self.path.get(depth).is_some_and(|name| name.as_bytes() == key)
+        }
+
+        fn member(&mut self, depth: usize, m: Member) -> Option<()> {
+            self.given.push((depth, self.text[m.key].to_owned(), self.text[m.value].to_owned()));
+            Some(())
+        }
+    }
+
+    fn given(text: &str, path: &[&str]) -> Option<Vec<(usize, String, String)>> {
+        let mut recorder = Recorder { text, path, given: Vec::new() };
+        walk(text.as_bytes(), &mut recorder).map(|()| recorder.given)
+    }
+
     #[test]
-    fn the_inner_members_are_walked_once_and_checked() {
-        let inner_keys = |text: &str| {
-            let (mut top, mut inner) = (Vec::new(), Vec::new());
-            let walked = object_and_inner(
-                text.as_bytes(),
-                |m| {
-                    top.push(text[m.key].to_owned());
-                    Some(())
-                },
-                b"result",
-                |m| {
-                    inner.push((text[m.key].to_owned(), text[m.value].to_owned()));
-                    Some(())
-                },
-            );
-            walked.map(|()| (top, inner))
+    fn the_objects_entered_are_walked_once_and_checked() {
+        let own = |given: &[(usize, &str, &str)]| -> Vec<(usize, String, String)> {
+            given.iter().map(|&(d, k, v)| (d, k.to_owned(), v.to_owned())).collect()
         };
-        let (top, inner) =
-            inner_keys(r#"{"id":1,"result":{"a":[1,{"b":2}],"isError":true},"x":{"c":3}}"#).expect("valid");
-        assert_eq!(top, ["id", "result", "x"]);
-        assert_eq!(inner, [("a".to_owned(), r#"[1,{"b":2}]"#.to_owned()), ("isError".to_owned(), "true".to_owned())]);
-        let (_, inner) = inner_keys(r#"{"result":[{"a":1}],"res\u0075lt":{"b":1}}"#).expect("valid");
-        assert!(inner.is_empty(), "only an object value under the plain key is walked into");
-        assert!(inner_keys(r#"{"result":{"a":tru}}"#).is_none(), "the inner object is still checked");
-        assert!(inner_keys(r#"{"result":{"a":1}"#).is_none());
+        let text = r#"{"id":1,"result":{"a":[1,{"b":2}],"isError":true},"x":{"c":3}}"#;
+        assert_eq!(
+            given(text, &["result"]).expect("valid"),
+            own(&[
+                (0, "id", "1"),
+                (1, "a", r#"[1,{"b":2}]"#),
+                (1, "isError", "true"),
+                (0, "result", r#"{"a":[1,{"b":2}],"isError":true}"#),
+                (0, "x", r#"{"c":3}"#),
+            ]),
+            "an entered object's members come before the member itself"
+        );
+        let text = r#"{"params":{"_meta":{"info":{"name":"n"},"v":"1"},"name":"t"},"_meta":{"v":"2"}}"#;
+        assert_eq!(
+            given(text, &["params", "_meta", "info"]).expect("valid"),
+            own(&[
+                (3, "name", r#""n""#),
+                (2, "info", r#"{"name":"n"}"#),
+                (2, "v", r#""1""#),
+                (1, "_meta", r#"{"info":{"name":"n"},"v":"1"}"#),
+                (1, "name", r#""t""#),
+                (0, "params", r#"{"_meta":{"info":{"name":"n"},"v":"1"},"name":"t"}"#),
+                (0, "_meta", r#"{"v":"2"}"#),
+            ]),
+            "a key is entered at its own depth only"
+        );
+        let given_inner = given(r#"{"result":[{"a":1}],"res\u0075lt":{"b":1}}"#, &["result"]).expect("valid");
+        assert!(given_inner.iter().all(|(d, ..)| *d == 0), "only an object value under the plain key is entered");
+        assert!(given(r#"{"result":{"a":tru}}"#, &["result"]).is_none(), "an entered object is still checked");
+        assert!(given(r#"{"result":{"a":1}"#, &["result"]).is_none());
+        assert!(given(&format!("{}1{}", r#"{"a":"#.repeat(150), "}".repeat(150)), &["a"; 150]).is_none(), "too deep");
     }
 
     #[test]
