@@ -163,6 +163,10 @@ fn array(text: &[u8], at: usize, depth: usize) -> Option<usize> {
 }
 
 /// The offset past the string whose opening quote is at `at`, and whether it has escapes.
+/// Inlined where a walk reads keys and values: most of a message's strings are short and
+/// plain, and a call (with the registers the escape reading needs saved and restored) cost
+/// about as much as reading one.
+#[inline(always)]
 fn string(text: &[u8], at: usize) -> Option<(usize, bool)> {
     let mut i = at + 1;
     let mut escaped = false;
@@ -172,22 +176,26 @@ fn string(text: &[u8], at: usize) -> Option<(usize, bool)> {
             b'"' => return Some((i + 1, escaped)),
             b'\\' => {
                 escaped = true;
-                i += match *text.get(i + 1)? {
-                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => 2,
-                    b'u' => {
-                        let hex = std::str::from_utf8(text.get(i + 2..i + 6)?).ok()?;
-                        let unit = u16::from_str_radix(hex, 16).ok()?;
-                        // Surrogates (pairs, lone halves) are serde_json's to judge.
-                        if hex.starts_with(['+', '-']) || (0xD800..0xE000).contains(&unit) {
-                            return None;
-                        }
-                        6
-                    }
-                    _ => return None,
-                };
+                i += escape_len(text, i)?;
             }
             _ => return None, // a control character
         }
+    }
+}
+
+/// The length of the escape whose backslash is at `at`; `None` for one the walk leaves to
+/// serde_json.
+#[inline(never)]
+fn escape_len(text: &[u8], at: usize) -> Option<usize> {
+    match *text.get(at + 1)? {
+        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(2),
+        b'u' => {
+            let hex = std::str::from_utf8(text.get(at + 2..at + 6)?).ok()?;
+            let unit = u16::from_str_radix(hex, 16).ok()?;
+            // Surrogates (pairs, lone halves) are serde_json's to judge.
+            (!hex.starts_with(['+', '-']) && !(0xD800..0xE000).contains(&unit)).then_some(6)
+        }
+        _ => None,
     }
 }
 
