@@ -235,13 +235,14 @@ impl<I: Visit> Visit for EnvelopeWalk<'_, '_, I> {
             return None;
         }
         let value = self.text.get(member.value)?;
-        let field = match self.text.get(member.key)? {
-            "jsonrpc" => 0,
-            "id" => 1,
-            "method" => 2,
-            "params" => 3,
-            "result" => 4,
-            "error" => 5,
+        // Keys are read as bytes: the walk's ranges lie between ASCII quotes.
+        let field = match self.text.as_bytes().get(member.key)? {
+            b"jsonrpc" => 0,
+            b"id" => 1,
+            b"method" => 2,
+            b"params" => 3,
+            b"result" => 4,
+            b"error" => 5,
             _ => return Some(()),
         };
         if std::mem::replace(&mut self.seen[field], true) {
@@ -391,18 +392,20 @@ enum HeadField {
 
 impl HeadField {
     /// The field that member `key` of an object `depth` deep (0: `params`) is, if any.
-    fn of(depth: usize, key: &str) -> Option<Self> {
+    fn of(depth: usize, key: &[u8]) -> Option<Self> {
+        const PROTOCOL_VERSION: &[u8] = meta::PROTOCOL_VERSION.as_bytes();
+        const CLIENT_INFO: &[u8] = meta::CLIENT_INFO.as_bytes();
         Some(match (depth, key) {
-            (0, "name") => Self::Name,
-            (0, "uri") => Self::Uri,
-            (0, "_meta") => Self::Meta,
-            (0, "arguments") => Self::Arguments,
-            (1, meta::PROTOCOL_VERSION) => Self::ProtocolVersion,
-            (1, meta::CLIENT_INFO) => Self::ClientInfo,
-            (1, "traceparent") => Self::Traceparent,
-            (1, "tracestate") => Self::Tracestate,
-            (1, "baggage") => Self::Baggage,
-            (2, "name") => Self::ClientName,
+            (0, b"name") => Self::Name,
+            (0, b"uri") => Self::Uri,
+            (0, b"_meta") => Self::Meta,
+            (0, b"arguments") => Self::Arguments,
+            (1, PROTOCOL_VERSION) => Self::ProtocolVersion,
+            (1, CLIENT_INFO) => Self::ClientInfo,
+            (1, b"traceparent") => Self::Traceparent,
+            (1, b"tracestate") => Self::Tracestate,
+            (1, b"baggage") => Self::Baggage,
+            (2, b"name") => Self::ClientName,
             _ => return None,
         })
     }
@@ -441,7 +444,7 @@ impl<'a> HeadWalk<'a> {
         if member.key_escaped {
             return None;
         }
-        let Some(field) = HeadField::of(depth, self.text.get(member.key)?) else { return Some(()) };
+        let Some(field) = HeadField::of(depth, self.text.as_bytes().get(member.key)?) else { return Some(()) };
         let bit = 1 << field as u16;
         if self.seen & bit != 0 {
             return None;
