@@ -88,7 +88,8 @@ impl Visit for Unread {
 }
 
 /// The offset past the valid value starting at `at`, and whether it is a string without
-/// escapes.
+/// escapes. Inlined into the object and array loops, as [`string`] is: most values are short.
+#[inline(always)]
 fn value(text: &[u8], at: usize, depth: usize) -> Option<(usize, bool)> {
     let end = match *text.get(at)? {
         b'"' => return string(text, at).map(|(end, escaped)| (end, !escaped)),
