@@ -218,7 +218,10 @@ struct EnvelopeWalk<'a, 'i, I> {
     inner: Option<(&'i [u8], &'i mut I)>,
 }
 
+// The walk asks these once a member: inlined into its loop (a call each cost more than most
+// members' reading).
 impl<I: Visit> Visit for EnvelopeWalk<'_, '_, I> {
+    #[inline(always)]
     fn enters(&mut self, depth: usize, key: &[u8]) -> bool {
         match (depth, self.inner.as_mut()) {
             (0, Some((name, _))) => key == *name,
@@ -227,6 +230,7 @@ impl<I: Visit> Visit for EnvelopeWalk<'_, '_, I> {
         }
     }
 
+    #[inline(always)]
     fn member(&mut self, depth: usize, member: Member) -> Option<()> {
         if depth > 0 {
             return self.inner.as_mut().map_or(Some(()), |(_, inner)| inner.member(depth - 1, member));
@@ -468,7 +472,9 @@ impl<'a> HeadWalk<'a> {
     }
 }
 
+// Inlined into the walk's loop, as the envelope's are.
 impl Visit for HeadWalk<'_> {
+    #[inline(always)]
     fn enters(&mut self, depth: usize, key: &[u8]) -> bool {
         match depth {
             0 => key == b"_meta",
@@ -477,6 +483,7 @@ impl Visit for HeadWalk<'_> {
         }
     }
 
+    #[inline(always)]
     fn member(&mut self, depth: usize, member: Member) -> Option<()> {
         self.failed = self.failed || self.read(depth, member).is_none();
         Some(())
