@@ -1,5 +1,6 @@
-//! A validating walk over JSON text: where a value ends, and the members of the top-level object,
-//! for text no other pass has checked yet (a request's or a reply's body). It takes only what
+//! A validating walk over JSON text: where a value ends, and the members of the top-level object
+//! and of the objects its caller asks to be led into ([`Visit`]), for text no other pass has
+//! checked yet (a request's or a reply's body). It takes only what
 //! it is sure serde_json accepts and reads alike: plain JSON with strings free of control
 //! characters, simple escapes and `\u` escapes that are not surrogates, numbers of JSON's
 //! grammar, nesting under [`MAX_DEPTH`]. Anything else is `None`, for the caller to hand to
