@@ -204,9 +204,20 @@ fn escape_len(text: &[u8], at: usize) -> Option<usize> {
 /// How many bytes at the start of `s` need no look in a string: not a quote, not a backslash,
 /// not a control character. A block at a time for the first [`BLOCKS`] blocks (most strings in
 /// a message end there), then `memchr` for the quote or backslash and one branch-free pass for
-/// control characters, which the compiler vectorises.
+/// control characters, which the compiler vectorises. The first block's look is inlined with
+/// [`string`]: most strings end in it.
+#[inline(always)]
 fn plain_run(s: &[u8]) -> usize {
-    let mut n = 0;
+    match s.first_chunk() {
+        Some(block) => stops::first(block).unwrap_or_else(|| longer_run(s)),
+        None => stops::first_in_short(s),
+    }
+}
+
+/// [`plain_run`] of a run whose first block has no stop.
+#[inline(never)]
+fn longer_run(s: &[u8]) -> usize {
+    let mut n = stops::BLOCK;
     while n < BLOCKS * stops::BLOCK {
         let rest = s.get(n..).unwrap_or_default();
         let Some(block) = rest.first_chunk() else { return n + stops::first_in_short(rest) };
