@@ -110,12 +110,13 @@ impl<'a> Envelope<'a> {
         text: &'a str,
         inner: Option<(&[u8], &mut I)>,
     ) -> (Result<(Self, Kind), Invalid>, bool) {
-        let first = text.trim_start().as_bytes().first().copied();
-        if first == Some(b'[') {
-            return (Err(invalid(code::INVALID_REQUEST, "JSON-RPC batches are not supported by MCP", None)), false);
-        }
+        // A batch is never walked (the walk takes an object only), so it is told apart only
+        // where the walk gave up.
         match Self::walk(text, inner) {
             Some(env) => (env.checked(), true),
+            None if text.trim_start().starts_with('[') => {
+                (Err(invalid(code::INVALID_REQUEST, "JSON-RPC batches are not supported by MCP", None)), false)
+            }
             None => (Self::parsed(text).and_then(Self::checked), false),
         }
     }
@@ -543,6 +544,10 @@ mod tests {
         for (body, want) in cases {
             let got = Envelope::parse(body).expect_err("invalid");
             assert_eq!(got.error.code, *want, "{}", String::from_utf8_lossy(body));
+        }
+        for batch in [&b"[]"[..], b" \n[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}]", "\u{a0}[1]".as_bytes()] {
+            let got = Envelope::parse(batch).expect_err("a batch");
+            assert!(got.error.message.contains("batches are not supported"), "{:?}", got.error);
         }
         let got = Envelope::parse(br#"{"jsonrpc":"1.0","id":7,"method":"x"}"#).expect_err("invalid");
         assert_eq!(got.id.map(|i| i.get().to_owned()).as_deref(), Some("7"));
