@@ -212,7 +212,7 @@ def main() -> None:
     ap.add_argument("binaries", nargs="+", type=Path, help="gateway builds; the first is the one others compare to")
     ap.add_argument("--requests", type=int, default=1000, help="requests counted per case (after 50 of warm-up)")
     ap.add_argument("--only", help="comma-separated cases: " + ", ".join(CASES))
-    ap.add_argument("--keep", type=Path, help="copy the callgrind dumps here (for callgrind_annotate)")
+    ap.add_argument("--keep", type=Path, help="copy the callgrind dumps here (for callgrind_report.py)")
     ap.add_argument("--nginx", action="store_true", help="count nginx in front of the same upstreams too, as the reference")
     ap.add_argument("--cores", default="0,1",
                     help="CPUs the gateway (and nginx) may run on; `1` counts a one-core gateway, as the load test runs it")
