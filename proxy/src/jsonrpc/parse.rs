@@ -380,6 +380,10 @@ impl<'a> ParamsHead<'a> {
     }
 }
 
+/// The keys of the objects [`ParamsHead`] reads fields of, as the walk sees keys.
+const META: &[u8] = b"_meta";
+const CLIENT_INFO: &[u8] = meta::CLIENT_INFO.as_bytes();
+
 /// The fields [`ParamsHead`] reads: in `params`, in its `_meta`, in that one's `clientInfo`.
 #[derive(Debug, Clone, Copy)]
 enum HeadField {
@@ -399,11 +403,10 @@ impl HeadField {
     /// The field that member `key` of an object `depth` deep (0: `params`) is, if any.
     fn of(depth: usize, key: &[u8]) -> Option<Self> {
         const PROTOCOL_VERSION: &[u8] = meta::PROTOCOL_VERSION.as_bytes();
-        const CLIENT_INFO: &[u8] = meta::CLIENT_INFO.as_bytes();
         Some(match (depth, key) {
             (0, b"name") => Self::Name,
             (0, b"uri") => Self::Uri,
-            (0, b"_meta") => Self::Meta,
+            (0, META) => Self::Meta,
             (0, b"arguments") => Self::Arguments,
             (1, PROTOCOL_VERSION) => Self::ProtocolVersion,
             (1, CLIENT_INFO) => Self::ClientInfo,
@@ -478,8 +481,8 @@ impl Visit for HeadWalk<'_> {
     #[inline(always)]
     fn enters(&mut self, depth: usize, key: &[u8]) -> bool {
         match depth {
-            0 => key == b"_meta",
-            1 => key == meta::CLIENT_INFO.as_bytes(),
+            0 => key == META,
+            1 => key == CLIENT_INFO,
             _ => false,
         }
     }
