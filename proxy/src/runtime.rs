@@ -66,8 +66,6 @@ async fn serve_http(start: Start) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(&addr).with_context(|| format!("cannot listen on {addr}"))?;
     listener.set_nonblocking(true).context("cannot configure the listening socket")?;
     let local = listener.local_addr().map_or_else(|_| addr.clone(), |a| a.to_string());
-    let mut fds = Fds::new();
-    fds.add(addr.clone(), listener.into_raw_fd());
 
     let open_files = crate::front::connection::raise_open_files_limit();
     let max_connections = ConnectionGate::cap(config.server.limits.max_connections, open_files);
@@ -76,27 +74,35 @@ async fn serve_http(start: Start) -> anyhow::Result<()> {
     let server = McpServer::open(start)?;
     let state = server.state.clone();
     let front = HttpFront::new(server.clone(), max_connections);
-    let mut service = Service::new("mcp-hangar".to_string(), front);
-    // No read buffer under the HTTP session's own (Pingora's default is 64 KiB per connection,
-    // which 10 000 idle streams turn into 640 MiB, and a copy per read); a small write buffer
-    // so a response's header and body leave in one segment.
-    let mut listener =
-        ListenerConfig::tcp(addr.clone()).l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE));
-    let scheme = match certificate {
+    let (stop_accepting, stop_rx) = watch::channel(false);
+    let (scheme, mut service_task) = match certificate {
+        // TLS on Pingora's listener and stream.
         Some(certificate) => {
+            let mut service = Service::new("mcp-hangar".to_string(), front);
+            // No read buffer under the HTTP session's own (Pingora's default is 64 KiB per
+            // connection, which 10 000 idle streams turn into 640 MiB, and a copy per read); a
+            // small write buffer so a response's header and body leave in one segment.
             let mut settings = TlsSettings::intermediate("", "").context("cannot set up TLS")?;
             settings.set_cert_resolver(certificate.clone());
-            listener = listener.tls(settings);
+            let listener_config = ListenerConfig::tcp(addr.clone())
+                .l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE))
+                .tls(settings);
+            service.add_listener(listener_config);
             tokio::spawn(certificate.watch());
-            "https"
+            let mut fds = Fds::new();
+            fds.add(addr.clone(), listener.into_raw_fd());
+            let task = tokio::spawn(async move {
+                service.start_service(Some(Arc::new(Mutex::new(fds))), stop_rx, 1).await;
+            });
+            ("https", task)
         }
-        None => "http",
+        // Plain TCP on the gateway's own accept loop (`front::plain`).
+        None => {
+            let listener =
+                crate::front::plain::listener(listener).with_context(|| format!("cannot listen on {addr}"))?;
+            ("http", tokio::spawn(crate::front::plain::accept_loop(listener, Arc::new(front), stop_rx)))
+        }
     };
-    service.add_listener(listener);
-    let (stop_accepting, stop_rx) = watch::channel(false);
-    let mut service_task = tokio::spawn(async move {
-        service.start_service(Some(Arc::new(Mutex::new(fds))), stop_rx, 1).await;
-    });
 
     tokio::spawn(server.clone().sweep_sessions());
     tokio::spawn(crate::lifecycle::services::run(state.clone()));

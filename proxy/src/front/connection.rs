@@ -1,14 +1,65 @@
 //! What the front door does per connection, before its requests: the connection cap (with a
 //! clear refusal), waiting for a first byte without holding an HTTP session, and the open-file
 //! limit the cap is derived from. Each bounds what one client can hold: a connection, a
-//! file descriptor, a task.
+//! file descriptor, a task. And what a connection is to the front door ([`ClientConn`]),
+//! whichever listener accepted it.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use pingora_core::protocols::Stream;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use super::rewind::Rewind;
+
+/// A client connection as the express path reads and writes it (used as a trait object, so
+/// that the fast path's code is not made twice, once per kind of connection).
+pub trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send + Sync {
+    /// The client's address, for the access log.
+    fn peer(&self) -> Option<String>;
+}
+
+/// A client connection, whichever listener accepted it: a plain-TCP one of the gateway's own
+/// loop (`front::plain`) or Pingora's stream (TLS). A request the express path declines is
+/// read by Pingora's HTTP session, from the connection as a [`Stream`]; the connection comes
+/// back after it.
+pub trait ClientConn: ClientIo + Sized + 'static {
+    /// Waits for the first byte of a request, at most `idle`; `false` when none came (or the
+    /// client closed the connection). The byte stays unread.
+    fn first_byte(&mut self, idle: Duration) -> impl Future<Output = bool> + Send;
+
+    /// The connection as Pingora's stream, the bytes already `read` to be read first.
+    fn into_stream(self, read: Bytes) -> Stream;
+
+    /// The connection back from Pingora's session; `Err` (the stream as it is) when it cannot
+    /// be one of this kind again.
+    fn from_stream(stream: Stream) -> Result<Self, Stream>;
+}
+
+impl ClientIo for Stream {
+    fn peer(&self) -> Option<String> {
+        self.get_socket_digest().and_then(|d| d.peer_addr().map(ToString::to_string))
+    }
+}
+
+impl ClientConn for Stream {
+    async fn first_byte(&mut self, idle: Duration) -> bool {
+        let mut first = [0u8; 1];
+        // A stream that cannot peek reports `false`: its header deadline then covers the idle wait.
+        matches!(tokio::time::timeout(idle, self.try_peek(&mut first)).await, Ok(Ok(_)))
+    }
+
+    fn into_stream(self, read: Bytes) -> Stream {
+        Rewind::wrap(read, self)
+    }
+
+    fn from_stream(stream: Stream) -> Result<Self, Stream> {
+        Ok(Rewind::unwrap_spent(stream))
+    }
+}
 
 /// File descriptors kept back from the client-connection cap for everything else: upstream
 /// connections, subprocess pipes, the audit file, the listener.
@@ -70,21 +121,13 @@ impl ConnectionGate {
 }
 
 /// Answers a connection over the cap with 503 and closes it.
-pub async fn refuse(mut stream: Stream) {
+pub async fn refuse(mut stream: impl AsyncWrite + Unpin) {
     let _ = tokio::time::timeout(REFUSAL_WRITE, async {
         stream.write_all(REFUSAL).await?;
         stream.flush().await
     })
     .await;
-    stream.shutdown().await.ok();
-}
-
-/// Waits for the first byte of a request, at most `idle`; `false` when none came (or the client
-/// closed the connection), so the connection is closed. The byte stays in the stream (a peek).
-pub async fn next_request(stream: &mut Stream, idle: Duration) -> bool {
-    let mut first = [0u8; 1];
-    // A stream that cannot peek reports `false`: its header deadline then covers the idle wait.
-    matches!(tokio::time::timeout(idle, stream.try_peek(&mut first)).await, Ok(Ok(_)))
+    AsyncWriteExt::shutdown(&mut stream).await.ok();
 }
 
 /// Raises the soft open-file limit to the hard one (as nginx's `worker_rlimit_nofile` does) and

@@ -15,13 +15,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use pingora_core::protocols::Stream;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::{Error, ErrorType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::body;
 use super::checks::{accepts, conflicting_duplicate, host_allowed, is_json_body};
+use super::connection::ClientIo;
 use super::fast;
 use super::http::{AccessLine, HttpFront, RequestCtx};
 use super::replier::Replier;
@@ -88,7 +88,7 @@ impl HttpFront {
     /// time; what ends the run (a request declined, the connection closed) is returned.
     pub(super) async fn express_run(
         self: &Arc<Self>,
-        stream: &mut Stream,
+        stream: &mut dyn ClientIo,
         conn: &mut Connection,
         shutdown: &ShutdownWatch,
         mut header_deadline: std::pin::Pin<&mut tokio::time::Sleep>,
@@ -108,7 +108,7 @@ impl HttpFront {
     /// Reads the next request on `stream` and answers it when it is the plain fast-path case.
     async fn express(
         self: &Arc<Self>,
-        stream: &mut Stream,
+        stream: &mut dyn ClientIo,
         conn: &mut Connection,
         shutdown: &ShutdownWatch,
         mut header_deadline: std::pin::Pin<&mut tokio::time::Sleep>,
@@ -190,7 +190,7 @@ impl HttpFront {
                 self.state.metrics.limit_hit(Limit::SlowReader);
             }
         }
-        let peer = || client.stream.get_socket_digest().and_then(|d| d.peer_addr().map(ToString::to_string));
+        let peer = || client.stream.peer();
         let line = AccessLine { status: client.status, http_method: "POST", path: view.target(), client: &peer };
         self.record(&line, error, &ctx);
         if error.is_some() || !client.clean {
@@ -298,7 +298,7 @@ struct Plan {
 
 /// The client side of an express call: our response written straight to the connection.
 struct Client<'s> {
-    stream: &'s mut Stream,
+    stream: &'s mut dyn ClientIo,
     /// The connection's read buffer, where bytes of a pipelined next request go meanwhile.
     read: &'s mut BytesMut,
     write_timeout: Duration,
@@ -312,7 +312,7 @@ struct Client<'s> {
 }
 
 impl<'s> Client<'s> {
-    fn new(stream: &'s mut Stream, read: &'s mut BytesMut, write_timeout: Duration, keep: bool) -> Self {
+    fn new(stream: &'s mut dyn ClientIo, read: &'s mut BytesMut, write_timeout: Duration, keep: bool) -> Self {
         Self { stream, read, write_timeout, keep, status: 0, clean: false, pending: BytesMut::new() }
     }
 
@@ -502,7 +502,8 @@ mod tests {
     #[tokio::test]
     async fn streamed_pieces_are_framed_as_chunks_whatever_their_size() {
         let (ours, mut theirs) = tokio::net::UnixStream::pair().expect("a socket pair");
-        let mut stream: Stream = Box::new(pingora_core::protocols::l4::stream::Stream::from(ours));
+        let mut stream: pingora_core::protocols::Stream =
+            Box::new(pingora_core::protocols::l4::stream::Stream::from(ours));
         let pieces = [vec![b'a'; 10], vec![b'b'; COALESCE + 1], vec![b'c'; COALESCE], vec![b'd'; 3 * COALESCE]];
         let write = async {
             let mut read = BytesMut::new();
@@ -523,7 +524,8 @@ mod tests {
     #[tokio::test]
     async fn a_write_the_client_never_reads_ends_at_the_write_timeout() {
         let (ours, _theirs) = tokio::net::UnixStream::pair().expect("a socket pair");
-        let mut stream: Stream = Box::new(pingora_core::protocols::l4::stream::Stream::from(ours));
+        let mut stream: pingora_core::protocols::Stream =
+            Box::new(pingora_core::protocols::l4::stream::Stream::from(ours));
         let mut read = BytesMut::new();
         let mut client = Client::new(&mut stream, &mut read, Duration::from_millis(200), true);
         // A small write the socket takes at once makes no timer and succeeds.

@@ -12,7 +12,7 @@ use pingora_core::protocols::Stream;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::{Error, ErrorSource, ErrorType, Result};
 
-use crate::front::connection::{self, ConnectionGate};
+use crate::front::connection::{self, ClientConn, ConnectionGate};
 use crate::front::detached::DetachedStream;
 use crate::front::express::{self, Served};
 use crate::front::rewind::Rewind;
@@ -149,6 +149,15 @@ pub struct AccessLine<'a> {
     pub client: &'a dyn Fn() -> Option<String>,
 }
 
+/// What a connection keeps from one request to the next.
+struct Turns {
+    /// The express path's buffer and head reader.
+    conn: express::Connection,
+    /// Pingora's keep-alive settings from the session of the request before, if it had one.
+    settings: Option<HttpPersistentSettings>,
+    header_timeout: std::time::Duration,
+}
+
 /// Per-request state.
 pub struct RequestCtx {
     /// Set for MCP requests only: health probes and scrapes are not work a drain waits for, and
@@ -199,13 +208,34 @@ impl RequestCtx {
 
 #[async_trait]
 impl ServerApp for HttpFront {
+    /// One connection of Pingora's listener (TLS), from accept to close.
+    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        self.serve_stream(stream, shutdown).await;
+        None
+    }
+}
+
+impl HttpFront {
+    /// [`Self::serve_connection`] of Pingora's stream, as a future whose type says it is `Send`
+    /// for every lifetime (`async_trait` asks that; the compiler cannot see it through the
+    /// generic function).
+    fn serve_stream<'a>(
+        self: &'a Arc<Self>,
+        stream: Stream,
+        shutdown: &'a ShutdownWatch,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(self.serve_connection(stream, shutdown))
+    }
+}
+
+impl HttpFront {
     /// One connection, from accept to close: its requests one after the other (HTTP/1.1
     /// keep-alive), within the connection cap and the header and idle deadlines.
-    async fn process_new(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+    pub(super) async fn serve_connection(self: &Arc<Self>, mut stream: impl ClientConn, shutdown: &ShutdownWatch) {
         let Some(_admitted) = self.connections.admit() else {
             self.state.metrics.limit_hit(Limit::Connections);
             connection::refuse(stream).await;
-            return None;
+            return;
         };
         let header_timeout = self.state.snapshot().config.server.limits.header_timeout;
         let accepted = tokio::time::Instant::now();
@@ -214,10 +244,10 @@ impl ServerApp for HttpFront {
         let mut draining = shutdown.clone();
         tokio::select! {
             biased;
-            _ = draining.wait_for(|stop| *stop) => return None,
-            ready = connection::next_request(&mut stream, header_timeout) => if !ready {
+            _ = draining.wait_for(|stop| *stop) => return,
+            ready = stream.first_byte(header_timeout) => if !ready {
                 self.state.metrics.limit_hit(Limit::HeaderTimeout);
-                return None;
+                return;
             },
         }
         // The whole first header within the deadline from the accept, whatever the pace of its
@@ -228,32 +258,67 @@ impl ServerApp for HttpFront {
         // timer per request would be registered with the wheel, and removed, every time.
         let header_deadline = tokio::time::sleep_until(accepted + header_timeout);
         tokio::pin!(header_deadline);
-        let (mut stream, mut settings) = (stream, None);
-        let mut conn = express::Connection::default();
+        let turns = Turns { conn: express::Connection::default(), settings: None, header_timeout };
+        self.requests(stream, turns, shutdown, header_deadline).await;
+    }
+
+    /// The requests of a connection, each by the express path or, declined there, by Pingora's
+    /// session, until the connection ends.
+    async fn requests<C: ClientConn>(
+        self: &Arc<Self>,
+        mut stream: C,
+        mut turns: Turns,
+        shutdown: &ShutdownWatch,
+        mut header_deadline: std::pin::Pin<&mut tokio::time::Sleep>,
+    ) {
         loop {
             // The express path first; what it declines goes to Pingora's session, which reads
             // the request from its first byte. Boxed, like the request path below, and for a run
             // of requests rather than each one (boxing copies the whole future).
-            let express = self.express_run(&mut stream, &mut conn, shutdown, header_deadline.as_mut(), header_timeout);
-            match Box::pin(express).await {
-                Served::Answered { .. } | Served::Closed => return None,
-                Served::Declined(read) => stream = Rewind::wrap(read, stream),
-            }
-            let mut session = Session::new_http1(stream);
-            if let Some(s) = settings.take() {
+            let express = self.express_run(
+                &mut stream,
+                &mut turns.conn,
+                shutdown,
+                header_deadline.as_mut(),
+                turns.header_timeout,
+            );
+            let read = match Box::pin(express).await {
+                Served::Answered { .. } | Served::Closed => return,
+                Served::Declined(read) => read,
+            };
+            let mut session = Session::new_http1(stream.into_stream(read));
+            if let Some(s) = turns.settings.take() {
                 HttpPersistentSettings::apply_to_session(s, &mut session);
             }
             // Boxed, like the request path inside it: the connection's own future, which lives
             // as long as the connection, stays small.
-            (stream, settings) =
-                Box::pin(self.process_request(session, shutdown, header_deadline.as_mut())).await?.consume();
-            stream = Rewind::unwrap_spent(stream);
-            header_deadline.as_mut().reset(tokio::time::Instant::now() + KEEP_ALIVE_IDLE + header_timeout);
+            let Some(reused) = Box::pin(self.process_request(session, shutdown, header_deadline.as_mut())).await else {
+                return;
+            };
+            let (back, settings) = reused.consume();
+            turns.settings = settings;
+            let next = tokio::time::Instant::now() + KEEP_ALIVE_IDLE + turns.header_timeout;
+            header_deadline.as_mut().reset(next);
+            stream = match C::from_stream(back) {
+                Ok(stream) => stream,
+                // Bytes still to be read from the session's stream: the connection stays on it.
+                Err(back) => return self.requests_on_stream(back, turns, shutdown, header_deadline).await,
+            };
         }
     }
-}
 
-impl HttpFront {
+    /// [`Self::requests`] of a connection that stays on Pingora's stream, as a boxed future
+    /// whose type says it is `Send` (the compiler cannot prove it of a future that contains
+    /// itself).
+    fn requests_on_stream<'a>(
+        self: &'a Arc<Self>,
+        stream: Stream,
+        turns: Turns,
+        shutdown: &'a ShutdownWatch,
+        header_deadline: std::pin::Pin<&'a mut tokio::time::Sleep>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(self.requests(stream, turns, shutdown, header_deadline))
+    }
     /// Reads and answers one request; the connection back when it may carry another.
     async fn process_request(
         self: &Arc<Self>,

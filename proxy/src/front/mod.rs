@@ -10,6 +10,7 @@ pub mod fast;
 pub mod health;
 pub mod http;
 pub mod mcp;
+pub mod plain;
 pub mod replier;
 pub mod reply;
 pub mod request_head;
