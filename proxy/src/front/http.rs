@@ -226,9 +226,7 @@ impl HttpFront {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
         Box::pin(self.serve_connection(stream, shutdown))
     }
-}
 
-impl HttpFront {
     /// One connection, from accept to close: its requests one after the other (HTTP/1.1
     /// keep-alive), within the connection cap and the header and idle deadlines.
     pub(super) async fn serve_connection(self: &Arc<Self>, mut stream: impl ClientConn, shutdown: &ShutdownWatch) {
