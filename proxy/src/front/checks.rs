@@ -39,19 +39,23 @@ pub fn host_allowed(host_header: Option<&str>, bind_host: &str) -> bool {
 /// port; a name with more than one colon is a bare IPv6 address, all host. One pass over the
 /// bytes: these values are short, and every request's `Host` is split.
 fn split_host_port(s: &str) -> (&str, Option<&str>) {
-    let s = s.get(..s.bytes().position(|b| b == b'/').unwrap_or(s.len())).unwrap_or_default();
+    let (mut end, mut colons, mut last) = (s.len(), 0, 0);
+    for (at, b) in s.bytes().enumerate() {
+        match b {
+            b'/' => {
+                end = at;
+                break;
+            }
+            b':' => (colons, last) = (colons + 1, at),
+            _ => {}
+        }
+    }
+    let s = s.get(..end).unwrap_or_default();
     if let Some(v6) = s.strip_prefix('[') {
         return match v6.split_once(']') {
             Some((h, after)) => (h, after.strip_prefix(':')),
             None => (s, None),
         };
-    }
-    let (mut colons, mut last) = (0, 0);
-    for (at, b) in s.bytes().enumerate() {
-        if b == b':' {
-            colons += 1;
-            last = at;
-        }
     }
     match colons {
         1 => (s.get(..last).unwrap_or_default(), s.get(last + 1..)),
