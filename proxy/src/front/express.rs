@@ -46,7 +46,13 @@ pub struct Connection {
     /// Bytes read and not yet used: the next request's, or its start.
     buf: BytesMut,
     head: RequestHead,
+    /// Where a whole response is put together, kept from one response to the next while it is
+    /// small ([`KEPT_OUT`]): one allocation and its free less per call.
+    out: BytesMut,
 }
+
+/// The largest response buffer a connection keeps between its requests.
+const KEPT_OUT: usize = 4 << 10;
 
 /// How the express path left a request.
 pub enum Served {
@@ -178,7 +184,7 @@ impl HttpFront {
         ctx.fast_path = true;
         ctx.principal = Some(principal);
         let keep = !*shutdown.borrow();
-        let mut client = Client::new(stream, &mut conn.buf, limits.client_write_timeout, keep);
+        let mut client = Client::new(stream, &mut conn.buf, &mut conn.out, limits.client_write_timeout, keep);
         let served = super::http::guarded(route.run(&self.state, &mut client)).await;
         drop(held);
         let error = served.as_ref().err().map(|e| &**e);
@@ -301,6 +307,8 @@ struct Client<'s> {
     stream: &'s mut dyn ClientIo,
     /// The connection's read buffer, where bytes of a pipelined next request go meanwhile.
     read: &'s mut BytesMut,
+    /// The connection's response buffer (see [`Connection::out`]).
+    out: &'s mut BytesMut,
     write_timeout: Duration,
     keep: bool,
     /// The status written, 0 before the head.
@@ -312,8 +320,14 @@ struct Client<'s> {
 }
 
 impl<'s> Client<'s> {
-    fn new(stream: &'s mut dyn ClientIo, read: &'s mut BytesMut, write_timeout: Duration, keep: bool) -> Self {
-        Self { stream, read, write_timeout, keep, status: 0, clean: false, pending: BytesMut::new() }
+    fn new(
+        stream: &'s mut dyn ClientIo,
+        read: &'s mut BytesMut,
+        out: &'s mut BytesMut,
+        write_timeout: Duration,
+        keep: bool,
+    ) -> Self {
+        Self { stream, read, out, write_timeout, keep, status: 0, clean: false, pending: BytesMut::new() }
     }
 
     /// The status line and the fields every response has, into `out`.
@@ -372,7 +386,9 @@ impl Replier for Client<'_> {
         extra: &[(&'static str, String)],
         body: Bytes,
     ) -> pingora_core::Result<()> {
-        let mut out = BytesMut::with_capacity(160 + if body.len() <= COALESCE { body.len() } else { 0 });
+        let mut out = std::mem::take(&mut *self.out);
+        out.clear();
+        out.reserve(160 + if body.len() <= COALESCE { body.len() } else { 0 });
         self.head(&mut out, status);
         if !body.is_empty() {
             out.extend_from_slice(b"content-type: ");
@@ -390,6 +406,9 @@ impl Replier for Client<'_> {
             self.send(&[&out]).await?;
         } else {
             self.send(&[&out, &body]).await?;
+        }
+        if out.capacity() <= KEPT_OUT {
+            *self.out = out;
         }
         self.clean = true;
         Ok(())
@@ -507,7 +526,8 @@ mod tests {
         let pieces = [vec![b'a'; 10], vec![b'b'; COALESCE + 1], vec![b'c'; COALESCE], vec![b'd'; 3 * COALESCE]];
         let write = async {
             let mut read = BytesMut::new();
-            let mut client = Client::new(&mut stream, &mut read, Duration::from_secs(5), true);
+            let mut out = BytesMut::new();
+            let mut client = Client::new(&mut stream, &mut read, &mut out, Duration::from_secs(5), true);
             client.stream_head(200, &[]).await.expect("head");
             for piece in &pieces[..3] {
                 client.stream_chunk(Bytes::from(piece.clone())).await.expect("a piece");
@@ -522,12 +542,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_small_response_buffer_is_kept_for_the_next_and_a_large_one_is_not() {
+        let (ours, _theirs) = tokio::net::UnixStream::pair().expect("a socket pair");
+        let mut stream: pingora_core::protocols::Stream =
+            Box::new(pingora_core::protocols::l4::stream::Stream::from(ours));
+        let (mut read, mut out) = (BytesMut::new(), BytesMut::new());
+        let mut client = Client::new(&mut stream, &mut read, &mut out, Duration::from_secs(5), true);
+        client.whole(200, "application/json", &[], Bytes::from_static(b"{}")).await.expect("small");
+        let kept = client.out.capacity();
+        assert!(kept > 0 && kept <= KEPT_OUT, "kept: {kept}");
+        client.whole(200, "application/json", &[], Bytes::from_static(b"[]")).await.expect("small");
+        assert_eq!(client.out.capacity(), kept, "used again, not grown");
+        // Coalesced with its head, so larger than a connection keeps.
+        let large = Bytes::from(vec![b'x'; 2 * KEPT_OUT]);
+        client.whole(200, "application/json", &[], large).await.expect("large");
+        assert_eq!(client.out.capacity(), 0, "not kept");
+    }
+
+    #[tokio::test]
     async fn a_write_the_client_never_reads_ends_at_the_write_timeout() {
         let (ours, _theirs) = tokio::net::UnixStream::pair().expect("a socket pair");
         let mut stream: pingora_core::protocols::Stream =
             Box::new(pingora_core::protocols::l4::stream::Stream::from(ours));
         let mut read = BytesMut::new();
-        let mut client = Client::new(&mut stream, &mut read, Duration::from_millis(200), true);
+        let mut out = BytesMut::new();
+        let mut client = Client::new(&mut stream, &mut read, &mut out, Duration::from_millis(200), true);
         // A small write the socket takes at once makes no timer and succeeds.
         client.whole(200, "application/json", &[], Bytes::from_static(b"{}")).await.expect("taken at once");
         // One larger than the socket's buffers, never read: it waits, and the timer ends it.
