@@ -79,11 +79,11 @@ async fn serve_http(start: Start) -> anyhow::Result<()> {
         // TLS on Pingora's listener and stream.
         Some(certificate) => {
             let mut service = Service::new("mcp-hangar".to_string(), front);
+            let mut settings = TlsSettings::intermediate("", "").context("cannot set up TLS")?;
+            settings.set_cert_resolver(certificate.clone());
             // No read buffer under the HTTP session's own (Pingora's default is 64 KiB per
             // connection, which 10 000 idle streams turn into 640 MiB, and a copy per read); a
             // small write buffer so a response's header and body leave in one segment.
-            let mut settings = TlsSettings::intermediate("", "").context("cannot set up TLS")?;
-            settings.set_cert_resolver(certificate.clone());
             let listener_config = ListenerConfig::tcp(addr.clone())
                 .l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE))
                 .tls(settings);
