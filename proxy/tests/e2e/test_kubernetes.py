@@ -166,8 +166,10 @@ async def test_mcpprovider_resources_are_providers_with_status(gateway_factory, 
 
             # An unchanged status is not written again (once both members have been called).
             assert text(await c.call_tool("search2__echo", {"text": "warm"})) == "warm"
-            # Settled: both Ready and no call in flight (a tick taken while the lazy start's call ran
-            # counts it, and the next tick rightly writes the count going back to 0).
+            # Settled: both Ready and no call in flight (a tick taken while the call ran counts it,
+            # and the next tick rightly writes the count going back to 0). The pause lets a write
+            # begun during the call land before the status is read.
+            await anyio.sleep(0.5)
             await within(5, lambda: settled(api.status_of("mcpprovidergroups", "mcp", "pool")))
             patches = len(api.status_patches)
             await anyio.sleep(4.5)  # two ticks
