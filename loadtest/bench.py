@@ -266,8 +266,8 @@ def write_nginx_conf(work: Path, up: int, up_sse: int, ports: dict[str, int], up
     return conf
 
 
-def start_everything(procs: Procs, work: Path, real_server: bool, baseline_binary: Path | None,
-                     wanted) -> tuple[list[Case], dict]:
+def start_everything(procs: Procs, work: Path, gateway_binary: Path, real_server: bool,
+                     baseline_binary: Path | None, wanted) -> tuple[list[Case], dict]:
     up, up_sse, up2 = free_port(), free_port(), free_port()
     upstream = str(RELEASE / "hangar-upstream")
     pids = {}
@@ -297,7 +297,7 @@ providers:
   m2: {{mode: remote, endpoint: "http://127.0.0.1:{up2}/mcp", expose: false}}
   pool: {{mode: group, strategy: weighted_round_robin, members: [m1, m2]}}
 """)
-    gateway, gw = start_gateway(procs, "gateway", RELEASE / "mcp-hangar", gw_conf, gw_port)
+    gateway, gw = start_gateway(procs, "gateway", gateway_binary, gw_conf, gw_port)
     # The A/B: the same configuration on another port, served by the baseline binary.
     baseline = baseline_gw = None
     if baseline_binary:
@@ -366,7 +366,7 @@ providers:
         info["pids"]["baseline"] = baseline.pid
         info["baseline_url"] = baseline_gw
     if real_server and wanted("Python SDK server"):
-        cases.append(real_server_case(procs, work))
+        cases.append(real_server_case(procs, work, gateway_binary))
     anchor_gateways = gateways(*modern_call("up__echo", "x" * 16))
     if wanted("Python anchor") and (anchor := python_anchor_case(procs, work, up, anchor_gateways)):
         cases.append(anchor)
@@ -388,7 +388,7 @@ def start_gateway(procs: Procs, name: str, binary: Path, conf: Path, port: int) 
     return gateway, url
 
 
-def real_server_case(procs: Procs, work: Path) -> Case:
+def real_server_case(procs: Procs, work: Path, gateway_binary: Path) -> Case:
     """The official Python SDK's server, direct and through a second gateway."""
     python = os.environ.get("HANGAR_BENCH_PYTHON", sys.executable)
     fixture = ROOT / "proxy" / "tests" / "e2e" / "peers" / "fixture_server.py"
@@ -398,7 +398,7 @@ def real_server_case(procs: Procs, work: Path) -> Case:
     gw_port = free_port()
     conf = work / "gateway-real.yaml"
     conf.write_text(f"server: {{port: {gw_port}}}\nproviders:\n  sdk: {{mode: remote, endpoint: \"http://127.0.0.1:{port}/mcp\"}}\n")
-    gateway = procs.start("gateway-real", [str(RELEASE / "mcp-hangar"), "--http", "--config", str(conf), "--log-level", "warn"])
+    gateway = procs.start("gateway-real", [str(gateway_binary), "--http", "--config", str(conf), "--log-level", "warn"])
     wait_port(gw_port, gateway, "gateway (real server)")
     gw = f"http://127.0.0.1:{gw_port}/mcp"
     post(gw, *list_tools_call())
@@ -491,6 +491,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=int, default=3, help="per case and target (wrk takes whole seconds)")
     ap.add_argument("--no-real-server", action="store_true", help="skip the Python SDK server case")
+    ap.add_argument("--gateway", type=Path, default=RELEASE / "mcp-hangar",
+                    help="the gateway build under test (default: the release build; loadtest/run passes the "
+                    "profile-guided one, target/pgo/release/mcp-hangar)")
     ap.add_argument("--baseline", type=Path, help="an A/B run: another mcp-hangar binary, loaded in the same "
                     "rounds with the same configuration and requests (target 'baseline')")
     ap.add_argument("--only", help="comma-separated parts of case names to run (and 'streams' for the open-stream "
@@ -498,10 +501,13 @@ def main() -> None:
     ap.add_argument("--report", default="results", help="file name (without extension) of the report in "
                     "loadtest/results (default: results)")
     args = ap.parse_args()
+    # The processes run in the run's own directory.
+    args.gateway = args.gateway.resolve()
     if args.baseline:
-        args.baseline = args.baseline.resolve()  # the processes run in the run's own directory
-        if not os.access(args.baseline, os.X_OK):
-            raise SystemExit(f"--baseline {args.baseline}: not an executable")
+        args.baseline = args.baseline.resolve()
+    for option, binary in (("--gateway", args.gateway), ("--baseline", args.baseline)):
+        if binary and not os.access(binary, os.X_OK):
+            raise SystemExit(f"{option} {binary}: not an executable")
     parts = [p.strip() for p in args.only.split(",") if p.strip()] if args.only else []
 
     def wanted(case: str) -> bool:
@@ -519,7 +525,7 @@ def main() -> None:
     scripts.mkdir()
     procs = Procs(work)
     try:
-        cases, info = start_everything(procs, work, not args.no_real_server, args.baseline, wanted)
+        cases, info = start_everything(procs, work, args.gateway, not args.no_real_server, args.baseline, wanted)
         if not cases and not wanted("streams"):
             raise SystemExit(f"--only {args.only}: no case matches")
         runs: dict[tuple[str, str], list[Result]] = {}
@@ -559,6 +565,11 @@ def stream_memory(gw: str, pid: int) -> dict:
     return {"idle_kib": base, **json.loads(out.stdout)}
 
 
+def display_path(path: Path) -> str:
+    """`path` from the checkout's root when it is inside it (the report names no home directory)."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def median(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
@@ -569,7 +580,8 @@ def report(cases: list[Case], runs: dict, rss: dict, streams: dict, args) -> Non
              f"{args.rounds} interleaved rounds of {args.seconds:g} s per case and target; medians. "
              "wrk on core 0, upstreams and the proxy under test on core 1. CPU is the proxy process's "
              "user+system time per request (/proc/<pid>/stat); the user column is its user-space part, "
-             "the rest is kernel time.", ""]
+             "the rest is kernel time.", "",
+             f"`gateway` is {display_path(args.gateway)}.", ""]
     if ab:
         lines += [f"A/B: `gateway` is this checkout's build, `baseline` is {args.baseline.name}, same "
                   "configuration and requests, loaded one after the other in every round.", ""]
