@@ -403,11 +403,32 @@ def real_server_case(procs: Procs, work: Path, gateway_binary: Path) -> Case:
     gw = f"http://127.0.0.1:{gw_port}/mcp"
     post(gw, *list_tools_call())
     post(gw, *modern_call("sdk__echo", "warm"))
+    nginx, nginx_port = sdk_nginx(procs, work, port)
     return Case("Python SDK server, 16 conns", 16, [
         # The direct target's CPU is the server's own per call: the yardstick for the gateway's.
         Target("direct", f"http://127.0.0.1:{port}/mcp", *modern_call("echo", "x" * 16), server.pid),
+        Target("nginx", f"http://127.0.0.1:{nginx_port}/mcp", *modern_call("echo", "x" * 16), nginx.pid),
         Target("gateway", gw, *modern_call("sdk__echo", "x" * 16), gateway.pid),
     ], "a real MCP server (~600 µs/call); the direct row's CPU is the server's")
+
+
+def sdk_nginx(procs: Procs, work: Path, port: int) -> tuple[subprocess.Popen, int]:
+    """nginx tuned as for the other cases, in front of the Python SDK server on `port`: what a
+    proxy that reads nothing of MCP costs there, beside the gateway. The client's `Host` is passed
+    on (the SDK's DNS-rebinding check takes `127.0.0.1:*` only); replies are not buffered (the
+    server may answer with an event stream)."""
+    home = work / "sdk"
+    (home / "nginx").mkdir(parents=True, exist_ok=True)
+    listen = free_port()
+    body = ["client_max_body_size 1m;", f"upstream sdk {{ server 127.0.0.1:{port}; {UPSTREAM_KEEPALIVE} }}",
+            "proxy_http_version 1.1;", 'proxy_set_header Connection "";', "proxy_set_header Host $http_host;",
+            f"server {{ listen 127.0.0.1:{listen}; location / {{ proxy_pass http://sdk; proxy_buffering off; }} }}"]
+    conf = home / "nginx" / "nginx.conf"
+    conf.write_text(nginx_head(home) + "".join(f"    {line}\n" for line in body) + "}\n")
+    nginx = procs.start("nginx-sdk", ["nginx", "-c", str(conf), "-p", str(home / "nginx")])
+    wait_port(listen, nginx, "nginx in front of the Python SDK server")
+    post(f"http://127.0.0.1:{listen}/mcp", *modern_call("echo", "warm"))
+    return nginx, listen
 
 
 def python_anchor_case(procs: Procs, work: Path, up: int, gateways: list[Target]) -> Case | None:
@@ -686,6 +707,10 @@ def goals(s: dict, streams: dict) -> list[str]:
         share = r["gateway"]["cpu"] / r["direct"]["cpu"] if r["gateway"]["cpu"] and r["direct"].get("cpu") else None
         row("Gateway CPU per call in front of the Python SDK server vs the server's", "≤ 5%",
             share * 100 if share is not None else None, share is not None and share <= 0.05, "{:.1f}%")
+        if (nginx := r.get("nginx")) and nginx.get("cpu") and r["direct"].get("cpu"):
+            # The same share for a proxy that reads nothing of MCP: how low a hop can go here.
+            row("nginx's CPU per call in front of the Python SDK server vs the server's", "report",
+                nginx["cpu"] / r["direct"]["cpu"] * 100, None, "{:.1f}%")
         real = r["gateway"]["rps"] / r["direct"]["rps"]
         row("In front of the Python SDK server: throughput vs direct", "report", real, None)
     for prefix, other, label in (("Python anchor", "python-hangar", "the Python anchor (mcp-hangar, PyPI)"),
