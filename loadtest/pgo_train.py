@@ -10,7 +10,8 @@ legacy sessions (initialize, calls, lists), SSE replies, and the errors a client
 several connections at once, two of them over TLS (to a second gateway); the upstreams remote
 (JSON and SSE replies) and a subprocess.
 
-    loadtest/pgo_train.py BINARY          # the instrumented build; writes where it was built to
+    loadtest/pgo_train.py BINARY    # BINARY: the instrumented build; its profile goes to the
+                                    # directory its -Cprofile-generate named
 """
 
 from __future__ import annotations
@@ -60,10 +61,12 @@ def mix(conn: Connection) -> list[tuple[dict, dict]]:
 
 
 def not_json(conn: Connection) -> int:
+    """Sends a body that is not JSON; its answer's HTTP status."""
     data = b"{not json"
-    return conn.exchange(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                  b"Accept: application/json, text/event-stream\r\n"
-                  + f"mcp-protocol-version: {MODERN}\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)[0]
+    head = (b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Accept: application/json, text/event-stream\r\n"
+            + f"mcp-protocol-version: {MODERN}\r\nContent-Length: {len(data)}\r\n\r\n".encode())
+    return conn.exchange(head + data)[0]
 
 
 class TlsConnection(Connection):
