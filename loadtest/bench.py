@@ -258,11 +258,15 @@ def write_nginx_conf(work: Path, up: int, up_sse: int, ports: dict[str, int], up
     if up2 is not None:
         upstreams.append(f"upstream pair {{ server 127.0.0.1:{up}; server 127.0.0.1:{up2}; {UPSTREAM_KEEPALIVE} }}")
         servers.append(f"server {{ listen 127.0.0.1:{ports['group']}; location / {{ proxy_pass http://pair; }} }}")
-    body = ["client_max_body_size 1m;", "client_body_buffer_size 64k;", *upstreams,
-            "proxy_http_version 1.1;", 'proxy_set_header Connection "";', *servers]
-    (work / "nginx").mkdir(exist_ok=True)
-    conf = work / "nginx" / "nginx.conf"
-    conf.write_text(nginx_head(work) + "".join(f"    {line}\n" for line in body) + "}\n")
+    return write_nginx(work, ["client_max_body_size 1m;", "client_body_buffer_size 64k;", *upstreams,
+                              "proxy_http_version 1.1;", 'proxy_set_header Connection "";', *servers])
+
+
+def write_nginx(home: Path, body: list[str]) -> Path:
+    """`home/nginx/nginx.conf`: [`nginx_head`] with `body`'s lines in its `http` block."""
+    (home / "nginx").mkdir(parents=True, exist_ok=True)
+    conf = home / "nginx" / "nginx.conf"
+    conf.write_text(nginx_head(home) + "".join(f"    {line}\n" for line in body) + "}\n")
     return conf
 
 
@@ -418,13 +422,11 @@ def sdk_nginx(procs: Procs, work: Path, port: int) -> tuple[subprocess.Popen, in
     on (the SDK's DNS-rebinding check takes `127.0.0.1:*` only); replies are not buffered (the
     server may answer with an event stream)."""
     home = work / "sdk"
-    (home / "nginx").mkdir(parents=True, exist_ok=True)
     listen = free_port()
-    body = ["client_max_body_size 1m;", f"upstream sdk {{ server 127.0.0.1:{port}; {UPSTREAM_KEEPALIVE} }}",
-            "proxy_http_version 1.1;", 'proxy_set_header Connection "";', "proxy_set_header Host $http_host;",
-            f"server {{ listen 127.0.0.1:{listen}; location / {{ proxy_pass http://sdk; proxy_buffering off; }} }}"]
-    conf = home / "nginx" / "nginx.conf"
-    conf.write_text(nginx_head(home) + "".join(f"    {line}\n" for line in body) + "}\n")
+    conf = write_nginx(home, [
+        "client_max_body_size 1m;", f"upstream sdk {{ server 127.0.0.1:{port}; {UPSTREAM_KEEPALIVE} }}",
+        "proxy_http_version 1.1;", 'proxy_set_header Connection "";', "proxy_set_header Host $http_host;",
+        f"server {{ listen 127.0.0.1:{listen}; location / {{ proxy_pass http://sdk; proxy_buffering off; }} }}"])
     nginx = procs.start("nginx-sdk", ["nginx", "-c", str(conf), "-p", str(home / "nginx")])
     wait_port(listen, nginx, "nginx in front of the Python SDK server")
     post(f"http://127.0.0.1:{listen}/mcp", *modern_call("echo", "warm"))

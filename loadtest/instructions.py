@@ -42,7 +42,11 @@ CASES = ("modern", "legacy", "16 KiB", "SSE")
 
 
 def request_bytes(body: dict, headers: dict, rid: int) -> bytes:
-    data = json.dumps({**body, "id": rid}).encode()
+    return post_bytes(json.dumps({**body, "id": rid}).encode(), headers)
+
+
+def post_bytes(data: bytes, headers: dict) -> bytes:
+    """A POST of `data` to /mcp with `headers` besides the usual ones, as it goes on the wire."""
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     return (f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             f"Accept: application/json, text/event-stream\r\n{head}Content-Length: {len(data)}\r\n\r\n").encode() + data

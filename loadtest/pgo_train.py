@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import LEGACY, MODERN, RELEASE, Procs, free_port, list_tools_call, modern_call, wait_port  # noqa: E402
-from instructions import Connection, request_bytes, start_upstreams  # noqa: E402
+from instructions import Connection, post_bytes, request_bytes, start_upstreams  # noqa: E402
 
 CONNECTIONS = 8
 # Of them, to a second gateway whose listener is TLS.
@@ -62,11 +62,7 @@ def mix(conn: Connection) -> list[tuple[dict, dict]]:
 
 def not_json(conn: Connection) -> int:
     """Sends a body that is not JSON; its answer's HTTP status."""
-    data = b"{not json"
-    head = (b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Accept: application/json, text/event-stream\r\n"
-            + f"mcp-protocol-version: {MODERN}\r\nContent-Length: {len(data)}\r\n\r\n".encode())
-    return conn.exchange(head + data)[0]
+    return conn.exchange(post_bytes(b"{not json", {"mcp-protocol-version": MODERN}))[0]
 
 
 class TlsConnection(Connection):
