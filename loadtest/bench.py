@@ -270,6 +270,31 @@ def write_nginx(home: Path, body: list[str]) -> Path:
     return conf
 
 
+def build_relay(work: Path) -> Path | None:
+    """loadtest/relay.c, the byte relay that is the floor of any proxy here, built with `cc -O2`
+    (present wherever cargo links). None, with a note, without a C compiler."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        print("note: no C compiler (cc): the byte relay rows are skipped", file=sys.stderr)
+        return None
+    binary = work / "relay"
+    built = subprocess.run([cc, "-O2", "-o", str(binary), str(ROOT / "loadtest" / "relay.c")],
+                           capture_output=True, text=True, timeout=120)
+    if built.returncode != 0:
+        raise SystemExit(f"loadtest/relay.c did not build: {built.stderr}")
+    return binary
+
+
+def start_relay(procs: Procs, relay: Path | None, name: str, upstream_port: int) -> tuple[subprocess.Popen, str] | None:
+    """A byte relay in front of `upstream_port`, pinned like the proxies; its process and URL."""
+    if relay is None:
+        return None
+    port = free_port()
+    proc = procs.start(name, [str(relay), str(port), str(upstream_port)])
+    wait_port(port, proc, name)
+    return proc, f"http://127.0.0.1:{port}/mcp"
+
+
 def start_everything(procs: Procs, work: Path, gateway_binary: Path, real_server: bool,
                      baseline_binary: Path | None, wanted) -> tuple[list[Case], dict]:
     up, up_sse, up2 = free_port(), free_port(), free_port()
@@ -284,6 +309,8 @@ def start_everything(procs: Procs, work: Path, gateway_binary: Path, real_server
     nginx_conf = write_nginx_conf(work, up, up_sse, ng, up2)
     nginx = procs.start("nginx", ["nginx", "-c", str(nginx_conf), "-p", str(work / "nginx")])
     wait_port(ng["json"], nginx, "nginx")
+    relay_binary = build_relay(work)
+    relays = {key: start_relay(procs, relay_binary, f"relay-{key}", port) for key, port in (("json", up), ("sse", up_sse))}
 
     gw_port = free_port()
     gw_conf = work / "gateway.yaml"
@@ -328,14 +355,23 @@ providers:
             out.append(Target("baseline", baseline_gw, body, headers | (legacy or {}).get("baseline", {}), baseline.pid))
         return out
 
+    def relay(key: str, body: dict, headers: dict) -> list[Target]:
+        """The byte relay's target in front of the upstream nginx's `key` server proxies, if built."""
+        if not relays[key]:
+            return []
+        proc, url = relays[key]
+        return [Target("relay", url, body, headers, proc.pid)]
+
     def trio(tool_gw: str, text: str, upstream_port: int, nginx_key: str) -> list[Target]:
         return [
             Target("direct", direct(upstream_port), *modern_call("echo", text), None),
+            *relay(nginx_key, *modern_call("echo", text)),
             Target("nginx", nginx_url(nginx_key), *modern_call("echo", text), nginx.pid),
             *gateways(*modern_call(tool_gw, text)),
         ]
 
     legacy_direct = legacy_session(direct(up))
+    legacy_relay = legacy_session(relays["json"][1]) if relays["json"] else ""
     legacy_nginx = legacy_session(nginx_url("json"))
     legacy_gw = {"gateway": {"mcp-session-id": legacy_session(gw)}}
     if baseline:
@@ -355,6 +391,7 @@ providers:
         Case("SSE replies, 64 conns", 64, trio("sse__echo", small, up_sse, "sse")),
         Case("legacy session tools/call, 64 conns", 64, [
             Target("direct", direct(up), *legacy_call("echo", legacy_direct), None),
+            *relay("json", *legacy_call("echo", legacy_relay)),
             Target("nginx", nginx_url("json"), *legacy_call("echo", legacy_nginx), nginx.pid),
             *gateways(*legacy_call("up__echo", ""), legacy=legacy_gw),
         ], "session lookup, upstream session per client, id remapping"),
@@ -370,7 +407,7 @@ providers:
         info["pids"]["baseline"] = baseline.pid
         info["baseline_url"] = baseline_gw
     if real_server and wanted("Python SDK server"):
-        cases.append(real_server_case(procs, work, gateway_binary))
+        cases.append(real_server_case(procs, work, gateway_binary, relay_binary))
     anchor_gateways = gateways(*modern_call("up__echo", "x" * 16))
     if wanted("Python anchor") and (anchor := python_anchor_case(procs, work, up, anchor_gateways)):
         cases.append(anchor)
@@ -392,8 +429,9 @@ def start_gateway(procs: Procs, name: str, binary: Path, conf: Path, port: int) 
     return gateway, url
 
 
-def real_server_case(procs: Procs, work: Path, gateway_binary: Path) -> Case:
-    """The official Python SDK's server, direct and through a second gateway."""
+def real_server_case(procs: Procs, work: Path, gateway_binary: Path, relay_binary: Path | None) -> Case:
+    """The official Python SDK's server, direct and through a second gateway (and nginx, and the
+    byte relay)."""
     python = os.environ.get("HANGAR_BENCH_PYTHON", sys.executable)
     fixture = ROOT / "proxy" / "tests" / "e2e" / "peers" / "fixture_server.py"
     port = free_port()
@@ -408,9 +446,11 @@ def real_server_case(procs: Procs, work: Path, gateway_binary: Path) -> Case:
     post(gw, *list_tools_call())
     post(gw, *modern_call("sdk__echo", "warm"))
     nginx, nginx_port = sdk_nginx(procs, work, port)
+    relay = start_relay(procs, relay_binary, "relay-sdk", port)
     return Case("Python SDK server, 16 conns", 16, [
         # The direct target's CPU is the server's own per call: the yardstick for the gateway's.
         Target("direct", f"http://127.0.0.1:{port}/mcp", *modern_call("echo", "x" * 16), server.pid),
+        *([Target("relay", relay[1], *modern_call("echo", "x" * 16), relay[0].pid)] if relay else []),
         Target("nginx", f"http://127.0.0.1:{nginx_port}/mcp", *modern_call("echo", "x" * 16), nginx.pid),
         Target("gateway", gw, *modern_call("sdk__echo", "x" * 16), gateway.pid),
     ], "a real MCP server (~600 µs/call); the direct row's CPU is the server's")
@@ -701,6 +741,10 @@ def goals(s: dict, streams: dict) -> list[str]:
     if one := s.get("modern tools/call, 1 conn"):
         added = one["gateway"]["p50"] - one["direct"]["p50"]
         row("Added p50 latency at 1 connection", "≤ 20 µs", added, added <= 20, "{:.0f} µs")
+        for other, label in (("nginx", "nginx"), ("relay", "a byte relay (the floor here)")):
+            if other in one:
+                row(f"Added p50 latency at 1 connection: {label}", "report",
+                    one[other]["p50"] - one["direct"]["p50"], None, "{:.0f} µs")
     if m:
         p99 = m["gateway"]["p99"] / m["nginx"]["p99"]
         row("p99 at 64 connections vs nginx", "≤ 1.0×", p99, p99 <= 1.0)
@@ -709,10 +753,12 @@ def goals(s: dict, streams: dict) -> list[str]:
         share = r["gateway"]["cpu"] / r["direct"]["cpu"] if r["gateway"]["cpu"] and r["direct"].get("cpu") else None
         row("Gateway CPU per call in front of the Python SDK server vs the server's", "≤ 5%",
             share * 100 if share is not None else None, share is not None and share <= 0.05, "{:.1f}%")
-        if (nginx := r.get("nginx")) and nginx.get("cpu") and r["direct"].get("cpu"):
-            # The same share for a proxy that reads nothing of MCP: how low a hop can go here.
-            row("nginx's CPU per call in front of the Python SDK server vs the server's", "report",
-                nginx["cpu"] / r["direct"]["cpu"] * 100, None, "{:.1f}%")
+        # The same share for a proxy that reads nothing of MCP, and for one that reads nothing at
+        # all: how low a hop can go here.
+        for other, label in (("nginx", "nginx's"), ("relay", "A byte relay's (the floor here)")):
+            if (proxy := r.get(other)) and proxy.get("cpu") and r["direct"].get("cpu"):
+                row(f"{label} CPU per call in front of the Python SDK server vs the server's", "report",
+                    proxy["cpu"] / r["direct"]["cpu"] * 100, None, "{:.1f}%")
         real = r["gateway"]["rps"] / r["direct"]["rps"]
         row("In front of the Python SDK server: throughput vs direct", "report", real, None)
     for prefix, other, label in (("Python anchor", "python-hangar", "the Python anchor (mcp-hangar, PyPI)"),
@@ -752,16 +798,16 @@ def chart(summary: dict) -> None:
         print("matplotlib is not installed: no chart")
         return
     names = list(summary)
-    targets = ["direct", "nginx", "gateway"]
+    targets = [t for t in ("direct", "relay", "nginx", "gateway") if any(t in summary[n] for n in names)]
     fig, ax = plt.subplots(figsize=(12, 5))
-    width = 0.27
+    width = 0.8 / len(targets)
     for i, t in enumerate(targets):
         values = [summary[n][t]["rps"] if t in summary[n] else 0 for n in names]
-        ax.bar([x + (i - 1) * width for x in range(len(names))], values, width, label=t)
+        ax.bar([x + (i - (len(targets) - 1) / 2) * width for x in range(len(names))], values, width, label=t)
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("requests/s (median)")
-    ax.set_title("MCP Hangar vs nginx vs direct, same machine, same run")
+    ax.set_title("MCP Hangar vs nginx vs a byte relay vs direct, same machine, same run")
     ax.legend()
     fig.tight_layout()
     fig.savefig(OUT / "results.png", dpi=110)
