@@ -249,11 +249,15 @@ http {{
 
 def write_nginx_conf(work: Path, up: int, up_sse: int, ports: dict[str, int], up2: int | None = None) -> Path:
     """The load test's nginx (`work/nginx/nginx.conf`): a server on `ports["json"]` in front of
-    the JSON upstream, one on `ports["sse"]` in front of the SSE upstream (unbuffered), and, given
-    `up2`, one on `ports["group"]` in front of both JSON upstreams."""
+    the JSON upstream, one on `ports["limited"]` in front of it with a rate limit per client
+    address that no run reaches (`limit_req`), one on `ports["sse"]` in front of the SSE upstream
+    (unbuffered), and, given `up2`, one on `ports["group"]` in front of both JSON upstreams."""
     upstreams = [f"upstream json {{ server 127.0.0.1:{up}; {UPSTREAM_KEEPALIVE} }}",
-                 f"upstream sse {{ server 127.0.0.1:{up_sse}; {UPSTREAM_KEEPALIVE} }}"]
+                 f"upstream sse {{ server 127.0.0.1:{up_sse}; {UPSTREAM_KEEPALIVE} }}",
+                 "limit_req_zone $binary_remote_addr zone=per_client:1m rate=1000000r/s;"]
     servers = [f"server {{ listen 127.0.0.1:{ports['json']}; location / {{ proxy_pass http://json; }} }}",
+               f"server {{ listen 127.0.0.1:{ports['limited']}; location / {{ limit_req zone=per_client burst=1000000 nodelay; "
+               "proxy_pass http://json; } }",
                f"server {{ listen 127.0.0.1:{ports['sse']}; location / {{ proxy_pass http://sse; proxy_buffering off; }} }}"]
     if up2 is not None:
         upstreams.append(f"upstream pair {{ server 127.0.0.1:{up}; server 127.0.0.1:{up2}; {UPSTREAM_KEEPALIVE} }}")
@@ -305,7 +309,7 @@ def start_everything(procs: Procs, work: Path, gateway_binary: Path, real_server
         wait_port(port, p, name)
         pids[name] = p.pid
 
-    ng = {k: free_port() for k in ("json", "sse", "group")}
+    ng = {k: free_port() for k in ("json", "sse", "group", "limited")}
     nginx_conf = write_nginx_conf(work, up, up_sse, ng, up2)
     nginx = procs.start("nginx", ["nginx", "-c", str(nginx_conf), "-p", str(work / "nginx")])
     wait_port(ng["json"], nginx, "nginx")
@@ -342,6 +346,10 @@ providers:
 
     def nginx_url(key: str) -> str:
         return f"http://127.0.0.1:{ng[key]}/mcp"
+
+    limited = {"gateway": start_limited(procs, work, "gateway-limited", gateway_binary, up)}
+    if baseline_binary:
+        limited["baseline"] = start_limited(procs, work, "baseline-limited", baseline_binary, up)
 
     small = "x" * 16
     kib = "x" * 1000
@@ -395,6 +403,12 @@ providers:
             Target("nginx", nginx_url("json"), *legacy_call("echo", legacy_nginx), nginx.pid),
             *gateways(*legacy_call("up__echo", ""), legacy=legacy_gw),
         ], "session lookup, upstream session per client, id remapping"),
+        Case("rate limits in force, 64 conns", 64, [
+            Target("direct", direct(up), *modern_call("echo", small), None),
+            *relay("json", *modern_call("echo", small)),
+            Target("nginx", nginx_url("limited"), *modern_call("echo", small), nginx.pid),
+            *(Target(name, url, *modern_call("up__echo", small), proc.pid) for name, (proc, url) in limited.items()),
+        ], "a token from the caller's and the caller × tool's buckets; nginx with limit_req per address"),
         Case("2-member group, 64 conns", 64, [
             Target("direct", direct(up), *modern_call("echo", small), None),
             Target("nginx", nginx_url("group"), *modern_call("echo", small), nginx.pid),
@@ -416,17 +430,33 @@ providers:
     return cases, info
 
 
-def start_gateway(procs: Procs, name: str, binary: Path, conf: Path, port: int) -> tuple[subprocess.Popen, str]:
+def start_gateway(procs: Procs, name: str, binary: Path, conf: Path, port: int,
+                  tools: tuple[str, ...] = ("up__echo", "echo", "sse__echo", "pool__echo", "pool__echo"),
+                  ) -> tuple[subprocess.Popen, str]:
     """A gateway on `conf`, warmed up like a client would: the tools listed first (the gateway
     learns its upstreams' protocol and the tool names; the fast path takes known-modern upstreams
-    only), then one call of each case's tool."""
+    only), then one call of each of `tools` (each case's tool)."""
     gateway = procs.start(name, [str(binary), "--http", "--config", str(conf), "--log-level", "warn"])
     wait_port(port, gateway, name)
     url = f"http://127.0.0.1:{port}/mcp"
     post(url, *list_tools_call())
-    for tool in ("up__echo", "echo", "sse__echo", "pool__echo", "pool__echo"):
+    for tool in tools:
         post(url, *modern_call(tool, "warm"))
     return gateway, url
+
+
+# Rate limits in force, none of them reached during a run: what taking a token costs.
+RATE_LIMITS = "rate_limits: {per_principal: {rps: 1000000, burst: 1000000}, per_principal_tool: {rps: 1000000, burst: 1000000}}"
+
+
+def start_limited(procs: Procs, work: Path, name: str, binary: Path, up: int) -> tuple[subprocess.Popen, str]:
+    """A gateway in front of upstream `up` with [`RATE_LIMITS`] (rate limits apply to the whole
+    gateway, so the other cases' gateway has none)."""
+    port = free_port()
+    conf = work / f"{name}.yaml"
+    conf.write_text(f"server: {{port: {port}}}\n{RATE_LIMITS}\n"
+                    f"providers:\n  up: {{mode: remote, endpoint: \"http://127.0.0.1:{up}/mcp\"}}\n")
+    return start_gateway(procs, name, binary, conf, port, ("up__echo",))
 
 
 def real_server_case(procs: Procs, work: Path, gateway_binary: Path, relay_binary: Path | None) -> Case:
@@ -745,6 +775,8 @@ def goals(s: dict, streams: dict) -> list[str]:
             if other in one:
                 row(f"Added p50 latency at 1 connection: {label}", "report",
                     one[other]["p50"] - one["direct"]["p50"], None, "{:.0f} µs")
+    if (rl := s.get("rate limits in force, 64 conns")) and (r := cpu_ratio(rl, "gateway", "nginx")):
+        row("Rate limits in force: CPU per request vs nginx's with limit_req", "report", r, None)
     if m:
         p99 = m["gateway"]["p99"] / m["nginx"]["p99"]
         row("p99 at 64 connections vs nginx", "≤ 1.0×", p99, p99 <= 1.0)

@@ -20,6 +20,8 @@ use super::rewind::Rewind;
 pub trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send + Sync {
     /// The client's address, for the access log.
     fn peer(&self) -> Option<String>;
+    /// The client's IP address: an anonymous caller's rate-limit buckets are keyed by it.
+    fn peer_ip(&self) -> Option<std::net::IpAddr>;
 }
 
 /// A client connection, whichever listener accepted it: a plain-TCP one of the gateway's own
@@ -42,6 +44,10 @@ pub trait ClientConn: ClientIo + Sized + 'static {
 impl ClientIo for Stream {
     fn peer(&self) -> Option<String> {
         self.get_socket_digest().and_then(|d| d.peer_addr().map(ToString::to_string))
+    }
+
+    fn peer_ip(&self) -> Option<std::net::IpAddr> {
+        self.get_socket_digest().and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(std::net::SocketAddr::ip))
     }
 }
 

@@ -6,10 +6,12 @@
 //!
 //! It is optimistic: every check the MCP endpoint makes is made here, on the views, by the same
 //! functions (`front::checks`, `proto::headers`, `auth`, `front::fast`). A request that is not
-//! the plain case — any check failing, a browser's `Origin`, rate limits in force, a call the
-//! fast path does not take, a slow or unusual body — is *declined* before anything about it
-//! was recorded, and handed with every byte read so far to Pingora's session (`front::rewind`),
-//! which answers it exactly as it did before this path existed.
+//! the plain case — any check failing, a browser's `Origin`, a call the fast path does not
+//! take, a slow or unusual body — is *declined* before anything about it was recorded, and
+//! handed with every byte read so far to Pingora's session (`front::rewind`), which answers it
+//! exactly as it did before this path existed. Rate limits are the one thing taken before a
+//! decline can still come (they are taken where the MCP endpoint takes them, before routing):
+//! a declined request says so, and Pingora's session does not take them again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,10 +28,12 @@ use super::fast;
 use super::http::{AccessLine, HttpFront, RequestCtx};
 use super::replier::Replier;
 use super::request_head::{HeadView, RequestHead, Scan, MAX_HEAD};
+use crate::jsonrpc::null_id;
 use crate::jsonrpc::parse::{Envelope, Kind};
 use crate::proto::fields::Fields;
 use crate::proto::headers::check_modern;
 use crate::proto::protocol::{Era, LEGACY_VERSIONS, MODERN_VERSION};
+use crate::ratelimit;
 use crate::state::Phase;
 use crate::telemetry::metrics::Limit;
 use crate::upstream::wire::put_number;
@@ -62,7 +66,12 @@ pub enum Served {
         keep: bool,
     },
     /// Not taken: these bytes (the request so far) go to Pingora's reader first.
-    Declined(Bytes),
+    Declined {
+        /// The request so far.
+        read: Bytes,
+        /// Whether its rate limits were taken here (a request spends its tokens once).
+        rate_limits_taken: bool,
+    },
     /// The connection is done (closed by the client, timed out, shutting down, broken).
     Closed,
 }
@@ -71,10 +80,11 @@ impl Connection {
     /// The request so far, for Pingora's reader: its `extent` when known and read whole (what
     /// follows, a pipelined request, stays for the next turn), else everything read.
     fn decline(&mut self, extent: Option<usize>) -> Served {
-        match extent {
-            Some(n) if n <= self.buf.len() => Served::Declined(self.buf.split_to(n).freeze()),
-            _ => Served::Declined(self.buf.split().freeze()),
-        }
+        let read = match extent {
+            Some(n) if n <= self.buf.len() => self.buf.split_to(n).freeze(),
+            _ => self.buf.split().freeze(),
+        };
+        Served::Declined { read, rate_limits_taken: false }
     }
 }
 
@@ -172,8 +182,10 @@ impl HttpFront {
         let request = conn.buf.split_to(len + plan.body_len).freeze();
         let body = request.slice(len..);
         let view = conn.head.view(&request[..len]);
-        let Some((route, principal, method)) = self.route(view, &snap, &plan, &body, arrived).await else {
-            return Served::Declined(request);
+        let peer_ip = stream.peer_ip();
+        let (answer, principal, method) = match self.route(view, &snap, &plan, &body, arrived, peer_ip).await {
+            Routing::Taken { answer, principal, method } => (answer, principal, method),
+            Routing::Declined { rate_limits_taken } => return Served::Declined { read: request, rate_limits_taken },
         };
         // Committed: from here on the request is this path's to answer.
         let mut ctx = RequestCtx::arrived(snap.clone(), arrived);
@@ -181,11 +193,16 @@ impl HttpFront {
         ctx.inflight = Some(self.state.begin_request());
         ctx.era = Some(plan.era);
         ctx.method = self.state.metrics.request(method, plan.era.as_str());
-        ctx.fast_path = true;
+        ctx.fast_path = matches!(answer, Answer::Fast(_));
         ctx.principal = Some(principal);
         let keep = !*shutdown.borrow();
         let mut client = Client::new(stream, &mut conn.buf, &mut conn.out, limits.client_write_timeout, keep);
-        let served = super::http::guarded(route.run(&self.state, &mut client)).await;
+        let served = match answer {
+            Answer::Fast(route) => super::http::guarded(route.run(&self.state, &mut client)).await,
+            Answer::OverLimit { retry_after, body } => {
+                client.whole(429, "application/json", &[("retry-after", retry_after)], body).await
+            }
+        };
         drop(held);
         let error = served.as_ref().err().map(|e| &**e);
         if let Some(e) = error {
@@ -244,13 +261,11 @@ impl HttpFront {
             && host_allowed(head.text("host"), &settings.host)
             && is_json_body(&head)
             && accepts.json
-            && accepts.sse
-            && !snap.rate_limits.active();
+            && accepts.sse;
         plain.then_some(Plan { door, body_len, era, method, accepts })
     }
 
-    /// The fast route of a plain request whose body is in, with its caller and method; `None`
-    /// declines it (nothing was recorded about it yet).
+    /// How a plain request whose body is in is answered here, or that it is declined.
     async fn route(
         &self,
         head: HeadView<'_>,
@@ -258,24 +273,40 @@ impl HttpFront {
         plan: &Plan,
         body: &Bytes,
         arrived: std::time::Instant,
-    ) -> Option<(fast::FastRoute, Arc<crate::auth::Principal>, &'static str)> {
-        let (env, kind, params) = Envelope::parse_request(body).ok()?;
+        peer_ip: Option<std::net::IpAddr>,
+    ) -> Routing {
+        let untouched = Routing::Declined { rate_limits_taken: false };
+        let Ok((env, kind, params)) = Envelope::parse_request(body) else { return untouched };
         let method = match env.method_str() {
             "tools/call" => "tools/call",
             "prompts/get" => "prompts/get",
-            _ => return None,
+            _ => return untouched,
         };
         if kind != Kind::Request || plan.method.is_some_and(|m| m != method) {
-            return None;
+            return untouched;
         }
-        let params = params.ok()?;
-        if plan.era == Era::Modern {
-            check_modern(&head, method, &params, MODERN_VERSION).ok()?;
+        let Ok(params) = params else { return untouched };
+        if plan.era == Era::Modern && check_modern(&head, method, &params, MODERN_VERSION).is_err() {
+            return untouched;
         }
-        let principal = plan.door.authenticate(&head).await.ok()?;
+        let Ok(principal) = plan.door.authenticate(&head).await else { return untouched };
+        // Where the MCP endpoint takes them: after the caller is known, before any routing.
+        let limited = snap.rate_limits.active();
+        if limited {
+            let key = ratelimit::principal_key(&principal, peer_ip);
+            if let Err(over) = ratelimit::admit(snap, &principal, &key, method, &params) {
+                let (retry_after, body) = super::mcp::over_limit(&self.state, env.id.unwrap_or(null_id()), over);
+                return Routing::Taken { answer: Answer::OverLimit { retry_after, body }, principal, method };
+            }
+        }
+        let declined = Routing::Declined { rate_limits_taken: limited };
         let session = match plan.era {
             Era::Modern => None,
-            Era::Legacy => Some(super::mcp::session_of(&self.server, head.text("mcp-session-id")?, &principal)?),
+            Era::Legacy => {
+                let Some(sid) = head.text("mcp-session-id") else { return declined };
+                let Some(session) = super::mcp::session_of(&self.server, sid, &principal) else { return declined };
+                Some(session)
+            }
         };
         let call = fast::Call {
             env: &env,
@@ -287,9 +318,45 @@ impl HttpFront {
             session: session.as_ref(),
             arrived,
         };
-        let route = fast::route(&self.state, snap, call)?;
-        Some((route, principal, method))
+        match fast::route(&self.state, snap, call) {
+            Some(route) => Routing::Taken { answer: Answer::Fast(route), principal, method },
+            None => declined,
+        }
     }
+}
+
+/// What [`HttpFront::route`] made of a request. (A fast route is large and the other cases
+/// small; it is not boxed: it lives in the request's future once, where a box would cost an
+/// allocation per call.)
+#[allow(clippy::large_enum_variant)]
+enum Routing {
+    /// Answered here.
+    Taken {
+        answer: Answer,
+        /// Who calls.
+        principal: Arc<crate::auth::Principal>,
+        /// The JSON-RPC method.
+        method: &'static str,
+    },
+    /// Declined, for Pingora's session to answer.
+    Declined {
+        /// Whether the request's rate limits were taken on the way.
+        rate_limits_taken: bool,
+    },
+}
+
+/// How a request taken by the express path is answered.
+#[allow(clippy::large_enum_variant)]
+enum Answer {
+    /// Relayed to the upstream by the fast path.
+    Fast(fast::FastRoute),
+    /// Refused over a rate limit (429), as the MCP endpoint refuses it.
+    OverLimit {
+        /// The `Retry-After` value.
+        retry_after: String,
+        /// The JSON-RPC error.
+        body: Bytes,
+    },
 }
 
 /// What the head of a plain request says.

@@ -181,6 +181,9 @@ pub struct RequestCtx {
     /// The configuration snapshot the request uses throughout: loaded once when it arrives, so a
     /// reload never mixes two configurations in one request.
     pub snap: Arc<Snapshot>,
+    /// Whether the request's rate limits were taken already (by the express path, before it
+    /// declined the request): a request spends its tokens once.
+    pub(super) rate_limits_taken: bool,
 }
 
 impl RequestCtx {
@@ -202,6 +205,7 @@ impl RequestCtx {
             started,
             detached: None,
             snap,
+            rate_limits_taken: false,
         }
     }
 }
@@ -280,9 +284,9 @@ impl HttpFront {
                 header_deadline.as_mut(),
                 turns.header_timeout,
             );
-            let read = match Box::pin(express).await {
+            let (read, rate_limits_taken) = match Box::pin(express).await {
                 Served::Answered { .. } | Served::Closed => return,
-                Served::Declined(read) => read,
+                Served::Declined { read, rate_limits_taken } => (read, rate_limits_taken),
             };
             let mut session = Session::new_http1(stream.into_stream(read));
             if let Some(s) = turns.settings.take() {
@@ -290,7 +294,8 @@ impl HttpFront {
             }
             // Boxed, like the request path inside it: the connection's own future, which lives
             // as long as the connection, stays small.
-            let Some(reused) = Box::pin(self.process_request(session, shutdown, header_deadline.as_mut())).await else {
+            let request = self.process_request(session, shutdown, header_deadline.as_mut(), rate_limits_taken);
+            let Some(reused) = Box::pin(request).await else {
                 return;
             };
             let (back, settings) = reused.consume();
@@ -323,6 +328,7 @@ impl HttpFront {
         mut session: Session,
         shutdown: &ShutdownWatch,
         mut header_deadline: std::pin::Pin<&mut tokio::time::Sleep>,
+        rate_limits_taken: bool,
     ) -> Option<ReusedHttpStream> {
         let snap = self.state.snapshot();
         let limits = &snap.config.server.limits;
@@ -356,6 +362,7 @@ impl HttpFront {
         let keep = session.get_keepalive().is_some() && !*shutdown.borrow();
         session.set_keepalive(keep.then_some(KEEP_ALIVE_IDLE.as_secs()));
         let mut ctx = RequestCtx::new(snap.clone());
+        ctx.rate_limits_taken = rate_limits_taken;
         // Boxed: only a request that arrived pays for the request path's (large) future; a
         // connection waiting for its header holds a small one.
         let served = guarded(Box::pin(self.serve(&mut session, &mut ctx))).await;

@@ -167,13 +167,19 @@ async fn too_many_requests(
     id: &RawValue,
     over: ratelimit::Exceeded,
 ) -> pingora_core::Result<()> {
+    let (seconds, body) = over_limit(state, id, over);
+    respond::send(session, 429, "application/json", &[("retry-after", seconds.as_str())], body).await
+}
+
+/// What a request over a rate limit is answered, by either front door: `Retry-After` (whole
+/// seconds, rounded up) and the body, a JSON-RPC error saying which limit. Counted as refused.
+pub(super) fn over_limit(state: &AppState, id: &RawValue, over: ratelimit::Exceeded) -> (String, Bytes) {
     state.metrics.rate_limited.with_label_values(&[over.bucket.as_str()]).inc();
     let ms = u64::try_from(over.retry_after.as_millis()).unwrap_or(u64::MAX);
     let e =
         RpcError::new(code::RATE_LIMITED, format!("Too many requests: over the {} rate limit", over.bucket.as_str()))
             .with_data(json!({"limit": over.bucket.as_str(), "retry_after_ms": ms}));
-    let seconds = ms.div_ceil(1000).max(1).to_string();
-    respond::send(session, 429, "application/json", &[("retry-after", seconds.as_str())], error_bytes(id, &e)).await
+    (ms.div_ceil(1000).max(1).to_string(), error_bytes(id, &e).into())
 }
 
 /// The URL of the MCP endpoint of `door` as the client reached it (its `auth.resource_url` when
@@ -292,7 +298,8 @@ async fn post(
     if kind != Kind::Response {
         ctx.method = state.metrics.request(method, era.as_str());
     }
-    if kind == Kind::Request {
+    // Taken once: the express path may have taken them before it handed the request here.
+    if kind == Kind::Request && !ctx.rate_limits_taken {
         let client = session.client_addr().and_then(|a| a.as_inet()).map(std::net::SocketAddr::ip);
         let key = ratelimit::principal_key(&principal, client);
         if let Err(over) = ratelimit::admit(&snap, &principal, &key, method, &head) {

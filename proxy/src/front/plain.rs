@@ -92,6 +92,10 @@ impl ClientIo for PlainTcp {
     fn peer(&self) -> Option<String> {
         self.digest.peer_addr().map(ToString::to_string)
     }
+
+    fn peer_ip(&self) -> Option<std::net::IpAddr> {
+        self.digest.peer_addr().and_then(|a| a.as_inet()).map(std::net::SocketAddr::ip)
+    }
 }
 
 impl ClientConn for PlainTcp {

@@ -10,12 +10,14 @@ import glob
 import json
 import socket
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from test_hardening import META, MODERN, modern
+from test_security import key_hash
 
 pytestmark = pytest.mark.anyio
 
@@ -36,6 +38,7 @@ class Reader:
 
     def __init__(self, sock: socket.socket):
         self.sock, self.buf = sock, b""
+        self.head = ""  # the last response's head, as sent
 
     def _fill(self) -> None:
         chunk = self.sock.recv(65536)
@@ -57,6 +60,7 @@ class Reader:
 
     def response(self) -> tuple[int, dict[str, str], bytes]:
         head = self._until(b"\r\n\r\n").decode()
+        self.head = head
         lines = head.split("\r\n")
         status = int(lines[0].split(" ")[1])
         headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
@@ -115,6 +119,77 @@ async def test_taken_and_declined_requests_share_one_connection(gw):
             assert headers.get("connection", "keep-alive").lower() == "keep-alive", (i, headers)
             if b"Origin:" in data:
                 assert headers.get("access-control-allow-origin") == "http://localhost", headers
+
+
+def by_express(head: str) -> bool:
+    """Whether a response came from the express path, which writes its `date` field in lower
+    case (Pingora's session writes `Date`)."""
+    fields = head.split("\r\n")[1:]
+    assert any(f.lower().startswith("date: ") for f in fields), head
+    return any(f.startswith("date: ") for f in fields)
+
+
+async def test_rate_limits_in_force_are_taken_once_on_the_express_path(gateway_factory, fixture_url):
+    """With rate limits configured, plain calls still take the express path, and so do their
+    refusals, answered as the MCP endpoint answers them (429, `Retry-After`, the JSON-RPC error
+    naming the limit). A request the express path declines after taking its limits (a legacy
+    call in a session that does not exist) is answered by Pingora's session without being
+    charged again: every bucket counts each request once."""
+    keys = "\n".join(f"      - {{name: {k}, key_hash: \"{key_hash(k)}\", principal: \"service:{k}\", roles: [developer]}}"
+                     for k in "abw")
+    gw = gateway_factory(f"""
+providers:
+  fx: {{mode: remote, endpoint: "{fixture_url}"}}
+  scarce: {{mode: remote, endpoint: "{fixture_url}", rate_limit: {{rps: 0.1, burst: 1}}}}
+rate_limits:
+  per_principal: {{rps: 0.1, burst: 5}}
+  per_principal_tool: {{rps: 0.1, burst: 2}}
+auth:
+  enabled: true
+  api_key:
+    keys:
+{keys}
+""", "gateway-express-rates")
+    modern(gw.port, "tools/list", headers={"X-API-Key": "w"})  # eras and tools learnt
+    s, r = connect(gw)
+    with s:
+        def send(data: bytes) -> tuple[int, dict, bytes]:
+            s.sendall(data)
+            return r.response()
+
+        def refused(result: tuple[int, dict, bytes], limit: str, rid: int) -> None:
+            status, headers, body = result
+            message = json.loads(body)
+            assert status == 429 and int(headers["retry-after"]) >= 1, (status, headers)
+            assert message["id"] == rid and message["error"]["code"] == -32016, message
+            assert message["error"]["data"]["limit"] == limit, message
+            assert by_express(r.head), r.head
+
+        a, b = "X-API-Key: a\r\n", "X-API-Key: b\r\n"
+        for rid in (1, 2):  # a: principal 1 and 2 of 5, fx__echo 1 and 2 of 2
+            status, headers, body = send(call("fx__echo", f"a{rid}", rid, extra=a))
+            assert status == 200 and answer(body, headers)["result"]["content"][0]["text"] == f"a{rid}", body
+            assert by_express(r.head), r.head
+        refused(send(call("fx__echo", "a3", 3, extra=a)), "principal_tool", 3)  # principal 3 of 5
+        status, headers, body = send(call("scarce__echo", "a4", 4, extra=a))  # principal 4, scarce 1 of 1
+        assert status == 200 and answer(body, headers)["result"]["content"][0]["text"] == "a4", body
+        # Principal 5 of 5, taken by the express path, which then finds no such session.
+        legacy = json.dumps({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                             "params": {"name": "fx__add", "arguments": {"a": 2, "b": 3}}}).encode()
+        status, _, body = send(
+            b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-11-25\r\n"
+            b"Mcp-Session-Id: no-such-session\r\nX-API-Key: a\r\n"
+            + f"Content-Length: {len(legacy)}\r\n\r\n".encode() + legacy)
+        assert status == 404 and not by_express(r.head), (status, body)
+        refused(send(call("fx__echo", "a6", 6, extra=a)), "principal", 6)
+        refused(send(call("scarce__echo", "b1", 7, extra=b)), "provider", 7)  # everyone's bucket
+        status, headers, body = send(call("fx__echo", "b2", 8, extra=b))
+        assert status == 200 and answer(body, headers)["result"]["content"][0]["text"] == "b2", body
+    with urllib.request.urlopen(f"http://127.0.0.1:{gw.port}/metrics", timeout=5) as m:
+        metrics = m.read().decode()
+    for limit in ("principal", "principal_tool", "provider"):
+        assert f'mcp_hangar_rate_limited_total{{limit="{limit}"}} 1' in metrics, limit
 
 
 async def test_a_gateway_on_one_core_runs_one_scheduler_thread(gateway_factory, fixture_url):
