@@ -178,7 +178,10 @@ class Run:
 
 
 def wrk(target: Target, connections: int, seconds: float, scripts: Path) -> Result:
-    lua = scripts / f"{re.sub('[^a-z0-9]+', '-', target.name)}-{abs(hash(json.dumps(target.body))) % 10**8}.lua"
+    # One script per target name and request (body and headers: two cases may send one body
+    # with different headers).
+    request = json.dumps([target.body, target.headers], sort_keys=True)
+    lua = scripts / f"{re.sub('[^a-z0-9]+', '-', target.name)}-{abs(hash(request)) % 10**8}.lua"
     if not lua.exists():
         # Every request gets its own JSON-RPC id, as real clients' requests do (a legacy session
         # tracks requests in flight by id).
@@ -385,6 +388,11 @@ providers:
     if baseline:
         legacy_gw["baseline"] = {"mcp-session-id": legacy_session(baseline_gw)}
 
+    def browser(call: tuple[dict, dict]) -> tuple[dict, dict]:
+        """`call` as a page's script makes it: with its `Origin` (one the gateway allows by default)."""
+        body, headers = call
+        return body, headers | {"origin": "http://localhost:5173"}
+
     def legacy_call(tool: str, sid: str) -> tuple[dict, dict]:
         headers = {"mcp-protocol-version": LEGACY} | ({"mcp-session-id": sid} if sid else {})
         return ({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": {"text": small}}},
@@ -403,6 +411,12 @@ providers:
             Target("nginx", nginx_url("json"), *legacy_call("echo", legacy_nginx), nginx.pid),
             *gateways(*legacy_call("up__echo", ""), legacy=legacy_gw),
         ], "session lookup, upstream session per client, id remapping"),
+        Case("browser calls (Origin), 64 conns", 64, [
+            Target("direct", direct(up), *browser(modern_call("echo", small)), None),
+            *relay("json", *browser(modern_call("echo", small))),
+            Target("nginx", nginx_url("json"), *browser(modern_call("echo", small)), nginx.pid),
+            *gateways(*browser(modern_call("up__echo", small))),
+        ], "a page's call from an allowed origin: the gateway answers with the CORS fields, nginx passes it on"),
         Case("rate limits in force, 64 conns", 64, [
             Target("direct", direct(up), *modern_call("echo", small), None),
             *relay("json", *modern_call("echo", small)),

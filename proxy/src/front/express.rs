@@ -6,12 +6,14 @@
 //!
 //! It is optimistic: every check the MCP endpoint makes is made here, on the views, by the same
 //! functions (`front::checks`, `proto::headers`, `auth`, `front::fast`). A request that is not
-//! the plain case — any check failing, a browser's `Origin`, a call the fast path does not
-//! take, a slow or unusual body — is *declined* before anything about it was recorded, and
-//! handed with every byte read so far to Pingora's session (`front::rewind`), which answers it
-//! exactly as it did before this path existed. Rate limits are the one thing taken before a
-//! decline can still come (they are taken where the MCP endpoint takes them, before routing):
-//! a declined request says so, and Pingora's session does not take them again.
+//! the plain case — any check failing, an `Origin` the endpoint does not admit, a call the
+//! fast path does not take, a slow or unusual body — is *declined* before anything about it
+//! was recorded, and handed with every byte read so far to Pingora's session
+//! (`front::rewind`), which answers it exactly as it did before this path existed. Rate limits
+//! are the one thing taken before a decline can still come (they are taken where the MCP
+//! endpoint takes them, before routing): a declined request says so, and Pingora's session does
+//! not take them again. A browser's request from an admitted origin is answered here with the
+//! CORS fields the endpoint gives it (`front::cors`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +24,7 @@ use pingora_core::{Error, ErrorType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::body;
-use super::checks::{accepts, conflicting_duplicate, host_allowed, is_json_body};
+use super::checks::{accepts, conflicting_duplicate, host_allowed, is_json_body, origin_allowed};
 use super::connection::ClientIo;
 use super::fast;
 use super::http::{AccessLine, HttpFront, RequestCtx};
@@ -197,6 +199,7 @@ impl HttpFront {
         ctx.principal = Some(principal);
         let keep = !*shutdown.borrow();
         let mut client = Client::new(stream, &mut conn.buf, &mut conn.out, limits.client_write_timeout, keep);
+        client.origin = view.text("origin");
         let served = match answer {
             Answer::Fast(route) => super::http::guarded(route.run(&self.state, &mut client)).await,
             Answer::OverLimit { retry_after, body } => {
@@ -230,13 +233,22 @@ impl HttpFront {
         }
         let path = std::str::from_utf8(head.target()).ok()?;
         let door = super::mcp::door_of(snap, path)?;
-        // What only Pingora's reader handles: a browser's CORS, framing other than a plain
-        // length, `Expect`, upgrades, a connection the client wants closed.
-        let unusual = ["origin", "transfer-encoding", "expect", "upgrade"];
+        // What only Pingora's reader handles: framing other than a plain length, `Expect`,
+        // upgrades, a connection the client wants closed.
+        let unusual = ["transfer-encoding", "expect", "upgrade"];
         if unusual.iter().any(|n| head.first(n).is_some())
             || head.each("connection").any(|v| !v.eq_ignore_ascii_case(b"keep-alive"))
         {
             return None;
+        }
+        // A browser's request from an origin the MCP endpoint admits is answered here, its
+        // responses marked for that origin (CORS); any other `Origin` is refused there.
+        let mut origins = head.each("origin");
+        if let Some(origin) = origins.next() {
+            let admitted = std::str::from_utf8(origin).is_ok_and(|o| origin_allowed(o, &settings.allowed_origins));
+            if !admitted || origins.next().is_some() {
+                return None;
+            }
         }
         let body_len = content_length(head)?;
         if body_len > settings.limits.max_body_bytes {
@@ -332,6 +344,7 @@ impl HttpFront {
 enum Routing {
     /// Answered here.
     Taken {
+        /// How it is answered.
         answer: Answer,
         /// Who calls.
         principal: Arc<crate::auth::Principal>,
@@ -384,6 +397,8 @@ struct Client<'s> {
     clean: bool,
     /// A streamed response's head, sent with its first chunk.
     pending: BytesMut,
+    /// The admitted origin of a browser's request: every response carries its CORS fields.
+    origin: Option<&'s str>,
 }
 
 impl<'s> Client<'s> {
@@ -394,7 +409,7 @@ impl<'s> Client<'s> {
         write_timeout: Duration,
         keep: bool,
     ) -> Self {
-        Self { stream, read, out, write_timeout, keep, status: 0, clean: false, pending: BytesMut::new() }
+        Self { stream, read, out, write_timeout, keep, status: 0, clean: false, pending: BytesMut::new(), origin: None }
     }
 
     /// The status line and the fields every response has, into `out`.
@@ -407,8 +422,16 @@ impl<'s> Client<'s> {
         out.extend_from_slice(b"\r\n");
     }
 
-    /// The fields that end every head, and the blank line.
+    /// The fields that end every head (a browser's CORS fields first), and the blank line.
     fn end_head(&self, out: &mut BytesMut) {
+        if let Some(origin) = self.origin {
+            for (name, value) in super::cors::fields(origin) {
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
         out.extend_from_slice(b"date: ");
         out.extend_from_slice(pingora_core::protocols::http::date::get_cached_date().as_bytes());
         out.extend_from_slice(if self.keep {

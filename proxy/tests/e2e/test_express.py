@@ -105,7 +105,7 @@ async def test_taken_and_declined_requests_share_one_connection(gw):
             (call("fx__echo", "x", 2, header_name="fx__other"), 400, lambda m: m["error"]["code"] == -32020),
             (call("fx__nope", "x", 3), 200, lambda m: "error" in m or m["result"].get("isError")),
             (call("fx__echo", "two", 4), 200, lambda m: m["result"]["content"][0]["text"] == "two"),
-            # Declined on its head (a browser's Origin gets CORS headers from the ordinary path).
+            # From a browser: taken too, with the CORS fields.
             (call("fx__echo", "three", 5, extra="Origin: http://localhost\r\n"), 200,
              lambda m: m["result"]["content"][0]["text"] == "three"),
             (call("fx__echo", "four", 6), 200, lambda m: m["result"]["content"][0]["text"] == "four"),
@@ -316,6 +316,46 @@ async def test_a_streamed_reply_keeps_every_event_and_the_connection(gw):
         s.sendall(call("fx__echo", "next", 52))
         status, headers, body = r.response()
         assert answer(body, headers)["result"]["content"][0]["text"] == "next", body
+
+
+async def test_a_browser_call_takes_the_express_path_with_the_cors_fields(gw):
+    """A call from an admitted origin is answered by the express path with the CORS fields the
+    MCP endpoint gives every response to that origin (compared with a `tools/list` on the same
+    connection, which Pingora's session answers), a JSON reply and a streamed one alike; an
+    origin not admitted is refused by the MCP endpoint (403, no CORS field)."""
+    origin = "Origin: http://localhost:5173\r\n"
+    cors = ("access-control-allow-origin", "vary", "access-control-expose-headers")
+    s, r = connect(gw)
+    with s:
+        listing = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": META}}).encode()
+        s.sendall(("POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                   f"Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: {MODERN}\r\n"
+                   f"Mcp-Method: tools/list\r\n{origin}Content-Length: {len(listing)}\r\n\r\n").encode() + listing)
+        status, headers, _ = r.response()
+        assert status == 200 and not by_express(r.head), r.head
+        expected = {name: headers.get(name) for name in cors}
+        assert expected["access-control-allow-origin"] == "http://localhost:5173", headers
+        assert "Mcp-Session-Id" in expected["access-control-expose-headers"], headers
+
+        s.sendall(call("fx__echo", "from a page", 2, extra=origin))
+        status, headers, body = r.response()
+        assert status == 200 and answer(body, headers)["result"]["content"][0]["text"] == "from a page", body
+        assert by_express(r.head) and {name: headers.get(name) for name in cors} == expected, r.head
+
+        slow = json.dumps({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                           "params": {"name": "fx__slow", "arguments": {"seconds": 0.1},
+                                      "_meta": {**META, "progressToken": "p3"}}}).encode()
+        s.sendall(call("fx__slow", "x", 3, extra=origin).split(b"Content-Length")[0]
+                  + f"Content-Length: {len(slow)}\r\n\r\n".encode() + slow)
+        status, headers, body = r.response()
+        assert status == 200 and headers["content-type"].startswith("text/event-stream"), (headers, body)
+        assert answer(body, headers)["result"]["content"][0]["text"] == "slept 0.1", body
+        assert by_express(r.head) and {name: headers.get(name) for name in cors} == expected, r.head
+
+        s.sendall(call("fx__echo", "from elsewhere", 4, extra="Origin: https://evil.example\r\n"))
+        status, headers, body = r.response()
+        assert status == 403 and not by_express(r.head), (status, body)
+        assert not any(name.startswith("access-control-") for name in headers), headers
 
 
 async def test_replies_larger_than_one_coalesced_write_arrive_whole(gw):
