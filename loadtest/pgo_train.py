@@ -4,11 +4,11 @@ front of the fixed-reply upstreams (JSON and SSE), given a mix of what clients s
 stopped so that it writes its profile.
 
 The mix is wider than the load test's cases, so that the profile is of the gateway's work and
-not of one benchmark: modern calls of several sizes, with and without `_meta`, tool lists,
-legacy sessions (initialize, calls, lists), SSE replies, and the errors a client can cause
-(unknown tools, bodies that are not JSON, a method header that the body contradicts), from
-several connections at once, two of them over TLS (to a second gateway); the upstreams remote
-(JSON and SSE replies) and a subprocess.
+not of one benchmark: modern calls of several sizes, with and without `_meta`, a browser's
+call (`Origin`), tool lists, legacy sessions (initialize, calls, lists), SSE replies, and the
+errors a client can cause (unknown tools, bodies that are not JSON, a method header that the
+body contradicts), from several connections at once, two of them over TLS (to a second gateway,
+which has rate limits in force); the upstreams remote (JSON and SSE replies) and a subprocess.
 
     loadtest/pgo_train.py BINARY    # BINARY: the instrumented build; its profile goes to the
                                     # directory its -Cprofile-generate named
@@ -29,7 +29,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import LEGACY, MODERN, RELEASE, Procs, free_port, list_tools_call, modern_call, wait_port  # noqa: E402
+from bench import LEGACY, MODERN, RATE_LIMITS, RELEASE, Procs, free_port, list_tools_call, modern_call, wait_port  # noqa: E402
 from instructions import Connection, post_bytes, request_bytes, start_upstreams  # noqa: E402
 
 CONNECTIONS = 8
@@ -55,7 +55,9 @@ def mix(conn: Connection) -> list[tuple[dict, dict]]:
             {"mcp-protocol-version": MODERN, "mcp-method": "tools/call", "mcp-name": "up__echo"})
     unknown = modern_call("up__nothing", "x")
     contradicted = (modern_call("up__echo", "x")[0], {"mcp-protocol-version": MODERN, "mcp-method": "tools/list"})
-    return [*sized, *sized[:3], bare, modern_call("sse__echo", "x" * 16), modern_call("sse__echo", "x" * 300),
+    body, headers = modern_call("up__echo", "x" * 16)
+    browser = (body, headers | {"origin": "http://localhost:5173"})
+    return [*sized, *sized[:3], bare, browser, modern_call("sse__echo", "x" * 16), modern_call("sse__echo", "x" * 300),
             modern_call("local__echo", "x" * 16), modern_call("local__echo", "x" * 2_000),
             list_tools_call(), unknown, contradicted, *legacy_requests(conn, "up__"), *legacy_requests(conn, "local__")]
 
@@ -111,11 +113,13 @@ def main() -> None:
         try:
             up, up_sse = start_upstreams(procs)
             gateways = {}
-            for name, tls in (("plain", ""), ("tls", self_signed(work))):
+            # The TLS gateway has rate limits in force (none reached): their path is trained too.
+            for name, tls, limits in (("plain", "", ""), ("tls", self_signed(work), RATE_LIMITS)):
                 port = free_port()
                 conf = work / f"gateway-{name}.yaml"
                 conf.write_text(f"""
 server: {{port: {port}, {tls}}}
+{limits}
 providers:
   up: {{mode: remote, endpoint: "http://127.0.0.1:{up}/mcp"}}
   sse: {{mode: remote, endpoint: "http://127.0.0.1:{up_sse}/mcp"}}
