@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from test_hardening import META, MODERN, modern
-from test_security import key_hash
+from test_security import rate_limited
 
 pytestmark = pytest.mark.anyio
 
@@ -135,21 +135,7 @@ async def test_rate_limits_in_force_are_taken_once_on_the_express_path(gateway_f
     naming the limit). A request the express path declines after taking its limits (a legacy
     call in a session that does not exist) is answered by Pingora's session without being
     charged again: every bucket counts each request once."""
-    keys = "\n".join(f"      - {{name: {k}, key_hash: \"{key_hash(k)}\", principal: \"service:{k}\", roles: [developer]}}"
-                     for k in "abw")
-    gw = gateway_factory(f"""
-providers:
-  fx: {{mode: remote, endpoint: "{fixture_url}"}}
-  scarce: {{mode: remote, endpoint: "{fixture_url}", rate_limit: {{rps: 0.1, burst: 1}}}}
-rate_limits:
-  per_principal: {{rps: 0.1, burst: 5}}
-  per_principal_tool: {{rps: 0.1, burst: 2}}
-auth:
-  enabled: true
-  api_key:
-    keys:
-{keys}
-""", "gateway-express-rates")
+    gw = gateway_factory(rate_limited(fixture_url, [(k, "[developer]") for k in "abw"]), "gateway-express-rates")
     modern(gw.port, "tools/list", headers={"X-API-Key": "w"})  # eras and tools learnt
     s, r = connect(gw)
     with s:

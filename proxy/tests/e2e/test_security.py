@@ -472,13 +472,13 @@ def modern_call(name: str, args: dict, i: int = 1) -> tuple[dict, dict]:
     return body, {"mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": name}
 
 
-def test_rate_limits_refuse_with_429_and_retry_after(gateway_factory, fixture_url):
-    keys = "\n".join(
-        f"      - {{name: {k}, key_hash: \"{key_hash(k)}\", principal: \"service:{k}\", roles: {r}}}"
-        for k, r in [("a", "[developer]"), ("b", "[developer]"), ("c", "[]")]
-    )
-    gw = gateway_factory(
-        f"""
+def rate_limited(fixture_url: str, keys: list[tuple[str, str]]) -> str:
+    """A configuration with scarce rate limits (5 requests per principal, 2 calls of a tool per
+    principal, 1 call of provider `scarce` for everyone; a token back every 10 s) and API keys
+    given as (name, roles), each the principal `service:<name>`."""
+    listed = "\n".join(f"      - {{name: {k}, key_hash: \"{key_hash(k)}\", principal: \"service:{k}\", roles: {r}}}"
+                       for k, r in keys)
+    return f"""
 providers:
   fx: {{mode: remote, endpoint: "{fixture_url}"}}
   scarce: {{mode: remote, endpoint: "{fixture_url}", rate_limit: {{rps: 0.1, burst: 1}}}}
@@ -489,10 +489,13 @@ auth:
   enabled: true
   api_key:
     keys:
-{keys}
-""",
-        "gateway-rates",
-    )
+{listed}
+"""
+
+
+def test_rate_limits_refuse_with_429_and_retry_after(gateway_factory, fixture_url):
+    gw = gateway_factory(rate_limited(fixture_url, [("a", "[developer]"), ("b", "[developer]"), ("c", "[]")]),
+                         "gateway-rates")
 
     def call(key: str, name: str) -> tuple[int, dict, dict]:
         body, headers = modern_call(name, {"text": "x"} if name.endswith("echo") else {"a": 1, "b": 2})
