@@ -130,6 +130,12 @@ def modern_call(tool: str, text: str) -> tuple[dict, dict]:
     return body, headers
 
 
+def browser(call: tuple[dict, dict]) -> tuple[dict, dict]:
+    """`call` as a page's script makes it: with its `Origin` (one the gateway allows by default)."""
+    body, headers = call
+    return body, headers | {"origin": "http://localhost:5173"}
+
+
 def legacy_session(url: str) -> str:
     init = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
             "params": {"protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}}
@@ -387,11 +393,6 @@ providers:
     legacy_gw = {"gateway": {"mcp-session-id": legacy_session(gw)}}
     if baseline:
         legacy_gw["baseline"] = {"mcp-session-id": legacy_session(baseline_gw)}
-
-    def browser(call: tuple[dict, dict]) -> tuple[dict, dict]:
-        """`call` as a page's script makes it: with its `Origin` (one the gateway allows by default)."""
-        body, headers = call
-        return body, headers | {"origin": "http://localhost:5173"}
 
     def legacy_call(tool: str, sid: str) -> tuple[dict, dict]:
         headers = {"mcp-protocol-version": LEGACY} | ({"mcp-session-id": sid} if sid else {})

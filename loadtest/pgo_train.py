@@ -29,7 +29,8 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import LEGACY, MODERN, RATE_LIMITS, RELEASE, Procs, free_port, list_tools_call, modern_call, wait_port  # noqa: E402
+from bench import (LEGACY, MODERN, RATE_LIMITS, RELEASE, Procs, browser, free_port, list_tools_call,  # noqa: E402
+                   modern_call, wait_port)
 from instructions import Connection, post_bytes, request_bytes, start_upstreams  # noqa: E402
 
 CONNECTIONS = 8
@@ -55,9 +56,7 @@ def mix(conn: Connection) -> list[tuple[dict, dict]]:
             {"mcp-protocol-version": MODERN, "mcp-method": "tools/call", "mcp-name": "up__echo"})
     unknown = modern_call("up__nothing", "x")
     contradicted = (modern_call("up__echo", "x")[0], {"mcp-protocol-version": MODERN, "mcp-method": "tools/list"})
-    body, headers = modern_call("up__echo", "x" * 16)
-    browser = (body, headers | {"origin": "http://localhost:5173"})
-    return [*sized, *sized[:3], bare, browser, modern_call("sse__echo", "x" * 16), modern_call("sse__echo", "x" * 300),
+    return [*sized, *sized[:3], bare, browser(modern_call("up__echo", "x" * 16)), modern_call("sse__echo", "x" * 16), modern_call("sse__echo", "x" * 300),
             modern_call("local__echo", "x" * 16), modern_call("local__echo", "x" * 2_000),
             list_tools_call(), unknown, contradicted, *legacy_requests(conn, "up__"), *legacy_requests(conn, "local__")]
 

@@ -184,8 +184,7 @@ impl HttpFront {
         let request = conn.buf.split_to(len + plan.body_len).freeze();
         let body = request.slice(len..);
         let view = conn.head.view(&request[..len]);
-        let peer_ip = stream.peer_ip();
-        let (answer, principal, method) = match self.route(view, &snap, &plan, &body, arrived, peer_ip).await {
+        let (answer, principal, method) = match self.route(view, &snap, &plan, &body, arrived, &*stream).await {
             Routing::Taken { answer, principal, method } => (answer, principal, method),
             Routing::Declined { rate_limits_taken } => return Served::Declined { read: request, rate_limits_taken },
         };
@@ -285,7 +284,7 @@ impl HttpFront {
         plan: &Plan,
         body: &Bytes,
         arrived: std::time::Instant,
-        peer_ip: Option<std::net::IpAddr>,
+        client: &dyn ClientIo,
     ) -> Routing {
         let untouched = Routing::Declined { rate_limits_taken: false };
         let Ok((env, kind, params)) = Envelope::parse_request(body) else { return untouched };
@@ -305,7 +304,7 @@ impl HttpFront {
         // Where the MCP endpoint takes them: after the caller is known, before any routing.
         let limited = snap.rate_limits.active();
         if limited {
-            let key = ratelimit::principal_key(&principal, peer_ip);
+            let key = ratelimit::principal_key(&principal, client.peer_ip());
             if let Err(over) = ratelimit::admit(snap, &principal, &key, method, &params) {
                 let (retry_after, body) = super::mcp::over_limit(&self.state, env.id.unwrap_or(null_id()), over);
                 return Routing::Taken { answer: Answer::OverLimit { retry_after, body }, principal, method };
@@ -426,10 +425,7 @@ impl<'s> Client<'s> {
     fn end_head(&self, out: &mut BytesMut) {
         if let Some(origin) = self.origin {
             for (name, value) in super::cors::fields(origin) {
-                out.extend_from_slice(name.as_bytes());
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(value.as_bytes());
-                out.extend_from_slice(b"\r\n");
+                put_field(out, name, value);
             }
         }
         out.extend_from_slice(b"date: ");
@@ -573,11 +569,17 @@ impl Replier for Client<'_> {
 /// Appends header fields (the gateway's own names and values: no control characters).
 fn put_fields(out: &mut BytesMut, fields: &[(&'static str, String)]) {
     for (name, value) in fields {
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        put_field(out, name, value);
     }
+}
+
+/// Appends one header field: a name of the gateway's, a value of its own or one a request's
+/// head carried and a check admitted (a field value of a parsed head has no line break).
+fn put_field(out: &mut BytesMut, name: &str, value: &str) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]
