@@ -129,6 +129,10 @@ pub struct Lifecycle {
     threshold: u32,
     inflight: AtomicUsize,
     born: Instant,
+    /// Whether calls' ends are marked in `last_used_ms`: only for a provider that is stopped
+    /// when idle (a process). Marking reads the clock, which a remote provider's every call
+    /// would pay for a time nothing reads.
+    tracks_idle: std::sync::atomic::AtomicBool,
     last_used_ms: AtomicU64,
     last_error: Mutex<Option<String>>,
     recovery: Recovery,
@@ -183,6 +187,7 @@ impl Lifecycle {
             threshold: threshold.max(1),
             inflight: AtomicUsize::new(0),
             born: Instant::now(),
+            tracks_idle: std::sync::atomic::AtomicBool::new(false),
             last_used_ms: AtomicU64::new(0),
             last_error: Mutex::new(None),
             recovery,
@@ -282,7 +287,15 @@ impl Lifecycle {
         CallGuard(self.clone())
     }
 
+    /// Marks the end of each call from now on, for [`Self::idle_for`].
+    pub fn track_idle(&self) {
+        self.tracks_idle.store(true, Ordering::Relaxed);
+    }
+
     fn touch(&self) {
+        if !self.tracks_idle.load(Ordering::Relaxed) {
+            return;
+        }
         let ms = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_used_ms.store(ms, Ordering::Release);
     }
@@ -292,7 +305,8 @@ impl Lifecycle {
         self.inflight.load(Ordering::Acquire)
     }
 
-    /// Time since the last call ended (or the instance was made). Read it before
+    /// Time since the last call ended (or the instance was made), for a lifecycle that
+    /// [tracks idle time](Self::track_idle). Read it before
     /// [`Self::inflight`]: a call that begins between the two reads is then seen in flight
     /// (the acquiring load keeps the later read after it).
     pub fn idle_for(&self) -> Duration {

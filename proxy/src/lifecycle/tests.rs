@@ -123,6 +123,7 @@ fn backoff_grows_and_is_capped() {
 #[test]
 fn calls_in_flight_are_counted() {
     let (l, _) = lifecycle(3, 3);
+    l.track_idle();
     let g1 = l.begin_call();
     let g2 = l.begin_call();
     assert_eq!(l.inflight(), 2);
@@ -130,4 +131,16 @@ fn calls_in_flight_are_counted() {
     drop(g2);
     assert_eq!(l.inflight(), 0);
     assert!(l.idle_for() < Duration::from_secs(1));
+}
+
+#[test]
+fn only_a_lifecycle_that_tracks_idle_time_marks_the_ends_of_calls() {
+    let (tracked, _) = lifecycle(3, 3);
+    tracked.track_idle();
+    let (untracked, _) = lifecycle(3, 3);
+    std::thread::sleep(Duration::from_millis(60));
+    drop(tracked.begin_call());
+    drop(untracked.begin_call());
+    assert!(tracked.idle_for() < Duration::from_millis(50), "{:?}", tracked.idle_for());
+    assert!(untracked.idle_for() >= Duration::from_millis(60), "{:?}", untracked.idle_for());
 }

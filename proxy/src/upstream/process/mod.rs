@@ -128,6 +128,8 @@ impl ProcessUpstream {
         sink: Arc<dyn Unsolicited>,
         lifecycle: Arc<Lifecycle>,
     ) -> Self {
+        // A process is stopped once idle for `idle_ttl_s`: its calls' ends are the clock.
+        lifecycle.track_idle();
         Self {
             settings,
             launcher,
