@@ -132,12 +132,7 @@ impl Timeouts {
     /// When a wait that may last `limit` must end: `limit` from now, or the deadline if sooner;
     /// and whether the deadline is what ends it.
     fn until(&self, limit: Duration) -> (tokio::time::Instant, bool) {
-        self.until_from(Instant::now(), limit)
-    }
-
-    /// [`Self::until`] from a clock reading the caller already has.
-    fn until_from(&self, now: Instant, limit: Duration) -> (tokio::time::Instant, bool) {
-        let by_limit = tokio::time::Instant::from_std(now + limit);
+        let by_limit = tokio::time::Instant::now() + limit;
         match self.deadline {
             Some(deadline) if deadline <= by_limit => (deadline, true),
             _ => (by_limit, false),
@@ -470,9 +465,8 @@ async fn within<F: std::future::Future>(timer: Pin<&mut tokio::time::Sleep>, wai
 impl IdleConnections {
     /// The most recent idle connection for `key` that is still open. One the server closed (or
     /// wrote to unasked) is dropped: polling it once, without a waker, says so without a
-    /// syscall unless the socket has become readable since its last read. `now` is a clock
-    /// reading of the caller's (one the exchange's timer uses too).
-    fn take(&self, key: u64, now: Instant) -> Option<Link> {
+    /// syscall unless the socket has become readable since its last read.
+    fn take(&self, key: u64) -> Option<Link> {
         loop {
             let mut idle = {
                 let mut stacks = self.stacks.lock();
@@ -485,7 +479,7 @@ impl IdleConnections {
                     }
                 }
             };
-            if now.saturating_duration_since(idle.since) < IDLE_LIMIT && still_open(&mut idle.link.stream) {
+            if idle.since.elapsed() < IDLE_LIMIT && still_open(&mut idle.link.stream) {
                 return Some(idle.link);
             }
         }
@@ -658,10 +652,7 @@ impl HttpClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            // One clock reading for the pooled connection's age and the reply's deadline; a
-            // new connection reads the clock again once it is made.
-            let mut now = Instant::now();
-            let (mut link, reused) = match self.idle.take(resolved.key, now) {
+            let (mut link, reused) = match self.idle.take(resolved.key) {
                 Some(link) => (link, true),
                 // Boxed: connecting (TCP, TLS) is a large future, and every exchange's future
                 // would otherwise be that large and copied whole when created.
@@ -672,9 +663,7 @@ impl HttpClient {
                             HttpError::Connect { url: shown(), reason }
                         })
                     };
-                    let link = Link::new(by(timeouts.deadline, shown, connect).await?);
-                    now = Instant::now();
-                    (link, false)
+                    (Link::new(by(timeouts.deadline, shown, connect).await?), false)
                 }
             };
             let buf = &mut link.buf;
@@ -693,7 +682,7 @@ impl HttpClient {
             } else {
                 [&body.first, &body.second]
             };
-            let (due, deadline_first) = timeouts.until_from(now, timeouts.first_byte);
+            let (due, deadline_first) = timeouts.until(timeouts.first_byte);
             match exchange(link, rest, req.method == "HEAD", due).await {
                 Ok((link, head, keeps_buffer)) => {
                     return Ok(Response {
