@@ -298,12 +298,14 @@ def build_relay(work: Path) -> Path | None:
     return binary
 
 
-def start_relay(procs: Procs, relay: Path | None, name: str, upstream_port: int) -> tuple[subprocess.Popen, str] | None:
-    """A byte relay in front of `upstream_port`, pinned like the proxies; its process and URL."""
+def start_relay(procs: Procs, relay: Path | None, name: str, upstream_port: int,
+                core: str = SERVER_CORE) -> tuple[subprocess.Popen, str] | None:
+    """A byte relay in front of `upstream_port`, pinned like the proxies (to `core`); its process
+    and URL."""
     if relay is None:
         return None
     port = free_port()
-    proc = procs.start(name, [str(relay), str(port), str(upstream_port)])
+    proc = procs.start(name, [str(relay), str(port), str(upstream_port)], core=core)
     wait_port(port, proc, name)
     return proc, f"http://127.0.0.1:{port}/mcp"
 
@@ -436,7 +438,7 @@ providers:
         info["pids"]["baseline"] = baseline.pid
         info["baseline_url"] = baseline_gw
     if real_server and wanted("Python SDK server"):
-        cases.append(real_server_case(procs, work, gateway_binary, relay_binary))
+        cases.extend(real_server_cases(procs, work, gateway_binary, relay_binary))
     anchor_gateways = gateways(*modern_call("up__echo", "x" * 16))
     if wanted("Python anchor") and (anchor := python_anchor_case(procs, work, up, anchor_gateways)):
         cases.append(anchor)
@@ -474,45 +476,58 @@ def start_limited(procs: Procs, work: Path, name: str, binary: Path, up: int) ->
     return start_gateway(procs, name, binary, conf, port, ("up__echo",))
 
 
-def real_server_case(procs: Procs, work: Path, gateway_binary: Path, relay_binary: Path | None) -> Case:
+def real_server_cases(procs: Procs, work: Path, gateway_binary: Path, relay_binary: Path | None) -> list[Case]:
     """The official Python SDK's server, direct and through a second gateway (and nginx, and the
-    byte relay)."""
+    byte relay): with the proxies on the server's core, as in every case, and again with them on
+    the load generator's core (which `wrk` barely uses at this server's pace), where a proxy's
+    wake-up does not preempt the server and the server's does not preempt the proxy."""
     python = os.environ.get("HANGAR_BENCH_PYTHON", sys.executable)
     fixture = ROOT / "proxy" / "tests" / "e2e" / "peers" / "fixture_server.py"
     port = free_port()
     server = procs.start("python-sdk-server", [python, str(fixture), "http", str(port), "sdk"])
     wait_port(port, server, "python SDK server")
+    return [real_server_case(procs, work, gateway_binary, relay_binary, name, core, server.pid, port)
+            for name, core in (("Python SDK server, 16 conns", SERVER_CORE),
+                               ("Python SDK server, proxies apart, 16 conns", LOAD_CORE))]
+
+
+def real_server_case(procs: Procs, work: Path, gateway_binary: Path, relay_binary: Path | None,
+                     name: str, core: str, server_pid: int, port: int) -> Case:
+    """The case `name`: the SDK server (process `server_pid`, on `port`) direct and through its
+    proxies, started on `core`."""
+    tag = f"sdk-{core}"
     gw_port = free_port()
-    conf = work / "gateway-real.yaml"
+    conf = work / f"gateway-{tag}.yaml"
     conf.write_text(f"server: {{port: {gw_port}}}\nproviders:\n  sdk: {{mode: remote, endpoint: \"http://127.0.0.1:{port}/mcp\"}}\n")
-    gateway = procs.start("gateway-real", [str(gateway_binary), "--http", "--config", str(conf), "--log-level", "warn"])
+    gateway = procs.start(f"gateway-{tag}", [str(gateway_binary), "--http", "--config", str(conf), "--log-level", "warn"],
+                          core=core)
     wait_port(gw_port, gateway, "gateway (real server)")
     gw = f"http://127.0.0.1:{gw_port}/mcp"
     post(gw, *list_tools_call())
     post(gw, *modern_call("sdk__echo", "warm"))
-    nginx, nginx_port = sdk_nginx(procs, work, port)
-    relay = start_relay(procs, relay_binary, "relay-sdk", port)
-    return Case("Python SDK server, 16 conns", 16, [
+    nginx, nginx_port = sdk_nginx(procs, work, port, core)
+    relay = start_relay(procs, relay_binary, f"relay-{tag}", port, core)
+    return Case(name, 16, [
         # The direct target's CPU is the server's own per call: the yardstick for the gateway's.
-        Target("direct", f"http://127.0.0.1:{port}/mcp", *modern_call("echo", "x" * 16), server.pid),
+        Target("direct", f"http://127.0.0.1:{port}/mcp", *modern_call("echo", "x" * 16), server_pid),
         *([Target("relay", relay[1], *modern_call("echo", "x" * 16), relay[0].pid)] if relay else []),
         Target("nginx", f"http://127.0.0.1:{nginx_port}/mcp", *modern_call("echo", "x" * 16), nginx.pid),
         Target("gateway", gw, *modern_call("sdk__echo", "x" * 16), gateway.pid),
     ], "a real MCP server (~600 µs/call); the direct row's CPU is the server's")
 
 
-def sdk_nginx(procs: Procs, work: Path, port: int) -> tuple[subprocess.Popen, int]:
+def sdk_nginx(procs: Procs, work: Path, port: int, core: str) -> tuple[subprocess.Popen, int]:
     """nginx tuned as for the other cases, in front of the Python SDK server on `port`: what a
     proxy that reads nothing of MCP costs there, beside the gateway. The client's `Host` is passed
     on (the SDK's DNS-rebinding check takes `127.0.0.1:*` only); replies are not buffered (the
-    server may answer with an event stream)."""
-    home = work / "sdk"
+    server may answer with an event stream). Pinned to `core`."""
+    home = work / f"sdk-{core}"
     listen = free_port()
     conf = write_nginx(home, [
         "client_max_body_size 1m;", f"upstream sdk {{ server 127.0.0.1:{port}; {UPSTREAM_KEEPALIVE} }}",
         "proxy_http_version 1.1;", 'proxy_set_header Connection "";', "proxy_set_header Host $http_host;",
         f"server {{ listen 127.0.0.1:{listen}; location / {{ proxy_pass http://sdk; proxy_buffering off; }} }}"])
-    nginx = procs.start("nginx-sdk", ["nginx", "-c", str(conf), "-p", str(home / "nginx")])
+    nginx = procs.start(f"nginx-sdk-{core}", ["nginx", "-c", str(conf), "-p", str(home / "nginx")], core=core)
     wait_port(listen, nginx, "nginx in front of the Python SDK server")
     post(f"http://127.0.0.1:{listen}/mcp", *modern_call("echo", "warm"))
     return nginx, listen
@@ -686,7 +701,8 @@ def report(cases: list[Case], runs: dict, rss: dict, streams: dict, args) -> Non
     ab = args.baseline is not None
     lines = [f"Machine: {machine()}", "",
              f"{args.rounds} interleaved rounds of {args.seconds:g} s per case and target; medians. "
-             "wrk on core 0, upstreams and the proxy under test on core 1. CPU is the proxy process's "
+             "wrk on core 0, upstreams and the proxy under test on core 1 (the Python SDK server's "
+             "\"proxies apart\" case: its proxies on core 0, beside wrk). CPU is the proxy process's "
              "user+system time per request (/proc/<pid>/stat); the user column is its user-space part, "
              "the rest is kernel time.", "",
              f"`gateway` is {display_path(args.gateway)}.", ""]
@@ -808,6 +824,12 @@ def goals(s: dict, streams: dict) -> list[str]:
                     proxy["cpu"] / r["direct"]["cpu"] * 100, None, "{:.1f}%")
         real = r["gateway"]["rps"] / r["direct"]["rps"]
         row("In front of the Python SDK server: throughput vs direct", "report", real, None)
+    if r := s.get("Python SDK server, proxies apart, 16 conns"):
+        # The same shares with the proxies off the server's core.
+        for other, label in (("gateway", "Gateway's"), ("nginx", "nginx's"), ("relay", "A byte relay's")):
+            if (proxy := r.get(other)) and proxy.get("cpu") and r["direct"].get("cpu"):
+                row(f"{label} CPU per call in front of the Python SDK server vs the server's, proxies on "
+                    "another core", "report", proxy["cpu"] / r["direct"]["cpu"] * 100, None, "{:.1f}%")
     for prefix, other, label in (("Python anchor", "python-hangar", "the Python anchor (mcp-hangar, PyPI)"),
                                  ("ContextForge", "contextforge", "ContextForge")):
         anchor = next((v for k, v in s.items() if k.startswith(prefix)), None)
