@@ -258,16 +258,18 @@ http {{
 
 def write_nginx_conf(work: Path, up: int, up_sse: int, ports: dict[str, int], up2: int | None = None) -> Path:
     """The load test's nginx (`work/nginx/nginx.conf`): a server on `ports["json"]` in front of
-    the JSON upstream, one on `ports["limited"]` in front of it with a rate limit per client
-    address that no run reaches (`limit_req`), one on `ports["sse"]` in front of the SSE upstream
-    (unbuffered), and, given `up2`, one on `ports["group"]` in front of both JSON upstreams."""
+    the JSON upstream, one on `ports["sse"]` in front of the SSE upstream (unbuffered), given
+    `ports["limited"]` one there in front of the JSON upstream with a rate limit per client
+    address that no run reaches (`limit_req`), and, given `up2`, one on `ports["group"]` in
+    front of both JSON upstreams."""
     upstreams = [f"upstream json {{ server 127.0.0.1:{up}; {UPSTREAM_KEEPALIVE} }}",
-                 f"upstream sse {{ server 127.0.0.1:{up_sse}; {UPSTREAM_KEEPALIVE} }}",
-                 "limit_req_zone $binary_remote_addr zone=per_client:1m rate=1000000r/s;"]
+                 f"upstream sse {{ server 127.0.0.1:{up_sse}; {UPSTREAM_KEEPALIVE} }}"]
     servers = [f"server {{ listen 127.0.0.1:{ports['json']}; location / {{ proxy_pass http://json; }} }}",
-               f"server {{ listen 127.0.0.1:{ports['limited']}; location / {{ limit_req zone=per_client burst=1000000 nodelay; "
-               "proxy_pass http://json; } }",
                f"server {{ listen 127.0.0.1:{ports['sse']}; location / {{ proxy_pass http://sse; proxy_buffering off; }} }}"]
+    if "limited" in ports:
+        upstreams.append("limit_req_zone $binary_remote_addr zone=per_client:1m rate=1000000r/s;")
+        servers.append(f"server {{ listen 127.0.0.1:{ports['limited']}; location / {{ "
+                       "limit_req zone=per_client burst=1000000 nodelay; proxy_pass http://json; } }")
     if up2 is not None:
         upstreams.append(f"upstream pair {{ server 127.0.0.1:{up}; server 127.0.0.1:{up2}; {UPSTREAM_KEEPALIVE} }}")
         servers.append(f"server {{ listen 127.0.0.1:{ports['group']}; location / {{ proxy_pass http://pair; }} }}")
@@ -811,25 +813,24 @@ def goals(s: dict, streams: dict) -> list[str]:
     if m:
         p99 = m["gateway"]["p99"] / m["nginx"]["p99"]
         row("p99 at 64 connections vs nginx", "≤ 1.0×", p99, p99 <= 1.0)
+    sdk = "CPU per call in front of the Python SDK server vs the server's"
     if r := s.get("Python SDK server, 16 conns"):
         # The gateway's CPU per call against the server's own (measured on the direct target).
-        share = r["gateway"]["cpu"] / r["direct"]["cpu"] if r["gateway"]["cpu"] and r["direct"].get("cpu") else None
-        row("Gateway CPU per call in front of the Python SDK server vs the server's", "≤ 5%",
-            share * 100 if share is not None else None, share is not None and share <= 0.05, "{:.1f}%")
+        share = cpu_ratio(r, "gateway", "direct")
+        row(f"Gateway {sdk}", "≤ 5%", share * 100 if share is not None else None,
+            share is not None and share <= 0.05, "{:.1f}%")
         # The same share for a proxy that reads nothing of MCP, and for one that reads nothing at
         # all: how low a hop can go here.
         for other, label in (("nginx", "nginx's"), ("relay", "A byte relay's (the floor here)")):
-            if (proxy := r.get(other)) and proxy.get("cpu") and r["direct"].get("cpu"):
-                row(f"{label} CPU per call in front of the Python SDK server vs the server's", "report",
-                    proxy["cpu"] / r["direct"]["cpu"] * 100, None, "{:.1f}%")
+            if other in r and (share := cpu_ratio(r, other, "direct")) is not None:
+                row(f"{label} {sdk}", "report", share * 100, None, "{:.1f}%")
         real = r["gateway"]["rps"] / r["direct"]["rps"]
         row("In front of the Python SDK server: throughput vs direct", "report", real, None)
     if r := s.get("Python SDK server, proxies apart, 16 conns"):
         # The same shares with the proxies off the server's core.
         for other, label in (("gateway", "Gateway's"), ("nginx", "nginx's"), ("relay", "A byte relay's")):
-            if (proxy := r.get(other)) and proxy.get("cpu") and r["direct"].get("cpu"):
-                row(f"{label} CPU per call in front of the Python SDK server vs the server's, proxies on "
-                    "another core", "report", proxy["cpu"] / r["direct"]["cpu"] * 100, None, "{:.1f}%")
+            if other in r and (share := cpu_ratio(r, other, "direct")) is not None:
+                row(f"{label} {sdk}, proxies on another core", "report", share * 100, None, "{:.1f}%")
     for prefix, other, label in (("Python anchor", "python-hangar", "the Python anchor (mcp-hangar, PyPI)"),
                                  ("ContextForge", "contextforge", "ContextForge")):
         anchor = next((v for k, v in s.items() if k.startswith(prefix)), None)

@@ -174,7 +174,7 @@ def measure_nginx(wanted: list[str], requests: int, work: Path, where: Where) ->
     try:
         up, up_sse = start_upstreams(procs)
         json_port, sse_port = free_port(), free_port()
-        conf = write_nginx_conf(work, up, up_sse, {"json": json_port, "sse": sse_port, "limited": free_port()})
+        conf = write_nginx_conf(work, up, up_sse, {"json": json_port, "sse": sse_port})
         dumps = work / "callgrind-nginx"
         dumps.mkdir()
         nginx = procs.start("nginx", [*where.callgrind, f"--callgrind-out-file={dumps}/out.%p", "nginx", "-c",

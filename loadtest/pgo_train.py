@@ -56,7 +56,8 @@ def mix(conn: Connection) -> list[tuple[dict, dict]]:
             {"mcp-protocol-version": MODERN, "mcp-method": "tools/call", "mcp-name": "up__echo"})
     unknown = modern_call("up__nothing", "x")
     contradicted = (modern_call("up__echo", "x")[0], {"mcp-protocol-version": MODERN, "mcp-method": "tools/list"})
-    return [*sized, *sized[:3], bare, browser(modern_call("up__echo", "x" * 16)), modern_call("sse__echo", "x" * 16), modern_call("sse__echo", "x" * 300),
+    return [*sized, *sized[:3], bare, browser(modern_call("up__echo", "x" * 16)),
+            modern_call("sse__echo", "x" * 16), modern_call("sse__echo", "x" * 300),
             modern_call("local__echo", "x" * 16), modern_call("local__echo", "x" * 2_000),
             list_tools_call(), unknown, contradicted, *legacy_requests(conn, "up__"), *legacy_requests(conn, "local__")]
 
